@@ -1,0 +1,36 @@
+# Gatehouse. `make run` serves the example policies; `make test` runs every test.
+SHELL := /bin/bash
+NODE_BIN := node_modules/.bin
+TRUST_DOMAIN ?= shop.example
+ARGS ?=
+
+.PHONY: all install build run test test-unit test-integration validate-examples test-deps clean
+
+all: build
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.installed
+
+build: install
+	$(NODE_BIN)/tsc -p tsconfig.build.json
+
+# Serves ./policies on :9191 with the embedded in-process limiter. Ctrl-C drains and exits.
+run: build
+	node dist/cli/main.js serve --policies policies --trust-domain $(TRUST_DOMAIN) $(ARGS)
+
+# Programs the tests start for real (redis-server). Installed from Debian when missing.
+test-deps:
+	@scripts/ensure-test-deps.sh
+
+validate-examples: build
+	node dist/cli/main.js validate policies
+
+test: build test-deps validate-examples
+	$(NODE_BIN)/tsc -p tsconfig.json --noEmit
+	scripts/run-jest.sh
+
+clean:
+	rm -rf dist node_modules coverage

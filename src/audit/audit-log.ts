@@ -1,0 +1,75 @@
+import pino, { type Logger } from 'pino';
+import type { Decision } from '../pipeline/decision';
+import type { DecisionSink } from '../pipeline/engine';
+
+export interface AuditRecord {
+  decision_id: string;
+  result: 'allow' | 'deny';
+  status: number;
+  reason_code: string;
+  reason: string;
+  caller: string | null;
+  identity_source: string | null;
+  host: string | null;
+  method: string | null;
+  path: string | null;
+  policy: string | null;
+  policy_version: string;
+  rule: string | null;
+  dry_run: boolean;
+  would_deny?: { status: number; reason_code: string; reason: string };
+  limit?: { limit: number; remaining: number; reset: number; retry_after: number };
+  request_id: string | null;
+  latency_ms: number;
+}
+
+/**
+ * Stage 6: one JSON record per decision. The record is built from the decision only, never
+ * from headers, so no authorization header or token can reach it.
+ */
+export function auditRecord(d: Decision): AuditRecord {
+  const record: AuditRecord = {
+    decision_id: d.id,
+    result: d.allowed ? 'allow' : 'deny',
+    status: d.status,
+    reason_code: d.code,
+    reason: d.reason,
+    caller: d.caller ?? null,
+    identity_source: d.identitySource ?? null,
+    host: d.host ?? null,
+    method: d.method ?? null,
+    path: d.path ?? null,
+    policy: d.policy?.name ?? null,
+    policy_version: d.policyVersion,
+    rule: d.rule?.name ?? null,
+    dry_run: d.policy?.mode === 'dry-run',
+    request_id: d.requestId ?? null,
+    latency_ms: Math.round(d.latencyMs * 1000) / 1000,
+  };
+  if (d.wouldDeny) record.would_deny = { status: d.wouldDeny.status, reason_code: d.wouldDeny.code, reason: d.wouldDeny.reason };
+  if (d.limit) {
+    record.limit = { limit: d.limit.limit, remaining: d.limit.remaining, reset: d.limit.resetSeconds, retry_after: d.limit.retryAfterSeconds };
+  }
+  return record;
+}
+
+export class AuditLog implements DecisionSink {
+  private readonly logger: Logger;
+  private readonly destination: pino.DestinationStream & { flushSync?: () => void; end?: () => void };
+
+  /** `target`: a file path, or undefined for stdout. Writes are asynchronous and buffered. */
+  constructor(target: string | undefined) {
+    this.destination = pino.destination({ dest: target ?? 1, sync: false, minLength: 4096, mkdir: true });
+    this.logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, this.destination);
+  }
+
+  record(decision: Decision): void {
+    const record = auditRecord(decision);
+    this.logger.info(record, record.would_deny ? 'would deny (dry-run)' : 'decision');
+  }
+
+  /** Writes out everything buffered; call before exit. */
+  flush(): Promise<void> {
+    return new Promise((resolve) => this.logger.flush(() => resolve()));
+  }
+}

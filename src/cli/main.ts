@@ -1,0 +1,119 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { promises as fs } from 'node:fs';
+import { Gatehouse, PolicyLoadError } from '../app';
+import { createLogger, LOG_LEVELS } from '../log';
+import { loadPolicyDir } from '../policy/load';
+import { formatProblem } from '../policy/types';
+import { runCheck } from './check';
+import { collectList, parsePort, parsePositiveInt, validateTrustDomains } from './options';
+
+const program = new Command();
+program
+  .name('gatehouse')
+  .description('Envoy external-authorization server: SPIFFE identity, per-route permissions, token buckets.')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('run the ext_authz gRPC server')
+  .addOption(new Option('--policies <dir>', 'policy directory').default('./policies').env('GATEHOUSE_POLICIES'))
+  .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(9191).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
+  .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
+  .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
+  .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
+  .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
+  .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(LOG_LEVELS).default('info').env('GATEHOUSE_LOG_LEVEL'))
+  .addOption(new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take').default(10000).argParser(parsePositiveInt).env('GATEHOUSE_DRAIN_TIMEOUT'))
+  .action(async (opts: ServeFlags) => {
+    const log = createLogger(opts.logLevel);
+    const trustDomains = opts.trustDomain ?? [];
+    const bad = validateTrustDomains(trustDomains);
+    if (bad) fail(bad);
+    let app: Gatehouse;
+    try {
+      app = await Gatehouse.start(
+        {
+          policiesDir: opts.policies,
+          grpcHost: opts.listenAddress,
+          grpcPort: opts.grpcPort,
+          trustDomains,
+          trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
+          auditLog: opts.auditLog,
+          drainTimeoutMs: opts.drainTimeout,
+        },
+        log,
+      );
+    } catch (err) {
+      if (err instanceof PolicyLoadError) {
+        process.stderr.write(`gatehouse: refusing to start: ${opts.policies} has invalid policies\n`);
+        for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
+        process.exit(1);
+      }
+      fail(`cannot start: ${(err as Error).message}`);
+    }
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'shutting down');
+      app.stop().then(() => process.exit(0), () => process.exit(1));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => void app.reload());
+  });
+
+program
+  .command('validate')
+  .description('check policies; prints every problem as file:line:col message')
+  .argument('<dir>', 'policy directory')
+  .action(async (dir: string) => {
+    const result = await loadPolicyDir(dir);
+    const problems = result.ok ? result.warnings : result.problems;
+    for (const p of problems) process.stdout.write(`${formatProblem(p)}\n`);
+    if (!result.ok) {
+      const errors = problems.filter((p) => p.severity === 'error').length;
+      process.stderr.write(`${errors} error${errors === 1 ? '' : 's'}\n`);
+      process.exit(1);
+    }
+    const count = result.set.policies.length;
+    process.stdout.write(`ok: ${count} ${count === 1 ? 'policy' : 'policies'}, version ${result.set.version}\n`);
+  });
+
+program
+  .command('check')
+  .description('decide one CheckRequest (proto3 JSON) and explain the decision')
+  .argument('<dir>', 'policy directory')
+  .requiredOption('--input <file>', 'CheckRequest as JSON ("-" for stdin)')
+  .option('--trust-domain <domain>', 'trusted SPIFFE trust domain (repeatable)', collectList)
+  .option('--trust-xfcc', 'trust the nearest x-forwarded-client-cert element')
+  .option('--json', 'print the decision and the CheckResponse as JSON')
+  .action(async (dir: string, opts: { input: string; trustDomain?: string[]; trustXfcc?: boolean; json?: boolean }) => {
+    const bad = validateTrustDomains(opts.trustDomain ?? []);
+    if (bad) fail(bad);
+    const text = opts.input === '-' ? await readStdin() : await fs.readFile(opts.input, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${opts.input}: ${e.code ?? e.message}`));
+    const code = await runCheck(dir, text, { trustDomains: opts.trustDomain ?? [], trustXfcc: opts.trustXfcc === true, json: opts.json === true });
+    process.exitCode = code;
+  });
+
+interface ServeFlags {
+  policies: string;
+  grpcPort: number;
+  listenAddress: string;
+  trustDomain?: string[];
+  trustXfcc?: boolean | string;
+  auditLog?: string;
+  logLevel: string;
+  drainTimeout: number;
+}
+
+function fail(message: string): never {
+  process.stderr.write(`gatehouse: ${message}\n`);
+  process.exit(1);
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+program.parseAsync(process.argv).catch((err: Error) => fail(err.message));

@@ -1,0 +1,57 @@
+import { parseSpiffeId, type SpiffeId } from './spiffe';
+import { nearestXfccElement } from './xfcc';
+import type { NormalizedRequest } from '../request/normalize';
+
+export interface IdentityConfig {
+  /** Trust domains whose callers are accepted (`--trust-domain`). */
+  readonly trustDomains: ReadonlySet<string>;
+  /** Read the caller from the nearest XFCC element (`--trust-xfcc`). */
+  readonly trustXfcc: boolean;
+}
+
+export type IdentitySource = 'principal' | 'xfcc';
+
+export type IdentityOutcome =
+  | { ok: true; id: SpiffeId; source: IdentitySource }
+  | { ok: false; code: 'no_identity' | 'invalid_identity' | 'untrusted_domain'; reason: string; source?: IdentitySource };
+
+/**
+ * Stage 2: who is calling. Sources strongest first; the first credential that is present
+ * decides. A present but invalid credential is a failure, never a fall-back to a weaker one.
+ */
+export function resolveIdentity(request: NormalizedRequest, config: IdentityConfig): IdentityOutcome {
+  if (request.principal !== '') return fromSpiffeText(request.principal, 'principal', config);
+
+  const xfcc = request.headers['x-forwarded-client-cert'];
+  if (config.trustXfcc && typeof xfcc === 'string' && xfcc !== '') {
+    const element = nearestXfccElement(xfcc);
+    if (!element.ok) return { ok: false, code: 'invalid_identity', reason: `x-forwarded-client-cert: ${element.error}`, source: 'xfcc' };
+    const uris = element.value.uri;
+    if (uris.length !== 1) {
+      return {
+        ok: false,
+        code: 'invalid_identity',
+        reason: uris.length === 0 ? 'x-forwarded-client-cert has no URI SAN' : 'x-forwarded-client-cert has more than one URI SAN',
+        source: 'xfcc',
+      };
+    }
+    return fromSpiffeText(uris[0]!, 'xfcc', config);
+  }
+
+  return {
+    ok: false,
+    code: 'no_identity',
+    reason: xfcc && !config.trustXfcc
+      ? 'no mTLS peer principal (x-forwarded-client-cert is present but not trusted; see --trust-xfcc)'
+      : 'no caller identity: no mTLS peer principal',
+  };
+}
+
+function fromSpiffeText(text: string, source: IdentitySource, config: IdentityConfig): IdentityOutcome {
+  const parsed = parseSpiffeId(text);
+  if (!parsed.ok) return { ok: false, code: 'invalid_identity', reason: `${source}: ${parsed.error}`, source };
+  if (!config.trustDomains.has(parsed.value.trustDomain)) {
+    return { ok: false, code: 'untrusted_domain', reason: `trust domain '${parsed.value.trustDomain}' is not trusted`, source };
+  }
+  return { ok: true, id: parsed.value, source };
+}

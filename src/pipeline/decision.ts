@@ -1,0 +1,53 @@
+import type { IdentitySource } from '../identity/resolve';
+import type { CompiledPolicy, CompiledRule } from '../policy/types';
+import type { LimitResult } from '../ratelimit/types';
+
+export type DenyStatus = 401 | 403 | 429;
+
+/** Stable, low-cardinality reason codes (metrics labels, audit, tests). */
+export type ReasonCode =
+  | 'allowed'
+  | 'malformed_request'
+  | 'no_identity'
+  | 'invalid_identity'
+  | 'untrusted_domain'
+  | 'unknown_host'
+  | 'no_matching_rule'
+  | 'caller_not_allowed'
+  | 'caller_refused'
+  | 'rate_limited'
+  | 'limit_backend_error';
+
+export interface Verdict {
+  readonly allowed: boolean;
+  readonly status: 200 | DenyStatus;
+  readonly code: ReasonCode;
+  /** Human-readable, never contains a credential. */
+  readonly reason: string;
+}
+
+/** Everything known about one check once it is decided; read by respond and audit. */
+export interface Decision extends Verdict {
+  readonly id: string;
+  readonly host: string | undefined;
+  readonly method: string | undefined;
+  readonly path: string | undefined;
+  readonly requestId: string | undefined;
+  readonly caller: string | undefined;
+  readonly identitySource: IdentitySource | undefined;
+  readonly policy: CompiledPolicy | undefined;
+  readonly policyVersion: string;
+  readonly rule: CompiledRule | undefined;
+  readonly limit: LimitResult | undefined;
+  /** In dry-run, the denial that was not enforced. */
+  readonly wouldDeny: Verdict | undefined;
+  /** Client-sent x-gatehouse-* headers to strip upstream. */
+  readonly spoofedHeaders: readonly string[];
+  readonly latencyMs: number;
+}
+
+export const ALLOWED: Verdict = { allowed: true, status: 200, code: 'allowed', reason: 'allowed' };
+
+export function deny(status: DenyStatus, code: ReasonCode, reason: string): Verdict {
+  return { allowed: false, status, code, reason };
+}

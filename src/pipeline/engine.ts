@@ -1,0 +1,126 @@
+import { randomUUID } from 'node:crypto';
+import { resolveIdentity, type IdentityConfig, type IdentityOutcome } from '../identity/resolve';
+import { authorize } from '../policy/authorize';
+import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
+import { applyLimit, bucketKey } from '../ratelimit/limit';
+import type { BucketStore, LimitResult } from '../ratelimit/types';
+import { normalizeCheckRequest, type NormalizedRequest } from '../request/normalize';
+import { ALLOWED, deny, type Decision, type Verdict } from './decision';
+
+/** Where decisions go once made (the audit stage). */
+export interface DecisionSink {
+  record(decision: Decision): void;
+}
+
+export interface EngineDeps {
+  /** The policy set in force; read once per check so a reload never splits a check. */
+  readonly policies: () => PolicySet;
+  readonly identity: IdentityConfig;
+  readonly store: BucketStore;
+  readonly sink: DecisionSink;
+}
+
+interface Context {
+  readonly start: bigint;
+  readonly set: PolicySet;
+  request?: NormalizedRequest;
+  identity?: IdentityOutcome;
+  policy?: CompiledPolicy;
+  rule?: CompiledRule;
+  limit?: LimitResult;
+}
+
+/**
+ * The one decision function. The gRPC server, the CLI `check` command and the HTTP mode
+ * are adapters around `decide`. Stages run in the SPEC's order and stop at the first
+ * failure: normalise → identity → authorise → rate limit; then respond and audit.
+ */
+export class DecisionEngine {
+  constructor(private readonly deps: EngineDeps) {}
+
+  async decide(checkRequest: unknown): Promise<Decision> {
+    const ctx: Context = { start: process.hrtime.bigint(), set: this.deps.policies() };
+    let verdict: Verdict;
+    try {
+      verdict = await this.evaluate(checkRequest, ctx);
+    } catch (err) {
+      // A bug must never turn into an allow.
+      verdict = deny(403, 'malformed_request', `internal error while deciding: ${(err as Error).message}`);
+    }
+    let wouldDeny: Verdict | undefined;
+    if (!verdict.allowed && ctx.policy?.mode === 'dry-run') {
+      wouldDeny = verdict;
+      verdict = ALLOWED;
+    }
+    const decision = this.finish(ctx, verdict, wouldDeny);
+    this.deps.sink.record(decision);
+    return decision;
+  }
+
+  private async evaluate(checkRequest: unknown, ctx: Context): Promise<Verdict> {
+    const normalized = normalizeCheckRequest(checkRequest);
+    if (!normalized.ok) return deny(403, 'malformed_request', `malformed request: ${normalized.reason}`);
+    const request = (ctx.request = normalized.request);
+    // The policy is looked up before identity only so that dry-run covers 401s too.
+    ctx.policy = ctx.set.byHost.get(request.host);
+
+    const identity = (ctx.identity = resolveIdentity(request, this.deps.identity));
+    if (!identity.ok) return deny(401, identity.code, identity.reason);
+
+    const policy = ctx.policy;
+    if (policy === undefined) return deny(403, 'unknown_host', `no policy guards host '${clip(request.host)}'`);
+
+    const authz = authorize(policy, request, identity.id);
+    switch (authz.kind) {
+      case 'no-route':
+        return deny(403, 'no_matching_rule', `no rule of policy ${policy.name} matches ${request.method} ${clip(request.path)}`);
+      case 'not-allowed':
+        return deny(403, 'caller_not_allowed', `caller ${identity.id.id} is not allowed by policy ${policy.name}`);
+      case 'refused':
+        ctx.rule = authz.rule;
+        return deny(403, 'caller_refused', `caller ${identity.id.id} is refused by rule ${authz.rule.name} of policy ${policy.name}`);
+      case 'allowed':
+        ctx.rule = authz.rule;
+    }
+
+    const limit = authz.rule.rateLimit;
+    if (limit === null) return ALLOWED;
+    const outcome = await applyLimit(this.deps.store, limit, bucketKey(limit, request, identity.id.id));
+    if (outcome.kind === 'backend-error') {
+      return outcome.action === 'allow'
+        ? ALLOWED
+        : deny(429, 'limit_backend_error', `rate limit of rule ${authz.rule.name} is unavailable`);
+    }
+    ctx.limit = outcome.result;
+    if (!outcome.result.allowed) {
+      return deny(429, 'rate_limited', `rate limit of rule ${authz.rule.name} exceeded; retry after ${outcome.result.retryAfterSeconds}s`);
+    }
+    return ALLOWED;
+  }
+
+  private finish(ctx: Context, verdict: Verdict, wouldDeny: Verdict | undefined): Decision {
+    const request = ctx.request;
+    const identity = ctx.identity;
+    return {
+      ...verdict,
+      id: randomUUID(),
+      host: request?.host,
+      method: request?.method,
+      path: request?.path,
+      requestId: request?.requestId,
+      caller: identity?.ok ? identity.id.id : undefined,
+      identitySource: identity?.source,
+      policy: ctx.policy,
+      policyVersion: ctx.set.version,
+      rule: ctx.rule,
+      limit: ctx.limit,
+      wouldDeny,
+      spoofedHeaders: request?.spoofedHeaders ?? [],
+      latencyMs: Number(process.hrtime.bigint() - ctx.start) / 1e6,
+    };
+  }
+}
+
+function clip(text: string): string {
+  return text.length <= 128 ? text : `${text.slice(0, 128)}…`;
+}

@@ -1,0 +1,65 @@
+import { compilePolicySet, type ValidDoc } from './compile';
+import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './source';
+import type { PolicyProblem, PolicySet } from './types';
+import { validateDocument } from './validate';
+import { parseYamlDocuments } from './yaml-docs';
+
+export type LoadResult =
+  | { ok: true; set: PolicySet; warnings: PolicyProblem[] }
+  | { ok: false; problems: PolicyProblem[] };
+
+/**
+ * Reads, validates and compiles every policy file under `dir`. All problems are reported
+ * at once; the set is only produced when there is no error (warnings are allowed).
+ */
+export async function loadPolicyDir(dir: string): Promise<LoadResult> {
+  let files: string[];
+  try {
+    files = await listFiles(dir, isPolicyFile);
+  } catch (err) {
+    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: `cannot read policy directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }] };
+  }
+  if (files.length === 0) {
+    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: 'no policy files (*.yaml, *.yml) found; every request would be denied' }] };
+  }
+  const { sources, tooLarge } = await readSources(files);
+  const problems: PolicyProblem[] = tooLarge.map((file) => ({
+    file, line: 1, col: 1, severity: 'error' as const, message: `file is larger than ${MAX_POLICY_FILE_BYTES} bytes`,
+  }));
+
+  const valid: ValidDoc[] = [];
+  const policyNames = new Map<string, string>();
+  const hostOwners = new Map<string, string>();
+  for (const source of sources) {
+    const parsed = parseYamlDocuments(source);
+    problems.push(...parsed.problems);
+    for (const located of parsed.docs) {
+      const { doc, problems: docProblems } = validateDocument(located);
+      problems.push(...docProblems);
+      if (!doc) continue;
+      const name = doc.metadata.name;
+      const owner = policyNames.get(name);
+      if (owner !== undefined) {
+        problems.push(located.problem(['metadata', 'name'], `duplicate policy name '${name}' (also in ${owner})`));
+        continue;
+      }
+      policyNames.set(name, source.file);
+      doc.spec.hosts.forEach((host, i) => {
+        const other = hostOwners.get(host);
+        if (other !== undefined) {
+          problems.push(located.problem(['spec', 'hosts', i], `host '${host}' is already guarded by policy ${other}; a host belongs to one policy`));
+        } else {
+          hostOwners.set(host, name);
+        }
+      });
+      valid.push({ file: source.file, doc });
+    }
+  }
+  const errors = problems.filter((p) => p.severity === 'error');
+  if (errors.length > 0) return { ok: false, problems: sortProblems(problems) };
+  return { ok: true, set: compilePolicySet(valid, files), warnings: sortProblems(problems) };
+}
+
+function sortProblems(problems: PolicyProblem[]): PolicyProblem[] {
+  return [...problems].sort((a, b) => (a.file === b.file ? a.line - b.line || a.col - b.col : a.file < b.file ? -1 : 1));
+}

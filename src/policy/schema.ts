@@ -1,0 +1,91 @@
+/**
+ * JSON Schema (draft-07, checked by ajv) for `kind: ServicePolicy`. Structure and types
+ * only; meaning (SPIFFE patterns, path patterns, duplicates) is checked in validate.ts
+ * where the message can say what to write instead.
+ */
+const NAME = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
+const METHOD = '^[A-Z][A-Z0-9_-]{0,31}$';
+
+export const servicePolicySchema = {
+  $id: 'https://gatehouse.dev/schema/servicepolicy.json',
+  type: 'object',
+  additionalProperties: false,
+  required: ['apiVersion', 'kind', 'metadata', 'spec'],
+  properties: {
+    apiVersion: { const: 'gatehouse/v1' },
+    kind: { const: 'ServicePolicy' },
+    metadata: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name'],
+      properties: {
+        name: { type: 'string', pattern: NAME },
+        labels: { type: 'object', additionalProperties: { type: 'string' } },
+        description: { type: 'string' },
+      },
+    },
+    spec: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['hosts', 'rules'],
+      properties: {
+        hosts: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 253 } },
+        mode: { enum: ['enforce', 'dry-run'] },
+        rules: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name'],
+            properties: {
+              name: { type: 'string', pattern: NAME },
+              methods: { type: 'array', minItems: 1, items: { type: 'string', pattern: METHOD } },
+              paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+              allow: { type: 'array', items: { type: 'string', minLength: 1 } },
+              deny: { type: 'array', items: { type: 'string', minLength: 1 } },
+              rateLimit: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['capacity', 'refillPerSecond'],
+                properties: {
+                  capacity: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
+                  refillPerSecond: { type: 'number', exclusiveMinimum: 0, maximum: 1_000_000_000 },
+                  per: { type: 'string', minLength: 1 },
+                  cost: { type: 'integer', minimum: 1 },
+                  onBackendError: { enum: ['allow', 'deny'] },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** The shape a document has once it passed the schema. */
+export interface ServicePolicyDoc {
+  apiVersion: 'gatehouse/v1';
+  kind: 'ServicePolicy';
+  metadata: { name: string; labels?: Record<string, string>; description?: string };
+  spec: {
+    hosts: string[];
+    mode?: 'enforce' | 'dry-run';
+    rules: RuleDoc[];
+  };
+}
+
+export interface RuleDoc {
+  name: string;
+  methods?: string[];
+  paths?: string[];
+  allow?: string[];
+  deny?: string[];
+  rateLimit?: {
+    capacity: number;
+    refillPerSecond: number;
+    per?: string;
+    cost?: number;
+    onBackendError?: 'allow' | 'deny';
+  };
+}

@@ -1,0 +1,64 @@
+import type { SpiffePattern } from '../identity/spiffe';
+import type { PathPattern } from './path-pattern';
+
+export type PolicyMode = 'enforce' | 'dry-run';
+export type BackendErrorAction = 'allow' | 'deny';
+
+/** Where a bucket's key comes from: the verified caller, or one request header's value. */
+export type LimitKeySource = { readonly kind: 'caller' } | { readonly kind: 'header'; readonly name: string };
+
+export interface CompiledRateLimit {
+  readonly capacity: number;
+  readonly refillPerSecond: number;
+  readonly cost: number;
+  readonly per: LimitKeySource;
+  readonly onBackendError: BackendErrorAction;
+  /** `policy|rule|` — the bucket key prefix, built once at load. */
+  readonly keyPrefix: string;
+}
+
+export interface CompiledRule {
+  readonly name: string;
+  readonly index: number;
+  /** Upper-case methods, or null for any method. */
+  readonly methods: ReadonlySet<string> | null;
+  /** Path patterns, or null for any path. */
+  readonly paths: readonly PathPattern[] | null;
+  readonly allow: readonly SpiffePattern[];
+  readonly deny: readonly SpiffePattern[];
+  readonly rateLimit: CompiledRateLimit | null;
+}
+
+export interface CompiledPolicy {
+  readonly name: string;
+  readonly mode: PolicyMode;
+  readonly hosts: readonly string[];
+  readonly rules: readonly CompiledRule[];
+  readonly file: string;
+  /** `name@version`, the value of x-gatehouse-policy, built once at load. */
+  readonly label: string;
+}
+
+/** One immutable, fully compiled policy set; swapped whole on reload. */
+export interface PolicySet {
+  /** Content hash of the canonical policy documents. */
+  readonly version: string;
+  readonly policies: readonly CompiledPolicy[];
+  readonly byHost: ReadonlyMap<string, CompiledPolicy>;
+  readonly files: readonly string[];
+  readonly loadedAt: Date;
+}
+
+export type Severity = 'error' | 'warning';
+
+export interface PolicyProblem {
+  readonly file: string;
+  readonly line: number;
+  readonly col: number;
+  readonly severity: Severity;
+  readonly message: string;
+}
+
+export function formatProblem(p: PolicyProblem): string {
+  return `${p.file}:${p.line}:${p.col} ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
+}

@@ -1,0 +1,89 @@
+import { isMap, isScalar, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import type { PolicyProblem, Severity } from './types';
+import type { SourceFile } from './source';
+
+export type YamlPath = readonly (string | number)[];
+
+/** One YAML document with what is needed to point at any of its nodes. */
+export interface LocatedDoc {
+  readonly file: string;
+  readonly value: unknown;
+  readonly doc: Document.Parsed;
+  readonly lines: LineCounter;
+  /** A problem located at `at` (or at the nearest ancestor that has a position). */
+  problem(at: YamlPath, message: string, severity?: Severity): PolicyProblem;
+  /** A problem located at the key `key` of the map at `at`. */
+  keyProblem(at: YamlPath, key: string, message: string): PolicyProblem;
+}
+
+/** Parses every document of a file, keeping positions. Syntax errors become problems. */
+export function parseYamlDocuments(source: SourceFile): { docs: LocatedDoc[]; problems: PolicyProblem[] } {
+  const lines = new LineCounter();
+  const problems: PolicyProblem[] = [];
+  const docs: LocatedDoc[] = [];
+  const parsed = parseAllDocuments(source.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if ('empty' in parsed) {
+    // A file of only comments or whitespace: an EmptyStream with its own errors.
+    for (const e of parsed.errors) problems.push(at(source.file, lines, e.pos[0], firstLine(e.message)));
+    return { docs, problems };
+  }
+  for (const doc of parsed) {
+    const errors = [...doc.errors, ...doc.warnings];
+    for (const e of errors) problems.push(at(source.file, lines, e.pos[0], firstLine(e.message)));
+    if (doc.errors.length > 0 || doc.contents === null) continue;
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (err) {
+      problems.push(at(source.file, lines, doc.range[0], `cannot read document: ${(err as Error).message}`));
+      continue;
+    }
+    docs.push(locate(source.file, doc, lines, value));
+  }
+  return { docs, problems };
+}
+
+function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: unknown): LocatedDoc {
+  const offsetOf = (path: YamlPath): number => {
+    for (let n = path.length; n >= 0; n--) {
+      const node = doc.getIn(path.slice(0, n), true) as Node | undefined;
+      if (node && typeof node === 'object' && 'range' in node && node.range) return node.range[0];
+    }
+    return doc.range[0];
+  };
+  return {
+    file,
+    value,
+    doc,
+    lines,
+    problem: (path, message, severity = 'error') => at(file, lines, offsetOf(path), message, severity),
+    keyProblem: (path, key, message) => {
+      const map = doc.getIn(path, true);
+      if (isMap(map)) {
+        for (const pair of map.items) {
+          if (isScalar(pair.key) && pair.key.value === key && pair.key.range) {
+            return at(file, lines, pair.key.range[0], message);
+          }
+        }
+      }
+      return at(file, lines, offsetOf(path), message);
+    },
+  };
+}
+
+function at(file: string, lines: LineCounter, offset: number, message: string, severity: Severity = 'error'): PolicyProblem {
+  const pos = lines.linePos(offset);
+  return { file, line: pos.line, col: pos.col, severity, message };
+}
+
+function firstLine(message: string): string {
+  const i = message.indexOf('\n');
+  return i === -1 ? message : message.slice(0, i);
+}
+
+/** `spec.rules[0].name` from ['spec','rules',0,'name'], for messages. */
+export function describePath(path: YamlPath): string {
+  let out = '';
+  for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? part : `.${part}`;
+  return out;
+}

@@ -1,0 +1,76 @@
+import type { Decision } from '../pipeline/decision';
+
+/** HeaderValueOption.HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD */
+const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+
+/** google.rpc.Code values carried in CheckResponse.status. */
+export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;
+
+const RPC_CODE_FOR_STATUS: Record<number, number> = {
+  401: RPC_CODE.UNAUTHENTICATED,
+  403: RPC_CODE.PERMISSION_DENIED,
+  429: RPC_CODE.RESOURCE_EXHAUSTED,
+};
+
+const ERROR_FOR_STATUS: Record<number, string> = {
+  401: 'unauthenticated',
+  403: 'forbidden',
+  429: 'rate_limited',
+};
+
+export interface HeaderOption {
+  header: { key: string; value: string };
+  appendAction: number;
+}
+
+/** The wire shape of envoy.service.auth.v3.CheckResponse for proto-loader (camelCase). */
+export interface CheckResponseMessage {
+  status: { code: number; message: string };
+  okResponse?: { headers: HeaderOption[]; headersToRemove: readonly string[]; responseHeadersToAdd: HeaderOption[] };
+  deniedResponse?: { status: { code: number }; headers: HeaderOption[]; body: string };
+}
+
+function header(key: string, value: string): HeaderOption {
+  // `append` stays unset and the action is explicit, so every Envoy version overwrites.
+  return { header: { key, value }, appendAction: OVERWRITE_IF_EXISTS_OR_ADD };
+}
+
+/** Stage 5: a decision as Envoy reads it. A deny is still a successful RPC. */
+export function toCheckResponse(decision: Decision): CheckResponseMessage {
+  if (decision.allowed) {
+    const upstream = [header('x-gatehouse-decision', decision.id)];
+    if (decision.caller !== undefined) upstream.push(header('x-gatehouse-caller', decision.caller));
+    if (decision.policy !== undefined) upstream.push(header('x-gatehouse-policy', decision.policy.label));
+    return {
+      status: { code: RPC_CODE.OK, message: '' },
+      okResponse: {
+        headers: upstream,
+        headersToRemove: decision.spoofedHeaders,
+        responseHeadersToAdd: rateLimitHeaders(decision),
+      },
+    };
+  }
+  const headers = [header('content-type', 'application/json'), header('x-gatehouse-decision', decision.id), ...rateLimitHeaders(decision)];
+  if (decision.status === 429) {
+    headers.push(header('retry-after', String(Math.max(1, decision.limit?.retryAfterSeconds ?? 1))));
+  }
+  return {
+    status: { code: RPC_CODE_FOR_STATUS[decision.status] ?? RPC_CODE.PERMISSION_DENIED, message: decision.reason },
+    deniedResponse: { status: { code: decision.status }, headers, body: denyBody(decision) },
+  };
+}
+
+/** The JSON body of a denial. Built from the reason only, which never holds a credential. */
+export function denyBody(decision: Decision): string {
+  return JSON.stringify({ error: ERROR_FOR_STATUS[decision.status] ?? 'forbidden', reason: decision.reason, decision_id: decision.id });
+}
+
+export function rateLimitHeaders(decision: Decision): HeaderOption[] {
+  const limit = decision.limit;
+  if (limit === undefined) return [];
+  return [
+    header('ratelimit-limit', String(limit.limit)),
+    header('ratelimit-remaining', String(limit.remaining)),
+    header('ratelimit-reset', String(limit.resetSeconds)),
+  ];
+}

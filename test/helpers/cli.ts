@@ -1,0 +1,50 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+
+export const ROOT = path.resolve(__dirname, '..', '..');
+export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
+
+function requireBuild(): void {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`make build\` (make test builds first)`);
+}
+
+export function runCli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+  requireBuild();
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, input, encoding: 'utf8', timeout: 20_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export interface ServeProcess {
+  child: ChildProcess;
+  port: number;
+  stderr: () => string;
+  stdout: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Spawns `gatehouse serve` on a free port and waits for its "serving" log line. */
+export async function spawnServe(args: string[]): Promise<ServeProcess> {
+  requireBuild();
+  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--listen-address', '127.0.0.1', ...args], { cwd: ROOT });
+  let stderr = '';
+  let stdout = '';
+  child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 15_000);
+    child.stderr!.on('data', (b: Buffer) => {
+      stderr += b.toString();
+      const m = /"grpcPort":(\d+)/.exec(stderr);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before serving:\n${stderr}`));
+    });
+  });
+  return { child, port, stderr: () => stderr, stdout: () => stdout, exited };
+}

@@ -1,0 +1,151 @@
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { checkClient } from '../helpers/grpc-client';
+import { runCli, spawnServe, ROOT } from '../helpers/cli';
+import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
+import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
+import { readJsonLines } from '../helpers/server';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+
+const BROKEN = servicePolicy('p', ['p:80'], `    - name: r
+      allow: [spiffe://td/ns/*/x]
+      colour: blue`);
+
+describe('gatehouse validate', () => {
+  test('exit 0 and a summary for the examples', () => {
+    const r = runCli(['validate', 'policies']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^ok: 4 policies, version [0-9a-f]{16}$/m);
+  });
+
+  test('exit 1 with every error as file:line:col message', () => {
+    const dir = policyDir({ 'p.yaml': BROKEN });
+    const r = runCli(['validate', dir]);
+    expect(r.status).toBe(1);
+    expect(r.stdout.trim().split('\n')).toEqual([`${dir}/p.yaml:11:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, rateLimit)`]);
+    expect(r.stderr).toContain('1 error');
+  });
+});
+
+describe('gatehouse check', () => {
+  test('explains a decision for a CheckRequest in proto3 JSON', () => {
+    const r = runCli(['check', 'policies', '--input', 'examples/check-request.json', '--trust-domain', 'shop.example']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain('decision: DENY 403');
+    expect(r.stdout).toContain('[caller_refused]');
+    expect(r.stdout).toContain('identity: spiffe://shop.example/ns/checkout/sa/batch (from principal)');
+    expect(r.stdout).toMatch(/policy: {3}orders@[0-9a-f]{16} \(enforce/);
+    expect(r.stdout).toContain('rule:     create-order');
+  });
+
+  test('--json prints the decision and the CheckResponse; snake_case input is read too', () => {
+    const input = JSON.stringify({
+      attributes: { source: { principal: CHECKOUT_WEB }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders', headers: { 'x_custom_header': 'kept' } } } },
+    });
+    const r = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example', '--json'], input);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out.decision).toMatchObject({ result: 'allow', caller: CHECKOUT_WEB, rule: 'create-order', limit: { limit: 20, remaining: 19 } });
+    expect(out.response.okResponse.headers.map((h: { header: { key: string } }) => h.header.key)).toContain('x-gatehouse-caller');
+  });
+
+  test('bad input is a clear error, exit 1', () => {
+    expect(runCli(['check', 'policies', '--input', '-'], '{not json').status).toBe(1);
+    const r = runCli(['check', 'policies', '--input', '-'], '{"attributes": {"request": {"http": {"headers": "nope"}}}}');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('input is not a CheckRequest');
+    expect(runCli(['check', 'policies', '--input', '/nonexistent.json']).stderr).toContain('ENOENT');
+  });
+});
+
+describe('gatehouse serve', () => {
+  test('refuses to start on invalid policies, with the validate messages', () => {
+    const dir = policyDir({ 'p.yaml': BROKEN });
+    const r = runCli(['serve', '--policies', dir, '--grpc-port', '0']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('refusing to start');
+    expect(r.stderr).toContain(`${dir}/p.yaml:11:7 spec.rules[0]: unknown key 'colour'`);
+  });
+
+  test('rejects bad flags clearly', () => {
+    expect(runCli(['serve', '--grpc-port', '99999']).stderr).toContain('must be a port number');
+    expect(runCli(['serve', '--trust-domain', 'spiffe://x']).stderr).toContain('is not a valid trust domain');
+  });
+
+  test('serves, audits to --audit-log, and on SIGTERM finishes checks in flight and exits 0', async () => {
+    const audit = path.join(mkdtempSync(path.join(tmpdir(), 'gh-audit-')), 'audit.log');
+    const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', audit]);
+    const client = checkClient(server.port);
+    try {
+      const first = await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }));
+      expect(first.status?.code ?? 0).toBe(0);
+      const inFlight = Array.from({ length: 200 }, (_, i) => client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: `/v1/orders/${i}` })));
+      await Promise.race(inFlight);
+      server.child.kill('SIGTERM');
+      const settled = await Promise.allSettled(inFlight);
+      expect(await server.exited).toBe(0);
+      const answered = settled.filter((s) => s.status === 'fulfilled').length;
+      expect(answered).toBe(200);
+      const records = readJsonLines(audit);
+      expect(records.length).toBe(201);
+      expect(server.stderr()).toContain('stopped');
+    } finally {
+      client.close();
+      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    }
+  });
+
+  test('environment twins configure the server', async () => {
+    const dir = policyDir({ 'p.yaml': servicePolicy('p', ['p'], `    - name: r
+      allow: [spiffe://env.example/**]`) });
+    const prev = { ...process.env };
+    process.env['GATEHOUSE_POLICIES'] = dir;
+    process.env['GATEHOUSE_TRUST_DOMAIN'] = 'other.example,env.example';
+    const server = await spawnServe([]);
+    Object.assign(process.env, prev);
+    delete process.env['GATEHOUSE_POLICIES'];
+    delete process.env['GATEHOUSE_TRUST_DOMAIN'];
+    const client = checkClient(server.port);
+    try {
+      const r = await client.check(envoyCheckRequest({ principal: 'spiffe://env.example/svc', host: 'p', path: '/' }));
+      expect(r.status?.code ?? 0).toBe(0);
+    } finally {
+      client.close();
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    }
+  });
+
+  test('SIGHUP reloads a good version and keeps the last good one on a bad version', async () => {
+    const dir = policyDir({ 'p.yaml': servicePolicy('p', ['p'], `    - name: r
+      allow: [spiffe://shop.example/a]`) });
+    const server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example']);
+    const client = checkClient(server.port);
+    const decide = async (caller: string) => (await client.check(envoyCheckRequest({ principal: caller, host: 'p', path: '/' }))).status?.code ?? 0;
+    const waitFor = async (text: string) => {
+      for (let i = 0; i < 100 && !server.stderr().includes(text); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(server.stderr()).toContain(text);
+    };
+    try {
+      expect(await decide('spiffe://shop.example/b')).toBe(7);
+      writeFileSync(path.join(dir, 'p.yaml'), servicePolicy('p', ['p'], `    - name: r
+      allow: [spiffe://shop.example/b]`));
+      server.child.kill('SIGHUP');
+      await waitFor('policies reloaded');
+      expect(await decide('spiffe://shop.example/b')).toBe(0);
+      writeFileSync(path.join(dir, 'p.yaml'), 'kind: [broken');
+      server.child.kill('SIGHUP');
+      await waitFor('policy reload rejected');
+      expect(await decide('spiffe://shop.example/b')).toBe(0);
+    } finally {
+      client.close();
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+});
+
+test('the example CheckRequest in the README exists', () => {
+  expect(() => require(path.join(ROOT, 'examples', 'check-request.json'))).not.toThrow();
+});
