@@ -1,4 +1,4 @@
-import { isMap, isScalar, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import { isMap, isScalar, LineCounter, parseAllDocuments, visit, type Document, type Node } from 'yaml';
 import type { PolicyProblem, Severity } from './types';
 import type { SourceFile } from './source';
 
@@ -35,7 +35,7 @@ export function parseYamlDocuments(source: SourceFile): { docs: LocatedDoc[]; pr
     try {
       value = doc.toJS({ maxAliasCount: 100 });
     } catch (err) {
-      problems.push(at(source.file, lines, doc.range[0], `cannot read document: ${(err as Error).message}`));
+      problems.push(unreadable(source.file, lines, doc, err as Error));
       continue;
     }
     docs.push(locate(source.file, doc, lines, value));
@@ -69,6 +69,23 @@ function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: u
       return at(file, lines, offsetOf(path), message);
     },
   };
+}
+
+/** Points at the alias that could not be resolved: in policies that is usually an unquoted `*`. */
+function unreadable(file: string, lines: LineCounter, doc: Document.Parsed, err: Error): PolicyProblem {
+  let offset = doc.range[0];
+  let hint = '';
+  visit(doc, {
+    Alias(_key, alias) {
+      if (alias.resolve(doc) === undefined && alias.range) {
+        offset = alias.range[0];
+        hint = `; '*${alias.source}' is read as a YAML alias: quote values that start with '*'`;
+        return visit.BREAK;
+      }
+      return undefined;
+    },
+  });
+  return at(file, lines, offset, `cannot read document: ${firstLine(err.message)}${hint}`);
 }
 
 function at(file: string, lines: LineCounter, offset: number, message: string, severity: Severity = 'error'): PolicyProblem {

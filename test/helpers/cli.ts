@@ -24,9 +24,13 @@ export interface ServeProcess {
 }
 
 /** Spawns `gatehouse serve` on a free port and waits for its "serving" log line. */
-export async function spawnServe(args: string[]): Promise<ServeProcess> {
+export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
   requireBuild();
-  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--listen-address', '127.0.0.1', ...args], { cwd: ROOT });
+  // jest sandboxes process.env; child_process needs the variables passed explicitly.
+  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--listen-address', '127.0.0.1', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+  });
   let stderr = '';
   let stdout = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));

@@ -20,8 +20,8 @@ export function checkClient(port: number): CheckClient {
   const auth = new protos.AuthorizationClient(address, creds) as grpc.Client & Record<string, Function>;
   const health = new protos.HealthClient(address, creds) as grpc.Client & Record<string, Function>;
   const checkDef = protos.authorization['Check']!;
-  const unary = <T>(fn: (cb: (err: grpc.ServiceError | null, res: T) => void) => void): Promise<T> =>
-    new Promise((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res))));
+  const unary = <T>(fn: (cb: (err: grpc.ServiceError | null, res?: T) => void) => void): Promise<T> =>
+    new Promise((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res as T))));
   return {
     check: (request, deadlineMs = 5000) =>
       unary<CheckResponseMessage>((cb) => auth['Check']!(request, { deadline: Date.now() + deadlineMs }, cb)),

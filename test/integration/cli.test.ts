@@ -23,7 +23,7 @@ describe('gatehouse validate', () => {
     const dir = policyDir({ 'p.yaml': BROKEN });
     const r = runCli(['validate', dir]);
     expect(r.status).toBe(1);
-    expect(r.stdout.trim().split('\n')).toEqual([`${dir}/p.yaml:11:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, rateLimit)`]);
+    expect(r.stdout.trim().split('\n')).toEqual([`${dir}/p.yaml:10:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, rateLimit)`]);
     expect(r.stderr).toContain('1 error');
   });
 });
@@ -65,7 +65,7 @@ describe('gatehouse serve', () => {
     const r = runCli(['serve', '--policies', dir, '--grpc-port', '0']);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('refusing to start');
-    expect(r.stderr).toContain(`${dir}/p.yaml:11:7 spec.rules[0]: unknown key 'colour'`);
+    expect(r.stderr).toContain(`${dir}/p.yaml:10:7 spec.rules[0]: unknown key 'colour'`);
   });
 
   test('rejects bad flags clearly', () => {
@@ -99,13 +99,7 @@ describe('gatehouse serve', () => {
   test('environment twins configure the server', async () => {
     const dir = policyDir({ 'p.yaml': servicePolicy('p', ['p'], `    - name: r
       allow: [spiffe://env.example/**]`) });
-    const prev = { ...process.env };
-    process.env['GATEHOUSE_POLICIES'] = dir;
-    process.env['GATEHOUSE_TRUST_DOMAIN'] = 'other.example,env.example';
-    const server = await spawnServe([]);
-    Object.assign(process.env, prev);
-    delete process.env['GATEHOUSE_POLICIES'];
-    delete process.env['GATEHOUSE_TRUST_DOMAIN'];
+    const server = await spawnServe([], { GATEHOUSE_POLICIES: dir, GATEHOUSE_TRUST_DOMAIN: 'other.example,env.example' });
     const client = checkClient(server.port);
     try {
       const r = await client.check(envoyCheckRequest({ principal: 'spiffe://env.example/svc', host: 'p', path: '/' }));
