@@ -59,7 +59,9 @@ export class AuditLog implements DecisionSink {
 
   /** `target`: a file path, or undefined for stdout. Writes are asynchronous and buffered. */
   constructor(target: string | undefined) {
-    this.destination = pino.destination({ dest: target ?? 1, sync: false, minLength: 4096, mkdir: true });
+    // Asynchronous: writes coalesce while one is in flight, so the hot path never waits on disk
+    // and a quiet server still shows each decision at once.
+    this.destination = pino.destination({ dest: target ?? 1, sync: false, mkdir: true });
     this.logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, this.destination);
   }
 
