@@ -4,6 +4,7 @@ import { DecisionEngine } from './pipeline/engine';
 import { loadPolicyDir } from './policy/load';
 import { formatProblem, type PolicyProblem, type PolicySet } from './policy/types';
 import { MemoryBucketStore } from './ratelimit/memory-store';
+import { RedisBucketStore } from './ratelimit/redis-store';
 import type { BucketStore } from './ratelimit/types';
 import { GrpcServer } from './server/grpc-server';
 
@@ -16,7 +17,11 @@ export interface GatehouseOptions {
   /** File for audit records; stdout when undefined. */
   readonly auditLog: string | undefined;
   readonly drainTimeoutMs: number;
+  /** Shared buckets; absent → the in-process store (one process only). */
+  readonly redis?: { readonly url?: string; readonly clusterUrls?: readonly string[]; readonly timeoutMs: number };
 }
+
+const REDIS_STARTUP_WAIT_MS = 2000;
 
 export class PolicyLoadError extends Error {
   constructor(readonly problems: readonly PolicyProblem[]) {
@@ -47,7 +52,16 @@ export class Gatehouse {
     }
 
     const audit = new AuditLog(options.auditLog);
-    const store = new MemoryBucketStore();
+    let store: BucketStore;
+    if (options.redis) {
+      const redis = new RedisBucketStore({ ...options.redis, log });
+      if (!(await redis.waitUntilConnected(REDIS_STARTUP_WAIT_MS))) {
+        log.warn('starting without Redis: limited routes follow onBackendError until it is reachable');
+      }
+      store = redis;
+    } else {
+      store = new MemoryBucketStore();
+    }
     let app: Gatehouse | undefined;
     const engine = new DecisionEngine({
       policies: () => app!.policySet,

@@ -19,6 +19,7 @@ export interface AuditRecord {
   dry_run: boolean;
   would_deny?: { status: number; reason_code: string; reason: string };
   limit?: { limit: number; remaining: number; reset: number; retry_after: number };
+  limit_backend_error?: string;
   request_id: string | null;
   latency_ms: number;
 }
@@ -50,6 +51,7 @@ export function auditRecord(d: Decision): AuditRecord {
   if (d.limit) {
     record.limit = { limit: d.limit.limit, remaining: d.limit.remaining, reset: d.limit.resetSeconds, retry_after: d.limit.retryAfterSeconds };
   }
+  if (d.limitBackendError !== undefined) record.limit_backend_error = d.limitBackendError;
   return record;
 }
 

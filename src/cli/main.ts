@@ -5,6 +5,7 @@ import { Gatehouse, PolicyLoadError } from '../app';
 import { createLogger, LOG_LEVELS } from '../log';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
+import { parseRedisUrl } from '../ratelimit/redis-store';
 import { runCheck } from './check';
 import { collectList, parsePort, parsePositiveInt, validateTrustDomains } from './options';
 
@@ -24,12 +25,16 @@ program
   .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
   .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
   .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(LOG_LEVELS).default('info').env('GATEHOUSE_LOG_LEVEL'))
+  .addOption(new Option('--redis <url>', 'share token buckets through Redis (redis://host:port); default: in-process').env('GATEHOUSE_REDIS'))
+  .addOption(new Option('--redis-cluster <urls>', 'share token buckets through Redis Cluster (comma-separated seed URLs)').argParser(collectList).env('GATEHOUSE_REDIS_CLUSTER'))
+  .addOption(new Option('--redis-timeout <ms>', 'time budget of the Redis work of one check').default(50).argParser(parsePositiveInt).env('GATEHOUSE_REDIS_TIMEOUT'))
   .addOption(new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take').default(10000).argParser(parsePositiveInt).env('GATEHOUSE_DRAIN_TIMEOUT'))
   .action(async (opts: ServeFlags) => {
     const log = createLogger(opts.logLevel);
     const trustDomains = opts.trustDomain ?? [];
     const bad = validateTrustDomains(trustDomains);
     if (bad) fail(bad);
+    const redis = redisOptions(opts);
     let app: Gatehouse;
     try {
       app = await Gatehouse.start(
@@ -41,6 +46,7 @@ program
           trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
           auditLog: opts.auditLog,
           drainTimeoutMs: opts.drainTimeout,
+          ...(redis ? { redis } : {}),
         },
         log,
       );
@@ -103,6 +109,24 @@ interface ServeFlags {
   auditLog?: string;
   logLevel: string;
   drainTimeout: number;
+  redis?: string;
+  redisCluster?: string[];
+  redisTimeout: number;
+}
+
+function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {
+  if (opts.redis && opts.redisCluster?.length) fail('give --redis or --redis-cluster, not both');
+  const urls = opts.redisCluster?.length ? opts.redisCluster : opts.redis ? [opts.redis] : [];
+  for (const url of urls) {
+    try {
+      parseRedisUrl(url);
+    } catch (err) {
+      fail(`${opts.redis ? '--redis' : '--redis-cluster'}: ${(err as Error).message}`);
+    }
+  }
+  if (opts.redisCluster?.length) return { clusterUrls: opts.redisCluster, timeoutMs: opts.redisTimeout };
+  if (opts.redis) return { url: opts.redis, timeoutMs: opts.redisTimeout };
+  return undefined;
 }
 
 function fail(message: string): never {

@@ -39,6 +39,8 @@ export interface Decision extends Verdict {
   readonly policyVersion: string;
   readonly rule: CompiledRule | undefined;
   readonly limit: LimitResult | undefined;
+  /** The limit backend failed and onBackendError decided. */
+  readonly limitBackendError: string | undefined;
   /** In dry-run, the denial that was not enforced. */
   readonly wouldDeny: Verdict | undefined;
   /** Client-sent x-gatehouse-* headers to strip upstream. */

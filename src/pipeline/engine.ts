@@ -28,6 +28,7 @@ interface Context {
   policy?: CompiledPolicy;
   rule?: CompiledRule;
   limit?: LimitResult;
+  limitBackendError?: string;
 }
 
 /**
@@ -87,6 +88,7 @@ export class DecisionEngine {
     if (limit === null) return ALLOWED;
     const outcome = await applyLimit(this.deps.store, limit, bucketKey(limit, request, identity.id.id));
     if (outcome.kind === 'backend-error') {
+      ctx.limitBackendError = outcome.error;
       return outcome.action === 'allow'
         ? ALLOWED
         : deny(429, 'limit_backend_error', `rate limit of rule ${authz.rule.name} is unavailable`);
@@ -114,6 +116,7 @@ export class DecisionEngine {
       policyVersion: ctx.set.version,
       rule: ctx.rule,
       limit: ctx.limit,
+      limitBackendError: ctx.limitBackendError,
       wouldDeny,
       spoofedHeaders: request?.spoofedHeaders ?? [],
       latencyMs: Number(process.hrtime.bigint() - ctx.start) / 1e6,

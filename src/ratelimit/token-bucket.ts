@@ -22,13 +22,17 @@ export function takeTokens(state: BucketState, spec: BucketSpec, cost: number, n
   const allowed = tokens >= cost;
   if (allowed) tokens -= cost;
   state.tokens = tokens;
+  return limitResult(spec, cost, allowed, tokens);
+}
 
+/** The answer for a take, from the tokens left after it. Shared by every store. */
+export function limitResult(spec: BucketSpec, cost: number, allowed: boolean, tokensLeft: number): LimitResult {
   return {
     allowed,
-    limit: capacity,
-    remaining: Math.floor(tokens),
-    resetSeconds: secondsUntil(capacity - tokens, refillPerSecond),
-    retryAfterSeconds: allowed ? 0 : Math.max(1, secondsUntil(cost - tokens, refillPerSecond)),
+    limit: spec.capacity,
+    remaining: Math.floor(tokensLeft),
+    resetSeconds: secondsUntil(spec.capacity - tokensLeft, spec.refillPerSecond),
+    retryAfterSeconds: allowed ? 0 : Math.max(1, secondsUntil(cost - tokensLeft, spec.refillPerSecond)),
   };
 }
 

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import pino from 'pino';
+import pino, { type Logger } from 'pino';
 import { Gatehouse, type GatehouseOptions } from '../../src/app';
 
 export interface TestServer {
@@ -14,7 +14,8 @@ export interface TestServer {
 }
 
 /** Starts the real Gatehouse in this process on a free loopback port. */
-export async function startTestServer(overrides: Partial<GatehouseOptions> & { policiesDir: string }): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<GatehouseOptions> & { policiesDir: string; log?: Logger }): Promise<TestServer> {
+  const { log, ...options } = overrides;
   const auditFile = path.join(mkdtempSync(path.join(tmpdir(), 'gatehouse-audit-')), 'audit.log');
   const app = await Gatehouse.start(
     {
@@ -24,9 +25,9 @@ export async function startTestServer(overrides: Partial<GatehouseOptions> & { p
       trustXfcc: false,
       auditLog: auditFile,
       drainTimeoutMs: 5000,
-      ...overrides,
+      ...options,
     },
-    pino({ level: 'silent' }),
+    log ?? pino({ level: 'silent' }),
   );
   return {
     app,
@@ -38,6 +39,13 @@ export async function startTestServer(overrides: Partial<GatehouseOptions> & { p
     },
     stop: () => app.stop(),
   };
+}
+
+/** A logger whose JSON lines are kept in memory, for asserting what was logged. */
+export function memoryLogger(): { log: Logger; lines: () => Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const log = pino({ level: 'debug' }, { write: (chunk: string) => void lines.push(chunk) });
+  return { log, lines: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
 export function readJsonLines(file: string): Record<string, unknown>[] {
