@@ -1,0 +1,144 @@
+import { checkClient, headerMap, type CheckClient } from '../helpers/grpc-client';
+import { policyDir, servicePolicy } from '../helpers/policies';
+import { freePort, startRedis, type RedisProcess } from '../helpers/redis';
+import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
+import { memoryLogger, startTestServer, type TestServer } from '../helpers/server';
+
+const TIMEOUT_MS = 50;
+/** What "answered within the budget" allows on a shared, noisy 2-core machine. */
+const BUDGET_SLACK_MS = 150;
+
+const POLICIES = policyDir({
+  'p.yaml': servicePolicy('limits', ['limits'], `    - name: fail-open
+      paths: [/open]
+      allow: [spiffe://shop.example/**]
+      rateLimit: { capacity: 1000, refillPerSecond: 100 }
+    - name: fail-closed
+      paths: [/closed]
+      allow: [spiffe://shop.example/**]
+      rateLimit: { capacity: 1000, refillPerSecond: 100, onBackendError: deny }
+    - name: unlimited
+      paths: [/free]
+      allow: [spiffe://shop.example/ns/checkout/**]`),
+});
+
+type Outcome = { status: number; ms: number; remaining?: string };
+
+async function timedCheck(client: CheckClient, path: string, principal = CHECKOUT_WEB): Promise<Outcome> {
+  const start = performance.now();
+  const r = await client.check(envoyCheckRequest({ principal, host: 'limits', path }), 2000);
+  const ms = performance.now() - start;
+  const status = r.deniedResponse?.status.code ?? 200;
+  return { status, ms, remaining: headerMap(r.okResponse?.responseHeadersToAdd)['ratelimit-remaining'] };
+}
+
+function unhandledRejections(): { count: () => number; dispose: () => void } {
+  let count = 0;
+  const onRejection = (): void => void count++;
+  process.on('unhandledRejection', onRejection);
+  return { count: () => count, dispose: () => process.off('unhandledRejection', onRejection) };
+}
+
+describe('Redis faults: every check answers within budget, onBackendError is honoured', () => {
+  let server: TestServer | undefined;
+  let client: CheckClient | undefined;
+  let redis: RedisProcess | undefined;
+  const rejections = unhandledRejections();
+
+  afterEach(async () => {
+    client?.close();
+    await server?.stop();
+    await redis?.stop();
+    server = client = redis = undefined;
+  });
+  afterAll(() => {
+    expect(rejections.count()).toBe(0);
+    rejections.dispose();
+  });
+
+  test('Redis unreachable at start: the server starts; limits follow onBackendError; identity and permissions apply', async () => {
+    const port = await freePort(); // nothing listens there
+    const logs = memoryLogger();
+    server = await startTestServer({ policiesDir: POLICIES, redis: { url: `redis://127.0.0.1:${port}`, timeoutMs: TIMEOUT_MS }, log: logs.log });
+    client = checkClient(server.port);
+    for (let i = 0; i < 20; i++) {
+      const open = await timedCheck(client, '/open');
+      const closed = await timedCheck(client, '/closed');
+      expect(open.status).toBe(200);
+      expect(closed.status).toBe(429);
+      expect(Math.max(open.ms, closed.ms)).toBeLessThan(TIMEOUT_MS + BUDGET_SLACK_MS);
+    }
+    expect((await timedCheck(client, '/free')).status).toBe(200);
+    expect((await timedCheck(client, '/open', 'spiffe://evil.example/x')).status).toBe(401);
+    expect((await timedCheck(client, '/free', 'spiffe://shop.example/ns/other/sa/x')).status).toBe(403);
+    const records = await server.auditRecords();
+    expect(records.find((r) => r['rule'] === 'fail-closed')).toMatchObject({ status: 429, reason_code: 'limit_backend_error' });
+    expect(records.find((r) => r['rule'] === 'fail-open')).toMatchObject({ status: 200, limit_backend_error: expect.any(String) });
+    // Connection trouble is logged once, not per check.
+    const redisWarnings = logs.lines().filter((l) => l['component'] === 'redis' && (l['level'] as number) >= 40);
+    expect(redisWarnings.length).toBeGreaterThanOrEqual(1);
+    expect(redisWarnings.length).toBeLessThanOrEqual(3);
+  });
+
+  test('Redis stopped mid-run, then back: fast fallback, then the store reconnects by itself', async () => {
+    redis = await startRedis();
+    server = await startTestServer({ policiesDir: POLICIES, redis: { url: redis.url, timeoutMs: TIMEOUT_MS } });
+    client = checkClient(server.port);
+    expect(await timedCheck(client, '/open')).toMatchObject({ status: 200, remaining: '999' });
+    expect(await timedCheck(client, '/open')).toMatchObject({ status: 200, remaining: '998' });
+
+    await redis.stop();
+    for (let i = 0; i < 30; i++) {
+      const [open, closed] = await Promise.all([timedCheck(client, '/open'), timedCheck(client, '/closed')]);
+      expect(open).toMatchObject({ status: 200, remaining: undefined });
+      expect(closed.status).toBe(429);
+      expect(Math.max(open.ms, closed.ms)).toBeLessThan(TIMEOUT_MS + BUDGET_SLACK_MS);
+    }
+
+    await redis.restart(); // same port, empty: the bucket starts full again
+    let back: Outcome | undefined;
+    for (let i = 0; i < 100; i++) {
+      back = await timedCheck(client, '/closed');
+      if (back.status === 200) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(back).toMatchObject({ status: 200, remaining: '999' });
+    const admin = redis.client();
+    expect(await admin.keys('gatehouse:*')).toEqual(['gatehouse:{limits|fail-closed|spiffe://shop.example/ns/checkout/sa/web}']);
+    admin.disconnect();
+  });
+
+  test('Redis frozen (SIGSTOP) with checks in flight: budget kept, breaker stops paying the timeout, recovery after SIGCONT', async () => {
+    redis = await startRedis();
+    const logs = memoryLogger();
+    server = await startTestServer({ policiesDir: POLICIES, redis: { url: redis.url, timeoutMs: TIMEOUT_MS }, log: logs.log });
+    client = checkClient(server.port);
+    expect((await timedCheck(client, '/closed')).status).toBe(200);
+
+    redis.freeze();
+    // A burst in flight while frozen: all answered, none later than the budget.
+    const burst = await Promise.all(Array.from({ length: 50 }, (_, i) => timedCheck(client!, i % 2 ? '/open' : '/closed')));
+    for (const [i, r] of burst.entries()) {
+      expect(r.status).toBe(i % 2 ? 200 : 429);
+      expect(r.ms).toBeLessThan(TIMEOUT_MS + BUDGET_SLACK_MS);
+    }
+    // Breaker open: later checks no longer wait for the timeout.
+    const fast: number[] = [];
+    for (let i = 0; i < 20; i++) fast.push((await timedCheck(client, '/closed')).ms);
+    fast.sort((a, b) => a - b);
+    expect(fast[10]!).toBeLessThan(TIMEOUT_MS / 2);
+
+    redis.thaw();
+    let recovered = false;
+    for (let i = 0; i < 100 && !recovered; i++) {
+      recovered = (await timedCheck(client, '/closed')).status === 200;
+      if (!recovered) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(recovered).toBe(true);
+    const transitions = logs.lines().filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).includes('breaker'));
+    expect(transitions.map((l) => l['msg'])).toEqual([
+      'rate-limit backend failing: breaker open, limits follow onBackendError',
+      'rate-limit backend recovered: breaker closed',
+    ]);
+  });
+});
