@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
+import type { AdminProviders, Readiness } from './admin/admin-server';
 import { AuditLog } from './audit/audit-log';
+import { Metrics } from './metrics/metrics';
 import { DecisionEngine } from './pipeline/engine';
 import { loadPolicyDir } from './policy/load';
-import { formatProblem, type PolicyProblem, type PolicySet } from './policy/types';
+import { describePolicySet, formatProblem, type PolicyProblem, type PolicySet } from './policy/types';
 import { MemoryBucketStore } from './ratelimit/memory-store';
 import { RedisBucketStore } from './ratelimit/redis-store';
 import type { BucketStore } from './ratelimit/types';
@@ -16,12 +18,22 @@ export interface GatehouseOptions {
   readonly trustXfcc: boolean;
   /** File for audit records; stdout when undefined. */
   readonly auditLog: string | undefined;
+  /** Other processes write to the same audit target (workers sharing stdout). */
+  readonly auditShared?: boolean;
   readonly drainTimeoutMs: number;
   /** Shared buckets; absent → the in-process store (one process only). */
   readonly redis?: { readonly url?: string; readonly clusterUrls?: readonly string[]; readonly timeoutMs: number };
 }
 
+export interface ReloadRecord {
+  readonly at: string;
+  readonly result: 'loaded' | 'reloaded' | 'rejected';
+  readonly version: string;
+  readonly errors?: readonly string[];
+}
+
 const REDIS_STARTUP_WAIT_MS = 2000;
+const HISTORY_LENGTH = 20;
 
 export class PolicyLoadError extends Error {
   constructor(readonly problems: readonly PolicyProblem[]) {
@@ -29,19 +41,24 @@ export class PolicyLoadError extends Error {
   }
 }
 
-/** A running Gatehouse: policies, engine and servers, with reload and graceful stop. */
+/** A running Gatehouse: policies, engine and gRPC server, with reload, metrics and graceful stop. */
 export class Gatehouse {
   private stopping: Promise<void> | undefined;
+  private readonly history: ReloadRecord[] = [];
 
   private constructor(
     private policySet: PolicySet,
     readonly engine: DecisionEngine,
     readonly grpc: GrpcServer,
+    readonly metrics: Metrics,
     private readonly audit: AuditLog,
     private readonly store: BucketStore,
     private readonly options: GatehouseOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.remember('loaded', policySet.version);
+    metrics.policyVersion(policySet.version);
+  }
 
   static async start(options: GatehouseOptions, log: Logger): Promise<Gatehouse> {
     const loaded = await loadPolicyDir(options.policiesDir);
@@ -51,26 +68,23 @@ export class Gatehouse {
       log.warn('no --trust-domain given: every caller will be refused with 401');
     }
 
-    const audit = new AuditLog(options.auditLog);
-    let store: BucketStore;
-    if (options.redis) {
-      const redis = new RedisBucketStore({ ...options.redis, log });
-      if (!(await redis.waitUntilConnected(REDIS_STARTUP_WAIT_MS))) {
-        log.warn('starting without Redis: limited routes follow onBackendError until it is reachable');
-      }
-      store = redis;
-    } else {
-      store = new MemoryBucketStore();
-    }
+    const metrics = new Metrics();
+    const audit = new AuditLog(options.auditLog, { shared: options.auditShared === true });
+    const store = await openStore(options, log, metrics);
     let app: Gatehouse | undefined;
     const engine = new DecisionEngine({
       policies: () => app!.policySet,
       identity: { trustDomains: new Set(options.trustDomains), trustXfcc: options.trustXfcc },
       store,
-      sink: audit,
+      sink: {
+        record: (decision) => {
+          audit.record(decision);
+          metrics.observeDecision(decision);
+        },
+      },
     });
     const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort });
-    app = new Gatehouse(loaded.set, engine, grpc, audit, store, options, log);
+    app = new Gatehouse(loaded.set, engine, grpc, metrics, audit, store, options, log);
     await grpc.listen();
     log.info(
       { grpcPort: grpc.port, policyVersion: loaded.set.version, policies: loaded.set.policies.map((p) => p.name), limiter: store.kind },
@@ -87,13 +101,46 @@ export class Gatehouse {
   async reload(): Promise<{ ok: boolean; version: string; problems: readonly PolicyProblem[] }> {
     const loaded = await loadPolicyDir(this.options.policiesDir);
     if (!loaded.ok) {
-      this.log.error({ problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version }, 'policy reload rejected');
+      const errors = loaded.problems.map(formatProblem);
+      this.log.error({ problems: errors, keptVersion: this.policySet.version }, 'policy reload rejected');
+      this.metrics.reloaded(false);
+      this.remember('rejected', this.policySet.version, errors);
       return { ok: false, version: this.policySet.version, problems: loaded.problems };
     }
     const previous = this.policySet.version;
     this.policySet = loaded.set; // one reference swap: a check reads the set once, so it never mixes versions
+    this.metrics.reloaded(true);
+    this.metrics.policyVersion(loaded.set.version);
+    this.remember('reloaded', loaded.set.version);
     this.log.info({ previous, version: loaded.set.version }, 'policies reloaded');
     return { ok: true, version: loaded.set.version, problems: loaded.warnings };
+  }
+
+  readiness(): Readiness {
+    const checks: Record<string, string> = { policies: `loaded ${this.policySet.version}` };
+    let ready = true;
+    if (this.stopping) {
+      checks['server'] = 'draining';
+      ready = false;
+    }
+    if (this.store instanceof RedisBucketStore) {
+      checks['redis'] = this.store.healthy ? 'reachable' : 'unreachable';
+      ready &&= this.store.healthy;
+    }
+    return { ready, checks };
+  }
+
+  /** What /v1/policy shows: the version served, its policies, and the reload history. */
+  policyInfo(): Record<string, unknown> {
+    return { ...describePolicySet(this.policySet, this.options.policiesDir), history: this.history };
+  }
+
+  adminProviders(): AdminProviders {
+    return {
+      readiness: () => this.readiness(),
+      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      policy: () => this.policyInfo(),
+    };
   }
 
   /** Graceful stop: NOT_SERVING, finish checks in flight, flush the audit log. */
@@ -107,4 +154,18 @@ export class Gatehouse {
     })();
     return this.stopping;
   }
+
+  private remember(result: ReloadRecord['result'], version: string, errors?: string[]): void {
+    this.history.unshift({ at: new Date().toISOString(), result, version, ...(errors ? { errors } : {}) });
+    this.history.length = Math.min(this.history.length, HISTORY_LENGTH);
+  }
+}
+
+async function openStore(options: GatehouseOptions, log: Logger, metrics: Metrics): Promise<BucketStore> {
+  if (!options.redis) return new MemoryBucketStore();
+  const redis = new RedisBucketStore({ ...options.redis, log, onBreakerChange: (state) => metrics.breakerChanged(state) });
+  if (!(await redis.waitUntilConnected(REDIS_STARTUP_WAIT_MS))) {
+    log.warn('starting without Redis: limited routes follow onBackendError until it is reachable');
+  }
+  return redis;
 }

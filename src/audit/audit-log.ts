@@ -1,6 +1,7 @@
 import pino, { type Logger } from 'pino';
 import type { Decision } from '../pipeline/decision';
 import type { DecisionSink } from '../pipeline/engine';
+import { HashChain } from './chain';
 
 export interface AuditRecord {
   decision_id: string;
@@ -21,6 +22,7 @@ export interface AuditRecord {
   limit?: { limit: number; remaining: number; reset: number; retry_after: number };
   limit_backend_error?: string;
   request_id: string | null;
+  traceparent?: string;
   latency_ms: number;
 }
 
@@ -47,6 +49,7 @@ export function auditRecord(d: Decision): AuditRecord {
     request_id: d.requestId ?? null,
     latency_ms: Math.round(d.latencyMs * 1000) / 1000,
   };
+  if (d.traceparent !== undefined) record.traceparent = d.traceparent;
   if (d.wouldDeny) record.would_deny = { status: d.wouldDeny.status, reason_code: d.wouldDeny.code, reason: d.wouldDeny.reason };
   if (d.limit) {
     record.limit = { limit: d.limit.limit, remaining: d.limit.remaining, reset: d.limit.resetSeconds, retry_after: d.limit.retryAfterSeconds };
@@ -55,16 +58,26 @@ export function auditRecord(d: Decision): AuditRecord {
   return record;
 }
 
+export interface AuditLogOptions {
+  /** Several processes share the target (workers on one stdout): write each record whole, at once. */
+  readonly shared?: boolean;
+}
+
+/** Hash-chained audit records through pino. One chain per process. */
 export class AuditLog implements DecisionSink {
   private readonly logger: Logger;
-  private readonly destination: pino.DestinationStream & { flushSync?: () => void; end?: () => void };
+  readonly chain = new HashChain();
 
-  /** `target`: a file path, or undefined for stdout. Writes are asynchronous and buffered. */
-  constructor(target: string | undefined) {
-    // Asynchronous: writes coalesce while one is in flight, so the hot path never waits on disk
-    // and a quiet server still shows each decision at once.
-    this.destination = pino.destination({ dest: target ?? 1, sync: false, mkdir: true });
-    this.logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, this.destination);
+  /** `target`: a file path, or undefined for stdout. */
+  constructor(target: string | undefined, options: AuditLogOptions = {}) {
+    // Asynchronous by default: writes coalesce while one is in flight, so the hot path never
+    // waits on disk and a quiet server still shows each decision at once. A shared pipe needs
+    // one write per record instead, so records from several processes never interleave.
+    const destination = pino.destination({ dest: target ?? 1, sync: options.shared === true, mkdir: true });
+    this.logger = pino(
+      { base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg', hooks: { streamWrite: this.chain.seal } },
+      destination,
+    );
   }
 
   record(decision: Decision): void {

@@ -1,7 +1,15 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import cluster from 'node:cluster';
 import { promises as fs } from 'node:fs';
-import { Gatehouse, PolicyLoadError } from '../app';
+import { availableParallelism } from 'node:os';
+import type { Logger } from 'pino';
+import { AdminServer } from '../admin/admin-server';
+import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
+import { verifyAuditText } from '../audit/chain';
+import { workerAuditPath } from '../cluster/messages';
+import { Supervisor } from '../cluster/supervisor';
+import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
@@ -20,7 +28,9 @@ program
   .description('run the ext_authz gRPC server')
   .addOption(new Option('--policies <dir>', 'policy directory').default('./policies').env('GATEHOUSE_POLICIES'))
   .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(9191).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
+  .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(9193).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
   .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
+  .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default: one per core; 1 = single process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
   .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
   .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
@@ -35,21 +45,21 @@ program
     const bad = validateTrustDomains(trustDomains);
     if (bad) fail(bad);
     const redis = redisOptions(opts);
-    let app: Gatehouse;
+    const options: GatehouseOptions = {
+      policiesDir: opts.policies,
+      grpcHost: opts.listenAddress,
+      grpcPort: opts.grpcPort,
+      trustDomains,
+      trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
+      auditLog: opts.auditLog,
+      drainTimeoutMs: opts.drainTimeout,
+      ...(redis ? { redis } : {}),
+    };
+    const workers = opts.workers ?? availableParallelism();
     try {
-      app = await Gatehouse.start(
-        {
-          policiesDir: opts.policies,
-          grpcHost: opts.listenAddress,
-          grpcPort: opts.grpcPort,
-          trustDomains,
-          trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
-          auditLog: opts.auditLog,
-          drainTimeoutMs: opts.drainTimeout,
-          ...(redis ? { redis } : {}),
-        },
-        log,
-      );
+      if (cluster.isWorker) await serveWorker(options, log);
+      else if (workers > 1) await servePrimary(options, workers, opts, log);
+      else await serveSingle(options, opts, log);
     } catch (err) {
       if (err instanceof PolicyLoadError) {
         process.stderr.write(`gatehouse: refusing to start: ${opts.policies} has invalid policies\n`);
@@ -58,13 +68,62 @@ program
       }
       fail(`cannot start: ${(err as Error).message}`);
     }
-    const stop = (signal: string): void => {
-      log.info({ signal }, 'shutting down');
-      app.stop().then(() => process.exit(0), () => process.exit(1));
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => void app.reload());
+  });
+
+/** --workers 1: gRPC and admin in this process. */
+async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Logger): Promise<void> {
+  const app = await Gatehouse.start(options, log);
+  const admin = new AdminServer(app.adminProviders(), log);
+  const adminPort = await admin.listen(opts.listenAddress, opts.adminPort);
+  log.info({ adminPort }, 'admin serving');
+  onStopSignals(log, async () => {
+    await app.stop();
+    await admin.close();
+  });
+  process.on('SIGHUP', () => void app.reload());
+}
+
+async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger): Promise<void> {
+  const supervisor = await Supervisor.start({ workers, adminHost: opts.listenAddress, adminPort: opts.adminPort, gatehouse: options }, log);
+  onStopSignals(log, () => supervisor.stop());
+  process.on('SIGHUP', () => void supervisor.reload());
+  process.on('SIGUSR2', () => void supervisor.rollingRestart());
+}
+
+async function serveWorker(options: GatehouseOptions, log: Logger): Promise<void> {
+  const slot = Number(process.env['GATEHOUSE_WORKER_SLOT'] ?? '1');
+  // One hash chain per worker file; workers sharing stdout write each record whole.
+  const auditLog = options.auditLog ? workerAuditPath(options.auditLog, slot) : undefined;
+  await runWorker({ ...options, auditLog, auditShared: auditLog === undefined }, log);
+}
+
+function onStopSignals(log: Logger, stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    stop().then(() => process.exit(0), () => process.exit(1));
+  };
+  process.on('SIGTERM', () => handler('SIGTERM'));
+  process.on('SIGINT', () => handler('SIGINT'));
+}
+
+program
+  .command('audit')
+  .description('audit log tools')
+  .command('verify')
+  .description("verify an audit log's hash chains; exit 1 naming the first broken record")
+  .argument('<file>', 'audit log (JSON lines)')
+  .action(async (file: string) => {
+    const text = await fs.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${file}: ${e.code ?? e.message}`));
+    const result = verifyAuditText(text);
+    if (!result.ok) {
+      process.stdout.write(`${file}:${result.error!.line}: ${result.error!.message}\n`);
+      process.stdout.write(`FAILED after ${result.records} intact record(s)\n`);
+      process.exit(1);
+    }
+    process.stdout.write(`ok: ${result.records} record(s) in ${result.chains} chain(s), every hash intact\n`);
   });
 
 program
@@ -112,6 +171,8 @@ interface ServeFlags {
   redis?: string;
   redisCluster?: string[];
   redisTimeout: number;
+  adminPort: number;
+  workers?: number;
 }
 
 function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {

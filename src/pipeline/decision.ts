@@ -33,6 +33,8 @@ export interface Decision extends Verdict {
   readonly method: string | undefined;
   readonly path: string | undefined;
   readonly requestId: string | undefined;
+  /** W3C trace context of the request, when well-formed. */
+  readonly traceparent: string | undefined;
   readonly caller: string | undefined;
   readonly identitySource: IdentitySource | undefined;
   readonly policy: CompiledPolicy | undefined;

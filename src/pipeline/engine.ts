@@ -110,6 +110,7 @@ export class DecisionEngine {
       method: request?.method,
       path: request?.path,
       requestId: request?.requestId,
+      traceparent: request?.traceparent,
       caller: identity?.ok ? identity.id.id : undefined,
       identitySource: identity?.source,
       policy: ctx.policy,

@@ -62,3 +62,14 @@ export interface PolicyProblem {
 export function formatProblem(p: PolicyProblem): string {
   return `${p.file}:${p.line}:${p.col} ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
 }
+
+/** The served set as the admin endpoint /v1/policy shows it. */
+export function describePolicySet(set: PolicySet, directory: string): Record<string, unknown> {
+  return {
+    version: set.version,
+    loadedAt: set.loadedAt.toISOString(),
+    directory,
+    files: set.files,
+    policies: set.policies.map((p) => ({ name: p.name, mode: p.mode, hosts: p.hosts, rules: p.rules.map((r) => r.name), file: p.file })),
+  };
+}

@@ -14,6 +14,8 @@ export interface RedisStoreOptions {
   readonly timeoutMs: number;
   readonly log: Logger;
   readonly breaker?: { failureThreshold?: number; cooldownMs?: number; maxCooldownMs?: number };
+  /** Told of every breaker state change (metrics). */
+  readonly onBreakerChange?: (state: BreakerState) => void;
 }
 
 /** Raised instead of waiting when the backend is known to be failing. */
@@ -47,7 +49,10 @@ export class RedisBucketStore implements BucketStore {
       failureThreshold: options.breaker?.failureThreshold ?? 3,
       cooldownMs: options.breaker?.cooldownMs ?? 500,
       maxCooldownMs: options.breaker?.maxCooldownMs ?? 5000,
-      onChange: (from, to, error) => this.onBreakerChange(from, to, error),
+      onChange: (from, to, error) => {
+        this.onBreakerChange(from, to, error);
+        options.onBreakerChange?.(to);
+      },
     });
     const common: RedisOptions = {
       commandTimeout: options.timeoutMs,

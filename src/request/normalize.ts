@@ -16,6 +16,8 @@ export interface NormalizedRequest {
   /** `attributes.source.principal`, '' when absent. */
   readonly principal: string;
   readonly requestId: string | undefined;
+  /** `traceparent` when it is well-formed W3C trace context, so a decision can be found from a trace. */
+  readonly traceparent: string | undefined;
   /** Client-sent `x-gatehouse-*` headers that Gatehouse does not overwrite itself. */
   readonly spoofedHeaders: readonly string[];
 }
@@ -70,10 +72,26 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
       path,
       headers,
       principal: str(field(field(attributes, 'source'), 'principal')),
-      requestId: headers['x-request-id'],
+      requestId: boundedHeader(headers['x-request-id']),
+      traceparent: traceparent(headers['traceparent']),
       spoofedHeaders: spoofedGatehouseHeaders(headers),
     },
   };
+}
+
+/** version-traceid-parentid-flags: 2, 32, 16 and 2 lower-case hex digits. */
+function traceparent(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length !== 55) return undefined;
+  for (let i = 0; i < 55; i++) {
+    const c = value.charCodeAt(i);
+    const dash = i === 2 || i === 35 || i === 52;
+    if (dash ? c !== 0x2d : !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return undefined;
+  }
+  return value;
+}
+
+function boundedHeader(value: unknown): string | undefined {
+  return typeof value === 'string' ? clipText(value, 128) : undefined;
 }
 
 function spoofedGatehouseHeaders(headers: Readonly<Record<string, string>>): string[] {

@@ -18,6 +18,7 @@ export function runCli(args: string[], input?: string): { status: number | null;
 export interface ServeProcess {
   child: ChildProcess;
   port: number;
+  adminPort: number;
   stderr: () => string;
   stdout: () => string;
   exited: Promise<number | null>;
@@ -27,7 +28,8 @@ export interface ServeProcess {
 export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
   requireBuild();
   // jest sandboxes process.env; child_process needs the variables passed explicitly.
-  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--listen-address', '127.0.0.1', ...args], {
+  // Defaults first: a later flag in `args` overrides them.
+  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--admin-port', '0', '--workers', '1', '--listen-address', '127.0.0.1', ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
   });
@@ -35,14 +37,15 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
   let stdout = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const port = await new Promise<number>((resolve, reject) => {
+  const [port, adminPort] = await new Promise<[number, number]>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 15_000);
     child.stderr!.on('data', (b: Buffer) => {
       stderr += b.toString();
-      const m = /"grpcPort":(\d+)/.exec(stderr);
-      if (m) {
+      const grpc = /"grpcPort":(\d+)/.exec(stderr);
+      const admin = /"adminPort":(\d+)/.exec(stderr);
+      if (grpc && admin) {
         clearTimeout(timer);
-        resolve(Number(m[1]));
+        resolve([Number(grpc[1]), Number(admin[1])]);
       }
     });
     void exited.then((code) => {
@@ -50,5 +53,5 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
       reject(new Error(`server exited with ${code} before serving:\n${stderr}`));
     });
   });
-  return { child, port, stderr: () => stderr, stdout: () => stdout, exited };
+  return { child, port, adminPort, stderr: () => stderr, stdout: () => stdout, exited };
 }

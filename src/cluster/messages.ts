@@ -1,0 +1,21 @@
+/** IPC between the primary and its workers. */
+export type ToWorker = { type: 'gatehouse:reload' };
+
+export interface WorkerStatus {
+  type: 'gatehouse:status';
+  slot: number;
+  ready: boolean;
+  version: string;
+  checks: Record<string, string>;
+}
+
+export function isWorkerStatus(message: unknown): message is WorkerStatus {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:status';
+}
+
+/** audit.log → audit.w2.log: one hash chain per worker file. */
+export function workerAuditPath(file: string, slot: number): string {
+  const slash = file.lastIndexOf('/');
+  const dot = file.lastIndexOf('.');
+  return dot > slash + 1 ? `${file.slice(0, dot)}.w${slot}${file.slice(dot)}` : `${file}.w${slot}`;
+}

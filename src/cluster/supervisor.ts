@@ -1,0 +1,175 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { AdminServer } from '../admin/admin-server';
+import { PolicyLoadError, type GatehouseOptions } from '../app';
+import { loadPolicyDir } from '../policy/load';
+import { describePolicySet, formatProblem, type PolicySet } from '../policy/types';
+import { isWorkerStatus, type ToWorker, type WorkerStatus } from './messages';
+
+export interface SupervisorOptions {
+  readonly workers: number;
+  readonly adminHost: string;
+  readonly adminPort: number;
+  readonly gatehouse: GatehouseOptions;
+}
+
+const RESTART_DELAY_MS = 200;
+const MAX_RESTART_DELAY_MS = 10_000;
+
+interface Slot {
+  worker: Worker;
+  status?: WorkerStatus;
+  restarts: number;
+}
+
+/**
+ * The primary of `--workers N`: validates the policies (so `serve` refuses bad ones with the
+ * validate messages), forks one worker per slot, restarts a worker that dies, fans reloads
+ * out on SIGHUP, restarts workers one at a time on SIGUSR2, serves the admin port with
+ * metrics aggregated over all workers, and on SIGTERM drains every worker before exiting 0.
+ */
+export class Supervisor {
+  private readonly slots = new Map<number, Slot>();
+  private readonly registry = new Registry();
+  private readonly aggregator = new AggregatorRegistry();
+  private readonly restartsCounter: Counter;
+  private readonly reloadsCounter: Counter<'result'>;
+  private readonly admin: AdminServer;
+  private shuttingDown = false;
+  private rolling = false;
+  private policySet: PolicySet;
+
+  private constructor(
+    private readonly options: SupervisorOptions,
+    private readonly log: Logger,
+    policySet: PolicySet,
+  ) {
+    this.policySet = policySet;
+    this.restartsCounter = new Counter({ name: 'gatehouse_worker_restarts_total', help: 'Workers restarted after dying.', registers: [this.registry] });
+    this.reloadsCounter = new Counter({ name: 'gatehouse_primary_reloads_total', help: 'Policy reloads ordered by the primary, by result.', labelNames: ['result'], registers: [this.registry] });
+    new Gauge({ name: 'gatehouse_workers', help: 'Configured worker processes.', registers: [this.registry] }).set(options.workers);
+    this.admin = new AdminServer(
+      {
+        readiness: () => this.readiness(),
+        metrics: async () => ({ contentType: this.registry.contentType, body: `${await this.registry.metrics()}\n${await this.aggregator.clusterMetrics()}` }),
+        policy: () => this.policyInfo(),
+      },
+      log,
+    );
+  }
+
+  static async start(options: SupervisorOptions, log: Logger): Promise<Supervisor> {
+    const loaded = await loadPolicyDir(options.gatehouse.policiesDir);
+    if (!loaded.ok) throw new PolicyLoadError(loaded.problems);
+    const supervisor = new Supervisor(options, log, loaded.set);
+    const adminPort = await supervisor.admin.listen(options.adminHost, options.adminPort);
+    for (let slot = 1; slot <= options.workers; slot++) supervisor.fork(slot);
+    log.info({ workers: options.workers, adminPort, policyVersion: loaded.set.version }, 'gatehouse primary started');
+    return supervisor;
+  }
+
+  /** SIGHUP: validate here first, then every worker loads the same directory. */
+  async reload(): Promise<void> {
+    const loaded = await loadPolicyDir(this.options.gatehouse.policiesDir);
+    if (!loaded.ok) {
+      this.reloadsCounter.inc({ result: 'rejected' });
+      this.log.error({ problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version }, 'policy reload rejected');
+      return;
+    }
+    this.policySet = loaded.set;
+    this.reloadsCounter.inc({ result: 'ok' });
+    this.broadcast({ type: 'gatehouse:reload' });
+    this.log.info({ version: loaded.set.version }, 'policies reloaded; workers told');
+  }
+
+  /** SIGUSR2: replace workers one by one; each old one drains only once its successor listens. */
+  async rollingRestart(): Promise<void> {
+    if (this.rolling || this.shuttingDown) return;
+    this.rolling = true;
+    try {
+      for (const [slot, current] of [...this.slots]) {
+        const old = current.worker;
+        const successor = this.fork(slot);
+        await new Promise<void>((resolve) => successor.once('listening', () => resolve()));
+        await this.retire(old);
+      }
+      this.log.info('rolling restart complete');
+    } finally {
+      this.rolling = false;
+    }
+  }
+
+  /** SIGTERM: every worker drains (finishing checks in flight), then the primary exits. */
+  async stop(): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.log.info('draining workers');
+    await Promise.all([...this.slots.values()].map((s) => this.retire(s.worker)));
+    await this.admin.close();
+    this.log.info('stopped');
+  }
+
+  private fork(slot: number): Worker {
+    const worker = cluster.fork({ GATEHOUSE_WORKER_SLOT: String(slot) });
+    const previous = this.slots.get(slot);
+    this.slots.set(slot, { worker, restarts: previous?.restarts ?? 0 });
+    worker.on('message', (message: unknown) => {
+      const entry = this.slots.get(slot);
+      if (isWorkerStatus(message) && entry?.worker === worker) entry.status = message;
+    });
+    worker.on('exit', (code, signal) => this.onExit(slot, worker, code, signal));
+    return worker;
+  }
+
+  private onExit(slot: number, worker: Worker, code: number | null, signal: string | null): void {
+    const entry = this.slots.get(slot);
+    if (this.shuttingDown || entry?.worker !== worker) return; // drained on purpose, or already replaced
+    entry.restarts++;
+    this.restartsCounter.inc();
+    const delay = Math.min(RESTART_DELAY_MS * 2 ** Math.min(entry.restarts - 1, 6), MAX_RESTART_DELAY_MS);
+    this.log.error({ slot, pid: worker.process.pid, code, signal, restartInMs: delay }, 'worker died; restarting');
+    entry.status = undefined;
+    setTimeout(() => {
+      if (!this.shuttingDown && this.slots.get(slot)?.worker === worker) this.fork(slot);
+    }, delay).unref();
+  }
+
+  private retire(worker: Worker): Promise<void> {
+    if (worker.isDead()) return Promise.resolve();
+    const deadline = this.options.gatehouse.drainTimeoutMs + 2000;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.warn({ pid: worker.process.pid }, 'worker did not drain in time; killing it');
+        worker.process.kill('SIGKILL');
+      }, deadline);
+      timer.unref();
+      worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      worker.process.kill('SIGTERM');
+    });
+  }
+
+  private broadcast(message: ToWorker): void {
+    for (const { worker } of this.slots.values()) if (worker.isConnected()) worker.send(message);
+  }
+
+  private readiness(): { ready: boolean; checks: Record<string, string> } {
+    const statuses = [...this.slots.values()].map((s) => s.status);
+    const readyCount = statuses.filter((s) => s?.ready).length;
+    const checks: Record<string, string> = { workers: `${readyCount}/${this.options.workers} ready`, policies: `loaded ${this.policySet.version}` };
+    const redis = statuses.find((s) => s?.checks['redis'])?.checks['redis'];
+    if (redis) checks['redis'] = redis;
+    if (this.shuttingDown) checks['server'] = 'draining';
+    return { ready: !this.shuttingDown && readyCount === this.options.workers, checks };
+  }
+
+  private policyInfo(): Record<string, unknown> {
+    return {
+      ...describePolicySet(this.policySet, this.options.gatehouse.policiesDir),
+      workers: [...this.slots.entries()].map(([slot, s]) => ({ slot, pid: s.worker.process.pid, version: s.status?.version ?? null, ready: s.status?.ready ?? false })),
+    };
+  }
+}

@@ -1,0 +1,42 @@
+import cluster from 'node:cluster';
+import type { Logger } from 'pino';
+import { AggregatorRegistry } from 'prom-client';
+import { Gatehouse, type GatehouseOptions } from '../app';
+import type { ToWorker, WorkerStatus } from './messages';
+
+const STATUS_INTERVAL_MS = 1000;
+
+/** A worker: one Gatehouse on the shared gRPC port, reporting to and taking orders from the primary. */
+export async function runWorker(options: GatehouseOptions, log: Logger): Promise<Gatehouse> {
+  const slot = Number(process.env['GATEHOUSE_WORKER_SLOT'] ?? cluster.worker?.id ?? 0);
+  const app = await Gatehouse.start(options, log.child({ worker: slot }));
+  // The primary's AggregatorRegistry asks every worker for this registry over IPC; prom-client
+  // only installs the worker's answering listener when an AggregatorRegistry is constructed.
+  new AggregatorRegistry();
+  AggregatorRegistry.setRegistries([app.metrics.registry]);
+
+  const report = (): void => {
+    const readiness = app.readiness();
+    const status: WorkerStatus = { type: 'gatehouse:status', slot, ready: readiness.ready, version: app.policies.version, checks: readiness.checks };
+    if (process.connected) process.send?.(status);
+  };
+  report();
+  const timer = setInterval(report, STATUS_INTERVAL_MS);
+  timer.unref();
+
+  process.on('message', (message: ToWorker) => {
+    if (message?.type === 'gatehouse:reload') void app.reload().then(report);
+  });
+  const stop = (): void => {
+    clearInterval(timer);
+    app.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  // The primary is gone: nobody supervises this worker any more.
+  process.on('disconnect', stop);
+  return app;
+}
