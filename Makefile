@@ -25,8 +25,10 @@ run: build
 test-deps:
 	@scripts/ensure-test-deps.sh
 
+# The example policies are validated and their policy tests (*.test.yaml) run, as users' CI would.
 validate-examples: build
 	node dist/cli/main.js validate policies
+	node dist/cli/main.js test policies --coverage
 
 test: build test-deps validate-examples
 	$(NODE_BIN)/tsc -p tsconfig.json --noEmit

@@ -15,6 +15,7 @@ import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
 import { runCheck } from './check';
+import { runTestCommand } from './test-command';
 import { collectList, parsePort, parsePositiveInt, validateTrustDomains } from './options';
 
 const program = new Command();
@@ -108,6 +109,17 @@ function onStopSignals(log: Logger, stop: () => Promise<void>): void {
   process.on('SIGTERM', () => handler('SIGTERM'));
   process.on('SIGINT', () => handler('SIGINT'));
 }
+
+program
+  .command('test')
+  .description('run the policy tests (*.test.yaml) beside the policies')
+  .argument('<dir>', 'policy directory')
+  .option('--junit <file>', 'also write the results as JUnit XML')
+  .option('--coverage', 'list the rules and allow/deny entries no case exercised')
+  .option('--trust-domain <domain>', 'trusted SPIFFE trust domain (repeatable; default: the test file\'s, else those the policies name)', collectList)
+  .action(async (dir: string, opts: { junit?: string; coverage?: boolean; trustDomain?: string[] }) => {
+    process.exitCode = await runTestCommand(dir, opts);
+  });
 
 program
   .command('audit')

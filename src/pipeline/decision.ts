@@ -40,6 +40,8 @@ export interface Decision extends Verdict {
   readonly policy: CompiledPolicy | undefined;
   readonly policyVersion: string;
   readonly rule: CompiledRule | undefined;
+  /** The allow or deny entry of `rule` that decided. */
+  readonly entry: { readonly list: 'allow' | 'deny'; readonly index: number } | undefined;
   readonly limit: LimitResult | undefined;
   /** The limit backend failed and onBackendError decided. */
   readonly limitBackendError: string | undefined;

@@ -27,6 +27,7 @@ interface Context {
   identity?: IdentityOutcome;
   policy?: CompiledPolicy;
   rule?: CompiledRule;
+  entry?: { list: 'allow' | 'deny'; index: number };
   limit?: LimitResult;
   limitBackendError?: string;
 }
@@ -79,9 +80,11 @@ export class DecisionEngine {
         return deny(403, 'caller_not_allowed', `caller ${identity.id.id} is not allowed by policy ${policy.name}`);
       case 'refused':
         ctx.rule = authz.rule;
+        ctx.entry = { list: 'deny', index: authz.entry };
         return deny(403, 'caller_refused', `caller ${identity.id.id} is refused by rule ${authz.rule.name} of policy ${policy.name}`);
       case 'allowed':
         ctx.rule = authz.rule;
+        ctx.entry = { list: 'allow', index: authz.entry };
     }
 
     const limit = authz.rule.rateLimit;
@@ -116,6 +119,7 @@ export class DecisionEngine {
       policy: ctx.policy,
       policyVersion: ctx.set.version,
       rule: ctx.rule,
+      entry: ctx.entry,
       limit: ctx.limit,
       limitBackendError: ctx.limitBackendError,
       wouldDeny,

@@ -2,9 +2,10 @@ import type { SpiffeId } from '../identity/spiffe';
 import type { NormalizedRequest } from '../request/normalize';
 import type { CompiledPolicy, CompiledRule } from './types';
 
+/** Which allow or deny entry decided, by index in the rule's list (coverage, explanations). */
 export type AuthzOutcome =
-  | { kind: 'allowed'; rule: CompiledRule }
-  | { kind: 'refused'; rule: CompiledRule }
+  | { kind: 'allowed'; rule: CompiledRule; entry: number }
+  | { kind: 'refused'; rule: CompiledRule; entry: number }
   | { kind: 'not-allowed' }
   | { kind: 'no-route' };
 
@@ -16,28 +17,42 @@ export type AuthzOutcome =
  */
 export function authorize(policy: CompiledPolicy, request: NormalizedRequest, caller: SpiffeId): AuthzOutcome {
   let allowedBy: CompiledRule | undefined;
+  let allowEntry = -1;
   let routeMatched = false;
   const rules = policy.rules;
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i]!;
     if (!routeMatches(rule, request)) continue;
     routeMatched = true;
-    if (anyMatch(rule.deny, caller)) return { kind: 'refused', rule };
-    if (allowedBy === undefined && anyMatch(rule.allow, caller)) allowedBy = rule;
+    const refusedBy = firstMatch(rule.deny, caller);
+    if (refusedBy !== -1) return { kind: 'refused', rule, entry: refusedBy };
+    if (allowedBy === undefined) {
+      allowEntry = firstMatch(rule.allow, caller);
+      if (allowEntry !== -1) allowedBy = rule;
+    }
   }
-  if (allowedBy !== undefined) return { kind: 'allowed', rule: allowedBy };
+  if (allowedBy !== undefined) return { kind: 'allowed', rule: allowedBy, entry: allowEntry };
   return routeMatched ? { kind: 'not-allowed' } : { kind: 'no-route' };
 }
 
-function routeMatches(rule: CompiledRule, request: NormalizedRequest): boolean {
-  if (rule.methods !== null && !rule.methods.has(request.method)) return false;
+export function methodMatches(rule: CompiledRule, method: string): boolean {
+  return rule.methods === null || rule.methods.has(method);
+}
+
+export function pathMatches(rule: CompiledRule, path: string): boolean {
   const paths = rule.paths;
   if (paths === null) return true;
-  for (let i = 0; i < paths.length; i++) if (paths[i]!.matches(request.path)) return true;
+  for (let i = 0; i < paths.length; i++) if (paths[i]!.matches(path)) return true;
   return false;
 }
 
-function anyMatch(patterns: readonly { matches(id: SpiffeId): boolean }[], caller: SpiffeId): boolean {
-  for (let i = 0; i < patterns.length; i++) if (patterns[i]!.matches(caller)) return true;
-  return false;
+function routeMatches(rule: CompiledRule, request: NormalizedRequest): boolean {
+  return methodMatches(rule, request.method) && pathMatches(rule, request.path);
 }
+
+/** Index of the first pattern naming the caller, or -1. */
+export function firstMatch(patterns: readonly { matches(id: SpiffeId): boolean }[], caller: SpiffeId): number {
+  for (let i = 0; i < patterns.length; i++) if (patterns[i]!.matches(caller)) return i;
+  return -1;
+}
+

@@ -7,7 +7,7 @@ import { describePath, type LocatedDoc, type YamlPath } from './yaml-docs';
 
 let validator: ValidateFunction | undefined;
 function schemaValidator(): ValidateFunction {
-  validator ??= new Ajv({ allErrors: true, strict: true, verbose: true }).compile(servicePolicySchema);
+  validator ??= compileSchema(servicePolicySchema);
   return validator;
 }
 
@@ -23,10 +23,8 @@ export function validateDocument(located: LocatedDoc): { doc?: ServicePolicyDoc;
   if (typeof kind === 'string' && !KNOWN_KINDS.includes(kind)) {
     return { problems: [located.problem(['kind'], `unknown kind '${clip(kind)}' (expected one of: ${KNOWN_KINDS.join(', ')})`)] };
   }
-  const validate = schemaValidator();
-  if (!validate(value)) {
-    return { problems: dedupe((validate.errors ?? []).map((e) => schemaProblem(located, e))) };
-  }
+  const problems = schemaProblems(located, schemaValidator());
+  if (problems.length > 0) return { problems };
   const doc = value as ServicePolicyDoc;
   return { doc, problems: semanticProblems(located, doc) };
 }
@@ -110,6 +108,16 @@ export function hostError(host: string): string | undefined {
   return undefined;
 }
 
+/** Checks a document against a compiled JSON Schema; each error located at its YAML node. */
+export function schemaProblems(located: LocatedDoc, validate: ValidateFunction): PolicyProblem[] {
+  if (validate(located.value)) return [];
+  return dedupe(relevant(validate.errors ?? []).map((e) => schemaProblem(located, e)));
+}
+
+export function compileSchema(schema: object): ValidateFunction {
+  return new Ajv({ allErrors: true, strict: true, verbose: true }).compile(schema);
+}
+
 function schemaProblem(located: LocatedDoc, error: ErrorObject): PolicyProblem {
   const path = pointerToPath(error.instancePath);
   const where = describePath(path);
@@ -140,6 +148,19 @@ function schemaProblem(located: LocatedDoc, error: ErrorObject): PolicyProblem {
     default:
       return located.problem(path, `${prefix}${error.message ?? 'is invalid'}`);
   }
+}
+
+/**
+ * Drops what `anyOf` adds that a reader cannot act on: the summary "must match a schema in
+ * anyOf", and a scalar branch's enum error when the value written is a mapping or list.
+ */
+function relevant(errors: ErrorObject[]): ErrorObject[] {
+  const kept = errors.filter((e) => {
+    const inAnyOf = e.schemaPath.includes('/anyOf/');
+    if (e.keyword === 'anyOf') return !errors.some((o) => o !== e && o.instancePath.startsWith(e.instancePath) && o.keyword !== 'anyOf');
+    return !(inAnyOf && e.keyword === 'enum' && e.data !== null && typeof e.data === 'object');
+  });
+  return kept.length > 0 ? kept : errors;
 }
 
 function pointerToPath(pointer: string): YamlPath {

@@ -12,6 +12,8 @@ export interface LocatedDoc {
   readonly lines: LineCounter;
   /** A problem located at `at` (or at the nearest ancestor that has a position). */
   problem(at: YamlPath, message: string, severity?: Severity): PolicyProblem;
+  /** 1-based line of the node at `at`. */
+  lineOf(at: YamlPath): number;
   /** A problem located at the key `key` of the map at `at`. */
   keyProblem(at: YamlPath, key: string, message: string): PolicyProblem;
 }
@@ -57,6 +59,7 @@ function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: u
     doc,
     lines,
     problem: (path, message, severity = 'error') => at(file, lines, offsetOf(path), message, severity),
+    lineOf: (path) => lines.linePos(offsetOf(path)).line,
     keyProblem: (path, key, message) => {
       const map = doc.getIn(path, true);
       if (isMap(map)) {

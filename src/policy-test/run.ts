@@ -1,0 +1,182 @@
+import { DecisionEngine } from '../pipeline/engine';
+import type { Decision } from '../pipeline/decision';
+import { loadPolicyDir } from '../policy/load';
+import { isPolicyTestFile, listFiles, readSources } from '../policy/source';
+import type { PolicyProblem, PolicySet } from '../policy/types';
+import { compileSchema, schemaProblems } from '../policy/validate';
+import { parseYamlDocuments, type LocatedDoc } from '../policy/yaml-docs';
+import { MemoryBucketStore } from '../ratelimit/memory-store';
+import { policyTestSchema, type CaseDoc, type ExpectDoc, type PolicyTestDoc } from './schema';
+
+export interface CaseResult {
+  readonly file: string;
+  readonly line: number;
+  readonly suite: string;
+  readonly name: string;
+  readonly passed: boolean;
+  /** What happened, e.g. "deny 403 caller_refused (rule create-order)". */
+  readonly actual: string;
+  readonly expected: string;
+  readonly dryRun: boolean;
+  readonly ms: number;
+}
+
+export interface CoverageGap {
+  readonly policy: string;
+  readonly file: string;
+  readonly rule: string;
+  /** undefined: the rule never decided a case; else the entry that never matched. */
+  readonly entry?: { list: 'allow' | 'deny'; index: number; pattern: string };
+}
+
+export type TestRun =
+  | { ok: true; results: CaseResult[]; coverage: CoverageGap[]; totalEntries: number; policyVersion: string }
+  | { ok: false; problems: PolicyProblem[] };
+
+let validator: ReturnType<typeof compileSchema> | undefined;
+
+/**
+ * `gatehouse test`: every case runs through the server's own decision engine, on a fresh
+ * in-process limiter (so cases do not leak budget into each other).
+ */
+export async function runPolicyTests(dir: string, options: { trustDomains?: readonly string[] } = {}): Promise<TestRun> {
+  const loaded = await loadPolicyDir(dir);
+  if (!loaded.ok) return { ok: false, problems: loaded.problems };
+  const files = await listFiles(dir, isPolicyTestFile);
+  if (files.length === 0) {
+    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: 'no policy tests (*.test.yaml) found' }] };
+  }
+  const { sources, tooLarge } = await readSources(files);
+  const problems: PolicyProblem[] = tooLarge.map((file) => ({ file, line: 1, col: 1, severity: 'error' as const, message: 'file is too large' }));
+  const suites: { located: LocatedDoc; doc: PolicyTestDoc }[] = [];
+  validator ??= compileSchema(policyTestSchema);
+  for (const source of sources) {
+    const parsed = parseYamlDocuments(source);
+    problems.push(...parsed.problems);
+    for (const located of parsed.docs) {
+      const docProblems = schemaProblems(located, validator);
+      const doc = located.value as PolicyTestDoc;
+      if (docProblems.length === 0) {
+        doc.spec.cases.forEach((c, i) => {
+          if (typeof c.expect === 'object' && (c.expect.allow === undefined) === (c.expect.deny === undefined)) {
+            docProblems.push(located.problem(['spec', 'cases', i, 'expect'], 'expect must say allow: true or deny: 401|403|429 (exactly one)'));
+          }
+        });
+      }
+      problems.push(...docProblems);
+      if (docProblems.length === 0) suites.push({ located, doc });
+    }
+  }
+  if (problems.some((p) => p.severity === 'error')) return { ok: false, problems };
+
+  const set = loaded.set;
+  const used = new Set<string>();
+  const results: CaseResult[] = [];
+  for (const { located, doc } of suites) {
+    const trustDomains = doc.spec.trustDomains ?? options.trustDomains ?? trustDomainsOf(set);
+    for (const [i, testCase] of doc.spec.cases.entries()) {
+      const start = performance.now();
+      const decision = await runCase(set, testCase, trustDomains, doc.spec.trustXfcc === true);
+      if (decision.rule) {
+        used.add(ruleKey(decision.policy!.name, decision.rule.name));
+        if (decision.entry) used.add(entryKey(decision.policy!.name, decision.rule.name, decision.entry.list, decision.entry.index));
+      }
+      results.push({
+        file: located.file,
+        line: located.lineOf(['spec', 'cases', i]),
+        suite: doc.metadata.name,
+        name: testCase.name,
+        ...judge(decision, testCase.expect),
+        dryRun: decision.policy?.mode === 'dry-run',
+        ms: performance.now() - start,
+      });
+    }
+  }
+  const { gaps, total } = coverage(set, used);
+  return { ok: true, results, coverage: gaps, totalEntries: total, policyVersion: set.version };
+}
+
+async function runCase(set: PolicySet, testCase: CaseDoc, trustDomains: readonly string[], trustXfcc: boolean): Promise<Decision> {
+  const store = new MemoryBucketStore();
+  let last: Decision | undefined;
+  const engine = new DecisionEngine({
+    policies: () => set,
+    identity: { trustDomains: new Set(trustDomains), trustXfcc },
+    store,
+    sink: { record: (d) => void (last = d) },
+  });
+  const request = checkRequestFor(testCase);
+  for (let n = 0; n < (testCase.repeat ?? 1); n++) await engine.decide(request);
+  await store.close();
+  return last!;
+}
+
+/** The CheckRequest Envoy would send for the case. */
+function checkRequestFor(testCase: CaseDoc): unknown {
+  const r = testCase.request;
+  const method = r.method ?? 'GET';
+  const headers: Record<string, string> = { ':authority': r.host, ':method': method, ':path': r.path, ...r.headers };
+  if (r.xfcc !== undefined) headers['x-forwarded-client-cert'] = r.xfcc;
+  return {
+    attributes: {
+      source: r.caller !== undefined ? { principal: r.caller } : {},
+      request: { http: { host: r.host, method, path: r.path, headers } },
+    },
+  };
+}
+
+/** Tests judge the policy's verdict: in dry-run that is the denial it would have made. */
+function judge(d: Decision, expect: ExpectDoc): { passed: boolean; actual: string; expected: string } {
+  const verdict = d.wouldDeny ?? d;
+  const actual = verdict.allowed
+    ? `allow${d.rule ? ` (rule ${d.rule.name})` : ''}`
+    : `deny ${verdict.status} ${verdict.code}${d.rule ? ` (rule ${d.rule.name})` : ''}: ${verdict.reason}`;
+  const want = typeof expect === 'string' ? { allow: expect === 'allow' ? true : undefined, deny: undefined, any: expect === 'deny' } : { ...expect, any: false };
+  let passed: boolean;
+  let expected: string;
+  if (want.allow) {
+    passed = verdict.allowed;
+    expected = 'allow';
+  } else {
+    passed = !verdict.allowed && (want.any || verdict.status === want.deny);
+    expected = want.any ? 'deny' : `deny ${want.deny}`;
+  }
+  if (typeof expect === 'object' && expect.reason !== undefined) {
+    passed &&= verdict.code === expect.reason || verdict.reason.includes(expect.reason);
+    expected += ` reason ${expect.reason}`;
+  }
+  if (typeof expect === 'object' && expect.rule !== undefined) {
+    passed &&= d.rule?.name === expect.rule;
+    expected += ` (rule ${expect.rule})`;
+  }
+  return { passed, actual, expected };
+}
+
+function coverage(set: PolicySet, used: ReadonlySet<string>): { gaps: CoverageGap[]; total: number } {
+  const gaps: CoverageGap[] = [];
+  let total = 0;
+  for (const policy of set.policies) {
+    for (const rule of policy.rules) {
+      if (!used.has(ruleKey(policy.name, rule.name))) gaps.push({ policy: policy.name, file: policy.file, rule: rule.name });
+      for (const list of ['allow', 'deny'] as const) {
+        rule[list].forEach((pattern, index) => {
+          total++;
+          if (!used.has(entryKey(policy.name, rule.name, list, index))) {
+            gaps.push({ policy: policy.name, file: policy.file, rule: rule.name, entry: { list, index, pattern: pattern.source } });
+          }
+        });
+      }
+    }
+  }
+  return { gaps, total };
+}
+
+const ruleKey = (policy: string, rule: string): string => `${policy}/${rule}`;
+const entryKey = (policy: string, rule: string, list: string, index: number): string => `${policy}/${rule}/${list}/${index}`;
+
+/** Without an explicit list, the trust domains the policies name are trusted. */
+function trustDomainsOf(set: PolicySet): string[] {
+  const domains = new Set<string>();
+  for (const p of set.policies) for (const r of p.rules) for (const pattern of [...r.allow, ...r.deny]) domains.add(pattern.trustDomain);
+  return [...domains];
+}

@@ -1,0 +1,86 @@
+/** JSON Schema for `kind: PolicyTest` (`*.test.yaml` beside the policies). */
+export const policyTestSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['apiVersion', 'kind', 'metadata', 'spec'],
+  properties: {
+    apiVersion: { const: 'gatehouse/v1' },
+    kind: { const: 'PolicyTest' },
+    metadata: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['name'],
+      properties: { name: { type: 'string', minLength: 1 }, description: { type: 'string' } },
+    },
+    spec: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['cases'],
+      properties: {
+        trustDomains: { type: 'array', items: { type: 'string', minLength: 1 } },
+        trustXfcc: { type: 'boolean' },
+        cases: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name', 'request', 'expect'],
+            properties: {
+              name: { type: 'string', minLength: 1 },
+              request: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['host', 'path'],
+                properties: {
+                  caller: { type: 'string' },
+                  xfcc: { type: 'string' },
+                  host: { type: 'string', minLength: 1 },
+                  method: { type: 'string', minLength: 1 },
+                  path: { type: 'string', minLength: 1 },
+                  headers: { type: 'object', additionalProperties: { type: 'string' } },
+                },
+              },
+              repeat: { type: 'integer', minimum: 1, maximum: 100000 },
+              expect: {
+                anyOf: [
+                  { enum: ['allow', 'deny'] },
+                  {
+                    type: 'object',
+                    additionalProperties: false,
+                    properties: {
+                      allow: { const: true },
+                      deny: { enum: [401, 403, 429] },
+                      reason: { type: 'string', minLength: 1 },
+                      rule: { type: 'string', minLength: 1 },
+                    },
+                  },
+                ],
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+export type ExpectDoc = 'allow' | 'deny' | { allow?: true; deny?: 401 | 403 | 429; reason?: string; rule?: string };
+
+export interface PolicyTestDoc {
+  apiVersion: 'gatehouse/v1';
+  kind: 'PolicyTest';
+  metadata: { name: string; description?: string };
+  spec: {
+    trustDomains?: string[];
+    trustXfcc?: boolean;
+    cases: CaseDoc[];
+  };
+}
+
+export interface CaseDoc {
+  name: string;
+  request: { caller?: string; xfcc?: string; host: string; method?: string; path: string; headers?: Record<string, string> };
+  repeat?: number;
+  expect: ExpectDoc;
+}
