@@ -2,6 +2,7 @@ import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { compileSpiffePattern } from '../identity/spiffe';
 import { compilePathPattern } from './path-pattern';
 import { servicePolicySchema, type ServicePolicyDoc } from './schema';
+import { findShadowedRules } from './shadow';
 import type { PolicyProblem } from './types';
 import { describePath, type LocatedDoc, type YamlPath } from './yaml-docs';
 
@@ -68,6 +69,15 @@ function semanticProblems(located: LocatedDoc, doc: ServicePolicyDoc): PolicyPro
       }
     }
   });
+  if (problems.length === 0) {
+    for (const { index, by } of findShadowedRules(doc.spec.rules)) {
+      const rule = doc.spec.rules[index]!.name;
+      const earlier = doc.spec.rules[by]!.name;
+      problems.push(
+        located.problem(['spec', 'rules', index, 'name'], `rule '${rule}' is shadowed by rule '${earlier}' (rules[${by}]): every request it allows is decided by '${earlier}' first, so it never applies`, 'warning'),
+      );
+    }
+  }
   return problems;
 }
 
