@@ -6,6 +6,7 @@ import { MemoryBucketStore } from '../ratelimit/memory-store';
 import { checkRequestFromJson } from '../request/proto-json';
 import { toCheckResponse } from '../respond/check-response';
 import { auditRecord } from '../audit/audit-log';
+import { explainRules } from '../policy/explain';
 
 export interface CheckOptions {
   trustDomains: readonly string[];
@@ -36,24 +37,39 @@ export async function runCheck(dir: string, inputText: string, options: CheckOpt
   });
   const decision = await engine.decide(request);
   await store.close();
-  process.stdout.write(options.json ? `${JSON.stringify({ decision: auditRecord(decision), response: toCheckResponse(decision) }, null, 2)}\n` : explain(decision));
+  const rules = ruleExplanations(decision);
+  process.stdout.write(
+    options.json
+      ? `${JSON.stringify({ decision: auditRecord(decision), rules, response: toCheckResponse(decision) }, null, 2)}\n`
+      : explain(decision, rules),
+  );
   return 0;
 }
 
-function explain(d: Decision): string {
+/** Per-rule explanation, when the request got as far as a policy. */
+function ruleExplanations(decision: Decision): ReturnType<typeof explainRules> {
+  return decision.policy && decision.method && decision.path ? explainRules(decision.policy, decision.method, decision.path, decision.caller) : [];
+}
+
+function explain(d: Decision, rules: ReturnType<typeof explainRules>): string {
+  const verdict = d.wouldDeny ?? d;
   const lines = [
     `decision: ${d.allowed ? 'ALLOW' : 'DENY'} ${d.status}${d.wouldDeny ? ` (dry-run: would deny ${d.wouldDeny.status} ${d.wouldDeny.code})` : ''}`,
-    `reason:   ${d.wouldDeny ? d.wouldDeny.reason : d.reason} [${d.wouldDeny ? d.wouldDeny.code : d.code}]`,
-    `request:  ${d.method ?? '-'} ${d.host ?? '-'}${d.path ?? ''}`,
-    `identity: ${d.caller ? `${d.caller} (from ${d.identitySource})` : 'none verified'}`,
-    `policy:   ${d.policy ? `${d.policy.label} (${d.policy.mode}, ${d.policy.file})` : `none for this host (policy set ${d.policyVersion})`}`,
-    `rule:     ${d.rule ? d.rule.name : 'none'}`,
+    `reason:   ${verdict.reason} [${verdict.code}]`,
+    '',
+    `1 request:  ${d.method ?? '-'} ${d.host ?? '-'}${d.path ?? ''}`,
+    `2 identity: ${d.caller ? `${d.caller} (from ${d.identitySource})` : verdict.status === 401 ? `REJECTED: ${verdict.reason}` : 'not reached'}`,
+    `3 policy:   ${d.policy ? `${d.policy.label} (${d.policy.mode}, ${d.policy.file})` : `none guards this host (policy set ${d.policyVersion})`}`,
   ];
+  if (rules.length > 0) {
+    lines.push('4 rules:');
+    for (const r of rules) lines.push(`    ${r.rule === d.rule?.name ? '→' : ' '} ${r.rule}: ${r.summary}`);
+  }
   if (d.rule?.rateLimit) {
     const l = d.rule.rateLimit;
     lines.push(
-      `limit:    capacity ${l.capacity}, refill ${l.refillPerSecond}/s per ${l.per.kind === 'caller' ? 'caller' : `header ${l.per.name}`}` +
-        (d.limit ? `; ${d.limit.remaining} left, full in ${d.limit.resetSeconds}s` : ''),
+      `5 limit:    capacity ${l.capacity}, refill ${l.refillPerSecond}/s per ${l.per.kind === 'caller' ? 'caller' : `header ${l.per.name}`}` +
+        (d.limit ? `; ${d.limit.remaining} left after this request, full in ${d.limit.resetSeconds}s` : d.allowed || d.wouldDeny ? '' : ' (not reached)'),
     );
   }
   return `${lines.join('\n')}\n`;

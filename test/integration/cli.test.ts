@@ -34,9 +34,24 @@ describe('gatehouse check', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('decision: DENY 403');
     expect(r.stdout).toContain('[caller_refused]');
-    expect(r.stdout).toContain('identity: spiffe://shop.example/ns/checkout/sa/batch (from principal)');
-    expect(r.stdout).toMatch(/policy: {3}orders@[0-9a-f]{16} \(enforce/);
-    expect(r.stdout).toContain('rule:     create-order');
+    expect(r.stdout).toContain('2 identity: spiffe://shop.example/ns/checkout/sa/batch (from principal)');
+    expect(r.stdout).toMatch(/3 policy: {3}orders@[0-9a-f]{16} \(enforce/);
+    expect(r.stdout).toContain('    → create-order: route matches; caller REFUSED by deny[0] spiffe://shop.example/ns/checkout/sa/batch');
+    expect(r.stdout).toContain('      read-orders: method POST not in [GET]');
+    expect(r.stdout).toContain('5 limit:    capacity 20, refill 10/s per caller (not reached)');
+  });
+
+  test('explains why no rule matched, and a 401', () => {
+    const input = (principal: string | undefined, path: string) =>
+      JSON.stringify({ attributes: { source: principal ? { principal } : {}, request: { http: { method: 'GET', path, host: 'orders' } } } });
+    const none = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'], input('spiffe://shop.example/ns/payments/sa/x', '/v1/orders/7'));
+    expect(none.stdout).toContain('[caller_not_allowed]');
+    expect(none.stdout).toContain('      read-orders: route matches; caller in none of allow [spiffe://shop.example/ns/frontend/sa/web, spiffe://shop.example/ns/checkout/**]');
+    expect(none.stdout).toContain('      create-order: method GET not in [POST]');
+    const path = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'], input('spiffe://shop.example/ns/frontend/sa/web', '/v2/x'));
+    expect(path.stdout).toContain('read-orders: path /v2/x matches none of [/v1/orders, /v1/orders/*]');
+    const anon = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'], input(undefined, '/v1/orders'));
+    expect(anon.stdout).toContain('2 identity: REJECTED: no caller identity');
   });
 
   test('--json prints the decision and the CheckResponse; snake_case input is read too', () => {
@@ -47,6 +62,7 @@ describe('gatehouse check', () => {
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out.decision).toMatchObject({ result: 'allow', caller: CHECKOUT_WEB, rule: 'create-order', limit: { limit: 20, remaining: 19 } });
+    expect(out.rules[0]).toMatchObject({ rule: 'create-order', methodMatches: true, pathMatches: true, allowedBy: 'spiffe://shop.example/ns/checkout/sa/*' });
     expect(out.response.okResponse.headers.map((h: { header: { key: string } }) => h.header.key)).toContain('x-gatehouse-caller');
   });
 
