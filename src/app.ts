@@ -42,9 +42,13 @@ export class PolicyLoadError extends Error {
 }
 
 /** A running Gatehouse: policies, engine and gRPC server, with reload, metrics and graceful stop. */
+type ReloadResult = { ok: boolean; version: string; problems: readonly PolicyProblem[] };
+
 export class Gatehouse {
   private stopping: Promise<void> | undefined;
   private readonly history: ReloadRecord[] = [];
+  private reloadRunning: Promise<ReloadResult> | undefined;
+  private reloadQueued: Promise<ReloadResult> | undefined;
 
   private constructor(
     private policySet: PolicySet,
@@ -97,8 +101,32 @@ export class Gatehouse {
     return this.policySet;
   }
 
-  /** Loads the directory again; a bad version is rejected and the current one keeps serving. */
-  async reload(): Promise<{ ok: boolean; version: string; problems: readonly PolicyProblem[] }> {
+  /**
+   * Loads the directory again, off the hot path; a bad version is rejected and the current one
+   * keeps serving. Reloads never overlap: during one, any number of requests coalesce into
+   * exactly one more, which sees the latest files.
+   */
+  reload(): Promise<ReloadResult> {
+    if (this.reloadQueued) return this.reloadQueued;
+    if (this.reloadRunning) {
+      this.reloadQueued = this.reloadRunning.then(() => {
+        this.reloadQueued = undefined;
+        return this.startReload();
+      });
+      return this.reloadQueued;
+    }
+    return this.startReload();
+  }
+
+  private startReload(): Promise<ReloadResult> {
+    const running = this.reloadOnce().finally(() => {
+      if (this.reloadRunning === running) this.reloadRunning = undefined;
+    });
+    this.reloadRunning = running;
+    return running;
+  }
+
+  private async reloadOnce(): Promise<ReloadResult> {
     const loaded = await loadPolicyDir(this.options.policiesDir);
     if (!loaded.ok) {
       const errors = loaded.problems.map(formatProblem);
@@ -108,6 +136,9 @@ export class Gatehouse {
       return { ok: false, version: this.policySet.version, problems: loaded.problems };
     }
     const previous = this.policySet.version;
+    if (loaded.set.version === previous && loaded.set.git?.commit === this.policySet.git?.commit) {
+      return { ok: true, version: previous, problems: loaded.warnings }; // nothing changed
+    }
     this.policySet = loaded.set; // one reference swap: a check reads the set once, so it never mixes versions
     this.metrics.reloaded(true);
     this.metrics.policyVersion(loaded.set.version);

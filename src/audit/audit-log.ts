@@ -16,6 +16,7 @@ export interface AuditRecord {
   path: string | null;
   policy: string | null;
   policy_version: string;
+  policy_commit?: string;
   rule: string | null;
   dry_run: boolean;
   would_deny?: { status: number; reason_code: string; reason: string };
@@ -49,6 +50,7 @@ export function auditRecord(d: Decision): AuditRecord {
     request_id: d.requestId ?? null,
     latency_ms: Math.round(d.latencyMs * 1000) / 1000,
   };
+  if (d.policyCommit !== undefined) record.policy_commit = d.policyCommit;
   if (d.traceparent !== undefined) record.traceparent = d.traceparent;
   if (d.wouldDeny) record.would_deny = { status: d.wouldDeny.status, reason_code: d.wouldDeny.code, reason: d.wouldDeny.reason };
   if (d.limit) {

@@ -9,6 +9,7 @@ import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
 import { verifyAuditText } from '../audit/chain';
 import { workerAuditPath } from '../cluster/messages';
 import { Supervisor } from '../cluster/supervisor';
+import { watchPolicyDir } from '../policy/watch';
 import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
 import { loadPolicyDir } from '../policy/load';
@@ -39,6 +40,7 @@ program
   .addOption(new Option('--redis <url>', 'share token buckets through Redis (redis://host:port); default: in-process').env('GATEHOUSE_REDIS'))
   .addOption(new Option('--redis-cluster <urls>', 'share token buckets through Redis Cluster (comma-separated seed URLs)').argParser(collectList).env('GATEHOUSE_REDIS_CLUSTER'))
   .addOption(new Option('--redis-timeout <ms>', 'time budget of the Redis work of one check').default(50).argParser(parsePositiveInt).env('GATEHOUSE_REDIS_TIMEOUT'))
+  .addOption(new Option('--no-watch', 'do not reload when files in the policy directory change (SIGHUP still reloads)'))
   .addOption(new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take').default(10000).argParser(parsePositiveInt).env('GATEHOUSE_DRAIN_TIMEOUT'))
   .action(async (opts: ServeFlags) => {
     const log = createLogger(opts.logLevel);
@@ -77,7 +79,9 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
   const admin = new AdminServer(app.adminProviders(), log);
   const adminPort = await admin.listen(opts.listenAddress, opts.adminPort);
   log.info({ adminPort }, 'admin serving');
+  const watcher = opts.watch ? watchPolicyDir(options.policiesDir, () => void app.reload(), log) : undefined;
   onStopSignals(log, async () => {
+    watcher?.close();
     await app.stop();
     await admin.close();
   });
@@ -86,7 +90,11 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
 
 async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger): Promise<void> {
   const supervisor = await Supervisor.start({ workers, adminHost: opts.listenAddress, adminPort: opts.adminPort, gatehouse: options }, log);
-  onStopSignals(log, () => supervisor.stop());
+  const watcher = opts.watch ? watchPolicyDir(options.policiesDir, () => void supervisor.reload(), log) : undefined;
+  onStopSignals(log, async () => {
+    watcher?.close();
+    await supervisor.stop();
+  });
   process.on('SIGHUP', () => void supervisor.reload());
   process.on('SIGUSR2', () => void supervisor.rollingRestart());
 }
@@ -185,6 +193,7 @@ interface ServeFlags {
   redisTimeout: number;
   adminPort: number;
   workers?: number;
+  watch: boolean;
 }
 
 function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {

@@ -69,14 +69,23 @@ export class Supervisor {
     return supervisor;
   }
 
-  /** SIGHUP: validate here first, then every worker loads the same directory. */
-  async reload(): Promise<void> {
+  private reloads: Promise<void> = Promise.resolve();
+
+  /** SIGHUP or a file change: validate here first, then every worker loads the same directory. */
+  reload(): Promise<void> {
+    // One at a time, so the version the primary reports is the last one loaded.
+    this.reloads = this.reloads.then(() => this.reloadOnce());
+    return this.reloads;
+  }
+
+  private async reloadOnce(): Promise<void> {
     const loaded = await loadPolicyDir(this.options.gatehouse.policiesDir);
     if (!loaded.ok) {
       this.reloadsCounter.inc({ result: 'rejected' });
       this.log.error({ problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version }, 'policy reload rejected');
       return;
     }
+    if (loaded.set.version === this.policySet.version && loaded.set.gitLabel === this.policySet.gitLabel) return;
     this.policySet = loaded.set;
     this.reloadsCounter.inc({ result: 'ok' });
     this.broadcast({ type: 'gatehouse:reload' });

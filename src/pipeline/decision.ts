@@ -39,6 +39,8 @@ export interface Decision extends Verdict {
   readonly identitySource: IdentitySource | undefined;
   readonly policy: CompiledPolicy | undefined;
   readonly policyVersion: string;
+  /** Git commit of the policy set (`-dirty` when edited), when known. */
+  readonly policyCommit: string | undefined;
   readonly rule: CompiledRule | undefined;
   /** The allow or deny entry of `rule` that decided. */
   readonly entry: { readonly list: 'allow' | 'deny'; readonly index: number } | undefined;

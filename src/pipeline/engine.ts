@@ -118,6 +118,7 @@ export class DecisionEngine {
       identitySource: identity?.source,
       policy: ctx.policy,
       policyVersion: ctx.set.version,
+      policyCommit: ctx.set.gitLabel,
       rule: ctx.rule,
       entry: ctx.entry,
       limit: ctx.limit,

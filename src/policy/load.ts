@@ -1,4 +1,5 @@
 import { compilePolicySet, type ValidDoc } from './compile';
+import { describeGit, gitVersion } from './git';
 import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './source';
 import type { PolicyProblem, PolicySet } from './types';
 import { validateDocument } from './validate';
@@ -57,7 +58,9 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   }
   const errors = problems.filter((p) => p.severity === 'error');
   if (errors.length > 0) return { ok: false, problems: sortProblems(problems) };
-  return { ok: true, set: compilePolicySet(valid, files), warnings: sortProblems(problems) };
+  const git = await gitVersion(dir);
+  const set = compilePolicySet(valid, files);
+  return { ok: true, set: git ? { ...set, git, gitLabel: describeGit(git)! } : set, warnings: sortProblems(problems) };
 }
 
 function sortProblems(problems: PolicyProblem[]): PolicyProblem[] {

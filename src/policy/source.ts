@@ -25,8 +25,11 @@ export async function listFiles(dir: string, accept: (name: string) => boolean):
     for (const entry of entries) {
       if (entry.name.startsWith('.')) continue;
       const full = path.join(current, entry.name);
+      // Kubernetes mounts ConfigMap keys as symlinks into a hidden ..data directory: follow
+      // links to files; links to directories are not followed (no cycles).
+      const isFile = entry.isFile() || (entry.isSymbolicLink() && (await fs.stat(full).catch(() => undefined))?.isFile() === true);
       if (entry.isDirectory()) await walk(full);
-      else if (entry.isFile() && accept(entry.name)) out.push(full);
+      else if (isFile && accept(entry.name)) out.push(full);
     }
   }
   await walk(dir);

@@ -1,4 +1,5 @@
 import type { SpiffePattern } from '../identity/spiffe';
+import type { GitVersion } from './git';
 import type { PathPattern } from './path-pattern';
 
 export type PolicyMode = 'enforce' | 'dry-run';
@@ -47,6 +48,10 @@ export interface PolicySet {
   readonly byHost: ReadonlyMap<string, CompiledPolicy>;
   readonly files: readonly string[];
   readonly loadedAt: Date;
+  /** The git commit of the policy directory, when it is in a checkout. */
+  readonly git?: GitVersion;
+  /** `commit` or `commit-dirty`, for audit records; built once. */
+  readonly gitLabel?: string;
 }
 
 export type Severity = 'error' | 'warning';
@@ -67,6 +72,7 @@ export function formatProblem(p: PolicyProblem): string {
 export function describePolicySet(set: PolicySet, directory: string): Record<string, unknown> {
   return {
     version: set.version,
+    git: set.git ?? null,
     loadedAt: set.loadedAt.toISOString(),
     directory,
     files: set.files,

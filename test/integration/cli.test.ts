@@ -130,7 +130,7 @@ describe('gatehouse serve', () => {
   test('SIGHUP reloads a good version and keeps the last good one on a bad version', async () => {
     const dir = policyDir({ 'p.yaml': servicePolicy('p', ['p'], `    - name: r
       allow: [spiffe://shop.example/a]`) });
-    const server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example']);
+    const server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--no-watch']);
     const client = checkClient(server.port);
     const decide = async (caller: string) => (await client.check(envoyCheckRequest({ principal: caller, host: 'p', path: '/' }))).status?.code ?? 0;
     const waitFor = async (text: string) => {

@@ -46,7 +46,7 @@ describe('admin endpoints (single process)', () => {
 
   beforeAll(async () => {
     dir = policyDir({ 'p.yaml': policy('spiffe://shop.example/a') });
-    server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--audit-log', path.join(tmp(), 'a.log')]);
+    server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--no-watch', '--audit-log', path.join(tmp(), 'a.log')]);
     client = checkClient(server.port);
   });
   afterAll(async () => {
