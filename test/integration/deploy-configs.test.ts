@@ -1,0 +1,884 @@
+/**
+ * Deployment configurations (envoy/, istio/, Dockerfile, k6/) checked for the mistakes that
+ * break real deployments: a filter after the router, an HTTP/1.1 cluster to the gRPC port,
+ * a provider name that does not match, a probe on the wrong port, a root user, policies
+ * that drifted from policies/. Each checker returns a list of problems; the shipped files
+ * must have none, and the mutation tests prove each checker notices what it is meant to.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+function obj(v: unknown): Obj {
+  return isObj(v) ? v : {};
+}
+function list(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+function objs(v: unknown): Obj[] {
+  return list(v).filter(isObj);
+}
+function dig(v: unknown, ...keys: Array<string | number>): unknown {
+  let cur: unknown = v;
+  for (const k of keys) {
+    if (typeof k === 'number') cur = Array.isArray(cur) ? cur[k] : undefined;
+    else cur = isObj(cur) ? cur[k] : undefined;
+  }
+  return cur;
+}
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : '';
+}
+function clone<T>(v: T): T {
+  return structuredClone(v);
+}
+function read(rel: string): string {
+  return readFileSync(path.join(ROOT, rel), 'utf8');
+}
+
+/** Every non-empty document of a YAML text; syntax errors and duplicate keys throw. */
+function parseYaml(text: string, label: string): unknown[] {
+  const out: unknown[] = [];
+  for (const doc of parseAllDocuments(text, { uniqueKeys: true })) {
+    if (doc.errors.length > 0) throw new Error(`${label}: ${doc.errors.map((e) => e.message).join('; ')}`);
+    const js: unknown = doc.toJS();
+    if (js !== null && js !== undefined) out.push(js);
+  }
+  return out;
+}
+function loadYaml(rel: string): unknown[] {
+  return parseYaml(read(rel), rel);
+}
+function loadOne(rel: string): Obj {
+  const docs = loadYaml(rel);
+  if (docs.length !== 1 || !isObj(docs[0])) throw new Error(`${rel}: expected exactly one YAML mapping, got ${docs.length} documents`);
+  return docs[0];
+}
+
+/** Envoy/Istio durations as written in YAML: "0.25s", "1s". */
+function isPositiveDuration(v: unknown): boolean {
+  const m = /^(\d+(?:\.\d+)?)s$/.exec(str(v));
+  return m !== null && Number(m[1]) > 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Envoy
+// ---------------------------------------------------------------------------------------
+
+const HCM = 'envoy.filters.network.http_connection_manager';
+const EXT_AUTHZ = 'envoy.filters.http.ext_authz';
+const ROUTER = 'envoy.filters.http.router';
+const T = 'type.googleapis.com/';
+const EXT_AUTHZ_TYPE = `${T}envoy.extensions.filters.http.ext_authz.v3.ExtAuthz`;
+const EXT_AUTHZ_PER_ROUTE_TYPE = `${T}envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute`;
+const HCM_TYPE = `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`;
+const ROUTER_TYPE = `${T}envoy.extensions.filters.http.router.v3.Router`;
+const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+/** Every type URL the configs may use; a typo in one is a config Envoy refuses to load. */
+const KNOWN_ENVOY_TYPES = new Set([
+  EXT_AUTHZ_TYPE,
+  EXT_AUTHZ_PER_ROUTE_TYPE,
+  HCM_TYPE,
+  ROUTER_TYPE,
+  `${T}${HTTP_PROTOCOL_OPTIONS}`,
+  `${T}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`,
+  `${T}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
+]);
+
+function collectTypes(v: unknown, out: string[] = []): string[] {
+  if (Array.isArray(v)) for (const x of v) collectTypes(x, out);
+  else if (isObj(v)) {
+    for (const [k, x] of Object.entries(v)) {
+      if (k === '@type') out.push(str(x));
+      else collectTypes(x, out);
+    }
+  }
+  return out;
+}
+
+function connectionManagers(config: unknown): Obj[] {
+  const out: Obj[] = [];
+  for (const listener of objs(dig(config, 'static_resources', 'listeners'))) {
+    for (const chain of objs(listener['filter_chains'])) {
+      for (const filter of objs(chain['filters'])) {
+        if (filter['name'] === HCM) out.push(obj(filter['typed_config']));
+      }
+    }
+  }
+  return out;
+}
+
+function clusterMap(config: unknown): Map<string, Obj> {
+  return new Map(objs(dig(config, 'static_resources', 'clusters')).map((c) => [str(c['name']), c]));
+}
+
+function endpointPorts(cluster: Obj): number[] {
+  const ports: number[] = [];
+  for (const group of objs(dig(cluster, 'load_assignment', 'endpoints'))) {
+    for (const lb of objs(group['lb_endpoints'])) ports.push(Number(dig(lb, 'endpoint', 'address', 'socket_address', 'port_value')));
+  }
+  return ports;
+}
+
+function hasExplicitHttp2(cluster: Obj): boolean {
+  const opts = obj(dig(cluster, 'typed_extension_protocol_options', HTTP_PROTOCOL_OPTIONS));
+  return opts['@type'] === `${T}${HTTP_PROTOCOL_OPTIONS}` && isObj(dig(opts, 'explicit_http_config', 'http2_protocol_options'));
+}
+
+interface Pattern {
+  exact?: string;
+  prefix?: string;
+  suffix?: string;
+  contains?: string;
+  ignore_case?: boolean;
+}
+
+/** Whether a header name is let through by a ListStringMatcher. */
+function matcherAllows(matcher: unknown, header: string): boolean {
+  return objs(dig(matcher, 'patterns')).some((raw) => {
+    const p = raw as Pattern;
+    const fold = (s: string): string => (p.ignore_case ? s.toLowerCase() : s);
+    const h = fold(header);
+    if (p.exact !== undefined) return h === fold(p.exact);
+    if (p.prefix !== undefined) return h.startsWith(fold(p.prefix));
+    if (p.suffix !== undefined) return h.endsWith(fold(p.suffix));
+    if (p.contains !== undefined) return h.includes(fold(p.contains));
+    return false;
+  });
+}
+
+type EnvoyMode = 'grpc' | 'http';
+
+function envoyProblems(config: unknown, mode: EnvoyMode): string[] {
+  const problems: string[] = [];
+  for (const t of collectTypes(config)) {
+    if (!KNOWN_ENVOY_TYPES.has(t)) problems.push(`unknown @type '${t}'`);
+  }
+  const clusters = clusterMap(config);
+  for (const [name, cluster] of clusters) {
+    if (!isPositiveDuration(cluster['connect_timeout'])) problems.push(`cluster ${name}: no connect_timeout`);
+    if (endpointPorts(cluster).length === 0) problems.push(`cluster ${name}: no endpoints`);
+  }
+
+  const managers = connectionManagers(config);
+  if (managers.length === 0) problems.push('no http_connection_manager');
+  for (const hcm of managers) {
+    if (hcm['@type'] !== HCM_TYPE) problems.push(`http_connection_manager has @type '${str(hcm['@type'])}'`);
+    const filters = objs(hcm['http_filters']);
+    const names = filters.map((f) => str(f['name']));
+    const authz = names.indexOf(EXT_AUTHZ);
+    const router = names.indexOf(ROUTER);
+    if (router === -1) problems.push('no envoy.filters.http.router');
+    else if (router !== names.length - 1) problems.push('envoy.filters.http.router is not the last http filter');
+    if (router !== -1 && dig(filters[router], 'typed_config', '@type') !== ROUTER_TYPE) problems.push('router has the wrong @type');
+    if (authz === -1) {
+      problems.push('no envoy.filters.http.ext_authz filter');
+    } else {
+      if (router !== -1 && authz > router) problems.push('ext_authz comes after the router');
+      problems.push(...extAuthzProblems(obj(filters[authz]?.['typed_config']), clusters, mode));
+    }
+    problems.push(...routeProblems(obj(hcm['route_config']), clusters));
+  }
+  return problems;
+}
+
+function extAuthzProblems(ext: Obj, clusters: Map<string, Obj>, mode: EnvoyMode): string[] {
+  const problems: string[] = [];
+  if (ext['@type'] !== EXT_AUTHZ_TYPE) problems.push(`ext_authz has @type '${str(ext['@type'])}'`);
+  if (ext['failure_mode_allow'] !== false) problems.push('ext_authz must set failure_mode_allow: false (fail closed)');
+
+  if (mode === 'grpc') {
+    if (ext['http_service'] !== undefined) problems.push('gRPC config sets http_service');
+    if (ext['transport_api_version'] !== 'V3') problems.push('ext_authz transport_api_version must be V3');
+    const grpcService = obj(ext['grpc_service']);
+    if (!isPositiveDuration(grpcService['timeout'])) problems.push('ext_authz grpc_service has no timeout');
+    const name = str(dig(grpcService, 'envoy_grpc', 'cluster_name'));
+    const cluster = clusters.get(name);
+    if (cluster === undefined) {
+      problems.push(`ext_authz cluster '${name}' is not defined`);
+    } else {
+      if (!hasExplicitHttp2(cluster)) problems.push(`cluster ${name} does not speak HTTP/2 (explicit_http_config.http2_protocol_options)`);
+      const ports = endpointPorts(cluster);
+      if (ports.length === 0 || ports.some((p) => p !== 9191)) problems.push(`cluster ${name} must point at the gRPC port 9191, has ${ports.join(',')}`);
+    }
+    return problems;
+  }
+
+  if (ext['grpc_service'] !== undefined) problems.push('HTTP-mode config sets grpc_service');
+  const httpService = obj(ext['http_service']);
+  const uri = obj(httpService['server_uri']);
+  if (str(uri['uri']) === '') problems.push('http_service.server_uri.uri is empty');
+  if (!isPositiveDuration(uri['timeout'])) problems.push('http_service.server_uri has no timeout');
+  const prefix = httpService['path_prefix'];
+  if (prefix !== undefined && (!str(prefix).startsWith('/') || str(prefix).endsWith('/'))) {
+    problems.push(`path_prefix '${str(prefix)}' must start with '/' and not end with '/' (Envoy concatenates it with the path)`);
+  }
+  const name = str(uri['cluster']);
+  const cluster = clusters.get(name);
+  if (cluster === undefined) {
+    problems.push(`ext_authz cluster '${name}' is not defined`);
+  } else {
+    const ports = endpointPorts(cluster);
+    if (ports.length === 0 || ports.some((p) => p !== 9192)) problems.push(`cluster ${name} must point at the HTTP authorization port 9192, has ${ports.join(',')}`);
+    if (hasExplicitHttp2(cluster)) problems.push(`cluster ${name} forces HTTP/2 on the HTTP/1.1 authorization port`);
+  }
+
+  const topLevel = ext['allowed_headers'];
+  const legacy = dig(httpService, 'authorization_request', 'allowed_headers');
+  if (topLevel !== undefined && legacy !== undefined) problems.push('allowed_headers set twice (Envoy rejects the config)');
+  const allowed = topLevel ?? legacy;
+  for (const h of ['authorization', 'x-forwarded-client-cert', 'x-request-id', 'traceparent']) {
+    if (!matcherAllows(allowed, h)) problems.push(`request header ${h} is not sent to Gatehouse`);
+  }
+  const response = obj(httpService['authorization_response']);
+  for (const h of ['x-gatehouse-caller', 'x-gatehouse-policy', 'x-gatehouse-decision']) {
+    if (!matcherAllows(response['allowed_upstream_headers'], h)) problems.push(`upstream header ${h} is not copied on allow`);
+  }
+  for (const h of ['content-type', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'x-gatehouse-decision']) {
+    if (!matcherAllows(response['allowed_client_headers'], h)) problems.push(`client header ${h} is not copied on deny`);
+  }
+  for (const h of ['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']) {
+    if (!matcherAllows(response['allowed_client_headers_on_success'], h)) problems.push(`client header ${h} is not copied on allow`);
+  }
+  return problems;
+}
+
+function routeProblems(routeConfig: Obj, clusters: Map<string, Obj>): string[] {
+  const problems: string[] = [];
+  let healthz = 0;
+  for (const vhost of objs(routeConfig['virtual_hosts'])) {
+    if (dig(vhost, 'typed_per_filter_config', EXT_AUTHZ) !== undefined) problems.push(`virtual host ${str(vhost['name'])} overrides ext_authz for every route`);
+    for (const route of objs(vhost['routes'])) {
+      const target = str(dig(route, 'route', 'cluster'));
+      if (target !== '' && !clusters.has(target)) problems.push(`route to undefined cluster '${target}'`);
+      const override = dig(route, 'typed_per_filter_config', EXT_AUTHZ);
+      const exactPath = dig(route, 'match', 'path');
+      if (exactPath === '/healthz') {
+        healthz += 1;
+        if (dig(override, '@type') !== EXT_AUTHZ_PER_ROUTE_TYPE) problems.push(`/healthz override has @type '${str(dig(override, '@type'))}'`);
+        if (dig(override, 'disabled') !== true) problems.push('/healthz does not disable ext_authz');
+      } else if (override !== undefined) {
+        problems.push(`route ${JSON.stringify(route['match'])} changes ext_authz; only the exact /healthz route may`);
+      }
+    }
+  }
+  if (healthz === 0) problems.push('no exact /healthz route');
+  return problems;
+}
+
+describe('envoy/', () => {
+  const grpcConfig = loadOne('envoy/envoy.yaml');
+  const httpConfig = loadOne('envoy/envoy-http-mode.yaml');
+
+  test('envoy.yaml (gRPC mode) has no problems', () => {
+    expect(envoyProblems(grpcConfig, 'grpc')).toEqual([]);
+  });
+
+  test('envoy-http-mode.yaml (HTTP mode) has no problems', () => {
+    expect(envoyProblems(httpConfig, 'http')).toEqual([]);
+  });
+
+  test('the documented facts hold literally', () => {
+    const hcm = connectionManagers(grpcConfig)[0] ?? {};
+    const filters = objs(hcm['http_filters']);
+    expect(filters.map((f) => f['name'])).toEqual([EXT_AUTHZ, ROUTER]);
+    expect(dig(filters[0], 'typed_config', '@type')).toBe(EXT_AUTHZ_TYPE);
+    expect(dig(filters[0], 'typed_config', 'transport_api_version')).toBe('V3');
+    expect(dig(filters[0], 'typed_config', 'failure_mode_allow')).toBe(false);
+    const cluster = clusterMap(grpcConfig).get('gatehouse') ?? {};
+    expect(dig(cluster, 'typed_extension_protocol_options', HTTP_PROTOCOL_OPTIONS, 'explicit_http_config', 'http2_protocol_options')).toEqual({});
+    expect(endpointPorts(cluster)).toEqual([9191]);
+    expect(endpointPorts(clusterMap(httpConfig).get('gatehouse_http') ?? {})).toEqual([9192]);
+  });
+
+  describe('the checker notices', () => {
+    const hcmOf = (c: unknown): Obj => connectionManagers(c)[0] ?? {};
+    const extOf = (c: unknown): Obj => obj(objs(hcmOf(c)['http_filters']).find((f) => f['name'] === EXT_AUTHZ)?.['typed_config']);
+    const grpcCluster = (c: unknown): Obj => clusterMap(c).get('gatehouse') ?? {};
+    const httpService = (c: unknown): Obj => obj(extOf(c)['http_service']);
+    const healthRoute = (c: unknown): Obj =>
+      objs(dig(hcmOf(c), 'route_config', 'virtual_hosts', 0, 'routes')).find((r) => dig(r, 'match', 'path') === '/healthz') ?? {};
+
+    const cases: Array<[string, EnvoyMode, (c: Obj) => void, RegExp]> = [
+      ['router before ext_authz', 'grpc', (c) => { (hcmOf(c)['http_filters'] as unknown[]).reverse(); }, /router is not the last|after the router/],
+      ['no ext_authz filter', 'grpc', (c) => { hcmOf(c)['http_filters'] = objs(hcmOf(c)['http_filters']).filter((f) => f['name'] !== EXT_AUTHZ); }, /no envoy.filters.http.ext_authz/],
+      ['a v2 type URL', 'grpc', (c) => { extOf(c)['@type'] = `${T}envoy.config.filter.http.ext_authz.v2.ExtAuthz`; }, /ext_authz has @type|unknown @type/],
+      ['transport_api_version unset', 'grpc', (c) => { delete extOf(c)['transport_api_version']; }, /V3/],
+      ['no timeout', 'grpc', (c) => { delete obj(extOf(c)['grpc_service'])['timeout']; }, /no timeout/],
+      ['fail open', 'grpc', (c) => { extOf(c)['failure_mode_allow'] = true; }, /failure_mode_allow/],
+      ['failure_mode_allow left to its default', 'grpc', (c) => { delete extOf(c)['failure_mode_allow']; }, /failure_mode_allow/],
+      ['HTTP/1.1 to the gRPC port', 'grpc', (c) => { delete grpcCluster(c)['typed_extension_protocol_options']; }, /HTTP\/2/],
+      ['HTTP/1 options instead of HTTP/2', 'grpc', (c) => { obj(dig(grpcCluster(c), 'typed_extension_protocol_options', HTTP_PROTOCOL_OPTIONS))['explicit_http_config'] = { http_protocol_options: {} }; }, /HTTP\/2/],
+      ['the gRPC cluster on the admin port', 'grpc', (c) => { obj(dig(grpcCluster(c), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address'))['port_value'] = 9193; }, /9191/],
+      ['a misspelt cluster name', 'grpc', (c) => { obj(dig(extOf(c), 'grpc_service', 'envoy_grpc'))['cluster_name'] = 'gatehous'; }, /not defined/],
+      ['/healthz override with the filter type', 'grpc', (c) => { obj(dig(healthRoute(c), 'typed_per_filter_config', EXT_AUTHZ))['@type'] = EXT_AUTHZ_TYPE; }, /\/healthz override/],
+      ['/healthz not disabled', 'grpc', (c) => { delete obj(dig(healthRoute(c), 'typed_per_filter_config', EXT_AUTHZ))['disabled']; }, /does not disable/],
+      ['/healthz as a prefix', 'grpc', (c) => { healthRoute(c)['match'] = { prefix: '/healthz' }; }, /only the exact \/healthz|no exact \/healthz/],
+      ['an unknown @type', 'grpc', (c) => { obj(dig(objs(hcmOf(c)['http_filters'])[1], 'typed_config'))['@type'] = `${T}envoy.extensions.filters.http.router.v3.Routr`; }, /unknown @type/],
+      ['HTTP mode on the gRPC port', 'http', (c) => { obj(dig(clusterMap(c).get('gatehouse_http'), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address'))['port_value'] = 9191; }, /9192/],
+      ['HTTP mode without a timeout', 'http', (c) => { delete obj(httpService(c)['server_uri'])['timeout']; }, /no timeout/],
+      ['path_prefix "/"', 'http', (c) => { httpService(c)['path_prefix'] = '/'; }, /path_prefix/],
+      ['allowed_headers in both places', 'http', (c) => { httpService(c)['authorization_request'] = { allowed_headers: { patterns: [{ exact: 'authorization' }] } }; }, /set twice/],
+      ['XFCC not sent', 'http', (c) => { extOf(c)['allowed_headers'] = { patterns: [{ exact: 'authorization' }] }; }, /x-forwarded-client-cert/],
+      ['ratelimit headers dropped on allow', 'http', (c) => { delete obj(httpService(c)['authorization_response'])['allowed_client_headers_on_success']; }, /ratelimit-limit is not copied on allow/],
+    ];
+    test.each(cases)('%s', (_name, mode, mutate, expected) => {
+      const config = clone(mode === 'grpc' ? grpcConfig : httpConfig);
+      mutate(config);
+      expect(envoyProblems(config, mode).join('\n')).toMatch(expected);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Istio and the Kubernetes base
+// ---------------------------------------------------------------------------------------
+
+const BASE = 'istio/gatehouse';
+
+const EXPECTED_API_VERSIONS: Record<string, string> = {
+  Namespace: 'v1',
+  ServiceAccount: 'v1',
+  Deployment: 'apps/v1',
+  Service: 'v1',
+  PodDisruptionBudget: 'policy/v1',
+  HorizontalPodAutoscaler: 'autoscaling/v2',
+};
+
+interface Base {
+  kustomization: Obj;
+  docs: Obj[];
+}
+
+function loadBase(): Base {
+  const kustomization = loadOne(`${BASE}/kustomization.yaml`);
+  const docs: Obj[] = [];
+  for (const file of list(kustomization['resources'])) {
+    const rel = `${BASE}/${str(file)}`;
+    if (existsSync(path.join(ROOT, rel))) docs.push(...loadYaml(rel).map(obj));
+  }
+  return { kustomization, docs };
+}
+
+function ofKind(docs: Obj[], kind: string): Obj[] {
+  return docs.filter((d) => d['kind'] === kind);
+}
+
+function labelsSelect(selector: unknown, labels: unknown): boolean {
+  const want = Object.entries(obj(selector));
+  return want.length > 0 && want.every(([k, v]) => obj(labels)[k] === v);
+}
+
+function argValue(args: unknown[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  if (i !== -1) return str(args[i + 1]);
+  const inline = args.map(str).find((a) => a.startsWith(`${flag}=`));
+  return inline?.slice(flag.length + 1);
+}
+
+/** Resolves a probe's or Service's port (number or container port name) to a number. */
+function resolvePort(port: unknown, containerPorts: Obj[]): number | undefined {
+  if (typeof port === 'number') return port;
+  const named = containerPorts.find((p) => p['name'] === port);
+  return named === undefined ? undefined : Number(named['containerPort']);
+}
+
+function securityProblems(who: string, container: Obj, podSecurity: Obj): string[] {
+  const c = obj(container['securityContext']);
+  const eff = (k: string): unknown => (c[k] !== undefined ? c[k] : podSecurity[k]);
+  const problems: string[] = [];
+  if (eff('runAsNonRoot') !== true) problems.push(`${who}: runAsNonRoot is not true`);
+  const uid = eff('runAsUser');
+  if (typeof uid !== 'number' || uid === 0) problems.push(`${who}: runAsUser must be a non-zero number`);
+  if (c['readOnlyRootFilesystem'] !== true) problems.push(`${who}: readOnlyRootFilesystem is not true`);
+  if (c['allowPrivilegeEscalation'] !== false) problems.push(`${who}: allowPrivilegeEscalation is not false`);
+  if (!list(dig(c, 'capabilities', 'drop')).includes('ALL')) problems.push(`${who}: capabilities do not drop ALL`);
+  if (dig(eff('seccompProfile'), 'type') !== 'RuntimeDefault') problems.push(`${who}: seccompProfile is not RuntimeDefault`);
+  return problems;
+}
+
+/** The Kubernetes objects of the base, and how they fit together. */
+function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] {
+  const problems: string[] = [];
+  for (const d of docs) {
+    const kind = str(d['kind']);
+    const want = EXPECTED_API_VERSIONS[kind];
+    if (want === undefined) problems.push(`unexpected kind ${kind}`);
+    else if (d['apiVersion'] !== want) problems.push(`${kind} has apiVersion ${str(d['apiVersion'])}, expected ${want}`);
+  }
+  for (const kind of ['Deployment', 'Service', 'PodDisruptionBudget', 'HorizontalPodAutoscaler']) {
+    if (ofKind(docs, kind).length !== 1) problems.push(`expected one ${kind}, found ${ofKind(docs, kind).length}`);
+  }
+  const deployment = ofKind(docs, 'Deployment')[0] ?? {};
+  const spec = obj(deployment['spec']);
+  const pod = obj(dig(spec, 'template', 'spec'));
+  const podLabels = dig(spec, 'template', 'metadata', 'labels');
+  if (spec['replicas'] !== 2) problems.push('Deployment replicas is not 2');
+  if (!labelsSelect(dig(spec, 'selector', 'matchLabels'), podLabels)) problems.push('Deployment selector does not match its pod labels');
+
+  const container = objs(pod['containers']).find((c) => c['name'] === 'gatehouse');
+  if (container === undefined) return [...problems, 'no container named gatehouse'];
+  const ports = objs(container['ports']);
+  const grpcPort = ports.find((p) => p['containerPort'] === 9191);
+  const adminPort = ports.find((p) => p['containerPort'] === 9193);
+  if (grpcPort?.['name'] !== 'grpc') problems.push('container port 9191 is not named grpc');
+  if (adminPort?.['name'] !== 'http-admin') problems.push('container port 9193 is not named http-admin');
+
+  const args = list(container['args']);
+  if (args[0] !== 'serve') problems.push('container args do not start with serve');
+  if (argValue(args, '--trust-domain') === undefined) problems.push('no --trust-domain: every caller would be a 401');
+  const adminArg = argValue(args, '--admin-port');
+  if (adminArg !== undefined && Number(adminArg) !== 9193) problems.push(`--admin-port ${adminArg} is not the container's admin port 9193`);
+  const grpcArg = argValue(args, '--grpc-port');
+  if (grpcArg !== undefined && Number(grpcArg) !== 9191) problems.push(`--grpc-port ${grpcArg} is not the container's grpc port 9191`);
+
+  for (const [probe, wantPath] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+    const get = obj(dig(container, probe, 'httpGet'));
+    if (get['path'] !== wantPath) problems.push(`${probe} path is ${str(get['path']) || 'unset'}, expected ${wantPath}`);
+    if (resolvePort(get['port'], ports) !== 9193) problems.push(`${probe} is not on the admin port 9193`);
+  }
+
+  const podSecurity = obj(pod['securityContext']);
+  problems.push(...securityProblems('container gatehouse', container, podSecurity));
+  for (const init of objs(pod['initContainers'])) problems.push(...securityProblems(`init container ${str(init['name'])}`, init, podSecurity));
+
+  const resources = obj(container['resources']);
+  if (dig(resources, 'requests', 'cpu') === undefined) problems.push('no CPU request (the HPA needs one)');
+  if (dig(resources, 'requests', 'memory') === undefined || dig(resources, 'limits', 'memory') === undefined) problems.push('memory request/limit missing');
+
+  for (const env of objs(container['env'])) {
+    const ref = dig(env, 'valueFrom', 'secretKeyRef');
+    if (env['name'] === 'GATEHOUSE_REDIS' && ref !== undefined && dig(ref, 'optional') !== true) problems.push('GATEHOUSE_REDIS Secret is not optional: pods would not start without it');
+  }
+
+  // Policies: --policies names a mounted volume, fed from the generated ConfigMap.
+  const volumes = new Map(objs(pod['volumes']).map((v) => [str(v['name']), v]));
+  const policiesDir = argValue(args, '--policies');
+  const policiesMount = objs(container['volumeMounts']).find((m) => m['mountPath'] === policiesDir);
+  if (policiesDir === undefined || policiesMount === undefined) {
+    problems.push(`--policies ${policiesDir ?? '(unset)'} is not a mounted volume`);
+  } else {
+    const volume = volumes.get(str(policiesMount['name']));
+    if (volume === undefined) problems.push(`volume ${str(policiesMount['name'])} is not defined`);
+    // A ConfigMap volume presents its keys as symlinks into `..data`; Gatehouse's loader
+    // lists regular files only (and skips hidden entries), so `serve` would find no policy.
+    else if (volume['configMap'] !== undefined) problems.push('--policies points straight at a ConfigMap volume (symlinks; Gatehouse would load no policy)');
+  }
+  const configMapVolumes = [...volumes.values()].filter((v) => v['configMap'] !== undefined);
+  for (const v of configMapVolumes) {
+    const name = str(dig(v, 'configMap', 'name'));
+    if (!generatedConfigMaps.includes(name)) problems.push(`volume ${str(v['name'])} uses ConfigMap ${name}, which the kustomization does not generate`);
+  }
+  if (configMapVolumes.length === 0) problems.push('no volume from the policies ConfigMap');
+  for (const init of objs(pod['initContainers'])) {
+    // An init container that copies the ConfigMap into the --policies volume must name both paths.
+    const script = [...list(init['command']), ...list(init['args'])].map(str).join(' ');
+    for (const m of objs(init['volumeMounts'])) {
+      if (!script.includes(str(m['mountPath']))) problems.push(`init container ${str(init['name'])} does not use its mount ${str(m['mountPath'])}`);
+    }
+  }
+
+  const serviceAccount = pod['serviceAccountName'];
+  if (serviceAccount !== undefined && !ofKind(docs, 'ServiceAccount').some((sa) => dig(sa, 'metadata', 'name') === serviceAccount)) {
+    problems.push(`ServiceAccount ${str(serviceAccount)} is not in the base`);
+  }
+
+  const service = ofKind(docs, 'Service')[0] ?? {};
+  if (!labelsSelect(dig(service, 'spec', 'selector'), podLabels)) problems.push('Service selector does not match the pod labels');
+  const servicePorts = objs(dig(service, 'spec', 'ports'));
+  const grpcService = servicePorts.find((p) => p['port'] === 9191);
+  if (grpcService === undefined) {
+    problems.push('Service has no port 9191');
+  } else {
+    const name = str(grpcService['name']);
+    if (!(name === 'grpc' || name.startsWith('grpc-') || grpcService['appProtocol'] === 'grpc')) problems.push('Service port 9191 is not recognisable as gRPC (name grpc/grpc-* or appProtocol grpc)');
+    if (resolvePort(grpcService['targetPort'] ?? 9191, ports) !== 9191) problems.push('Service port 9191 does not reach container port 9191');
+  }
+  const adminService = servicePorts.find((p) => p['port'] === 9193);
+  if (adminService?.['name'] !== 'http-admin') problems.push('Service port 9193 is not named http-admin');
+
+  const pdb = ofKind(docs, 'PodDisruptionBudget')[0] ?? {};
+  if (dig(pdb, 'spec', 'minAvailable') !== 1) problems.push('PodDisruptionBudget minAvailable is not 1');
+  if (!labelsSelect(dig(pdb, 'spec', 'selector', 'matchLabels'), podLabels)) problems.push('PodDisruptionBudget selector does not match the pod labels');
+
+  const hpa = ofKind(docs, 'HorizontalPodAutoscaler')[0] ?? {};
+  const target = obj(dig(hpa, 'spec', 'scaleTargetRef'));
+  if (target['kind'] !== 'Deployment' || target['apiVersion'] !== 'apps/v1' || target['name'] !== dig(deployment, 'metadata', 'name')) {
+    problems.push('HorizontalPodAutoscaler does not target the Deployment');
+  }
+  const cpu = objs(dig(hpa, 'spec', 'metrics')).find((m) => m['type'] === 'Resource' && dig(m, 'resource', 'name') === 'cpu');
+  if (dig(cpu, 'resource', 'target', 'type') !== 'Utilization' || dig(cpu, 'resource', 'target', 'averageUtilization') !== 70) problems.push('HorizontalPodAutoscaler does not scale on 70% CPU');
+  if (Number(dig(hpa, 'spec', 'minReplicas')) < 1 || Number(dig(hpa, 'spec', 'maxReplicas')) < Number(dig(hpa, 'spec', 'minReplicas'))) problems.push('HorizontalPodAutoscaler replica bounds are wrong');
+  return problems;
+}
+
+/** configMapGenerator `files:` entries are `path` or `key=path`. */
+function generatorFiles(kustomization: Obj): string[] {
+  return objs(kustomization['configMapGenerator']).flatMap((g) => list(g['files']).map((f) => str(f).replace(/^[^=]*=/, '')));
+}
+
+function exampleSourcePolicies(): string[] {
+  return readdirSync(path.join(ROOT, 'policies'))
+    .filter((f) => /\.ya?ml$/.test(f) && !/\.test\.ya?ml$/.test(f))
+    .sort();
+}
+
+function meshProviders(mesh: Obj): Obj[] {
+  return objs(dig(mesh, 'meshConfig', 'extensionProviders'));
+}
+
+function istioProblems(mesh: Obj, policies: Obj[], base: Base): string[] {
+  const problems: string[] = [];
+  const gatehouseNamespace = str(base.kustomization['namespace']);
+  const service = ofKind(base.docs, 'Service')[0] ?? {};
+  const serviceName = str(dig(service, 'metadata', 'name'));
+  const servicePorts = objs(dig(service, 'spec', 'ports'));
+  const providers = new Map(meshProviders(mesh).map((p) => [str(p['name']), p]));
+  if (providers.size === 0) problems.push('no extensionProviders in mesh-config.yaml');
+
+  for (const [name, provider] of providers) {
+    const grpc = provider['envoyExtAuthzGrpc'];
+    const http = provider['envoyExtAuthzHttp'];
+    const config = obj(grpc ?? http);
+    const wantPort = isObj(grpc) ? 9191 : 9192;
+    if (!isObj(grpc) && !isObj(http)) {
+      problems.push(`provider ${name} is neither envoyExtAuthzGrpc nor envoyExtAuthzHttp`);
+      continue;
+    }
+    if (config['port'] !== wantPort) problems.push(`provider ${name} port is ${String(config['port'])}, expected ${wantPort}`);
+    if (!isPositiveDuration(config['timeout'])) problems.push(`provider ${name} has no timeout (istiod would use 600s)`);
+    if (config['failOpen'] === true) problems.push(`provider ${name} fails open`);
+    const prefix = config['pathPrefix'];
+    if (prefix !== undefined && (!str(prefix).startsWith('/') || str(prefix).endsWith('/'))) problems.push(`provider ${name} pathPrefix '${str(prefix)}' is concatenated with the path`);
+    const host = str(config['service']).replace(/^[^/]*\//, '');
+    if (host !== `${serviceName}.${gatehouseNamespace}.svc.cluster.local` && host !== `${serviceName}.${gatehouseNamespace}.svc`) {
+      problems.push(`provider ${name} service '${host}' is not the base's Service ${serviceName}.${gatehouseNamespace}.svc.cluster.local`);
+    }
+    if (!servicePorts.some((p) => p['port'] === config['port'])) problems.push(`provider ${name} port ${String(config['port'])} is not a port of the Service`);
+  }
+
+  if (policies.length === 0) problems.push('no AuthorizationPolicy');
+  for (const policy of policies) {
+    const who = `AuthorizationPolicy ${str(dig(policy, 'metadata', 'name'))}`;
+    if (policy['kind'] !== 'AuthorizationPolicy' || !/^security\.istio\.io\/v1(beta1)?$/.test(str(policy['apiVersion']))) problems.push(`${who}: wrong kind/apiVersion`);
+    const spec = obj(policy['spec']);
+    if (spec['action'] !== 'CUSTOM') problems.push(`${who}: action is not CUSTOM`);
+    const providerName = str(dig(spec, 'provider', 'name'));
+    if (!providers.has(providerName)) problems.push(`${who}: provider '${providerName}' is not in mesh-config.yaml (istiod would deny everything)`);
+    else if (!isObj(providers.get(providerName)?.['envoyExtAuthzGrpc'])) problems.push(`${who}: provider '${providerName}' is not the gRPC provider (the base serves no HTTP authorization port)`);
+    const rules = spec['rules'];
+    if (!Array.isArray(rules) || rules.length === 0) problems.push(`${who}: rules missing or empty (a CUSTOM policy without rules checks nothing)`);
+    const namespace = str(dig(policy, 'metadata', 'namespace'));
+    if (namespace === gatehouseNamespace) problems.push(`${who}: targets Gatehouse's own namespace`);
+    if (namespace === '' || (namespace === 'istio-system' && spec['selector'] === undefined && spec['targetRefs'] === undefined)) {
+      problems.push(`${who}: mesh-wide or namespace-less; it would also check Gatehouse itself`);
+    }
+  }
+  return problems;
+}
+
+describe('istio/', () => {
+  const mesh = loadOne('istio/mesh-config.yaml');
+  const policies = loadYaml('istio/authorization-policy.yaml').map(obj);
+  const base = loadBase();
+
+  test('kustomization: namespace, and every listed resource exists', () => {
+    expect(base.kustomization['namespace']).toBe('gatehouse-system');
+    const resources = list(base.kustomization['resources']).map(str);
+    expect(resources.length).toBeGreaterThan(0);
+    for (const r of resources) expect([r, existsSync(path.join(ROOT, BASE, r))]).toEqual([r, true]);
+  });
+
+  test('the Kubernetes objects have no problems', () => {
+    const generated = objs(base.kustomization['configMapGenerator']).map((g) => str(g['name']));
+    expect(workloadProblems(base.docs, generated)).toEqual([]);
+    const kinds = base.docs.map((d) => `${str(d['apiVersion'])} ${str(d['kind'])}`);
+    expect(kinds).toEqual(expect.arrayContaining(['apps/v1 Deployment', 'v1 Service', 'policy/v1 PodDisruptionBudget', 'autoscaling/v2 HorizontalPodAutoscaler']));
+  });
+
+  test('the policies ConfigMap holds exactly the example policies, unchanged', () => {
+    const files = generatorFiles(base.kustomization);
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const copy = path.join(ROOT, BASE, f);
+      expect([f, existsSync(copy)]).toEqual([f, true]);
+      const source = path.join(ROOT, 'policies', path.basename(f));
+      expect([f, existsSync(source)]).toEqual([f, true]);
+      // Byte for byte: a copy that drifted would deploy other rules than the repository's.
+      expect([f, readFileSync(copy, 'utf8')]).toEqual([f, readFileSync(source, 'utf8')]);
+    }
+    expect(files.map((f) => path.basename(f)).sort()).toEqual(exampleSourcePolicies());
+    // No stale copy lies beside the listed ones.
+    const local = readdirSync(path.join(ROOT, BASE, 'policies')).sort();
+    expect(local).toEqual(files.map((f) => path.basename(f)).sort());
+  });
+
+  test('mesh provider and CUSTOM policies fit each other and the base', () => {
+    expect(istioProblems(mesh, policies, base)).toEqual([]);
+    const provider = meshProviders(mesh).find((p) => p['name'] === dig(policies[0], 'spec', 'provider', 'name'));
+    expect(dig(provider, 'envoyExtAuthzGrpc', 'port')).toBe(9191);
+  });
+
+  describe('the checkers notice', () => {
+    const generated = objs(base.kustomization['configMapGenerator']).map((g) => str(g['name']));
+    const dep = (docs: Obj[]): Obj => ofKind(docs, 'Deployment')[0] ?? {};
+    const main = (docs: Obj[]): Obj => objs(dig(dep(docs), 'spec', 'template', 'spec', 'containers')).find((c) => c['name'] === 'gatehouse') ?? {};
+    const svcPort = (docs: Obj[], port: number): Obj => objs(dig(ofKind(docs, 'Service')[0], 'spec', 'ports')).find((p) => p['port'] === port) ?? {};
+
+    const workloadCases: Array<[string, (docs: Obj[]) => void, RegExp]> = [
+      ['gRPC Service port named http', (d) => { Object.assign(svcPort(d, 9191), { name: 'http' }); delete svcPort(d, 9191)['appProtocol']; }, /not recognisable as gRPC/],
+      ['Service targetPort to the admin port', (d) => { svcPort(d, 9191)['targetPort'] = 'http-admin'; }, /does not reach container port 9191/],
+      ['readiness on /healthz', (d) => { obj(dig(main(d), 'readinessProbe', 'httpGet'))['path'] = '/healthz'; }, /readinessProbe path/],
+      ['liveness on the gRPC port', (d) => { obj(dig(main(d), 'livenessProbe', 'httpGet'))['port'] = 'grpc'; }, /livenessProbe is not on the admin port/],
+      ['root user', (d) => { obj(main(d)['securityContext'])['runAsUser'] = 0; }, /runAsUser/],
+      ['writable root filesystem', (d) => { obj(main(d)['securityContext'])['readOnlyRootFilesystem'] = false; }, /readOnlyRootFilesystem/],
+      ['Service selector typo', (d) => { obj(dig(ofKind(d, 'Service')[0], 'spec'))['selector'] = { 'app.kubernetes.io/name': 'gatehose' }; }, /Service selector/],
+      ['HPA on autoscaling/v1', (d) => { (ofKind(d, 'HorizontalPodAutoscaler')[0] ?? {})['apiVersion'] = 'autoscaling/v1'; }, /apiVersion autoscaling\/v1/],
+      ['PDB on policy/v1beta1', (d) => { (ofKind(d, 'PodDisruptionBudget')[0] ?? {})['apiVersion'] = 'policy/v1beta1'; }, /apiVersion policy\/v1beta1/],
+      ['required Redis Secret', (d) => { const env = objs(main(d)['env']).find((e) => e['name'] === 'GATEHOUSE_REDIS'); obj(dig(env, 'valueFrom', 'secretKeyRef'))['optional'] = false; }, /not optional/],
+      ['ConfigMap mounted straight at --policies', (d) => {
+        const vols = objs(dig(dep(d), 'spec', 'template', 'spec', 'volumes'));
+        const mount = objs(main(d)['volumeMounts']).find((m) => m['mountPath'] === argValue(list(main(d)['args']), '--policies'));
+        const v = vols.find((x) => x['name'] === mount?.['name']);
+        if (v) { delete v['emptyDir']; v['configMap'] = { name: generated[0] }; }
+      }, /straight at a ConfigMap/],
+      ['--policies elsewhere than the mount', (d) => { const a = list(main(d)['args']); a[a.indexOf('--policies') + 1] = '/policies'; }, /is not a mounted volume/],
+    ];
+    test.each(workloadCases)('%s', (_name, mutate, expected) => {
+      const docs = clone(base.docs);
+      mutate(docs);
+      expect(workloadProblems(docs, generated).join('\n')).toMatch(expected);
+    });
+
+    const istioCases: Array<[string, (mesh: Obj, policies: Obj[]) => void, RegExp]> = [
+      ['provider name mismatch', (_m, p) => { obj(dig(p[0], 'spec', 'provider'))['name'] = 'gatehouse-grpc'; }, /not in mesh-config/],
+      ['action ALLOW', (_m, p) => { obj(p[0]?.['spec'])['action'] = 'ALLOW'; }, /not CUSTOM/],
+      ['no rules', (_m, p) => { delete obj(p[0]?.['spec'])['rules']; }, /rules missing or empty/],
+      ['empty rules', (_m, p) => { obj(p[0]?.['spec'])['rules'] = []; }, /rules missing or empty/],
+      ['policy on Gatehouse itself', (_m, p) => { obj(p[0]?.['metadata'])['namespace'] = 'gatehouse-system'; }, /own namespace/],
+      ['mesh-wide policy', (_m, p) => { obj(p[0]?.['metadata'])['namespace'] = 'istio-system'; delete obj(p[0]?.['spec'])['selector']; }, /mesh-wide/],
+      ['provider on the admin port', (m) => { obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['port'] = 9193; }, /expected 9191/],
+      ['provider in the wrong namespace', (m) => { obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['service'] = 'gatehouse.default.svc.cluster.local'; }, /is not the base's Service/],
+      ['the policy on an HTTP provider', (m) => { const p = meshProviders(m)[0] ?? {}; p['envoyExtAuthzHttp'] = p['envoyExtAuthzGrpc']; delete p['envoyExtAuthzGrpc']; }, /not the gRPC provider[\s\S]*expected 9192|expected 9192[\s\S]*not the gRPC provider/],
+      ['no timeout', (m) => { delete obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['timeout']; }, /no timeout/],
+      ['an HTTP provider with pathPrefix "/"', (m) => { list(dig(m, 'meshConfig', 'extensionProviders')).push({ name: 'gatehouse-http', envoyExtAuthzHttp: { service: 'gatehouse.gatehouse-system.svc.cluster.local', port: 9192, timeout: '0.25s', pathPrefix: '/' } }); }, /pathPrefix/],
+    ];
+    test.each(istioCases)('%s', (_name, mutate, expected) => {
+      const m = clone(mesh);
+      const p = clone(policies);
+      mutate(m, p);
+      expect(istioProblems(m, p, base).join('\n')).toMatch(expected);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// Dockerfile
+// ---------------------------------------------------------------------------------------
+
+interface Instruction {
+  op: string;
+  args: string;
+}
+
+function parseDockerfile(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  let pending = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (pending === '' && (line === '' || line.startsWith('#'))) continue;
+    if (line.startsWith('#')) continue; // comment inside a continuation
+    if (line.endsWith('\\')) {
+      pending += `${line.slice(0, -1)} `;
+      continue;
+    }
+    const full = (pending + line).trim();
+    pending = '';
+    const m = /^(\S+)\s*(.*)$/.exec(full);
+    if (m) out.push({ op: (m[1] ?? '').toUpperCase(), args: m[2] ?? '' });
+  }
+  return out;
+}
+
+function stages(instructions: Instruction[]): Instruction[][] {
+  const out: Instruction[][] = [];
+  for (const i of instructions) {
+    if (i.op === 'FROM') out.push([i]);
+    else out[out.length - 1]?.push(i);
+  }
+  return out;
+}
+
+function dockerignorePatterns(text: string): string[] {
+  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+}
+
+function dockerProblems(dockerfile: string, dockerignore: string): string[] {
+  const problems: string[] = [];
+  const all = stages(parseDockerfile(dockerfile));
+  if (all.length < 2) return [`${all.length} FROM: not a multi-stage build`];
+  const buildStage = all[0] ?? [];
+  const buildName = /\bAS\s+(\S+)/i.exec(buildStage[0]?.args ?? '')?.[1];
+  const final = all[all.length - 1] ?? [];
+  for (const stage of all) {
+    if (!/^node:20\b/.test(stage[0]?.args ?? '')) problems.push(`stage '${stage[0]?.args ?? ''}' is not on node:20`);
+  }
+  const build = buildStage.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
+  if (!/\bnpm ci\b/.test(build)) problems.push('build stage does not npm ci');
+  if (!/tsc -p tsconfig\.build\.json/.test(build)) problems.push('build stage does not compile with tsconfig.build.json');
+
+  const users = final.filter((i) => i.op === 'USER');
+  const user = users[users.length - 1]?.args.trim() ?? '';
+  if (!/^\d+(:\d+)?$/.test(user)) problems.push(`final stage USER '${user}' is not numeric`);
+  else if (Number(user.split(':')[0]) === 0) problems.push('final stage runs as root (USER 0)');
+
+  const exposed = all.flat().filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/)).map((p) => Number(p.split('/')[0]));
+  for (const port of [9191, 9193]) if (!exposed.includes(port)) problems.push(`EXPOSE lacks ${port}`);
+
+  const finalRuns = final.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
+  if (!/npm ci\b.*--omit=dev/.test(finalRuns)) problems.push('runtime stage does not install production dependencies only (npm ci --omit=dev)');
+  const copies = final.filter((i) => i.op === 'COPY' || i.op === 'ADD').map((i) => i.args);
+  if (!copies.some((c) => !/--from=/.test(c) && /(^|\s)\.?\/?protos\/?\s/.test(`${c} `))) problems.push('protos/ is not copied into the runtime image');
+  if (!copies.some((c) => buildName !== undefined && c.includes(`--from=${buildName}`) && /\bdist\b/.test(c))) problems.push('dist/ is not copied from the build stage');
+
+  const workdir = final.filter((i) => i.op === 'WORKDIR').pop()?.args.trim();
+  const entrypoint = final.filter((i) => i.op === 'ENTRYPOINT').pop()?.args;
+  let entry: unknown;
+  try {
+    entry = JSON.parse(entrypoint ?? '');
+  } catch {
+    entry = undefined;
+  }
+  if (JSON.stringify(entry) !== JSON.stringify(['node', 'dist/cli/main.js'])) problems.push(`ENTRYPOINT ${entrypoint ?? '(none)'} is not ["node","dist/cli/main.js"] in exec form`);
+  if (workdir !== '/app') problems.push('runtime WORKDIR is not /app (ENTRYPOINT and CMD paths are relative to it)');
+
+  // Files the build context must contain: COPY sources exist and are not ignored.
+  const ignored = dockerignorePatterns(dockerignore).map((p) => p.replace(/^\/|\/$/g, ''));
+  for (const want of ['node_modules', 'dist', '.git', 'test', 'coverage']) if (!ignored.includes(want)) problems.push(`.dockerignore lacks ${want}`);
+  for (const i of all.flat()) {
+    if ((i.op !== 'COPY' && i.op !== 'ADD') || /--from=/.test(i.args)) continue;
+    const parts = i.args.split(/\s+/).filter((p) => !p.startsWith('--'));
+    for (const src of parts.slice(0, -1)) {
+      const clean = src.replace(/^\.\//, '').replace(/\/$/, '');
+      if (!existsSync(path.join(ROOT, clean))) problems.push(`COPY source ${src} does not exist`);
+      if (ignored.some((p) => p === clean || clean.startsWith(`${p}/`))) problems.push(`COPY source ${src} is excluded by .dockerignore`);
+    }
+  }
+  return problems;
+}
+
+describe('Dockerfile', () => {
+  const dockerfile = read('Dockerfile');
+  const dockerignore = read('.dockerignore');
+
+  test('has no problems', () => {
+    expect(dockerProblems(dockerfile, dockerignore)).toEqual([]);
+    expect(stages(parseDockerfile(dockerfile)).length).toBeGreaterThanOrEqual(2);
+  });
+
+  // Each case changes the Dockerfile or the .dockerignore.
+  const cases: Array<[string, (d: { file: string; ignore: string }) => void, RegExp]> = [
+    ['single stage', (d) => { d.file = d.file.replace(/[\s\S]*?(?=FROM node:20-bookworm-slim AS runtime)/, ''); }, /not a multi-stage build/],
+    ['root user', (d) => { d.file = d.file.replace(/^USER .*$/m, 'USER root'); }, /not numeric/],
+    ['UID 0', (d) => { d.file = d.file.replace(/^USER .*$/m, 'USER 0'); }, /root/],
+    ['no USER', (d) => { d.file = d.file.replace(/^USER .*$/m, ''); }, /not numeric/],
+    ['9191 not exposed', (d) => { d.file = d.file.replace(/^EXPOSE .*$/m, 'EXPOSE 9193'); }, /EXPOSE lacks 9191/],
+    ['no protos', (d) => { d.file = d.file.replace(/^COPY protos .*$/m, ''); }, /protos/],
+    ['dev dependencies at runtime', (d) => { d.file = d.file.replace(/npm ci --omit=dev/, 'npm ci'); }, /--omit=dev/],
+    ['shell-form ENTRYPOINT', (d) => { d.file = d.file.replace(/^ENTRYPOINT .*$/m, 'ENTRYPOINT node dist/cli/main.js'); }, /ENTRYPOINT/],
+    ['protos excluded from the build context', (d) => { d.ignore = `${d.ignore}\nprotos\n`; }, /excluded by .dockerignore/],
+    ['node_modules sent to the build', (d) => { d.ignore = d.ignore.replace(/^node_modules$/m, ''); }, /lacks node_modules/],
+  ];
+  test.each(cases)('the checker notices: %s', (_name, mutate, expected) => {
+    const d = { file: dockerfile, ignore: dockerignore };
+    mutate(d);
+    expect(d.file === dockerfile && d.ignore === dockerignore).toBe(false);
+    expect(dockerProblems(d.file, d.ignore).join('\n')).toMatch(expected);
+  });
+});
+
+// ---------------------------------------------------------------------------------------
+// k6
+// ---------------------------------------------------------------------------------------
+
+/** `/package.Service/Method` of the Check RPC, as the project's own proto declares it. */
+function checkMethodPath(): string {
+  const proto = read('protos/envoy/service/auth/v3/external_auth.proto');
+  const pkg = /^\s*package\s+([\w.]+)\s*;/m.exec(proto)?.[1];
+  const service = /^\s*service\s+(\w+)\s*\{/m.exec(proto)?.[1];
+  const rpc = /^\s*rpc\s+(Check)\s*\(/m.exec(proto)?.[1];
+  return `/${pkg ?? '?'}.${service ?? '?'}/${rpc ?? '?'}`;
+}
+
+function k6Problems(script: string): string[] {
+  const problems: string[] = [];
+  if (!/from\s+'k6\/net\/grpc'/.test(script)) problems.push('does not import k6/net/grpc');
+  const method = checkMethodPath();
+  if (method !== '/envoy.service.auth.v3.Authorization/Check') problems.push(`the proto declares ${method}`);
+  if (!script.includes(`'${method}'`)) problems.push(`does not call ${method}`);
+  const load = /client\.load\(\s*\[([^\]]*)\]\s*,\s*'([^']+)'\s*\)/.exec(script);
+  if (load === null) {
+    problems.push('no client.load([...], file)');
+  } else {
+    const dirs = [...(load[1] ?? '').matchAll(/'([^']+)'/g)].map((m) => m[1] ?? '');
+    const file = load[2] ?? '';
+    // k6 resolves import paths relative to the script's directory.
+    if (!dirs.some((d) => existsSync(path.join(ROOT, 'k6', d, file)))) problems.push(`${file} is not found under ${dirs.join(', ')} relative to k6/`);
+  }
+  if (!/thresholds\s*:/.test(script)) problems.push('no thresholds');
+  if (!/grpc_req_duration\s*:\s*\[\s*'p\(99\)<25'/.test(script)) problems.push('no grpc_req_duration p(99)<25 threshold');
+  if (!/checks\s*:\s*\[\s*'rate>0\.99'/.test(script)) problems.push('no checks rate>0.99 threshold');
+  if (!/executor\s*:\s*'constant-arrival-rate'/.test(script)) problems.push('not a constant-arrival-rate scenario');
+  if (!/\bduration\s*:/.test(script) || !/\bmaxVUs\s*:/.test(script)) problems.push('scenario without duration or maxVUs');
+  if (!/plaintext\s*:\s*true/.test(script)) problems.push('does not connect in plaintext (the server is h2c)');
+  if (!/GATEHOUSE_ADDR/.test(script) || !script.includes('127.0.0.1:9191')) problems.push('target is not GATEHOUSE_ADDR with default 127.0.0.1:9191');
+  if (!/grpc\.StatusOK/.test(script)) problems.push('does not check the RPC status');
+  for (const code of ['[0]', '[7]', '[8']) if (!script.includes(`expect: ${code}`)) problems.push(`no expected status.code ${code}`);
+  // The callers of the mix must be ones the example policies know.
+  const policies = exampleSourcePolicies().map((f) => read(`policies/${f}`)).join('\n');
+  const callers = [...script.matchAll(/'(spiffe:\/\/[^']+)'/g)].map((m) => m[1] ?? '');
+  if (callers.length < 3) problems.push('fewer than three callers in the mix');
+  for (const c of callers) if (!policies.includes(c)) problems.push(`caller ${c} is not named in policies/`);
+  return problems;
+}
+
+describe('k6/', () => {
+  const script = read('k6/check.js');
+
+  test('check.js has no problems', () => {
+    expect(k6Problems(script)).toEqual([]);
+    expect(script).toContain('/envoy.service.auth.v3.Authorization/Check');
+  });
+
+  const cases: Array<[string, (s: string) => string, RegExp]> = [
+    ['v2 method', (s) => s.replace(/envoy\.service\.auth\.v3\.Authorization\/Check/g, 'envoy.service.auth.v2.Authorization/Check'), /does not call/],
+    ['proto path from the repository root', (s) => s.replace("client.load(['../protos']", "client.load(['protos']"), /not found/],
+    ['no thresholds', (s) => s.replace(/thresholds\s*:\s*\{[^}]*\},/, ''), /no thresholds/],
+    ['TLS to a plaintext server', (s) => s.replace('plaintext: true', 'plaintext: false'), /plaintext/],
+    ['unknown caller', (s) => s.replace('ns/checkout/sa/batch', 'ns/checkout/sa/nightly'), /not named in policies/],
+  ];
+  test.each(cases)('the checker notices: %s', (_name, mutate, expected) => {
+    const changed = mutate(script);
+    expect(changed).not.toBe(script);
+    expect(k6Problems(changed).join('\n')).toMatch(expected);
+  });
+});
+
+describe('READMEs', () => {
+  test.each([
+    ['envoy/README.md', ['envoy.yaml', 'envoy-http-mode.yaml', '9192']],
+    ['istio/README.md', ['kubectl apply -k istio/gatehouse', 'mesh-config.yaml', 'CUSTOM', 'must not be ext_authz']],
+    ['k6/README.md', ['k6 run k6/check.js', 'h2load', 'big-endian', 'requestSerialize']],
+  ] as Array<[string, string[]]>)('%s explains its files', (file, needles) => {
+    const text = read(file);
+    for (const n of needles) expect([n, text.includes(n)]).toEqual([n, true]);
+  });
+});
