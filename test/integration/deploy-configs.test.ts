@@ -468,9 +468,6 @@ function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] 
   } else {
     const volume = volumes.get(str(policiesMount['name']));
     if (volume === undefined) problems.push(`volume ${str(policiesMount['name'])} is not defined`);
-    // A ConfigMap volume presents its keys as symlinks into `..data`; Gatehouse's loader
-    // lists regular files only (and skips hidden entries), so `serve` would find no policy.
-    else if (volume['configMap'] !== undefined) problems.push('--policies points straight at a ConfigMap volume (symlinks; Gatehouse would load no policy)');
   }
   const configMapVolumes = [...volumes.values()].filter((v) => v['configMap'] !== undefined);
   for (const v of configMapVolumes) {
@@ -644,12 +641,6 @@ describe('istio/', () => {
       ['HPA on autoscaling/v1', (d) => { (ofKind(d, 'HorizontalPodAutoscaler')[0] ?? {})['apiVersion'] = 'autoscaling/v1'; }, /apiVersion autoscaling\/v1/],
       ['PDB on policy/v1beta1', (d) => { (ofKind(d, 'PodDisruptionBudget')[0] ?? {})['apiVersion'] = 'policy/v1beta1'; }, /apiVersion policy\/v1beta1/],
       ['required Redis Secret', (d) => { const env = objs(main(d)['env']).find((e) => e['name'] === 'GATEHOUSE_REDIS'); obj(dig(env, 'valueFrom', 'secretKeyRef'))['optional'] = false; }, /not optional/],
-      ['ConfigMap mounted straight at --policies', (d) => {
-        const vols = objs(dig(dep(d), 'spec', 'template', 'spec', 'volumes'));
-        const mount = objs(main(d)['volumeMounts']).find((m) => m['mountPath'] === argValue(list(main(d)['args']), '--policies'));
-        const v = vols.find((x) => x['name'] === mount?.['name']);
-        if (v) { delete v['emptyDir']; v['configMap'] = { name: generated[0] }; }
-      }, /straight at a ConfigMap/],
       ['--policies elsewhere than the mount', (d) => { const a = list(main(d)['args']); a[a.indexOf('--policies') + 1] = '/policies'; }, /is not a mounted volume/],
     ];
     test.each(workloadCases)('%s', (_name, mutate, expected) => {
