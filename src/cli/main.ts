@@ -2,12 +2,12 @@
 import { Command, Option } from 'commander';
 import cluster from 'node:cluster';
 import { promises as fs } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { AdminServer } from '../admin/admin-server';
 import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
 import { verifyAuditText } from '../audit/chain';
 import { workerAuditPath } from '../cluster/messages';
+import { defaultWorkers } from '../cluster/cpus';
 import { Supervisor } from '../cluster/supervisor';
 import { watchPolicyDir } from '../policy/watch';
 import { runWorker } from '../cluster/worker';
@@ -32,7 +32,7 @@ program
   .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(9191).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
   .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(9193).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
   .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
-  .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default: one per core; 1 = single process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
+  .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default: one per usable core, CPU quota included; 1 = single process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
   .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
   .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
@@ -58,7 +58,7 @@ program
       drainTimeoutMs: opts.drainTimeout,
       ...(redis ? { redis } : {}),
     };
-    const workers = opts.workers ?? availableParallelism();
+    const workers = opts.workers ?? defaultWorkers();
     try {
       if (cluster.isWorker) await serveWorker(options, log);
       else if (workers > 1) await servePrimary(options, workers, opts, log);
