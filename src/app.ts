@@ -47,6 +47,7 @@ type ReloadResult = { ok: boolean; version: string; problems: readonly PolicyPro
 export class Gatehouse {
   private stopping: Promise<void> | undefined;
   private readonly history: ReloadRecord[] = [];
+  private policiesDir: string;
   private reloadRunning: Promise<ReloadResult> | undefined;
   private reloadQueued: Promise<ReloadResult> | undefined;
 
@@ -60,6 +61,7 @@ export class Gatehouse {
     private readonly options: GatehouseOptions,
     private readonly log: Logger,
   ) {
+    this.policiesDir = options.policiesDir;
     this.remember('loaded', policySet.version);
     metrics.policyVersion(policySet.version);
   }
@@ -126,8 +128,17 @@ export class Gatehouse {
     return running;
   }
 
+  /** Serves the policies of another directory (a new bundle); on failure the old one stays. */
+  async switchDirectory(dir: string): Promise<ReloadResult> {
+    const previous = this.policiesDir;
+    this.policiesDir = dir;
+    const result = await this.reload();
+    if (!result.ok) this.policiesDir = previous;
+    return result;
+  }
+
   private async reloadOnce(): Promise<ReloadResult> {
-    const loaded = await loadPolicyDir(this.options.policiesDir);
+    const loaded = await loadPolicyDir(this.policiesDir);
     if (!loaded.ok) {
       const errors = loaded.problems.map(formatProblem);
       this.log.error({ problems: errors, keptVersion: this.policySet.version }, 'policy reload rejected');
@@ -163,7 +174,7 @@ export class Gatehouse {
 
   /** What /v1/policy shows: the version served, its policies, and the reload history. */
   policyInfo(): Record<string, unknown> {
-    return { ...describePolicySet(this.policySet, this.options.policiesDir), history: this.history };
+    return { ...describePolicySet(this.policySet, this.policiesDir), history: this.history };
   }
 
   adminProviders(): AdminProviders {

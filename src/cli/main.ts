@@ -9,6 +9,8 @@ import { verifyAuditText } from '../audit/chain';
 import { workerAuditPath } from '../cluster/messages';
 import { defaultWorkers } from '../cluster/cpus';
 import { Supervisor } from '../cluster/supervisor';
+import { buildBundle } from '../bundle/bundle';
+import { BundlePoller } from '../bundle/poller';
 import { watchPolicyDir } from '../policy/watch';
 import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
@@ -40,6 +42,9 @@ program
   .addOption(new Option('--redis <url>', 'share token buckets through Redis (redis://host:port); default: in-process').env('GATEHOUSE_REDIS'))
   .addOption(new Option('--redis-cluster <urls>', 'share token buckets through Redis Cluster (comma-separated seed URLs)').argParser(collectList).env('GATEHOUSE_REDIS_CLUSTER'))
   .addOption(new Option('--redis-timeout <ms>', 'time budget of the Redis work of one check').default(50).argParser(parsePositiveInt).env('GATEHOUSE_REDIS_TIMEOUT'))
+  .addOption(new Option('--bundle <url|file>', 'serve a signed policy bundle (see `gatehouse bundle build`) instead of --policies, polling it for new revisions').env('GATEHOUSE_BUNDLE'))
+  .addOption(new Option('--bundle-key <file>', 'public key (PEM, Ed25519 or ECDSA) that bundles must be signed with').env('GATEHOUSE_BUNDLE_KEY'))
+  .addOption(new Option('--bundle-poll <seconds>', 'how often to poll the bundle').default(30).argParser(parsePositiveInt).env('GATEHOUSE_BUNDLE_POLL'))
   .addOption(new Option('--no-watch', 'do not reload when files in the policy directory change (SIGHUP still reloads)'))
   .addOption(new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take').default(10000).argParser(parsePositiveInt).env('GATEHOUSE_DRAIN_TIMEOUT'))
   .action(async (opts: ServeFlags) => {
@@ -48,7 +53,7 @@ program
     const bad = validateTrustDomains(trustDomains);
     if (bad) fail(bad);
     const redis = redisOptions(opts);
-    const options: GatehouseOptions = {
+    let options: GatehouseOptions = {
       policiesDir: opts.policies,
       grpcHost: opts.listenAddress,
       grpcPort: opts.grpcPort,
@@ -59,10 +64,23 @@ program
       ...(redis ? { redis } : {}),
     };
     const workers = opts.workers ?? defaultWorkers();
+    let bundle: BundlePoller | undefined;
+    if (opts.bundle && !cluster.isWorker) {
+      if (!opts.bundleKey) fail('--bundle needs --bundle-key (the public key bundles are signed with)');
+      const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --bundle-key: ${e.code ?? e.message}`));
+      bundle = new BundlePoller(opts.bundle, pem, log);
+      try {
+        const active = await bundle.initial();
+        options = { ...options, policiesDir: active.dir };
+        log.info({ revision: active.payload.revision, version: active.payload.version }, 'bundle activated');
+      } catch (err) {
+        fail(`refusing to start: bundle ${opts.bundle}: ${(err as Error).message}`);
+      }
+    }
     try {
       if (cluster.isWorker) await serveWorker(options, log);
-      else if (workers > 1) await servePrimary(options, workers, opts, log);
-      else await serveSingle(options, opts, log);
+      else if (workers > 1) await servePrimary(options, workers, opts, log, bundle);
+      else await serveSingle(options, opts, log, bundle);
     } catch (err) {
       if (err instanceof PolicyLoadError) {
         process.stderr.write(`gatehouse: refusing to start: ${opts.policies} has invalid policies\n`);
@@ -74,25 +92,30 @@ program
   });
 
 /** --workers 1: gRPC and admin in this process. */
-async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Logger): Promise<void> {
+async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
   const app = await Gatehouse.start(options, log);
   const admin = new AdminServer(app.adminProviders(), log);
   const adminPort = await admin.listen(opts.listenAddress, opts.adminPort);
   log.info({ adminPort }, 'admin serving');
-  const watcher = opts.watch ? watchPolicyDir(options.policiesDir, () => void app.reload(), log) : undefined;
+  // A bundle is the source of truth when given: its directory is private, so nobody edits it.
+  const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void app.reload(), log) : undefined;
+  bundle?.start(opts.bundlePoll * 1000, async (b) => (await app.switchDirectory(b.dir)).ok);
   onStopSignals(log, async () => {
     watcher?.close();
+    bundle?.stop();
     await app.stop();
     await admin.close();
   });
   process.on('SIGHUP', () => void app.reload());
 }
 
-async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger): Promise<void> {
+async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
   const supervisor = await Supervisor.start({ workers, adminHost: opts.listenAddress, adminPort: opts.adminPort, gatehouse: options }, log);
-  const watcher = opts.watch ? watchPolicyDir(options.policiesDir, () => void supervisor.reload(), log) : undefined;
+  const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void supervisor.reload(), log) : undefined;
+  bundle?.start(opts.bundlePoll * 1000, (b) => supervisor.reload(b.dir));
   onStopSignals(log, async () => {
     watcher?.close();
+    bundle?.stop();
     await supervisor.stop();
   });
   process.on('SIGHUP', () => void supervisor.reload());
@@ -103,7 +126,8 @@ async function serveWorker(options: GatehouseOptions, log: Logger): Promise<void
   const slot = Number(process.env['GATEHOUSE_WORKER_SLOT'] ?? '1');
   // One hash chain per worker file; workers sharing stdout write each record whole.
   const auditLog = options.auditLog ? workerAuditPath(options.auditLog, slot) : undefined;
-  await runWorker({ ...options, auditLog, auditShared: auditLog === undefined }, log);
+  const policiesDir = process.env['GATEHOUSE_WORKER_POLICIES'] ?? options.policiesDir;
+  await runWorker({ ...options, policiesDir, auditLog, auditShared: auditLog === undefined }, log);
 }
 
 function onStopSignals(log: Logger, stop: () => Promise<void>): void {
@@ -127,6 +151,25 @@ program
   .option('--trust-domain <domain>', 'trusted SPIFFE trust domain (repeatable; default: the test file\'s, else those the policies name)', collectList)
   .action(async (dir: string, opts: { junit?: string; coverage?: boolean; trustDomain?: string[] }) => {
     process.exitCode = await runTestCommand(dir, opts);
+  });
+
+const bundleCommand = program.command('bundle').description('signed policy bundles for CI/CD');
+bundleCommand
+  .command('build')
+  .description('validate and test DIR, then pack it into one file signed with your private key')
+  .argument('<dir>', 'policy directory (policies and their *.test.yaml)')
+  .requiredOption('-o, --output <file>', 'bundle file to write')
+  .requiredOption('--key <file>', 'private key (PKCS#8 PEM, Ed25519 or ECDSA P-256/P-384)')
+  .option('--revision <n>', 'bundle revision; must grow with every bundle (default: now, in ms)', parsePositiveInt)
+  .action(async (dir: string, o: { output: string; key: string; revision?: number }) => {
+    const pem = await fs.readFile(o.key, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --key: ${e.code ?? e.message}`));
+    try {
+      const { jws, payload, testsRun } = await buildBundle(dir, pem, o.revision);
+      await fs.writeFile(o.output, `${jws}\n`);
+      process.stdout.write(`bundle ${o.output}: revision ${payload.revision}, version ${payload.version}, ${Object.keys(payload.files).length} files, ${testsRun} policy tests passed\n`);
+    } catch (err) {
+      fail((err as Error).message);
+    }
   });
 
 program
@@ -194,6 +237,9 @@ interface ServeFlags {
   adminPort: number;
   workers?: number;
   watch: boolean;
+  bundle?: string;
+  bundleKey?: string;
+  bundlePoll: number;
 }
 
 function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {

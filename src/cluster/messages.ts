@@ -1,5 +1,6 @@
 /** IPC between the primary and its workers. */
-export type ToWorker = { type: 'gatehouse:reload' };
+/** `dir`: serve this directory from now on (a new bundle); absent: reload the current one. */
+export type ToWorker = { type: 'gatehouse:reload'; dir?: string };
 
 export interface WorkerStatus {
   type: 'gatehouse:status';

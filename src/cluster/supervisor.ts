@@ -39,6 +39,7 @@ export class Supervisor {
   private shuttingDown = false;
   private rolling = false;
   private policySet: PolicySet;
+  private policiesDir: string;
 
   private constructor(
     private readonly options: SupervisorOptions,
@@ -46,6 +47,7 @@ export class Supervisor {
     policySet: PolicySet,
   ) {
     this.policySet = policySet;
+    this.policiesDir = options.gatehouse.policiesDir;
     this.restartsCounter = new Counter({ name: 'gatehouse_worker_restarts_total', help: 'Workers restarted after dying.', registers: [this.registry] });
     this.reloadsCounter = new Counter({ name: 'gatehouse_primary_reloads_total', help: 'Policy reloads ordered by the primary, by result.', labelNames: ['result'], registers: [this.registry] });
     new Gauge({ name: 'gatehouse_workers', help: 'Configured worker processes.', registers: [this.registry] }).set(options.workers);
@@ -69,27 +71,33 @@ export class Supervisor {
     return supervisor;
   }
 
-  private reloads: Promise<void> = Promise.resolve();
+  private reloads: Promise<unknown> = Promise.resolve();
 
-  /** SIGHUP or a file change: validate here first, then every worker loads the same directory. */
-  reload(): Promise<void> {
+  /**
+   * SIGHUP, a file change or a new bundle (`dir`): validate here first, then every worker
+   * loads the same directory. Returns whether the new version was accepted.
+   */
+  reload(dir?: string): Promise<boolean> {
     // One at a time, so the version the primary reports is the last one loaded.
-    this.reloads = this.reloads.then(() => this.reloadOnce());
-    return this.reloads;
+    const next = this.reloads.then(() => this.reloadOnce(dir));
+    this.reloads = next.then(() => undefined);
+    return next;
   }
 
-  private async reloadOnce(): Promise<void> {
-    const loaded = await loadPolicyDir(this.options.gatehouse.policiesDir);
+  private async reloadOnce(dir: string | undefined): Promise<boolean> {
+    const loaded = await loadPolicyDir(dir ?? this.policiesDir);
     if (!loaded.ok) {
       this.reloadsCounter.inc({ result: 'rejected' });
       this.log.error({ problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version }, 'policy reload rejected');
-      return;
+      return false;
     }
-    if (loaded.set.version === this.policySet.version && loaded.set.gitLabel === this.policySet.gitLabel) return;
+    if (dir === undefined && loaded.set.version === this.policySet.version && loaded.set.gitLabel === this.policySet.gitLabel) return true;
+    if (dir !== undefined) this.policiesDir = dir;
     this.policySet = loaded.set;
     this.reloadsCounter.inc({ result: 'ok' });
-    this.broadcast({ type: 'gatehouse:reload' });
+    this.broadcast(dir !== undefined ? { type: 'gatehouse:reload', dir } : { type: 'gatehouse:reload' });
     this.log.info({ version: loaded.set.version }, 'policies reloaded; workers told');
+    return true;
   }
 
   /** SIGUSR2: replace workers one by one; each old one drains only once its successor listens. */
@@ -120,7 +128,9 @@ export class Supervisor {
   }
 
   private fork(slot: number): Worker {
-    const worker = cluster.fork({ GATEHOUSE_WORKER_SLOT: String(slot) });
+    // The directory being served now: after a bundle switch, a restarted worker must not
+    // come back on the directory the primary started with.
+    const worker = cluster.fork({ GATEHOUSE_WORKER_SLOT: String(slot), GATEHOUSE_WORKER_POLICIES: this.policiesDir });
     const previous = this.slots.get(slot);
     this.slots.set(slot, { worker, restarts: previous?.restarts ?? 0 });
     worker.on('message', (message: unknown) => {
@@ -177,7 +187,7 @@ export class Supervisor {
 
   private policyInfo(): Record<string, unknown> {
     return {
-      ...describePolicySet(this.policySet, this.options.gatehouse.policiesDir),
+      ...describePolicySet(this.policySet, this.policiesDir),
       workers: [...this.slots.entries()].map(([slot, s]) => ({ slot, pid: s.worker.process.pid, version: s.status?.version ?? null, ready: s.status?.ready ?? false })),
     };
   }

@@ -25,7 +25,7 @@ export async function runWorker(options: GatehouseOptions, log: Logger): Promise
   timer.unref();
 
   process.on('message', (message: ToWorker) => {
-    if (message?.type === 'gatehouse:reload') void app.reload().then(report);
+    if (message?.type === 'gatehouse:reload') void (message.dir ? app.switchDirectory(message.dir) : app.reload()).then(report);
   });
   const stop = (): void => {
     clearInterval(timer);

@@ -1,0 +1,104 @@
+import { readFile, stat } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { BundleError, MAX_BUNDLE_BYTES, unpackBundle, verifyBundle, type BundlePayload } from './bundle';
+
+export interface ActiveBundle {
+  readonly dir: string;
+  readonly payload: BundlePayload;
+}
+
+/**
+ * Fetches a signed bundle from a file or URL, and polls it: ETag-aware for URLs (a 304 costs
+ * nothing), size and mtime for files. A new bundle is activated only when its signature
+ * verifies with the operator's key, its revision is higher than the active one's, and its
+ * own policy tests pass; anything else is refused and logged once per distinct failure,
+ * while the active bundle keeps serving.
+ */
+export class BundlePoller {
+  private etag: string | undefined;
+  private fileStamp: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastProblem: string | undefined;
+  private polling = false;
+  active: ActiveBundle | undefined;
+
+  constructor(
+    private readonly location: string,
+    private readonly publicKeyPem: string,
+    private readonly log: Logger,
+  ) {}
+
+  /** The first bundle; failing here means `serve` refuses to start. */
+  async initial(): Promise<ActiveBundle> {
+    const text = await this.fetch();
+    if (text === undefined) throw new BundleError('bundle source returned nothing');
+    const payload = await verifyBundle(text, this.publicKeyPem);
+    this.active = { dir: await unpackBundle(payload), payload };
+    return this.active;
+  }
+
+  /** Polls every `intervalMs`; `activate` switches the server to the new directory. */
+  start(intervalMs: number, activate: (bundle: ActiveBundle) => Promise<boolean>): void {
+    const tick = (): void => {
+      this.timer = setTimeout(() => void this.pollOnce(activate).finally(tick), intervalMs);
+      this.timer.unref();
+    };
+    tick();
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  async pollOnce(activate: (bundle: ActiveBundle) => Promise<boolean>): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      const text = await this.fetch();
+      if (text === undefined) return; // unchanged
+      const payload = await verifyBundle(text, this.publicKeyPem);
+      const current = this.active!.payload;
+      if (payload.revision === current.revision && payload.version === current.version) return;
+      if (payload.revision <= current.revision) {
+        throw new BundleError(`bundle revision ${payload.revision} is not newer than the active ${current.revision}; refused`);
+      }
+      const bundle = { dir: await unpackBundle(payload), payload };
+      if (!(await activate(bundle))) throw new BundleError(`bundle revision ${payload.revision} could not be loaded`);
+      this.active = bundle;
+      this.lastProblem = undefined;
+      this.log.info({ revision: payload.revision, version: payload.version }, 'bundle activated');
+    } catch (err) {
+      const message = (err as Error).message;
+      if (message !== this.lastProblem) this.log.error({ err: message, activeRevision: this.active?.payload.revision }, 'bundle not activated');
+      this.lastProblem = message;
+      // Forget what was seen so a fixed bundle at the same address is fetched again.
+      this.etag = undefined;
+      this.fileStamp = undefined;
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  /** The bundle text if it changed since the last fetch, else undefined. */
+  private async fetch(): Promise<string | undefined> {
+    if (/^https?:\/\//.test(this.location)) {
+      const res = await fetch(this.location, {
+        headers: this.etag ? { 'if-none-match': this.etag } : {},
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (res.status === 304) return undefined;
+      if (res.status !== 200) throw new BundleError(`bundle URL answered ${res.status}`);
+      const length = Number(res.headers.get('content-length') ?? 0);
+      if (length > MAX_BUNDLE_BYTES) throw new BundleError('bundle is too large');
+      const text = await res.text();
+      this.etag = res.headers.get('etag') ?? undefined;
+      return text;
+    }
+    const info = await stat(this.location);
+    const stamp = `${info.size}:${info.mtimeMs}`;
+    if (stamp === this.fileStamp) return undefined;
+    if (info.size > MAX_BUNDLE_BYTES) throw new BundleError('bundle is too large');
+    this.fileStamp = stamp;
+    return readFile(this.location, 'utf8');
+  }
+}

@@ -1,0 +1,184 @@
+import { CompactSign, importPKCS8 } from 'jose';
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { buildBundle, BUNDLE_TYPE } from '../../src/bundle/bundle';
+import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
+import { checkClient } from '../helpers/grpc-client';
+import { policyDir, servicePolicy } from '../helpers/policies';
+import { envoyCheckRequest } from '../helpers/requests';
+
+const tmp = mkdtempSync(path.join(tmpdir(), 'gh-bundle-'));
+function keyPair(type: 'ed25519' | 'ec', name: string): { priv: string; pub: string } {
+  const { privateKey, publicKey } =
+    type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const priv = path.join(tmp, `${name}.key`);
+  const pub = path.join(tmp, `${name}.pub`);
+  writeFileSync(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
+  return { priv, pub };
+}
+const operator = keyPair('ed25519', 'operator');
+const stranger = keyPair('ed25519', 'stranger');
+const ecdsa = keyPair('ec', 'ecdsa');
+
+/** A policy set that admits `caller`, with a passing test. */
+function policySet(caller: string, testExpect = 'allow'): string {
+  return policyDir({
+    'svc.yaml': servicePolicy('svc', ['svc'], `    - name: r
+      allow: [spiffe://shop.example/${caller}]`),
+    'svc.test.yaml': `apiVersion: gatehouse/v1
+kind: PolicyTest
+metadata: { name: svc }
+spec:
+  cases:
+    - name: caller admitted
+      request: { caller: spiffe://shop.example/${caller}, host: svc, path: / }
+      expect: ${testExpect}
+`,
+  });
+}
+
+async function bundleFor(caller: string, revision: number, key = operator.priv): Promise<string> {
+  return (await buildBundle(policySet(caller), readFileSync(key, 'utf8'), revision)).jws;
+}
+
+async function waitFor(predicate: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await predicate()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('gatehouse bundle build', () => {
+  test('packs a validated, tested set signed with Ed25519 or ECDSA', () => {
+    const out = path.join(tmp, 'built.jws');
+    const r = runCli(['bundle', 'build', policySet('a'), '-o', out, '--key', operator.priv, '--revision', '7']);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/revision 7, version [0-9a-f]{16}, 2 files, 1 policy tests passed/);
+    const header = JSON.parse(Buffer.from(readFileSync(out, 'utf8').split('.')[0]!, 'base64url').toString());
+    expect(header).toEqual({ alg: 'EdDSA', typ: BUNDLE_TYPE });
+    expect(runCli(['bundle', 'build', policySet('a'), '-o', out, '--key', ecdsa.priv]).status).toBe(0);
+    expect(JSON.parse(Buffer.from(readFileSync(out, 'utf8').split('.')[0]!, 'base64url').toString()).alg).toBe('ES256');
+  });
+
+  test('refuses a set whose tests fail, or whose policies are invalid', () => {
+    const failing = runCli(['bundle', 'build', policySet('a', '{ deny: 403 }'), '-o', path.join(tmp, 'x.jws'), '--key', operator.priv]);
+    expect(failing.status).toBe(1);
+    expect(failing.stderr).toContain('1 policy test(s) fail: svc › caller admitted');
+    const invalid = runCli(['bundle', 'build', policyDir({ 'svc.yaml': 'kind: [' }), '-o', path.join(tmp, 'x.jws'), '--key', operator.priv]);
+    expect(invalid.status).toBe(1);
+    expect(invalid.stderr).toContain('policies are invalid');
+  });
+});
+
+describe('gatehouse serve --bundle FILE', () => {
+  const file = path.join(tmp, 'served.jws');
+  let server: ServeProcess;
+  const decide = async (caller: string): Promise<number> => {
+    const client = checkClient(server.port);
+    try {
+      return (await client.check(envoyCheckRequest({ principal: `spiffe://shop.example/${caller}`, host: 'svc', path: '/' }))).status?.code ?? 0;
+    } finally {
+      client.close();
+    }
+  };
+  const served = async (): Promise<Record<string, unknown>> => (await fetch(`http://127.0.0.1:${server.adminPort}/v1/policy`)).json() as Promise<Record<string, unknown>>;
+
+  beforeAll(async () => {
+    writeFileSync(file, await bundleFor('v1', 100));
+    server = await spawnServe(['--bundle', file, '--bundle-key', operator.pub, '--bundle-poll', '1', '--trust-domain', 'shop.example', '--audit-log', '/dev/null']);
+  });
+  afterAll(async () => {
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+
+  test('serves the bundle; a newer signed revision is activated', async () => {
+    expect(await decide('v1')).toBe(0);
+    writeFileSync(file, await bundleFor('v2', 200));
+    await waitFor(async () => (await decide('v2')) === 0, 'revision 200');
+    expect(await decide('v1')).toBe(7);
+    expect(String((await served())['directory'])).toContain('gatehouse-bundle-200-');
+  });
+
+  test.each([
+    ['tampered', async () => {
+      const [h, p, s] = (await bundleFor('evil', 300)).split('.');
+      const payload = JSON.parse(Buffer.from(p!, 'base64url').toString());
+      payload.files['svc.yaml'] = payload.files['svc.yaml'].replace('spiffe://shop.example/evil', 'spiffe://shop.example/mallory');
+      return [h, Buffer.from(JSON.stringify(payload)).toString('base64url'), s].join('.');
+    }, 'signature does not verify'],
+    ['unsigned (alg none)', async () => {
+      const good = (await bundleFor('evil', 300)).split('.');
+      return [Buffer.from(JSON.stringify({ alg: 'none', typ: BUNDLE_TYPE })).toString('base64url'), good[1], ''].join('.');
+    }, 'algorithm none is not accepted'],
+    ['signed by another key', () => bundleFor('evil', 300, stranger.priv), 'signature does not verify'],
+    ['plain YAML instead of a bundle', async () => 'apiVersion: gatehouse/v1\nkind: ServicePolicy\n', 'not a signed bundle'],
+    ['older revision', () => bundleFor('evil', 150), 'is not newer than the active 200'],
+    ['signed but its own tests fail', async () => {
+      const payload = JSON.parse(Buffer.from((await bundleFor('evil', 300)).split('.')[1]!, 'base64url').toString());
+      payload.files['svc.test.yaml'] = payload.files['svc.test.yaml'].replace('expect: allow', 'expect: { deny: 403 }');
+      const key = await importPKCS8(readFileSync(operator.priv, 'utf8'), 'EdDSA');
+      return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: BUNDLE_TYPE }).sign(key);
+    }, 'policy tests do not pass'],
+  ])('never activates a bundle that is %s', async (_name, make, logged) => {
+    // Each case's refusal differs from the one before it (a repeated refusal is logged once).
+    const before = server.stderr().split(logged).length;
+    writeFileSync(file, await make());
+    await waitFor(() => server.stderr().split(logged).length > before, `log "${logged}"`);
+    expect(await decide('evil')).toBe(7);
+    expect(await decide('mallory')).toBe(7);
+    expect(await decide('v2')).toBe(0); // the active bundle keeps serving
+  });
+});
+
+test('serve --bundle URL polls with ETags and activates new revisions', async () => {
+  let body = await bundleFor('u1', 1);
+  let etag = '"r1"';
+  const seen: { status: number; conditional: boolean }[] = [];
+  const origin = http.createServer((req, res) => {
+    const conditional = req.headers['if-none-match'] === etag;
+    seen.push({ status: conditional ? 304 : 200, conditional });
+    if (conditional) {
+      res.writeHead(304, { etag });
+      res.end();
+    } else {
+      res.writeHead(200, { etag, 'content-type': 'application/jose' });
+      res.end(body);
+    }
+  });
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', () => r()));
+  const url = `http://127.0.0.1:${(origin.address() as { port: number }).port}/bundle`;
+  const server = await spawnServe(['--bundle', url, '--bundle-key', operator.pub, '--bundle-poll', '1', '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--workers', '2']);
+  const client = checkClient(server.port);
+  const decide = async (caller: string) => (await client.check(envoyCheckRequest({ principal: `spiffe://shop.example/${caller}`, host: 'svc', path: '/' }))).status?.code ?? 0;
+  try {
+    expect(await decide('u1')).toBe(0);
+    await waitFor(() => seen.filter((s) => s.status === 304).length >= 2, 'conditional polls answered 304');
+    body = await bundleFor('u2', 2);
+    etag = '"r2"';
+    await waitFor(async () => (await decide('u2')) === 0, 'revision 2 on every worker');
+    expect(seen[0]).toEqual({ status: 200, conditional: false });
+    expect(seen.filter((s) => s.status === 200)).toHaveLength(2);
+  } finally {
+    client.close();
+    server.child.kill('SIGTERM');
+    await server.exited;
+    origin.close();
+  }
+});
+
+test('serve refuses to start when the first bundle does not verify', () => {
+  const file = path.join(tmp, 'bad.jws');
+  writeFileSync(file, 'not a bundle');
+  const r = runCli(['serve', '--bundle', file, '--bundle-key', operator.pub, '--grpc-port', '0', '--admin-port', '0', '--workers', '1']);
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain('refusing to start: bundle');
+  expect(r.stderr).toContain('not a signed bundle');
+  expect(runCli(['serve', '--bundle', file, '--grpc-port', '0']).stderr).toContain('--bundle needs --bundle-key');
+});
