@@ -12,11 +12,11 @@ const POLICIES = policyDir({
   'p.yaml': servicePolicy('limits', ['limits'], `    - name: fail-open
       paths: [/open]
       allow: [spiffe://shop.example/**]
-      rateLimit: { capacity: 1000, refillPerSecond: 100 }
+      rateLimit: { capacity: 1000, refillPerSecond: 1 }
     - name: fail-closed
       paths: [/closed]
       allow: [spiffe://shop.example/**]
-      rateLimit: { capacity: 1000, refillPerSecond: 100, onBackendError: deny }
+      rateLimit: { capacity: 1000, refillPerSecond: 1, onBackendError: deny }
     - name: unlimited
       paths: [/free]
       allow: [spiffe://shop.example/ns/checkout/**]`),
@@ -85,6 +85,7 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
     server = await startTestServer({ policiesDir: POLICIES, redis: { url: redis.url, timeoutMs: TIMEOUT_MS } });
     client = checkClient(server.port);
     expect(await timedCheck(client, '/open')).toMatchObject({ status: 200, remaining: '999' });
+    // Refill is 1/s: the second check sees the first one's token gone (unless a whole second passed).
     expect(await timedCheck(client, '/open')).toMatchObject({ status: 200, remaining: '998' });
 
     await redis.stop();
