@@ -9,6 +9,8 @@ import { MemoryBucketStore } from './ratelimit/memory-store';
 import { RedisBucketStore } from './ratelimit/redis-store';
 import type { BucketStore } from './ratelimit/types';
 import { GrpcServer } from './server/grpc-server';
+import { HttpAuthServer, type HttpModeOptions } from './server/http-mode';
+import type { TrustBundle } from './identity/trust-bundle';
 
 export interface GatehouseOptions {
   readonly policiesDir: string;
@@ -16,6 +18,10 @@ export interface GatehouseOptions {
   readonly grpcPort: number;
   readonly trustDomains: readonly string[];
   readonly trustXfcc: boolean;
+  /** X.509 authorities per trust domain, for forwarded client certificates. */
+  readonly trustBundles?: ReadonlyMap<string, TrustBundle>;
+  /** The HTTP authorization mode (`--http-port`); off when undefined. */
+  readonly http?: Omit<HttpModeOptions, 'host'>;
   /** File for audit records; stdout when undefined. */
   readonly auditLog: string | undefined;
   /** Other processes write to the same audit target (workers sharing stdout). */
@@ -55,6 +61,7 @@ export class Gatehouse {
     private policySet: PolicySet,
     readonly engine: DecisionEngine,
     readonly grpc: GrpcServer,
+    readonly http: HttpAuthServer | undefined,
     readonly metrics: Metrics,
     private readonly audit: AuditLog,
     private readonly store: BucketStore,
@@ -80,7 +87,7 @@ export class Gatehouse {
     let app: Gatehouse | undefined;
     const engine = new DecisionEngine({
       policies: () => app!.policySet,
-      identity: { trustDomains: new Set(options.trustDomains), trustXfcc: options.trustXfcc },
+      identity: { trustDomains: new Set(options.trustDomains), trustXfcc: options.trustXfcc, trustBundles: options.trustBundles ?? new Map() },
       store,
       sink: {
         record: (decision) => {
@@ -90,10 +97,12 @@ export class Gatehouse {
       },
     });
     const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort });
-    app = new Gatehouse(loaded.set, engine, grpc, metrics, audit, store, options, log);
+    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost }) : undefined;
+    app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, options, log);
     await grpc.listen();
+    if (http) await http.listen();
     log.info(
-      { grpcPort: grpc.port, policyVersion: loaded.set.version, policies: loaded.set.policies.map((p) => p.name), limiter: store.kind },
+      { grpcPort: grpc.port, ...(http ? { httpPort: http.port, httpDialect: options.http!.dialect } : {}), policyVersion: loaded.set.version, policies: loaded.set.policies.map((p) => p.name), limiter: store.kind },
       'gatehouse serving',
     );
     return app;
@@ -189,7 +198,7 @@ export class Gatehouse {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('draining');
-      await this.grpc.drain(this.options.drainTimeoutMs);
+      await Promise.all([this.grpc.drain(this.options.drainTimeoutMs), this.http?.close()]);
       await this.audit.flush();
       await this.store.close();
       this.log.info('stopped');

@@ -12,6 +12,8 @@ import { Supervisor } from '../cluster/supervisor';
 import { buildBundle } from '../bundle/bundle';
 import { BundlePoller } from '../bundle/poller';
 import { watchPolicyDir } from '../policy/watch';
+import { parseTrustBundleFlags } from '../identity/trust-bundle';
+import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';
 import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
 import { loadPolicyDir } from '../policy/load';
@@ -36,6 +38,11 @@ program
   .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
   .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default: one per usable core, CPU quota included; 1 = single process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
+  .addOption(new Option('--trust-bundle <domain=file>', 'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable').argParser(collectList).env('GATEHOUSE_TRUST_BUNDLE'))
+  .addOption(new Option('--http-port <port>', 'also serve the HTTP authorization mode on this port').argParser(parsePort).env('GATEHOUSE_HTTP_PORT'))
+  .addOption(new Option('--http-dialect <proxy>', 'who calls the HTTP mode: envoy (ext_authz http_service), nginx (auth_request) or traefik (forwardAuth)').choices(HTTP_DIALECTS).default('envoy').env('GATEHOUSE_HTTP_DIALECT'))
+  .addOption(new Option('--http-path-prefix <prefix>', 'Envoy http_service path_prefix to strip').env('GATEHOUSE_HTTP_PATH_PREFIX'))
+  .addOption(new Option('--http-client-cert-header <name>', 'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle').env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'))
   .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
   .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
   .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(LOG_LEVELS).default('info').env('GATEHOUSE_LOG_LEVEL'))
@@ -53,12 +60,29 @@ program
     const bad = validateTrustDomains(trustDomains);
     if (bad) fail(bad);
     const redis = redisOptions(opts);
+    let trustBundles;
+    try {
+      trustBundles = parseTrustBundleFlags(opts.trustBundle ?? []);
+    } catch (err) {
+      fail((err as Error).message);
+    }
     let options: GatehouseOptions = {
       policiesDir: opts.policies,
       grpcHost: opts.listenAddress,
       grpcPort: opts.grpcPort,
       trustDomains,
       trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
+      trustBundles,
+      ...(opts.httpPort !== undefined
+        ? {
+            http: {
+              port: opts.httpPort,
+              dialect: opts.httpDialect,
+              ...(opts.httpPathPrefix ? { pathPrefix: opts.httpPathPrefix } : {}),
+              ...(opts.httpClientCertHeader ? { certificateHeader: opts.httpClientCertHeader.toLowerCase() } : {}),
+            },
+          }
+        : {}),
       auditLog: opts.auditLog,
       drainTimeoutMs: opts.drainTimeout,
       ...(redis ? { redis } : {}),
@@ -240,6 +264,11 @@ interface ServeFlags {
   bundle?: string;
   bundleKey?: string;
   bundlePoll: number;
+  trustBundle?: string[];
+  httpPort?: number;
+  httpDialect: HttpDialect;
+  httpPathPrefix?: string;
+  httpClientCertHeader?: string;
 }
 
 function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {

@@ -1,4 +1,6 @@
 import { parseSpiffeId, type SpiffeId } from './spiffe';
+import type { TrustBundle } from './trust-bundle';
+import { verifyX509Svid } from './x509-svid';
 import { nearestXfccElement } from './xfcc';
 import type { NormalizedRequest } from '../request/normalize';
 
@@ -7,9 +9,11 @@ export interface IdentityConfig {
   readonly trustDomains: ReadonlySet<string>;
   /** Read the caller from the nearest XFCC element (`--trust-xfcc`). */
   readonly trustXfcc: boolean;
+  /** X.509 authorities per trust domain (`--trust-bundle`); certificates are verified against them. */
+  readonly trustBundles?: ReadonlyMap<string, TrustBundle>;
 }
 
-export type IdentitySource = 'principal' | 'xfcc';
+export type IdentitySource = 'principal' | 'certificate' | 'xfcc';
 
 export type IdentityOutcome =
   | { ok: true; id: SpiffeId; source: IdentitySource }
@@ -20,7 +24,26 @@ export type IdentityOutcome =
  * decides. A present but invalid credential is a failure, never a fall-back to a weaker one.
  */
 export function resolveIdentity(request: NormalizedRequest, config: IdentityConfig): IdentityOutcome {
-  if (request.principal !== '') return fromSpiffeText(request.principal, 'principal', config);
+  const bundles = config.trustBundles;
+  if (request.principal !== '') {
+    const byPrincipal = fromSpiffeText(request.principal, 'principal', config);
+    // Envoy verified the TLS chain; with trust bundles configured, a forwarded certificate is
+    // verified too and must name the same workload.
+    if (!byPrincipal.ok || request.certificate === '' || !bundles || bundles.size === 0) return byPrincipal;
+    const cert = fromCertificate(request.certificate, bundles, config);
+    if (!cert.ok) return cert;
+    if (cert.id.id !== byPrincipal.id.id) {
+      return { ok: false, code: 'invalid_identity', reason: 'peer certificate and peer principal name different workloads', source: 'certificate' };
+    }
+    return byPrincipal;
+  }
+
+  if (request.certificate !== '') {
+    if (!bundles || bundles.size === 0) {
+      return { ok: false, code: 'invalid_identity', reason: 'a client certificate was forwarded but no trust bundle is configured (--trust-bundle)', source: 'certificate' };
+    }
+    return fromCertificate(request.certificate, bundles, config);
+  }
 
   const xfcc = request.headers['x-forwarded-client-cert'];
   if (config.trustXfcc && typeof xfcc === 'string' && xfcc !== '') {
@@ -45,6 +68,12 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
       ? 'no mTLS peer principal (x-forwarded-client-cert is present but not trusted; see --trust-xfcc)'
       : 'no caller identity: no mTLS peer principal',
   };
+}
+
+function fromCertificate(certificate: string, bundles: ReadonlyMap<string, TrustBundle>, config: IdentityConfig): IdentityOutcome {
+  const verified = verifyX509Svid(certificate, bundles);
+  if (!verified.ok) return { ok: false, code: 'invalid_identity', reason: verified.error, source: 'certificate' };
+  return fromSpiffeText(verified.value.id, 'certificate', config);
 }
 
 function fromSpiffeText(text: string, source: IdentitySource, config: IdentityConfig): IdentityOutcome {

@@ -15,6 +15,8 @@ export interface NormalizedRequest {
   readonly headers: Readonly<Record<string, string>>;
   /** `attributes.source.principal`, '' when absent. */
   readonly principal: string;
+  /** `attributes.source.certificate` (URL-encoded PEM), '' when absent. */
+  readonly certificate: string;
   readonly requestId: string | undefined;
   /** `traceparent` when it is well-formed W3C trace context, so a decision can be found from a trace. */
   readonly traceparent: string | undefined;
@@ -72,6 +74,7 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
       path,
       headers,
       principal: str(field(field(attributes, 'source'), 'principal')),
+      certificate: str(field(field(attributes, 'source'), 'certificate')),
       requestId: boundedHeader(headers['x-request-id']),
       traceparent: traceparent(headers['traceparent']),
       spoofedHeaders: spoofedGatehouseHeaders(headers),

@@ -30,33 +30,47 @@ export interface CheckResponseMessage {
   deniedResponse?: { status: { code: number }; headers: HeaderOption[]; body: string };
 }
 
-function header(key: string, value: string): HeaderOption {
+function header([key, value]: HeaderPair): HeaderOption {
   // `append` stays unset and the action is explicit, so every Envoy version overwrites.
   return { header: { key, value }, appendAction: OVERWRITE_IF_EXISTS_OR_ADD };
 }
 
-/** Stage 5: a decision as Envoy reads it. A deny is still a successful RPC. */
+export type HeaderPair = readonly [key: string, value: string];
+
+/**
+ * Stage 5, dialect-neutral: the headers a decision produces. On allow: for the upstream
+ * request (caller, policy, decision id) and for the client response (rate limit state).
+ * On deny: for the client's reply.
+ */
+export function allowHeaders(decision: Decision): { upstream: HeaderPair[]; client: HeaderPair[] } {
+  const upstream: HeaderPair[] = [['x-gatehouse-decision', decision.id]];
+  if (decision.caller !== undefined) upstream.push(['x-gatehouse-caller', decision.caller]);
+  if (decision.policy !== undefined) upstream.push(['x-gatehouse-policy', decision.policy.label]);
+  return { upstream, client: rateLimitHeaders(decision) };
+}
+
+export function denyHeaders(decision: Decision): HeaderPair[] {
+  const headers: HeaderPair[] = [['content-type', 'application/json'], ['x-gatehouse-decision', decision.id], ...rateLimitHeaders(decision)];
+  if (decision.status === 429) headers.push(['retry-after', String(Math.max(1, decision.limit?.retryAfterSeconds ?? 1))]);
+  return headers;
+}
+
+/** A decision as Envoy's gRPC ext_authz reads it. A deny is still a successful RPC. */
 export function toCheckResponse(decision: Decision): CheckResponseMessage {
   if (decision.allowed) {
-    const upstream = [header('x-gatehouse-decision', decision.id)];
-    if (decision.caller !== undefined) upstream.push(header('x-gatehouse-caller', decision.caller));
-    if (decision.policy !== undefined) upstream.push(header('x-gatehouse-policy', decision.policy.label));
+    const { upstream, client } = allowHeaders(decision);
     return {
       status: { code: RPC_CODE.OK, message: '' },
       okResponse: {
-        headers: upstream,
+        headers: upstream.map(header),
         headersToRemove: decision.spoofedHeaders,
-        responseHeadersToAdd: rateLimitHeaders(decision),
+        responseHeadersToAdd: client.map(header),
       },
     };
   }
-  const headers = [header('content-type', 'application/json'), header('x-gatehouse-decision', decision.id), ...rateLimitHeaders(decision)];
-  if (decision.status === 429) {
-    headers.push(header('retry-after', String(Math.max(1, decision.limit?.retryAfterSeconds ?? 1))));
-  }
   return {
     status: { code: RPC_CODE_FOR_STATUS[decision.status] ?? RPC_CODE.PERMISSION_DENIED, message: decision.reason },
-    deniedResponse: { status: { code: decision.status }, headers, body: denyBody(decision) },
+    deniedResponse: { status: { code: decision.status }, headers: denyHeaders(decision).map(header), body: denyBody(decision) },
   };
 }
 
@@ -65,12 +79,12 @@ export function denyBody(decision: Decision): string {
   return JSON.stringify({ error: ERROR_FOR_STATUS[decision.status] ?? 'forbidden', reason: decision.reason, decision_id: decision.id });
 }
 
-export function rateLimitHeaders(decision: Decision): HeaderOption[] {
+function rateLimitHeaders(decision: Decision): HeaderPair[] {
   const limit = decision.limit;
   if (limit === undefined) return [];
   return [
-    header('ratelimit-limit', String(limit.limit)),
-    header('ratelimit-remaining', String(limit.remaining)),
-    header('ratelimit-reset', String(limit.resetSeconds)),
+    ['ratelimit-limit', String(limit.limit)],
+    ['ratelimit-remaining', String(limit.remaining)],
+    ['ratelimit-reset', String(limit.resetSeconds)],
   ];
 }

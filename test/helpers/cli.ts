@@ -19,6 +19,8 @@ export interface ServeProcess {
   child: ChildProcess;
   port: number;
   adminPort: number;
+  /** The HTTP authorization mode's port, when --http-port was given. */
+  httpPort: number | undefined;
   stderr: () => string;
   stdout: () => string;
   exited: Promise<number | null>;
@@ -53,5 +55,6 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
       reject(new Error(`server exited with ${code} before serving:\n${stderr}`));
     });
   });
-  return { child, port, adminPort, stderr: () => stderr, stdout: () => stdout, exited };
+  const http = /"httpPort":(\d+)/.exec(stderr);
+  return { child, port, adminPort, httpPort: http ? Number(http[1]) : undefined, stderr: () => stderr, stdout: () => stdout, exited };
 }

@@ -1,0 +1,130 @@
+import * as http from 'node:http';
+import type { Logger } from 'pino';
+import type { Decision } from '../pipeline/decision';
+import type { DecisionEngine } from '../pipeline/engine';
+import { allowHeaders, denyBody, denyHeaders } from '../respond/check-response';
+
+/**
+ * Which proxy is asking, and so where the original request is described:
+ *  envoy    Envoy's HTTP ext_authz service: the request line and headers are the original
+ *           request (path after an optional prefix); 200 allows, any other status denies.
+ *  nginx    auth_request: X-Original-Method / X-Original-URI / X-Original-Host, set by the
+ *           nginx config; nginx passes only 2xx, 401 and 403, so the deny body also travels
+ *           in x-gatehouse-deny-body for nginx to return.
+ *  traefik  forwardAuth: X-Forwarded-Method / X-Forwarded-Uri / X-Forwarded-Host.
+ */
+export type HttpDialect = 'envoy' | 'nginx' | 'traefik';
+export const HTTP_DIALECTS: readonly HttpDialect[] = ['envoy', 'nginx', 'traefik'];
+
+export interface HttpModeOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly dialect: HttpDialect;
+  /** Envoy `http_service.path_prefix`, removed before authorising. */
+  readonly pathPrefix?: string;
+  /** Header in which the proxy forwards the client certificate (URL-encoded PEM). */
+  readonly certificateHeader?: string;
+}
+
+const ORIGINAL: Record<Exclude<HttpDialect, 'envoy'>, { method: string; uri: string; host: string }> = {
+  nginx: { method: 'x-original-method', uri: 'x-original-uri', host: 'x-original-host' },
+  traefik: { method: 'x-forwarded-method', uri: 'x-forwarded-uri', host: 'x-forwarded-host' },
+};
+
+/** The HTTP adapter: the same decision function as gRPC, answered the way each proxy reads it. */
+export class HttpAuthServer {
+  private readonly server: http.Server;
+  private boundPort = 0;
+
+  constructor(
+    private readonly engine: DecisionEngine,
+    private readonly log: Logger,
+    private readonly options: HttpModeOptions,
+  ) {
+    this.server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
+      req.resume(); // bodies are not read: the decision uses the request line and headers
+      this.engine.decide(this.checkRequest(req)).then(
+        (decision) => this.respond(res, decision),
+        (err: Error) => {
+          this.log.error({ err: err.message }, 'http check failed');
+          res.writeHead(500).end();
+        },
+      );
+    });
+    this.server.requestTimeout = 10_000;
+    this.server.keepAliveTimeout = 65_000;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  listen(): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.boundPort = (this.server.address() as { port: number }).port;
+        resolve(this.boundPort);
+      });
+    });
+  }
+
+  /** Stops accepting; requests in flight are answered; idle keep-alive connections close. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+
+  /** The CheckRequest Envoy would have sent for this request, so the engine sees one shape. */
+  private checkRequest(req: http.IncomingMessage): unknown {
+    const headers: Record<string, string> = {};
+    for (const [key, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers[key] = Array.isArray(value) ? value.join(',') : value;
+    }
+    let method = req.method ?? '';
+    let path = req.url ?? '';
+    let host = headers['host'] ?? '';
+    const dialect = this.options.dialect;
+    if (dialect === 'envoy') {
+      const prefix = this.options.pathPrefix;
+      if (prefix) path = path.startsWith(prefix) ? path.slice(prefix.length) || '/' : '';
+    } else {
+      const names = ORIGINAL[dialect];
+      method = headers[names.method] ?? '';
+      path = headers[names.uri] ?? '';
+      host = headers[names.host] ?? host;
+    }
+    const certificate = this.options.certificateHeader ? (headers[this.options.certificateHeader] ?? '') : '';
+    headers[':authority'] = host;
+    headers[':method'] = method;
+    headers[':path'] = path;
+    return { attributes: { source: certificate ? { certificate } : {}, request: { http: { method, path, host, headers } } } };
+  }
+
+  private respond(res: http.ServerResponse, decision: Decision): void {
+    if (decision.allowed) {
+      const { upstream, client } = allowHeaders(decision);
+      for (const [k, v] of upstream) res.setHeader(k, v);
+      for (const [k, v] of client) res.setHeader(k, v);
+      // Envoy consumes this control header and strips the listed headers upstream.
+      if (this.options.dialect === 'envoy' && decision.spoofedHeaders.length > 0) {
+        res.setHeader('x-envoy-auth-headers-to-remove', decision.spoofedHeaders.join(', '));
+      }
+      res.writeHead(200, { 'content-length': '0' });
+      res.end();
+      return;
+    }
+    const body = denyBody(decision);
+    for (const [k, v] of denyHeaders(decision)) res.setHeader(k, v);
+    if (this.options.dialect === 'nginx') res.setHeader('x-gatehouse-deny-body', asciiJson(body));
+    res.writeHead(decision.status, { 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+}
+
+/** JSON with every non-ASCII character escaped, so it is a valid header value. */
+function asciiJson(json: string): string {
+  return json.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
