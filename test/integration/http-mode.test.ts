@@ -1,0 +1,128 @@
+import * as http from 'node:http';
+import { spawnServe, type ServeProcess } from '../helpers/cli';
+import { grpcCertificateCase } from '../helpers/cert-cases';
+import { TestCa, type Issued } from '../helpers/pki';
+import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { CHECKOUT_BATCH, CHECKOUT_WEB, ORDERS } from '../helpers/requests';
+
+/** node:http rather than fetch: fetch refuses to set the Host header, which Envoy does set. */
+function call(port: number, path: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: { get(name: string): string | null }; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method: init.method ?? 'GET', headers: init.headers ?? {}, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => {
+        const value = (name: string): string | null => {
+          const v = res.headers[name];
+          return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v;
+        };
+        resolve({ status: res.statusCode!, headers: { get: value }, body });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('HTTP mode, Envoy dialect (http_service with a path prefix)', () => {
+  let server: ServeProcess;
+  const ca = new TestCa('shop-http');
+  let web: Issued;
+  let checkoutWeb: Issued;
+  const cert = (i: Issued): string => encodeURIComponent(i.certPem);
+
+  beforeAll(async () => {
+    web = ca.issue('web', 'URI:spiffe://shop.example/ns/frontend/sa/web');
+    checkoutWeb = ca.issue('checkout-web', 'URI:spiffe://shop.example/ns/checkout/sa/web');
+    server = await spawnServe([
+      '--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--trust-xfcc',
+      '--http-port', '0', '--http-path-prefix', '/authz', '--http-client-cert-header', 'x-client-cert', '--trust-bundle', `shop.example=${ca.cert}`,
+    ]);
+  });
+  afterAll(async () => {
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+  });
+
+  test('exactly 200 allows, with upstream headers and x-envoy-auth-headers-to-remove', async () => {
+    const r = await call(server.httpPort!, '/authz/v1/orders', {
+      method: 'POST',
+      headers: { host: 'orders.shop.svc.cluster.local', 'x-client-cert': cert(checkoutWeb), 'x-gatehouse-role': 'admin', 'x-gatehouse-caller': 'forged' },
+    });
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('');
+    expect(r.headers.get('x-gatehouse-caller')).toBe(CHECKOUT_WEB);
+    expect(r.headers.get('x-gatehouse-policy')).toMatch(/^orders@/);
+    expect(r.headers.get('x-envoy-auth-headers-to-remove')).toBe('x-gatehouse-role');
+    expect(r.headers.get('ratelimit-remaining')).toBe('19');
+    expect(r.headers.get('x-gatehouse-deny-body')).toBeNull();
+  });
+
+  test('the deny status, headers and JSON body go to the client', async () => {
+    const refused = await call(server.httpPort!, '/authz/v1/orders', { method: 'POST', headers: { host: 'orders', 'x-forwarded-client-cert': `URI=${CHECKOUT_BATCH}` } });
+    expect(refused.status).toBe(403);
+    expect(refused.headers.get('content-type')).toBe('application/json');
+    expect(JSON.parse(refused.body)).toMatchObject({ error: 'forbidden', decision_id: refused.headers.get('x-gatehouse-decision') });
+    const anon = await call(server.httpPort!, '/authz/v1/orders', { headers: { host: 'orders' } });
+    expect(anon.status).toBe(401);
+    for (let i = 0; i < 5; i++) await call(server.httpPort!, '/authz/v1/charges', { method: 'POST', headers: { host: 'payments', 'x-forwarded-client-cert': `URI=${ORDERS}` } });
+    const limited = await call(server.httpPort!, '/authz/v1/charges', { method: 'POST', headers: { host: 'payments', 'x-forwarded-client-cert': `URI=${ORDERS}` } });
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('retry-after')).toMatch(/^[1-9]\d*$/);
+  });
+
+  test('a path outside the prefix, or a dot segment, is denied as malformed', async () => {
+    expect((await call(server.httpPort!, '/other/v1/orders', { headers: { host: 'orders', 'x-client-cert': cert(web) } })).status).toBe(403);
+    const dots = await call(server.httpPort!, '/authz/v1/orders/%2e%2e/admin', { headers: { host: 'orders', 'x-client-cert': cert(web) } });
+    expect(dots.status).toBe(403);
+    expect(JSON.parse(dots.body).reason).toContain('malformed request');
+  });
+});
+
+test('HTTP mode, Traefik dialect: the original request from X-Forwarded-*', async () => {
+  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--trust-xfcc', '--http-port', '0', '--http-dialect', 'traefik']);
+  try {
+    const headers = (caller: string, method: string, uri: string) => ({
+      'x-forwarded-method': method,
+      'x-forwarded-uri': uri,
+      'x-forwarded-host': 'orders',
+      'x-forwarded-client-cert': `URI=${caller}`,
+    });
+    expect((await call(server.httpPort!, '/', { headers: headers(CHECKOUT_WEB, 'GET', '/v1/orders/9') })).status).toBe(200);
+    expect((await call(server.httpPort!, '/', { headers: headers(CHECKOUT_BATCH, 'POST', '/v1/orders') })).status).toBe(403);
+    expect((await call(server.httpPort!, '/v1/orders/9', { headers: { host: 'orders', 'x-forwarded-client-cert': `URI=${CHECKOUT_WEB}` } })).status).toBe(403);
+  } finally {
+    server.child.kill('SIGTERM');
+    await server.exited;
+  }
+});
+
+describe('X509-SVID verification of forwarded certificates', () => {
+  const ca = new TestCa('svid');
+  const other = new TestCa('other');
+  test.each([
+    ['a valid SVID', () => ca.issue('ok', 'URI:spiffe://shop.example/ns/frontend/sa/web'), 'allow'],
+    ['two URI SANs', () => ca.issue('two', 'URI:spiffe://shop.example/ns/frontend/sa/web,URI:spiffe://shop.example/ns/x/sa/y'), 'exactly one URI SAN'],
+    ['no URI SAN', () => ca.issue('dns', 'DNS:web.shop.example'), 'exactly one URI SAN (has 0)'],
+    ['a URI SAN that is not SPIFFE', () => ca.issue('http', 'URI:https://shop.example/web'), 'must start with spiffe://'],
+    ['a CA certificate', () => ca.issue('ca', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:TRUE']), 'is a CA certificate'],
+    ['signed by another authority', () => other.issue('rogue', 'URI:spiffe://shop.example/ns/frontend/sa/web'), 'not signed by an authority'],
+    ['a trust domain without a bundle', () => ca.issue('elsewhere', 'URI:spiffe://elsewhere.example/ns/a/sa/b'), "no trust bundle for trust domain 'elsewhere.example'"],
+  ])('%s', async (_name, make, expected) => {
+    const result = await grpcCertificateCase(ca.cert, make().certPem);
+    if (expected === 'allow') expect(result).toMatchObject({ allowed: true, caller: 'spiffe://shop.example/ns/frontend/sa/web', identitySource: 'certificate' });
+    else expect(result).toMatchObject({ allowed: false, status: 401, reason: expect.stringContaining(expected) });
+  });
+
+  test('garbage in the certificate field is a 401, not a crash', async () => {
+    for (const junk of ['not a cert', '%E0%A4%A', '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----', 'x'.repeat(20_000)]) {
+      expect(await grpcCertificateCase(ca.cert, junk)).toMatchObject({ allowed: false, status: 401 });
+    }
+  });
+
+  test('a principal and a certificate that name different workloads are a 401', async () => {
+    const cert = ca.issue('mismatch', 'URI:spiffe://shop.example/ns/frontend/sa/web').certPem;
+    expect(await grpcCertificateCase(ca.cert, cert, 'spiffe://shop.example/ns/checkout/sa/web')).toMatchObject({ status: 401, reason: expect.stringContaining('different workloads') });
+    expect(await grpcCertificateCase(ca.cert, cert, 'spiffe://shop.example/ns/frontend/sa/web')).toMatchObject({ allowed: true, identitySource: 'principal' });
+  });
+});
