@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { resolveIdentity, type IdentityConfig, type IdentityOutcome } from '../identity/resolve';
-import { authorize } from '../policy/authorize';
+import { authorize, authorizeTcp } from '../policy/authorize';
+import type { SpiffeId } from '../identity/spiffe';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
 import type { BucketStore, LimitResult } from '../ratelimit/types';
@@ -64,12 +65,13 @@ export class DecisionEngine {
     if (!normalized.ok) return deny(403, 'malformed_request', `malformed request: ${normalized.reason}`);
     const request = (ctx.request = normalized.request);
     // The policy is looked up before identity only so that dry-run covers 401s too.
-    ctx.policy = ctx.set.byHost.get(request.host);
+    ctx.policy = request.kind === 'http' ? ctx.set.byHost.get(request.host) : ctx.set.byWorkload.get(request.host);
 
     const identity = (ctx.identity = resolveIdentity(request, this.deps.identity));
     if (!identity.ok) return deny(401, identity.code, identity.reason);
 
     const policy = ctx.policy;
+    if (request.kind === 'tcp') return this.authorizeConnection(policy, request.host, identity.id, ctx);
     if (policy === undefined) return deny(403, 'unknown_host', `no policy guards host '${clip(request.host)}'`);
 
     const authz = authorize(policy, request, identity.id);
@@ -101,6 +103,23 @@ export class DecisionEngine {
       return deny(429, 'rate_limited', `rate limit of rule ${authz.rule.name} exceeded; retry after ${outcome.result.retryAfterSeconds}s`);
     }
     return ALLOWED;
+  }
+
+  private authorizeConnection(policy: CompiledPolicy | undefined, workload: string, caller: SpiffeId, ctx: Context): Verdict {
+    if (policy === undefined) return deny(403, 'unknown_host', `no policy guards workload '${clip(workload)}' (TCP)`);
+    const tcp = authorizeTcp(policy, caller);
+    switch (tcp.kind) {
+      case 'no-tcp-rules':
+        return deny(403, 'no_matching_rule', `policy ${policy.name} has no tcp rules for connections`);
+      case 'not-allowed':
+        return deny(403, 'caller_not_allowed', `caller ${caller.id} may not connect to ${workload} (policy ${policy.name})`);
+      case 'refused':
+        ctx.entry = { list: 'deny', index: tcp.entry };
+        return deny(403, 'caller_refused', `caller ${caller.id} is refused by tcp.deny of policy ${policy.name}`);
+      case 'allowed':
+        ctx.entry = { list: 'allow', index: tcp.entry };
+        return ALLOWED;
+    }
   }
 
   private finish(ctx: Context, verdict: Verdict, wouldDeny: Verdict | undefined): Decision {

@@ -58,6 +58,10 @@ export async function runPolicyTests(dir: string, options: { trustDomains?: read
       const doc = located.value as PolicyTestDoc;
       if (docProblems.length === 0) {
         doc.spec.cases.forEach((c, i) => {
+          const r = c.request;
+          if ((r.workload === undefined) === (r.host === undefined || r.path === undefined) || (r.workload !== undefined && (r.host ?? r.path ?? r.method) !== undefined)) {
+            docProblems.push(located.problem(['spec', 'cases', i, 'request'], 'a request names host and path (HTTP) or workload (a TCP connection), not both'));
+          }
           if (typeof c.expect === 'object' && (c.expect.allow === undefined) === (c.expect.deny === undefined)) {
             docProblems.push(located.problem(['spec', 'cases', i, 'expect'], 'expect must say allow: true or deny: 401|403|429 (exactly one)'));
           }
@@ -77,9 +81,13 @@ export async function runPolicyTests(dir: string, options: { trustDomains?: read
     for (const [i, testCase] of doc.spec.cases.entries()) {
       const start = performance.now();
       const decision = await runCase(set, testCase, trustDomains, doc.spec.trustXfcc === true);
-      if (decision.rule) {
-        used.add(ruleKey(decision.policy!.name, decision.rule.name));
-        if (decision.entry) used.add(entryKey(decision.policy!.name, decision.rule.name, decision.entry.list, decision.entry.index));
+      if (decision.policy && decision.entry) {
+        // A TCP decision has no rule: its entries belong to the policy's `tcp` lists.
+        const rule = decision.rule?.name ?? TCP_RULE;
+        used.add(ruleKey(decision.policy.name, rule));
+        used.add(entryKey(decision.policy.name, rule, decision.entry.list, decision.entry.index));
+      } else if (decision.policy && decision.rule) {
+        used.add(ruleKey(decision.policy.name, decision.rule.name));
       }
       results.push({
         file: located.file,
@@ -114,8 +122,12 @@ async function runCase(set: PolicySet, testCase: CaseDoc, trustDomains: readonly
 /** The CheckRequest Envoy would send for the case. */
 function checkRequestFor(testCase: CaseDoc): unknown {
   const r = testCase.request;
+  if (r.workload !== undefined) {
+    // Istio's network-level check: peers only, no HTTP attributes.
+    return { attributes: { source: r.caller !== undefined ? { principal: r.caller } : {}, destination: { principal: r.workload } } };
+  }
   const method = r.method ?? 'GET';
-  const headers: Record<string, string> = { ':authority': r.host, ':method': method, ':path': r.path, ...r.headers };
+  const headers: Record<string, string> = { ':authority': r.host!, ':method': method, ':path': r.path!, ...r.headers };
   if (r.xfcc !== undefined) headers['x-forwarded-client-cert'] = r.xfcc;
   return {
     attributes: {
@@ -156,7 +168,9 @@ function coverage(set: PolicySet, used: ReadonlySet<string>): { gaps: CoverageGa
   const gaps: CoverageGap[] = [];
   let total = 0;
   for (const policy of set.policies) {
-    for (const rule of policy.rules) {
+    const rules: { name: string; allow: readonly { source: string }[]; deny: readonly { source: string }[] }[] = [...policy.rules];
+    if (policy.tcp) rules.push({ name: TCP_RULE, ...policy.tcp });
+    for (const rule of rules) {
       if (!used.has(ruleKey(policy.name, rule.name))) gaps.push({ policy: policy.name, file: policy.file, rule: rule.name });
       for (const list of ['allow', 'deny'] as const) {
         rule[list].forEach((pattern, index) => {
@@ -170,6 +184,9 @@ function coverage(set: PolicySet, used: ReadonlySet<string>): { gaps: CoverageGa
   }
   return { gaps, total };
 }
+
+/** The pseudo-rule name of a policy's connection-level lists. */
+const TCP_RULE = 'tcp';
 
 const ruleKey = (policy: string, rule: string): string => `${policy}/${rule}`;
 const entryKey = (policy: string, rule: string, list: string, index: number): string => `${policy}/${rule}/${list}/${index}`;

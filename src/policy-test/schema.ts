@@ -31,10 +31,10 @@ export const policyTestSchema = {
               request: {
                 type: 'object',
                 additionalProperties: false,
-                required: ['host', 'path'],
                 properties: {
                   caller: { type: 'string' },
                   xfcc: { type: 'string' },
+                  workload: { type: 'string', minLength: 1 },
                   host: { type: 'string', minLength: 1 },
                   method: { type: 'string', minLength: 1 },
                   path: { type: 'string', minLength: 1 },
@@ -80,7 +80,8 @@ export interface PolicyTestDoc {
 
 export interface CaseDoc {
   name: string;
-  request: { caller?: string; xfcc?: string; host: string; method?: string; path: string; headers?: Record<string, string> };
+  /** An HTTP request (host and path), or a TCP connection to `workload` (a SPIFFE ID). */
+  request: { caller?: string; xfcc?: string; workload?: string; host?: string; method?: string; path?: string; headers?: Record<string, string> };
   repeat?: number;
   expect: ExpectDoc;
 }

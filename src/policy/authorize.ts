@@ -35,6 +35,15 @@ export function authorize(policy: CompiledPolicy, request: NormalizedRequest, ca
   return routeMatched ? { kind: 'not-allowed' } : { kind: 'no-route' };
 }
 
+/** TCP checks: the policy's connection-level lists, refusals first. */
+export function authorizeTcp(policy: CompiledPolicy, caller: SpiffeId): { kind: 'allowed' | 'refused' | 'not-allowed' | 'no-tcp-rules'; entry: number } {
+  if (policy.tcp === null) return { kind: 'no-tcp-rules', entry: -1 };
+  const refusedBy = firstMatch(policy.tcp.deny, caller);
+  if (refusedBy !== -1) return { kind: 'refused', entry: refusedBy };
+  const allowedBy = firstMatch(policy.tcp.allow, caller);
+  return allowedBy !== -1 ? { kind: 'allowed', entry: allowedBy } : { kind: 'not-allowed', entry: -1 };
+}
+
 export function methodMatches(rule: CompiledRule, method: string): boolean {
   return rule.methods === null || rule.methods.has(method);
 }

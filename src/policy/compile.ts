@@ -15,20 +15,29 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
   const version = policySetVersion(docs.map((d) => d.doc));
   const policies: CompiledPolicy[] = [];
   const byHost = new Map<string, CompiledPolicy>();
+  const byWorkload = new Map<string, CompiledPolicy>();
   for (const { file, doc } of docs) {
     const name = doc.metadata.name;
     const policy: CompiledPolicy = {
       name,
       mode: doc.spec.mode ?? 'enforce',
-      hosts: doc.spec.hosts,
+      hosts: doc.spec.hosts ?? [],
+      workloads: doc.spec.workloads ?? [],
+      tcp: doc.spec.tcp
+        ? {
+            allow: (doc.spec.tcp.allow ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
+            deny: (doc.spec.tcp.deny ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
+          }
+        : null,
       rules: doc.spec.rules.map((rule, index) => compileRule(name, rule, index)),
       file,
       label: `${name}@${version}`,
     };
     policies.push(policy);
-    for (const host of doc.spec.hosts) byHost.set(host, policy);
+    for (const host of doc.spec.hosts ?? []) byHost.set(host, policy);
+    for (const workload of doc.spec.workloads ?? []) byWorkload.set(workload, policy);
   }
-  return { version, policies, byHost, files, loadedAt: new Date() };
+  return { version, policies, byHost, byWorkload, files, loadedAt: new Date() };
 }
 
 function compileRule(policyName: string, rule: RuleDoc, index: number): CompiledRule {

@@ -31,6 +31,7 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   const valid: ValidDoc[] = [];
   const policyNames = new Map<string, string>();
   const hostOwners = new Map<string, string>();
+  const workloadOwners = new Map<string, string>();
   for (const source of sources) {
     const parsed = parseYamlDocuments(source);
     problems.push(...parsed.problems);
@@ -45,7 +46,12 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
         continue;
       }
       policyNames.set(name, source.file);
-      doc.spec.hosts.forEach((host, i) => {
+      (doc.spec.workloads ?? []).forEach((workload, i) => {
+        const other = workloadOwners.get(workload);
+        if (other !== undefined) problems.push(located.problem(['spec', 'workloads', i], `workload '${workload}' is already guarded by policy ${other}`));
+        else workloadOwners.set(workload, name);
+      });
+      (doc.spec.hosts ?? []).forEach((host, i) => {
         const other = hostOwners.get(host);
         if (other !== undefined) {
           problems.push(located.problem(['spec', 'hosts', i], `host '${host}' is already guarded by policy ${other}; a host belongs to one policy`));

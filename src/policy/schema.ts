@@ -27,9 +27,18 @@ export const servicePolicySchema = {
     spec: {
       type: 'object',
       additionalProperties: false,
-      required: ['hosts', 'rules'],
+      required: ['rules'],
       properties: {
         hosts: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 253 } },
+        workloads: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+        tcp: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            allow: { type: 'array', items: { type: 'string', minLength: 1 } },
+            deny: { type: 'array', items: { type: 'string', minLength: 1 } },
+          },
+        },
         mode: { enum: ['enforce', 'dry-run'] },
         rules: {
           type: 'array',
@@ -69,7 +78,10 @@ export interface ServicePolicyDoc {
   kind: 'ServicePolicy';
   metadata: { name: string; labels?: Record<string, string>; description?: string };
   spec: {
-    hosts: string[];
+    hosts?: string[];
+    /** Destination SPIFFE IDs guarded at the TCP level (Istio's network ext_authz). */
+    workloads?: string[];
+    tcp?: { allow?: string[]; deny?: string[] };
     mode?: 'enforce' | 'dry-run';
     rules: RuleDoc[];
   };

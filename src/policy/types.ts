@@ -34,6 +34,9 @@ export interface CompiledPolicy {
   readonly name: string;
   readonly mode: PolicyMode;
   readonly hosts: readonly string[];
+  readonly workloads: readonly string[];
+  /** Connection-level rules for TCP checks to `workloads`; null when the policy has none. */
+  readonly tcp: { readonly allow: readonly SpiffePattern[]; readonly deny: readonly SpiffePattern[] } | null;
   readonly rules: readonly CompiledRule[];
   readonly file: string;
   /** `name@version`, the value of x-gatehouse-policy, built once at load. */
@@ -46,6 +49,8 @@ export interface PolicySet {
   readonly version: string;
   readonly policies: readonly CompiledPolicy[];
   readonly byHost: ReadonlyMap<string, CompiledPolicy>;
+  /** Destination SPIFFE ID → policy, for TCP checks. */
+  readonly byWorkload: ReadonlyMap<string, CompiledPolicy>;
   readonly files: readonly string[];
   readonly loadedAt: Date;
   /** The git commit of the policy directory, when it is in a checkout. */
@@ -76,6 +81,6 @@ export function describePolicySet(set: PolicySet, directory: string): Record<str
     loadedAt: set.loadedAt.toISOString(),
     directory,
     files: set.files,
-    policies: set.policies.map((p) => ({ name: p.name, mode: p.mode, hosts: p.hosts, rules: p.rules.map((r) => r.name), file: p.file })),
+    policies: set.policies.map((p) => ({ name: p.name, mode: p.mode, hosts: p.hosts, workloads: p.workloads, rules: p.rules.map((r) => r.name), tcp: p.tcp !== null, file: p.file })),
   };
 }

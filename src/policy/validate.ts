@@ -1,5 +1,5 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { compileSpiffePattern } from '../identity/spiffe';
+import { compileSpiffePattern, parseSpiffeId } from '../identity/spiffe';
 import { compilePathPattern } from './path-pattern';
 import { servicePolicySchema, type ServicePolicyDoc } from './schema';
 import { findShadowedRules } from './shadow';
@@ -32,10 +32,26 @@ export function validateDocument(located: LocatedDoc): { doc?: ServicePolicyDoc;
 
 function semanticProblems(located: LocatedDoc, doc: ServicePolicyDoc): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
-  doc.spec.hosts.forEach((host, i) => {
+  (doc.spec.hosts ?? []).forEach((host, i) => {
     const error = hostError(host);
     if (error) problems.push(located.problem(['spec', 'hosts', i], error));
   });
+  if (!doc.spec.hosts && !doc.spec.workloads) {
+    problems.push(located.problem(['spec'], 'a policy must guard hosts (HTTP) or workloads (TCP): add spec.hosts or spec.workloads'));
+  }
+  (doc.spec.workloads ?? []).forEach((workload, i) => {
+    const parsed = parseSpiffeId(workload);
+    if (!parsed.ok) problems.push(located.problem(['spec', 'workloads', i], `workloads[${i}]: ${parsed.error} (workloads are exact SPIFFE IDs)`));
+  });
+  if (doc.spec.tcp && !doc.spec.workloads) {
+    problems.push(located.problem(['spec', 'tcp'], 'tcp rules apply to spec.workloads (the destination SPIFFE IDs); list them'));
+  }
+  for (const list of ['allow', 'deny'] as const) {
+    doc.spec.tcp?.[list]?.forEach((p, i) => {
+      const compiled = compileSpiffePattern(p);
+      if (!compiled.ok) problems.push(located.problem(['spec', 'tcp', list, i], `tcp.${list}[${i}]: ${compiled.error}`));
+    });
+  }
 
   const ruleNames = new Map<string, number>();
   doc.spec.rules.forEach((rule, r) => {

@@ -6,7 +6,9 @@
  */
 
 export interface NormalizedRequest {
-  /** Lower-case :authority without port or trailing dot. */
+  /** `tcp`: a network-level check (Istio's TCP ext_authz) with no HTTP attributes. */
+  readonly kind: 'http' | 'tcp';
+  /** Lower-case :authority without port or trailing dot; for TCP, the destination's SPIFFE ID. */
   readonly host: string;
   readonly method: string;
   /** Path without query or fragment, RFC 3986-normalised (unreserved %XX decoded). */
@@ -47,7 +49,7 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
   if (checkRequest === UNDECODABLE) return { ok: false, reason: 'CheckRequest bytes could not be decoded' };
   const attributes = field(checkRequest, 'attributes');
   const http = field(field(attributes, 'request'), 'http');
-  if (http === undefined) return { ok: false, reason: 'CheckRequest has no HTTP request attributes' };
+  if (http === undefined) return tcpRequest(attributes);
 
   const rawHeaders = field(http, 'headers');
   const headers = isObj(rawHeaders) ? (rawHeaders as Record<string, string>) : EMPTY_HEADERS;
@@ -69,6 +71,7 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
   return {
     ok: true,
     request: {
+      kind: 'http',
       host,
       method: rawMethod,
       path,
@@ -78,6 +81,32 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
       requestId: boundedHeader(headers['x-request-id']),
       traceparent: traceparent(headers['traceparent']),
       spoofedHeaders: spoofedGatehouseHeaders(headers),
+    },
+  };
+}
+
+/**
+ * A CheckRequest without HTTP attributes is a connection-level check: who connects to which
+ * workload. Only the peers are known; the destination is named by its own SPIFFE ID.
+ */
+function tcpRequest(attributes: unknown): NormalizeResult {
+  const destination = str(field(field(attributes, 'destination'), 'principal'));
+  if (destination === '') return { ok: false, reason: 'CheckRequest has no HTTP request attributes and no destination principal' };
+  if (destination.length > 2048) return { ok: false, reason: 'destination principal is too long' };
+  const source = field(attributes, 'source');
+  return {
+    ok: true,
+    request: {
+      kind: 'tcp',
+      host: destination,
+      method: 'TCP',
+      path: '',
+      headers: EMPTY_HEADERS,
+      principal: str(field(source, 'principal')),
+      certificate: str(field(source, 'certificate')),
+      requestId: undefined,
+      traceparent: undefined,
+      spoofedHeaders: NO_HEADERS,
     },
   };
 }

@@ -16,7 +16,7 @@ describe('gatehouse validate', () => {
   test('exit 0 and a summary for the examples', () => {
     const r = runCli(['validate', 'policies']);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^ok: 4 policies, version [0-9a-f]{16}$/m);
+    expect(r.stdout).toMatch(/^ok: 5 policies, version [0-9a-f]{16}$/m);
   });
 
   test('exit 1 with every error as file:line:col message', () => {

@@ -114,6 +114,28 @@ describe('gRPC Check over loopback against the example policies', () => {
     expect(results.filter((r) => (r.status?.code ?? 0) === 0)).toHaveLength(300);
   });
 
+  test('TCP checks (no HTTP attributes): decided by caller against the workload policy', async () => {
+    const connect = (caller: string | undefined, workload: string | undefined) =>
+      client.check({
+        attributes: {
+          source: { address: { socketAddress: { address: '10.0.3.7', portValue: 40000 } }, ...(caller ? { principal: caller } : {}) },
+          destination: { address: { socketAddress: { address: '10.0.9.9', portValue: 5432 } }, ...(workload ? { principal: workload } : {}) },
+        },
+      });
+    const DB = 'spiffe://shop.example/ns/data/sa/orders-db';
+    expect((await connect(ORDERS, DB)).status?.code ?? 0).toBe(0);
+    const refused = await connect('spiffe://shop.example/ns/frontend/sa/web', DB);
+    expect(refused.status.code).toBe(7);
+    expect(JSON.parse(refused.deniedResponse!.body).reason).toContain('refused by tcp.deny of policy orders-db');
+    expect((await connect(undefined, DB)).status.code).toBe(16);
+    const unknown = await connect(ORDERS, 'spiffe://shop.example/ns/data/sa/other-db');
+    expect(JSON.parse(unknown.deniedResponse!.body).reason).toContain("no policy guards workload 'spiffe://shop.example/ns/data/sa/other-db'");
+    const anonymousDestination = await connect(ORDERS, undefined);
+    expect(JSON.parse(anonymousDestination.deniedResponse!.body).reason).toContain('no HTTP request attributes and no destination principal');
+    // An HTTP policy without tcp rules does not admit connections to its workloads.
+    expect((await connect(ORDERS, 'spiffe://shop.example/ns/orders/sa/orders')).status.code).toBe(7);
+  });
+
   test('health: SERVING for the server and the Authorization service, NOT_FOUND otherwise', async () => {
     expect(await client.health('')).toEqual({ status: 1 });
     expect(await client.health('envoy.service.auth.v3.Authorization')).toEqual({ status: 1 });

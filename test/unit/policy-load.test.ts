@@ -21,7 +21,8 @@ describe('policy loading', () => {
     const result = await loadPolicyDir(EXAMPLE_POLICIES);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.set.policies.map((p) => p.name).sort()).toEqual(['frontend', 'inventory', 'orders', 'payments']);
+    expect(result.set.policies.map((p) => p.name).sort()).toEqual(['frontend', 'inventory', 'orders', 'orders-db', 'payments']);
+    expect(result.set.byWorkload.get('spiffe://shop.example/ns/data/sa/orders-db')?.name).toBe('orders-db');
     expect(result.set.byHost.get('orders')?.name).toBe('orders');
     expect(result.set.byHost.get('orders.shop.svc.cluster.local')?.name).toBe('orders');
     expect(result.set.byHost.get('inventory')?.mode).toBe('dry-run');
