@@ -20,6 +20,8 @@ export interface GatehouseOptions {
   readonly trustXfcc: boolean;
   /** X.509 authorities per trust domain, for forwarded client certificates. */
   readonly trustBundles?: ReadonlyMap<string, TrustBundle>;
+  /** JWT-SVIDs: expected audience (a policy's `audience` overrides it) and clock leeway. */
+  readonly jwt?: { readonly audience: string | undefined; readonly leewaySeconds: number };
   /** The HTTP authorization mode (`--http-port`); off when undefined. */
   readonly http?: Omit<HttpModeOptions, 'host'>;
   /** File for audit records; stdout when undefined. */
@@ -87,7 +89,7 @@ export class Gatehouse {
     let app: Gatehouse | undefined;
     const engine = new DecisionEngine({
       policies: () => app!.policySet,
-      identity: { trustDomains: new Set(options.trustDomains), trustXfcc: options.trustXfcc, trustBundles: options.trustBundles ?? new Map() },
+      identity: { trustDomains: new Set(options.trustDomains), trustXfcc: options.trustXfcc, trustBundles: options.trustBundles ?? new Map(), ...(options.jwt ? { jwt: options.jwt } : {}) },
       store,
       sink: {
         record: (decision) => {

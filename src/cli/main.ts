@@ -39,6 +39,8 @@ program
   .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default: one per usable core, CPU quota included; 1 = single process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
   .addOption(new Option('--trust-bundle <domain=file>', 'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable').argParser(collectList).env('GATEHOUSE_TRUST_BUNDLE'))
+  .addOption(new Option('--jwt-audience <id>', 'audience JWT-SVIDs must carry (a policy\'s `audience` overrides it)').env('GATEHOUSE_JWT_AUDIENCE'))
+  .addOption(new Option('--jwt-leeway <seconds>', 'clock leeway for JWT-SVID exp/nbf').default(30).argParser(parsePort).env('GATEHOUSE_JWT_LEEWAY'))
   .addOption(new Option('--http-port <port>', 'also serve the HTTP authorization mode on this port').argParser(parsePort).env('GATEHOUSE_HTTP_PORT'))
   .addOption(new Option('--http-dialect <proxy>', 'who calls the HTTP mode: envoy (ext_authz http_service), nginx (auth_request) or traefik (forwardAuth)').choices(HTTP_DIALECTS).default('envoy').env('GATEHOUSE_HTTP_DIALECT'))
   .addOption(new Option('--http-path-prefix <prefix>', 'Envoy http_service path_prefix to strip').env('GATEHOUSE_HTTP_PATH_PREFIX'))
@@ -73,6 +75,7 @@ program
       trustDomains,
       trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
       trustBundles,
+      jwt: { audience: opts.jwtAudience, leewaySeconds: opts.jwtLeeway },
       ...(opts.httpPort !== undefined
         ? {
             http: {
@@ -265,6 +268,8 @@ interface ServeFlags {
   bundleKey?: string;
   bundlePoll: number;
   trustBundle?: string[];
+  jwtAudience?: string;
+  jwtLeeway: number;
   httpPort?: number;
   httpDialect: HttpDialect;
   httpPathPrefix?: string;

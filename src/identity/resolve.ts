@@ -1,6 +1,7 @@
 import { parseSpiffeId, type SpiffeId } from './spiffe';
 import type { TrustBundle } from './trust-bundle';
 import { verifyX509Svid } from './x509-svid';
+import { verifyJwtSvid } from './jwt-svid';
 import { nearestXfccElement } from './xfcc';
 import type { NormalizedRequest } from '../request/normalize';
 
@@ -11,19 +12,29 @@ export interface IdentityConfig {
   readonly trustXfcc: boolean;
   /** X.509 authorities per trust domain (`--trust-bundle`); certificates are verified against them. */
   readonly trustBundles?: ReadonlyMap<string, TrustBundle>;
+  /** JWT-SVIDs: the server's audience (`--jwt-audience`) and clock leeway. */
+  readonly jwt?: { readonly audience: string | undefined; readonly leewaySeconds: number };
 }
 
-export type IdentitySource = 'principal' | 'certificate' | 'xfcc';
+export type IdentitySource = 'principal' | 'certificate' | 'xfcc' | 'jwt';
+
+/** Sources that prove the caller held a private key on this connection or the one before. */
+export function isMtlsSource(source: IdentitySource): boolean {
+  return source !== 'jwt';
+}
 
 export type IdentityOutcome =
   | { ok: true; id: SpiffeId; source: IdentitySource }
   | { ok: false; code: 'no_identity' | 'invalid_identity' | 'untrusted_domain'; reason: string; source?: IdentitySource };
 
 /**
- * Stage 2: who is calling. Sources strongest first; the first credential that is present
- * decides. A present but invalid credential is a failure, never a fall-back to a weaker one.
+ * Stage 2: who is calling. Sources strongest first: peer principal, peer certificate, trusted
+ * XFCC, then a JWT-SVID bearer token. The strongest credential present decides; a present but
+ * invalid one is a failure, never a fall-back to a weaker one. Weaker credentials beside a
+ * stronger one are not read (an app's own bearer token on an mTLS call is not an SVID).
+ * Synchronous except for a JWT-SVID, whose signature check is asynchronous in jose.
  */
-export function resolveIdentity(request: NormalizedRequest, config: IdentityConfig): IdentityOutcome {
+export function resolveIdentity(request: NormalizedRequest, config: IdentityConfig, policyAudience?: string): IdentityOutcome | Promise<IdentityOutcome> {
   const bundles = config.trustBundles;
   if (request.principal !== '') {
     const byPrincipal = fromSpiffeText(request.principal, 'principal', config);
@@ -61,6 +72,9 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
     return fromSpiffeText(uris[0]!, 'xfcc', config);
   }
 
+  const token = bearerToken(request.headers['authorization']);
+  if (token !== undefined) return fromJwt(token, config, policyAudience);
+
   return {
     ok: false,
     code: 'no_identity',
@@ -68,6 +82,24 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
       ? 'no mTLS peer principal (x-forwarded-client-cert is present but not trusted; see --trust-xfcc)'
       : 'no caller identity: no mTLS peer principal',
   };
+}
+
+async function fromJwt(token: string, config: IdentityConfig, policyAudience: string | undefined): Promise<IdentityOutcome> {
+  const audience = policyAudience ?? config.jwt?.audience;
+  const verified = await verifyJwtSvid(token, config.trustBundles ?? new Map(), {
+    audiences: audience ? [audience] : [],
+    leewaySeconds: config.jwt?.leewaySeconds ?? 30,
+  });
+  if (!verified.ok) return { ok: false, code: 'invalid_identity', reason: `JWT-SVID: ${verified.error}`, source: 'jwt' };
+  return fromSpiffeText(verified.value.id, 'jwt', config);
+}
+
+/** The token of `authorization: Bearer <token>`; other schemes are not a JWT-SVID credential. */
+function bearerToken(header: string | undefined): string | undefined {
+  if (typeof header !== 'string' || header.length < 8) return undefined;
+  if (header.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
+  const token = header.slice(7).trim();
+  return token === '' ? undefined : token;
 }
 
 function fromCertificate(certificate: string, bundles: ReadonlyMap<string, TrustBundle>, config: IdentityConfig): IdentityOutcome {

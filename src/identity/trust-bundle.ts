@@ -1,10 +1,18 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
-/** X.509 authorities of one trust domain. */
+/** A JWK as a SPIFFE bundle carries it for JWT-SVIDs. */
+export interface JwtKey {
+  readonly kid: string;
+  readonly jwk: Record<string, unknown>;
+}
+
+/** X.509 authorities and JWT-SVID keys of one trust domain. */
 export interface TrustBundle {
   readonly trustDomain: string;
   readonly authorities: readonly X509Certificate[];
+  /** By `kid`; only keys marked `use: "jwt-svid"`. */
+  readonly jwtKeys: ReadonlyMap<string, JwtKey>;
 }
 
 /**
@@ -13,9 +21,9 @@ export interface TrustBundle {
  */
 export function readTrustBundle(trustDomain: string, file: string): TrustBundle {
   const text = readFileSync(file, 'utf8');
-  const authorities = text.trimStart().startsWith('{') ? fromSpiffeBundle(text, file) : fromPem(text);
-  if (authorities.length === 0) throw new Error(`trust bundle ${file} holds no X.509 authority`);
-  return { trustDomain, authorities };
+  const bundle = text.trimStart().startsWith('{') ? fromSpiffeBundle(trustDomain, text, file) : { trustDomain, authorities: fromPem(text), jwtKeys: new Map() };
+  if (bundle.authorities.length === 0 && bundle.jwtKeys.size === 0) throw new Error(`trust bundle ${file} holds no X.509 authority and no JWT-SVID key`);
+  return bundle;
 }
 
 function fromPem(text: string): X509Certificate[] {
@@ -23,16 +31,23 @@ function fromPem(text: string): X509Certificate[] {
   return blocks.map((pem) => new X509Certificate(pem));
 }
 
-function fromSpiffeBundle(text: string, file: string): X509Certificate[] {
-  let jwks: { keys?: { use?: string; x5c?: string[] }[] };
+/** The SPIFFE bundle format: a JWKS whose keys say whether they are for x509-svid or jwt-svid. */
+function fromSpiffeBundle(trustDomain: string, text: string, file: string): TrustBundle {
+  let jwks: { keys?: { use?: string; kid?: string; x5c?: string[]; [k: string]: unknown }[] };
   try {
     jwks = JSON.parse(text) as typeof jwks;
   } catch {
     throw new Error(`trust bundle ${file} is not valid JSON`);
   }
-  return (jwks.keys ?? [])
+  const keys = Array.isArray(jwks.keys) ? jwks.keys : [];
+  const authorities = keys
     .filter((k) => k.use === 'x509-svid' && Array.isArray(k.x5c) && k.x5c.length > 0)
     .map((k) => new X509Certificate(Buffer.from(k.x5c![0]!, 'base64')));
+  const jwtKeys = new Map<string, JwtKey>();
+  for (const k of keys) {
+    if (k.use === 'jwt-svid' && typeof k.kid === 'string' && k.kid !== '') jwtKeys.set(k.kid, { kid: k.kid, jwk: k });
+  }
+  return { trustDomain, authorities, jwtKeys };
 }
 
 /** `--trust-bundle DOMAIN=FILE` values. */

@@ -15,6 +15,7 @@ export type ReasonCode =
   | 'no_matching_rule'
   | 'caller_not_allowed'
   | 'caller_refused'
+  | 'mtls_required'
   | 'rate_limited'
   | 'limit_backend_error';
 

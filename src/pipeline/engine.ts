@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { resolveIdentity, type IdentityConfig, type IdentityOutcome } from '../identity/resolve';
+import { isMtlsSource, resolveIdentity, type IdentityConfig, type IdentityOutcome } from '../identity/resolve';
 import { authorize, authorizeTcp } from '../policy/authorize';
 import type { SpiffeId } from '../identity/spiffe';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
@@ -67,7 +67,7 @@ export class DecisionEngine {
     // The policy is looked up before identity only so that dry-run covers 401s too.
     ctx.policy = request.kind === 'http' ? ctx.set.byHost.get(request.host) : ctx.set.byWorkload.get(request.host);
 
-    const identity = (ctx.identity = resolveIdentity(request, this.deps.identity));
+    const identity = (ctx.identity = await resolveIdentity(request, this.deps.identity, ctx.policy?.audience));
     if (!identity.ok) return deny(401, identity.code, identity.reason);
 
     const policy = ctx.policy;
@@ -87,6 +87,9 @@ export class DecisionEngine {
       case 'allowed':
         ctx.rule = authz.rule;
         ctx.entry = { list: 'allow', index: authz.entry };
+    }
+    if (authz.rule.requireMtls && !isMtlsSource(identity.source)) {
+      return deny(403, 'mtls_required', `rule ${authz.rule.name} of policy ${policy.name} requires an mTLS identity, not a ${identity.source} credential`);
     }
 
     const limit = authz.rule.rateLimit;

@@ -23,6 +23,7 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
       mode: doc.spec.mode ?? 'enforce',
       hosts: doc.spec.hosts ?? [],
       workloads: doc.spec.workloads ?? [],
+      audience: doc.spec.audience,
       tcp: doc.spec.tcp
         ? {
             allow: (doc.spec.tcp.allow ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
@@ -49,6 +50,8 @@ function compileRule(policyName: string, rule: RuleDoc, index: number): Compiled
     allow: (rule.allow ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
     deny: (rule.deny ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
     rateLimit: rule.rateLimit ? compileRateLimit(policyName, rule) : null,
+    requireMtls: rule.require === 'mtls',
+    stripToken: rule.stripToken === true,
   };
 }
 

@@ -40,6 +40,7 @@ export const servicePolicySchema = {
           },
         },
         mode: { enum: ['enforce', 'dry-run'] },
+        audience: { type: 'string', minLength: 1 },
         rules: {
           type: 'array',
           items: {
@@ -52,6 +53,8 @@ export const servicePolicySchema = {
               paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
               allow: { type: 'array', items: { type: 'string', minLength: 1 } },
               deny: { type: 'array', items: { type: 'string', minLength: 1 } },
+              require: { enum: ['mtls'] },
+              stripToken: { type: 'boolean' },
               rateLimit: {
                 type: 'object',
                 additionalProperties: false,
@@ -83,6 +86,8 @@ export interface ServicePolicyDoc {
     workloads?: string[];
     tcp?: { allow?: string[]; deny?: string[] };
     mode?: 'enforce' | 'dry-run';
+    /** The `aud` JWT-SVIDs presented to this policy's hosts must carry (else --jwt-audience). */
+    audience?: string;
     rules: RuleDoc[];
   };
 }
@@ -93,6 +98,10 @@ export interface RuleDoc {
   paths?: string[];
   allow?: string[];
   deny?: string[];
+  /** `mtls`: a JWT-SVID alone is not enough for this rule. */
+  require?: 'mtls';
+  /** Remove the caller's `authorization` header before the request goes upstream. */
+  stripToken?: boolean;
   rateLimit?: {
     capacity: number;
     refillPerSecond: number;

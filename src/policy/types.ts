@@ -28,6 +28,8 @@ export interface CompiledRule {
   readonly allow: readonly SpiffePattern[];
   readonly deny: readonly SpiffePattern[];
   readonly rateLimit: CompiledRateLimit | null;
+  readonly requireMtls: boolean;
+  readonly stripToken: boolean;
 }
 
 export interface CompiledPolicy {
@@ -35,6 +37,7 @@ export interface CompiledPolicy {
   readonly mode: PolicyMode;
   readonly hosts: readonly string[];
   readonly workloads: readonly string[];
+  readonly audience: string | undefined;
   /** Connection-level rules for TCP checks to `workloads`; null when the policy has none. */
   readonly tcp: { readonly allow: readonly SpiffePattern[]; readonly deny: readonly SpiffePattern[] } | null;
   readonly rules: readonly CompiledRule[];

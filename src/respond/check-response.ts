@@ -63,7 +63,7 @@ export function toCheckResponse(decision: Decision): CheckResponseMessage {
       status: { code: RPC_CODE.OK, message: '' },
       okResponse: {
         headers: upstream.map(header),
-        headersToRemove: decision.spoofedHeaders,
+        headersToRemove: headersToRemove(decision),
         responseHeadersToAdd: client.map(header),
       },
     };
@@ -72,6 +72,11 @@ export function toCheckResponse(decision: Decision): CheckResponseMessage {
     status: { code: RPC_CODE_FOR_STATUS[decision.status] ?? RPC_CODE.PERMISSION_DENIED, message: decision.reason },
     deniedResponse: { status: { code: decision.status }, headers: denyHeaders(decision).map(header), body: denyBody(decision) },
   };
+}
+
+/** Client-sent x-gatehouse-* headers, and the caller's token when its rule says so. */
+export function headersToRemove(decision: Decision): readonly string[] {
+  return decision.rule?.stripToken ? [...decision.spoofedHeaders, 'authorization'] : decision.spoofedHeaders;
 }
 
 /** The JSON body of a denial. Built from the reason only, which never holds a credential. */

@@ -2,7 +2,7 @@ import * as http from 'node:http';
 import type { Logger } from 'pino';
 import type { Decision } from '../pipeline/decision';
 import type { DecisionEngine } from '../pipeline/engine';
-import { allowHeaders, denyBody, denyHeaders } from '../respond/check-response';
+import { allowHeaders, denyBody, denyHeaders, headersToRemove } from '../respond/check-response';
 
 /**
  * Which proxy is asking, and so where the original request is described:
@@ -109,9 +109,8 @@ export class HttpAuthServer {
       for (const [k, v] of upstream) res.setHeader(k, v);
       for (const [k, v] of client) res.setHeader(k, v);
       // Envoy consumes this control header and strips the listed headers upstream.
-      if (this.options.dialect === 'envoy' && decision.spoofedHeaders.length > 0) {
-        res.setHeader('x-envoy-auth-headers-to-remove', decision.spoofedHeaders.join(', '));
-      }
+      const remove = headersToRemove(decision);
+      if (this.options.dialect === 'envoy' && remove.length > 0) res.setHeader('x-envoy-auth-headers-to-remove', remove.join(', '));
       res.writeHead(200, { 'content-length': '0' });
       res.end();
       return;

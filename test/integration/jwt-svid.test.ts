@@ -1,0 +1,148 @@
+import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { readTrustBundle, type TrustBundle } from '../../src/identity/trust-bundle';
+import type { Decision } from '../../src/pipeline/decision';
+import { DecisionEngine } from '../../src/pipeline/engine';
+import type { PolicySet } from '../../src/policy/types';
+import { MemoryBucketStore } from '../../src/ratelimit/memory-store';
+import { toCheckResponse } from '../../src/respond/check-response';
+import { spawnServe } from '../helpers/cli';
+import { loadSet } from '../helpers/engine';
+import { checkClient } from '../helpers/grpc-client';
+import { policyDir, servicePolicy } from '../helpers/policies';
+import { envoyCheckRequest } from '../helpers/requests';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'gh-jwt-'));
+const CALLER = 'spiffe://shop.example/ns/jobs/sa/reporter';
+
+interface Keys {
+  privateKey: KeyLike;
+  kid: string;
+}
+
+async function bundleFile(domain: string, keys: Keys[]): Promise<string> {
+  const jwks = { keys: await Promise.all(keys.map(async (k) => ({ ...(await exportJWK(await publicOf(k))), use: 'jwt-svid', kid: k.kid }))) };
+  const file = path.join(dir, `${domain}.json`);
+  writeFileSync(file, JSON.stringify({ ...jwks, spiffe_sequence: 1, spiffe_refresh_hint: 300 }));
+  return file;
+}
+const publics = new Map<KeyLike, KeyLike>();
+const publicOf = async (k: Keys): Promise<KeyLike> => publics.get(k.privateKey)!;
+async function newKey(kid: string, alg = 'ES256'): Promise<Keys> {
+  const pair = await generateKeyPair(alg);
+  publics.set(pair.privateKey, pair.publicKey);
+  return { privateKey: pair.privateKey, kid };
+}
+
+function token(keys: Keys, claims: Record<string, unknown> = {}, header: Record<string, unknown> = {}, alg = 'ES256'): Promise<string> {
+  const now = Math.floor(Date.now() / 1000);
+  return new SignJWT({ sub: CALLER, aud: ['orders'], exp: now + 300, iat: now, ...claims })
+    .setProtectedHeader({ alg, kid: keys.kid, typ: 'JWT', ...header })
+    .sign(keys.privateKey);
+}
+
+describe('JWT-SVIDs', () => {
+  let shopKey: Keys;
+  let otherKey: Keys;
+  let bundles: Map<string, TrustBundle>;
+  let set: PolicySet;
+
+  beforeAll(async () => {
+    shopKey = await newKey('shop-1');
+    otherKey = await newKey('other-1');
+    bundles = new Map([
+      ['shop.example', readTrustBundle('shop.example', await bundleFile('shop.example', [shopKey]))],
+      ['other.example', readTrustBundle('other.example', await bundleFile('other.example', [otherKey]))],
+    ]);
+    set = await loadSet(
+      policyDir({
+        'p.yaml': servicePolicy('reports', ['reports'], `    - name: export
+      paths: [/export]
+      allow: [spiffe://shop.example/ns/jobs/**]
+      stripToken: true
+    - name: admin
+      paths: [/admin]
+      allow: [spiffe://shop.example/ns/jobs/**]
+      require: mtls`),
+      }),
+    );
+  });
+
+  async function decide(auth: string | undefined, options: { path?: string; principal?: string; audience?: string } = {}): Promise<Decision> {
+    let last: Decision | undefined;
+    const engine = new DecisionEngine({
+      policies: () => set,
+      identity: { trustDomains: new Set(['shop.example', 'other.example']), trustXfcc: false, trustBundles: bundles, jwt: { audience: options.audience ?? 'orders', leewaySeconds: 5 } },
+      store: new MemoryBucketStore(),
+      sink: { record: (d) => void (last = d) },
+    });
+    await engine.decide(envoyCheckRequest({ host: 'reports', path: options.path ?? '/export', method: 'GET', ...(options.principal ? { principal: options.principal } : {}), headers: auth ? { authorization: auth } : {} }));
+    return last!;
+  }
+
+  test('a valid JWT-SVID identifies the caller; stripToken removes it upstream', async () => {
+    const jwt = await token(shopKey);
+    const d = await decide(`Bearer ${jwt}`);
+    expect(d).toMatchObject({ allowed: true, caller: CALLER, identitySource: 'jwt' });
+    expect(toCheckResponse(d).okResponse!.headersToRemove).toEqual(['authorization']);
+    expect(JSON.stringify(d)).not.toContain(jwt);
+  });
+
+  test.each<[string, () => Promise<string>, string]>([
+    ['alg none', async () => `${Buffer.from(JSON.stringify({ alg: 'none', kid: 'shop-1' })).toString('base64url')}.${Buffer.from(JSON.stringify({ sub: CALLER, aud: 'orders', exp: 9999999999 })).toString('base64url')}.`, "algorithm 'none' is not accepted"],
+    ['HMAC', async () => new SignJWT({ sub: CALLER, aud: 'orders', exp: 9999999999 }).setProtectedHeader({ alg: 'HS256', kid: 'shop-1' }).sign(new TextEncoder().encode('a-shared-secret-of-32-bytes-long!')), 'HMAC-signed tokens are not accepted'],
+    ['no kid', async () => token(shopKey, {}, { kid: undefined }), 'token has no kid'],
+    ['an unknown kid', async () => token({ ...shopKey, kid: 'rotated-away' }), 'kid is not a JWT-SVID key'],
+    ['expired', async () => token(shopKey, { exp: Math.floor(Date.now() / 1000) - 60 }), 'token has expired'],
+    ['not yet valid', async () => token(shopKey, { nbf: Math.floor(Date.now() / 1000) + 120 }), 'not yet valid'],
+    ['no exp', async () => token(shopKey, { exp: undefined }), 'no exp'],
+    ['the wrong audience', async () => token(shopKey, { aud: ['payments'] }), 'audience does not match'],
+    ['a sub that is not a SPIFFE ID', async () => token(shopKey, { sub: 'reporter@shop.example' }), 'token sub'],
+    ["signed by another trust domain's key", async () => token({ ...otherKey, kid: 'shop-1' }), 'signature does not verify'],
+    ['a kid of another trust domain', async () => token(otherKey), 'kid is not a JWT-SVID key'],
+    ['a bad typ', async () => token(shopKey, {}, { typ: 'at+jwt' }), 'typ must be JWT or JOSE'],
+    ['malformed', async () => 'not.a.jwt', 'not a well-formed JWT'],
+    ['oversized', async () => 'a'.repeat(9000), 'too large'],
+  ])('rejects %s with 401 and a precise reason', async (_name, make, reason) => {
+    const jwt = await make();
+    const d = await decide(`Bearer ${jwt}`);
+    expect(d).toMatchObject({ allowed: false, status: 401, code: 'invalid_identity', identitySource: 'jwt' });
+    expect(d.reason).toContain(reason);
+    expect(d.reason).not.toContain(jwt.slice(0, 20));
+  });
+
+  test('a token from a domain that is not trusted, on an mTLS call, and require: mtls', async () => {
+    expect(await decide(`Bearer ${await token(shopKey)}`, { audience: 'something-else' })).toMatchObject({ status: 401, reason: expect.stringContaining('audience') });
+    // With an mTLS principal, the bearer token is the app's business and is not read.
+    expect(await decide('Bearer not-even-a-jwt', { principal: CALLER })).toMatchObject({ allowed: true, identitySource: 'principal' });
+    expect(await decide(`Bearer ${await token(shopKey)}`, { path: '/admin' })).toMatchObject({ allowed: false, status: 403, code: 'mtls_required' });
+    expect(await decide(undefined, { path: '/admin', principal: CALLER })).toMatchObject({ allowed: true });
+  });
+
+  test('end to end over gRPC with --trust-bundle and --jwt-audience; the token is never logged', async () => {
+    const audit = path.join(dir, 'audit.log');
+    const server = await spawnServe([
+      '--policies', policyDir({ 'p.yaml': servicePolicy('reports', ['reports'], `    - name: export
+      allow: [spiffe://shop.example/ns/jobs/**]`) }),
+      '--trust-domain', 'shop.example', '--trust-bundle', `shop.example=${await bundleFile('shop.example', [shopKey])}`, '--jwt-audience', 'orders', '--audit-log', audit, '--log-level', 'trace',
+    ]);
+    const client = checkClient(server.port);
+    try {
+      const jwt = await token(shopKey);
+      const ok = await client.check(envoyCheckRequest({ host: 'reports', path: '/x', headers: { authorization: `Bearer ${jwt}` } }));
+      expect(ok.status?.code ?? 0).toBe(0);
+      const bad = await client.check(envoyCheckRequest({ host: 'reports', path: '/x', headers: { authorization: `Bearer ${await token(shopKey, { aud: ['x'] })}` } }));
+      expect(bad.status.code).toBe(16);
+      client.close();
+      server.child.kill('SIGTERM');
+      await server.exited;
+      const everything = require('node:fs').readFileSync(audit, 'utf8') + server.stderr() + JSON.stringify(bad);
+      expect(everything).not.toContain(jwt.split('.')[2]);
+      expect(everything).toContain('"identity_source":"jwt"');
+    } finally {
+      if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    }
+  });
+});
