@@ -13,6 +13,7 @@ import { buildBundle } from '../bundle/bundle';
 import { BundlePoller } from '../bundle/poller';
 import { watchPolicyDir } from '../policy/watch';
 import { parseTrustBundleFlags } from '../identity/trust-bundle';
+import { TrustBundleStore } from '../identity/trust-bundle-store';
 import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';
 import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
@@ -64,9 +65,9 @@ program
     const redis = redisOptions(opts);
     let trustBundles;
     try {
-      trustBundles = parseTrustBundleFlags(opts.trustBundle ?? []);
+      trustBundles = (await TrustBundleStore.open(parseTrustBundleFlags(opts.trustBundle ?? []), log)).bundles;
     } catch (err) {
-      fail((err as Error).message);
+      fail(`--trust-bundle: ${(err as Error).message}`);
     }
     let options: GatehouseOptions = {
       policiesDir: opts.policies,

@@ -20,10 +20,24 @@ export interface TrustBundle {
  * `use: "x509-svid"` carry the authority certificate in `x5c`).
  */
 export function readTrustBundle(trustDomain: string, file: string): TrustBundle {
-  const text = readFileSync(file, 'utf8');
-  const bundle = text.trimStart().startsWith('{') ? fromSpiffeBundle(trustDomain, text, file) : { trustDomain, authorities: fromPem(text), jwtKeys: new Map() };
-  if (bundle.authorities.length === 0 && bundle.jwtKeys.size === 0) throw new Error(`trust bundle ${file} holds no X.509 authority and no JWT-SVID key`);
+  return parseTrustBundle(trustDomain, readFileSync(file, 'utf8'), file);
+}
+
+/** A bundle from its text (PEM or SPIFFE bundle JSON); `origin` names it in errors. */
+export function parseTrustBundle(trustDomain: string, text: string, origin: string): TrustBundle {
+  const bundle = text.trimStart().startsWith('{') ? fromSpiffeBundle(trustDomain, text, origin) : { trustDomain, authorities: fromPem(text), jwtKeys: new Map() };
+  if (bundle.authorities.length === 0 && bundle.jwtKeys.size === 0) throw new Error(`trust bundle ${origin} holds no X.509 authority and no JWT-SVID key`);
   return bundle;
+}
+
+/** `spiffe_refresh_hint` of a SPIFFE bundle, in seconds, when it has one. */
+export function refreshHintSeconds(text: string): number | undefined {
+  try {
+    const hint = (JSON.parse(text) as { spiffe_refresh_hint?: unknown }).spiffe_refresh_hint;
+    return typeof hint === 'number' && hint > 0 ? hint : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function fromPem(text: string): X509Certificate[] {
@@ -50,14 +64,11 @@ function fromSpiffeBundle(trustDomain: string, text: string, file: string): Trus
   return { trustDomain, authorities, jwtKeys };
 }
 
-/** `--trust-bundle DOMAIN=FILE` values. */
-export function parseTrustBundleFlags(values: readonly string[]): Map<string, TrustBundle> {
-  const bundles = new Map<string, TrustBundle>();
-  for (const value of values) {
+/** `--trust-bundle DOMAIN=FILE|URL` values. */
+export function parseTrustBundleFlags(values: readonly string[]): { domain: string; source: string }[] {
+  return values.map((value) => {
     const eq = value.indexOf('=');
-    if (eq <= 0) throw new Error(`--trust-bundle '${value.slice(0, 64)}' must be DOMAIN=FILE`);
-    const domain = value.slice(0, eq);
-    bundles.set(domain, readTrustBundle(domain, value.slice(eq + 1)));
-  }
-  return bundles;
+    if (eq <= 0 || eq === value.length - 1) throw new Error(`--trust-bundle '${value.slice(0, 64)}' must be DOMAIN=FILE or DOMAIN=URL`);
+    return { domain: value.slice(0, eq), source: value.slice(eq + 1) };
+  });
 }

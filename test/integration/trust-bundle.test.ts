@@ -1,0 +1,93 @@
+import { exportJWK, generateKeyPair } from 'jose';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { TrustBundleStore } from '../../src/identity/trust-bundle-store';
+import { freePort } from '../helpers/redis';
+import { memoryLogger } from '../helpers/server';
+
+const dir = mkdtempSync(path.join(tmpdir(), 'gh-tb-'));
+
+async function spiffeBundle(kid: string, hint?: number): Promise<string> {
+  const { publicKey } = await generateKeyPair('ES256');
+  return JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), use: 'jwt-svid', kid }], ...(hint ? { spiffe_refresh_hint: hint } : {}) });
+}
+
+async function waitFor(predicate: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline && !predicate()) await new Promise((r) => setTimeout(r, 50));
+  if (!predicate()) throw new Error(`timed out waiting for ${what}`);
+}
+
+const kids = (store: TrustBundleStore, domain: string): string[] => [...(store.bundles.get(domain)?.jwtKeys.keys() ?? [])];
+
+describe('trust bundles stay current off the hot path', () => {
+  test('a file is read again when it is replaced (rotation by rename); a broken file keeps the last good bundle', async () => {
+    const file = path.join(dir, 'shop.json');
+    writeFileSync(file, await spiffeBundle('k1'));
+    const logs = memoryLogger();
+    const store = await TrustBundleStore.open([{ domain: 'shop.example', source: file }], logs.log);
+    try {
+      expect(kids(store, 'shop.example')).toEqual(['k1']);
+      writeFileSync(`${file}.tmp`, await spiffeBundle('k2'));
+      renameSync(`${file}.tmp`, file);
+      await waitFor(() => kids(store, 'shop.example')[0] === 'k2', 'k2');
+      writeFileSync(file, '{ not json');
+      await waitFor(() => logs.lines().some((l) => l['msg'] === 'trust bundle refresh failed'), 'the failure log');
+      expect(kids(store, 'shop.example')).toEqual(['k2']);
+    } finally {
+      store.close();
+    }
+  });
+
+  test('a missing file stops the server from starting', async () => {
+    await expect(TrustBundleStore.open([{ domain: 'shop.example', source: path.join(dir, 'nope.json') }], memoryLogger().log)).rejects.toThrow(/ENOENT/);
+  });
+
+  test('a bundle endpoint URL is refreshed on its refresh hint, and its last good bundle survives failures', async () => {
+    let body = await spiffeBundle('u1', 1);
+    let status = 200;
+    let hits = 0;
+    const server = http.createServer((_req, res) => {
+      hits++;
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(status === 200 ? body : 'oops');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/bundle`;
+    const logs = memoryLogger();
+    const store = await TrustBundleStore.open([{ domain: 'shop.example', source: url }], logs.log, { retryMs: 200 });
+    try {
+      expect(kids(store, 'shop.example')).toEqual(['u1']);
+      body = await spiffeBundle('u2', 1);
+      await waitFor(() => kids(store, 'shop.example')[0] === 'u2', 'u2 after the 1 s hint');
+      status = 500;
+      const before = hits;
+      await waitFor(() => hits >= before + 3, 'retries while failing');
+      expect(kids(store, 'shop.example')).toEqual(['u2']);
+      expect(logs.lines().filter((l) => l['msg'] === 'trust bundle refresh failed')).toHaveLength(1);
+    } finally {
+      store.close();
+      server.close();
+    }
+  });
+
+  test('an unreachable endpoint at start: the server starts without it and picks it up later', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}/bundle`;
+    const logs = memoryLogger();
+    const store = await TrustBundleStore.open([{ domain: 'late.example', source: url }], logs.log, { retryMs: 200 });
+    const body = await spiffeBundle('late', 60);
+    const server = http.createServer((_req, res) => res.end(body));
+    try {
+      expect(store.bundles.has('late.example')).toBe(false);
+      await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
+      await waitFor(() => store.bundles.has('late.example'), 'the late bundle');
+      expect(kids(store, 'late.example')).toEqual(['late']);
+    } finally {
+      store.close();
+      server.close();
+    }
+  });
+});
