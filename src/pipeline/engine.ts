@@ -22,7 +22,8 @@ export interface EngineDeps {
 }
 
 interface Context {
-  readonly start: bigint;
+  /** performance.now() at the start: a float clock, cheaper per check than hrtime.bigint(). */
+  readonly start: number;
   readonly set: PolicySet;
   request?: NormalizedRequest;
   identity?: IdentityOutcome;
@@ -42,7 +43,7 @@ export class DecisionEngine {
   constructor(private readonly deps: EngineDeps) {}
 
   async decide(checkRequest: unknown): Promise<Decision> {
-    const ctx: Context = { start: process.hrtime.bigint(), set: this.deps.policies() };
+    const ctx: Context = { start: performance.now(), set: this.deps.policies() };
     let verdict: Verdict;
     try {
       verdict = await this.evaluate(checkRequest, ctx);
@@ -128,8 +129,12 @@ export class DecisionEngine {
   private finish(ctx: Context, verdict: Verdict, wouldDeny: Verdict | undefined): Decision {
     const request = ctx.request;
     const identity = ctx.identity;
+    // Explicit properties, not `...verdict`: the spread made this the most expensive line of a check.
     return {
-      ...verdict,
+      allowed: verdict.allowed,
+      status: verdict.status,
+      code: verdict.code,
+      reason: verdict.reason,
       id: randomUUID(),
       host: request?.host,
       method: request?.method,
@@ -147,7 +152,7 @@ export class DecisionEngine {
       limitBackendError: ctx.limitBackendError,
       wouldDeny,
       spoofedHeaders: request?.spoofedHeaders ?? [],
-      latencyMs: Number(process.hrtime.bigint() - ctx.start) / 1e6,
+      latencyMs: performance.now() - ctx.start,
     };
   }
 }
