@@ -1,6 +1,7 @@
 import * as protobuf from 'protobufjs';
 import * as path from 'node:path';
-import { loadProtos, PROTO_ROOT } from '../server/protos';
+import { PROTO_ROOT } from '../server/protos';
+import { decodeCheckRequest } from '../server/codec';
 
 let root: protobuf.Root | undefined;
 
@@ -17,15 +18,13 @@ function checkRequestType(): protobuf.Type {
 /**
  * Reads a CheckRequest in the proto3 JSON mapping (lowerCamelCase or original field names,
  * RFC 3339 timestamps, plain-JSON Structs) and returns it exactly as the gRPC server would
- * have decoded it: the JSON is encoded to wire bytes and decoded by the server's own
- * deserializer. Unknown fields are ignored, as protobuf's JSON parsers do with
+ * have decoded it: the JSON is encoded to wire bytes and decoded by the server's own decoder. Unknown fields are ignored, as protobuf's JSON parsers do with
  * ignore_unknown_fields.
  */
 export function checkRequestFromJson(json: unknown): unknown {
   const type = checkRequestType();
   const message = type.fromObject(toProtobufJsObject(type, json, 'CheckRequest'));
-  const bytes = Buffer.from(type.encode(message).finish());
-  return loadProtos().authorization['Check']!.requestDeserialize(bytes);
+  return decodeCheckRequest(type.encode(message).finish());
 }
 
 function toProtobufJsObject(type: protobuf.Type, json: unknown, where: string): Record<string, unknown> {

@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { DecisionEngine } from '../pipeline/engine';
-import { toCheckResponse } from '../respond/check-response';
+import { toCheckResponse, type CheckResponseMessage } from '../respond/check-response';
+import { decodeCheckRequest, encodeCheckResponse } from './codec';
 import { HealthService } from './health';
 import { loadProtos } from './protos';
 import { UNDECODABLE } from '../request/normalize';
@@ -78,6 +79,7 @@ export class GrpcServer {
   };
 }
 
+/** The Check method with the hot path's own codec; undecodable bytes become a denial, not an RPC error. */
 function tolerantDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const check = service['Check']!;
   return {
@@ -86,11 +88,12 @@ function tolerantDecoding(service: grpc.ServiceDefinition): grpc.ServiceDefiniti
       ...check,
       requestDeserialize: (bytes: Buffer) => {
         try {
-          return check.requestDeserialize(bytes);
+          return decodeCheckRequest(bytes);
         } catch {
           return UNDECODABLE;
         }
       },
+      responseSerialize: (message: CheckResponseMessage) => encodeCheckResponse(message),
     },
   };
 }
