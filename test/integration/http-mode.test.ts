@@ -106,6 +106,8 @@ describe('X509-SVID verification of forwarded certificates', () => {
     ['no URI SAN', () => ca.issue('dns', 'DNS:web.shop.example'), 'exactly one URI SAN (has 0)'],
     ['a URI SAN that is not SPIFFE', () => ca.issue('http', 'URI:https://shop.example/web'), 'must start with spiffe://'],
     ['a CA certificate', () => ca.issue('ca', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:TRUE']), 'is a CA certificate'],
+    ['key usage without digitalSignature', () => ca.issue('ku-enc', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,keyAgreement']), 'lacks digitalSignature'],
+    ['key usage that can sign certificates', () => ca.issue('ku-sign', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyCertSign']), 'allows signing certificates'],
     ['signed by another authority', () => other.issue('rogue', 'URI:spiffe://shop.example/ns/frontend/sa/web'), 'not signed by an authority'],
     ['a trust domain without a bundle', () => ca.issue('elsewhere', 'URI:spiffe://elsewhere.example/ns/a/sa/b'), "no trust bundle for trust domain 'elsewhere.example'"],
   ])('%s', async (_name, make, expected) => {
