@@ -81,7 +81,9 @@ export class AuditLog implements DecisionSink {
     // Asynchronous by default: writes coalesce while one is in flight, so the hot path never
     // waits on disk and a quiet server still shows each decision at once. A shared pipe needs
     // one write per record instead, so records from several processes never interleave.
-    this.destination = pino.destination({ dest: target ?? 1, sync: options.shared === true, mkdir: true });
+    // minLength 1 writes every record at once as 0 would, but with 0 sonic-boom's flush()
+    // returns before a write in flight lands; with 1 it waits for the drain.
+    this.destination = pino.destination({ dest: target ?? 1, sync: options.shared === true, mkdir: true, minLength: 1 });
   }
 
   record(decision: Decision): void {
