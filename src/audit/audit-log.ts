@@ -1,7 +1,8 @@
-import pino from 'pino';
 import type { Decision } from '../pipeline/decision';
 import type { DecisionSink } from '../pipeline/engine';
 import { HashChain } from './chain';
+import { jsonNumber, jsonString, jsonStringOrNull } from './json';
+import { LineWriter } from './line-writer';
 
 export interface AuditRecord {
   decision_id: string;
@@ -61,47 +62,53 @@ export function auditRecord(d: Decision): AuditRecord {
 }
 
 export interface AuditLogOptions {
-  /** Several processes share the target (workers on one stdout): write each record whole, at once. */
+  /** Several processes share the target (workers on one stdout): lines must never interleave. */
   readonly shared?: boolean;
 }
 
-type Destination = ReturnType<typeof pino.destination>;
-
 /**
- * Hash-chained audit records in pino's format (`level`, `time`, the record, `msg`) on pino's
- * destination. The line is built with one JSON.stringify: pino's generic serializer costs
- * four times as much per record, and every check writes one.
+ * Hash-chained audit records in pino's format (`level`, `time`, the record, `msg`). Every
+ * check writes one, so the line is built by hand in `auditRecord`'s field order (the same
+ * JSON that JSON.stringify would give, at a third of the cost) and written in batches.
  */
 export class AuditLog implements DecisionSink {
-  private readonly destination: Destination;
+  private readonly writer: LineWriter;
   readonly chain = new HashChain();
+  private clockMs = -1;
+  private clockIso = '';
 
   /** `target`: a file path, or undefined for stdout. */
   constructor(target: string | undefined, options: AuditLogOptions = {}) {
-    // Asynchronous by default: writes coalesce while one is in flight, so the hot path never
-    // waits on disk and a quiet server still shows each decision at once. A shared pipe needs
-    // one write per record instead, so records from several processes never interleave.
-    // minLength 1 writes every record at once as 0 would, but with 0 sonic-boom's flush()
-    // returns before a write in flight lands; with 1 it waits for the drain.
-    this.destination = pino.destination({ dest: target ?? 1, sync: options.shared === true, mkdir: true, minLength: 1 });
+    this.writer = new LineWriter(target, { shared: options.shared === true });
   }
 
-  record(decision: Decision): void {
-    const record = auditRecord(decision);
-    const body = JSON.stringify(record);
-    const msg = record.would_deny ? 'would deny (dry-run)' : 'decision';
-    const line = `{"level":30,"time":"${new Date().toISOString()}",${body.slice(1, -1)},"msg":"${msg}"}\n`;
-    this.destination.write(this.chain.seal(line));
+  record(d: Decision): void {
+    const now = Date.now();
+    if (now !== this.clockMs) {
+      this.clockMs = now;
+      this.clockIso = new Date(now).toISOString();
+    }
+    let fields =
+      `"level":30,"time":"${this.clockIso}","decision_id":${jsonString(d.id)},"result":"${d.allowed ? 'allow' : 'deny'}",` +
+      `"status":${d.status},"reason_code":${jsonString(d.code)},"reason":${jsonString(d.reason)},` +
+      `"caller":${jsonStringOrNull(d.caller)},"identity_source":${jsonStringOrNull(d.identitySource)},` +
+      `"host":${jsonStringOrNull(d.host)},"method":${jsonStringOrNull(d.method)},"path":${jsonStringOrNull(d.path)},` +
+      `"policy":${jsonStringOrNull(d.policy?.name)},"policy_version":${jsonString(d.policyVersion)},` +
+      `"rule":${jsonStringOrNull(d.rule?.name)},"dry_run":${d.policy?.mode === 'dry-run'},` +
+      `"request_id":${jsonStringOrNull(d.requestId)},"latency_ms":${jsonNumber(Math.round(d.latencyMs * 1000) / 1000)}`;
+    if (d.policyCommit !== undefined) fields += `,"policy_commit":${jsonString(d.policyCommit)}`;
+    if (d.traceparent !== undefined) fields += `,"traceparent":${jsonString(d.traceparent)}`;
+    const w = d.wouldDeny;
+    if (w) fields += `,"would_deny":{"status":${w.status},"reason_code":${jsonString(w.code)},"reason":${jsonString(w.reason)}}`;
+    const l = d.limit;
+    if (l) fields += `,"limit":{"limit":${jsonNumber(l.limit)},"remaining":${jsonNumber(l.remaining)},"reset":${jsonNumber(l.resetSeconds)},"retry_after":${jsonNumber(l.retryAfterSeconds)}}`;
+    if (d.limitBackendError !== undefined) fields += `,"limit_backend_error":${jsonString(d.limitBackendError)}`;
+    fields += w ? ',"msg":"would deny (dry-run)"' : ',"msg":"decision"';
+    this.writer.write(this.chain.sealFields(fields));
   }
 
   /** Writes out everything buffered; call before exit. */
   flush(): Promise<void> {
-    return new Promise((resolve) => {
-      try {
-        this.destination.flush((err?: Error) => resolve(void err));
-      } catch {
-        resolve(); // not open yet: nothing was written
-      }
-    });
+    return this.writer.flush();
   }
 }

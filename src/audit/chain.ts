@@ -1,4 +1,8 @@
-import { createHash, randomBytes } from 'node:crypto';
+import * as crypto from 'node:crypto';
+
+/** SHA-256 in hex; the one-shot `crypto.hash` (Node ≥ 20.12) skips building a Hash object. */
+export const sha256Hex: (text: string) => string =
+  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text, 'hex') : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -9,18 +13,21 @@ export const GENESIS_HASH = '0'.repeat(64);
  * reordering a record breaks the chain at that record.
  */
 export class HashChain {
-  readonly id = randomBytes(8).toString('hex');
+  readonly id = crypto.randomBytes(8).toString('hex');
   private seq = 0;
   private prev = GENESIS_HASH;
 
-  /** pino's streamWrite hook: `line` is one serialized record ending in "}\n". */
-  readonly seal = (line: string): string => {
-    const body = `{"chain":"${this.id}","seq":${this.seq},"prev_hash":"${this.prev}",${line.slice(1, line.lastIndexOf('}'))}}`;
-    const hash = createHash('sha256').update(body).digest('hex');
+  /** `line`: one serialized record, `{...}` and a newline. */
+  readonly seal = (line: string): string => this.sealFields(line.slice(1, line.lastIndexOf('}')));
+
+  /** `fields`: a record's JSON members without the braces. Returns the sealed line. */
+  sealFields(fields: string): string {
+    const body = `{"chain":"${this.id}","seq":${this.seq},"prev_hash":"${this.prev}",${fields}}`;
+    const hash = sha256Hex(body);
     this.prev = hash;
     this.seq++;
     return `${body.slice(0, -1)},"hash":"${hash}"}\n`;
-  };
+  }
 }
 
 export interface VerifyResult {
@@ -65,7 +72,7 @@ export function verifyAuditText(text: string): VerifyResult {
       return fail(lineNo, 'hash field is not where the writer puts it (record altered)');
     }
     const body = `${line.slice(0, -suffix.length)}}`;
-    if (createHash('sha256').update(body).digest('hex') !== hash) return fail(lineNo, `record altered: content does not match its hash (chain ${chain}, seq ${seq})`);
+    if (sha256Hex(body) !== hash) return fail(lineNo, `record altered: content does not match its hash (chain ${chain}, seq ${seq})`);
     const state = chains.get(chain);
     const expectedSeq = state ? state.seq + 1 : 0;
     const expectedPrev = state ? state.hash : GENESIS_HASH;

@@ -27,6 +27,7 @@ export class Metrics {
   private readonly reloads: Counter<'result'>;
   private readonly policyInfo: Gauge<'version'>;
   private readonly labelCache = new Map<string, Counter.Internal>();
+  private readonly latencyByResult = new Map<string, Histogram.Internal<'result'>>();
 
   constructor() {
     const registers = [this.registry];
@@ -82,7 +83,12 @@ export class Metrics {
       this.labelCache.set(key, child);
     }
     child.inc();
-    this.latency.observe({ result }, d.latencyMs / 1000);
+    let latency = this.latencyByResult.get(result);
+    if (latency === undefined) {
+      latency = this.latency.labels(result);
+      this.latencyByResult.set(result, latency);
+    }
+    latency.observe(d.latencyMs / 1000);
     if (d.limitBackendError !== undefined) this.redisErrors.inc();
   }
 
