@@ -6,6 +6,15 @@ export function parsePort(value: string): number {
   return n;
 }
 
+/** A commander parser for a whole number in [min, max]. */
+export function intInRange(min: number, max: number, what: string): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) throw new InvalidArgumentError(`must be ${what} from ${min} to ${max}`);
+    return n;
+  };
+}
+
 export function parsePositiveInt(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value) || n <= 0) throw new InvalidArgumentError('must be a positive integer');

@@ -45,14 +45,16 @@ export class DecisionEngine {
   async decide(checkRequest: unknown): Promise<Decision> {
     const ctx: Context = { start: performance.now(), set: this.deps.policies() };
     let verdict: Verdict;
+    let failed = false;
     try {
       verdict = await this.evaluate(checkRequest, ctx);
     } catch (err) {
-      // A bug must never turn into an allow.
+      // A bug must never turn into an allow, not even under a dry-run policy.
+      failed = true;
       verdict = deny(403, 'malformed_request', `internal error while deciding: ${(err as Error).message}`);
     }
     let wouldDeny: Verdict | undefined;
-    if (!verdict.allowed && ctx.policy?.mode === 'dry-run') {
+    if (!verdict.allowed && !failed && ctx.policy?.mode === 'dry-run') {
       wouldDeny = verdict;
       verdict = ALLOWED;
     }

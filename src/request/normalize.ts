@@ -22,16 +22,13 @@ export interface NormalizedRequest {
   readonly requestId: string | undefined;
   /** `traceparent` when it is well-formed W3C trace context, so a decision can be found from a trace. */
   readonly traceparent: string | undefined;
-  /** Client-sent `x-gatehouse-*` headers that Gatehouse does not overwrite itself. */
+  /** Every client-sent `x-gatehouse-*` header, lower-cased; respond decides which to remove. */
   readonly spoofedHeaders: readonly string[];
 }
 
 export type NormalizeResult =
   | { ok: true; request: NormalizedRequest }
   | { ok: false; reason: string; host?: string; method?: string; path?: string };
-
-/** Headers Gatehouse always sets (overwrite) on allow; removing them would delete our own values. */
-export const OWN_HEADERS: ReadonlySet<string> = new Set(['x-gatehouse-caller', 'x-gatehouse-policy', 'x-gatehouse-decision']);
 
 const MAX_PATH = 8192;
 const MAX_HOST = 1024;
@@ -132,7 +129,7 @@ function spoofedGatehouseHeaders(headers: Readonly<Record<string, string>>): str
     // Cheap pre-check before lower-casing: 'x-gatehouse-' is 12 characters.
     if (key.length < 12 || (key.charCodeAt(0) | 0x20) !== 0x78) continue;
     const lower = key.toLowerCase();
-    if (lower.startsWith('x-gatehouse-') && !OWN_HEADERS.has(lower)) (out ??= []).push(lower);
+    if (lower.startsWith('x-gatehouse-')) (out ??= []).push(lower);
   }
   return out ?? NO_HEADERS;
 }

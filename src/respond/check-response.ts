@@ -74,9 +74,31 @@ export function toCheckResponse(decision: Decision): CheckResponseMessage {
   };
 }
 
-/** Client-sent x-gatehouse-* headers, and the caller's token when its rule says so. */
+/**
+ * Client-sent x-gatehouse-* headers that this answer does not overwrite, and the caller's
+ * token when its rule says so. A header Gatehouse sets is left off (it is replaced, and
+ * removing it too could delete our own value); one it does not set this time, such as
+ * x-gatehouse-caller on a dry-run allow without an identity, is removed, so an upstream
+ * never sees a client's value under Gatehouse's name.
+ */
 export function headersToRemove(decision: Decision): readonly string[] {
-  return decision.rule?.stripToken ? [...decision.spoofedHeaders, 'authorization'] : decision.spoofedHeaders;
+  let remove = decision.spoofedHeaders;
+  if (remove.length > 0) remove = remove.filter((name) => !setsUpstreamHeader(decision, name));
+  return decision.rule?.stripToken ? [...remove, 'authorization'] : remove;
+}
+
+/** Whether `allowHeaders(decision).upstream` holds `name`. */
+function setsUpstreamHeader(decision: Decision, name: string): boolean {
+  switch (name) {
+    case 'x-gatehouse-decision':
+      return true;
+    case 'x-gatehouse-caller':
+      return decision.caller !== undefined;
+    case 'x-gatehouse-policy':
+      return decision.policy !== undefined;
+    default:
+      return false;
+  }
 }
 
 /** The JSON body of a denial. Built from the reason only, which never holds a credential. */

@@ -27,11 +27,13 @@ export interface ServeProcess {
 }
 
 /** Spawns `gatehouse serve` on a free port and waits for its "serving" log line. */
-export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<ServeProcess> {
+export async function spawnServe(args: string[], env: Record<string, string> = {}, options: { defaultWorkers?: boolean } = {}): Promise<ServeProcess> {
   requireBuild();
+  // One process unless the test asks for the server's own default.
+  const workers = options.defaultWorkers ? [] : ['--workers', '1'];
   // jest sandboxes process.env; child_process needs the variables passed explicitly.
   // Defaults first: a later flag in `args` overrides them.
-  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--admin-port', '0', '--workers', '1', '--listen-address', '127.0.0.1', ...args], {
+  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--admin-port', '0', ...workers, '--listen-address', '127.0.0.1', ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
   });

@@ -87,6 +87,7 @@ describe('gatehouse serve', () => {
   test('rejects bad flags clearly', () => {
     expect(runCli(['serve', '--grpc-port', '99999']).stderr).toContain('must be a port number');
     expect(runCli(['serve', '--trust-domain', 'spiffe://x']).stderr).toContain('is not a valid trust domain');
+    expect(runCli(['serve', '--jwt-leeway', '86400']).stderr).toContain('must be seconds from 0 to 300');
   });
 
   test('serves, audits to --audit-log, and on SIGTERM finishes checks in flight and exits 0', async () => {
@@ -109,6 +110,25 @@ describe('gatehouse serve', () => {
     } finally {
       client.close();
       if (server.child.exitCode === null) server.child.kill('SIGKILL');
+    }
+  });
+
+  test('without Redis the default is one process, and several workers are warned about', async () => {
+    const single = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null'], {}, { defaultWorkers: true });
+    try {
+      // In-process buckets are per process: N workers by default would multiply every limit.
+      expect(single.stderr()).toContain('"limiter":"memory"');
+      expect(single.stderr()).not.toContain('gatehouse primary started');
+    } finally {
+      single.child.kill('SIGTERM');
+      await single.exited;
+    }
+    const two = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--workers', '2']);
+    try {
+      expect(two.stderr()).toContain('in-process rate limits are per worker');
+    } finally {
+      two.child.kill('SIGTERM');
+      await two.exited;
     }
   });
 

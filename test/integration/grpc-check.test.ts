@@ -176,4 +176,17 @@ describe('gRPC Check over loopback against the example policies', () => {
     const rec = (await server.auditRecords()).find((x) => x['request_id'] === 'dry-1');
     expect(rec).toMatchObject({ msg: 'would deny (dry-run)', result: 'allow', dry_run: true, would_deny: { status: 403, reason_code: 'caller_not_allowed' } });
   });
+
+  test('dry-run without an identity: a client-sent x-gatehouse-caller is removed, never passed on', async () => {
+    const r = await client.check(
+      envoyCheckRequest({ host: 'inventory', path: '/v1/reservations', headers: { 'x-gatehouse-caller': ORDERS, 'x-gatehouse-policy': 'forged', 'x-gatehouse-decision': 'forged' } }),
+    );
+    expect(r.status?.code ?? 0).toBe(0);
+    const upstream = headerMap(r.okResponse!.headers);
+    expect(upstream['x-gatehouse-caller']).toBeUndefined();
+    expect(upstream['x-gatehouse-policy']).toMatch(/^inventory@/);
+    expect(upstream['x-gatehouse-decision']).not.toBe('forged');
+    // Gatehouse's own value replaces the client's for the headers it sets; the rest are removed.
+    expect(r.okResponse!.headersToRemove).toEqual(['x-gatehouse-caller']);
+  });
 });

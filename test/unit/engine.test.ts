@@ -1,5 +1,8 @@
 import { toCheckResponse } from '../../src/respond/check-response';
-import { engineFor } from '../helpers/engine';
+import { DecisionEngine } from '../../src/pipeline/engine';
+import type { Decision } from '../../src/pipeline/decision';
+import { MemoryBucketStore } from '../../src/ratelimit/memory-store';
+import { engineFor, loadSet } from '../helpers/engine';
 import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest, FRONTEND_WEB, ORDERS } from '../helpers/requests';
 
@@ -65,6 +68,22 @@ describe('decision engine over the example mesh', () => {
     expect(results[5]).toMatchObject({ code: 'rate_limited', limit: { allowed: false, remaining: 0, retryAfterSeconds: 1 } });
     const other = await engine.decide(envoyCheckRequest({ principal: 'spiffe://shop.example/ns/orders/sa/orders-canary', host: 'payments', path: '/v1/charges' }));
     expect(other.code).toBe('caller_not_allowed');
+  });
+
+  test('an internal error denies even under a dry-run policy', async () => {
+    const set = await loadSet(EXAMPLE_POLICIES);
+    const decisions: Decision[] = [];
+    const engine = new DecisionEngine({
+      policies: () => set,
+      // A broken dependency: every identity lookup throws inside the pipeline.
+      identity: { trustDomains: null as unknown as Set<string>, trustXfcc: false },
+      store: new MemoryBucketStore(),
+      sink: { record: (d) => decisions.push(d) },
+    });
+    const d = await engine.decide(envoyCheckRequest({ principal: CHECKOUT_WEB, host: 'inventory', path: '/v1/reservations' }));
+    expect(d).toMatchObject({ allowed: false, status: 403, code: 'malformed_request', wouldDeny: undefined });
+    expect(d.reason).toContain('internal error');
+    expect(decisions).toHaveLength(1);
   });
 
   test('dry-run: a would-be denial is allowed and carries what would have happened', async () => {

@@ -12,11 +12,11 @@ describe('normalise stage', () => {
     expect(normalizeCheckRequest(req)).toMatchObject({ ok: true, request: { host: 'orders', method: 'GET', path: '/x', principal: '' } });
   });
 
-  test('lists client-sent x-gatehouse-* headers that Gatehouse does not overwrite itself', () => {
+  test('lists every client-sent x-gatehouse-* header, lower-cased', () => {
     const r = normalizeCheckRequest(
       envoyCheckRequest({ headers: { 'x-gatehouse-caller': 'spoof', 'x-gatehouse-admin': 'yes', 'X-Gatehouse-Role': 'root', 'x-other': '1' } }),
     );
-    expect(r.ok && [...r.request.spoofedHeaders].sort()).toEqual(['x-gatehouse-admin', 'x-gatehouse-role']);
+    expect(r.ok && [...r.request.spoofedHeaders].sort()).toEqual(['x-gatehouse-admin', 'x-gatehouse-caller', 'x-gatehouse-role']);
   });
 
   test.each([
