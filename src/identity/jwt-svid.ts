@@ -40,6 +40,7 @@ export async function verifyJwtSvid(token: string, bundles: ReadonlyMap<string, 
   if (typeof claims.sub !== 'string') return fail('token has no sub');
   const id = parseSpiffeId(claims.sub);
   if (!id.ok) return fail(`token sub: ${id.error}`);
+  if (id.value.path === '') return fail('token sub has no path (a trust domain ID names no workload)');
   if (options.audiences.length === 0) return fail('no JWT audience is configured (--jwt-audience or the policy audience)');
   const bundle = bundles.get(id.value.trustDomain);
   if (!bundle) return fail(`no trust bundle for trust domain '${id.value.trustDomain}'`);

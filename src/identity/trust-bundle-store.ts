@@ -8,6 +8,39 @@ const DEFAULT_REFRESH_S = 300;
 const MIN_REFRESH_S = 1;
 const MAX_REFRESH_S = 24 * 3600;
 const RETRY_S = 30;
+const MAX_BUNDLE_BYTES = 1024 * 1024;
+
+/**
+ * The https_web profile fetches bundles over TLS with Web PKI: a plain-http endpoint would let
+ * anyone on the path hand us keys. Loopback is the exception (a node-local agent; nothing
+ * on the network can change what it serves).
+ */
+export function endpointProblem(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return 'not a valid URL';
+  }
+  if (parsed.username || parsed.password) return 'a bundle endpoint URL must not carry credentials';
+  if (parsed.protocol === 'https:') return undefined;
+  const host = parsed.hostname;
+  if (host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) return undefined;
+  return 'a bundle endpoint must be https:// (the https_web profile); plain http is accepted on loopback only';
+}
+
+/** The body as text, refused once it passes `max` bytes rather than after reading it all. */
+async function readBounded(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > max) throw new Error('bundle is too large');
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
 
 /**
  * The trust bundles in force, one per trust domain, kept current off the hot path: a file is
@@ -17,7 +50,8 @@ const RETRY_S = 30;
  */
 export class TrustBundleStore {
   readonly bundles = new Map<string, TrustBundle>();
-  private readonly timers: NodeJS.Timeout[] = [];
+  /** One refresh timer per bundle endpoint, replaced at each refresh. */
+  private readonly timers = new Map<string, NodeJS.Timeout>();
   private readonly watchers: FSWatcher[] = [];
   private readonly lastError = new Map<string, string>();
 
@@ -28,6 +62,8 @@ export class TrustBundleStore {
     const store = new TrustBundleStore(log);
     for (const { domain, source } of sources) {
       if (/^https?:\/\//.test(source)) {
+        const refused = endpointProblem(source);
+        if (refused) throw new Error(`${domain}=${source}: ${refused}`);
         const ok = await store.fetchUrl(domain, source, options.retryMs);
         if (!ok) log.warn({ domain, source }, 'trust bundle endpoint not reachable yet; callers of this domain get 401 until it is');
       } else {
@@ -39,7 +75,7 @@ export class TrustBundleStore {
   }
 
   close(): void {
-    for (const t of this.timers) clearTimeout(t);
+    for (const t of this.timers.values()) clearTimeout(t);
     for (const w of this.watchers) w.close();
   }
 
@@ -73,10 +109,9 @@ export class TrustBundleStore {
     let nextS = RETRY_S;
     let ok = false;
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: { accept: 'application/json' } });
+      const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: { accept: 'application/json' }, redirect: 'error' });
       if (res.status !== 200) throw new Error(`answered ${res.status}`);
-      const text = await res.text();
-      if (text.length > 1024 * 1024) throw new Error('bundle is too large');
+      const text = await readBounded(res, MAX_BUNDLE_BYTES);
       this.accept(domain, parseTrustBundle(domain, text, url), url);
       nextS = Math.min(Math.max(refreshHintSeconds(text) ?? DEFAULT_REFRESH_S, MIN_REFRESH_S), MAX_REFRESH_S);
       ok = true;
@@ -85,7 +120,7 @@ export class TrustBundleStore {
     }
     const timer = setTimeout(() => void this.fetchUrl(domain, url, retryMs), ok ? nextS * 1000 : (retryMs ?? RETRY_S * 1000));
     timer.unref();
-    this.timers.push(timer);
+    this.timers.set(`${domain} ${url}`, timer);
     return ok;
   }
 

@@ -1,5 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { parseSpiffeId } from './spiffe';
 
 /** A JWK as a SPIFFE bundle carries it for JWT-SVIDs. */
 export interface JwtKey {
@@ -69,6 +70,9 @@ export function parseTrustBundleFlags(values: readonly string[]): { domain: stri
   return values.map((value) => {
     const eq = value.indexOf('=');
     if (eq <= 0 || eq === value.length - 1) throw new Error(`--trust-bundle '${value.slice(0, 64)}' must be DOMAIN=FILE or DOMAIN=URL`);
-    return { domain: value.slice(0, eq), source: value.slice(eq + 1) };
+    const domain = value.slice(0, eq);
+    const id = parseSpiffeId(`spiffe://${domain}`);
+    if (!id.ok || id.value.path !== '') throw new Error(`--trust-bundle '${value.slice(0, 64)}': '${domain.slice(0, 64)}' is not a trust domain name`);
+    return { domain, source: value.slice(eq + 1) };
   });
 }

@@ -23,42 +23,105 @@ export function verifyX509Svid(encodedPem: string, bundles: ReadonlyMap<string, 
   if (uris.length !== 1) return { ok: false, error: `client certificate must have exactly one URI SAN (has ${uris.length})` };
   const id = parseSpiffeId(uris[0]!);
   if (!id.ok) return { ok: false, error: `client certificate URI SAN: ${id.error}` };
+  // X509-SVID §2: a leaf's ID names a workload, so it has a path.
+  if (id.value.path === '') return { ok: false, error: 'client certificate SPIFFE ID has no path (a trust domain ID names no workload)' };
   if (cert.ca) return { ok: false, error: 'client certificate is a CA certificate' };
+  // X509-SVID §4.3: key usage is present, critical, digitalSignature, and never keyCertSign/cRLSign.
   const usage = keyUsage(cert.raw);
   if (usage === 'malformed') return { ok: false, error: 'client certificate key usage extension is malformed' };
-  if (usage !== undefined) {
-    if (!usage.digitalSignature) return { ok: false, error: 'client certificate key usage lacks digitalSignature' };
-    if (usage.keyCertSign || usage.cRLSign) return { ok: false, error: 'client certificate key usage allows signing certificates or CRLs' };
+  if (usage === undefined) return { ok: false, error: 'client certificate has no key usage extension' };
+  if (!usage.critical) return { ok: false, error: 'client certificate key usage extension is not critical' };
+  if (!usage.digitalSignature) return { ok: false, error: 'client certificate key usage lacks digitalSignature' };
+  if (usage.keyCertSign || usage.cRLSign) return { ok: false, error: 'client certificate key usage allows signing certificates or CRLs' };
+  if (!withinValidity(cert, nowMs)) {
+    return { ok: false, error: nowMs < Date.parse(cert.validFrom) ? 'client certificate is not yet valid' : 'client certificate has expired' };
   }
-  if (nowMs < Date.parse(cert.validFrom)) return { ok: false, error: 'client certificate is not yet valid' };
-  if (nowMs > Date.parse(cert.validTo)) return { ok: false, error: 'client certificate has expired' };
   const bundle = bundles.get(id.value.trustDomain);
   if (!bundle) return { ok: false, error: `no trust bundle for trust domain '${id.value.trustDomain}'` };
   const issuer = bundle.authorities.find((ca) => cert.checkIssued(ca) && safeVerify(cert, ca));
   if (!issuer) return { ok: false, error: `client certificate is not signed by an authority of '${id.value.trustDomain}'` };
+  if (!withinValidity(issuer, nowMs)) return { ok: false, error: `the authority of '${id.value.trustDomain}' that signed the client certificate is outside its validity window` };
   return id;
 }
 
-/** id-ce-keyUsage (2.5.29.15) as DER: OBJECT IDENTIFIER, length 3, 55 1D 0F. */
-const KEY_USAGE_OID = Buffer.from([0x06, 0x03, 0x55, 0x1d, 0x0f]);
+/** id-ce-keyUsage (2.5.29.15), the OID's content bytes. */
+const KEY_USAGE_OID = Buffer.from([0x55, 0x1d, 0x0f]);
+
+interface Tlv {
+  readonly tag: number;
+  /** Content start and end (exclusive). */
+  readonly start: number;
+  readonly end: number;
+}
+
+/** One DER TLV at `pos`, within `limit`; undefined when it does not fit or is not DER. */
+function tlv(der: Buffer, pos: number, limit: number): Tlv | undefined {
+  if (pos + 2 > limit) return undefined;
+  const tag = der[pos]!;
+  let length = der[pos + 1]!;
+  let start = pos + 2;
+  if (length & 0x80) {
+    const n = length & 0x7f;
+    if (n === 0 || n > 3 || start + n > limit) return undefined;
+    length = 0;
+    for (let k = 0; k < n; k++) length = length * 256 + der[start + k]!;
+    start += n;
+  }
+  const end = start + length;
+  return end > limit ? undefined : { tag, start, end };
+}
+
+export interface KeyUsage {
+  readonly critical: boolean;
+  readonly digitalSignature: boolean;
+  readonly keyCertSign: boolean;
+  readonly cRLSign: boolean;
+}
 
 /**
- * The KeyUsage bits of a certificate, read from its DER (Node's X509Certificate does not
- * expose them). Extension = SEQUENCE { OID, [BOOLEAN critical], OCTET STRING { BIT STRING } }.
- * undefined: no KeyUsage extension.
+ * The KeyUsage extension of a certificate, read by walking its DER (Node's X509Certificate
+ * does not expose it): Certificate → tbsCertificate → [3] extensions → Extension
+ * { OID, critical BOOLEAN DEFAULT FALSE, OCTET STRING { BIT STRING } }.
+ * undefined: the certificate has no KeyUsage extension.
  */
-export function keyUsage(der: Buffer): { digitalSignature: boolean; keyCertSign: boolean; cRLSign: boolean } | undefined | 'malformed' {
-  const at = der.indexOf(KEY_USAGE_OID);
-  if (at === -1) return undefined;
-  let i = at + KEY_USAGE_OID.length;
-  if (der[i] === 0x01) i += 2 + (der[i + 1] ?? 0); // critical flag
-  if (der[i] !== 0x04) return 'malformed'; // OCTET STRING
-  i += 2;
-  if (der[i] !== 0x03) return 'malformed'; // BIT STRING
-  const length = der[i + 1] ?? 0;
-  if (length < 2 || length > 3) return 'malformed';
-  const first = der[i + 3] ?? 0; // after the unused-bits byte; bit 0 is the most significant
-  return { digitalSignature: (first & 0x80) !== 0, keyCertSign: (first & 0x04) !== 0, cRLSign: (first & 0x02) !== 0 };
+export function keyUsage(der: Buffer): KeyUsage | undefined | 'malformed' {
+  const certificate = tlv(der, 0, der.length);
+  if (!certificate || certificate.tag !== 0x30) return 'malformed';
+  const tbs = tlv(der, certificate.start, certificate.end);
+  if (!tbs || tbs.tag !== 0x30) return 'malformed';
+  for (let pos = tbs.start; pos < tbs.end; ) {
+    const field = tlv(der, pos, tbs.end);
+    if (!field) return 'malformed';
+    pos = field.end;
+    if (field.tag !== 0xa3) continue; // [3] extensions
+    const extensions = tlv(der, field.start, field.end);
+    if (!extensions || extensions.tag !== 0x30) return 'malformed';
+    for (let e = extensions.start; e < extensions.end; ) {
+      const extension = tlv(der, e, extensions.end);
+      if (!extension || extension.tag !== 0x30) return 'malformed';
+      e = extension.end;
+      const oid = tlv(der, extension.start, extension.end);
+      if (!oid || oid.tag !== 0x06) return 'malformed';
+      if (!der.subarray(oid.start, oid.end).equals(KEY_USAGE_OID)) continue;
+      let next = tlv(der, oid.end, extension.end);
+      let critical = false;
+      if (next && next.tag === 0x01) {
+        critical = next.end - next.start === 1 && der[next.start] !== 0;
+        next = tlv(der, next.end, extension.end);
+      }
+      if (!next || next.tag !== 0x04) return 'malformed';
+      const bits = tlv(der, next.start, next.end);
+      if (!bits || bits.tag !== 0x03 || bits.end - bits.start < 2) return 'malformed';
+      const first = der[bits.start + 1]!; // after the unused-bits byte; bit 0 is the most significant
+      return { critical, digitalSignature: (first & 0x80) !== 0, keyCertSign: (first & 0x04) !== 0, cRLSign: (first & 0x02) !== 0 };
+    }
+    return undefined;
+  }
+  return undefined;
+}
+
+function withinValidity(cert: X509Certificate, nowMs: number): boolean {
+  return nowMs >= Date.parse(cert.validFrom) && nowMs <= Date.parse(cert.validTo);
 }
 
 function safeVerify(cert: X509Certificate, ca: X509Certificate): boolean {

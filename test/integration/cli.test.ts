@@ -88,6 +88,8 @@ describe('gatehouse serve', () => {
     expect(runCli(['serve', '--grpc-port', '99999']).stderr).toContain('must be a port number');
     expect(runCli(['serve', '--trust-domain', 'spiffe://x']).stderr).toContain('is not a valid trust domain');
     expect(runCli(['serve', '--jwt-leeway', '86400']).stderr).toContain('must be seconds from 0 to 300');
+    expect(runCli(['serve', '--trust-bundle', 'Shop.Example:443=/tmp/x.json']).stderr).toContain('is not a trust domain name');
+    expect(runCli(['serve', '--trust-bundle', 'shop.example=http://bundles.example/b']).stderr).toContain('must be https://');
   });
 
   test('serves, audits to --audit-log, and on SIGTERM finishes checks in flight and exits 0', async () => {

@@ -1,4 +1,8 @@
 import * as http from 'node:http';
+import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { readTrustBundle } from '../../src/identity/trust-bundle';
+import { keyUsage, verifyX509Svid } from '../../src/identity/x509-svid';
 import { spawnServe, type ServeProcess } from '../helpers/cli';
 import { grpcCertificateCase } from '../helpers/cert-cases';
 import { TestCa, type Issued } from '../helpers/pki';
@@ -110,10 +114,33 @@ describe('X509-SVID verification of forwarded certificates', () => {
     ['key usage that can sign certificates', () => ca.issue('ku-sign', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyCertSign']), 'allows signing certificates'],
     ['signed by another authority', () => other.issue('rogue', 'URI:spiffe://shop.example/ns/frontend/sa/web'), 'not signed by an authority'],
     ['a trust domain without a bundle', () => ca.issue('elsewhere', 'URI:spiffe://elsewhere.example/ns/a/sa/b'), "no trust bundle for trust domain 'elsewhere.example'"],
+    ['a trust domain ID without a path', () => ca.issue('td-only', 'URI:spiffe://shop.example'), 'has no path'],
+    ['no key usage extension', () => ca.issue('ku-none', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:FALSE']), 'has no key usage extension'],
+    ['a key usage extension that is not critical', () => ca.issue('ku-soft', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:FALSE', 'keyUsage=digitalSignature']), 'is not critical'],
+    ['key usage that can sign CRLs', () => ca.issue('ku-crl', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,cRLSign']), 'allows signing certificates or CRLs'],
   ])('%s', async (_name, make, expected) => {
     const result = await grpcCertificateCase(ca.cert, make().certPem);
     if (expected === 'allow') expect(result).toMatchObject({ allowed: true, caller: 'spiffe://shop.example/ns/frontend/sa/web', identitySource: 'certificate' });
     else expect(result).toMatchObject({ allowed: false, status: 401, reason: expect.stringContaining(expected) });
+  });
+
+  test('the leaf and its authority must both be within their validity windows', () => {
+    const leaf = ca.issue('window', 'URI:spiffe://shop.example/ns/frontend/sa/web');
+    const bundles = new Map([['shop.example', readTrustBundle('shop.example', ca.cert)]]);
+    const pem = encodeURIComponent(leaf.certPem);
+    const { validFrom, validTo } = new X509Certificate(leaf.certPem);
+    expect(verifyX509Svid(pem, bundles)).toMatchObject({ ok: true });
+    expect(verifyX509Svid(pem, bundles, Date.parse(validFrom) - 60_000)).toEqual({ ok: false, error: 'client certificate is not yet valid' });
+    expect(verifyX509Svid(pem, bundles, Date.parse(validTo) + 60_000)).toEqual({ ok: false, error: 'client certificate has expired' });
+  });
+
+  test('key usage is read from the extension itself, not from bytes that look like it elsewhere', () => {
+    const leaf = ca.issue('ku-read', 'URI:spiffe://shop.example/ns/frontend/sa/web');
+    const der = new X509Certificate(leaf.certPem).raw;
+    expect(keyUsage(der)).toEqual({ critical: true, digitalSignature: true, keyCertSign: false, cRLSign: false });
+    expect(keyUsage(new X509Certificate(readFileSync(ca.cert)).raw)).toEqual({ critical: true, digitalSignature: false, keyCertSign: true, cRLSign: true });
+    expect(keyUsage(der.subarray(0, 40))).toBe('malformed');
+    expect(keyUsage(Buffer.from([0x30, 0x04, 0x30, 0x02, 0x02, 0x00]))).toBeUndefined(); // a tbsCertificate without extensions
   });
 
   test('garbage in the certificate field is a 401, not a crash', async () => {

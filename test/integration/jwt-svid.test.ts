@@ -100,6 +100,7 @@ describe('JWT-SVIDs', () => {
     ['no exp', async () => token(shopKey, { exp: undefined }), 'no exp'],
     ['the wrong audience', async () => token(shopKey, { aud: ['payments'] }), 'audience does not match'],
     ['a sub that is not a SPIFFE ID', async () => token(shopKey, { sub: 'reporter@shop.example' }), 'token sub'],
+    ['a sub that names a trust domain, not a workload', async () => token(shopKey, { sub: 'spiffe://shop.example' }), 'token sub has no path'],
     ["signed by another trust domain's key", async () => token({ ...otherKey, kid: 'shop-1' }), 'signature does not verify'],
     ['a kid of another trust domain', async () => token(otherKey), 'kid is not a JWT-SVID key'],
     ['a bad typ', async () => token(shopKey, {}, { typ: 'at+jwt' }), 'typ must be JWT or JOSE'],

@@ -3,7 +3,7 @@ import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
-import { TrustBundleStore } from '../../src/identity/trust-bundle-store';
+import { endpointProblem, TrustBundleStore } from '../../src/identity/trust-bundle-store';
 import { freePort } from '../helpers/redis';
 import { memoryLogger } from '../helpers/server';
 
@@ -38,6 +38,35 @@ describe('trust bundles stay current off the hot path', () => {
       expect(kids(store, 'shop.example')).toEqual(['k2']);
     } finally {
       store.close();
+    }
+  });
+
+  test('bundle endpoints must be https (plain http on loopback only), without credentials', async () => {
+    expect(endpointProblem('https://bundle.shop.example/bundle')).toBeUndefined();
+    expect(endpointProblem('http://127.0.0.1:8443/bundle')).toBeUndefined();
+    expect(endpointProblem('http://localhost:8443/bundle')).toBeUndefined();
+    expect(endpointProblem('http://bundle.shop.example/bundle')).toContain('must be https://');
+    expect(endpointProblem('http://127.0.0.1.evil.example/bundle')).toContain('must be https://');
+    expect(endpointProblem('https://user:secret@bundle.shop.example/')).toContain('must not carry credentials');
+    const { log } = memoryLogger();
+    await expect(TrustBundleStore.open([{ domain: 'shop.example', source: 'http://bundle.shop.example/b' }], log)).rejects.toThrow('must be https://');
+  });
+
+  test('an oversized bundle from an endpoint is refused without reading it all', async () => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`{"keys":[],"pad":"${'x'.repeat(2 * 1024 * 1024)}"}`);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { log, lines } = memoryLogger();
+    const store = await TrustBundleStore.open([{ domain: 'shop.example', source: `http://127.0.0.1:${(server.address() as { port: number }).port}/b` }], log);
+    try {
+      expect(store.bundles.has('shop.example')).toBe(false);
+      expect(lines().some((l) => l['err'] === 'bundle is too large')).toBe(true);
+    } finally {
+      store.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
     }
   });
 
