@@ -36,29 +36,32 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
     const parsed = parseYamlDocuments(source);
     problems.push(...parsed.problems);
     for (const located of parsed.docs) {
-      const { doc, problems: docProblems } = validateDocument(located);
+      const { doc, names, problems: docProblems } = validateDocument(located);
       problems.push(...docProblems);
-      if (!doc) continue;
-      const name = doc.metadata.name;
-      const owner = policyNames.get(name);
+      // Names are checked across documents even when this one has errors: all problems at once.
+      if (!names) continue;
+      const owner = policyNames.get(names.name);
       if (owner !== undefined) {
-        problems.push(located.problem(['metadata', 'name'], `duplicate policy name '${name}' (also in ${owner})`));
+        problems.push(located.problem(['metadata', 'name'], `duplicate policy name '${names.name}' (also in ${owner})`));
         continue;
       }
-      policyNames.set(name, source.file);
-      (doc.spec.workloads ?? []).forEach((workload, i) => {
+      policyNames.set(names.name, source.file);
+      names.workloads.forEach((workload, i) => {
+        if (workload === undefined) return;
         const other = workloadOwners.get(workload);
         if (other !== undefined) problems.push(located.problem(['spec', 'workloads', i], `workload '${workload}' is already guarded by policy ${other}`));
-        else workloadOwners.set(workload, name);
+        else workloadOwners.set(workload, names.name);
       });
-      (doc.spec.hosts ?? []).forEach((host, i) => {
+      names.hosts.forEach((host, i) => {
+        if (host === undefined) return;
         const other = hostOwners.get(host);
         if (other !== undefined) {
           problems.push(located.problem(['spec', 'hosts', i], `host '${host}' is already guarded by policy ${other}; a host belongs to one policy`));
         } else {
-          hostOwners.set(host, name);
+          hostOwners.set(host, names.name);
         }
       });
+      if (!doc) continue;
       valid.push({ file: source.file, doc });
     }
   }

@@ -61,7 +61,7 @@ export const servicePolicySchema = {
                 required: ['capacity', 'refillPerSecond'],
                 properties: {
                   capacity: { type: 'integer', minimum: 1, maximum: 1_000_000_000 },
-                  refillPerSecond: { type: 'number', exclusiveMinimum: 0, maximum: 1_000_000_000 },
+                  refillPerSecond: { type: 'number', minimum: 0.001, maximum: 1_000_000_000 },
                   per: { type: 'string', minLength: 1 },
                   cost: { type: 'integer', minimum: 1 },
                   onBackendError: { enum: ['allow', 'deny'] },

@@ -14,81 +14,141 @@ function schemaValidator(): ValidateFunction {
 
 const KNOWN_KINDS = ['ServicePolicy'];
 
-/** Structural and semantic checks of one document; returns the typed document when it is sound. */
-export function validateDocument(located: LocatedDoc): { doc?: ServicePolicyDoc; problems: PolicyProblem[] } {
+/**
+ * Structural and semantic checks of one document, all reported at once: the semantic checks
+ * also run on a document the schema rejected, reading only the parts that have the right
+ * shape, so one unknown key does not hide a bad pattern three lines further down. Returns the
+ * typed document when it is sound, and `names` (policy name, hosts, workloads as written) for
+ * the checks across documents whenever they can be read.
+ */
+export function validateDocument(located: LocatedDoc): { doc?: ServicePolicyDoc; names?: DocumentNames; problems: PolicyProblem[] } {
   const value = located.value;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+  if (!isRecord(value)) {
     return { problems: [located.problem([], 'a policy document must be a mapping with apiVersion, kind, metadata and spec')] };
   }
-  const kind = (value as Record<string, unknown>)['kind'];
+  const kind = value['kind'];
   if (typeof kind === 'string' && !KNOWN_KINDS.includes(kind)) {
     return { problems: [located.problem(['kind'], `unknown kind '${clip(kind)}' (expected one of: ${KNOWN_KINDS.join(', ')})`)] };
   }
-  const problems = schemaProblems(located, schemaValidator());
-  if (problems.length > 0) return { problems };
-  const doc = value as ServicePolicyDoc;
-  return { doc, problems: semanticProblems(located, doc) };
+  const structural = schemaProblems(located, schemaValidator());
+  const taken = new Set(structural.map(where));
+  // A semantic problem at a place the schema already complained about would say it twice.
+  const semantic = semanticProblems(located, value, structural.length === 0).filter((p) => !taken.has(where(p)));
+  const problems = [...structural, ...semantic];
+  const names = documentNames(value);
+  if (problems.some((p) => p.severity === 'error')) return { ...(names ? { names } : {}), problems };
+  return { doc: value as unknown as ServicePolicyDoc, ...(names ? { names } : {}), problems };
 }
 
-function semanticProblems(located: LocatedDoc, doc: ServicePolicyDoc): PolicyProblem[] {
+/** What other documents must not repeat; undefined when the name itself cannot be read. */
+export interface DocumentNames {
+  readonly name: string;
+  readonly hosts: readonly (string | undefined)[];
+  readonly workloads: readonly (string | undefined)[];
+}
+
+function documentNames(value: Record<string, unknown>): DocumentNames | undefined {
+  const metadata = value['metadata'];
+  const name = isRecord(metadata) ? metadata['name'] : undefined;
+  if (typeof name !== 'string') return undefined;
+  const spec = isRecord(value['spec']) ? value['spec'] : {};
+  return { name, hosts: strings(spec['hosts']), workloads: strings(spec['workloads']) };
+}
+
+function where(p: PolicyProblem): string {
+  return `${p.line}:${p.col}`;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+/** A list's items, strings kept at their index and anything else left undefined. */
+function strings(v: unknown): (string | undefined)[] {
+  return Array.isArray(v) ? v.map((x) => (typeof x === 'string' ? x : undefined)) : [];
+}
+
+function integer(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) ? v : undefined;
+}
+
+/** `value` may not have passed the schema: every part is read through a type check. */
+function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, schemaClean: boolean): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
-  (doc.spec.hosts ?? []).forEach((host, i) => {
-    const error = hostError(host);
+  const spec = isRecord(value['spec']) ? value['spec'] : undefined;
+  if (!spec) return problems;
+  strings(spec['hosts']).forEach((host, i) => {
+    const error = host === undefined ? undefined : hostError(host);
     if (error) problems.push(located.problem(['spec', 'hosts', i], error));
   });
-  if (!doc.spec.hosts && !doc.spec.workloads) {
+  if (spec['hosts'] === undefined && spec['workloads'] === undefined) {
     problems.push(located.problem(['spec'], 'a policy must guard hosts (HTTP) or workloads (TCP): add spec.hosts or spec.workloads'));
   }
-  (doc.spec.workloads ?? []).forEach((workload, i) => {
+  strings(spec['workloads']).forEach((workload, i) => {
+    if (workload === undefined) return;
     const parsed = parseSpiffeId(workload);
     if (!parsed.ok) problems.push(located.problem(['spec', 'workloads', i], `workloads[${i}]: ${parsed.error} (workloads are exact SPIFFE IDs)`));
   });
-  if (doc.spec.tcp && !doc.spec.workloads) {
+  const tcp = isRecord(spec['tcp']) ? spec['tcp'] : undefined;
+  if (tcp && spec['workloads'] === undefined) {
     problems.push(located.problem(['spec', 'tcp'], 'tcp rules apply to spec.workloads (the destination SPIFFE IDs); list them'));
   }
   for (const list of ['allow', 'deny'] as const) {
-    doc.spec.tcp?.[list]?.forEach((p, i) => {
-      const compiled = compileSpiffePattern(p);
-      if (!compiled.ok) problems.push(located.problem(['spec', 'tcp', list, i], `tcp.${list}[${i}]: ${compiled.error}`));
+    strings(tcp?.[list]).forEach((p, i) => {
+      const compiled = p === undefined ? undefined : compileSpiffePattern(p);
+      if (compiled && !compiled.ok) problems.push(located.problem(['spec', 'tcp', list, i], `tcp.${list}[${i}]: ${compiled.error}`));
     });
   }
 
+  const rules = Array.isArray(spec['rules']) ? (spec['rules'] as unknown[]) : [];
   const ruleNames = new Map<string, number>();
-  doc.spec.rules.forEach((rule, r) => {
+  rules.forEach((rule, r) => {
+    if (!isRecord(rule)) return;
     const at: YamlPath = ['spec', 'rules', r];
-    const earlier = ruleNames.get(rule.name);
-    if (earlier !== undefined) {
-      problems.push(located.problem([...at, 'name'], `duplicate rule name '${rule.name}' (also rules[${earlier}]); rule names must be unique in a policy`));
-    } else {
-      ruleNames.set(rule.name, r);
+    const name = typeof rule['name'] === 'string' ? rule['name'] : undefined;
+    if (name !== undefined) {
+      const earlier = ruleNames.get(name);
+      if (earlier !== undefined) {
+        problems.push(located.problem([...at, 'name'], `duplicate rule name '${name}' (also rules[${earlier}]); rule names must be unique in a policy`));
+      } else {
+        ruleNames.set(name, r);
+      }
     }
-    rule.paths?.forEach((p, i) => {
-      const compiled = compilePathPattern(p);
-      if (!compiled.ok) problems.push(located.problem([...at, 'paths', i], compiled.error));
+    strings(rule['paths']).forEach((p, i) => {
+      const compiled = p === undefined ? undefined : compilePathPattern(p);
+      if (compiled && !compiled.ok) problems.push(located.problem([...at, 'paths', i], compiled.error));
     });
     for (const list of ['allow', 'deny'] as const) {
-      rule[list]?.forEach((p, i) => {
-        const compiled = compileSpiffePattern(p);
-        if (!compiled.ok) problems.push(located.problem([...at, list, i], `${list}[${i}]: ${compiled.error}`));
+      strings(rule[list]).forEach((p, i) => {
+        const compiled = p === undefined ? undefined : compileSpiffePattern(p);
+        if (compiled && !compiled.ok) problems.push(located.problem([...at, list, i], `${list}[${i}]: ${compiled.error}`));
       });
     }
-    if ((rule.allow?.length ?? 0) === 0 && (rule.deny?.length ?? 0) === 0) {
-      problems.push(located.problem(at, `rule '${rule.name}' lists no callers: add allow (and optionally deny) SPIFFE ID patterns`));
+    // A list that is not a list is the schema's complaint; missing and empty both mean none.
+    const entries = (v: unknown): number => (Array.isArray(v) ? v.length : v === undefined ? 0 : -1);
+    // Only on a clean document: after a misspelt `allow:` this would blame the wrong thing.
+    if (schemaClean && entries(rule['allow']) === 0 && entries(rule['deny']) === 0) {
+      problems.push(located.problem(at, `rule '${name ?? r}' lists no callers: add allow (and optionally deny) SPIFFE ID patterns`));
     }
-    const limit = rule.rateLimit;
+    const limit = isRecord(rule['rateLimit']) ? rule['rateLimit'] : undefined;
     if (limit) {
-      if (limit.per !== undefined && parseLimitKey(limit.per) === undefined) {
-        problems.push(located.problem([...at, 'rateLimit', 'per'], `per must be 'caller' or 'header:<header-name>' (lower-case), not '${clip(limit.per)}'`));
+      const per = limit['per'];
+      if (typeof per === 'string' && parseLimitKey(per) === undefined) {
+        problems.push(located.problem([...at, 'rateLimit', 'per'], `per must be 'caller' or 'header:<header-name>' (lower-case), not '${clip(per)}'`));
       }
-      if (limit.cost !== undefined && limit.cost > limit.capacity) {
-        problems.push(located.problem([...at, 'rateLimit', 'cost'], `cost ${limit.cost} is larger than capacity ${limit.capacity}, so no request could ever pass`));
+      const cost = integer(limit['cost']);
+      const capacity = integer(limit['capacity']);
+      if (cost !== undefined && capacity !== undefined && cost > capacity) {
+        problems.push(located.problem([...at, 'rateLimit', 'cost'], `cost ${cost} is larger than capacity ${capacity}, so no request could ever pass`));
       }
     }
   });
-  if (problems.length === 0) {
-    for (const { index, by } of findShadowedRules(doc.spec.rules)) {
-      const rule = doc.spec.rules[index]!.name;
-      const earlier = doc.spec.rules[by]!.name;
+  // Shadowing is judged on sound rules only: a broken rule has no meaning to compare.
+  if (schemaClean && problems.length === 0) {
+    const typed = rules as ServicePolicyDoc['spec']['rules'];
+    for (const { index, by } of findShadowedRules(typed)) {
+      const rule = typed[index]!.name;
+      const earlier = typed[by]!.name;
       problems.push(
         located.problem(['spec', 'rules', index, 'name'], `rule '${rule}' is shadowed by rule '${earlier}' (rules[${by}]): every request it allows is decided by '${earlier}' first, so it never applies`, 'warning'),
       );

@@ -71,7 +71,12 @@ function decodeRequest(r: Reader, length: number): Obj {
   return out;
 }
 
-/** HttpRequest: 2 method, 3 headers (map), 4 path, 5 host. */
+/**
+ * HttpRequest: 2 method, 3 headers (map), 4 path, 5 host, 13 header_map. Envoy sends
+ * `header_map` instead of `headers` when `encode_raw_headers: true`: one HeaderValue per
+ * header line, unmerged; it is folded into the same record (keys lower-cased, repeated
+ * headers joined with ',' as Envoy joins them in `headers`), so nothing downstream differs.
+ */
 function decodeHttp(r: Reader, length: number): Obj {
   const end = r.pos + length;
   const out: Obj = {};
@@ -102,12 +107,40 @@ function decodeHttp(r: Reader, length: number): Obj {
       case (5 << 3) | 2:
         out['host'] = r.string();
         break;
+      case (13 << 3) | 2:
+        headers ??= Object.create(null) as Record<string, string>;
+        decodeHeaderMap(r, r.uint32(), headers);
+        break;
       default:
         r.skipType(tag & 7);
     }
   }
   if (headers) out['headers'] = headers;
   return out;
+}
+
+/** HeaderMap: 1 repeated HeaderValue (1 key, 2 value, 3 raw_value bytes). */
+function decodeHeaderMap(r: Reader, length: number, headers: Record<string, string>): void {
+  const end = r.pos + length;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag !== ((1 << 3) | 2)) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    const entryEnd = r.uint32() + r.pos;
+    let key = '';
+    let value = '';
+    while (r.pos < entryEnd) {
+      const t = r.uint32();
+      if (t === ((1 << 3) | 2)) key = r.string().toLowerCase();
+      // raw_value wins: Envoy sets only it in header_map; non-UTF-8 bytes become U+FFFD.
+      else if (t === ((3 << 3) | 2) || (t === ((2 << 3) | 2) && value === '')) value = r.string();
+      else r.skipType(t & 7);
+    }
+    const previous = headers[key];
+    headers[key] = previous === undefined ? value : `${previous},${value}`;
+  }
 }
 
 /** envoy.service.auth.v3.CheckResponse: 1 status, 2 denied_response, 3 ok_response. */

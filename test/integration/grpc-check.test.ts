@@ -177,6 +177,21 @@ describe('gRPC Check over loopback against the example policies', () => {
     expect(rec).toMatchObject({ msg: 'would deny (dry-run)', result: 'allow', dry_run: true, would_deny: { status: 403, reason_code: 'caller_not_allowed' } });
   });
 
+  test('encode_raw_headers: headers in header_map are read (spoofed x-gatehouse-* removed, request id audited)', async () => {
+    const request = envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: '/v1/orders/7' }) as { attributes: { request: { http: Record<string, unknown> } } };
+    delete request.attributes.request.http['headers'];
+    request.attributes.request.http['headerMap'] = {
+      headers: [
+        { key: 'x-request-id', rawValue: Buffer.from('raw-headers-1') },
+        { key: 'x-gatehouse-role', rawValue: Buffer.from('admin') },
+      ],
+    };
+    const r = await client.check(request);
+    expect(r.status?.code ?? 0).toBe(0);
+    expect(r.okResponse!.headersToRemove).toEqual(['x-gatehouse-role']);
+    expect((await server.auditRecords()).some((x) => x['request_id'] === 'raw-headers-1')).toBe(true);
+  });
+
   test('dry-run without an identity: a client-sent x-gatehouse-caller is removed, never passed on', async () => {
     const r = await client.check(
       envoyCheckRequest({ host: 'inventory', path: '/v1/reservations', headers: { 'x-gatehouse-caller': ORDERS, 'x-gatehouse-policy': 'forged', 'x-gatehouse-decision': 'forged' } }),

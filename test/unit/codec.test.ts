@@ -24,6 +24,31 @@ describe("the hot path's CheckRequest decoder", () => {
     expect({ ...(http['headers'] as object) }).toEqual(fullHttp['headers']);
   });
 
+  test('header_map (encode_raw_headers: true) is read like headers: lower-cased keys, repeats joined', () => {
+    const request = envoyCheckRequest({ principal: CHECKOUT_WEB }) as { attributes: { request: { http: Record<string, unknown> } } };
+    delete request.attributes.request.http['headers'];
+    request.attributes.request.http['headerMap'] = {
+      headers: [
+        { key: ':authority', rawValue: Buffer.from('orders.shop.svc.cluster.local') },
+        { key: 'X-Request-Id', rawValue: Buffer.from('raw-1') },
+        { key: 'x-gatehouse-caller', rawValue: Buffer.from('spoof') },
+        { key: 'accept', rawValue: Buffer.from('a') },
+        { key: 'accept', rawValue: Buffer.from('b') },
+        { key: 'x-odd', rawValue: Buffer.from([0x61, 0xff]) },
+        { key: 'x-value-only', value: 'v' },
+      ],
+    };
+    const http = ((decodeCheckRequest(def.requestSerialize(request))['attributes'] as Record<string, Record<string, Record<string, unknown>>>)['request']!['http']!);
+    expect({ ...(http['headers'] as object) }).toEqual({
+      ':authority': 'orders.shop.svc.cluster.local',
+      'x-request-id': 'raw-1',
+      'x-gatehouse-caller': 'spoof',
+      accept: 'a,b',
+      'x-odd': 'a\ufffd',
+      'x-value-only': 'v',
+    });
+  });
+
   test('a __proto__ header is an ordinary key, never a prototype', () => {
     // JSON.parse makes "__proto__" an own key (an object literal would set the prototype).
     const hostile = JSON.parse('{"__proto__": "x", "constructor": "y"}') as Record<string, string>;

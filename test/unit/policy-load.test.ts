@@ -71,9 +71,18 @@ describe('policy loading', () => {
       allow: [spiffe://td/ok]`),
       'b.yaml': 'apiVersion: gatehouse/v1\nkind: ServicePolicy\nmetadata: {name: b}\nspec:\n  hosts: [b]\n  rules: [ {name: x\n',
     });
+    // Structural errors do not hide the semantic ones of the same document.
     expect(problems).toEqual([
+      "a.yaml:6:11 host 'a:8080': hosts are matched without their port; remove ':8080'",
+      "a.yaml:6:19 host 'Upper' must be lower-case",
+      "a.yaml:9:15 '**' is only allowed as the last segment (e.g. /v1/**)",
+      "a.yaml:9:25 path pattern must start with '/'",
+      "a.yaml:10:15 allow[0]: 'spiffe://td/ns/*/sa': a wildcard may only end a pattern, as '/*' (one segment) or '/**' (any depth)",
+      "a.yaml:10:36 allow[1]: 'spiffe://TD/x': SPIFFE ID trust domain must be lower-case",
       'a.yaml:11:30 spec.rules[0].rateLimit.capacity: must be >= 1',
-      'a.yaml:11:50 spec.rules[0].rateLimit.refillPerSecond: must be > 0',
+      'a.yaml:11:50 spec.rules[0].rateLimit.refillPerSecond: must be >= 0.001',
+      "a.yaml:11:59 per must be 'caller' or 'header:<header-name>' (lower-case), not 'ip'",
+      "a.yaml:12:13 duplicate rule name 'r' (also rules[0]); rule names must be unique in a policy",
       'a.yaml:13:17 spec.rules[1].methods[0]: must be an upper-case HTTP method such as GET or POST',
       expect.stringMatching(/^b\.yaml:7:1 /),
       expect.stringMatching(/^b\.yaml:7:1 /),
@@ -122,6 +131,19 @@ describe('policy loading', () => {
     ).toEqual([
       "b.yaml:6:14 host 'shared' is already guarded by policy a; a host belongs to one policy",
       expect.stringMatching(/^c\.yaml:4:9 duplicate policy name 'a' \(also in .*a\.yaml\)$/),
+    ]);
+  });
+
+  test('a host claimed twice is reported even when the claiming document has other errors', async () => {
+    expect(
+      await problemsOf({
+        'a.yaml': servicePolicy('a', ['shared'], RULE),
+        'b.yaml': servicePolicy('b', ['shared'], `${RULE}
+      colour: red`),
+      }),
+    ).toEqual([
+      "b.yaml:6:11 host 'shared' is already guarded by policy a; a host belongs to one policy",
+      expect.stringMatching(/^b\.yaml:\d+:7 spec\.rules\[0\]: unknown key 'colour'/),
     ]);
   });
 
