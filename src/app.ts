@@ -200,7 +200,7 @@ export class Gatehouse {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.log.info('draining');
-      await Promise.all([this.grpc.drain(this.options.drainTimeoutMs), this.http?.close()]);
+      await Promise.all([this.grpc.drain(this.options.drainTimeoutMs), this.http?.close(this.options.drainTimeoutMs)]);
       await this.audit.flush();
       await this.store.close();
       this.log.info('stopped');

@@ -14,8 +14,8 @@ export function verifyX509Svid(encodedPem: string, bundles: ReadonlyMap<string, 
   if (encodedPem.length > MAX_CERT_LENGTH) return { ok: false, error: 'client certificate is too large' };
   let cert: X509Certificate;
   try {
-    const pem = encodedPem.includes('%') ? decodeURIComponent(encodedPem) : encodedPem;
-    cert = new X509Certificate(pem);
+    const text = encodedPem.includes('%') ? decodeURIComponent(encodedPem) : encodedPem;
+    cert = new X509Certificate(asPem(text));
   } catch {
     return { ok: false, error: 'client certificate is not a PEM certificate' };
   }
@@ -118,6 +118,16 @@ export function keyUsage(der: Buffer): KeyUsage | undefined | 'malformed' {
     return undefined;
   }
   return undefined;
+}
+
+/**
+ * PEM as given, or the leaf of Traefik's `passTLSClientCert` form: base64 DER without the
+ * BEGIN/END lines, certificates of a chain separated by ','.
+ */
+function asPem(text: string): string {
+  if (text.includes('-----BEGIN')) return text;
+  const leaf = text.split(',', 1)[0]!.replace(/\s+/g, '');
+  return `-----BEGIN CERTIFICATE-----\n${leaf}\n-----END CERTIFICATE-----\n`;
 }
 
 function withinValidity(cert: X509Certificate, nowMs: number): boolean {

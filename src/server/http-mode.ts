@@ -35,6 +35,7 @@ const ORIGINAL: Record<Exclude<HttpDialect, 'envoy'>, { method: string; uri: str
 export class HttpAuthServer {
   private readonly server: http.Server;
   private boundPort = 0;
+  private draining = false;
 
   constructor(
     private readonly engine: DecisionEngine,
@@ -69,10 +70,21 @@ export class HttpAuthServer {
     });
   }
 
-  /** Stops accepting; requests in flight are answered; idle keep-alive connections close. */
-  close(): Promise<void> {
+  /**
+   * Stops accepting; requests in flight are answered, each with `connection: close` so busy
+   * keep-alive connections end after their answer; idle ones close now, and whatever is still
+   * open at `deadlineMs` is cut (a proxy's pooled connection would otherwise hold the
+   * process until the keep-alive timeout).
+   */
+  close(deadlineMs: number): Promise<void> {
+    this.draining = true;
     return new Promise((resolve) => {
-      this.server.close(() => resolve());
+      const timer = setTimeout(() => this.server.closeAllConnections(), deadlineMs);
+      timer.unref();
+      this.server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
       this.server.closeIdleConnections();
     });
   }
@@ -104,6 +116,7 @@ export class HttpAuthServer {
   }
 
   private respond(res: http.ServerResponse, decision: Decision): void {
+    if (this.draining) res.setHeader('connection', 'close');
     if (decision.allowed) {
       const { upstream, client } = allowHeaders(decision);
       for (const [k, v] of upstream) res.setHeader(k, v);

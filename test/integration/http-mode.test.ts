@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readTrustBundle } from '../../src/identity/trust-bundle';
@@ -83,22 +84,58 @@ describe('HTTP mode, Envoy dialect (http_service with a path prefix)', () => {
   });
 });
 
-test('HTTP mode, Traefik dialect: the original request from X-Forwarded-*', async () => {
-  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--trust-xfcc', '--http-port', '0', '--http-dialect', 'traefik']);
+test("HTTP mode, Traefik dialect: the original request from X-Forwarded-*, the caller from passTLSClientCert's header", async () => {
+  const ca = new TestCa('shop-traefik');
+  // Traefik's passTLSClientCert (pem: true): base64 DER without BEGIN/END lines, URL-escaped, chain after ','.
+  const traefikForm = (pem: string): string => encodeURIComponent(`${pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '')},MIIBchain`);
+  const checkout = traefikForm(ca.issue('t-checkout', `URI:${CHECKOUT_WEB}`).certPem);
+  const batch = traefikForm(ca.issue('t-batch', `URI:${CHECKOUT_BATCH}`).certPem);
+  const server = await spawnServe([
+    '--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--http-port', '0', '--http-dialect', 'traefik',
+    '--http-client-cert-header', 'X-Forwarded-Tls-Client-Cert', '--trust-bundle', `shop.example=${ca.cert}`,
+  ]);
   try {
-    const headers = (caller: string, method: string, uri: string) => ({
+    const headers = (cert: string, method: string, uri: string) => ({
       'x-forwarded-method': method,
       'x-forwarded-uri': uri,
       'x-forwarded-host': 'orders',
-      'x-forwarded-client-cert': `URI=${caller}`,
+      'x-forwarded-tls-client-cert': cert,
     });
-    expect((await call(server.httpPort!, '/', { headers: headers(CHECKOUT_WEB, 'GET', '/v1/orders/9') })).status).toBe(200);
-    expect((await call(server.httpPort!, '/', { headers: headers(CHECKOUT_BATCH, 'POST', '/v1/orders') })).status).toBe(403);
-    expect((await call(server.httpPort!, '/v1/orders/9', { headers: { host: 'orders', 'x-forwarded-client-cert': `URI=${CHECKOUT_WEB}` } })).status).toBe(403);
+    const ok = await call(server.httpPort!, '/', { headers: headers(checkout, 'GET', '/v1/orders/9') });
+    expect(ok.status).toBe(200);
+    expect(ok.headers.get('x-gatehouse-caller')).toBe(CHECKOUT_WEB);
+    expect((await call(server.httpPort!, '/', { headers: headers(batch, 'POST', '/v1/orders') })).status).toBe(403);
+    // Without --trust-xfcc a client's own XFCC header names nobody.
+    expect((await call(server.httpPort!, '/', { headers: { ...headers('', 'GET', '/v1/orders/9'), 'x-forwarded-client-cert': `URI=${CHECKOUT_WEB}` } })).status).toBe(401);
+    expect((await call(server.httpPort!, '/v1/orders/9', { headers: { host: 'orders', 'x-forwarded-tls-client-cert': checkout } })).status).toBe(403);
   } finally {
     server.child.kill('SIGTERM');
     await server.exited;
   }
+});
+
+test('HTTP mode drains: a keep-alive connection busy at SIGTERM gets its answer with connection: close, and the process exits 0 promptly', async () => {
+  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--http-port', '0', '--http-dialect', 'traefik', '--drain-timeout', '3000']);
+  const socket = net.connect(server.httpPort!, '127.0.0.1');
+  let reply = '';
+  socket.on('data', (b: Buffer) => (reply += b.toString()));
+  socket.on('error', () => undefined);
+  await new Promise((r) => socket.once('connect', r));
+  // Half a request: the connection is busy, not idle, when the drain starts.
+  socket.write('GET / HTTP/1.1\r\nHost: gatehouse\r\nConnection: keep-alive\r\nX-Forwarded-Method: GET\r\n');
+  await new Promise((r) => setTimeout(r, 200));
+  const killedAt = Date.now();
+  server.child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 300));
+  socket.write('X-Forwarded-Uri: /v1/orders/1\r\nX-Forwarded-Host: orders\r\n\r\n');
+  const code = await server.exited;
+  const tookMs = Date.now() - killedAt;
+  socket.destroy();
+  expect(code).toBe(0);
+  expect(reply).toMatch(/^HTTP\/1\.1 401 /); // answered (no identity), not dropped
+  expect(reply.toLowerCase()).toContain('connection: close');
+  // Well inside the drain deadline; a kept-alive socket would hold the process for 65 s.
+  expect(tookMs).toBeLessThan(2500);
 });
 
 describe('X509-SVID verification of forwarded certificates', () => {
