@@ -29,6 +29,11 @@ export interface GatehouseOptions {
   /** Other processes write to the same audit target (workers sharing stdout). */
   readonly auditShared?: boolean;
   readonly drainTimeoutMs: number;
+  /**
+   * On stop, how long to keep answering checks while already reporting NOT_SERVING (gRPC
+   * health, /readyz), so health checkers and endpoint controllers move traffic away first.
+   */
+  readonly shutdownWaitMs?: number;
   /** Shared buckets; absent → the in-process store (one process only). */
   readonly redis?: { readonly url?: string; readonly clusterUrls?: readonly string[]; readonly timeoutMs: number };
 }
@@ -199,6 +204,12 @@ export class Gatehouse {
   /** Graceful stop: NOT_SERVING, finish checks in flight, flush the audit log. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.grpc.health.setServing(false);
+      const waitMs = this.options.shutdownWaitMs ?? 0;
+      if (waitMs > 0) {
+        this.log.info({ waitMs }, 'not serving; still answering checks while traffic moves away');
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
       this.log.info('draining');
       await Promise.all([this.grpc.drain(this.options.drainTimeoutMs), this.http?.close(this.options.drainTimeoutMs)]);
       await this.audit.flush();

@@ -57,6 +57,7 @@ program
   .addOption(new Option('--bundle-poll <seconds>', 'how often to poll the bundle').default(30).argParser(parsePositiveInt).env('GATEHOUSE_BUNDLE_POLL'))
   .addOption(new Option('--no-watch', 'do not reload when files in the policy directory change (SIGHUP still reloads)'))
   .addOption(new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take').default(10000).argParser(parsePositiveInt).env('GATEHOUSE_DRAIN_TIMEOUT'))
+  .addOption(new Option('--shutdown-wait <ms>', 'on SIGTERM, report NOT_SERVING but keep answering checks this long before draining (let health checks move traffic away)').default(0).argParser(intInRange(0, 600_000, 'milliseconds')).env('GATEHOUSE_SHUTDOWN_WAIT'))
   .action(async (opts: ServeFlags) => {
     const log = createLogger(opts.logLevel);
     const trustDomains = opts.trustDomain ?? [];
@@ -89,6 +90,7 @@ program
         : {}),
       auditLog: opts.auditLog,
       drainTimeoutMs: opts.drainTimeout,
+      shutdownWaitMs: opts.shutdownWait,
       ...(redis ? { redis } : {}),
     };
     // In-process buckets live in one process: N workers would each admit a full budget.
@@ -263,6 +265,7 @@ interface ServeFlags {
   auditLog?: string;
   logLevel: string;
   drainTimeout: number;
+  shutdownWait: number;
   redis?: string;
   redisCluster?: string[];
   redisTimeout: number;

@@ -156,7 +156,7 @@ export class Supervisor {
 
   private retire(worker: Worker): Promise<void> {
     if (worker.isDead()) return Promise.resolve();
-    const deadline = this.options.gatehouse.drainTimeoutMs + 2000;
+    const deadline = (this.options.gatehouse.shutdownWaitMs ?? 0) + this.options.gatehouse.drainTimeoutMs + 2000;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn({ pid: worker.process.pid }, 'worker did not drain in time; killing it');

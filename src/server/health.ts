@@ -15,7 +15,9 @@ export class HealthService {
   private readonly watchers = new Set<Watcher>();
 
   setServing(serving: boolean): void {
-    this.status = serving ? SERVING : NOT_SERVING;
+    const status = serving ? SERVING : NOT_SERVING;
+    if (status === this.status) return; // Watch streams hear of changes only
+    this.status = status;
     for (const call of this.watchers) this.send(call);
   }
 

@@ -125,6 +125,26 @@ test('grpc.health Watch reports NOT_SERVING when draining starts', async () => {
   health.close();
 });
 
+test('--shutdown-wait: after SIGTERM, unary health Check says NOT_SERVING and /readyz 503 while checks are still answered', async () => {
+  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--shutdown-wait', '1500']);
+  const client = checkClient(server.port);
+  try {
+    expect(await client.health('')).toEqual({ status: 1 });
+    const killedAt = Date.now();
+    server.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    // What a polling health checker (Envoy's grpc_health_check) sees during the wait.
+    expect(await client.health('')).toEqual({ status: 2 });
+    expect((await get(server.adminPort, '/readyz')).status).toBe(503);
+    const r = await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: '/v1/orders/1' }));
+    expect(r.status?.code ?? 0).toBe(0);
+    expect(await server.exited).toBe(0);
+    expect(Date.now() - killedAt).toBeGreaterThanOrEqual(1400);
+  } finally {
+    client.close();
+  }
+});
+
 describe('--workers 2', () => {
   let server: ServeProcess;
   let auditDir: string;
