@@ -4,7 +4,7 @@ NODE_BIN := node_modules/.bin
 TRUST_DOMAIN ?= shop.example
 ARGS ?=
 
-.PHONY: all install build run test test-unit test-integration validate-examples test-deps clean
+.PHONY: all install build run test test-unit test-integration validate-examples test-deps bench clean
 
 all: build
 
@@ -36,3 +36,9 @@ test: build test-deps validate-examples
 
 clean:
 	rm -rf dist node_modules coverage
+
+# Gatehouse against a bare grpc-js server, same machine, same run (see docs/performance.md).
+bench: build
+	@command -v h2load >/dev/null || { sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; $$sudo apt-get install -y -qq nghttp2-client; }
+	@scripts/ensure-test-deps.sh
+	node bench/run.js
