@@ -21,7 +21,13 @@ const keyCache = new WeakMap<TrustBundle, Map<string, Promise<KeyLike | Uint8Arr
  * signature, `exp` required, `nbf` honoured, `aud` containing an expected audience, `sub` a
  * SPIFFE ID, `typ` JWT or JOSE when present. Error messages never contain the token.
  */
-export async function verifyJwtSvid(token: string, bundles: ReadonlyMap<string, TrustBundle>, options: JwtSvidOptions): Promise<Parsed<SpiffeId>> {
+/** A verified JWT-SVID: its subject, and the audiences it was issued for. */
+export interface VerifiedJwtSvid {
+  readonly id: SpiffeId;
+  readonly audiences: readonly string[];
+}
+
+export async function verifyJwtSvid(token: string, bundles: ReadonlyMap<string, TrustBundle>, options: JwtSvidOptions): Promise<Parsed<VerifiedJwtSvid>> {
   if (token.length > MAX_TOKEN_LENGTH) return fail('token is too large');
   let header: ReturnType<typeof decodeProtectedHeader>;
   let claims: ReturnType<typeof decodeJwt>;
@@ -47,17 +53,19 @@ export async function verifyJwtSvid(token: string, bundles: ReadonlyMap<string, 
   const key = bundle.jwtKeys.get(header.kid);
   if (!key) return fail(`token kid is not a JWT-SVID key of trust domain '${id.value.trustDomain}'`);
 
+  let aud: unknown;
   try {
-    await jwtVerify(token, await importKey(bundle, key.kid, key.jwk, alg), {
+    ({ payload: { aud } } = await jwtVerify(token, await importKey(bundle, key.kid, key.jwk, alg), {
       algorithms: [alg],
       audience: [...options.audiences],
       clockTolerance: options.leewaySeconds,
       requiredClaims: ['exp', 'sub', 'aud'],
-    });
+    }));
   } catch (err) {
     return fail(describe(err));
   }
-  return id;
+  const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
+  return { ok: true, value: { id: id.value, audiences } };
 }
 
 function importKey(bundle: TrustBundle, kid: string, jwk: Record<string, unknown>, alg: string): Promise<KeyLike | Uint8Array> {

@@ -24,7 +24,8 @@ export function isMtlsSource(source: IdentitySource): boolean {
 }
 
 export type IdentityOutcome =
-  | { ok: true; id: SpiffeId; source: IdentitySource }
+  /** `audiences`: for a JWT-SVID, the `aud` it carries (rules may ask for one of them). */
+  | { ok: true; id: SpiffeId; source: IdentitySource; audiences?: readonly string[] }
   | { ok: false; code: 'no_identity' | 'invalid_identity' | 'untrusted_domain'; reason: string; source?: IdentitySource };
 
 /**
@@ -34,7 +35,7 @@ export type IdentityOutcome =
  * stronger one are not read (an app's own bearer token on an mTLS call is not an SVID).
  * Synchronous except for a JWT-SVID, whose signature check is asynchronous in jose.
  */
-export function resolveIdentity(request: NormalizedRequest, config: IdentityConfig, policyAudience?: string): IdentityOutcome | Promise<IdentityOutcome> {
+export function resolveIdentity(request: NormalizedRequest, config: IdentityConfig, audiences?: AudienceScope): IdentityOutcome | Promise<IdentityOutcome> {
   const bundles = config.trustBundles;
   if (request.principal !== '') {
     const byPrincipal = fromSpiffeText(request.principal, 'principal', config);
@@ -73,7 +74,7 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
   }
 
   const token = bearerToken(request.headers['authorization']);
-  if (token !== undefined) return fromJwt(token, config, policyAudience);
+  if (token !== undefined) return fromJwt(token, config, audiences);
 
   return {
     ok: false,
@@ -84,14 +85,25 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
   };
 }
 
-async function fromJwt(token: string, config: IdentityConfig, policyAudience: string | undefined): Promise<IdentityOutcome> {
-  const audience = policyAudience ?? config.jwt?.audience;
-  const verified = await verifyJwtSvid(token, config.trustBundles ?? new Map(), {
-    audiences: audience ? [audience] : [],
-    leewaySeconds: config.jwt?.leewaySeconds ?? 30,
-  });
+/** The audiences a destination accepts: its own (policy, else server) and its rules' own. */
+export interface AudienceScope {
+  readonly policy: string | undefined;
+  readonly rules: readonly string[];
+}
+
+/** The audience a token must carry where a rule names none: the policy's, else --jwt-audience. */
+export function defaultAudience(config: IdentityConfig, policyAudience: string | undefined): string | undefined {
+  return policyAudience ?? config.jwt?.audience;
+}
+
+async function fromJwt(token: string, config: IdentityConfig, scope: AudienceScope | undefined): Promise<IdentityOutcome> {
+  const audience = defaultAudience(config, scope?.policy);
+  // Any audience of the destination verifies here; the matched rule then asks for its own.
+  const audiences = [...(audience ? [audience] : []), ...(scope?.rules ?? [])];
+  const verified = await verifyJwtSvid(token, config.trustBundles ?? new Map(), { audiences, leewaySeconds: config.jwt?.leewaySeconds ?? 30 });
   if (!verified.ok) return { ok: false, code: 'invalid_identity', reason: `JWT-SVID: ${verified.error}`, source: 'jwt' };
-  return fromSpiffeText(verified.value.id, 'jwt', config);
+  const outcome = fromSpiffeText(verified.value.id.id, 'jwt', config);
+  return outcome.ok ? { ...outcome, audiences: verified.value.audiences } : outcome;
 }
 
 /** The token of `authorization: Bearer <token>`; other schemes are not a JWT-SVID credential. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { isMtlsSource, resolveIdentity, type IdentityConfig, type IdentityOutcome } from '../identity/resolve';
+import { defaultAudience, isMtlsSource, resolveIdentity, type IdentityConfig, type IdentityOutcome } from '../identity/resolve';
 import { authorize, authorizeTcp } from '../policy/authorize';
 import type { SpiffeId } from '../identity/spiffe';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
@@ -70,7 +70,8 @@ export class DecisionEngine {
     // The policy is looked up before identity only so that dry-run covers 401s too.
     ctx.policy = request.kind === 'http' ? ctx.set.byHost.get(request.host) : ctx.set.byWorkload.get(request.host);
 
-    const identity = (ctx.identity = await resolveIdentity(request, this.deps.identity, ctx.policy?.audience));
+    const policyScope = ctx.policy ? { policy: ctx.policy.audience, rules: ctx.policy.ruleAudiences } : undefined;
+    const identity = (ctx.identity = await resolveIdentity(request, this.deps.identity, policyScope));
     if (!identity.ok) return deny(401, identity.code, identity.reason);
 
     const policy = ctx.policy;
@@ -90,6 +91,13 @@ export class DecisionEngine {
       case 'allowed':
         ctx.rule = authz.rule;
         ctx.entry = { list: 'allow', index: authz.entry };
+    }
+    if (identity.audiences !== undefined) {
+      // The token verified against some audience of this policy; it must carry this rule's.
+      const wanted = authz.rule.audience ?? defaultAudience(this.deps.identity, policy.audience);
+      if (wanted === undefined || !identity.audiences.includes(wanted)) {
+        return deny(401, 'invalid_identity', `JWT-SVID: token audience does not include '${wanted ?? '(none configured)'}', required by rule ${authz.rule.name}`);
+      }
     }
     if (authz.rule.requireMtls && !isMtlsSource(identity.source)) {
       return deny(403, 'mtls_required', `rule ${authz.rule.name} of policy ${policy.name} requires an mTLS identity, not a ${identity.source} credential`);

@@ -24,6 +24,7 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
       hosts: doc.spec.hosts ?? [],
       workloads: doc.spec.workloads ?? [],
       audience: doc.spec.audience,
+      ruleAudiences: [...new Set(doc.spec.rules.flatMap((r) => (r.audience !== undefined && r.audience !== doc.spec.audience ? [r.audience] : [])))],
       tcp: doc.spec.tcp
         ? {
             allow: (doc.spec.tcp.allow ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
@@ -52,6 +53,7 @@ function compileRule(policyName: string, rule: RuleDoc, index: number): Compiled
     rateLimit: rule.rateLimit ? compileRateLimit(policyName, rule) : null,
     requireMtls: rule.require === 'mtls',
     stripToken: rule.stripToken === true,
+    audience: rule.audience,
   };
 }
 

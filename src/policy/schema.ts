@@ -55,6 +55,7 @@ export const servicePolicySchema = {
               deny: { type: 'array', items: { type: 'string', minLength: 1 } },
               require: { enum: ['mtls'] },
               stripToken: { type: 'boolean' },
+              audience: { type: 'string', minLength: 1 },
               rateLimit: {
                 type: 'object',
                 additionalProperties: false,
@@ -102,6 +103,8 @@ export interface RuleDoc {
   require?: 'mtls';
   /** Remove the caller's `authorization` header before the request goes upstream. */
   stripToken?: boolean;
+  /** The `aud` a JWT-SVID must carry for this rule (else the policy's, else --jwt-audience). */
+  audience?: string;
   rateLimit?: {
     capacity: number;
     refillPerSecond: number;

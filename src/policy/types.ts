@@ -30,6 +30,8 @@ export interface CompiledRule {
   readonly rateLimit: CompiledRateLimit | null;
   readonly requireMtls: boolean;
   readonly stripToken: boolean;
+  /** The `aud` a JWT-SVID must carry for this rule; undefined: the policy's or the server's. */
+  readonly audience: string | undefined;
 }
 
 export interface CompiledPolicy {
@@ -38,6 +40,8 @@ export interface CompiledPolicy {
   readonly hosts: readonly string[];
   readonly workloads: readonly string[];
   readonly audience: string | undefined;
+  /** Rule audiences other than `audience`: a token for one of them is verified, then matched to its rule. */
+  readonly ruleAudiences: readonly string[];
   /** Connection-level rules for TCP checks to `workloads`; null when the policy has none. */
   readonly tcp: { readonly allow: readonly SpiffePattern[]; readonly deny: readonly SpiffePattern[] } | null;
   readonly rules: readonly CompiledRule[];

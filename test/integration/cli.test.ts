@@ -23,7 +23,7 @@ describe('gatehouse validate', () => {
     const dir = policyDir({ 'p.yaml': BROKEN });
     const r = runCli(['validate', dir]);
     expect(r.status).toBe(1);
-    expect(r.stdout.trim().split('\n')).toEqual([`${dir}/p.yaml:10:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, require, stripToken, rateLimit)`]);
+    expect(r.stdout.trim().split('\n')).toEqual([`${dir}/p.yaml:10:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, require, stripToken, audience, rateLimit)`]);
     expect(r.stderr).toContain('1 error');
   });
 });

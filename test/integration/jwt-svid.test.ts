@@ -122,6 +122,40 @@ describe('JWT-SVIDs', () => {
     expect(await decide(undefined, { path: '/admin', principal: CALLER })).toMatchObject({ allowed: true });
   });
 
+  test('a rule audience: the token must carry that rule\'s aud, other rules keep the default', async () => {
+    const ruleSet = await loadSet(
+      policyDir({
+        'p.yaml': servicePolicy('reports', ['reports'], `    - name: export
+      paths: [/export]
+      allow: [spiffe://shop.example/ns/jobs/**]
+      audience: reports-export
+    - name: list
+      paths: [/list]
+      allow: [spiffe://shop.example/ns/jobs/**]`),
+      }),
+    );
+    const decideOn = async (jwt: string, path: string): Promise<Decision> => {
+      let last: Decision | undefined;
+      const engine = new DecisionEngine({
+        policies: () => ruleSet,
+        identity: { trustDomains: new Set(['shop.example']), trustXfcc: false, trustBundles: bundles, jwt: { audience: 'orders', leewaySeconds: 5 } },
+        store: new MemoryBucketStore(),
+        sink: { record: (d) => void (last = d) },
+      });
+      await engine.decide(envoyCheckRequest({ host: 'reports', path, method: 'GET', headers: { authorization: `Bearer ${jwt}` } }));
+      return last!;
+    };
+    const forExport = await token(shopKey, { aud: ['reports-export'] });
+    const forOrders = await token(shopKey, { aud: ['orders'] });
+    const forNeither = await token(shopKey, { aud: ['billing'] });
+    expect(await decideOn(forExport, '/export')).toMatchObject({ allowed: true, rule: { name: 'export' } });
+    // A token for the server's audience is not one for the export rule, and the reverse.
+    expect(await decideOn(forOrders, '/export')).toMatchObject({ allowed: false, status: 401, reason: expect.stringContaining("does not include 'reports-export'") });
+    expect(await decideOn(forExport, '/list')).toMatchObject({ allowed: false, status: 401, reason: expect.stringContaining("does not include 'orders'") });
+    expect(await decideOn(forOrders, '/list')).toMatchObject({ allowed: true, rule: { name: 'list' } });
+    expect(await decideOn(forNeither, '/export')).toMatchObject({ allowed: false, status: 401, reason: expect.stringContaining('aud') });
+  });
+
   test('end to end over gRPC with --trust-bundle and --jwt-audience; the token is never logged', async () => {
     const audit = path.join(dir, 'audit.log');
     const server = await spawnServe([

@@ -56,7 +56,7 @@ describe('policy loading', () => {
       methods: [GET]
       allwo: [spiffe://td/x]`);
     expect(await problemsOf({ 'p.yaml': text })).toEqual([
-      "p.yaml:10:7 spec.rules[0]: unknown key 'allwo' (allowed: name, methods, paths, allow, deny, require, stripToken, rateLimit)",
+      "p.yaml:10:7 spec.rules[0]: unknown key 'allwo' (allowed: name, methods, paths, allow, deny, require, stripToken, audience, rateLimit)",
     ]);
   });
 
