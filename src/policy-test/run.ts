@@ -6,6 +6,7 @@ import type { PolicyProblem, PolicySet } from '../policy/types';
 import { compileSchema, schemaProblems } from '../policy/validate';
 import { parseYamlDocuments, type LocatedDoc } from '../policy/yaml-docs';
 import { MemoryBucketStore } from '../ratelimit/memory-store';
+import { TestCredentials } from './credentials';
 import { policyTestSchema, type CaseDoc, type ExpectDoc, type PolicyTestDoc } from './schema';
 
 export interface CaseResult {
@@ -74,13 +75,14 @@ export async function runPolicyTests(dir: string, options: { trustDomains?: read
   if (problems.some((p) => p.severity === 'error')) return { ok: false, problems };
 
   const set = loaded.set;
+  const credentials = new TestCredentials();
   const used = new Set<string>();
   const results: CaseResult[] = [];
   for (const { located, doc } of suites) {
     const trustDomains = doc.spec.trustDomains ?? options.trustDomains ?? trustDomainsOf(set);
     for (const [i, testCase] of doc.spec.cases.entries()) {
       const start = performance.now();
-      const decision = await runCase(set, testCase, trustDomains, doc.spec.trustXfcc === true);
+      const decision = await runCase(set, testCase, { trustDomains, trustXfcc: doc.spec.trustXfcc === true, jwtAudience: doc.spec.jwtAudience ?? DEFAULT_JWT_AUDIENCE }, credentials);
       if (decision.policy && decision.entry) {
         // A TCP decision has no rule: its entries belong to the policy's `tcp` lists.
         const rule = decision.rule?.name ?? TCP_RULE;
@@ -104,23 +106,39 @@ export async function runPolicyTests(dir: string, options: { trustDomains?: read
   return { ok: true, results, coverage: gaps, totalEntries: total, policyVersion: set.version };
 }
 
-async function runCase(set: PolicySet, testCase: CaseDoc, trustDomains: readonly string[], trustXfcc: boolean): Promise<Decision> {
+/** The server's audience in policy tests unless a suite sets `jwtAudience`. */
+const DEFAULT_JWT_AUDIENCE = 'gatehouse-test';
+
+interface SuiteIdentity {
+  readonly trustDomains: readonly string[];
+  readonly trustXfcc: boolean;
+  readonly jwtAudience: string;
+}
+
+async function runCase(set: PolicySet, testCase: CaseDoc, suite: SuiteIdentity, credentials: TestCredentials): Promise<Decision> {
   const store = new MemoryBucketStore();
   let last: Decision | undefined;
+  let token: string | undefined;
+  const jwt = testCase.request.jwt;
+  if (jwt !== undefined) {
+    // Unless the case says otherwise, the token is for the audience its host's policy expects.
+    const policyAudience = testCase.request.host !== undefined ? set.byHost.get(testCase.request.host.toLowerCase())?.audience : undefined;
+    token = await credentials.jwt(jwt, policyAudience ?? suite.jwtAudience);
+  }
   const engine = new DecisionEngine({
     policies: () => set,
-    identity: { trustDomains: new Set(trustDomains), trustXfcc },
+    identity: { trustDomains: new Set(suite.trustDomains), trustXfcc: suite.trustXfcc, trustBundles: credentials.trustBundles(), jwt: { audience: suite.jwtAudience, leewaySeconds: 0 } },
     store,
     sink: { record: (d) => void (last = d) },
   });
-  const request = checkRequestFor(testCase);
+  const request = checkRequestFor(testCase, token);
   for (let n = 0; n < (testCase.repeat ?? 1); n++) await engine.decide(request);
   await store.close();
   return last!;
 }
 
 /** The CheckRequest Envoy would send for the case. */
-function checkRequestFor(testCase: CaseDoc): unknown {
+function checkRequestFor(testCase: CaseDoc, token: string | undefined): unknown {
   const r = testCase.request;
   if (r.workload !== undefined) {
     // Istio's network-level check: peers only, no HTTP attributes.
@@ -129,6 +147,7 @@ function checkRequestFor(testCase: CaseDoc): unknown {
   const method = r.method ?? 'GET';
   const headers: Record<string, string> = { ':authority': r.host!, ':method': method, ':path': r.path!, ...r.headers };
   if (r.xfcc !== undefined) headers['x-forwarded-client-cert'] = r.xfcc;
+  if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
   return {
     attributes: {
       source: r.caller !== undefined ? { principal: r.caller } : {},

@@ -1,3 +1,5 @@
+import type { JwtCredentialDoc } from './credentials';
+
 /** JSON Schema for `kind: PolicyTest` (`*.test.yaml` beside the policies). */
 export const policyTestSchema = {
   type: 'object',
@@ -19,6 +21,7 @@ export const policyTestSchema = {
       properties: {
         trustDomains: { type: 'array', items: { type: 'string', minLength: 1 } },
         trustXfcc: { type: 'boolean' },
+        jwtAudience: { type: 'string', minLength: 1 },
         cases: {
           type: 'array',
           minItems: 1,
@@ -34,6 +37,16 @@ export const policyTestSchema = {
                 properties: {
                   caller: { type: 'string' },
                   xfcc: { type: 'string' },
+                  jwt: {
+                    type: 'object',
+                    additionalProperties: false,
+                    required: ['sub'],
+                    properties: {
+                      sub: { type: 'string', minLength: 1 },
+                      aud: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }] },
+                      expiresIn: { type: 'integer', minimum: -86400, maximum: 86400 },
+                    },
+                  },
                   workload: { type: 'string', minLength: 1 },
                   host: { type: 'string', minLength: 1 },
                   method: { type: 'string', minLength: 1 },
@@ -74,6 +87,8 @@ export interface PolicyTestDoc {
   spec: {
     trustDomains?: string[];
     trustXfcc?: boolean;
+    /** The server's --jwt-audience for these cases (default `gatehouse-test`). */
+    jwtAudience?: string;
     cases: CaseDoc[];
   };
 }
@@ -81,7 +96,7 @@ export interface PolicyTestDoc {
 export interface CaseDoc {
   name: string;
   /** An HTTP request (host and path), or a TCP connection to `workload` (a SPIFFE ID). */
-  request: { caller?: string; xfcc?: string; workload?: string; host?: string; method?: string; path?: string; headers?: Record<string, string> };
+  request: { caller?: string; xfcc?: string; jwt?: JwtCredentialDoc; workload?: string; host?: string; method?: string; path?: string; headers?: Record<string, string> };
   repeat?: number;
   expect: ExpectDoc;
 }

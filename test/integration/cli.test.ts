@@ -23,8 +23,13 @@ describe('gatehouse validate', () => {
     const dir = policyDir({ 'p.yaml': BROKEN });
     const r = runCli(['validate', dir]);
     expect(r.status).toBe(1);
-    expect(r.stdout.trim().split('\n')).toEqual([`${dir}/p.yaml:10:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, require, stripToken, audience, rateLimit)`]);
-    expect(r.stderr).toContain('1 error');
+    // Every problem at once: the unknown key does not hide the bad host and pattern.
+    expect(r.stdout.trim().split('\n')).toEqual([
+      `${dir}/p.yaml:6:11 host 'p:80': hosts are matched without their port; remove ':80'`,
+      `${dir}/p.yaml:9:15 allow[0]: 'spiffe://td/ns/*/x': a wildcard may only end a pattern, as '/*' (one segment) or '/**' (any depth)`,
+      `${dir}/p.yaml:10:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, require, stripToken, audience, rateLimit)`,
+    ]);
+    expect(r.stderr).toContain('3 errors');
   });
 });
 

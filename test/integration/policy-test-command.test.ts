@@ -74,6 +74,38 @@ describe('gatehouse test', () => {
     expect(xml).toMatch(/<testcase classname="svc" name="wrongly expects the writer to read"[^>]*>\s*<failure message="expected allow, got deny 403 caller_not_allowed/);
   });
 
+  test('JWT-SVID credentials are really signed and verified: audience, expiry, require: mtls', () => {
+    const dir = policyDir({
+      'svc.yaml': servicePolicy('svc', ['svc'], `    - name: export
+      paths: [/export]
+      allow: [spiffe://td.example/ns/jobs/**]
+      audience: svc-export
+    - name: pay
+      paths: [/pay]
+      allow: [spiffe://td.example/ns/jobs/**]
+      require: mtls`),
+      'svc.test.yaml': tests(`    - name: right audience
+      request: { jwt: { sub: spiffe://td.example/ns/jobs/sa/a, aud: svc-export }, host: svc, path: /export }
+      expect: { allow: true, rule: export }
+    - name: wrongly expects another audience to pass
+      request: { jwt: { sub: spiffe://td.example/ns/jobs/sa/a, aud: billing }, host: svc, path: /export }
+      expect: allow
+    - name: wrongly expects an expired token to pass
+      request: { jwt: { sub: spiffe://td.example/ns/jobs/sa/a, aud: svc-export, expiresIn: -120 }, host: svc, path: /export }
+      expect: allow
+    - name: a bearer token is not mTLS
+      request: { jwt: { sub: spiffe://td.example/ns/jobs/sa/a }, host: svc, path: /pay }
+      expect: { deny: 403, reason: mtls_required }`),
+    });
+    const r = runCli(['test', dir]);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toContain('PASS  svc › right audience');
+    expect(r.stdout).toMatch(/FAIL  svc › wrongly expects another audience to pass[^]*got      deny 401 invalid_identity/);
+    expect(r.stdout).toMatch(/FAIL  svc › wrongly expects an expired token to pass[^]*got      deny 401 invalid_identity/);
+    expect(r.stdout).toContain('PASS  svc › a bearer token is not mTLS');
+    expect(r.stdout).toMatch(/^policy-tests: 2 passed, 2 failed$/m);
+  });
+
   test('bad test files are errors with file:line:col, and nothing runs', () => {
     const dir = policyDir({
       'svc.yaml': POLICY,
@@ -90,9 +122,9 @@ describe('gatehouse test', () => {
     const r = runCli(['test', dir]);
     expect(r.status).toBe(1);
     const lines = r.stderr.trim().split('\n').map((l) => l.slice(dir.length + 1));
-    expect(lines).toContain("svc.test.yaml:7:18 spec.cases[0].request: unknown key 'caler' (allowed: caller, xfcc, workload, host, method, path, headers)");
+    expect(lines).toContain("svc.test.yaml:7:18 spec.cases[0].request: unknown key 'caler' (allowed: caller, xfcc, jwt, workload, host, method, path, headers)");
     expect(lines).toEqual([
-      "svc.test.yaml:7:18 spec.cases[0].request: unknown key 'caler' (allowed: caller, xfcc, workload, host, method, path, headers)",
+      "svc.test.yaml:7:18 spec.cases[0].request: unknown key 'caler' (allowed: caller, xfcc, jwt, workload, host, method, path, headers)",
       'svc.test.yaml:14:23 spec.cases[2].expect.deny: must be one of: 401, 403, 429',
     ]);
     expect(r.stdout).toBe('');
