@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BundleError, MAX_BUNDLE_BYTES, unpackBundle, verifyBundle, type BundlePayload } from './bundle';
 
@@ -22,10 +22,15 @@ export class BundlePoller {
   private polling = false;
   active: ActiveBundle | undefined;
 
+  /**
+   * `stateFile`: where the highest activated revision is kept, so that a restart (or a new
+   * replica sharing the volume) never goes back to an older, still correctly signed bundle.
+   */
   constructor(
     private readonly location: string,
     private readonly publicKeyPem: string,
     private readonly log: Logger,
+    private readonly stateFile?: string,
   ) {}
 
   /** The first bundle; failing here means `serve` refuses to start. */
@@ -33,8 +38,47 @@ export class BundlePoller {
     const text = await this.fetch();
     if (text === undefined) throw new BundleError('bundle source returned nothing');
     const payload = await verifyBundle(text, this.publicKeyPem);
+    const seen = await this.readState();
+    if (seen !== undefined) {
+      if (payload.revision < seen.revision) {
+        throw new BundleError(`bundle revision ${payload.revision} is older than revision ${seen.revision} already activated here (${this.stateFile}); refused`);
+      }
+      if (payload.revision === seen.revision && payload.version !== seen.version) {
+        throw new BundleError(`bundle revision ${payload.revision} has different contents from the revision ${seen.revision} activated here before; refused`);
+      }
+    }
     this.active = { dir: await unpackBundle(payload), payload };
+    await this.writeState(payload);
     return this.active;
+  }
+
+  private async readState(): Promise<{ revision: number; version: string } | undefined> {
+    if (this.stateFile === undefined) return undefined;
+    let text: string;
+    try {
+      text = await readFile(this.stateFile, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // first start
+      throw new BundleError(`cannot read bundle state ${this.stateFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    try {
+      const state = JSON.parse(text) as { revision?: unknown; version?: unknown };
+      if (typeof state.revision === 'number' && Number.isInteger(state.revision) && typeof state.version === 'string') {
+        return { revision: state.revision, version: state.version };
+      }
+    } catch {
+      /* reported below */
+    }
+    // A damaged state file must not silently reopen the door to rollbacks.
+    throw new BundleError(`bundle state ${this.stateFile} is not valid; remove it only if you know the newest revision is being served`);
+  }
+
+  /** Written atomically (temp file, then rename), after the bundle is serving. */
+  private async writeState(payload: BundlePayload): Promise<void> {
+    if (this.stateFile === undefined) return;
+    const tmp = `${this.stateFile}.${process.pid}.tmp`;
+    await writeFile(tmp, `${JSON.stringify({ revision: payload.revision, version: payload.version, activatedAt: new Date().toISOString() })}\n`);
+    await rename(tmp, this.stateFile);
   }
 
   /** Polls every `intervalMs`; `activate` switches the server to the new directory. */
@@ -66,6 +110,7 @@ export class BundlePoller {
       if (!(await activate(bundle))) throw new BundleError(`bundle revision ${payload.revision} could not be loaded`);
       this.active = bundle;
       this.lastProblem = undefined;
+      await this.writeState(payload);
       this.log.info({ revision: payload.revision, version: payload.version }, 'bundle activated');
     } catch (err) {
       const message = (err as Error).message;

@@ -5,6 +5,8 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { buildBundle, BUNDLE_TYPE } from '../../src/bundle/bundle';
+import { BundlePoller } from '../../src/bundle/poller';
+import { memoryLogger } from '../helpers/server';
 import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient } from '../helpers/grpc-client';
 import { policyDir, servicePolicy } from '../helpers/policies';
@@ -171,6 +173,30 @@ test('serve --bundle URL polls with ETags and activates new revisions', async ()
     await server.exited;
     origin.close();
   }
+});
+
+test('--bundle-state: a restart never goes back to an older signed revision, nor to other contents under the same one', async () => {
+  const dir = mkdtempSync(path.join(tmp, 'state-'));
+  const file = path.join(dir, 'policies.jws');
+  const state = path.join(dir, 'bundle-state.json');
+  const { log } = memoryLogger();
+  const start = async (jws: string): Promise<number> => {
+    writeFileSync(file, jws);
+    return (await new BundlePoller(file, readFileSync(operator.pub, 'utf8'), log, state).initial()).payload.revision;
+  };
+  expect(await start(await bundleFor('ns/a/sa/one', 2))).toBe(2);
+  expect(JSON.parse(readFileSync(state, 'utf8'))).toMatchObject({ revision: 2 });
+  // The replayed older bundle is correctly signed: only the state file knows better.
+  await expect(start(await bundleFor('ns/a/sa/one', 1))).rejects.toThrow('older than revision 2 already activated here');
+  await expect(start(await bundleFor('ns/a/sa/other', 2))).rejects.toThrow('different contents');
+  expect(await start(await bundleFor('ns/a/sa/one', 2))).toBe(2); // the same bundle again: a plain restart
+  expect(await start(await bundleFor('ns/a/sa/one', 3))).toBe(3);
+  expect(JSON.parse(readFileSync(state, 'utf8'))).toMatchObject({ revision: 3 });
+  writeFileSync(state, '{"revision": "three"');
+  await expect(start(await bundleFor('ns/a/sa/one', 4))).rejects.toThrow('is not valid');
+  // Without a state file, protection is per process (and the poller refuses older revisions).
+  writeFileSync(file, await bundleFor('ns/a/sa/one', 1));
+  expect((await new BundlePoller(file, readFileSync(operator.pub, 'utf8'), log).initial()).payload.revision).toBe(1);
 });
 
 test('serve refuses to start when the first bundle does not verify', () => {
