@@ -39,6 +39,14 @@ function unhandledRejections(): { count: () => number; dispose: () => void } {
   return { count: () => count, dispose: () => process.off('unhandledRejection', onRejection) };
 }
 
+/** The value of an unlabelled metric in the server's Prometheus text. */
+async function metric(server: TestServer, name: string): Promise<number> {
+  const text = await server.app.metrics.registry.metrics();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  if (line === undefined) throw new Error(`metric ${name} not exposed`);
+  return Number(line.slice(name.length + 1));
+}
+
 describe('Redis faults: every check answers within budget, onBackendError is honoured', () => {
   let server: TestServer | undefined;
   let client: CheckClient | undefined;
@@ -128,6 +136,10 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
     for (let i = 0; i < 20; i++) fast.push((await timedCheck(client, '/closed')).ms);
     fast.sort((a, b) => a - b);
     expect(fast[10]!).toBeLessThan(TIMEOUT_MS / 2);
+    // What an operator's alert sees: errors counted (one per limited check that fell back) and the breaker open.
+    const whileFrozen = await metric(server, 'gatehouse_redis_errors_total');
+    expect(whileFrozen).toBeGreaterThanOrEqual(25 + 20);
+    expect(await metric(server, 'gatehouse_redis_breaker_state')).toBe(2);
 
     redis.thaw();
     let recovered = false;
@@ -136,6 +148,7 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
       if (!recovered) await new Promise((r) => setTimeout(r, 100));
     }
     expect(recovered).toBe(true);
+    expect(await metric(server, 'gatehouse_redis_breaker_state')).toBe(0);
     const transitions = logs.lines().filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).includes('breaker'));
     expect(transitions.map((l) => l['msg'])).toEqual([
       'rate-limit backend failing: breaker open, limits follow onBackendError',
