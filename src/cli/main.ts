@@ -54,6 +54,7 @@ program
   .addOption(new Option('--redis-timeout <ms>', 'time budget of the Redis work of one check').default(50).argParser(parsePositiveInt).env('GATEHOUSE_REDIS_TIMEOUT'))
   .addOption(new Option('--bundle <url|file>', 'serve a signed policy bundle (see `gatehouse bundle build`) instead of --policies, polling it for new revisions').env('GATEHOUSE_BUNDLE'))
   .addOption(new Option('--bundle-key <file>', 'public key (PEM, Ed25519 or ECDSA) that bundles must be signed with').env('GATEHOUSE_BUNDLE_KEY'))
+  .addOption(new Option('--bundle-state <file>', 'where the highest activated bundle revision is kept, so a restart never goes back to an older signed bundle (put it on a persistent volume)').env('GATEHOUSE_BUNDLE_STATE'))
   .addOption(new Option('--bundle-poll <seconds>', 'how often to poll the bundle').default(30).argParser(parsePositiveInt).env('GATEHOUSE_BUNDLE_POLL'))
   .addOption(new Option('--no-watch', 'do not reload when files in the policy directory change (SIGHUP still reloads)'))
   .addOption(new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take').default(10000).argParser(parsePositiveInt).env('GATEHOUSE_DRAIN_TIMEOUT'))
@@ -102,7 +103,8 @@ program
     if (opts.bundle && !cluster.isWorker) {
       if (!opts.bundleKey) fail('--bundle needs --bundle-key (the public key bundles are signed with)');
       const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --bundle-key: ${e.code ?? e.message}`));
-      bundle = new BundlePoller(opts.bundle, pem, log);
+      if (!opts.bundleState) log.warn('no --bundle-state: older signed bundles are refused only while this process runs; a restart accepts any signed revision');
+      bundle = new BundlePoller(opts.bundle, pem, log, opts.bundleState);
       try {
         const active = await bundle.initial();
         options = { ...options, policiesDir: active.dir };
@@ -265,6 +267,7 @@ interface ServeFlags {
   auditLog?: string;
   logLevel: string;
   drainTimeout: number;
+  bundleState?: string;
   shutdownWait: number;
   redis?: string;
   redisCluster?: string[];

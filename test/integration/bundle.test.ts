@@ -199,6 +199,16 @@ test('--bundle-state: a restart never goes back to an older signed revision, nor
   expect((await new BundlePoller(file, readFileSync(operator.pub, 'utf8'), log).initial()).payload.revision).toBe(1);
 });
 
+test('serve --bundle-state refuses to start on a bundle older than one it activated before', async () => {
+  const file = path.join(tmp, 'old.jws');
+  const state = path.join(tmp, 'cli-state.json');
+  writeFileSync(file, await bundleFor('ns/a/sa/one', 1));
+  writeFileSync(state, JSON.stringify({ revision: 5, version: 'x' }));
+  const r = runCli(['serve', '--bundle', file, '--bundle-key', operator.pub, '--bundle-state', state, '--grpc-port', '0', '--admin-port', '0', '--workers', '1']);
+  expect(r.status).toBe(1);
+  expect(r.stderr).toContain('bundle revision 1 is older than revision 5 already activated here');
+});
+
 test('serve refuses to start when the first bundle does not verify', () => {
   const file = path.join(tmp, 'bad.jws');
   writeFileSync(file, 'not a bundle');
