@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { AdminProviders, Readiness } from './admin/admin-server';
+import { ReloadHistory } from './policy/history';
 import { AuditLog } from './audit/audit-log';
 import { Metrics } from './metrics/metrics';
 import { DecisionEngine } from './pipeline/engine';
@@ -38,15 +39,7 @@ export interface GatehouseOptions {
   readonly redis?: { readonly url?: string; readonly clusterUrls?: readonly string[]; readonly timeoutMs: number };
 }
 
-export interface ReloadRecord {
-  readonly at: string;
-  readonly result: 'loaded' | 'reloaded' | 'rejected';
-  readonly version: string;
-  readonly errors?: readonly string[];
-}
-
 const REDIS_STARTUP_WAIT_MS = 2000;
-const HISTORY_LENGTH = 20;
 
 export class PolicyLoadError extends Error {
   constructor(readonly problems: readonly PolicyProblem[]) {
@@ -59,7 +52,7 @@ type ReloadResult = { ok: boolean; version: string; problems: readonly PolicyPro
 
 export class Gatehouse {
   private stopping: Promise<void> | undefined;
-  private readonly history: ReloadRecord[] = [];
+  private readonly history = new ReloadHistory();
   private policiesDir: string;
   private reloadRunning: Promise<ReloadResult> | undefined;
   private reloadQueued: Promise<ReloadResult> | undefined;
@@ -76,7 +69,7 @@ export class Gatehouse {
     private readonly log: Logger,
   ) {
     this.policiesDir = options.policiesDir;
-    this.remember('loaded', policySet.version);
+    this.history.add('loaded', policySet.version);
     metrics.policyVersion(policySet.version);
   }
 
@@ -159,7 +152,7 @@ export class Gatehouse {
       const errors = loaded.problems.map(formatProblem);
       this.log.error({ problems: errors, keptVersion: this.policySet.version }, 'policy reload rejected');
       this.metrics.reloaded(false);
-      this.remember('rejected', this.policySet.version, errors);
+      this.history.add('rejected', this.policySet.version, errors);
       return { ok: false, version: this.policySet.version, problems: loaded.problems };
     }
     const previous = this.policySet.version;
@@ -169,7 +162,7 @@ export class Gatehouse {
     this.policySet = loaded.set; // one reference swap: a check reads the set once, so it never mixes versions
     this.metrics.reloaded(true);
     this.metrics.policyVersion(loaded.set.version);
-    this.remember('reloaded', loaded.set.version);
+    this.history.add('reloaded', loaded.set.version);
     this.log.info({ previous, version: loaded.set.version }, 'policies reloaded');
     return { ok: true, version: loaded.set.version, problems: loaded.warnings };
   }
@@ -190,7 +183,7 @@ export class Gatehouse {
 
   /** What /v1/policy shows: the version served, its policies, and the reload history. */
   policyInfo(): Record<string, unknown> {
-    return { ...describePolicySet(this.policySet, this.policiesDir), history: this.history };
+    return { ...describePolicySet(this.policySet, this.policiesDir), history: this.history.records };
   }
 
   adminProviders(): AdminProviders {
@@ -219,10 +212,6 @@ export class Gatehouse {
     return this.stopping;
   }
 
-  private remember(result: ReloadRecord['result'], version: string, errors?: string[]): void {
-    this.history.unshift({ at: new Date().toISOString(), result, version, ...(errors ? { errors } : {}) });
-    this.history.length = Math.min(this.history.length, HISTORY_LENGTH);
-  }
 }
 
 async function openStore(options: GatehouseOptions, log: Logger, metrics: Metrics): Promise<BucketStore> {

@@ -1,3 +1,4 @@
+import { ReloadHistory } from '../policy/history';
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
@@ -40,6 +41,7 @@ export class Supervisor {
   private rolling = false;
   private policySet: PolicySet;
   private policiesDir: string;
+  private readonly history = new ReloadHistory();
 
   private constructor(
     private readonly options: SupervisorOptions,
@@ -48,6 +50,7 @@ export class Supervisor {
   ) {
     this.policySet = policySet;
     this.policiesDir = options.gatehouse.policiesDir;
+    this.history.add('loaded', policySet.version);
     this.restartsCounter = new Counter({ name: 'gatehouse_worker_restarts_total', help: 'Workers restarted after dying.', registers: [this.registry] });
     this.reloadsCounter = new Counter({ name: 'gatehouse_primary_reloads_total', help: 'Policy reloads ordered by the primary, by result.', labelNames: ['result'], registers: [this.registry] });
     new Gauge({ name: 'gatehouse_workers', help: 'Configured worker processes.', registers: [this.registry] }).set(options.workers);
@@ -88,6 +91,7 @@ export class Supervisor {
     const loaded = await loadPolicyDir(dir ?? this.policiesDir);
     if (!loaded.ok) {
       this.reloadsCounter.inc({ result: 'rejected' });
+      this.history.add('rejected', this.policySet.version, loaded.problems.map(formatProblem));
       this.log.error({ problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version }, 'policy reload rejected');
       return false;
     }
@@ -95,6 +99,7 @@ export class Supervisor {
     if (dir !== undefined) this.policiesDir = dir;
     this.policySet = loaded.set;
     this.reloadsCounter.inc({ result: 'ok' });
+    this.history.add('reloaded', loaded.set.version);
     this.broadcast(dir !== undefined ? { type: 'gatehouse:reload', dir } : { type: 'gatehouse:reload' });
     this.log.info({ version: loaded.set.version }, 'policies reloaded; workers told');
     return true;
@@ -188,6 +193,7 @@ export class Supervisor {
   private policyInfo(): Record<string, unknown> {
     return {
       ...describePolicySet(this.policySet, this.policiesDir),
+      history: this.history.records,
       workers: [...this.slots.entries()].map(([slot, s]) => ({ slot, pid: s.worker.process.pid, version: s.status?.version ?? null, ready: s.status?.ready ?? false })),
     };
   }

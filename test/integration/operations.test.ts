@@ -178,6 +178,7 @@ describe('--workers 2', () => {
     expect(metricValue(metrics, 'gatehouse_workers')).toBe(2);
     const info = (await get(server.adminPort, '/v1/policy')).json();
     expect((info['workers'] as { ready: boolean }[]).map((w) => w.ready)).toEqual([true, true]);
+    expect(info['history']).toEqual([{ at: expect.any(String), result: 'loaded', version: info['version'] }]);
     const files = ['audit.w1.log', 'audit.w2.log'].map((f) => path.join(auditDir, f));
     const counts = files.map((f) => readJsonLines(f).length);
     expect(counts[0]! + counts[1]!).toBe(30);

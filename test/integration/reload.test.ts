@@ -132,6 +132,11 @@ describe('hot reload', () => {
       const last = await versionOf(40);
       expect(info['version']).toBe(last);
       await waitFor(async () => ((await policyInfo(server))['workers'] as { version: string }[]).every((w) => w.version === last), 'workers on v40');
+      // The primary keeps the reload history too: the two rejections are in it, newest first.
+      const history = info['history'] as { result: string; version: string; errors?: string[] }[];
+      expect(history[0]).toMatchObject({ result: 'reloaded', version: last });
+      expect(history.filter((h) => h.result === 'rejected')).toHaveLength(2);
+      expect(history.find((h) => h.result === 'rejected')!.errors!.length).toBeGreaterThan(0);
     } finally {
       storming = false;
       clients.forEach((c) => c.close());
