@@ -169,16 +169,16 @@ export class Gatehouse {
 
   readiness(): Readiness {
     const checks: Record<string, string> = { policies: `loaded ${this.policySet.version}` };
-    let ready = true;
+    const failing: string[] = [];
     if (this.stopping) {
       checks['server'] = 'draining';
-      ready = false;
+      failing.push('server');
     }
     if (this.store instanceof RedisBucketStore) {
       checks['redis'] = this.store.healthy ? 'reachable' : 'unreachable';
-      ready &&= this.store.healthy;
+      if (!this.store.healthy) failing.push('redis');
     }
-    return { ready, checks };
+    return { checks, failing };
   }
 
   /** What /v1/policy shows: the version served, its policies, and the reload history. */

@@ -2,8 +2,18 @@ import * as http from 'node:http';
 import type { Logger } from 'pino';
 
 export interface Readiness {
-  readonly ready: boolean;
   readonly checks: Record<string, string>;
+  /** Names of the checks that fail (e.g. `server`, `workers`, `redis`); none: ready. */
+  readonly failing: readonly string[];
+}
+
+/**
+ * Ready unless a check fails that the caller did not exclude: `/readyz?exclude=redis` (as
+ * kube-apiserver's `/readyz?exclude=etcd`) lets a probe keep replicas in service through a
+ * Redis outage, where limits follow `onBackendError` and identity and permissions still apply.
+ */
+export function isReady(readiness: Readiness, excluded: ReadonlySet<string>): boolean {
+  return readiness.failing.every((name) => excluded.has(name));
 }
 
 /** What the admin endpoints report; the single process and the worker primary both provide it. */
@@ -60,7 +70,9 @@ export class AdminServer {
         return send(res, 200, { status: 'ok' });
       case '/readyz': {
         const readiness = this.providers.readiness();
-        return send(res, readiness.ready ? 200 : 503, { status: readiness.ready ? 'ready' : 'not ready', checks: readiness.checks });
+        const excluded = new Set(new URL(req.url ?? '/', 'http://admin').searchParams.getAll('exclude').flatMap((v) => v.split(',')));
+        const ready = isReady(readiness, excluded);
+        return send(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not ready', checks: readiness.checks, ...(readiness.failing.length > 0 ? { failing: readiness.failing } : {}) });
       }
       case '/metrics': {
         const { contentType, body } = await this.providers.metrics();

@@ -8,6 +8,7 @@ export interface WorkerStatus {
   ready: boolean;
   version: string;
   checks: Record<string, string>;
+  failing: readonly string[];
 }
 
 export function isWorkerStatus(message: unknown): message is WorkerStatus {

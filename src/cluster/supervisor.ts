@@ -2,7 +2,7 @@ import { ReloadHistory } from '../policy/history';
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
-import { AdminServer } from '../admin/admin-server';
+import { AdminServer, type Readiness } from '../admin/admin-server';
 import { PolicyLoadError, type GatehouseOptions } from '../app';
 import { loadPolicyDir } from '../policy/load';
 import { describePolicySet, formatProblem, type PolicySet } from '../policy/types';
@@ -180,14 +180,22 @@ export class Supervisor {
     for (const { worker } of this.slots.values()) if (worker.isConnected()) worker.send(message);
   }
 
-  private readiness(): { ready: boolean; checks: Record<string, string> } {
+  private readiness(): Readiness {
     const statuses = [...this.slots.values()].map((s) => s.status);
     const readyCount = statuses.filter((s) => s?.ready).length;
     const checks: Record<string, string> = { workers: `${readyCount}/${this.options.workers} ready`, policies: `loaded ${this.policySet.version}` };
+    const failing: string[] = [];
+    // A worker whose only problem is Redis still serves; that is the `redis` check's to report.
+    const serving = statuses.filter((s) => s !== undefined && s.failing.every((f) => f === 'redis')).length;
+    if (serving < this.options.workers) failing.push('workers');
     const redis = statuses.find((s) => s?.checks['redis'])?.checks['redis'];
     if (redis) checks['redis'] = redis;
-    if (this.shuttingDown) checks['server'] = 'draining';
-    return { ready: !this.shuttingDown && readyCount === this.options.workers, checks };
+    if (statuses.some((s) => s?.failing.includes('redis'))) failing.push('redis');
+    if (this.shuttingDown) {
+      checks['server'] = 'draining';
+      failing.push('server');
+    }
+    return { checks, failing };
   }
 
   private policyInfo(): Record<string, unknown> {

@@ -17,7 +17,7 @@ export async function runWorker(options: GatehouseOptions, log: Logger): Promise
 
   const report = (): void => {
     const readiness = app.readiness();
-    const status: WorkerStatus = { type: 'gatehouse:status', slot, ready: readiness.ready, version: app.policies.version, checks: readiness.checks };
+    const status: WorkerStatus = { type: 'gatehouse:status', slot, ready: readiness.failing.length === 0, version: app.policies.version, checks: readiness.checks, failing: readiness.failing };
     if (process.connected) process.send?.(status);
   };
   report();

@@ -98,12 +98,19 @@ describe('admin endpoints (single process)', () => {
   });
 });
 
-test('/readyz is 503 while Redis is configured and unreachable', async () => {
-  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--redis', `redis://127.0.0.1:${await freePort()}`, '--audit-log', '/dev/null']);
+test.each([['one process', '1'], ['two workers', '2']])('/readyz is 503 while Redis is configured and unreachable, unless the probe excludes it (%s)', async (_name, workers) => {
+  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--redis', `redis://127.0.0.1:${await freePort()}`, '--audit-log', '/dev/null', '--workers', workers]);
   try {
+    // Both workers up and reporting (each sees Redis unreachable, and still serves checks).
+    if (workers !== '1') await waitFor(async () => ((await get(server.adminPort, '/v1/policy')).json()['workers'] as { version: string | null }[]).every((w) => w.version !== null), 'worker statuses');
     const ready = await get(server.adminPort, '/readyz');
     expect(ready.status).toBe(503);
-    expect(ready.json()).toMatchObject({ status: 'not ready', checks: { redis: 'unreachable' } });
+    expect(ready.json()).toMatchObject({ status: 'not ready', checks: { redis: 'unreachable' }, failing: ['redis'] });
+    // A probe that must keep replicas in service through a Redis outage excludes the check.
+    const excluded = await get(server.adminPort, '/readyz?exclude=redis');
+    expect(excluded.status).toBe(200);
+    expect(excluded.json()).toMatchObject({ status: 'ready', checks: { redis: 'unreachable' } });
+    expect((await get(server.adminPort, '/readyz?exclude=workers')).status).toBe(503);
   } finally {
     await stopServer(server);
   }
