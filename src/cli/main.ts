@@ -22,6 +22,7 @@ import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
 import { runCheck } from './check';
 import { runTestCommand } from './test-command';
+import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
 import { collectList, intInRange, parsePort, parsePositiveInt, validateTrustDomains } from './options';
 
 const program = new Command();
@@ -34,15 +35,15 @@ program
   .command('serve')
   .description('run the ext_authz gRPC server')
   .addOption(new Option('--policies <dir>', 'policy directory').default('./policies').env('GATEHOUSE_POLICIES'))
-  .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(9191).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
-  .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(9193).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
+  .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(DEFAULT_GRPC_PORT).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
+  .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(DEFAULT_ADMIN_PORT).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
   .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
   .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default with --redis: one per usable core, CPU quota included; without: 1, since in-process buckets are per process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
   .addOption(new Option('--trust-bundle <domain=file>', 'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable').argParser(collectList).env('GATEHOUSE_TRUST_BUNDLE'))
   .addOption(new Option('--jwt-audience <id>', 'audience JWT-SVIDs must carry (a policy\'s `audience` overrides it)').env('GATEHOUSE_JWT_AUDIENCE'))
   .addOption(new Option('--jwt-leeway <seconds>', 'clock leeway for JWT-SVID exp/nbf').default(30).argParser(intInRange(0, 300, 'seconds')).env('GATEHOUSE_JWT_LEEWAY'))
-  .addOption(new Option('--http-port <port>', 'also serve the HTTP authorization mode on this port').argParser(parsePort).env('GATEHOUSE_HTTP_PORT'))
+  .addOption(new Option('--http-port <port>', `also serve the HTTP authorization mode on this port (conventionally ${DEFAULT_HTTP_PORT}; off unless given)`).argParser(parsePort).env('GATEHOUSE_HTTP_PORT'))
   .addOption(new Option('--http-dialect <proxy>', 'who calls the HTTP mode: envoy (ext_authz http_service), nginx (auth_request) or traefik (forwardAuth)').choices(HTTP_DIALECTS).default('envoy').env('GATEHOUSE_HTTP_DIALECT'))
   .addOption(new Option('--http-path-prefix <prefix>', 'Envoy http_service path_prefix to strip').env('GATEHOUSE_HTTP_PATH_PREFIX'))
   .addOption(new Option('--http-client-cert-header <name>', 'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle').env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'))

@@ -8,6 +8,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from '../../src/cli/defaults';
+import { AUTHORIZATION_SERVICE } from '../../src/server/health';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -81,6 +83,11 @@ const EXT_AUTHZ_PER_ROUTE_TYPE = `${T}envoy.extensions.filters.http.ext_authz.v3
 const HCM_TYPE = `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`;
 const ROUTER_TYPE = `${T}envoy.extensions.filters.http.router.v3.Router`;
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const DOWNSTREAM_TLS_TYPE = `${T}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`;
+/** Exact-path routes that health checkers call; each must skip ext_authz. */
+const HEALTH_PATHS = new Set(['/healthz', '/readyz', '/livez']);
+/** Gatehouse's own upstream headers; client-sent copies (any x-gatehouse-*) must reach it to be removed. */
+const GATEHOUSE_HEADERS = ['x-gatehouse-caller', 'x-gatehouse-policy', 'x-gatehouse-decision', 'x-gatehouse-anything-else'];
 
 /** Every type URL the configs may use; a typo in one is a config Envoy refuses to load. */
 const KNOWN_ENVOY_TYPES = new Set([
@@ -89,7 +96,7 @@ const KNOWN_ENVOY_TYPES = new Set([
   HCM_TYPE,
   ROUTER_TYPE,
   `${T}${HTTP_PROTOCOL_OPTIONS}`,
-  `${T}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`,
+  DOWNSTREAM_TLS_TYPE,
   `${T}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`,
 ]);
 
@@ -126,6 +133,80 @@ function endpointPorts(cluster: Obj): number[] {
     for (const lb of objs(group['lb_endpoints'])) ports.push(Number(dig(lb, 'endpoint', 'address', 'socket_address', 'port_value')));
   }
   return ports;
+}
+
+/** The listener filter chains that carry an http_connection_manager. */
+function httpFilterChains(config: unknown): Array<{ listener: string; chain: Obj }> {
+  const out: Array<{ listener: string; chain: Obj }> = [];
+  for (const listener of objs(dig(config, 'static_resources', 'listeners'))) {
+    for (const chain of objs(listener['filter_chains'])) {
+      if (objs(chain['filters']).some((f) => f['name'] === HCM)) out.push({ listener: str(listener['name']), chain });
+    }
+  }
+  return out;
+}
+
+/**
+ * mTLS on the listener: Gatehouse's caller is the client certificate's SPIFFE ID
+ * (source.principal in gRPC mode, this hop's XFCC element in HTTP mode). Without a required,
+ * verified client certificate there is no identity and every check is a 401.
+ */
+function downstreamTlsProblems(config: unknown): string[] {
+  const problems: string[] = [];
+  for (const { listener, chain } of httpFilterChains(config)) {
+    const tls = obj(dig(chain, 'transport_socket', 'typed_config'));
+    if (tls['@type'] !== DOWNSTREAM_TLS_TYPE) {
+      problems.push(`listener ${listener}: no DownstreamTlsContext (plaintext: no client certificate, no caller identity)`);
+      continue;
+    }
+    if (tls['require_client_certificate'] !== true) problems.push(`listener ${listener}: require_client_certificate is not true`);
+    const common = obj(tls['common_tls_context']);
+    if (common['validation_context'] === undefined && common['validation_context_sds_secret_config'] === undefined && common['combined_validation_context'] === undefined) {
+      problems.push(`listener ${listener}: no validation context (client certificates are not verified against the trust bundle)`);
+    }
+  }
+  return problems;
+}
+
+/** Endpoint `health_check_config.port_value` overrides (health checks elsewhere than the traffic port). */
+function healthCheckPorts(cluster: Obj): Array<number | undefined> {
+  const ports: Array<number | undefined> = [];
+  for (const group of objs(dig(cluster, 'load_assignment', 'endpoints'))) {
+    for (const lb of objs(group['lb_endpoints'])) {
+      const p = dig(lb, 'endpoint', 'health_check_config', 'port_value');
+      ports.push(p === undefined ? undefined : Number(p));
+    }
+  }
+  return ports;
+}
+
+/**
+ * Active health checks of an authz cluster must reach something that answers them: gRPC
+ * health (grpc.health.v1, '' or the Authorization service) on the gRPC port, or /readyz or
+ * /healthz on the admin port. Elsewhere (e.g. /readyz sent to the HTTP authorization port,
+ * where it is checked like any request and denied) every host is marked unhealthy and every
+ * check fails.
+ */
+function healthCheckProblems(name: string, cluster: Obj): string[] {
+  const problems: string[] = [];
+  const traffic = endpointPorts(cluster);
+  const ports = healthCheckPorts(cluster).map((p, i) => p ?? traffic[i]);
+  for (const hc of objs(cluster['health_checks'])) {
+    const grpcHc = hc['grpc_health_check'];
+    const httpHc = hc['http_health_check'];
+    if (grpcHc !== undefined) {
+      const service = str(dig(grpcHc, 'service_name'));
+      if (service !== '' && service !== AUTHORIZATION_SERVICE) problems.push(`cluster ${name}: grpc_health_check service_name '${service}' is unknown to Gatehouse (NOT_FOUND: every host unhealthy)`);
+      for (const p of ports) if (p !== DEFAULT_GRPC_PORT) problems.push(`cluster ${name}: gRPC health checks go to port ${String(p)}, not the gRPC port ${DEFAULT_GRPC_PORT}`);
+    } else if (httpHc !== undefined) {
+      const hcPath = str(dig(httpHc, 'path'));
+      if (hcPath !== '/readyz' && hcPath !== '/healthz') problems.push(`cluster ${name}: http_health_check path '${hcPath}' is not /readyz or /healthz`);
+      for (const p of ports) if (p !== DEFAULT_ADMIN_PORT) problems.push(`cluster ${name}: HTTP health checks go to port ${String(p)}, not the admin port ${DEFAULT_ADMIN_PORT}`);
+    } else {
+      problems.push(`cluster ${name}: health check is neither grpc_health_check nor http_health_check`);
+    }
+  }
+  return problems;
 }
 
 function hasExplicitHttp2(cluster: Obj): boolean {
@@ -170,6 +251,7 @@ function envoyProblems(config: unknown, mode: EnvoyMode): string[] {
 
   const managers = connectionManagers(config);
   if (managers.length === 0) problems.push('no http_connection_manager');
+  problems.push(...downstreamTlsProblems(config));
   for (const hcm of managers) {
     if (hcm['@type'] !== HCM_TYPE) problems.push(`http_connection_manager has @type '${str(hcm['@type'])}'`);
     const filters = objs(hcm['http_filters']);
@@ -185,6 +267,7 @@ function envoyProblems(config: unknown, mode: EnvoyMode): string[] {
       if (router !== -1 && authz > router) problems.push('ext_authz comes after the router');
       problems.push(...extAuthzProblems(obj(filters[authz]?.['typed_config']), clusters, mode));
     }
+    if (mode === 'http') problems.push(...xfccProblems(hcm));
     problems.push(...routeProblems(obj(hcm['route_config']), clusters));
   }
   return problems;
@@ -193,11 +276,25 @@ function envoyProblems(config: unknown, mode: EnvoyMode): string[] {
 function extAuthzProblems(ext: Obj, clusters: Map<string, Obj>, mode: EnvoyMode): string[] {
   const problems: string[] = [];
   if (ext['@type'] !== EXT_AUTHZ_TYPE) problems.push(`ext_authz has @type '${str(ext['@type'])}'`);
-  if (ext['failure_mode_allow'] !== false) problems.push('ext_authz must set failure_mode_allow: false (fail closed)');
+  // Unset is false (fail closed); anything else lets every request through when Gatehouse is down.
+  const failOpen = ext['failure_mode_allow'];
+  if (failOpen !== undefined && failOpen !== false) problems.push(`ext_authz failure_mode_allow is ${String(failOpen)}: must be false or unset (fail closed)`);
+  // disallowed_headers always wins over allowed_headers: a client-sent x-gatehouse-* kept from
+  // Gatehouse cannot be listed for removal and reaches the upstream under Gatehouse's name.
+  for (const h of ['authorization', ...GATEHOUSE_HEADERS]) {
+    if (ext['disallowed_headers'] !== undefined && matcherAllows(ext['disallowed_headers'], h)) problems.push(`disallowed_headers keeps request header ${h} from Gatehouse`);
+  }
 
   if (mode === 'grpc') {
     if (ext['http_service'] !== undefined) problems.push('gRPC config sets http_service');
     if (ext['transport_api_version'] !== 'V3') problems.push('ext_authz transport_api_version must be V3');
+    if (ext['include_peer_certificate'] !== true) problems.push('ext_authz include_peer_certificate is not true (source.certificate stays empty)');
+    // gRPC mode sends every header unless allowed_headers narrows it.
+    if (ext['allowed_headers'] !== undefined) {
+      for (const h of ['authorization', 'x-forwarded-client-cert', ...GATEHOUSE_HEADERS]) {
+        if (!matcherAllows(ext['allowed_headers'], h)) problems.push(`allowed_headers does not send request header ${h} to Gatehouse`);
+      }
+    }
     const grpcService = obj(ext['grpc_service']);
     if (!isPositiveDuration(grpcService['timeout'])) problems.push('ext_authz grpc_service has no timeout');
     const name = str(dig(grpcService, 'envoy_grpc', 'cluster_name'));
@@ -207,7 +304,8 @@ function extAuthzProblems(ext: Obj, clusters: Map<string, Obj>, mode: EnvoyMode)
     } else {
       if (!hasExplicitHttp2(cluster)) problems.push(`cluster ${name} does not speak HTTP/2 (explicit_http_config.http2_protocol_options)`);
       const ports = endpointPorts(cluster);
-      if (ports.length === 0 || ports.some((p) => p !== 9191)) problems.push(`cluster ${name} must point at the gRPC port 9191, has ${ports.join(',')}`);
+      if (ports.length === 0 || ports.some((p) => p !== DEFAULT_GRPC_PORT)) problems.push(`cluster ${name} must point at Gatehouse's gRPC port ${DEFAULT_GRPC_PORT}, has ${ports.join(',')}`);
+      problems.push(...healthCheckProblems(name, cluster));
     }
     return problems;
   }
@@ -227,15 +325,16 @@ function extAuthzProblems(ext: Obj, clusters: Map<string, Obj>, mode: EnvoyMode)
     problems.push(`ext_authz cluster '${name}' is not defined`);
   } else {
     const ports = endpointPorts(cluster);
-    if (ports.length === 0 || ports.some((p) => p !== 9192)) problems.push(`cluster ${name} must point at the HTTP authorization port 9192, has ${ports.join(',')}`);
+    if (ports.length === 0 || ports.some((p) => p !== DEFAULT_HTTP_PORT)) problems.push(`cluster ${name} must point at the HTTP authorization port ${DEFAULT_HTTP_PORT}, has ${ports.join(',')}`);
     if (hasExplicitHttp2(cluster)) problems.push(`cluster ${name} forces HTTP/2 on the HTTP/1.1 authorization port`);
+    problems.push(...healthCheckProblems(name, cluster));
   }
 
   const topLevel = ext['allowed_headers'];
   const legacy = dig(httpService, 'authorization_request', 'allowed_headers');
   if (topLevel !== undefined && legacy !== undefined) problems.push('allowed_headers set twice (Envoy rejects the config)');
   const allowed = topLevel ?? legacy;
-  for (const h of ['authorization', 'x-forwarded-client-cert', 'x-request-id', 'traceparent']) {
+  for (const h of ['authorization', 'x-forwarded-client-cert', 'x-request-id', 'traceparent', ...GATEHOUSE_HEADERS]) {
     if (!matcherAllows(allowed, h)) problems.push(`request header ${h} is not sent to Gatehouse`);
   }
   const response = obj(httpService['authorization_response']);
@@ -251,6 +350,19 @@ function extAuthzProblems(ext: Obj, clusters: Map<string, Obj>, mode: EnvoyMode)
   return problems;
 }
 
+/**
+ * HTTP mode: the caller's identity reaches Gatehouse (--trust-xfcc) only as the last XFCC
+ * element, so this hop must write it (SANITIZE_SET or APPEND_FORWARD) with the URI SAN;
+ * FORWARD_ONLY / ALWAYS_FORWARD_ONLY pass a client-forged header through.
+ */
+function xfccProblems(hcm: Obj): string[] {
+  const problems: string[] = [];
+  const mode = str(hcm['forward_client_cert_details']);
+  if (mode !== 'SANITIZE_SET' && mode !== 'APPEND_FORWARD') problems.push(`forward_client_cert_details is ${mode || 'unset (SANITIZE)'}: this hop does not write the XFCC Gatehouse reads`);
+  if (dig(hcm, 'set_current_client_cert_details', 'uri') !== true) problems.push('set_current_client_cert_details.uri is not true: the XFCC element carries no SPIFFE ID');
+  return problems;
+}
+
 function routeProblems(routeConfig: Obj, clusters: Map<string, Obj>): string[] {
   const problems: string[] = [];
   let healthz = 0;
@@ -261,12 +373,12 @@ function routeProblems(routeConfig: Obj, clusters: Map<string, Obj>): string[] {
       if (target !== '' && !clusters.has(target)) problems.push(`route to undefined cluster '${target}'`);
       const override = dig(route, 'typed_per_filter_config', EXT_AUTHZ);
       const exactPath = dig(route, 'match', 'path');
-      if (exactPath === '/healthz') {
-        healthz += 1;
-        if (dig(override, '@type') !== EXT_AUTHZ_PER_ROUTE_TYPE) problems.push(`/healthz override has @type '${str(dig(override, '@type'))}'`);
-        if (dig(override, 'disabled') !== true) problems.push('/healthz does not disable ext_authz');
+      if (typeof exactPath === 'string' && HEALTH_PATHS.has(exactPath)) {
+        if (exactPath === '/healthz') healthz += 1;
+        if (dig(override, '@type') !== EXT_AUTHZ_PER_ROUTE_TYPE) problems.push(`${exactPath} override has @type '${str(dig(override, '@type'))}'`);
+        if (dig(override, 'disabled') !== true) problems.push(`${exactPath} does not disable ext_authz`);
       } else if (override !== undefined) {
-        problems.push(`route ${JSON.stringify(route['match'])} changes ext_authz; only the exact /healthz route may`);
+        problems.push(`route ${JSON.stringify(route['match'])} changes ext_authz; only exact health routes (${[...HEALTH_PATHS].join(', ')}) may`);
       }
     }
   }
@@ -293,10 +405,29 @@ describe('envoy/', () => {
     expect(dig(filters[0], 'typed_config', '@type')).toBe(EXT_AUTHZ_TYPE);
     expect(dig(filters[0], 'typed_config', 'transport_api_version')).toBe('V3');
     expect(dig(filters[0], 'typed_config', 'failure_mode_allow')).toBe(false);
+    expect(dig(filters[0], 'typed_config', 'include_peer_certificate')).toBe(true);
+    for (const config of [grpcConfig, httpConfig]) {
+      const chains = httpFilterChains(config);
+      expect(chains.length).toBeGreaterThan(0);
+      for (const { chain } of chains) expect(dig(chain, 'transport_socket', 'typed_config', 'require_client_certificate')).toBe(true);
+    }
     const cluster = clusterMap(grpcConfig).get('gatehouse') ?? {};
     expect(dig(cluster, 'typed_extension_protocol_options', HTTP_PROTOCOL_OPTIONS, 'explicit_http_config', 'http2_protocol_options')).toEqual({});
-    expect(endpointPorts(cluster)).toEqual([9191]);
-    expect(endpointPorts(clusterMap(httpConfig).get('gatehouse_http') ?? {})).toEqual([9192]);
+    expect(endpointPorts(cluster)).toEqual([DEFAULT_GRPC_PORT]);
+    const httpCluster = clusterMap(httpConfig).get('gatehouse_http') ?? {};
+    expect(endpointPorts(httpCluster)).toEqual([DEFAULT_HTTP_PORT]);
+    expect(healthCheckPorts(httpCluster)).toEqual([DEFAULT_ADMIN_PORT]);
+  });
+
+  test('the ports compared against are the ones `serve` defaults to', () => {
+    // The checkers use src/cli/defaults.ts; this keeps main.ts from drifting back to literals.
+    const cli = read('src/cli/main.ts');
+    const option = (flag: string): string => cli.split('\n').find((l) => l.includes(`new Option('${flag} `)) ?? '';
+    expect(option('--grpc-port')).toContain('.default(DEFAULT_GRPC_PORT)');
+    expect(option('--admin-port')).toContain('.default(DEFAULT_ADMIN_PORT)');
+    expect(option('--http-port')).toContain('DEFAULT_HTTP_PORT');
+    expect(option('--http-port')).not.toContain('.default(');
+    expect(new Set([DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT, DEFAULT_ADMIN_PORT]).size).toBe(3);
   });
 
   describe('the checker notices', () => {
@@ -306,6 +437,10 @@ describe('envoy/', () => {
     const httpService = (c: unknown): Obj => obj(extOf(c)['http_service']);
     const healthRoute = (c: unknown): Obj =>
       objs(dig(hcmOf(c), 'route_config', 'virtual_hosts', 0, 'routes')).find((r) => dig(r, 'match', 'path') === '/healthz') ?? {};
+    const tlsOf = (c: unknown): Obj => obj(dig(httpFilterChains(c)[0]?.chain, 'transport_socket', 'typed_config'));
+    const endpointOf = (c: unknown, cluster: string): Obj => obj(dig(clusterMap(c).get(cluster), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint'));
+    const socketOf = (c: unknown, cluster: string): Obj => obj(dig(endpointOf(c, cluster), 'address', 'socket_address'));
+    const addRoute = (c: unknown, route: Obj): void => { list(dig(hcmOf(c), 'route_config', 'virtual_hosts', 0, 'routes')).unshift(route); };
 
     const cases: Array<[string, EnvoyMode, (c: Obj) => void, RegExp]> = [
       ['router before ext_authz', 'grpc', (c) => { (hcmOf(c)['http_filters'] as unknown[]).reverse(); }, /router is not the last|after the router/],
@@ -314,16 +449,44 @@ describe('envoy/', () => {
       ['transport_api_version unset', 'grpc', (c) => { delete extOf(c)['transport_api_version']; }, /V3/],
       ['no timeout', 'grpc', (c) => { delete obj(extOf(c)['grpc_service'])['timeout']; }, /no timeout/],
       ['fail open', 'grpc', (c) => { extOf(c)['failure_mode_allow'] = true; }, /failure_mode_allow/],
-      ['failure_mode_allow left to its default', 'grpc', (c) => { delete extOf(c)['failure_mode_allow']; }, /failure_mode_allow/],
+      ['fail open in HTTP mode', 'http', (c) => { extOf(c)['failure_mode_allow'] = true; }, /failure_mode_allow/],
       ['HTTP/1.1 to the gRPC port', 'grpc', (c) => { delete grpcCluster(c)['typed_extension_protocol_options']; }, /HTTP\/2/],
       ['HTTP/1 options instead of HTTP/2', 'grpc', (c) => { obj(dig(grpcCluster(c), 'typed_extension_protocol_options', HTTP_PROTOCOL_OPTIONS))['explicit_http_config'] = { http_protocol_options: {} }; }, /HTTP\/2/],
-      ['the gRPC cluster on the admin port', 'grpc', (c) => { obj(dig(grpcCluster(c), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address'))['port_value'] = 9193; }, /9191/],
+      ['HTTP/2 options without the HttpProtocolOptions @type', 'grpc', (c) => { delete obj(dig(grpcCluster(c), 'typed_extension_protocol_options', HTTP_PROTOCOL_OPTIONS))['@type']; }, /HTTP\/2/],
+      ['the gRPC cluster on the admin port', 'grpc', (c) => { socketOf(c, 'gatehouse')['port_value'] = DEFAULT_ADMIN_PORT; }, new RegExp(`gRPC port ${DEFAULT_GRPC_PORT}, has ${DEFAULT_ADMIN_PORT}`)],
+      ['the gRPC cluster on the HTTP-mode port', 'grpc', (c) => { socketOf(c, 'gatehouse')['port_value'] = DEFAULT_HTTP_PORT; }, new RegExp(`gRPC port ${DEFAULT_GRPC_PORT}, has ${DEFAULT_HTTP_PORT}`)],
+      ['no client certificate required', 'grpc', (c) => { tlsOf(c)['require_client_certificate'] = false; }, /require_client_certificate/],
+      ['require_client_certificate left to its default', 'grpc', (c) => { delete tlsOf(c)['require_client_certificate']; }, /require_client_certificate/],
+      ['a plaintext listener', 'grpc', (c) => { delete obj(httpFilterChains(c)[0]?.chain)['transport_socket']; }, /no DownstreamTlsContext/],
+      ['client certificates not verified', 'grpc', (c) => { delete obj(tlsOf(c)['common_tls_context'])['validation_context']; }, /no validation context/],
+      ['no client certificate required in HTTP mode', 'http', (c) => { tlsOf(c)['require_client_certificate'] = false; }, /require_client_certificate/],
+      ['no peer certificate', 'grpc', (c) => { delete extOf(c)['include_peer_certificate']; }, /include_peer_certificate/],
+      ['x-gatehouse-* withheld by allowed_headers', 'grpc', (c) => { extOf(c)['allowed_headers'] = { patterns: [{ exact: 'authorization' }, { exact: 'x-forwarded-client-cert' }, { exact: 'x-gatehouse-caller' }] }; }, /x-gatehouse-policy/],
+      ['x-gatehouse-* withheld by disallowed_headers', 'grpc', (c) => { extOf(c)['disallowed_headers'] = { patterns: [{ prefix: 'x-gatehouse-' }] }; }, /disallowed_headers keeps request header x-gatehouse-caller/],
+      ['a gRPC health check for an unknown service', 'grpc', (c) => { obj(dig(grpcCluster(c), 'health_checks', 0, 'grpc_health_check'))['service_name'] = 'gatehouse'; }, /service_name 'gatehouse' is unknown/],
+      ['an HTTP health check on the gRPC port', 'grpc', (c) => { const hc = obj(dig(grpcCluster(c), 'health_checks', 0)); delete hc['grpc_health_check']; hc['http_health_check'] = { path: '/readyz' }; }, new RegExp(`HTTP health checks go to port ${DEFAULT_GRPC_PORT}, not the admin port`)],
+      ['a gRPC health check on the admin port', 'grpc', (c) => { endpointOf(c, 'gatehouse')['health_check_config'] = { port_value: DEFAULT_ADMIN_PORT }; }, new RegExp(`gRPC health checks go to port ${DEFAULT_ADMIN_PORT}`)],
+      ['a health check on the wrong path', 'http', (c) => { obj(dig(clusterMap(c).get('gatehouse_http'), 'health_checks', 0, 'http_health_check'))['path'] = '/metrics'; }, /path '\/metrics' is not/],
+      ['a /readyz route still checked', 'grpc', (c) => { addRoute(c, { match: { path: '/readyz' }, route: { cluster: 'app' } }); }, /\/readyz does not disable ext_authz/],
+      ['ext_authz disabled on the catch-all route', 'grpc', (c) => { const r = objs(dig(hcmOf(c), 'route_config', 'virtual_hosts', 0, 'routes')).find((x) => dig(x, 'match', 'prefix') === '/'); obj(r)['typed_per_filter_config'] = { [EXT_AUTHZ]: { '@type': EXT_AUTHZ_PER_ROUTE_TYPE, disabled: true } }; }, /changes ext_authz/],
+      ['/healthz not disabled in HTTP mode', 'http', (c) => { delete obj(dig(healthRoute(c), 'typed_per_filter_config', EXT_AUTHZ))['disabled']; }, /does not disable/],
+      ['router before ext_authz in HTTP mode', 'http', (c) => { (hcmOf(c)['http_filters'] as unknown[]).reverse(); }, /router is not the last|after the router/],
       ['a misspelt cluster name', 'grpc', (c) => { obj(dig(extOf(c), 'grpc_service', 'envoy_grpc'))['cluster_name'] = 'gatehous'; }, /not defined/],
       ['/healthz override with the filter type', 'grpc', (c) => { obj(dig(healthRoute(c), 'typed_per_filter_config', EXT_AUTHZ))['@type'] = EXT_AUTHZ_TYPE; }, /\/healthz override/],
       ['/healthz not disabled', 'grpc', (c) => { delete obj(dig(healthRoute(c), 'typed_per_filter_config', EXT_AUTHZ))['disabled']; }, /does not disable/],
       ['/healthz as a prefix', 'grpc', (c) => { healthRoute(c)['match'] = { prefix: '/healthz' }; }, /only the exact \/healthz|no exact \/healthz/],
       ['an unknown @type', 'grpc', (c) => { obj(dig(objs(hcmOf(c)['http_filters'])[1], 'typed_config'))['@type'] = `${T}envoy.extensions.filters.http.router.v3.Routr`; }, /unknown @type/],
-      ['HTTP mode on the gRPC port', 'http', (c) => { obj(dig(clusterMap(c).get('gatehouse_http'), 'load_assignment', 'endpoints', 0, 'lb_endpoints', 0, 'endpoint', 'address', 'socket_address'))['port_value'] = 9191; }, /9192/],
+      ['HTTP mode on the gRPC port', 'http', (c) => { socketOf(c, 'gatehouse_http')['port_value'] = DEFAULT_GRPC_PORT; }, new RegExp(`authorization port ${DEFAULT_HTTP_PORT}, has ${DEFAULT_GRPC_PORT}`)],
+      ['HTTP mode on the admin port', 'http', (c) => { socketOf(c, 'gatehouse_http')['port_value'] = DEFAULT_ADMIN_PORT; }, new RegExp(`authorization port ${DEFAULT_HTTP_PORT}, has ${DEFAULT_ADMIN_PORT}`)],
+      ['HTTP-mode /readyz health check on the authorization port', 'http', (c) => { delete endpointOf(c, 'gatehouse_http')['health_check_config']; }, new RegExp(`HTTP health checks go to port ${DEFAULT_HTTP_PORT}, not the admin port ${DEFAULT_ADMIN_PORT}`)],
+      ['HTTP-mode health check on the gRPC port', 'http', (c) => { obj(endpointOf(c, 'gatehouse_http')['health_check_config'])['port_value'] = DEFAULT_GRPC_PORT; }, /not the admin port/],
+      ['HTTP mode forced to HTTP/2', 'http', (c) => { (clusterMap(c).get('gatehouse_http') ?? {})['typed_extension_protocol_options'] = { [HTTP_PROTOCOL_OPTIONS]: { '@type': `${T}${HTTP_PROTOCOL_OPTIONS}`, explicit_http_config: { http2_protocol_options: {} } } }; }, /forces HTTP\/2/],
+      ['client-sent x-gatehouse-* not sent to Gatehouse', 'http', (c) => { const a = obj(extOf(c)['allowed_headers']); a['patterns'] = objs(a['patterns']).filter((p) => p['prefix'] !== 'x-gatehouse-'); }, /request header x-gatehouse-anything-else is not sent/],
+      ['only some x-gatehouse-* sent to Gatehouse', 'http', (c) => { const a = obj(extOf(c)['allowed_headers']); a['patterns'] = [...objs(a['patterns']).filter((p) => p['prefix'] !== 'x-gatehouse-'), { exact: 'x-gatehouse-caller' }]; }, /request header x-gatehouse-policy is not sent/],
+      ['x-gatehouse-caller not copied upstream', 'http', (c) => { const r = obj(dig(httpService(c), 'authorization_response', 'allowed_upstream_headers')); r['patterns'] = objs(r['patterns']).filter((p) => p['exact'] !== 'x-gatehouse-caller'); }, /upstream header x-gatehouse-caller is not copied/],
+      ['client XFCC forwarded as is', 'http', (c) => { hcmOf(c)['forward_client_cert_details'] = 'FORWARD_ONLY'; }, /forward_client_cert_details is FORWARD_ONLY/],
+      ['XFCC sanitised away', 'http', (c) => { delete hcmOf(c)['forward_client_cert_details']; }, /forward_client_cert_details is unset/],
+      ['XFCC without the URI SAN', 'http', (c) => { delete hcmOf(c)['set_current_client_cert_details']; }, /set_current_client_cert_details\.uri/],
       ['HTTP mode without a timeout', 'http', (c) => { delete obj(httpService(c)['server_uri'])['timeout']; }, /no timeout/],
       ['path_prefix "/"', 'http', (c) => { httpService(c)['path_prefix'] = '/'; }, /path_prefix/],
       ['allowed_headers in both places', 'http', (c) => { httpService(c)['authorization_request'] = { allowed_headers: { patterns: [{ exact: 'authorization' }] } }; }, /set twice/],
@@ -331,9 +494,18 @@ describe('envoy/', () => {
       ['ratelimit headers dropped on allow', 'http', (c) => { delete obj(httpService(c)['authorization_response'])['allowed_client_headers_on_success']; }, /ratelimit-limit is not copied on allow/],
     ];
     test.each(cases)('%s', (_name, mode, mutate, expected) => {
-      const config = clone(mode === 'grpc' ? grpcConfig : httpConfig);
+      const original = mode === 'grpc' ? grpcConfig : httpConfig;
+      const config = clone(original);
       mutate(config);
+      expect(config).not.toEqual(original);
       expect(envoyProblems(config, mode).join('\n')).toMatch(expected);
+    });
+
+    // What Envoy accepts as fail-closed: failure_mode_allow defaults to false.
+    test.each(['grpc', 'http'] as EnvoyMode[])('failure_mode_allow unset is fail closed too (%s)', (mode) => {
+      const config = clone(mode === 'grpc' ? grpcConfig : httpConfig);
+      delete extOf(config)['failure_mode_allow'];
+      expect(envoyProblems(config, mode).filter((p) => p.includes('failure_mode_allow'))).toEqual([]);
     });
   });
 });
@@ -384,6 +556,12 @@ function argValue(args: unknown[], flag: string): string | undefined {
   return inline?.slice(flag.length + 1);
 }
 
+/** How istiod recognises an HTTP/2 (gRPC) Service port; otherwise its outbound cluster is HTTP/1.1. */
+function isGrpcServicePort(port: Obj): boolean {
+  const name = str(port['name']);
+  return name === 'grpc' || name.startsWith('grpc-') || port['appProtocol'] === 'grpc';
+}
+
 /** Resolves a probe's or Service's port (number or container port name) to a number. */
 function resolvePort(port: unknown, containerPorts: Obj[]): number | undefined {
   if (typeof port === 'number') return port;
@@ -427,23 +605,33 @@ function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] 
   const container = objs(pod['containers']).find((c) => c['name'] === 'gatehouse');
   if (container === undefined) return [...problems, 'no container named gatehouse'];
   const ports = objs(container['ports']);
-  const grpcPort = ports.find((p) => p['containerPort'] === 9191);
-  const adminPort = ports.find((p) => p['containerPort'] === 9193);
-  if (grpcPort?.['name'] !== 'grpc') problems.push('container port 9191 is not named grpc');
-  if (adminPort?.['name'] !== 'http-admin') problems.push('container port 9193 is not named http-admin');
+  const grpcPort = ports.find((p) => p['containerPort'] === DEFAULT_GRPC_PORT);
+  const adminPort = ports.find((p) => p['containerPort'] === DEFAULT_ADMIN_PORT);
+  if (grpcPort?.['name'] !== 'grpc') problems.push(`container port ${DEFAULT_GRPC_PORT} is not named grpc`);
+  if (adminPort?.['name'] !== 'http-admin') problems.push(`container port ${DEFAULT_ADMIN_PORT} is not named http-admin`);
 
   const args = list(container['args']);
   if (args[0] !== 'serve') problems.push('container args do not start with serve');
   if (argValue(args, '--trust-domain') === undefined) problems.push('no --trust-domain: every caller would be a 401');
-  const adminArg = argValue(args, '--admin-port');
-  if (adminArg !== undefined && Number(adminArg) !== 9193) problems.push(`--admin-port ${adminArg} is not the container's admin port 9193`);
-  const grpcArg = argValue(args, '--grpc-port');
-  if (grpcArg !== undefined && Number(grpcArg) !== 9191) problems.push(`--grpc-port ${grpcArg} is not the container's grpc port 9191`);
+  // The port Gatehouse listens on: flag, else its environment twin, else the built-in default.
+  const envValue = (name: string): string | undefined => {
+    const e = objs(container['env']).find((x) => x['name'] === name);
+    return e === undefined ? undefined : str(e['value']);
+  };
+  for (const [flag, env, want, what] of [
+    ['--admin-port', 'GATEHOUSE_ADMIN_PORT', DEFAULT_ADMIN_PORT, 'admin'],
+    ['--grpc-port', 'GATEHOUSE_GRPC_PORT', DEFAULT_GRPC_PORT, 'grpc'],
+  ] as const) {
+    const listen = argValue(args, flag) ?? envValue(env);
+    if (listen !== undefined && Number(listen) !== want) problems.push(`${flag} ${listen} is not the container's ${what} port ${want}`);
+  }
 
-  for (const [probe, wantPath] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz']] as const) {
+  // Readiness leaves Redis out: a Redis outage must not take every replica out of service
+  // (limits then follow onBackendError; identity and permissions still apply).
+  for (const [probe, wantPath] of [['livenessProbe', '/healthz'], ['readinessProbe', '/readyz?exclude=redis']] as const) {
     const get = obj(dig(container, probe, 'httpGet'));
     if (get['path'] !== wantPath) problems.push(`${probe} path is ${str(get['path']) || 'unset'}, expected ${wantPath}`);
-    if (resolvePort(get['port'], ports) !== 9193) problems.push(`${probe} is not on the admin port 9193`);
+    if (resolvePort(get['port'], ports) !== DEFAULT_ADMIN_PORT) problems.push(`${probe} is not on the admin port ${DEFAULT_ADMIN_PORT}`);
   }
 
   const podSecurity = obj(pod['securityContext']);
@@ -491,16 +679,15 @@ function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] 
   const service = ofKind(docs, 'Service')[0] ?? {};
   if (!labelsSelect(dig(service, 'spec', 'selector'), podLabels)) problems.push('Service selector does not match the pod labels');
   const servicePorts = objs(dig(service, 'spec', 'ports'));
-  const grpcService = servicePorts.find((p) => p['port'] === 9191);
+  const grpcService = servicePorts.find((p) => p['port'] === DEFAULT_GRPC_PORT);
   if (grpcService === undefined) {
-    problems.push('Service has no port 9191');
+    problems.push(`Service has no port ${DEFAULT_GRPC_PORT}`);
   } else {
-    const name = str(grpcService['name']);
-    if (!(name === 'grpc' || name.startsWith('grpc-') || grpcService['appProtocol'] === 'grpc')) problems.push('Service port 9191 is not recognisable as gRPC (name grpc/grpc-* or appProtocol grpc)');
-    if (resolvePort(grpcService['targetPort'] ?? 9191, ports) !== 9191) problems.push('Service port 9191 does not reach container port 9191');
+    if (!isGrpcServicePort(grpcService)) problems.push(`Service port ${DEFAULT_GRPC_PORT} is not recognisable as gRPC (name grpc/grpc-* or appProtocol grpc)`);
+    if (resolvePort(grpcService['targetPort'] ?? DEFAULT_GRPC_PORT, ports) !== DEFAULT_GRPC_PORT) problems.push(`Service port ${DEFAULT_GRPC_PORT} does not reach container port ${DEFAULT_GRPC_PORT}`);
   }
-  const adminService = servicePorts.find((p) => p['port'] === 9193);
-  if (adminService?.['name'] !== 'http-admin') problems.push('Service port 9193 is not named http-admin');
+  const adminService = servicePorts.find((p) => p['port'] === DEFAULT_ADMIN_PORT);
+  if (adminService?.['name'] !== 'http-admin') problems.push(`Service port ${DEFAULT_ADMIN_PORT} is not named http-admin`);
 
   const pdb = ofKind(docs, 'PodDisruptionBudget')[0] ?? {};
   if (dig(pdb, 'spec', 'minAvailable') !== 1) problems.push('PodDisruptionBudget minAvailable is not 1');
@@ -532,6 +719,81 @@ function meshProviders(mesh: Obj): Obj[] {
   return objs(dig(mesh, 'meshConfig', 'extensionProviders'));
 }
 
+/** Istio header patterns (case-insensitive): exact, `prefix*` or `*suffix`. */
+function istioPatternAllows(patterns: unknown, header: string): boolean {
+  const h = header.toLowerCase();
+  return list(patterns).map((p) => str(p).toLowerCase()).some((p) => {
+    if (p === '*' || p === '') return false;
+    if (p.endsWith('*')) return h.startsWith(p.slice(0, -1));
+    if (p.startsWith('*')) return h.endsWith(p.slice(1));
+    return h === p;
+  });
+}
+
+/**
+ * An envoyExtAuthzHttp provider on its own (no Service needed): the headers it sends to and
+ * copies from Gatehouse. Mirrors the Envoy HTTP-mode checks: client-sent x-gatehouse-* must
+ * reach Gatehouse (includeRequestHeadersInCheck) so it can name them for removal.
+ */
+function httpProviderProblems(name: string, config: Obj): string[] {
+  const problems: string[] = [];
+  if (config['port'] !== DEFAULT_HTTP_PORT) problems.push(`provider ${name} port is ${String(config['port'])}, expected ${DEFAULT_HTTP_PORT}`);
+  const lists = ['includeRequestHeadersInCheck', 'includeHeadersInCheck', 'headersToUpstreamOnAllow', 'headersToDownstreamOnDeny', 'headersToDownstreamOnAllow'];
+  for (const key of lists) {
+    if (list(config[key]).some((p) => str(p) === '*')) problems.push(`provider ${name} ${key} has a lone '*' (istiod rejects it)`);
+  }
+  const request = config['includeRequestHeadersInCheck'] ?? config['includeHeadersInCheck'];
+  for (const h of ['authorization', 'x-forwarded-client-cert', 'x-request-id', 'traceparent', ...GATEHOUSE_HEADERS]) {
+    if (!istioPatternAllows(request, h)) problems.push(`provider ${name}: request header ${h} is not in includeRequestHeadersInCheck`);
+  }
+  for (const h of ['x-gatehouse-caller', 'x-gatehouse-policy', 'x-gatehouse-decision']) {
+    if (!istioPatternAllows(config['headersToUpstreamOnAllow'], h)) problems.push(`provider ${name}: ${h} is not in headersToUpstreamOnAllow`);
+  }
+  for (const h of ['content-type', 'retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset', 'x-gatehouse-decision']) {
+    if (!istioPatternAllows(config['headersToDownstreamOnDeny'], h)) problems.push(`provider ${name}: ${h} is not in headersToDownstreamOnDeny`);
+  }
+  for (const h of ['ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']) {
+    if (!istioPatternAllows(config['headersToDownstreamOnAllow'], h)) problems.push(`provider ${name}: ${h} is not in headersToDownstreamOnAllow`);
+  }
+  return problems;
+}
+
+/** Settings every provider kind shares. */
+function commonProviderProblems(name: string, config: Obj): string[] {
+  const problems: string[] = [];
+  if (!isPositiveDuration(config['timeout'])) problems.push(`provider ${name} has no timeout (istiod would use 600s)`);
+  if (config['failOpen'] === true) problems.push(`provider ${name} fails open`);
+  const prefix = config['pathPrefix'];
+  if (prefix !== undefined && (!str(prefix).startsWith('/') || str(prefix).endsWith('/'))) problems.push(`provider ${name} pathPrefix '${str(prefix)}' is concatenated with the path`);
+  return problems;
+}
+
+/**
+ * Example providers left commented out in mesh-config.yaml (`#   - name: ...` blocks),
+ * uncommented and parsed, so the example people copy is checked like a live one.
+ */
+function commentedProviders(text: string): Obj[] {
+  const lines = text.split('\n');
+  const out: Obj[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const head = /^\s*#(\s*)- name:\s*\S/.exec(lines[i] ?? '');
+    if (head === null) continue;
+    const indent = (head[1] ?? '').length;
+    const block: string[] = [];
+    for (let j = i; j < lines.length; j++) {
+      const m = /^\s*#(.*)$/.exec(lines[j] ?? '');
+      if (m === null) break;
+      const body = m[1] ?? '';
+      // The block ends at a comment line indented no deeper than its `- name:` (except the first).
+      if (j > i && body.trim() !== '' && body.length - body.trimStart().length <= indent) break;
+      block.push(body.slice(indent));
+      i = j;
+    }
+    for (const doc of parseYaml(block.join('\n'), 'commented provider')) out.push(...objs(doc));
+  }
+  return out;
+}
+
 function istioProblems(mesh: Obj, policies: Obj[], base: Base): string[] {
   const problems: string[] = [];
   const gatehouseNamespace = str(base.kustomization['namespace']);
@@ -540,26 +802,29 @@ function istioProblems(mesh: Obj, policies: Obj[], base: Base): string[] {
   const servicePorts = objs(dig(service, 'spec', 'ports'));
   const providers = new Map(meshProviders(mesh).map((p) => [str(p['name']), p]));
   if (providers.size === 0) problems.push('no extensionProviders in mesh-config.yaml');
+  if (![...providers.values()].some((p) => isObj(p['envoyExtAuthzGrpc']))) problems.push('no envoyExtAuthzGrpc provider');
 
   for (const [name, provider] of providers) {
     const grpc = provider['envoyExtAuthzGrpc'];
     const http = provider['envoyExtAuthzHttp'];
-    const config = obj(grpc ?? http);
-    const wantPort = isObj(grpc) ? 9191 : 9192;
     if (!isObj(grpc) && !isObj(http)) {
       problems.push(`provider ${name} is neither envoyExtAuthzGrpc nor envoyExtAuthzHttp`);
       continue;
     }
-    if (config['port'] !== wantPort) problems.push(`provider ${name} port is ${String(config['port'])}, expected ${wantPort}`);
-    if (!isPositiveDuration(config['timeout'])) problems.push(`provider ${name} has no timeout (istiod would use 600s)`);
-    if (config['failOpen'] === true) problems.push(`provider ${name} fails open`);
-    const prefix = config['pathPrefix'];
-    if (prefix !== undefined && (!str(prefix).startsWith('/') || str(prefix).endsWith('/'))) problems.push(`provider ${name} pathPrefix '${str(prefix)}' is concatenated with the path`);
+    const config = obj(grpc ?? http);
+    problems.push(...commonProviderProblems(name, config));
+    if (isObj(grpc)) {
+      if (config['port'] !== DEFAULT_GRPC_PORT) problems.push(`provider ${name} port is ${String(config['port'])}, expected ${DEFAULT_GRPC_PORT}`);
+    } else {
+      problems.push(...httpProviderProblems(name, config));
+    }
     const host = str(config['service']).replace(/^[^/]*\//, '');
     if (host !== `${serviceName}.${gatehouseNamespace}.svc.cluster.local` && host !== `${serviceName}.${gatehouseNamespace}.svc`) {
       problems.push(`provider ${name} service '${host}' is not the base's Service ${serviceName}.${gatehouseNamespace}.svc.cluster.local`);
     }
-    if (!servicePorts.some((p) => p['port'] === config['port'])) problems.push(`provider ${name} port ${String(config['port'])} is not a port of the Service`);
+    const servicePort = servicePorts.find((p) => p['port'] === config['port']);
+    if (servicePort === undefined) problems.push(`provider ${name} port ${String(config['port'])} is not a port of the Service`);
+    else if (isObj(grpc) && !isGrpcServicePort(servicePort)) problems.push(`provider ${name}: Service port ${String(config['port'])} is not recognisable as gRPC (name grpc/grpc-* or appProtocol grpc): sidecars would speak HTTP/1.1 to it`);
   }
 
   if (policies.length === 0) problems.push('no AuthorizationPolicy');
@@ -620,8 +885,27 @@ describe('istio/', () => {
 
   test('mesh provider and CUSTOM policies fit each other and the base', () => {
     expect(istioProblems(mesh, policies, base)).toEqual([]);
-    const provider = meshProviders(mesh).find((p) => p['name'] === dig(policies[0], 'spec', 'provider', 'name'));
-    expect(dig(provider, 'envoyExtAuthzGrpc', 'port')).toBe(9191);
+    for (const policy of policies) {
+      const provider = meshProviders(mesh).find((p) => p['name'] === dig(policy, 'spec', 'provider', 'name'));
+      expect(dig(policy, 'spec', 'action')).toBe('CUSTOM');
+      expect(dig(provider, 'envoyExtAuthzGrpc', 'port')).toBe(DEFAULT_GRPC_PORT);
+    }
+    const grpcServicePort = objs(dig(ofKind(base.docs, 'Service')[0], 'spec', 'ports')).find((p) => p['port'] === DEFAULT_GRPC_PORT) ?? {};
+    expect(isGrpcServicePort(grpcServicePort)).toBe(true);
+  });
+
+  test('the commented-out HTTP provider example is a working HTTP provider', () => {
+    const text = read('istio/mesh-config.yaml');
+    const examples = commentedProviders(text);
+    // Guard the extraction: an example the parser missed would be checked by nothing.
+    expect(examples.length).toBe((text.match(/^\s*#\s*- name:/gm) ?? []).length);
+    for (const p of examples) {
+      const name = str(p['name']);
+      const http = p['envoyExtAuthzHttp'];
+      if (!isObj(http)) continue;
+      expect([...commonProviderProblems(name, http), ...httpProviderProblems(name, http)]).toEqual([]);
+      expect(istioPatternAllows(http['includeRequestHeadersInCheck'], 'x-gatehouse-made-up')).toBe(true);
+    }
   });
 
   describe('the checkers notice', () => {
@@ -631,8 +915,10 @@ describe('istio/', () => {
     const svcPort = (docs: Obj[], port: number): Obj => objs(dig(ofKind(docs, 'Service')[0], 'spec', 'ports')).find((p) => p['port'] === port) ?? {};
 
     const workloadCases: Array<[string, (docs: Obj[]) => void, RegExp]> = [
-      ['gRPC Service port named http', (d) => { Object.assign(svcPort(d, 9191), { name: 'http' }); delete svcPort(d, 9191)['appProtocol']; }, /not recognisable as gRPC/],
-      ['Service targetPort to the admin port', (d) => { svcPort(d, 9191)['targetPort'] = 'http-admin'; }, /does not reach container port 9191/],
+      ['gRPC Service port named http', (d) => { Object.assign(svcPort(d, DEFAULT_GRPC_PORT), { name: 'http' }); delete svcPort(d, DEFAULT_GRPC_PORT)['appProtocol']; }, /not recognisable as gRPC/],
+      ['Service targetPort to the admin port', (d) => { svcPort(d, DEFAULT_GRPC_PORT)['targetPort'] = 'http-admin'; }, new RegExp(`does not reach container port ${DEFAULT_GRPC_PORT}`)],
+      ['--grpc-port elsewhere than the container port', (d) => { const a = list(main(d)['args']); a[a.indexOf('--grpc-port') + 1] = String(DEFAULT_HTTP_PORT); }, new RegExp(`--grpc-port ${DEFAULT_HTTP_PORT} is not`)],
+      ['GATEHOUSE_ADMIN_PORT elsewhere than the probes', (d) => { const a = list(main(d)['args']); a.splice(a.indexOf('--admin-port'), 2); (main(d)['env'] as unknown[]).push({ name: 'GATEHOUSE_ADMIN_PORT', value: '8081' }); }, /--admin-port 8081 is not/],
       ['readiness on /healthz', (d) => { obj(dig(main(d), 'readinessProbe', 'httpGet'))['path'] = '/healthz'; }, /readinessProbe path/],
       ['liveness on the gRPC port', (d) => { obj(dig(main(d), 'livenessProbe', 'httpGet'))['port'] = 'grpc'; }, /livenessProbe is not on the admin port/],
       ['root user', (d) => { obj(main(d)['securityContext'])['runAsUser'] = 0; }, /runAsUser/],
@@ -649,24 +935,57 @@ describe('istio/', () => {
       expect(workloadProblems(docs, generated).join('\n')).toMatch(expected);
     });
 
-    const istioCases: Array<[string, (mesh: Obj, policies: Obj[]) => void, RegExp]> = [
+    const istioCases: Array<[string, (mesh: Obj, policies: Obj[], docs: Obj[]) => void, RegExp]> = [
       ['provider name mismatch', (_m, p) => { obj(dig(p[0], 'spec', 'provider'))['name'] = 'gatehouse-grpc'; }, /not in mesh-config/],
       ['action ALLOW', (_m, p) => { obj(p[0]?.['spec'])['action'] = 'ALLOW'; }, /not CUSTOM/],
       ['no rules', (_m, p) => { delete obj(p[0]?.['spec'])['rules']; }, /rules missing or empty/],
       ['empty rules', (_m, p) => { obj(p[0]?.['spec'])['rules'] = []; }, /rules missing or empty/],
       ['policy on Gatehouse itself', (_m, p) => { obj(p[0]?.['metadata'])['namespace'] = 'gatehouse-system'; }, /own namespace/],
       ['mesh-wide policy', (_m, p) => { obj(p[0]?.['metadata'])['namespace'] = 'istio-system'; delete obj(p[0]?.['spec'])['selector']; }, /mesh-wide/],
-      ['provider on the admin port', (m) => { obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['port'] = 9193; }, /expected 9191/],
+      ['provider on the admin port', (m) => { obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['port'] = DEFAULT_ADMIN_PORT; }, new RegExp(`expected ${DEFAULT_GRPC_PORT}`)],
+      ['provider on the HTTP-mode port', (m) => { obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['port'] = DEFAULT_HTTP_PORT; }, new RegExp(`port is ${DEFAULT_HTTP_PORT}, expected ${DEFAULT_GRPC_PORT}`)],
+      ['the provider Service port not recognisable as gRPC', (_m, _p, d) => { const sp = objs(dig(ofKind(d, 'Service')[0], 'spec', 'ports')).find((x) => x['port'] === DEFAULT_GRPC_PORT) ?? {}; sp['name'] = 'tcp-authz'; delete sp['appProtocol']; }, /Service port \d+ is not recognisable as gRPC[^\n]*HTTP\/1\.1/],
+      ['the second policy not CUSTOM', (_m, p) => { obj(p[1]?.['spec'])['action'] = 'DENY'; }, /payments-gatehouse: action is not CUSTOM/],
+      ['the second policy on an unknown provider', (_m, p) => { obj(dig(p[1], 'spec', 'provider'))['name'] = 'gatehouse-http'; }, /payments-gatehouse: provider 'gatehouse-http' is not in mesh-config/],
+      ['fail open', (m) => { obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['failOpen'] = true; }, /fails open/],
       ['provider in the wrong namespace', (m) => { obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['service'] = 'gatehouse.default.svc.cluster.local'; }, /is not the base's Service/],
-      ['the policy on an HTTP provider', (m) => { const p = meshProviders(m)[0] ?? {}; p['envoyExtAuthzHttp'] = p['envoyExtAuthzGrpc']; delete p['envoyExtAuthzGrpc']; }, /not the gRPC provider[\s\S]*expected 9192|expected 9192[\s\S]*not the gRPC provider/],
+      ['the policy on an HTTP provider', (m) => { const p = meshProviders(m)[0] ?? {}; p['envoyExtAuthzHttp'] = p['envoyExtAuthzGrpc']; delete p['envoyExtAuthzGrpc']; }, /not the gRPC provider[\s\S]*no envoyExtAuthzGrpc provider|no envoyExtAuthzGrpc provider[\s\S]*not the gRPC provider/],
       ['no timeout', (m) => { delete obj(meshProviders(m)[0]?.['envoyExtAuthzGrpc'])['timeout']; }, /no timeout/],
-      ['an HTTP provider with pathPrefix "/"', (m) => { list(dig(m, 'meshConfig', 'extensionProviders')).push({ name: 'gatehouse-http', envoyExtAuthzHttp: { service: 'gatehouse.gatehouse-system.svc.cluster.local', port: 9192, timeout: '0.25s', pathPrefix: '/' } }); }, /pathPrefix/],
+      ['an HTTP provider with pathPrefix "/"', (m) => { list(dig(m, 'meshConfig', 'extensionProviders')).push({ name: 'gatehouse-http', envoyExtAuthzHttp: { service: 'gatehouse.gatehouse-system.svc.cluster.local', port: DEFAULT_HTTP_PORT, timeout: '0.25s', pathPrefix: '/' } }); }, /pathPrefix/],
     ];
     test.each(istioCases)('%s', (_name, mutate, expected) => {
       const m = clone(mesh);
       const p = clone(policies);
-      mutate(m, p);
-      expect(istioProblems(m, p, base).join('\n')).toMatch(expected);
+      const docs = clone(base.docs);
+      mutate(m, p, docs);
+      expect([m, p, docs]).not.toEqual([mesh, policies, base.docs]);
+      expect(istioProblems(m, p, { kustomization: base.kustomization, docs }).join('\n')).toMatch(expected);
+    });
+
+    test('a Service port named grpc-* without appProtocol is gRPC enough', () => {
+      const docs = clone(base.docs);
+      const sp = objs(dig(ofKind(docs, 'Service')[0], 'spec', 'ports')).find((x) => x['port'] === DEFAULT_GRPC_PORT) ?? {};
+      sp['name'] = 'grpc-authz';
+      delete sp['appProtocol'];
+      expect(istioProblems(mesh, policies, { kustomization: base.kustomization, docs }).filter((p) => p.includes('gRPC'))).toEqual([]);
+    });
+
+    // The commented-out HTTP provider, uncommented and then broken.
+    const example = (): Obj => obj(commentedProviders(read('istio/mesh-config.yaml')).find((p) => isObj(p['envoyExtAuthzHttp']))?.['envoyExtAuthzHttp']);
+    const httpCases: Array<[string, (http: Obj) => void, RegExp]> = [
+      ['client-sent x-gatehouse-* not in the check', (h) => { h['includeRequestHeadersInCheck'] = list(h['includeRequestHeadersInCheck']).filter((x) => x !== 'x-gatehouse-*'); }, /x-gatehouse-anything-else is not in includeRequestHeadersInCheck/],
+      ['only the known x-gatehouse-* in the check', (h) => { h['includeRequestHeadersInCheck'] = [...list(h['includeRequestHeadersInCheck']).filter((x) => x !== 'x-gatehouse-*'), 'x-gatehouse-caller', 'x-gatehouse-policy', 'x-gatehouse-decision']; }, /x-gatehouse-anything-else is not in includeRequestHeadersInCheck/],
+      ['no XFCC in the check', (h) => { h['includeRequestHeadersInCheck'] = list(h['includeRequestHeadersInCheck']).filter((x) => x !== 'x-forwarded-client-cert'); }, /x-forwarded-client-cert is not in includeRequestHeadersInCheck/],
+      ['a lone *', (h) => { h['includeRequestHeadersInCheck'] = ['*']; }, /lone '\*'/],
+      ['caller not copied upstream', (h) => { h['headersToUpstreamOnAllow'] = list(h['headersToUpstreamOnAllow']).filter((x) => x !== 'x-gatehouse-caller'); }, /x-gatehouse-caller is not in headersToUpstreamOnAllow/],
+      ['on the gRPC port', (h) => { h['port'] = DEFAULT_GRPC_PORT; }, new RegExp(`expected ${DEFAULT_HTTP_PORT}`)],
+    ];
+    test.each(httpCases)('commented HTTP provider: %s', (_name, mutate, expected) => {
+      const h = clone(example());
+      expect(Object.keys(h).length).toBeGreaterThan(0);
+      mutate(h);
+      expect(h).not.toEqual(example());
+      expect(httpProviderProblems('gatehouse-http', h).join('\n')).toMatch(expected);
     });
   });
 });
@@ -732,7 +1051,7 @@ function dockerProblems(dockerfile: string, dockerignore: string): string[] {
   else if (Number(user.split(':')[0]) === 0) problems.push('final stage runs as root (USER 0)');
 
   const exposed = all.flat().filter((i) => i.op === 'EXPOSE').flatMap((i) => i.args.split(/\s+/)).map((p) => Number(p.split('/')[0]));
-  for (const port of [9191, 9193]) if (!exposed.includes(port)) problems.push(`EXPOSE lacks ${port}`);
+  for (const port of [DEFAULT_GRPC_PORT, DEFAULT_ADMIN_PORT]) if (!exposed.includes(port)) problems.push(`EXPOSE lacks ${port}`);
 
   const finalRuns = final.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
   if (!/npm ci\b.*--omit=dev/.test(finalRuns)) problems.push('runtime stage does not install production dependencies only (npm ci --omit=dev)');
@@ -781,7 +1100,8 @@ describe('Dockerfile', () => {
     ['root user', (d) => { d.file = d.file.replace(/^USER .*$/m, 'USER root'); }, /not numeric/],
     ['UID 0', (d) => { d.file = d.file.replace(/^USER .*$/m, 'USER 0'); }, /root/],
     ['no USER', (d) => { d.file = d.file.replace(/^USER .*$/m, ''); }, /not numeric/],
-    ['9191 not exposed', (d) => { d.file = d.file.replace(/^EXPOSE .*$/m, 'EXPOSE 9193'); }, /EXPOSE lacks 9191/],
+    ['gRPC port not exposed', (d) => { d.file = d.file.replace(/^EXPOSE .*$/m, `EXPOSE ${DEFAULT_ADMIN_PORT}`); }, new RegExp(`EXPOSE lacks ${DEFAULT_GRPC_PORT}`)],
+    ['admin port not exposed', (d) => { d.file = d.file.replace(/^EXPOSE .*$/m, `EXPOSE ${DEFAULT_GRPC_PORT}`); }, new RegExp(`EXPOSE lacks ${DEFAULT_ADMIN_PORT}`)],
     ['no protos', (d) => { d.file = d.file.replace(/^COPY protos .*$/m, ''); }, /protos/],
     ['dev dependencies at runtime', (d) => { d.file = d.file.replace(/npm ci --omit=dev/, 'npm ci'); }, /--omit=dev/],
     ['shell-form ENTRYPOINT', (d) => { d.file = d.file.replace(/^ENTRYPOINT .*$/m, 'ENTRYPOINT node dist/cli/main.js'); }, /ENTRYPOINT/],
@@ -830,7 +1150,8 @@ function k6Problems(script: string): string[] {
   if (!/executor\s*:\s*'constant-arrival-rate'/.test(script)) problems.push('not a constant-arrival-rate scenario');
   if (!/\bduration\s*:/.test(script) || !/\bmaxVUs\s*:/.test(script)) problems.push('scenario without duration or maxVUs');
   if (!/plaintext\s*:\s*true/.test(script)) problems.push('does not connect in plaintext (the server is h2c)');
-  if (!/GATEHOUSE_ADDR/.test(script) || !script.includes('127.0.0.1:9191')) problems.push('target is not GATEHOUSE_ADDR with default 127.0.0.1:9191');
+  const target = `127.0.0.1:${DEFAULT_GRPC_PORT}`;
+  if (!/GATEHOUSE_ADDR/.test(script) || !script.includes(`'${target}'`)) problems.push(`target is not GATEHOUSE_ADDR with default ${target}`);
   if (!/grpc\.StatusOK/.test(script)) problems.push('does not check the RPC status');
   for (const code of ['[0]', '[7]', '[8']) if (!script.includes(`expect: ${code}`)) problems.push(`no expected status.code ${code}`);
   // The callers of the mix must be ones the example policies know.
@@ -854,6 +1175,7 @@ describe('k6/', () => {
     ['proto path from the repository root', (s) => s.replace("client.load(['../protos']", "client.load(['protos']"), /not found/],
     ['no thresholds', (s) => s.replace(/thresholds\s*:\s*\{[^}]*\},/, ''), /no thresholds/],
     ['TLS to a plaintext server', (s) => s.replace('plaintext: true', 'plaintext: false'), /plaintext/],
+    ['default target on the admin port', (s) => s.replace(`'127.0.0.1:${DEFAULT_GRPC_PORT}'`, `'127.0.0.1:${DEFAULT_ADMIN_PORT}'`), /target is not GATEHOUSE_ADDR/],
     ['unknown caller', (s) => s.replace('ns/checkout/sa/batch', 'ns/checkout/sa/nightly'), /not named in policies/],
   ];
   test.each(cases)('the checker notices: %s', (_name, mutate, expected) => {
@@ -865,7 +1187,7 @@ describe('k6/', () => {
 
 describe('READMEs', () => {
   test.each([
-    ['envoy/README.md', ['envoy.yaml', 'envoy-http-mode.yaml', '9192']],
+    ['envoy/README.md', ['envoy.yaml', 'envoy-http-mode.yaml', String(DEFAULT_HTTP_PORT)]],
     ['istio/README.md', ['kubectl apply -k istio/gatehouse', 'mesh-config.yaml', 'CUSTOM', 'must not be ext_authz']],
     ['k6/README.md', ['k6 run k6/check.js', 'h2load', 'big-endian', 'requestSerialize']],
   ] as Array<[string, string[]]>)('%s explains its files', (file, needles) => {
