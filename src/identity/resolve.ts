@@ -85,10 +85,10 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
   };
 }
 
-/** The audiences a destination accepts: its own (policy, else server) and its rules' own. */
+/** The audiences a destination accepts: its own (policy, else server) and its rules' own. A compiled policy is one. */
 export interface AudienceScope {
-  readonly policy: string | undefined;
-  readonly rules: readonly string[];
+  readonly audience: string | undefined;
+  readonly ruleAudiences: readonly string[];
 }
 
 /** The audience a token must carry where a rule names none: the policy's, else --jwt-audience. */
@@ -97,9 +97,9 @@ export function defaultAudience(config: IdentityConfig, policyAudience: string |
 }
 
 async function fromJwt(token: string, config: IdentityConfig, scope: AudienceScope | undefined): Promise<IdentityOutcome> {
-  const audience = defaultAudience(config, scope?.policy);
+  const audience = defaultAudience(config, scope?.audience);
   // Any audience of the destination verifies here; the matched rule then asks for its own.
-  const audiences = [...(audience ? [audience] : []), ...(scope?.rules ?? [])];
+  const audiences = [...(audience ? [audience] : []), ...(scope?.ruleAudiences ?? [])];
   const verified = await verifyJwtSvid(token, config.trustBundles ?? new Map(), { audiences, leewaySeconds: config.jwt?.leewaySeconds ?? 30 });
   if (!verified.ok) return { ok: false, code: 'invalid_identity', reason: `JWT-SVID: ${verified.error}`, source: 'jwt' };
   const outcome = fromSpiffeText(verified.value.id.id, 'jwt', config);

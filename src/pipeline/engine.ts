@@ -70,8 +70,7 @@ export class DecisionEngine {
     // The policy is looked up before identity only so that dry-run covers 401s too.
     ctx.policy = request.kind === 'http' ? ctx.set.byHost.get(request.host) : ctx.set.byWorkload.get(request.host);
 
-    const policyScope = ctx.policy ? { policy: ctx.policy.audience, rules: ctx.policy.ruleAudiences } : undefined;
-    const identity = (ctx.identity = await resolveIdentity(request, this.deps.identity, policyScope));
+    const identity = (ctx.identity = await resolveIdentity(request, this.deps.identity, ctx.policy));
     if (!identity.ok) return deny(401, identity.code, identity.reason);
 
     const policy = ctx.policy;
