@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AdminProviders, Readiness } from './admin/admin-server';
 import { ReloadHistory } from './policy/history';
@@ -29,6 +30,8 @@ export interface GatehouseOptions {
   readonly auditLog: string | undefined;
   /** Other processes write to the same audit target (workers sharing stdout). */
   readonly auditShared?: boolean;
+  /** `--audit-key`: HMAC the audit records with this operator-held key. */
+  readonly auditKey?: KeyObject;
   readonly drainTimeoutMs: number;
   /**
    * On stop, how long to keep answering checks while already reporting NOT_SERVING (gRPC
@@ -82,7 +85,7 @@ export class Gatehouse {
     }
 
     const metrics = new Metrics();
-    const audit = new AuditLog(options.auditLog, { shared: options.auditShared === true });
+    const audit = new AuditLog(options.auditLog, { shared: options.auditShared === true, key: options.auditKey });
     const store = await openStore(options, log, metrics);
     let app: Gatehouse | undefined;
     const engine = new DecisionEngine({

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Decision } from '../pipeline/decision';
 import type { DecisionSink } from '../pipeline/engine';
 import { HashChain } from './chain';
@@ -64,6 +65,8 @@ export function auditRecord(d: Decision): AuditRecord {
 export interface AuditLogOptions {
   /** Several processes share the target (workers on one stdout): lines must never interleave. */
   readonly shared?: boolean;
+  /** Operator-held key (`--audit-key`): records carry an HMAC only its holder can produce. */
+  readonly key?: KeyObject;
 }
 
 /**
@@ -73,13 +76,14 @@ export interface AuditLogOptions {
  */
 export class AuditLog implements DecisionSink {
   private readonly writer: LineWriter;
-  readonly chain = new HashChain();
+  readonly chain: HashChain;
   private clockMs = -1;
   private clockIso = '';
 
   /** `target`: a file path, or undefined for stdout. */
   constructor(target: string | undefined, options: AuditLogOptions = {}) {
     this.writer = new LineWriter(target, { shared: options.shared === true });
+    this.chain = new HashChain(options.key);
   }
 
   record(d: Decision): void {

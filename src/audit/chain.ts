@@ -1,4 +1,5 @@
 import * as crypto from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 
 /** SHA-256 in hex; the one-shot `crypto.hash` (Node ≥ 20.12) skips building a Hash object. */
 export const sha256Hex: (text: string) => string =
@@ -6,24 +7,47 @@ export const sha256Hex: (text: string) => string =
 
 export const GENESIS_HASH = '0'.repeat(64);
 
+/** The record member that marks a keyed record; also the only algorithm there is. */
+export const MAC_ALGORITHM = 'hmac-sha256';
+
 /**
  * Tamper evidence for the audit log. Every record of a chain (one per process) carries the
  * chain id, a sequence number, the hash of the previous record and its own hash, which is
  * the SHA-256 of the record's exact JSON text without the hash field. Editing, removing or
  * reordering a record breaks the chain at that record.
+ *
+ * Anyone who can write the file can also recompute every hash after an edit. With an
+ * operator-held `key`, the hash is HMAC-SHA256(key, text) instead and the record says so
+ * (`"mac":"hmac-sha256"`, after `prev_hash`, so it is covered by the MAC and the hash stays
+ * last); without the key nobody can produce a record that verifies.
  */
 export class HashChain {
   readonly id = crypto.randomBytes(8).toString('hex');
   private seq = 0;
   private prev = GENESIS_HASH;
+  // Everything that is the same for every record is joined once here, so an unkeyed chain
+  // builds its records with no more work than before keys existed.
+  private readonly head = `{"chain":"${this.id}","seq":`;
+  private readonly afterPrev: string;
+  private readonly digest: (body: string) => string;
+
+  constructor(key?: KeyObject) {
+    if (key) {
+      this.afterPrev = `","mac":"${MAC_ALGORITHM}",`;
+      this.digest = (body) => crypto.createHmac('sha256', key).update(body).digest('hex');
+    } else {
+      this.afterPrev = '",';
+      this.digest = sha256Hex;
+    }
+  }
 
   /** `line`: one serialized record, `{...}` and a newline. */
   readonly seal = (line: string): string => this.sealFields(line.slice(1, line.lastIndexOf('}')));
 
   /** `fields`: a record's JSON members without the braces. Returns the sealed line. */
   sealFields(fields: string): string {
-    const body = `{"chain":"${this.id}","seq":${this.seq},"prev_hash":"${this.prev}",${fields}}`;
-    const hash = sha256Hex(body);
+    const body = `${this.head}${this.seq},"prev_hash":"${this.prev}${this.afterPrev}${fields}}`;
+    const hash = this.digest(body);
     this.prev = hash;
     this.seq++;
     return `${body.slice(0, -1)},"hash":"${hash}"}\n`;
@@ -43,8 +67,15 @@ interface ChainState {
   hash: string;
 }
 
-/** Verifies every chain in the text (several chains may be interleaved, e.g. workers on stdout). */
-export function verifyAuditText(text: string): VerifyResult {
+/**
+ * Verifies every chain in the text (several chains may be interleaved, e.g. workers on stdout).
+ * With `key`, every record must be keyed and carry that key's HMAC: an unkeyed record is
+ * refused, since stripping the `mac` member and recomputing plain hashes is exactly how the
+ * keyless attacker would rewrite a keyed log. Without `key`, a keyed record is refused rather
+ * than passed unchecked.
+ */
+export function verifyAuditText(text: string, key?: KeyObject): VerifyResult {
+  const digest = key ? (body: string) => crypto.createHmac('sha256', key).update(body).digest('hex') : sha256Hex;
   const chains = new Map<string, ChainState>();
   const lines = text.split('\n');
   const last = lines.length - 1;
@@ -57,13 +88,13 @@ export function verifyAuditText(text: string): VerifyResult {
       return fail(lineNo, 'empty line inside the log');
     }
     if (i === last) return fail(lineNo, 'last record is truncated (no final newline)');
-    let record: { chain?: unknown; seq?: unknown; prev_hash?: unknown; hash?: unknown };
+    let record: { chain?: unknown; seq?: unknown; prev_hash?: unknown; mac?: unknown; hash?: unknown };
     try {
       record = JSON.parse(line) as typeof record;
     } catch {
       return fail(lineNo, 'not a JSON record (altered or truncated)');
     }
-    const { chain, seq, prev_hash: prevHash, hash } = record;
+    const { chain, seq, prev_hash: prevHash, mac, hash } = record;
     if (typeof chain !== 'string' || typeof seq !== 'number' || typeof prevHash !== 'string' || typeof hash !== 'string') {
       return fail(lineNo, 'record has no chain, seq, prev_hash or hash');
     }
@@ -71,8 +102,25 @@ export function verifyAuditText(text: string): VerifyResult {
     if (!/^[0-9a-f]{64}$/.test(hash) || !line.endsWith(suffix)) {
       return fail(lineNo, 'hash field is not where the writer puts it (record altered)');
     }
+    if (mac !== undefined && mac !== MAC_ALGORITHM) {
+      return fail(lineNo, `record has an unknown mac ${JSON.stringify(mac).slice(0, 40)} (record altered)`);
+    }
+    if (key && mac === undefined) {
+      return fail(lineNo, `record is not keyed, but a key was given: without a MAC anyone could have written it (chain ${chain}, seq ${seq})`);
+    }
+    if (!key && mac !== undefined) {
+      return fail(lineNo, `record is keyed (${MAC_ALGORITHM}): a key is needed to verify it (audit verify --key FILE) (chain ${chain}, seq ${seq})`);
+    }
     const body = `${line.slice(0, -suffix.length)}}`;
-    if (sha256Hex(body) !== hash) return fail(lineNo, `record altered: content does not match its hash (chain ${chain}, seq ${seq})`);
+    // Constant time, so timing does not reveal how much of a forged HMAC was right.
+    if (!crypto.timingSafeEqual(Buffer.from(digest(body), 'latin1'), Buffer.from(hash, 'latin1'))) {
+      return fail(
+        lineNo,
+        key
+          ? `record altered or wrong key: content does not match its HMAC (chain ${chain}, seq ${seq})`
+          : `record altered: content does not match its hash (chain ${chain}, seq ${seq})`,
+      );
+    }
     const state = chains.get(chain);
     const expectedSeq = state ? state.seq + 1 : 0;
     const expectedPrev = state ? state.hash : GENESIS_HASH;

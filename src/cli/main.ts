@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { AdminServer } from '../admin/admin-server';
 import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
 import { verifyAuditText } from '../audit/chain';
+import { readAuditKey } from '../audit/key';
 import { workerAuditPath } from '../cluster/messages';
 import { defaultWorkers } from '../cluster/cpus';
 import { Supervisor } from '../cluster/supervisor';
@@ -49,6 +50,7 @@ program
   .addOption(new Option('--http-client-cert-header <name>', 'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle').env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'))
   .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
   .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
+  .addOption(new Option('--audit-key <file>', 'secret (at least 32 bytes) to HMAC every audit record with, so only its holder can rewrite the log; verify with `audit verify --key`').env('GATEHOUSE_AUDIT_KEY'))
   .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(LOG_LEVELS).default('info').env('GATEHOUSE_LOG_LEVEL'))
   .addOption(new Option('--redis <url>', 'share token buckets through Redis (redis://host:port); default: in-process').env('GATEHOUSE_REDIS'))
   .addOption(new Option('--redis-cluster <urls>', 'share token buckets through Redis Cluster (comma-separated seed URLs)').argParser(collectList).env('GATEHOUSE_REDIS_CLUSTER'))
@@ -66,6 +68,9 @@ program
     const bad = validateTrustDomains(trustDomains);
     if (bad) fail(bad);
     const redis = redisOptions(opts);
+    // Every worker runs this action too (same argv and environment) and reads the key itself,
+    // so it never travels over IPC; the primary reads it first to refuse a bad key before forking.
+    const auditKey = opts.auditKey ? await readAuditKey(opts.auditKey).catch((e: Error) => fail(`refusing to start: --audit-key: ${e.message}`)) : undefined;
     let trustBundles;
     try {
       trustBundles = (await TrustBundleStore.open(parseTrustBundleFlags(opts.trustBundle ?? []), log)).bundles;
@@ -91,6 +96,7 @@ program
           }
         : {}),
       auditLog: opts.auditLog,
+      ...(auditKey ? { auditKey } : {}),
       drainTimeoutMs: opts.drainTimeout,
       shutdownWaitMs: opts.shutdownWait,
       ...(redis ? { redis } : {}),
@@ -215,15 +221,17 @@ program
   .command('verify')
   .description("verify an audit log's hash chains; exit 1 naming the first broken record")
   .argument('<file>', 'audit log (JSON lines)')
-  .action(async (file: string) => {
+  .option('--key <file>', 'the --audit-key the log was written with; needed for keyed records, and then every record must be keyed')
+  .action(async (file: string, opts: { key?: string }) => {
+    const key = opts.key ? await readAuditKey(opts.key).catch((e: Error) => fail(`--key: ${e.message}`)) : undefined;
     const text = await fs.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${file}: ${e.code ?? e.message}`));
-    const result = verifyAuditText(text);
+    const result = verifyAuditText(text, key);
     if (!result.ok) {
       process.stdout.write(`${file}:${result.error!.line}: ${result.error!.message}\n`);
       process.stdout.write(`FAILED after ${result.records} intact record(s)\n`);
       process.exit(1);
     }
-    process.stdout.write(`ok: ${result.records} record(s) in ${result.chains} chain(s), every hash intact\n`);
+    process.stdout.write(`ok: ${result.records} record(s) in ${result.chains} chain(s), every ${key ? 'HMAC matches the key' : 'hash intact'}\n`);
   });
 
 program
@@ -266,6 +274,7 @@ interface ServeFlags {
   trustDomain?: string[];
   trustXfcc?: boolean | string;
   auditLog?: string;
+  auditKey?: string;
   logLevel: string;
   drainTimeout: number;
   bundleState?: string;
