@@ -6,7 +6,8 @@ import { inspect } from 'node:util';
 import { AuditLog } from '../../src/audit/audit-log';
 import { HashChain, verifyAuditText } from '../../src/audit/chain';
 import { MIN_AUDIT_KEY_BYTES, readAuditKey } from '../../src/audit/key';
-import { ALLOWED, type Decision } from '../../src/pipeline/decision';
+import type { Decision } from '../../src/pipeline/decision';
+import { sampleDecision } from '../helpers/decision';
 
 const newKey = (): KeyObject => createSecretKey(randomBytes(32));
 const sha256 = (body: string): string => createHash('sha256').update(body).digest('hex');
@@ -131,27 +132,7 @@ describe('AuditLog with a key', () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'gatehouse-audit-key-')), 'audit.log');
     const key = newKey();
     const audit = new AuditLog(file, { key });
-    const d = (id: string): Decision => ({
-      ...ALLOWED,
-      id,
-      host: 'orders',
-      method: 'GET',
-      path: '/v1/orders',
-      requestId: id,
-      traceparent: undefined,
-      caller: 'spiffe://shop.example/ns/checkout/sa/web',
-      identitySource: 'principal',
-      policy: undefined,
-      policyVersion: 'v1',
-      policyCommit: undefined,
-      rule: undefined,
-      entry: undefined,
-      limit: undefined,
-      limitBackendError: undefined,
-      wouldDeny: undefined,
-      spoofedHeaders: [],
-      latencyMs: 0.1,
-    });
+    const d = (id: string): Decision => sampleDecision(id);
     for (let i = 0; i < 3; i++) audit.record(d(`k-${i}`));
     await audit.flush();
     const text = readFileSync(file, 'utf8');

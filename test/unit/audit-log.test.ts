@@ -3,32 +3,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { AuditLog, auditRecord } from '../../src/audit/audit-log';
 import { verifyAuditText } from '../../src/audit/chain';
-import { ALLOWED, type Decision } from '../../src/pipeline/decision';
+import type { Decision } from '../../src/pipeline/decision';
+import { sampleDecision } from '../helpers/decision';
 
-function decision(id: string, extra: Partial<Decision> = {}): Decision {
-  return {
-    ...ALLOWED,
-    id,
-    host: 'orders',
-    method: 'GET',
-    path: '/v1/orders',
-    requestId: id,
-    traceparent: undefined,
-    caller: 'spiffe://shop.example/ns/checkout/sa/web',
-    identitySource: 'principal',
-    policy: undefined,
-    policyVersion: 'v1',
-    policyCommit: undefined,
-    rule: undefined,
-    entry: undefined,
-    limit: undefined,
-    limitBackendError: undefined,
-    wouldDeny: undefined,
-    spoofedHeaders: [],
-    latencyMs: 0.1,
-    ...extra,
-  };
-}
+const decision = sampleDecision;
 
 describe('audit log records', () => {
   test('each line is the pino-shaped record JSON.stringify would write, sealed in one chain', async () => {
