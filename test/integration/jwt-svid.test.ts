@@ -1,5 +1,6 @@
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { readTrustBundle, type TrustBundle } from '../../src/identity/trust-bundle';
@@ -162,6 +163,7 @@ describe('JWT-SVIDs', () => {
       '--policies', policyDir({ 'p.yaml': servicePolicy('reports', ['reports'], `    - name: export
       allow: [spiffe://shop.example/ns/jobs/**]`) }),
       '--trust-domain', 'shop.example', '--trust-bundle', `shop.example=${await bundleFile('shop.example', [shopKey])}`, '--jwt-audience', 'orders', '--audit-log', audit, '--log-level', 'trace',
+      '--http-port', '0',
     ]);
     const client = checkClient(server.port);
     try {
@@ -170,6 +172,24 @@ describe('JWT-SVIDs', () => {
       expect(ok.status?.code ?? 0).toBe(0);
       const bad = await client.check(envoyCheckRequest({ host: 'reports', path: '/x', headers: { authorization: `Bearer ${await token(shopKey, { aud: ['x'] })}` } }));
       expect(bad.status.code).toBe(16);
+      // The HTTP authorization mode (Envoy's http_service) reads the same JWT-SVID.
+      const viaHttp = async (bearer: string): Promise<{ status: number; caller: string | undefined; body: string }> =>
+        new Promise((resolve, reject) => {
+          const req = http.request(
+            { host: '127.0.0.1', port: server.httpPort!, path: '/x', headers: { host: 'reports', authorization: `Bearer ${bearer}` }, agent: false },
+            (res) => {
+              let body = '';
+              res.on('data', (c: Buffer) => (body += c));
+              res.on('end', () => resolve({ status: res.statusCode!, caller: res.headers['x-gatehouse-caller'] as string | undefined, body }));
+            },
+          );
+          req.on('error', reject);
+          req.end();
+        });
+      expect(await viaHttp(jwt)).toMatchObject({ status: 200, caller: CALLER });
+      const httpBad = await viaHttp(await token(shopKey, { aud: ['x'] }));
+      expect(httpBad.status).toBe(401);
+      expect(httpBad.body).not.toContain(jwt.split('.')[2]);
       client.close();
       server.child.kill('SIGTERM');
       await server.exited;
