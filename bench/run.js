@@ -232,7 +232,7 @@ function markdown(r) {
 
 /** A bar per target, its goal as a tick: taken in at a glance. */
 function chart(targets) {
-  const W = 760, row = 26, left = 360, scale = 300 / 2;
+  const W = 900, row = 26, left = 460, scale = 300 / 2;
   const bars = targets.map((t, i) => {
     const y = 30 + i * row;
     const w = Math.min(t.value, 2) * scale;
@@ -240,7 +240,7 @@ function chart(targets) {
     return `<text x="${left - 8}" y="${y + 14}" text-anchor="end" font-size="12">${t.what.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</text>
 <rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="18" fill="${t.ok ? '#2e7d32' : '#c62828'}"/>
 <line x1="${goal}" x2="${goal}" y1="${y - 3}" y2="${y + 21}" stroke="#000" stroke-width="2"/>
-<text x="${left + w + 6}" y="${y + 14}" font-size="12">${t.value.toFixed(2)}</text>`;
+<text x="${Math.max(left + w, goal) + 6}" y="${y + 14}" font-size="12">${t.value.toFixed(2)}</text>`;
   }).join('\n');
   const H = 40 + targets.length * row;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">
@@ -250,4 +250,8 @@ ${bars}
 `;
 }
 
-main().catch((err) => { process.stderr.write(`bench failed: ${err.message}\n`); stopAll(); process.exit(1); });
+module.exports = { chart, markdown };
+
+if (require.main === module) {
+  main().catch((err) => { process.stderr.write(`bench failed: ${err.message}\n`); stopAll(); process.exit(1); });
+}
