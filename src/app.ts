@@ -85,7 +85,11 @@ export class Gatehouse {
     }
 
     const metrics = new Metrics();
-    const audit = new AuditLog(options.auditLog, { shared: options.auditShared === true, key: options.auditKey });
+    const audit = new AuditLog(options.auditLog, {
+      shared: options.auditShared === true,
+      key: options.auditKey,
+      onTrouble: ({ error, dropped }) => log.error({ err: error?.message, dropped }, error ? 'audit log cannot be written; records are being lost' : 'audit log is not keeping up; records are being dropped'),
+    });
     const store = await openStore(options, log, metrics);
     let app: Gatehouse | undefined;
     const engine = new DecisionEngine({

@@ -3,7 +3,7 @@ import type { Decision } from '../pipeline/decision';
 import type { DecisionSink } from '../pipeline/engine';
 import { HashChain } from './chain';
 import { jsonNumber, jsonString, jsonStringOrNull } from './json';
-import { LineWriter } from './line-writer';
+import { LineWriter, type LineWriterOptions } from './line-writer';
 
 export interface AuditRecord {
   decision_id: string;
@@ -67,6 +67,8 @@ export interface AuditLogOptions {
   readonly shared?: boolean;
   /** Operator-held key (`--audit-key`): records carry an HMAC only its holder can produce. */
   readonly key?: KeyObject;
+  /** Told when records cannot be written (see LineWriter). */
+  readonly onTrouble?: LineWriterOptions['onTrouble'];
 }
 
 /**
@@ -82,7 +84,7 @@ export class AuditLog implements DecisionSink {
 
   /** `target`: a file path, or undefined for stdout. */
   constructor(target: string | undefined, options: AuditLogOptions = {}) {
-    this.writer = new LineWriter(target, { shared: options.shared === true });
+    this.writer = new LineWriter(target, { shared: options.shared === true, ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}) });
     this.chain = new HashChain(options.key);
   }
 

@@ -4,6 +4,8 @@ import * as path from 'node:path';
 /** Writes to a pipe of at most this many bytes are atomic (POSIX PIPE_BUF on Linux). */
 const PIPE_BUF = 4096;
 const RETRY_MS = 5;
+/** Lines waiting on a stalled disk are bounded: past this, new lines are dropped and counted. */
+const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
 export interface LineWriterOptions {
   /**
@@ -11,6 +13,11 @@ export interface LineWriterOptions {
    * whole lines and at most PIPE_BUF bytes where it can, so lines never interleave.
    */
   readonly shared?: boolean;
+  /**
+   * Told when writing starts failing (once, until a write succeeds again) and when lines are
+   * dropped for want of space: an audit trail must not fail silently, nor take the server down.
+   */
+  readonly onTrouble?: (trouble: { error?: Error; dropped?: number }) => void;
 }
 
 /**
@@ -26,6 +33,12 @@ export class LineWriter {
   private writing = false;
   private waiters: Array<() => void> = [];
   private failed: Error | undefined;
+  private failing = false;
+  private pendingBytes = 0;
+  private inFlightLines = 0;
+  private droppedSinceReport = 0;
+  /** Lines dropped because the target could not keep up or could not be written. */
+  dropped = 0;
 
   /** `target`: a file path (created with its folder), or undefined for stdout. */
   constructor(target: string | undefined, private readonly options: LineWriterOptions = {}) {
@@ -39,6 +52,12 @@ export class LineWriter {
 
   /** `line` ends in '\n'. Never throws and never blocks the caller. */
   write(line: string): void {
+    if (this.pendingBytes > MAX_PENDING_BYTES) {
+      this.dropped++;
+      if (this.droppedSinceReport++ === 0) this.options.onTrouble?.({ dropped: this.dropped });
+      return;
+    }
+    this.pendingBytes += line.length;
     this.pending.push(line);
     if (!this.scheduled && !this.writing) {
       this.scheduled = true;
@@ -67,8 +86,11 @@ export class LineWriter {
     this.scheduled = false;
     if (this.writing) return;
     if (this.pending.length === 0) return this.settle();
+    const before = this.pending.length;
     const batch = this.options.shared ? this.takeAtomicBatch() : this.pending.join('');
     if (!this.options.shared) this.pending = [];
+    this.inFlightLines = before - this.pending.length;
+    this.pendingBytes -= batch.length;
     this.writing = true;
     this.writeAll(Buffer.from(batch, 'utf8'));
   };
@@ -95,10 +117,19 @@ export class LineWriter {
           return;
         }
         this.failed ??= err;
+        this.dropped += this.pending.length + this.inFlightLines;
         this.pending = [];
+        this.pendingBytes = 0;
+        if (!this.failing) {
+          this.failing = true;
+          this.options.onTrouble?.({ error: err, dropped: this.dropped });
+        }
       } else if (written < buf.length) {
         this.writeAll(buf.subarray(written));
         return;
+      } else {
+        this.failing = false;
+        this.droppedSinceReport = 0;
       }
       this.writing = false;
       if (this.pending.length > 0) this.drain();

@@ -62,3 +62,18 @@ describe('audit log flush', () => {
     }
   });
 });
+
+describe('audit log trouble', () => {
+  test('a target that cannot be written is reported once, records are counted as dropped, and the server is not taken down', async () => {
+    const troubles: { error?: Error; dropped?: number }[] = [];
+    // /dev/full answers every write with ENOSPC: a full disk.
+    const audit = new AuditLog('/dev/full', { onTrouble: (t) => troubles.push(t) });
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 5; i++) audit.record(decision(`full-${round}-${i}`));
+      await audit.flush();
+    }
+    expect(troubles).toHaveLength(1);
+    expect((troubles[0]!.error as NodeJS.ErrnoException).code).toBe('ENOSPC');
+    expect(troubles[0]!.dropped).toBe(5);
+  });
+});
