@@ -1,6 +1,7 @@
 import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { readTrustBundle, type TrustBundle } from '../../src/identity/trust-bundle';
@@ -12,6 +13,7 @@ import { toCheckResponse } from '../../src/respond/check-response';
 import { spawnServe } from '../helpers/cli';
 import { loadSet } from '../helpers/engine';
 import { checkClient } from '../helpers/grpc-client';
+import { TestCa } from '../helpers/pki';
 import { policyDir, servicePolicy } from '../helpers/policies';
 import { envoyCheckRequest } from '../helpers/requests';
 
@@ -157,6 +159,53 @@ describe('JWT-SVIDs', () => {
     expect(await decideOn(forNeither, '/export')).toMatchObject({ allowed: false, status: 401, reason: expect.stringContaining('aud') });
   });
 
+  test('the JWT keys come from a bundle endpoint over real TLS (https_web profile), verified against the Web PKI roots', async () => {
+    const ca = new TestCa('bundle-endpoint');
+    const tls = ca.issue('bundle-server', 'DNS:localhost,IP:127.0.0.1', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth']);
+    const jwks = readFileSync(await bundleFile('shop.example', [shopKey]), 'utf8');
+    const endpoint = https.createServer({ cert: tls.certPem, key: tls.keyPem }, (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(jwks);
+    });
+    await new Promise<void>((r) => endpoint.listen(0, '127.0.0.1', r));
+    const url = `https://localhost:${(endpoint.address() as { port: number }).port}/bundle`;
+    const policies = policyDir({ 'p.yaml': servicePolicy('reports', ['reports'], `    - name: export
+      allow: [spiffe://shop.example/ns/jobs/**]`) });
+    const args = ['--policies', policies, '--trust-domain', 'shop.example', '--trust-bundle', `shop.example=${url}`, '--jwt-audience', 'orders', '--audit-log', '/dev/null'];
+    // The endpoint's CA is a root only for the server that is told so: the way a private Web PKI is trusted.
+    const server = await spawnServe(args, { NODE_EXTRA_CA_CERTS: ca.cert });
+    const client = checkClient(server.port);
+    try {
+      const jwt = await token(shopKey);
+      let code = -1;
+      for (let i = 0; i < 50 && code !== 0; i++) {
+        const r = await client.check(envoyCheckRequest({ host: 'reports', path: '/x', headers: { authorization: `Bearer ${jwt}` } }));
+        code = r.status?.code ?? 0;
+        if (code !== 0) await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(code).toBe(0);
+    } finally {
+      client.close();
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+    // Without that root, the TLS handshake fails: no keys, so the same token is a 401.
+    const untrusting = await spawnServe(args);
+    const client2 = checkClient(untrusting.port);
+    try {
+      await new Promise((res) => setTimeout(res, 500));
+      const r = await client2.check(envoyCheckRequest({ host: 'reports', path: '/x', headers: { authorization: `Bearer ${await token(shopKey)}` } }));
+      expect(r.status.code).toBe(16);
+      expect(untrusting.stderr()).toContain('trust bundle');
+    } finally {
+      client2.close();
+      untrusting.child.kill('SIGTERM');
+      await untrusting.exited;
+      endpoint.closeAllConnections();
+      await new Promise((r) => endpoint.close(r));
+    }
+  });
+
   test('end to end over gRPC with --trust-bundle and --jwt-audience; the token is never logged', async () => {
     const audit = path.join(dir, 'audit.log');
     const server = await spawnServe([
@@ -193,7 +242,7 @@ describe('JWT-SVIDs', () => {
       client.close();
       server.child.kill('SIGTERM');
       await server.exited;
-      const everything = require('node:fs').readFileSync(audit, 'utf8') + server.stderr() + JSON.stringify(bad);
+      const everything = readFileSync(audit, 'utf8') + server.stderr() + JSON.stringify(bad);
       expect(everything).not.toContain(jwt.split('.')[2]);
       expect(everything).toContain('"identity_source":"jwt"');
     } finally {
