@@ -39,6 +39,6 @@ clean:
 
 # Gatehouse against a bare grpc-js server, same machine, same run (see docs/performance.md).
 bench: build
-	@command -v h2load >/dev/null || { sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; $$sudo apt-get install -y -qq nghttp2-client; }
+	@command -v h2load >/dev/null || { sudo=""; [ "$$(id -u)" -ne 0 ] && sudo=sudo; $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends nghttp2-client; }
 	@scripts/ensure-test-deps.sh
 	node bench/run.js
