@@ -1,3 +1,5 @@
+import { parseSpiffeId } from '../../src/identity/spiffe';
+import { parseXfcc } from '../../src/identity/xfcc';
 import { decodeCheckRequest } from '../../src/server/codec';
 import { loadProtos } from '../../src/server/protos';
 import { UNDECODABLE } from '../../src/request/normalize';
@@ -65,5 +67,48 @@ describe('mutated CheckRequest bytes (seeded fuzzing through the real decoder an
     // The mutations must reach the engine, not just the decoder's error path.
     expect(decoded).toBeGreaterThan(5_000);
     expect(allowed).toBeGreaterThan(0);
+  });
+});
+
+describe('hostile text through the identity parsers (seeded)', () => {
+  const ALPHABET = ['s', 'p', 'i', 'f', 'e', ':', '/', '/', '.', '..', '-', '_', 'a', 'Z', '9', '%', '?', '#', '@', '"', '\\', ',', ';', '=', ' ', '\t', '\u0000', 'é', '\ud800', 'URI', 'By', 'spiffe://', 'shop.example', '/ns/', '*'];
+  const text = (random: () => number): string => {
+    let s = '';
+    for (let n = Math.floor(random() * 40); n > 0; n--) s += ALPHABET[Math.floor(random() * ALPHABET.length)];
+    return s;
+  };
+
+  test('SPIFFE IDs: never a throw; whatever is accepted is well-formed and parses the same again', () => {
+    const random = prng(0x5f1f);
+    for (let i = 0; i < 20_000; i++) {
+      const input = random() < 0.5 ? `spiffe://${text(random)}` : text(random);
+      const r = parseSpiffeId(input);
+      if (!r.ok) continue;
+      expect(r.value.id).toBe(input);
+      expect(r.value.trustDomain).toMatch(/^[a-z0-9._-]+$/);
+      expect(r.value.path).toMatch(/^(\/[A-Za-z0-9._-]+)*$/);
+      expect(r.value.path.split('/').some((seg) => seg === '.' || seg === '..')).toBe(false);
+      expect(parseSpiffeId(input)).toEqual(r);
+    }
+  });
+
+  test('XFCC: never a throw; deterministic; accepted URI SANs hold no control characters and come from the text', () => {
+    const random = prng(0x0fcc);
+    for (let i = 0; i < 20_000; i++) {
+      const input = random() < 0.5 ? `By=spiffe://a/b;URI=${text(random)}` : text(random);
+      const r = parseXfcc(input);
+      if (!r.ok) {
+        expect(typeof r.error).toBe('string');
+        continue;
+      }
+      expect(parseXfcc(input)).toEqual(r);
+      for (const element of r.value) {
+        for (const uri of element.uri) {
+          expect(uri).not.toMatch(/[\u0000-\u0008\u000a-\u001f\u007f]/); // control characters never pass
+          // Without quoting or escapes, a value is a slice of the header itself.
+          if (!/["\\]/.test(input)) expect(input).toContain(uri);
+        }
+      }
+    }
   });
 });
