@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AdminProviders, Readiness } from './admin/admin-server';
 import { ReloadHistory } from './policy/history';
-import { AuditLog } from './audit/audit-log';
+import { AuditLog, type AuditLogOptions } from './audit/audit-log';
 import { Metrics } from './metrics/metrics';
 import { DecisionEngine } from './pipeline/engine';
 import { loadPolicyDir } from './policy/load';
@@ -28,8 +28,8 @@ export interface GatehouseOptions {
   readonly http?: Omit<HttpModeOptions, 'host'>;
   /** File for audit records; stdout when undefined. */
   readonly auditLog: string | undefined;
-  /** Other processes write to the same audit target (workers sharing stdout). */
-  readonly auditShared?: boolean;
+  /** Audit batches go here instead of to `auditLog` (a worker sharing stdout: the primary writes). */
+  readonly auditSink?: AuditLogOptions['sink'];
   /** `--audit-key`: HMAC the audit records with this operator-held key. */
   readonly auditKey?: KeyObject;
   readonly drainTimeoutMs: number;
@@ -86,7 +86,7 @@ export class Gatehouse {
 
     const metrics = new Metrics();
     const audit = new AuditLog(options.auditLog, {
-      shared: options.auditShared === true,
+      ...(options.auditSink ? { sink: options.auditSink } : {}),
       key: options.auditKey,
       onTrouble: ({ error, dropped }) => log.error({ err: error?.message, dropped }, error ? 'audit log cannot be written; records are being lost' : 'audit log is not keeping up; records are being dropped'),
     });

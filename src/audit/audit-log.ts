@@ -63,8 +63,8 @@ export function auditRecord(d: Decision): AuditRecord {
 }
 
 export interface AuditLogOptions {
-  /** Several processes share the target (workers on one stdout): lines must never interleave. */
-  readonly shared?: boolean;
+  /** Hand batches to this instead of writing them (workers on one stdout: the primary writes). */
+  readonly sink?: LineWriterOptions['sink'];
   /** Operator-held key (`--audit-key`): records carry an HMAC only its holder can produce. */
   readonly key?: KeyObject;
   /** Told when records cannot be written (see LineWriter). */
@@ -84,7 +84,7 @@ export class AuditLog implements DecisionSink {
 
   /** `target`: a file path, or undefined for stdout. */
   constructor(target: string | undefined, options: AuditLogOptions = {}) {
-    this.writer = new LineWriter(target, { shared: options.shared === true, ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}) });
+    this.writer = new LineWriter(target, { ...(options.sink ? { sink: options.sink } : {}), ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}) });
     this.chain = new HashChain(options.key);
   }
 

@@ -1,23 +1,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 
-/** Writes to a pipe of at most this many bytes are atomic (POSIX PIPE_BUF on Linux). */
-const PIPE_BUF = 4096;
 const RETRY_MS = 5;
 /** Lines waiting on a stalled disk are bounded: past this, new lines are dropped and counted. */
 const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 
 export interface LineWriterOptions {
   /**
-   * Several processes write to the same target (workers on one stdout): every write holds
-   * whole lines and at most PIPE_BUF bytes where it can, so lines never interleave.
-   */
-  readonly shared?: boolean;
-  /**
    * Told when writing starts failing (once, until a write succeeds again) and when lines are
    * dropped for want of space: an audit trail must not fail silently, nor take the server down.
    */
   readonly onTrouble?: (trouble: { error?: Error; dropped?: number }) => void;
+  /**
+   * Hand each batch to this instead of writing it (workers on one stdout send theirs to the
+   * primary, the one writer); `done` is called once the batch is on its way.
+   */
+  readonly sink?: (batch: string, done: (err: Error | null) => void) => void;
 }
 
 /**
@@ -42,7 +40,9 @@ export class LineWriter {
 
   /** `target`: a file path (created with its folder), or undefined for stdout. */
   constructor(target: string | undefined, private readonly options: LineWriterOptions = {}) {
-    if (target === undefined) {
+    if (options.sink) {
+      this.fd = -1;
+    } else if (target === undefined) {
       this.fd = 1;
     } else {
       fs.mkdirSync(path.dirname(target), { recursive: true });
@@ -86,55 +86,45 @@ export class LineWriter {
     this.scheduled = false;
     if (this.writing) return;
     if (this.pending.length === 0) return this.settle();
-    const before = this.pending.length;
-    const batch = this.options.shared ? this.takeAtomicBatch() : this.pending.join('');
-    if (!this.options.shared) this.pending = [];
-    this.inFlightLines = before - this.pending.length;
+    const batch = this.pending.join('');
+    this.inFlightLines = this.pending.length;
+    this.pending = [];
     this.pendingBytes -= batch.length;
     this.writing = true;
-    this.writeAll(Buffer.from(batch, 'utf8'));
+    const sink = this.options.sink;
+    if (sink) sink(batch, (err) => this.written(err, 0, Buffer.alloc(0)));
+    else this.writeAll(Buffer.from(batch, 'utf8'));
   };
 
-  /** Whole lines up to PIPE_BUF bytes (or one longer line alone). */
-  private takeAtomicBatch(): string {
-    let bytes = 0;
-    let n = 0;
-    while (n < this.pending.length) {
-      const len = Buffer.byteLength(this.pending[n]!, 'utf8');
-      if (n > 0 && bytes + len > PIPE_BUF) break;
-      bytes += len;
-      n++;
-    }
-    return this.pending.splice(0, n).join('');
+  private writeAll(buf: Buffer): void {
+    fs.write(this.fd, buf, 0, buf.length, null, (err, written) => this.written(err, written, buf));
   }
 
-  private writeAll(buf: Buffer): void {
-    fs.write(this.fd, buf, 0, buf.length, null, (err, written) => {
-      if (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'EAGAIN' || code === 'EBUSY') {
-          setTimeout(() => this.writeAll(buf), RETRY_MS);
-          return;
-        }
-        this.failed ??= err;
-        this.dropped += this.pending.length + this.inFlightLines;
-        this.pending = [];
-        this.pendingBytes = 0;
-        if (!this.failing) {
-          this.failing = true;
-          this.options.onTrouble?.({ error: err, dropped: this.dropped });
-        }
-      } else if (written < buf.length) {
-        this.writeAll(buf.subarray(written));
+  /** The end of one write (or sink hand-over): retry, continue a partial write, or move on. */
+  private written(err: NodeJS.ErrnoException | null, written: number, buf: Buffer): void {
+    if (err) {
+      if (err.code === 'EAGAIN' || err.code === 'EBUSY') {
+        setTimeout(() => this.writeAll(buf), RETRY_MS);
         return;
-      } else {
-        this.failing = false;
-        this.droppedSinceReport = 0;
       }
-      this.writing = false;
-      if (this.pending.length > 0) this.drain();
-      else this.settle();
-    });
+      this.failed ??= err;
+      this.dropped += this.pending.length + this.inFlightLines;
+      this.pending = [];
+      this.pendingBytes = 0;
+      if (!this.failing) {
+        this.failing = true;
+        this.options.onTrouble?.({ error: err, dropped: this.dropped });
+      }
+    } else if (written < buf.length) {
+      this.writeAll(buf.subarray(written));
+      return;
+    } else {
+      this.failing = false;
+      this.droppedSinceReport = 0;
+    }
+    this.writing = false;
+    if (this.pending.length > 0) this.drain();
+    else this.settle();
   }
 
   private settle(): void {

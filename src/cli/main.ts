@@ -7,7 +7,7 @@ import { AdminServer } from '../admin/admin-server';
 import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
 import { verifyAuditText } from '../audit/chain';
 import { readAuditKey } from '../audit/key';
-import { workerAuditPath } from '../cluster/messages';
+import { workerAuditPath, type AuditBatch } from '../cluster/messages';
 import { defaultWorkers } from '../cluster/cpus';
 import { Supervisor } from '../cluster/supervisor';
 import { buildBundle } from '../bundle/bundle';
@@ -165,12 +165,21 @@ async function servePrimary(options: GatehouseOptions, workers: number, opts: Se
   process.on('SIGUSR2', () => void supervisor.rollingRestart());
 }
 
+function sendAuditToPrimary(batch: string, done: (err: Error | null) => void): void {
+  const message: AuditBatch = { type: 'gatehouse:audit', batch };
+  if (!process.send || !process.connected) return done(new Error('the primary is gone'));
+  process.send(message, undefined, {}, (err) => done(err ?? null));
+}
+
 async function serveWorker(options: GatehouseOptions, log: Logger): Promise<void> {
   const slot = Number(process.env['GATEHOUSE_WORKER_SLOT'] ?? '1');
   // One hash chain per worker file; workers sharing stdout write each record whole.
   const auditLog = options.auditLog ? workerAuditPath(options.auditLog, slot) : undefined;
   const policiesDir = process.env['GATEHOUSE_WORKER_POLICIES'] ?? options.policiesDir;
-  await runWorker({ ...options, policiesDir, auditLog, auditShared: auditLog === undefined }, log);
+  // Workers sharing stdout send their records to the primary, the one writer, so no two
+  // processes' lines can interleave however long a record is.
+  const auditSink = auditLog === undefined ? sendAuditToPrimary : undefined;
+  await runWorker({ ...options, policiesDir, auditLog, ...(auditSink ? { auditSink } : {}) }, log);
 }
 
 function onStopSignals(log: Logger, stop: () => Promise<void>): void {

@@ -21,3 +21,13 @@ export function workerAuditPath(file: string, slot: number): string {
   const dot = file.lastIndexOf('.');
   return dot > slash + 1 ? `${file.slice(0, dot)}.w${slot}${file.slice(dot)}` : `${file}.w${slot}`;
 }
+
+/** A worker's audit records for the primary to write (workers sharing stdout). */
+export interface AuditBatch {
+  type: 'gatehouse:audit';
+  batch: string;
+}
+
+export function isAuditBatch(message: unknown): message is AuditBatch {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:audit' && typeof (message as { batch?: unknown }).batch === 'string';
+}

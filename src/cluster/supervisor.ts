@@ -6,7 +6,8 @@ import { AdminServer, type Readiness } from '../admin/admin-server';
 import { PolicyLoadError, type GatehouseOptions } from '../app';
 import { loadPolicyDir } from '../policy/load';
 import { describePolicySet, formatProblem, type PolicySet } from '../policy/types';
-import { isWorkerStatus, type ToWorker, type WorkerStatus } from './messages';
+import { isAuditBatch, isWorkerStatus, type ToWorker, type WorkerStatus } from './messages';
+import { LineWriter } from '../audit/line-writer';
 
 export interface SupervisorOptions {
   readonly workers: number;
@@ -42,6 +43,10 @@ export class Supervisor {
   private policySet: PolicySet;
   private policiesDir: string;
   private readonly history = new ReloadHistory();
+  /** Workers without --audit-log send their records here: one writer on stdout. */
+  private readonly auditOut = new LineWriter(undefined, {
+    onTrouble: ({ error, dropped }) => this.log.error({ err: error?.message, dropped }, 'audit records cannot be written to stdout'),
+  });
 
   private constructor(
     private readonly options: SupervisorOptions,
@@ -128,6 +133,7 @@ export class Supervisor {
     this.shuttingDown = true;
     this.log.info('draining workers');
     await Promise.all([...this.slots.values()].map((s) => this.retire(s.worker)));
+    await this.auditOut.flush();
     await this.admin.close();
     this.log.info('stopped');
   }
@@ -141,6 +147,7 @@ export class Supervisor {
     worker.on('message', (message: unknown) => {
       const entry = this.slots.get(slot);
       if (isWorkerStatus(message) && entry?.worker === worker) entry.status = message;
+      else if (isAuditBatch(message)) this.auditOut.write(message.batch);
     });
     worker.on('exit', (code, signal) => this.onExit(slot, worker, code, signal));
     return worker;

@@ -13,11 +13,12 @@ export interface CheckClient {
 }
 
 /** A real grpc-js client over loopback, using the project's own protos. */
-export function checkClient(port: number): CheckClient {
+/** `ownConnection`: a TCP connection of its own (grpc-js otherwise shares one per address). */
+export function checkClient(port: number, options: { ownConnection?: boolean } = {}): CheckClient {
   const protos = loadProtos();
   const address = `127.0.0.1:${port}`;
   const creds = grpc.credentials.createInsecure();
-  const auth = new protos.AuthorizationClient(address, creds) as grpc.Client & Record<string, Function>;
+  const auth = new protos.AuthorizationClient(address, creds, options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}) as grpc.Client & Record<string, Function>;
   const health = new protos.HealthClient(address, creds) as grpc.Client & Record<string, Function>;
   const checkDef = protos.authorization['Check']!;
   const unary = <T>(fn: (cb: (err: grpc.ServiceError | null, res?: T) => void) => void): Promise<T> =>

@@ -239,6 +239,34 @@ describe('--workers 2', () => {
   });
 });
 
+test('workers sharing stdout: the primary writes every record, so even records longer than a pipe write never interleave', async () => {
+  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--workers', '2']);
+  await waitFor(async () => ((await get(server.adminPort, '/v1/policy')).json()['workers'] as { ready: boolean }[]).every((w) => w.ready), 'both workers ready');
+  // Connections of their own, so the cluster's round robin hands them to both workers.
+  const clients = Array.from({ length: 4 }, () => checkClient(server.port, { ownConnection: true }));
+  try {
+    // 7 KB paths: one record is larger than PIPE_BUF (4096), the most a pipe writes atomically.
+    const long = `/v1/orders/${'a'.repeat(7000)}`;
+    await Promise.all(clients.map(async (client, c) => {
+      for (let i = 0; i < 50; i++) {
+        const r = await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: i % 2 ? long : `/v1/orders/${c}-${i}` }));
+        expect(r.status?.code ?? 0).toBe(0);
+      }
+    }));
+  } finally {
+    for (const client of clients) client.close();
+    expect(await stopServer(server)).toBe(0);
+  }
+  const file = path.join(tmp(), 'stdout-audit.log');
+  writeFileSync(file, server.stdout());
+  const records = readJsonLines(file);
+  expect(records).toHaveLength(200);
+  expect(new Set(records.map((r) => r['chain'])).size).toBe(2); // both workers' chains, through one writer
+  const verified = runCli(['audit', 'verify', file]);
+  expect(verified.stdout + verified.stderr).not.toContain('altered');
+  expect(verified.status).toBe(0);
+});
+
 test('gatehouse audit verify: 0 on an intact log, 1 naming the first altered record', async () => {
   const dir = tmp();
   const audit = path.join(dir, 'audit.log');
