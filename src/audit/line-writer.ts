@@ -25,12 +25,12 @@ export interface LineWriterOptions {
  * pending buffer on every write, which made the audit the costliest stage under load.)
  */
 export class LineWriter {
-  private fd = -1;
+  /** -1 with a sink: nothing is opened. */
+  private readonly fd: number;
   private pending: string[] = [];
   private scheduled = false;
   private writing = false;
   private waiters: Array<() => void> = [];
-  private failed: Error | undefined;
   private failing = false;
   private pendingBytes = 0;
   private inFlightLines = 0;
@@ -77,11 +77,6 @@ export class LineWriter {
     });
   }
 
-  /** The first write error, if any; records after it are dropped rather than crash the server. */
-  get error(): Error | undefined {
-    return this.failed;
-  }
-
   private readonly drain = (): void => {
     this.scheduled = false;
     if (this.writing) return;
@@ -107,7 +102,6 @@ export class LineWriter {
         setTimeout(() => this.writeAll(buf), RETRY_MS);
         return;
       }
-      this.failed ??= err;
       this.dropped += this.pending.length + this.inFlightLines;
       this.pending = [];
       this.pendingBytes = 0;
