@@ -83,22 +83,12 @@ export function toCheckResponse(decision: Decision): CheckResponseMessage {
  */
 export function headersToRemove(decision: Decision): readonly string[] {
   let remove = decision.spoofedHeaders;
-  if (remove.length > 0) remove = remove.filter((name) => !setsUpstreamHeader(decision, name));
-  return decision.rule?.stripToken ? [...remove, 'authorization'] : remove;
-}
-
-/** Whether `allowHeaders(decision).upstream` holds `name`. */
-function setsUpstreamHeader(decision: Decision, name: string): boolean {
-  switch (name) {
-    case 'x-gatehouse-decision':
-      return true;
-    case 'x-gatehouse-caller':
-      return decision.caller !== undefined;
-    case 'x-gatehouse-policy':
-      return decision.policy !== undefined;
-    default:
-      return false;
+  if (remove.length > 0) {
+    // Derived from the headers this answer sets, so the two can never disagree.
+    const upstream = allowHeaders(decision).upstream;
+    remove = remove.filter((name) => !upstream.some(([key]) => key === name));
   }
+  return decision.rule?.stripToken ? [...remove, 'authorization'] : remove;
 }
 
 /** The JSON body of a denial. Built from the reason only, which never holds a credential. */
