@@ -7,6 +7,11 @@ export const sha256Hex: (text: string) => string =
 
 export const GENESIS_HASH = '0'.repeat(64);
 
+/** A record's hash: HMAC-SHA256 with the operator's key, plain SHA-256 without one. */
+function recordDigest(key: KeyObject | undefined): (body: string) => string {
+  return key ? (body) => crypto.createHmac('sha256', key).update(body).digest('hex') : sha256Hex;
+}
+
 /** The record member that marks a keyed record; also the only algorithm there is. */
 export const MAC_ALGORITHM = 'hmac-sha256';
 
@@ -32,13 +37,8 @@ export class HashChain {
   private readonly digest: (body: string) => string;
 
   constructor(key?: KeyObject) {
-    if (key) {
-      this.afterPrev = `","mac":"${MAC_ALGORITHM}",`;
-      this.digest = (body) => crypto.createHmac('sha256', key).update(body).digest('hex');
-    } else {
-      this.afterPrev = '",';
-      this.digest = sha256Hex;
-    }
+    this.afterPrev = key ? `","mac":"${MAC_ALGORITHM}",` : '",';
+    this.digest = recordDigest(key);
   }
 
   /** `line`: one serialized record, `{...}` and a newline. */
@@ -75,7 +75,7 @@ interface ChainState {
  * than passed unchecked.
  */
 export function verifyAuditText(text: string, key?: KeyObject): VerifyResult {
-  const digest = key ? (body: string) => crypto.createHmac('sha256', key).update(body).digest('hex') : sha256Hex;
+  const digest = recordDigest(key);
   const chains = new Map<string, ChainState>();
   const lines = text.split('\n');
   const last = lines.length - 1;
