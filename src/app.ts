@@ -13,6 +13,12 @@ import type { BucketStore } from './ratelimit/types';
 import { GrpcServer } from './server/grpc-server';
 import { HttpAuthServer, type HttpModeOptions } from './server/http-mode';
 import type { TrustBundle } from './identity/trust-bundle';
+import { MemoryGrantTracker } from './grants/memory';
+import { RedisGrantTracker } from './grants/redis';
+import type { GrantTracker } from './grants/types';
+import { MemoryQuarantineState } from './quarantine/memory';
+import { RedisQuarantineState } from './quarantine/redis';
+import type { QuarantineEvent, QuarantineState } from './quarantine/types';
 
 export interface GatehouseOptions {
   readonly policiesDir: string;
@@ -68,6 +74,7 @@ export class Gatehouse {
     readonly metrics: Metrics,
     private readonly audit: AuditLog,
     private readonly store: BucketStore,
+    private readonly state: EnforcementState,
     private readonly options: GatehouseOptions,
     private readonly log: Logger,
   ) {
@@ -91,6 +98,7 @@ export class Gatehouse {
       onTrouble: ({ error, dropped }) => log.error({ err: error?.message, dropped }, error ? 'audit log cannot be written; records are being lost' : 'audit log is not keeping up; records are being dropped'),
     });
     const store = await openStore(options, log, metrics);
+    const state = await openEnforcementState(store, log, metrics, audit);
     let app: Gatehouse | undefined;
     const engine = new DecisionEngine({
       policies: () => app!.policySet,
@@ -102,10 +110,13 @@ export class Gatehouse {
           metrics.observeDecision(decision);
         },
       },
+      quarantine: state.quarantine,
+      grants: state.grants,
     });
     const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort });
     const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost }) : undefined;
-    app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, options, log);
+    state.grants.setGrants(loaded.set.grants, Date.now());
+    app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
     await grpc.listen();
     if (http) await http.listen();
     log.info(
@@ -198,6 +209,14 @@ export class Gatehouse {
       readiness: () => this.readiness(),
       metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
       policy: () => this.policyInfo(),
+      quarantine: { list: () => this.state.quarantine.list(), release: (caller) => this.state.quarantine.release(caller) },
+      access: {
+        report: async () => {
+          await this.state.grants.sync();
+          return this.state.grants.report(Date.now());
+        },
+        renew: (filter) => this.state.grants.renew(filter, Date.now()),
+      },
     };
   }
 
@@ -212,6 +231,7 @@ export class Gatehouse {
       }
       this.log.info('draining');
       await Promise.all([this.grpc.drain(this.options.drainTimeoutMs), this.http?.close(this.options.drainTimeoutMs)]);
+      await this.state.close();
       await this.audit.flush();
       await this.store.close();
       this.log.info('stopped');
@@ -219,6 +239,63 @@ export class Gatehouse {
     return this.stopping;
   }
 
+}
+
+/** Quarantine and grant-use state: in Redis beside the buckets when configured, else in this process. */
+interface EnforcementState {
+  readonly quarantine: QuarantineState;
+  readonly grants: GrantTracker;
+  close(): Promise<void>;
+}
+
+async function openEnforcementState(store: BucketStore, log: Logger, metrics: Metrics, audit: AuditLog): Promise<EnforcementState> {
+  const onEvent = (event: QuarantineEvent): void => {
+    const e = event.entry;
+    const details = { caller: e.caller, policy: e.policy, since: new Date(e.since).toISOString(), until: new Date(e.until).toISOString(), denials: e.denials, dry_run: e.dryRun };
+    if (event.type === 'enter') {
+      audit.event('quarantine.enter', details, e.dryRun ? 'would quarantine caller (dry-run)' : 'caller quarantined');
+      metrics.quarantineEvent('enter', 'denials', e.dryRun);
+      log.warn(details, e.dryRun ? 'caller would be quarantined (dry-run)' : 'caller quarantined');
+    } else {
+      audit.event('quarantine.leave', { ...details, cause: event.cause }, 'caller left quarantine');
+      metrics.quarantineEvent('leave', event.cause, e.dryRun);
+      log.info({ ...details, cause: event.cause }, 'caller left quarantine');
+    }
+    const counts = quarantine.activeCounts();
+    metrics.quarantinedCallers(counts.enforce, counts.dryRun);
+  };
+  const quarantineError = (err: Error): void => {
+    metrics.stateError('quarantine');
+    log.warn({ err: err.message }, 'quarantine state: backend error');
+  };
+  const grantsError = (err: Error): void => {
+    metrics.stateError('grants');
+    log.warn({ err: err.message }, 'grant usage state: backend error');
+  };
+  let quarantine: QuarantineState;
+  let grants: GrantTracker;
+  const extra: { quit(): Promise<unknown> }[] = [];
+  if (store instanceof RedisBucketStore) {
+    const client = store.duplicateClient();
+    const subscriber = store.duplicateClient();
+    extra.push(client, subscriber);
+    quarantine = new RedisQuarantineState({ client, subscriber, onEvent, onError: quarantineError });
+    grants = new RedisGrantTracker({ client, onError: grantsError });
+    // Startup does not wait long for shared state: an unknown quarantine allows, an unknown grant is not dormant.
+    await Promise.race([Promise.all([quarantine.ready(), grants.ready()]), new Promise((resolve) => setTimeout(resolve, REDIS_STARTUP_WAIT_MS).unref())]);
+  } else {
+    quarantine = new MemoryQuarantineState({ onEvent, onError: quarantineError });
+    grants = new MemoryGrantTracker({ onWarn: (message: string) => log.warn(message) });
+  }
+  return {
+    quarantine,
+    grants,
+    close: async () => {
+      await Promise.allSettled([grants.sync()]);
+      await Promise.allSettled([quarantine.close(), grants.close()]);
+      await Promise.allSettled(extra.map((c) => c.quit()));
+    },
+  };
 }
 
 async function openStore(options: GatehouseOptions, log: Logger, metrics: Metrics): Promise<BucketStore> {

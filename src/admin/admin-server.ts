@@ -1,3 +1,4 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import type { Logger } from 'pino';
 
@@ -21,7 +22,18 @@ export interface AdminProviders {
   readiness(): Readiness;
   metrics(): Promise<{ contentType: string; body: string }>;
   policy(): unknown;
+  /** Quarantined callers; absent where the state is not reachable from this process. */
+  quarantine?: { list(): Promise<unknown[]>; release(caller: string): Promise<unknown | undefined> };
+  /** Grants that expire from disuse, by last use. */
+  access?: { report(): Promise<unknown[]>; renew(filter: { policy?: string; rule?: string; caller?: string }): Promise<number> };
 }
+
+export interface AdminOptions {
+  /** Bearer token for changes (release, renew) from other hosts; loopback callers need none. */
+  readonly token?: Buffer;
+}
+
+const MAX_ADMIN_BODY = 16 * 1024;
 
 /**
  * The admin HTTP server: /healthz (the process answers), /readyz (can take traffic),
@@ -34,6 +46,7 @@ export class AdminServer {
   constructor(
     private readonly providers: AdminProviders,
     private readonly log: Logger,
+    private readonly options: AdminOptions = {},
   ) {
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: Error) => {
@@ -61,11 +74,18 @@ export class AdminServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'POST' && (path === '/v1/quarantine/release' || path === '/v1/access/renew')) return this.change(req, res, path);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return send(res, 405, { error: 'method not allowed' });
     }
     switch (path) {
+      case '/v1/quarantine':
+        if (!this.providers.quarantine) return unavailable(res, 'quarantine');
+        return send(res, 200, { callers: await this.providers.quarantine.list() });
+      case '/v1/access':
+        if (!this.providers.access) return unavailable(res, 'access');
+        return send(res, 200, { grants: await this.providers.access.report() });
       case '/healthz':
         return send(res, 200, { status: 'ok' });
       case '/readyz': {
@@ -83,8 +103,62 @@ export class AdminServer {
       case '/v1/policy':
         return send(res, 200, this.providers.policy());
       default:
-        return send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/v1/policy'] });
+        return send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/v1/policy', '/v1/quarantine', '/v1/access'] });
     }
+  }
+
+  /** Operator changes: from loopback (kubectl exec), or with the admin token. */
+  private async change(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
+    if (!this.mayChange(req)) return send(res, 403, { error: 'changes need a loopback caller or the admin token (authorization: Bearer …)' });
+    const body = await readJson(req);
+    if (body === undefined) return send(res, 400, { error: `body must be a JSON object of at most ${MAX_ADMIN_BODY} bytes` });
+    const text = (key: string): string | undefined => (typeof body[key] === 'string' && (body[key] as string).length > 0 && (body[key] as string).length <= 2048 ? (body[key] as string) : undefined);
+    if (path === '/v1/quarantine/release') {
+      if (!this.providers.quarantine) return unavailable(res, 'quarantine');
+      const caller = text('caller');
+      if (caller === undefined) return send(res, 400, { error: 'caller (a SPIFFE ID) is required' });
+      const released = await this.providers.quarantine.release(caller);
+      this.log.info({ caller, released: released !== undefined }, 'quarantine release requested');
+      return released === undefined ? send(res, 404, { error: 'caller is not quarantined', caller }) : send(res, 200, { released });
+    }
+    if (!this.providers.access) return unavailable(res, 'access');
+    const filter = { ...(text('policy') ? { policy: text('policy') } : {}), ...(text('rule') ? { rule: text('rule') } : {}), ...(text('caller') ? { caller: text('caller') } : {}) };
+    if (filter.policy === undefined) return send(res, 400, { error: 'policy is required (and optionally rule and caller)' });
+    const renewed = await this.providers.access.renew(filter);
+    this.log.info({ ...filter, renewed }, 'grant renewal requested');
+    return send(res, 200, { renewed });
+  }
+
+  private mayChange(req: http.IncomingMessage): boolean {
+    const token = this.options.token;
+    const header = req.headers.authorization;
+    if (token !== undefined && typeof header === 'string' && header.startsWith('Bearer ')) {
+      const given = Buffer.from(header.slice(7));
+      // Hash both sides so the comparison is constant time whatever the lengths.
+      return timingSafeEqual(createHash('sha256').update(given).digest(), createHash('sha256').update(token).digest());
+    }
+    const remote = req.socket.remoteAddress ?? '';
+    return remote === '127.0.0.1' || remote === '::1' || remote === '::ffff:127.0.0.1';
+  }
+}
+
+function unavailable(res: http.ServerResponse, what: string): void {
+  send(res, 501, { error: `${what} state is not available in this process (with --workers > 1 it needs --redis)` });
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown> | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_ADMIN_BODY) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  try {
+    const value: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}');
+    return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -113,6 +113,15 @@ export class AuditLog implements DecisionSink {
     this.writer.write(this.chain.sealFields(fields));
   }
 
+  /**
+   * An event that is not a check (a caller entering or leaving quarantine), chained like
+   * decisions so removing one is as visible. Rare, so plain JSON.stringify is fine.
+   */
+  event(name: string, details: Record<string, unknown>, msg: string): void {
+    const body = JSON.stringify({ event: name, ...details, msg });
+    this.writer.write(this.chain.sealFields(`"level":30,"time":"${new Date().toISOString()}",${body.slice(1, -1)}`));
+  }
+
   /** Writes out everything buffered; call before exit. */
   flush(): Promise<void> {
     return this.writer.flush();

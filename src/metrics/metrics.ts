@@ -26,6 +26,9 @@ export class Metrics {
   private readonly breaker: Gauge;
   private readonly reloads: Counter<'result'>;
   private readonly policyInfo: Gauge<'version'>;
+  private readonly quarantineEvents: Counter<'event' | 'cause' | 'mode'>;
+  private readonly quarantined: Gauge<'mode'>;
+  private readonly enforcementErrors: Counter<'component'>;
   private readonly labelCache = new Map<string, Counter.Internal>();
   private readonly latencyByResult = new Map<string, Histogram.Internal<'result'>>();
 
@@ -66,6 +69,25 @@ export class Metrics {
       registers,
       aggregator: 'max',
     }).set({ version: VERSION, node: process.version }, 1);
+    this.quarantineEvents = new Counter({
+      name: 'gatehouse_quarantine_events_total',
+      help: 'Callers entering (event=enter) and leaving (event=leave, cause=expired|released) quarantine, as seen by this replica.',
+      labelNames: ['event', 'cause', 'mode'],
+      registers,
+    });
+    this.quarantined = new Gauge({
+      name: 'gatehouse_quarantined_callers',
+      help: 'Callers in quarantine now (mode=enforce|dry-run), mesh-wide as this replica mirrors it.',
+      labelNames: ['mode'],
+      registers,
+      aggregator: 'max',
+    });
+    this.enforcementErrors = new Counter({
+      name: 'gatehouse_state_errors_total',
+      help: 'Background errors of shared enforcement state (component=quarantine|grants).',
+      labelNames: ['component'],
+      registers,
+    });
     this.reloads.inc({ result: 'ok' }, 0);
     this.reloads.inc({ result: 'rejected' }, 0);
   }
@@ -94,6 +116,19 @@ export class Metrics {
 
   breakerChanged(state: BreakerState): void {
     this.breaker.set(BREAKER_STATE_VALUE[state]);
+  }
+
+  quarantineEvent(event: 'enter' | 'leave', cause: string, dryRun: boolean): void {
+    this.quarantineEvents.inc({ event, cause, mode: dryRun ? 'dry-run' : 'enforce' });
+  }
+
+  quarantinedCallers(enforce: number, dryRun: number): void {
+    this.quarantined.set({ mode: 'enforce' }, enforce);
+    this.quarantined.set({ mode: 'dry-run' }, dryRun);
+  }
+
+  stateError(component: 'quarantine' | 'grants'): void {
+    this.enforcementErrors.inc({ component });
   }
 
   reloaded(ok: boolean): void {

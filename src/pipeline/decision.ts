@@ -16,6 +16,12 @@ export type ReasonCode =
   | 'caller_not_allowed'
   | 'caller_refused'
   | 'mtls_required'
+  | 'condition_error'
+  | 'caller_opt_out'
+  | 'quarantined'
+  | 'grant_dormant'
+  | 'residency_violation'
+  | 'payload_rejected'
   | 'rate_limited'
   | 'limit_backend_error';
 
@@ -48,8 +54,10 @@ export interface Decision extends Verdict {
   readonly limit: LimitResult | undefined;
   /** The limit backend failed and onBackendError decided. */
   readonly limitBackendError: string | undefined;
-  /** In dry-run, the denial that was not enforced. */
+  /** In dry-run (a dry-run policy, WorkloadPolicy or quarantine), the denial that was not enforced. */
   readonly wouldDeny: Verdict | undefined;
+  /** The caller's WorkloadPolicy refusal that decided or would have, as `policy/refusal`. */
+  readonly optOut: string | undefined;
   /** Client-sent x-gatehouse-* headers to strip upstream. */
   readonly spoofedHeaders: readonly string[];
   readonly latencyMs: number;

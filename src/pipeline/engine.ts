@@ -1,8 +1,16 @@
 import { randomUUID } from 'node:crypto';
+import { MemoryGrantTracker } from '../grants/memory';
+import type { GrantRef, GrantTracker } from '../grants/types';
+import { MemoryQuarantineState } from '../quarantine/memory';
 import { defaultAudience, isMtlsSource, resolveIdentity, type IdentityConfig, type IdentityOutcome } from '../identity/resolve';
 import { authorize, authorizeTcp } from '../policy/authorize';
 import type { SpiffeId } from '../identity/spiffe';
+import { formatDuration } from '../policy/duration';
+import { findOptOut } from '../policy/opt-out';
+import { bodyContractViolation } from '../policy/payload';
+import { residencyViolation } from '../policy/residency';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
+import type { QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
 import type { BucketStore, LimitResult } from '../ratelimit/types';
 import { normalizeCheckRequest, type NormalizedRequest } from '../request/normalize';
@@ -19,6 +27,12 @@ export interface EngineDeps {
   readonly identity: IdentityConfig;
   readonly store: BucketStore;
   readonly sink: DecisionSink;
+  /** Callers isolated after repeated denials; read synchronously, written off the answer's path. Default: in process. */
+  readonly quarantine?: QuarantineState;
+  /** Last use of grants that expire from disuse. Default: in process. */
+  readonly grants?: GrantTracker;
+  /** Epoch ms; tests move it. */
+  readonly now?: () => number;
 }
 
 interface Context {
@@ -32,7 +46,15 @@ interface Context {
   entry?: { list: 'allow' | 'deny'; index: number };
   limit?: LimitResult;
   limitBackendError?: string;
+  /** A denial a dry-run source (WorkloadPolicy, quarantine) would have made; the check goes on. */
+  softDenial?: Verdict;
+  optOut?: string;
+  /** The grant that admitted the caller, marked used once the check is allowed. */
+  grant?: GrantRef;
 }
+
+/** 403s that count towards quarantine: misbehaviour, not flow control or our own trouble. */
+const NOT_COUNTED = new Set(['quarantined', 'malformed_request']);
 
 /**
  * The one decision function. The gRPC server, the CLI `check` command and the HTTP mode
@@ -40,10 +62,22 @@ interface Context {
  * failure: normalise → identity → authorise → rate limit; then respond and audit.
  */
 export class DecisionEngine {
-  constructor(private readonly deps: EngineDeps) {}
+  private readonly quarantine: QuarantineState;
+  private readonly grants: GrantTracker;
+  /** The set whose grants the tracker knows; a reload hands it the new ones on the first check. */
+  private trackedSet: PolicySet | undefined;
+
+  constructor(private readonly deps: EngineDeps) {
+    this.quarantine = deps.quarantine ?? new MemoryQuarantineState({ onEvent: () => undefined });
+    this.grants = deps.grants ?? new MemoryGrantTracker();
+  }
 
   async decide(checkRequest: unknown): Promise<Decision> {
     const ctx: Context = { start: performance.now(), set: this.deps.policies() };
+    if (ctx.set !== this.trackedSet) {
+      this.trackedSet = ctx.set;
+      this.grants.setGrants(ctx.set.grants, this.now());
+    }
     let verdict: Verdict;
     let failed = false;
     try {
@@ -54,13 +88,33 @@ export class DecisionEngine {
       verdict = deny(403, 'malformed_request', `internal error while deciding: ${(err as Error).message}`);
     }
     let wouldDeny: Verdict | undefined;
-    if (!verdict.allowed && !failed && ctx.policy?.mode === 'dry-run') {
+    const policy = ctx.policy;
+    const denied = verdict;
+    if (!verdict.allowed && !failed && policy?.mode === 'dry-run') {
       wouldDeny = verdict;
       verdict = ALLOWED;
+    } else if (verdict.allowed && ctx.softDenial) {
+      wouldDeny = ctx.softDenial;
+    }
+    if (verdict.allowed && ctx.grant !== undefined && ctx.identity?.ok) this.grants.used(ctx.grant, ctx.identity.id.id, this.now());
+    // Counted off the answer's path: the check does not wait for the quarantine backend.
+    if (!denied.allowed && denied.status === 403 && policy?.quarantine && ctx.identity?.ok && !NOT_COUNTED.has(denied.code)) {
+      void this.quarantine.recordDenial(ctx.identity.id.id, policy.quarantine);
     }
     const decision = this.finish(ctx, verdict, wouldDeny);
     this.deps.sink.record(decision);
     return decision;
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** A denial that a dry-run source only reports; an enforcing one decides. */
+  private soft(ctx: Context, dryRun: boolean, verdict: Verdict): Verdict | undefined {
+    if (!dryRun) return verdict;
+    ctx.softDenial ??= verdict;
+    return undefined;
   }
 
   private async evaluate(checkRequest: unknown, ctx: Context): Promise<Verdict> {
@@ -74,11 +128,29 @@ export class DecisionEngine {
     if (!identity.ok) return deny(401, identity.code, identity.reason);
 
     const policy = ctx.policy;
-    if (request.kind === 'tcp') return this.authorizeConnection(policy, request.host, identity.id, ctx);
+    const caller = identity.id;
+    const quarantined = this.quarantine.current(caller.id, this.now());
+    if (quarantined) {
+      const until = new Date(quarantined.until).toISOString();
+      const verdict = this.soft(ctx, quarantined.dryRun, deny(403, 'quarantined', `quarantined: caller ${caller.id} is isolated until ${until} after ${quarantined.denials} denials by policy ${quarantined.policy}`));
+      if (verdict) return verdict;
+    }
+    if (request.kind === 'tcp') return this.authorizeConnection(policy, request.host, caller, ctx);
+
+    const optOuts = ctx.set.optOuts.get(caller.id);
+    const optOut = optOuts === undefined ? undefined : findOptOut(optOuts, request);
+    if (optOut) {
+      ctx.optOut = `${optOut.policy.name}/${optOut.refusal.name}`;
+      const verdict = this.soft(ctx, optOut.policy.mode === 'dry-run', deny(403, 'caller_opt_out', `caller ${caller.id} may not make this request: ${optOut.reason} (WorkloadPolicy ${optOut.policy.name})`));
+      if (verdict) return verdict;
+    }
     if (policy === undefined) return deny(403, 'unknown_host', `no policy guards host '${clip(request.host)}'`);
 
-    const authz = authorize(policy, request, identity.id);
+    const authz = authorize(policy, request, caller);
     switch (authz.kind) {
+      case 'condition-error':
+        ctx.rule = authz.rule;
+        return deny(403, 'condition_error', `condition of rule ${authz.rule.name} of policy ${policy.name} could not be evaluated: ${authz.error}`);
       case 'no-route':
         return deny(403, 'no_matching_rule', `no rule of policy ${policy.name} matches ${request.method} ${clip(request.path)}`);
       case 'not-allowed':
@@ -98,11 +170,27 @@ export class DecisionEngine {
         return deny(401, 'invalid_identity', `JWT-SVID: token audience does not include '${wanted ?? '(none configured)'}', required by rule ${authz.rule.name}`);
       }
     }
-    if (authz.rule.requireMtls && !isMtlsSource(identity.source)) {
-      return deny(403, 'mtls_required', `rule ${authz.rule.name} of policy ${policy.name} requires an mTLS identity, not a ${identity.source} credential`);
+    const rule = authz.rule;
+    if (rule.requireMtls && !isMtlsSource(identity.source)) {
+      return deny(403, 'mtls_required', `rule ${rule.name} of policy ${policy.name} requires an mTLS identity, not a ${identity.source} credential`);
+    }
+    const grant = rule.grants[authz.entry];
+    if (grant) {
+      if (this.grants.isDormant(grant, caller.id, this.now())) {
+        return deny(403, 'grant_dormant', `grant dormant: allow entry ${authz.entry} of rule ${rule.name} of policy ${policy.name} has not been used by ${caller.id} for ${formatDuration(grant.maxIdleMs)}; change the policy or renew it (gatehouse access renew)`);
+      }
+      ctx.grant = grant;
+    }
+    if (rule.residency !== null) {
+      const violation = residencyViolation(rule.residency, request);
+      if (violation !== undefined) return deny(403, 'residency_violation', `rule ${rule.name} of policy ${policy.name}: ${violation}`);
+    }
+    if (rule.body !== null) {
+      const violation = bodyContractViolation(rule.body, request);
+      if (violation !== undefined) return deny(403, 'payload_rejected', `rule ${rule.name} of policy ${policy.name}: ${violation}`);
     }
 
-    const limit = authz.rule.rateLimit;
+    const limit = rule.rateLimit;
     if (limit === null) return ALLOWED;
     const outcome = await applyLimit(this.deps.store, limit, bucketKey(limit, request, identity.id.id));
     if (outcome.kind === 'backend-error') {
@@ -160,6 +248,7 @@ export class DecisionEngine {
       limit: ctx.limit,
       limitBackendError: ctx.limitBackendError,
       wouldDeny,
+      optOut: ctx.optOut,
       spoofedHeaders: request?.spoofedHeaders ?? [],
       latencyMs: performance.now() - ctx.start,
     };

@@ -5,6 +5,9 @@ import { isPolicyTestFile, listFiles, readSources } from '../policy/source';
 import type { PolicyProblem, PolicySet } from '../policy/types';
 import { compileSchema, schemaProblems } from '../policy/validate';
 import { parseYamlDocuments, type LocatedDoc } from '../policy/yaml-docs';
+import { MemoryGrantTracker } from '../grants/memory';
+import { parseDuration } from '../policy/duration';
+import { MemoryQuarantineState } from '../quarantine/memory';
 import { MemoryBucketStore } from '../ratelimit/memory-store';
 import { TestCredentials } from './credentials';
 import { policyTestSchema, type CaseDoc, type ExpectDoc, type PolicyTestDoc } from './schema';
@@ -115,8 +118,19 @@ interface SuiteIdentity {
   readonly jwtAudience: string;
 }
 
+/** Cases run at a fixed instant, so a grant's age is exactly what the case says. */
+const CASE_EPOCH = Date.UTC(2030, 0, 1);
+
 async function runCase(set: PolicySet, testCase: CaseDoc, suite: SuiteIdentity, credentials: TestCredentials): Promise<Decision> {
   const store = new MemoryBucketStore();
+  const quarantine = new MemoryQuarantineState({ onEvent: () => undefined, now: () => CASE_EPOCH });
+  const grants = new MemoryGrantTracker();
+  grants.setGrants(set.grants, CASE_EPOCH);
+  const unusedFor = testCase.state?.grantUnusedFor !== undefined ? parseDuration(testCase.state.grantUnusedFor)! : 0;
+  const now = CASE_EPOCH + unusedFor;
+  if (testCase.state?.quarantined && testCase.request.caller !== undefined) {
+    quarantine.seed({ caller: testCase.request.caller, policy: 'policy-test', since: CASE_EPOCH, until: now + 3_600_000, denials: 0, dryRun: false });
+  }
   let last: Decision | undefined;
   let token: string | undefined;
   const jwt = testCase.request.jwt;
@@ -130,10 +144,13 @@ async function runCase(set: PolicySet, testCase: CaseDoc, suite: SuiteIdentity, 
     identity: { trustDomains: new Set(suite.trustDomains), trustXfcc: suite.trustXfcc, trustBundles: credentials.trustBundles(), jwt: { audience: suite.jwtAudience, leewaySeconds: 0 } },
     store,
     sink: { record: (d) => void (last = d) },
+    quarantine,
+    grants,
+    now: () => now,
   });
   const request = checkRequestFor(testCase, token);
   for (let n = 0; n < (testCase.repeat ?? 1); n++) await engine.decide(request);
-  await store.close();
+  await Promise.all([store.close(), quarantine.close(), grants.close()]);
   return last!;
 }
 
@@ -148,10 +165,19 @@ function checkRequestFor(testCase: CaseDoc, token: string | undefined): unknown 
   const headers: Record<string, string> = { ':authority': r.host!, ':method': method, ':path': r.path!, ...r.headers };
   if (r.xfcc !== undefined) headers['x-forwarded-client-cert'] = r.xfcc;
   if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
+  const http: Record<string, unknown> = { host: r.host, method, path: r.path, headers };
+  if (r.body !== undefined) {
+    http['body'] = typeof r.body === 'string' ? r.body : JSON.stringify(r.body);
+    headers['content-type'] ??= 'application/json';
+    headers['content-length'] ??= String(Buffer.byteLength(http['body'] as string));
+  }
   return {
     attributes: {
       source: r.caller !== undefined ? { principal: r.caller } : {},
-      request: { http: { host: r.host, method, path: r.path, headers } },
+      ...(r.labels ? { destination: { labels: r.labels } } : {}),
+      ...(r.context ? { contextExtensions: r.context } : {}),
+      ...(r.metadata ? { metadataContext: { filterMetadata: r.metadata } } : {}),
+      request: { http },
     },
   };
 }

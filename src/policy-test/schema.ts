@@ -1,3 +1,4 @@
+import { DURATION } from '../policy/schema';
 import type { JwtCredentialDoc } from './credentials';
 
 /** JSON Schema for `kind: PolicyTest` (`*.test.yaml` beside the policies). */
@@ -52,6 +53,19 @@ export const policyTestSchema = {
                   method: { type: 'string', minLength: 1 },
                   path: { type: 'string', minLength: 1 },
                   headers: { type: 'object', additionalProperties: { type: 'string' } },
+                  body: { anyOf: [{ type: 'string' }, { type: 'object' }, { type: 'array' }] },
+                  context: { type: 'object', additionalProperties: { type: 'string' } },
+                  labels: { type: 'object', additionalProperties: { type: 'string' } },
+                  metadata: { type: 'object', additionalProperties: { type: 'object' } },
+                },
+              },
+              state: {
+                type: 'object',
+                additionalProperties: false,
+                minProperties: 1,
+                properties: {
+                  quarantined: { type: 'boolean' },
+                  grantUnusedFor: { type: 'string', pattern: DURATION },
                 },
               },
               repeat: { type: 'integer', minimum: 1, maximum: 100000 },
@@ -96,7 +110,26 @@ export interface PolicyTestDoc {
 export interface CaseDoc {
   name: string;
   /** An HTTP request (host and path), or a TCP connection to `workload` (a SPIFFE ID). */
-  request: { caller?: string; xfcc?: string; jwt?: JwtCredentialDoc; workload?: string; host?: string; method?: string; path?: string; headers?: Record<string, string> };
+  request: {
+    caller?: string;
+    xfcc?: string;
+    jwt?: JwtCredentialDoc;
+    workload?: string;
+    host?: string;
+    method?: string;
+    path?: string;
+    headers?: Record<string, string>;
+    /** The body Envoy forwards (`with_request_body`); an object or list is sent as JSON. */
+    body?: string | Record<string, unknown> | unknown[];
+    /** Per-route context extensions. */
+    context?: Record<string, string>;
+    /** The destination node's labels (`bootstrap_metadata_labels_key`). */
+    labels?: Record<string, string>;
+    /** Dynamic metadata by filter namespace. */
+    metadata?: Record<string, Record<string, unknown>>;
+  };
+  /** What the mesh remembers before the case: the caller quarantined, or its grants unused this long. */
+  state?: { quarantined?: boolean; grantUnusedFor?: string };
   repeat?: number;
   expect: ExpectDoc;
 }

@@ -1,5 +1,6 @@
 import type { SpiffeId } from '../identity/spiffe';
 import type { NormalizedRequest } from '../request/normalize';
+import { conditionActivation, type ConditionActivation } from './conditions';
 import type { CompiledPolicy, CompiledRule } from './types';
 
 /** Which allow or deny entry decided, by index in the rule's list (coverage, explanations). */
@@ -7,7 +8,9 @@ export type AuthzOutcome =
   | { kind: 'allowed'; rule: CompiledRule; entry: number }
   | { kind: 'refused'; rule: CompiledRule; entry: number }
   | { kind: 'not-allowed' }
-  | { kind: 'no-route' };
+  | { kind: 'no-route' }
+  /** A condition could not be evaluated (a missing key, a type mismatch): denied, never skipped. */
+  | { kind: 'condition-error'; rule: CompiledRule; error: string };
 
 /**
  * Stage 3: may this caller do this. Every rule whose methods and paths match the request
@@ -19,10 +22,20 @@ export function authorize(policy: CompiledPolicy, request: NormalizedRequest, ca
   let allowedBy: CompiledRule | undefined;
   let allowEntry = -1;
   let routeMatched = false;
+  let activation: ConditionActivation | undefined;
   const rules = policy.rules;
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i]!;
     if (!routeMatches(rule, request)) continue;
+    if (rule.when !== null) {
+      let holds: boolean;
+      try {
+        holds = rule.when.evaluate((activation ??= conditionActivation(request, caller)));
+      } catch (err) {
+        return { kind: 'condition-error', rule, error: conditionError(err) };
+      }
+      if (!holds) continue;
+    }
     routeMatched = true;
     const refusedBy = firstMatch(rule.deny, caller);
     if (refusedBy !== -1) return { kind: 'refused', rule, entry: refusedBy };
@@ -33,6 +46,13 @@ export function authorize(policy: CompiledPolicy, request: NormalizedRequest, ca
   }
   if (allowedBy !== undefined) return { kind: 'allowed', rule: allowedBy, entry: allowEntry };
   return routeMatched ? { kind: 'not-allowed' } : { kind: 'no-route' };
+}
+
+function conditionError(err: unknown): string {
+  const e = err as { summary?: string; message?: string };
+  const text = e.summary ?? e.message ?? 'evaluation failed';
+  const line = text.split('\n')[0]!;
+  return line.length <= 160 ? line : `${line.slice(0, 160)}…`;
 }
 
 /** TCP checks: the policy's connection-level lists, refusals first. */

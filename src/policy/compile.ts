@@ -1,13 +1,19 @@
 import { createHash } from 'node:crypto';
 import { compileSpiffePattern, type SpiffePattern } from '../identity/spiffe';
+import type { GrantRef } from '../grants/types';
+import { compileCondition } from './conditions';
+import { parseDuration } from './duration';
+import type { CompiledWorkloadPolicy } from './opt-out';
 import { compilePathPattern, type PathPattern } from './path-pattern';
-import type { RuleDoc, ServicePolicyDoc } from './schema';
+import { compileBodyContract } from './payload';
+import { parseRegionSource } from './residency';
+import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from './schema';
 import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from './types';
 import { parseLimitKey } from './validate';
 
 export interface ValidDoc {
   readonly file: string;
-  readonly doc: ServicePolicyDoc;
+  readonly doc: PolicyDoc;
 }
 
 /** Compiles validated documents into the immutable, indexed set the hot path reads. */
@@ -16,11 +22,19 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
   const policies: CompiledPolicy[] = [];
   const byHost = new Map<string, CompiledPolicy>();
   const byWorkload = new Map<string, CompiledPolicy>();
+  const optOuts = new Map<string, CompiledWorkloadPolicy>();
   for (const { file, doc } of docs) {
+    if (doc.kind === 'WorkloadPolicy') {
+      optOuts.set(doc.spec.workload, compileWorkloadPolicy(file, doc, version));
+      continue;
+    }
     const name = doc.metadata.name;
+    const contentHash = policySetVersion([doc]);
+    const quarantine = doc.spec.quarantine;
+    const mode = doc.spec.mode ?? 'enforce';
     const policy: CompiledPolicy = {
       name,
-      mode: doc.spec.mode ?? 'enforce',
+      mode,
       hosts: doc.spec.hosts ?? [],
       workloads: doc.spec.workloads ?? [],
       audience: doc.spec.audience,
@@ -31,25 +45,57 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
             deny: (doc.spec.tcp.deny ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
           }
         : null,
-      rules: doc.spec.rules.map((rule, index) => compileRule(name, rule, index)),
+      rules: doc.spec.rules.map((rule, index) => compileRule(name, contentHash, rule, index)),
+      quarantine: quarantine
+        ? { policy: name, denials: quarantine.denials, windowMs: mustDuration(quarantine.window), durationMs: mustDuration(quarantine.duration), dryRun: mode === 'dry-run' }
+        : null,
       file,
       label: `${name}@${version}`,
+      contentHash,
     };
     policies.push(policy);
     for (const host of doc.spec.hosts ?? []) byHost.set(host, policy);
     for (const workload of doc.spec.workloads ?? []) byWorkload.set(workload, policy);
   }
-  return { version, policies, byHost, byWorkload, files, loadedAt: new Date() };
+  const grants = policies.flatMap((p) => p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)));
+  return { version, policies, byHost, byWorkload, optOuts, grants, files, loadedAt: new Date() };
 }
 
-function compileRule(policyName: string, rule: RuleDoc, index: number): CompiledRule {
+function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: string): CompiledWorkloadPolicy {
+  return {
+    name: doc.metadata.name,
+    workload: doc.spec.workload,
+    mode: doc.spec.mode ?? 'enforce',
+    refusals: doc.spec.refuse.map((r) => ({
+      name: r.name,
+      hosts: r.hosts ? new Set(r.hosts) : null,
+      methods: r.methods ? new Set(r.methods) : null,
+      paths: r.paths ? r.paths.map((p) => mustCompile(compilePathPattern(p))) : null,
+      headers: r.headers ?? null,
+      fields: r.fields ? r.fields.map((f) => f.split('.')) : null,
+    })),
+    file,
+    label: `${doc.metadata.name}@${version}`,
+  };
+}
+
+function compileRule(policyName: string, contentHash: string, rule: RuleDoc, index: number): CompiledRule {
+  const allow = rule.allow ?? [];
   return {
     name: rule.name,
     index,
     methods: rule.methods ? new Set(rule.methods) : null,
     paths: rule.paths ? rule.paths.map((p) => mustCompile(compilePathPattern(p))) : null,
-    allow: (rule.allow ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
+    allow: allow.map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(allowPattern(p)))),
+    grants: allow.map((entry, i) =>
+      typeof entry === 'object' && entry.expiresAfterUnused !== undefined
+        ? { policy: policyName, version: contentHash, rule: rule.name, entry: i, pattern: entry.caller, maxIdleMs: mustDuration(entry.expiresAfterUnused) }
+        : null,
+    ),
     deny: (rule.deny ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
+    when: rule.when !== undefined ? mustCompile(compileCondition(rule.when)) : null,
+    body: rule.body ? mustCompile(compileBodyContract(rule.body)) : null,
+    residency: rule.residency ? { regions: new Set(rule.residency.regions), from: mustDefined(parseRegionSource(rule.residency.regionFrom)) } : null,
     rateLimit: rule.rateLimit ? compileRateLimit(policyName, rule) : null,
     requireMtls: rule.require === 'mtls',
     stripToken: rule.stripToken === true,
@@ -77,11 +123,20 @@ function mustCompile<T = PathPattern>(result: { ok: true; value: T } | { ok: fal
   return result.value;
 }
 
+function mustDuration(text: string): number {
+  return mustDefined(parseDuration(text));
+}
+
+function mustDefined<T>(value: T | undefined): T {
+  if (value === undefined) throw new Error('validation let an invalid value through');
+  return value;
+}
+
 /**
  * The content hash of the policy set: documents in canonical form (keys sorted), ordered by
  * policy name, so formatting, comments, key order and file layout do not change it.
  */
-export function policySetVersion(docs: readonly ServicePolicyDoc[]): string {
+export function policySetVersion(docs: readonly PolicyDoc[]): string {
   const sorted = [...docs].sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
   return createHash('sha256').update(canonicalJson(sorted)).digest('hex').slice(0, 16);
 }

@@ -32,6 +32,7 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   const policyNames = new Map<string, string>();
   const hostOwners = new Map<string, string>();
   const workloadOwners = new Map<string, string>();
+  const optOutOwners = new Map<string, string>();
   for (const source of sources) {
     const parsed = parseYamlDocuments(source);
     problems.push(...parsed.problems);
@@ -46,6 +47,11 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
         continue;
       }
       policyNames.set(names.name, source.file);
+      if (names.callerWorkload !== undefined) {
+        const other = optOutOwners.get(names.callerWorkload);
+        if (other !== undefined) problems.push(located.problem(['spec', 'workload'], `workload '${names.callerWorkload}' already has WorkloadPolicy ${other}; one per workload`));
+        else optOutOwners.set(names.callerWorkload, names.name);
+      }
       names.workloads.forEach((workload, i) => {
         if (workload === undefined) return;
         const other = workloadOwners.get(workload);

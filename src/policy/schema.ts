@@ -5,6 +5,9 @@
  */
 const NAME = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 const METHOD = '^[A-Z][A-Z0-9_-]{0,31}$';
+/** `90s`, `15m`, `12h`, `30d`; parsed by duration.ts. */
+export const DURATION = '^[1-9][0-9]{0,6}(ms|s|m|h|d)$';
+const duration = { type: 'string', pattern: DURATION } as const;
 
 export const servicePolicySchema = {
   $id: 'https://gatehouse.dev/schema/servicepolicy.json',
@@ -41,6 +44,16 @@ export const servicePolicySchema = {
         },
         mode: { enum: ['enforce', 'dry-run'] },
         audience: { type: 'string', minLength: 1 },
+        quarantine: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['denials', 'window', 'duration'],
+          properties: {
+            denials: { type: 'integer', minimum: 1, maximum: 100000 },
+            window: duration,
+            duration,
+          },
+        },
         rules: {
           type: 'array',
           items: {
@@ -51,8 +64,41 @@ export const servicePolicySchema = {
               name: { type: 'string', pattern: NAME },
               methods: { type: 'array', minItems: 1, items: { type: 'string', pattern: METHOD } },
               paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
-              allow: { type: 'array', items: { type: 'string', minLength: 1 } },
+              allow: {
+                type: 'array',
+                items: {
+                  anyOf: [
+                    { type: 'string', minLength: 1 },
+                    {
+                      type: 'object',
+                      additionalProperties: false,
+                      required: ['caller'],
+                      properties: { caller: { type: 'string', minLength: 1 }, expiresAfterUnused: duration },
+                    },
+                  ],
+                },
+              },
               deny: { type: 'array', items: { type: 'string', minLength: 1 } },
+              when: { type: 'string', minLength: 1 },
+              body: {
+                type: 'object',
+                additionalProperties: false,
+                minProperties: 1,
+                properties: {
+                  maxBytes: { type: 'integer', minimum: 0, maximum: 104857600 },
+                  contentTypes: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 127 } },
+                  schema: { type: 'object' },
+                },
+              },
+              residency: {
+                type: 'object',
+                additionalProperties: false,
+                required: ['regions', 'regionFrom'],
+                properties: {
+                  regions: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 128 } },
+                  regionFrom: { type: 'string', minLength: 1 },
+                },
+              },
               require: { enum: ['mtls'] },
               stripToken: { type: 'boolean' },
               audience: { type: 'string', minLength: 1 },
@@ -89,16 +135,31 @@ export interface ServicePolicyDoc {
     mode?: 'enforce' | 'dry-run';
     /** The `aud` JWT-SVIDs presented to this policy's hosts must carry (else --jwt-audience). */
     audience?: string;
+    /** Denials by this policy that put a caller into mesh-wide quarantine. */
+    quarantine?: { denials: number; window: string; duration: string };
     rules: RuleDoc[];
   };
+}
+
+/** An allow entry: a SPIFFE ID pattern, or one with a disuse expiry. */
+export type AllowEntryDoc = string | { caller: string; expiresAfterUnused?: string };
+
+export function allowPattern(entry: AllowEntryDoc): string {
+  return typeof entry === 'string' ? entry : entry.caller;
 }
 
 export interface RuleDoc {
   name: string;
   methods?: string[];
   paths?: string[];
-  allow?: string[];
+  allow?: AllowEntryDoc[];
   deny?: string[];
+  /** A CEL expression that must hold for the rule to apply. */
+  when?: string;
+  /** What the request body must be (Envoy forwards it with `with_request_body`). */
+  body?: { maxBytes?: number; contentTypes?: string[]; schema?: Record<string, unknown> };
+  /** Where the data may flow: the destination's region must be listed. */
+  residency?: { regions: string[]; regionFrom: string };
   /** `mtls`: a JWT-SVID alone is not enough for this rule. */
   require?: 'mtls';
   /** Remove the caller's `authorization` header before the request goes upstream. */
@@ -113,3 +174,69 @@ export interface RuleDoc {
     onBackendError?: 'allow' | 'deny';
   };
 }
+
+/** JSON Schema for `kind: WorkloadPolicy`: what one workload refuses to send or do as a caller. */
+export const workloadPolicySchema = {
+  $id: 'https://gatehouse.dev/schema/workloadpolicy.json',
+  type: 'object',
+  additionalProperties: false,
+  required: ['apiVersion', 'kind', 'metadata', 'spec'],
+  properties: {
+    apiVersion: { const: 'gatehouse/v1' },
+    kind: { const: 'WorkloadPolicy' },
+    metadata: servicePolicySchema.properties.metadata,
+    spec: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['workload', 'refuse'],
+      properties: {
+        workload: { type: 'string', minLength: 1 },
+        mode: { enum: ['enforce', 'dry-run'] },
+        refuse: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['name'],
+            minProperties: 2,
+            properties: {
+              name: { type: 'string', pattern: NAME },
+              hosts: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 253 } },
+              methods: { type: 'array', minItems: 1, items: { type: 'string', pattern: METHOD } },
+              paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+              headers: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 128 } },
+              fields: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 256 } },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+export interface WorkloadPolicyDoc {
+  apiVersion: 'gatehouse/v1';
+  kind: 'WorkloadPolicy';
+  metadata: { name: string; labels?: Record<string, string>; description?: string };
+  spec: {
+    /** The caller this applies to: one exact SPIFFE ID. */
+    workload: string;
+    mode?: 'enforce' | 'dry-run';
+    refuse: RefusalDoc[];
+  };
+}
+
+/** One thing the workload never does; every selector given must match for it to apply. */
+export interface RefusalDoc {
+  name: string;
+  hosts?: string[];
+  methods?: string[];
+  paths?: string[];
+  /** Request headers it never sends (lower-case names). */
+  headers?: string[];
+  /** JSON body fields it never sends, dotted (`card.number`); arrays are searched element by element. */
+  fields?: string[];
+}
+
+export type PolicyDoc = ServicePolicyDoc | WorkloadPolicyDoc;

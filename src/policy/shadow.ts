@@ -1,5 +1,5 @@
 import { compilePathPattern } from './path-pattern';
-import type { RuleDoc } from './schema';
+import { allowPattern, type RuleDoc } from './schema';
 
 /**
  * Finds rules that can never decide a request: every request they would allow matches an
@@ -13,7 +13,10 @@ export function findShadowedRules(rules: readonly RuleDoc[]): { index: number; b
     if ((rule.deny?.length ?? 0) > 0 || (rule.allow?.length ?? 0) === 0) return;
     for (let by = 0; by < index; by++) {
       const earlier = rules[by]!;
-      if (methodsCover(earlier.methods, rule.methods) && pathsCover(earlier.paths, rule.paths) && rule.allow!.every((p) => (earlier.allow ?? []).some((q) => callerCovers(q, p)))) {
+      // A conditional rule lets what its condition rejects through to later rules.
+      if (earlier.when !== undefined) continue;
+      const earlierAllow = (earlier.allow ?? []).map(allowPattern);
+      if (methodsCover(earlier.methods, rule.methods) && pathsCover(earlier.paths, rule.paths) && rule.allow!.every((p) => earlierAllow.some((q) => callerCovers(q, allowPattern(p))))) {
         out.push({ index, by });
         return;
       }

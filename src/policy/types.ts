@@ -1,6 +1,12 @@
+import type { GrantRef } from '../grants/types';
 import type { SpiffePattern } from '../identity/spiffe';
+import type { QuarantineRule } from '../quarantine/types';
+import type { CompiledCondition } from './conditions';
 import type { GitVersion } from './git';
+import type { CompiledWorkloadPolicy } from './opt-out';
 import type { PathPattern } from './path-pattern';
+import type { CompiledBodyContract } from './payload';
+import type { CompiledResidency } from './residency';
 
 export type PolicyMode = 'enforce' | 'dry-run';
 export type BackendErrorAction = 'allow' | 'deny';
@@ -26,7 +32,13 @@ export interface CompiledRule {
   /** Path patterns, or null for any path. */
   readonly paths: readonly PathPattern[] | null;
   readonly allow: readonly SpiffePattern[];
+  /** Per allow entry: its disuse expiry, or null when it never goes dormant. */
+  readonly grants: readonly (GrantRef | null)[];
   readonly deny: readonly SpiffePattern[];
+  /** `when:`; the rule applies only where it holds. */
+  readonly when: { readonly source: string; readonly evaluate: CompiledCondition } | null;
+  readonly body: CompiledBodyContract | null;
+  readonly residency: CompiledResidency | null;
   readonly rateLimit: CompiledRateLimit | null;
   readonly requireMtls: boolean;
   readonly stripToken: boolean;
@@ -45,9 +57,13 @@ export interface CompiledPolicy {
   /** Connection-level rules for TCP checks to `workloads`; null when the policy has none. */
   readonly tcp: { readonly allow: readonly SpiffePattern[]; readonly deny: readonly SpiffePattern[] } | null;
   readonly rules: readonly CompiledRule[];
+  /** Denials by this policy that quarantine a caller mesh-wide; null: none do. */
+  readonly quarantine: QuarantineRule | null;
   readonly file: string;
   /** `name@version`, the value of x-gatehouse-policy, built once at load. */
   readonly label: string;
+  /** Content hash of this policy's own document: a grant's clock restarts when it changes. */
+  readonly contentHash: string;
 }
 
 /** One immutable, fully compiled policy set; swapped whole on reload. */
@@ -58,6 +74,10 @@ export interface PolicySet {
   readonly byHost: ReadonlyMap<string, CompiledPolicy>;
   /** Destination SPIFFE ID → policy, for TCP checks. */
   readonly byWorkload: ReadonlyMap<string, CompiledPolicy>;
+  /** Caller SPIFFE ID → its WorkloadPolicy (what it refuses to send or do). */
+  readonly optOuts: ReadonlyMap<string, CompiledWorkloadPolicy>;
+  /** Every allow entry with `expiresAfterUnused`, for the usage tracker. */
+  readonly grants: readonly GrantRef[];
   readonly files: readonly string[];
   readonly loadedAt: Date;
   /** The git commit of the policy directory, when it is in a checkout. */
@@ -88,6 +108,7 @@ export function describePolicySet(set: PolicySet, directory: string): Record<str
     loadedAt: set.loadedAt.toISOString(),
     directory,
     files: set.files,
-    policies: set.policies.map((p) => ({ name: p.name, mode: p.mode, hosts: p.hosts, workloads: p.workloads, rules: p.rules.map((r) => r.name), tcp: p.tcp !== null, file: p.file })),
+    policies: set.policies.map((p) => ({ name: p.name, mode: p.mode, hosts: p.hosts, workloads: p.workloads, rules: p.rules.map((r) => r.name), tcp: p.tcp !== null, quarantine: p.quarantine !== null, file: p.file })),
+    workloadPolicies: [...set.optOuts.values()].map((w) => ({ name: w.name, workload: w.workload, mode: w.mode, refuse: w.refusals.map((r) => r.name), file: w.file })),
   };
 }

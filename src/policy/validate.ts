@@ -1,18 +1,26 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { compileSpiffePattern, parseSpiffeId } from '../identity/spiffe';
+import { compileCondition } from './conditions';
+import { parseDuration } from './duration';
 import { compilePathPattern } from './path-pattern';
-import { servicePolicySchema, type ServicePolicyDoc } from './schema';
+import { compileBodyContract } from './payload';
+import { parseRegionSource } from './residency';
+import { DURATION, servicePolicySchema, workloadPolicySchema, type PolicyDoc, type ServicePolicyDoc } from './schema';
 import { findShadowedRules } from './shadow';
 import type { PolicyProblem } from './types';
 import { describePath, type LocatedDoc, type YamlPath } from './yaml-docs';
 
-let validator: ValidateFunction | undefined;
-function schemaValidator(): ValidateFunction {
-  validator ??= compileSchema(servicePolicySchema);
+const validators = new Map<string, ValidateFunction>();
+function schemaValidator(kind: 'ServicePolicy' | 'WorkloadPolicy'): ValidateFunction {
+  let validator = validators.get(kind);
+  if (!validator) {
+    validator = compileSchema(kind === 'WorkloadPolicy' ? workloadPolicySchema : servicePolicySchema);
+    validators.set(kind, validator);
+  }
   return validator;
 }
 
-const KNOWN_KINDS = ['ServicePolicy'];
+const KNOWN_KINDS = ['ServicePolicy', 'WorkloadPolicy'];
 
 /**
  * Structural and semantic checks of one document, all reported at once: the semantic checks
@@ -21,7 +29,7 @@ const KNOWN_KINDS = ['ServicePolicy'];
  * typed document when it is sound, and `names` (policy name, hosts, workloads as written) for
  * the checks across documents whenever they can be read.
  */
-export function validateDocument(located: LocatedDoc): { doc?: ServicePolicyDoc; names?: DocumentNames; problems: PolicyProblem[] } {
+export function validateDocument(located: LocatedDoc): { doc?: PolicyDoc; names?: DocumentNames; problems: PolicyProblem[] } {
   const value = located.value;
   if (!isRecord(value)) {
     return { problems: [located.problem([], 'a policy document must be a mapping with apiVersion, kind, metadata and spec')] };
@@ -30,14 +38,52 @@ export function validateDocument(located: LocatedDoc): { doc?: ServicePolicyDoc;
   if (typeof kind === 'string' && !KNOWN_KINDS.includes(kind)) {
     return { problems: [located.problem(['kind'], `unknown kind '${clip(kind)}' (expected one of: ${KNOWN_KINDS.join(', ')})`)] };
   }
-  const structural = schemaProblems(located, schemaValidator());
+  const workloadKind = kind === 'WorkloadPolicy';
+  const structural = schemaProblems(located, schemaValidator(workloadKind ? 'WorkloadPolicy' : 'ServicePolicy'));
   const taken = new Set(structural.map(where));
   // A semantic problem at a place the schema already complained about would say it twice.
-  const semantic = semanticProblems(located, value, structural.length === 0).filter((p) => !taken.has(where(p)));
+  const semantic = (workloadKind ? workloadProblems(located, value) : semanticProblems(located, value, structural.length === 0)).filter((p) => !taken.has(where(p)));
   const problems = [...structural, ...semantic];
   const names = documentNames(value);
   if (problems.some((p) => p.severity === 'error')) return { ...(names ? { names } : {}), problems };
-  return { doc: value as unknown as ServicePolicyDoc, ...(names ? { names } : {}), problems };
+  return { doc: value as unknown as PolicyDoc, ...(names ? { names } : {}), problems };
+}
+
+/** A WorkloadPolicy: its workload is one exact SPIFFE ID; its refusals use the same patterns as rules. */
+function workloadProblems(located: LocatedDoc, value: Record<string, unknown>): PolicyProblem[] {
+  const problems: PolicyProblem[] = [];
+  const spec = isRecord(value['spec']) ? value['spec'] : undefined;
+  if (!spec) return problems;
+  if (typeof spec['workload'] === 'string') {
+    const parsed = parseSpiffeId(spec['workload']);
+    if (!parsed.ok) problems.push(located.problem(['spec', 'workload'], `workload: ${parsed.error} (a WorkloadPolicy names one exact SPIFFE ID)`));
+  }
+  const refusals = Array.isArray(spec['refuse']) ? (spec['refuse'] as unknown[]) : [];
+  const names = new Set<string>();
+  refusals.forEach((refusal, r) => {
+    if (!isRecord(refusal)) return;
+    const at: YamlPath = ['spec', 'refuse', r];
+    const name = refusal['name'];
+    if (typeof name === 'string') {
+      if (names.has(name)) problems.push(located.problem([...at, 'name'], `duplicate refusal name '${name}'`));
+      names.add(name);
+    }
+    strings(refusal['hosts']).forEach((host, i) => {
+      const error = host === undefined ? undefined : hostError(host);
+      if (error) problems.push(located.problem([...at, 'hosts', i], error));
+    });
+    strings(refusal['paths']).forEach((p, i) => {
+      const compiled = p === undefined ? undefined : compilePathPattern(p);
+      if (compiled && !compiled.ok) problems.push(located.problem([...at, 'paths', i], compiled.error));
+    });
+    strings(refusal['headers']).forEach((h, i) => {
+      if (h !== undefined && !isHeaderName(h)) problems.push(located.problem([...at, 'headers', i], `'${clip(h)}' is not a lower-case header name`));
+    });
+    strings(refusal['fields']).forEach((f, i) => {
+      if (f !== undefined && f.split('.').some((segment) => segment === '')) problems.push(located.problem([...at, 'fields', i], `field '${clip(f)}' has an empty segment; write dotted names such as card.number`));
+    });
+  });
+  return problems;
 }
 
 /** What other documents must not repeat; undefined when the name itself cannot be read. */
@@ -45,6 +91,8 @@ export interface DocumentNames {
   readonly name: string;
   readonly hosts: readonly (string | undefined)[];
   readonly workloads: readonly (string | undefined)[];
+  /** A WorkloadPolicy's caller: one policy per workload. */
+  readonly callerWorkload?: string;
 }
 
 function documentNames(value: Record<string, unknown>): DocumentNames | undefined {
@@ -52,6 +100,7 @@ function documentNames(value: Record<string, unknown>): DocumentNames | undefine
   const name = isRecord(metadata) ? metadata['name'] : undefined;
   if (typeof name !== 'string') return undefined;
   const spec = isRecord(value['spec']) ? value['spec'] : {};
+  if (value['kind'] === 'WorkloadPolicy') return { name, hosts: [], workloads: [], ...(typeof spec['workload'] === 'string' ? { callerWorkload: spec['workload'] } : {}) };
   return { name, hosts: strings(spec['hosts']), workloads: strings(spec['workloads']) };
 }
 
@@ -119,10 +168,24 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
       if (compiled && !compiled.ok) problems.push(located.problem([...at, 'paths', i], compiled.error));
     });
     for (const list of ['allow', 'deny'] as const) {
-      strings(rule[list]).forEach((p, i) => {
+      allowEntries(rule[list]).forEach((p, i) => {
         const compiled = p === undefined ? undefined : compileSpiffePattern(p);
-        if (compiled && !compiled.ok) problems.push(located.problem([...at, list, i], `${list}[${i}]: ${compiled.error}`));
+        const place = isRecord((rule[list] as unknown[])[i]) ? [...at, list, i, 'caller'] : [...at, list, i];
+        if (compiled && !compiled.ok) problems.push(located.problem(place, `${list}[${i}]: ${compiled.error}`));
       });
+    }
+    if (typeof rule['when'] === 'string') {
+      const compiled = compileCondition(rule['when']);
+      if (!compiled.ok) problems.push(located.problemInText([...at, 'when'], compiled.offset, `when: ${compiled.error}`));
+    }
+    const body = isRecord(rule['body']) ? rule['body'] : undefined;
+    if (body && (body['schema'] === undefined || isRecord(body['schema']))) {
+      const compiled = compileBodyContract({ ...(isRecord(body['schema']) ? { schema: body['schema'] } : {}) });
+      if (!compiled.ok) problems.push(located.problem([...at, 'body', ...compiled.at], `body.${compiled.error}`));
+    }
+    const residency = isRecord(rule['residency']) ? rule['residency'] : undefined;
+    if (residency && typeof residency['regionFrom'] === 'string' && parseRegionSource(residency['regionFrom']) === undefined) {
+      problems.push(located.problem([...at, 'residency', 'regionFrom'], `regionFrom must be 'label:<key>', 'context:<key>' or 'header:<lower-case-name>', not '${clip(residency['regionFrom'])}'`));
     }
     // A list that is not a list is the schema's complaint; missing and empty both mean none.
     const entries = (v: unknown): number => (Array.isArray(v) ? v.length : v === undefined ? 0 : -1);
@@ -143,6 +206,13 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
       }
     }
   });
+  const quarantine = isRecord(spec['quarantine']) ? spec['quarantine'] : undefined;
+  if (quarantine) {
+    const windowMs = typeof quarantine['window'] === 'string' ? parseDuration(quarantine['window']) : undefined;
+    const durationMs = typeof quarantine['duration'] === 'string' ? parseDuration(quarantine['duration']) : undefined;
+    if (windowMs !== undefined && windowMs > 7 * 86_400_000) problems.push(located.problem(['spec', 'quarantine', 'window'], 'window is longer than 7d; denials are counted over a sliding window held in memory or Redis'));
+    if (durationMs !== undefined && durationMs > 30 * 86_400_000) problems.push(located.problem(['spec', 'quarantine', 'duration'], 'duration is longer than 30d; use a deny entry for a permanent refusal'));
+  }
   // Shadowing is judged on sound rules only: a broken rule has no meaning to compare.
   if (schemaClean && problems.length === 0) {
     const typed = rules as ServicePolicyDoc['spec']['rules'];
@@ -157,6 +227,11 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
   return problems;
 }
 
+/** Allow or deny entries as their patterns: a string, or an object's `caller`. */
+function allowEntries(v: unknown): (string | undefined)[] {
+  return Array.isArray(v) ? v.map((x) => (typeof x === 'string' ? x : isRecord(x) && typeof x['caller'] === 'string' ? x['caller'] : undefined)) : [];
+}
+
 /** Parses `per:`; undefined when invalid. */
 export function parseLimitKey(per: string): { kind: 'caller' } | { kind: 'header'; name: string } | undefined {
   if (per === 'caller') return { kind: 'caller' };
@@ -165,7 +240,7 @@ export function parseLimitKey(per: string): { kind: 'caller' } | { kind: 'header
   return isHeaderName(name) ? { kind: 'header', name } : undefined;
 }
 
-function isHeaderName(name: string): boolean {
+export function isHeaderName(name: string): boolean {
   if (name.length === 0 || name.length > 128) return false;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
@@ -223,6 +298,7 @@ function schemaProblem(located: LocatedDoc, error: ErrorObject): PolicyProblem {
     case 'type':
       return located.problem(path, `${prefix}must be ${article(String((error.params as { type: string }).type))}`);
     case 'pattern': {
+      if ((error.params as { pattern?: string }).pattern === DURATION) return located.problem(path, `${prefix}must be a duration such as 90s, 15m, 12h or 30d`);
       const isMethod = path.includes('methods');
       return located.problem(
         path,

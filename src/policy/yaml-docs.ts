@@ -1,4 +1,4 @@
-import { isMap, isScalar, LineCounter, parseAllDocuments, visit, type Document, type Node } from 'yaml';
+import { isMap, isScalar, LineCounter, parseAllDocuments, Scalar, visit, type Document, type Node } from 'yaml';
 import type { PolicyProblem, Severity } from './types';
 import type { SourceFile } from './source';
 
@@ -16,6 +16,8 @@ export interface LocatedDoc {
   lineOf(at: YamlPath): number;
   /** A problem located at the key `key` of the map at `at`. */
   keyProblem(at: YamlPath, key: string, message: string): PolicyProblem;
+  /** A problem at character `offset` of the string scalar at `at` (an expression inside YAML). */
+  problemInText(at: YamlPath, offset: number, message: string): PolicyProblem;
 }
 
 /** Parses every document of a file, keeping positions. Syntax errors become problems. */
@@ -40,12 +42,12 @@ export function parseYamlDocuments(source: SourceFile): { docs: LocatedDoc[]; pr
       problems.push(unreadable(source.file, lines, doc, err as Error));
       continue;
     }
-    docs.push(locate(source.file, doc, lines, value));
+    docs.push(locate(source.file, doc, lines, value, source.text));
   }
   return { docs, problems };
 }
 
-function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: unknown): LocatedDoc {
+function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: unknown, text: string): LocatedDoc {
   const offsetOf = (path: YamlPath): number => {
     for (let n = path.length; n >= 0; n--) {
       const node = doc.getIn(path.slice(0, n), true) as Node | undefined;
@@ -60,6 +62,11 @@ function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: u
     lines,
     problem: (path, message, severity = 'error') => at(file, lines, offsetOf(path), message, severity),
     lineOf: (path) => lines.linePos(offsetOf(path)).line,
+    problemInText: (path, offset, message) => {
+      const node = doc.getIn(path, true);
+      if (!isScalar(node) || !node.range) return at(file, lines, offsetOf(path), message);
+      return at(file, lines, scalarOffset(node, text, offset), message);
+    },
     keyProblem: (path, key, message) => {
       const map = doc.getIn(path, true);
       if (isMap(map)) {
@@ -72,6 +79,31 @@ function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: u
       return at(file, lines, offsetOf(path), message);
     },
   };
+}
+
+/**
+ * Where character `offset` of a scalar's value is in the file. Exact for plain and quoted
+ * scalars without escapes and for block scalars (`|`, `>`); otherwise the nearest line.
+ */
+function scalarOffset(node: Scalar, text: string, offset: number): number {
+  const start = node.range![0];
+  const value = String(node.value);
+  const lineInValue = value.slice(0, offset).split('\n').length - 1;
+  const colInValue = offset - (value.lastIndexOf('\n', offset - 1) + 1);
+  if (node.type === Scalar.BLOCK_LITERAL || node.type === Scalar.BLOCK_FOLDED) {
+    // Content starts on the line after the header; every content line shares one indent.
+    let lineStart = text.indexOf('\n', start) + 1;
+    for (let i = 0; i < lineInValue && lineStart > 0; i++) lineStart = text.indexOf('\n', lineStart) + 1;
+    if (lineStart <= 0) return start;
+    let indent = 0;
+    while (text.charCodeAt(lineStart + indent) === 0x20) indent++;
+    return lineStart + indent + colInValue;
+  }
+  const quoted = node.type === Scalar.QUOTE_DOUBLE || node.type === Scalar.QUOTE_SINGLE ? 1 : 0;
+  if (lineInValue === 0) return start + quoted + colInValue;
+  let lineStart = start;
+  for (let i = 0; i < lineInValue; i++) lineStart = text.indexOf('\n', lineStart) + 1;
+  return lineStart;
 }
 
 /** Points at the alias that could not be resolved: in policies that is usually an unquoted `*`. */

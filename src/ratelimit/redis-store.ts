@@ -1,4 +1,5 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
+import { withDeadline } from '../util/deadline';
 import type { Logger } from 'pino';
 import { CircuitBreaker, type BreakerState } from './breaker';
 import { redisBucketKey, TOKEN_BUCKET_LUA } from './bucket-script';
@@ -102,6 +103,19 @@ export class RedisBucketStore implements BucketStore {
   }
 
   /**
+   * Another connection to the same Redis for background state (quarantine, grant use): it
+   * queues while reconnecting and allows a longer command time than a check's budget, since
+   * nothing waits on it; pub/sub needs a connection of its own.
+   */
+  duplicateClient(): Redis | Cluster {
+    const overrides = { enableOfflineQueue: true, commandTimeout: 2000, maxRetriesPerRequest: 2 };
+    const client = this.client instanceof Cluster ? this.client.duplicate(undefined, { enableOfflineQueue: true, redisOptions: { ...this.client.options.redisOptions, ...overrides } }) : this.client.duplicate(overrides);
+    // Errors reach the owners through their commands; without a listener ioredis would crash the process.
+    client.on('error', () => undefined);
+    return client;
+  }
+
+  /**
    * Waits up to `ms` for the first connection. Startup uses this so the first checks do not
    * all fall back to onBackendError; it never fails: an unreachable Redis is a state, not a crash.
    */
@@ -157,22 +171,6 @@ export class RedisBucketStore implements BucketStore {
   }
 }
 
-/** Rejects after `ms` so no check waits on Redis longer than its budget. */
-function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis did not answer within ${ms} ms`)), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
 
 interface ParsedRedisUrl {
   node: { host: string; port: number };

@@ -1,6 +1,6 @@
 /**
- * Stage 1: turn Envoy's CheckRequest (as decoded by proto-loader, camelCase, defaults off)
- * into the few fields the decision needs. Everything here is hostile input: missing
+ * Stage 1: turn Envoy's CheckRequest (as decoded by the server's codec: camelCase, defaults
+ * off, google.protobuf.Struct in its JSON form) into the few fields the decision needs. Everything here is hostile input: missing
  * sub-messages, odd types, giant values. Anything that cannot be read safely is reported
  * as malformed so the pipeline denies it.
  */
@@ -24,6 +24,21 @@ export interface NormalizedRequest {
   readonly traceparent: string | undefined;
   /** Every client-sent `x-gatehouse-*` header, lower-cased; respond decides which to remove. */
   readonly spoofedHeaders: readonly string[];
+  /** Raw query of `:path` after '?', before any '#', not decoded; '' when none. Read it with parseQuery. */
+  readonly query: string;
+  /**
+   * HttpRequest `body` (string) or `raw_body` (bytes), present only when Envoy forwarded one
+   * (`with_request_body`); undefined otherwise, which is not the same as an empty body.
+   */
+  readonly body: string | Uint8Array | undefined;
+  /** Envoy cut the body at `max_request_bytes` (it says so in `x-envoy-auth-partial-body`). */
+  readonly bodyPartial: boolean;
+  /** Per-route `context_extensions` (gRPC mode only). Null prototype. */
+  readonly contextExtensions: Readonly<Record<string, string>>;
+  /** `attributes.destination.labels`: Envoy's node labels (`bootstrap_metadata_labels_key`). Null prototype. */
+  readonly destinationLabels: Readonly<Record<string, string>>;
+  /** `metadata_context.filter_metadata` as JSON, namespace → object (e.g. jwt_authn's claims). Null prototypes. */
+  readonly metadata: Readonly<Record<string, unknown>>;
 }
 
 export type NormalizeResult =
@@ -33,6 +48,8 @@ export type NormalizeResult =
 const MAX_PATH = 8192;
 const MAX_HOST = 1024;
 const EMPTY_HEADERS: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
+const EMPTY_STRINGS: Readonly<Record<string, string>> = EMPTY_HEADERS;
+const EMPTY_METADATA: Readonly<Record<string, unknown>> = Object.freeze(Object.create(null));
 
 // Minimal structural views of the decoded message; every field may be missing.
 interface Obj {
@@ -64,6 +81,8 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
 
   const path = normalizePath(stripQuery(rawPath));
   if (typeof path !== 'string') return { ok: false, reason: path.error, host, method: rawMethod, path: clipText(stripQuery(rawPath)) };
+  const metadata = metadataOf(attributes);
+  if (metadata === undefined) return { ok: false, reason: 'metadata nests too deeply', host, method: rawMethod, path };
 
   return {
     ok: true,
@@ -78,6 +97,12 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
       requestId: boundedHeader(headers['x-request-id']),
       traceparent: traceparent(headers['traceparent']),
       spoofedHeaders: spoofedGatehouseHeaders(headers),
+      query: rawQuery(rawPath),
+      body: bodyOf(http),
+      bodyPartial: headers['x-envoy-auth-partial-body'] === 'true',
+      contextExtensions: stringRecord(field(attributes, 'contextExtensions')),
+      destinationLabels: stringRecord(field(field(attributes, 'destination'), 'labels')),
+      metadata,
     },
   };
 }
@@ -104,8 +129,82 @@ function tcpRequest(attributes: unknown): NormalizeResult {
       requestId: undefined,
       traceparent: undefined,
       spoofedHeaders: NO_HEADERS,
+      query: '',
+      body: undefined,
+      bodyPartial: false,
+      contextExtensions: EMPTY_STRINGS,
+      destinationLabels: EMPTY_STRINGS,
+      metadata: EMPTY_METADATA,
     },
   };
+}
+
+/** `body` wins over `raw_body` should a sender set both; Envoy sets one or the other. */
+function bodyOf(http: unknown): string | Uint8Array | undefined {
+  const body = field(http, 'body');
+  if (typeof body === 'string') return body;
+  const raw = field(http, 'rawBody');
+  return raw instanceof Uint8Array ? raw : undefined;
+}
+
+/**
+ * A map<string, string> the decoder built (null prototype, string values) is used as is.
+ * Anything else (a caller's plain object) is copied into a null-prototype record of its
+ * string values, so an inherited name like `constructor` never reads as a present key.
+ */
+function stringRecord(value: unknown): Readonly<Record<string, string>> {
+  if (!isObj(value)) return EMPTY_STRINGS;
+  if (Object.getPrototypeOf(value) === null) return value as Record<string, string>;
+  let out: Record<string, string> | undefined;
+  for (const key of Object.keys(value as Obj)) {
+    const v = (value as Obj)[key];
+    if (typeof v === 'string') (out ??= Object.create(null) as Record<string, string>)[key] = v;
+  }
+  return out ?? EMPTY_STRINGS;
+}
+
+const MAX_METADATA_DEPTH = 32;
+
+/**
+ * `metadataContext.filterMetadata`, in proto3 JSON form. The wire decoder already bounds its
+ * depth and builds null-prototype objects, so its output is used as is; a caller's plain
+ * object is copied under the same rules. undefined means it nests too deeply.
+ */
+function metadataOf(attributes: unknown): Readonly<Record<string, unknown>> | undefined {
+  const filterMetadata = field(field(attributes, 'metadataContext'), 'filterMetadata');
+  if (!isObj(filterMetadata)) return EMPTY_METADATA;
+  if (Object.getPrototypeOf(filterMetadata) === null) return filterMetadata as Record<string, unknown>;
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const ns of Object.keys(filterMetadata as Obj)) {
+    const value = jsonCopy((filterMetadata as Obj)[ns], 1);
+    if (value === TOO_DEEP) return undefined;
+    out[ns] = isObj(value) ? value : Object.create(null);
+  }
+  return out;
+}
+
+const TOO_DEEP = Symbol('too deep');
+
+function jsonCopy(value: unknown, depth: number): unknown {
+  if (value === null || typeof value === 'string' || typeof value === 'boolean' || typeof value === 'number') return value;
+  if (typeof value !== 'object') return null;
+  if (depth > MAX_METADATA_DEPTH) return TOO_DEEP;
+  if (Array.isArray(value)) {
+    const out: unknown[] = [];
+    for (const item of value) {
+      const copied = jsonCopy(item, depth + 1);
+      if (copied === TOO_DEEP) return TOO_DEEP;
+      out.push(copied);
+    }
+    return out;
+  }
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const key of Object.keys(value)) {
+    const copied = jsonCopy((value as Obj)[key], depth + 1);
+    if (copied === TOO_DEEP) return TOO_DEEP;
+    out[key] = copied;
+  }
+  return out;
 }
 
 /** version-traceid-parentid-flags: 2, 32, 16 and 2 lower-case hex digits. */
@@ -146,6 +245,64 @@ export function normalizeHost(raw: string): string {
   }
   if (host.endsWith('.')) host = host.slice(0, -1);
   return host.toLowerCase();
+}
+
+/** The query of a raw `:path`: after the first '?', up to a '#'; a '?' inside the fragment is not one. */
+function rawQuery(path: string): string {
+  const q = path.indexOf('?');
+  if (q === -1) return '';
+  const hash = path.indexOf('#');
+  if (hash === -1) return path.slice(q + 1);
+  return hash < q ? '' : path.slice(q + 1, hash);
+}
+
+export const MAX_QUERY_PAIRS = 100;
+export const MAX_QUERY_TEXT = 1024;
+
+/**
+ * application/x-www-form-urlencoded query text → name → value. The first value of a
+ * repeated name wins: which of two values a policy sees must not depend on how a caller
+ * orders them after the one the upstream is most likely to read. Work is bounded (at most
+ * MAX_QUERY_PAIRS pairs are looked at, names and values are clipped to MAX_QUERY_TEXT
+ * characters), and a pair that does not percent-decode is skipped rather than read raw.
+ */
+export function parseQuery(raw: string): ReadonlyMap<string, string> {
+  const out = new Map<string, string>();
+  let start = 0;
+  let pairs = 0;
+  while (start < raw.length && pairs < MAX_QUERY_PAIRS) {
+    let amp = raw.indexOf('&', start);
+    if (amp === -1) amp = raw.length;
+    if (amp > start) {
+      pairs++;
+      const eq = raw.indexOf('=', start);
+      const split = eq !== -1 && eq < amp;
+      const name = formDecode(raw.slice(start, split ? eq : amp));
+      const value = split ? formDecode(raw.slice(eq + 1, amp)) : '';
+      if (name !== undefined && value !== undefined && !out.has(name)) out.set(name, value);
+    }
+    start = amp + 1;
+  }
+  return out;
+}
+
+function formDecode(text: string): string | undefined {
+  let s = text.includes('+') ? text.replaceAll('+', ' ') : text;
+  if (s.includes('%')) {
+    try {
+      s = decodeURIComponent(s);
+    } catch {
+      return undefined;
+    }
+  }
+  if (s.length <= MAX_QUERY_TEXT) return s;
+  // Never leave half a surrogate pair at the cut.
+  const cut = isHighSurrogate(s.charCodeAt(MAX_QUERY_TEXT - 1)) ? MAX_QUERY_TEXT - 1 : MAX_QUERY_TEXT;
+  return s.slice(0, cut);
+}
+
+function isHighSurrogate(c: number): boolean {
+  return c >= 0xd800 && c <= 0xdbff;
 }
 
 function stripQuery(path: string): string {

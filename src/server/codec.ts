@@ -5,8 +5,10 @@ import type { CheckResponseMessage, HeaderOption } from '../respond/check-respon
  * The hot path's own CheckRequest decoder and CheckResponse encoder, on protobufjs's Reader
  * and Writer, from the published field numbers (protos/ documents them). proto-loader's
  * generic path builds every field into objects and converts them again; this reads only what
- * the pipeline uses and skips the rest, producing the same camelCase shape. Malformed input
- * throws, which the server turns into a denial.
+ * the pipeline uses and skips the rest, producing the same camelCase shape (except that
+ * google.protobuf.Struct arrives in its JSON form, see decodeMetadata). Maps come out as
+ * null-prototype objects, and only fields present on the wire allocate anything. Malformed
+ * input throws, which the server turns into a denial.
  */
 
 type Obj = Record<string, unknown>;
@@ -23,10 +25,14 @@ export function decodeCheckRequest(bytes: Uint8Array): Obj {
   return out;
 }
 
-/** AttributeContext: 1 source, 2 destination (Peer), 4 request. */
+/**
+ * AttributeContext: 1 source, 2 destination (Peer), 4 request, 10 context_extensions,
+ * 11 metadata_context.
+ */
 function decodeAttributes(r: Reader, length: number): Obj {
   const end = r.pos + length;
   const out: Obj = {};
+  let extensions: Record<string, string> | undefined;
   while (r.pos < end) {
     const tag = r.uint32();
     switch (tag) {
@@ -39,21 +45,159 @@ function decodeAttributes(r: Reader, length: number): Obj {
       case (4 << 3) | 2:
         out['request'] = decodeRequest(r, r.uint32());
         break;
+      case (10 << 3) | 2:
+        extensions ??= Object.create(null) as Record<string, string>;
+        readStringEntry(r, extensions);
+        break;
+      case (11 << 3) | 2:
+        out['metadataContext'] = decodeMetadata(r, r.uint32(), out['metadataContext'] as Obj | undefined);
+        break;
       default:
         r.skipType(tag & 7);
     }
   }
+  if (extensions) out['contextExtensions'] = extensions;
   return out;
 }
 
-/** Peer: 4 principal, 5 certificate. */
+/** Peer: 3 labels (map), 4 principal, 5 certificate. */
 function decodePeer(r: Reader, length: number): Obj {
   const end = r.pos + length;
   const out: Obj = {};
+  let labels: Record<string, string> | undefined;
   while (r.pos < end) {
     const tag = r.uint32();
     if (tag === ((4 << 3) | 2)) out['principal'] = r.string();
     else if (tag === ((5 << 3) | 2)) out['certificate'] = r.string();
+    else if (tag === ((3 << 3) | 2)) readStringEntry(r, (labels ??= Object.create(null) as Record<string, string>));
+    else r.skipType(tag & 7);
+  }
+  if (labels) out['labels'] = labels;
+  return out;
+}
+
+/**
+ * One map<string, string> entry (1 key, 2 value) into `into`, whose prototype is null so a
+ * key such as `__proto__` is only ever a key. An absent key or value is '' (proto3 default);
+ * a repeated key keeps the last value, as protobuf's own map decoding does.
+ */
+function readStringEntry(r: Reader, into: Record<string, string>): void {
+  const entryEnd = r.uint32() + r.pos;
+  let key = '';
+  let value = '';
+  while (r.pos < entryEnd) {
+    const t = r.uint32();
+    if (t === ((1 << 3) | 2)) key = r.string();
+    else if (t === ((2 << 3) | 2)) value = r.string();
+    else r.skipType(t & 7);
+  }
+  into[key] = value;
+}
+
+/** Past this many nested Struct/ListValue levels metadata is refused: recursion is bounded by us, not by the stack. */
+export const MAX_METADATA_DEPTH = 32;
+
+/**
+ * envoy.config.core.v3.Metadata: 1 filter_metadata (map<string, Struct>); 2
+ * typed_filter_metadata (Any) is skipped. Unlike proto-loader, each Struct comes out in its
+ * proto3 JSON form (plain objects, arrays, numbers, strings, booleans, null), the form
+ * policies read and `gatehouse check --input` accepts, so nothing converts it twice.
+ */
+function decodeMetadata(r: Reader, length: number, previous: Obj | undefined): Obj {
+  const end = r.pos + length;
+  // A message field sent twice merges (protobuf's rule); for a map that means the union of entries.
+  let filterMetadata = previous?.['filterMetadata'] as Record<string, unknown> | undefined;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag !== ((1 << 3) | 2)) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    filterMetadata ??= Object.create(null) as Record<string, unknown>;
+    const entryEnd = r.uint32() + r.pos;
+    let key = '';
+    let value: Record<string, unknown> | undefined;
+    while (r.pos < entryEnd) {
+      const t = r.uint32();
+      if (t === ((1 << 3) | 2)) key = r.string();
+      else if (t === ((2 << 3) | 2)) value = decodeStruct(r, r.uint32(), 1);
+      else r.skipType(t & 7);
+    }
+    filterMetadata[key] = value ?? (Object.create(null) as Record<string, unknown>);
+  }
+  return filterMetadata ? { filterMetadata } : {};
+}
+
+/** google.protobuf.Struct: 1 fields (map<string, Value>), as a null-prototype object. */
+function decodeStruct(r: Reader, length: number, depth: number): Record<string, unknown> {
+  if (depth > MAX_METADATA_DEPTH) throw new Error('metadata nests too deeply');
+  const end = r.pos + length;
+  const out = Object.create(null) as Record<string, unknown>;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag !== ((1 << 3) | 2)) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    const entryEnd = r.uint32() + r.pos;
+    let key = '';
+    let value: unknown = null;
+    while (r.pos < entryEnd) {
+      const t = r.uint32();
+      if (t === ((1 << 3) | 2)) key = r.string();
+      else if (t === ((2 << 3) | 2)) value = decodeValue(r, r.uint32(), depth);
+      else r.skipType(t & 7);
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+/**
+ * google.protobuf.Value, oneof kind: 1 null_value, 2 number_value (double), 3 string_value,
+ * 4 bool_value, 5 struct_value, 6 list_value. A Value with no kind set reads as null; if
+ * several are sent the last wins, as for any protobuf oneof.
+ */
+function decodeValue(r: Reader, length: number, depth: number): unknown {
+  const end = r.pos + length;
+  let value: unknown = null;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    switch (tag) {
+      case (1 << 3) | 0:
+        r.int32();
+        value = null;
+        break;
+      case (2 << 3) | 1:
+        value = r.double();
+        break;
+      case (3 << 3) | 2:
+        value = r.string();
+        break;
+      case (4 << 3) | 0:
+        value = r.bool();
+        break;
+      case (5 << 3) | 2:
+        value = decodeStruct(r, r.uint32(), depth + 1);
+        break;
+      case (6 << 3) | 2:
+        value = decodeList(r, r.uint32(), depth + 1);
+        break;
+      default:
+        r.skipType(tag & 7);
+    }
+  }
+  return value;
+}
+
+/** google.protobuf.ListValue: 1 repeated Value. */
+function decodeList(r: Reader, length: number, depth: number): unknown[] {
+  if (depth > MAX_METADATA_DEPTH) throw new Error('metadata nests too deeply');
+  const end = r.pos + length;
+  const out: unknown[] = [];
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag === ((1 << 3) | 2)) out.push(decodeValue(r, r.uint32(), depth));
     else r.skipType(tag & 7);
   }
   return out;
@@ -72,7 +216,8 @@ function decodeRequest(r: Reader, length: number): Obj {
 }
 
 /**
- * HttpRequest: 2 method, 3 headers (map), 4 path, 5 host, 13 header_map. Envoy sends
+ * HttpRequest: 2 method, 3 headers (map), 4 path, 5 host, 11 body, 12 raw_body, 13 header_map.
+ * `raw_body` stays bytes (a view of the message buffer, not a copy). Envoy sends
  * `header_map` instead of `headers` when `encode_raw_headers: true`: one HeaderValue per
  * header line, unmerged; it is folded into the same record (keys lower-cased, repeated
  * headers joined with ',' as Envoy joins them in `headers`), so nothing downstream differs.
@@ -87,25 +232,20 @@ function decodeHttp(r: Reader, length: number): Obj {
       case (2 << 3) | 2:
         out['method'] = r.string();
         break;
-      case (3 << 3) | 2: {
-        headers ??= Object.create(null) as Record<string, string>;
-        const entryEnd = r.uint32() + r.pos;
-        let key = '';
-        let value = '';
-        while (r.pos < entryEnd) {
-          const t = r.uint32();
-          if (t === ((1 << 3) | 2)) key = r.string();
-          else if (t === ((2 << 3) | 2)) value = r.string();
-          else r.skipType(t & 7);
-        }
-        headers[key] = value;
+      case (3 << 3) | 2:
+        readStringEntry(r, (headers ??= Object.create(null) as Record<string, string>));
         break;
-      }
       case (4 << 3) | 2:
         out['path'] = r.string();
         break;
       case (5 << 3) | 2:
         out['host'] = r.string();
+        break;
+      case (11 << 3) | 2:
+        out['body'] = r.string();
+        break;
+      case (12 << 3) | 2:
+        out['rawBody'] = r.bytes();
         break;
       case (13 << 3) | 2:
         headers ??= Object.create(null) as Record<string, string>;

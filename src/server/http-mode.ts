@@ -24,7 +24,15 @@ export interface HttpModeOptions {
   readonly pathPrefix?: string;
   /** Header in which the proxy forwards the client certificate (URL-encoded PEM). */
   readonly certificateHeader?: string;
+  /**
+   * Most body bytes read per request (Envoy's `with_request_body` forwards the buffered body).
+   * Beyond it the first `maxBodyBytes` are authorised as a partial body, as Envoy marks one
+   * cut at `max_request_bytes`, and the rest is discarded unread. Default 1 MiB.
+   */
+  readonly maxBodyBytes?: number;
 }
+
+export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
 const ORIGINAL: Record<Exclude<HttpDialect, 'envoy'>, { method: string; uri: string; host: string }> = {
   nginx: { method: 'x-original-method', uri: 'x-original-uri', host: 'x-original-host' },
@@ -36,21 +44,24 @@ export class HttpAuthServer {
   private readonly server: http.Server;
   private boundPort = 0;
   private draining = false;
+  private readonly maxBodyBytes: number;
 
   constructor(
     private readonly engine: DecisionEngine,
     private readonly log: Logger,
     private readonly options: HttpModeOptions,
   ) {
+    this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    // NaN or a negative bound would silently disable the bound itself (every comparison false).
+    if (!Number.isSafeInteger(this.maxBodyBytes) || this.maxBodyBytes < 0) throw new RangeError(`maxBodyBytes must be a non-negative integer, not ${options.maxBodyBytes}`);
     this.server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
-      req.resume(); // bodies are not read: the decision uses the request line and headers
-      this.engine.decide(this.checkRequest(req)).then(
-        (decision) => this.respond(res, decision),
-        (err: Error) => {
-          this.log.error({ err: err.message }, 'http check failed');
-          res.writeHead(500).end();
-        },
-      );
+      if (!announcesBody(req)) {
+        // Header-only (the common case): decide now rather than wait for an 'end' with nothing before it.
+        req.resume();
+        this.decide(req, res, undefined, false);
+        return;
+      }
+      this.readBody(req, res);
     });
     this.server.requestTimeout = 10_000;
     this.server.keepAliveTimeout = 65_000;
@@ -89,8 +100,53 @@ export class HttpAuthServer {
     });
   }
 
+  private decide(req: http.IncomingMessage, res: http.ServerResponse, body: string | undefined, partial: boolean): void {
+    this.engine.decide(this.checkRequest(req, body, partial)).then(
+      (decision) => this.respond(res, decision),
+      (err: Error) => {
+        this.log.error({ err: err.message }, 'http check failed');
+        res.writeHead(500).end();
+      },
+    );
+  }
+
+  /**
+   * Buffers the body up to maxBodyBytes, then decides. Past the bound it decides at once on
+   * what it has, marked partial, and lets the remainder flow past unbuffered, so a large
+   * upload costs neither memory nor the time to receive it. A request whose client goes
+   * away before its body ends is never decided: there is no one to answer.
+   */
+  private readBody(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const max = this.maxBodyBytes;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (partial: boolean): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      // A declared length means a body even if empty here; chunked framing only if data came.
+      const body = size > 0 || hasContentLength(req) ? Buffer.concat(chunks, size).toString('utf8') : undefined;
+      this.decide(req, res, body, partial);
+    };
+    const onData = (chunk: Buffer): void => {
+      const room = max - size;
+      if (chunk.length > room) {
+        if (room > 0) chunks.push(chunk.subarray(0, room));
+        size = max;
+        req.resume(); // keep draining without a listener: the rest is read and dropped
+        done(true);
+        return;
+      }
+      chunks.push(chunk);
+      size += chunk.length;
+    };
+    const onEnd = (): void => done(false);
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', () => undefined); // an aborted upload: the socket is gone, nothing to answer
+  }
+
   /** The CheckRequest Envoy would have sent for this request, so the engine sees one shape. */
-  private checkRequest(req: http.IncomingMessage): unknown {
+  private checkRequest(req: http.IncomingMessage, body: string | undefined, partial: boolean): unknown {
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers[key] = Array.isArray(value) ? value.join(',') : value;
@@ -112,7 +168,11 @@ export class HttpAuthServer {
     headers[':authority'] = host;
     headers[':method'] = method;
     headers[':path'] = path;
-    return { attributes: { source: certificate ? { certificate } : {}, request: { http: { method, path, host, headers } } } };
+    // Envoy's own marker for a body cut at its buffer limit; ours is cut the same way.
+    if (partial) headers['x-envoy-auth-partial-body'] = 'true';
+    const httpRequest: Record<string, unknown> = { method, path, host, headers };
+    if (body !== undefined) httpRequest['body'] = body;
+    return { attributes: { source: certificate ? { certificate } : {}, request: { http: httpRequest } } };
   }
 
   private respond(res: http.ServerResponse, decision: Decision): void {
@@ -134,6 +194,16 @@ export class HttpAuthServer {
     res.writeHead(decision.status, { 'content-length': Buffer.byteLength(body) });
     res.end(body);
   }
+}
+
+/** A positive content-length, or chunked framing (which may still turn out to carry nothing). */
+function announcesBody(req: http.IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || hasContentLength(req);
+}
+
+function hasContentLength(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined && Number(length) > 0;
 }
 
 /** JSON with every non-ASCII character escaped, so it is a valid header value. */

@@ -20,6 +20,7 @@ export function sampleDecision(id: string, extra: Partial<Decision> = {}): Decis
     limit: undefined,
     limitBackendError: undefined,
     wouldDeny: undefined,
+    optOut: undefined,
     spoofedHeaders: [],
     latencyMs: 0.1,
     ...extra,

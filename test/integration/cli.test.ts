@@ -16,7 +16,7 @@ describe('gatehouse validate', () => {
   test('exit 0 and a summary for the examples', () => {
     const r = runCli(['validate', 'policies']);
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^ok: 5 policies, version [0-9a-f]{16}$/m);
+    expect(r.stdout).toMatch(/^ok: 6 policies, version [0-9a-f]{16}$/m);
   });
 
   test('exit 1 with every error as file:line:col message', () => {
@@ -27,7 +27,7 @@ describe('gatehouse validate', () => {
     expect(r.stdout.trim().split('\n')).toEqual([
       `${dir}/p.yaml:6:11 host 'p:80': hosts are matched without their port; remove ':80'`,
       `${dir}/p.yaml:9:15 allow[0]: 'spiffe://td/ns/*/x': a wildcard may only end a pattern, as '/*' (one segment) or '/**' (any depth)`,
-      `${dir}/p.yaml:10:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, require, stripToken, audience, rateLimit)`,
+      `${dir}/p.yaml:10:7 spec.rules[0]: unknown key 'colour' (allowed: name, methods, paths, allow, deny, when, body, residency, require, stripToken, audience, rateLimit)`,
     ]);
     expect(r.stderr).toContain('3 errors');
   });

@@ -9,6 +9,11 @@ import { grpcCertificateCase } from '../helpers/cert-cases';
 import { TestCa, type Issued } from '../helpers/pki';
 import { EXAMPLE_POLICIES } from '../helpers/policies';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, ORDERS } from '../helpers/requests';
+import pino from 'pino';
+import { HttpAuthServer, type HttpModeOptions } from '../../src/server/http-mode';
+import type { DecisionEngine } from '../../src/pipeline/engine';
+import { normalizeCheckRequest, type NormalizedRequest } from '../../src/request/normalize';
+import { sampleDecision } from '../helpers/decision';
 
 /** node:http rather than fetch: fetch refuses to set the Host header, which Envoy does set. */
 function call(port: number, path: string, init: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: { get(name: string): string | null }; body: string }> {
@@ -190,5 +195,102 @@ describe('X509-SVID verification of forwarded certificates', () => {
     const cert = ca.issue('mismatch', 'URI:spiffe://shop.example/ns/frontend/sa/web').certPem;
     expect(await grpcCertificateCase(ca.cert, cert, 'spiffe://shop.example/ns/checkout/sa/web')).toMatchObject({ status: 401, reason: expect.stringContaining('different workloads') });
     expect(await grpcCertificateCase(ca.cert, cert, 'spiffe://shop.example/ns/frontend/sa/web')).toMatchObject({ allowed: true, identitySource: 'principal' });
+  });
+});
+
+describe('HTTP mode request bodies (Envoy with_request_body)', () => {
+  /** The adapter alone, in front of an engine that records each CheckRequest and allows. */
+  async function adapter(options: Partial<HttpModeOptions> = {}): Promise<{ server: HttpAuthServer; seen: unknown[] }> {
+    const seen: unknown[] = [];
+    const engine = { decide: async (checkRequest: unknown) => (seen.push(checkRequest), sampleDecision('d')) } as unknown as DecisionEngine;
+    const server = new HttpAuthServer(engine, pino({ level: 'silent' }), { host: '127.0.0.1', port: 0, dialect: 'envoy', pathPrefix: '/authz', ...options });
+    await server.listen();
+    return { server, seen };
+  }
+  const normalized = (checkRequest: unknown): NormalizedRequest => {
+    const r = normalizeCheckRequest(checkRequest);
+    if (!r.ok) throw new Error(r.reason);
+    return r.request;
+  };
+
+  /** Sends the head, then `chunks`; ends the request only when `end` (a client still uploading otherwise). */
+  function send(port: number, headers: Record<string, string>, chunks: (string | Buffer)[], end = true): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/authz/v1/orders?dry=1&a=b', method: 'POST', headers: { host: 'orders', ...headers }, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+        req.destroy();
+      });
+      req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? undefined : reject(err)));
+      for (const c of chunks) req.write(c);
+      if (end) req.end();
+    });
+  }
+
+  test('a POST with a JSON body reaches the engine with the body, its query and content-type', async () => {
+    const { server, seen } = await adapter();
+    try {
+      const json = JSON.stringify({ amount: 12, note: 'café' });
+      expect(await send(server.port, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(json)) }, [json])).toBe(200);
+      const r = normalized(seen[0]);
+      expect(r.body).toBe(json);
+      expect(r.bodyPartial).toBe(false);
+      expect(r.query).toBe('dry=1&a=b');
+      expect(r.path).toBe('/v1/orders');
+      expect(r.headers['content-type']).toBe('application/json');
+    } finally {
+      await server.close(1000);
+    }
+  });
+
+  test('chunked bodies are joined; chunked framing with no data and header-only requests carry no body', async () => {
+    const { server, seen } = await adapter();
+    try {
+      expect(await send(server.port, { 'transfer-encoding': 'chunked' }, ['{"a":', '1}'])).toBe(200);
+      expect(await send(server.port, { 'transfer-encoding': 'chunked' }, [])).toBe(200);
+      expect(await send(server.port, { 'content-length': '0' }, [])).toBe(200);
+      expect(await send(server.port, {}, [])).toBe(200);
+      expect(seen.map((c) => normalized(c).body)).toEqual(['{"a":1}', undefined, undefined, undefined]);
+    } finally {
+      await server.close(1000);
+    }
+  });
+
+  test('past maxBodyBytes the check runs at once on the first maxBodyBytes, marked partial, without waiting for the rest', async () => {
+    const { server, seen } = await adapter({ maxBodyBytes: 16 });
+    try {
+      // 40 bytes of a declared 100 000: an answer proves the adapter did not wait for (or buffer) the rest.
+      const status = await send(server.port, { 'content-type': 'application/json', 'content-length': '100000' }, ['{"k":"' + 'x'.repeat(34)], false);
+      expect(status).toBe(200);
+      const r = normalized(seen[0]);
+      expect(r.body).toBe('{"k":"xxxxxxxxxx');
+      expect(r.bodyPartial).toBe(true);
+      expect(r.headers['x-envoy-auth-partial-body']).toBe('true');
+      // Exactly at the bound is whole.
+      expect(await send(server.port, { 'content-length': '16' }, ['y'.repeat(16)])).toBe(200);
+      expect(normalized(seen[1])).toMatchObject({ body: 'y'.repeat(16), bodyPartial: false });
+    } finally {
+      await server.close(1000);
+    }
+  });
+
+  test('a bound that would not bound anything is refused at construction', () => {
+    const engine = {} as DecisionEngine;
+    for (const maxBodyBytes of [Number.NaN, -1, 1.5, Infinity]) {
+      expect(() => new HttpAuthServer(engine, pino({ level: 'silent' }), { host: '127.0.0.1', port: 0, dialect: 'envoy', maxBodyBytes })).toThrow(RangeError);
+    }
+  });
+
+  test('the default bound is 1 MiB', async () => {
+    const { server, seen } = await adapter();
+    try {
+      const big = Buffer.alloc(1024 * 1024 + 10, 0x61);
+      expect(await send(server.port, { 'content-length': String(big.length) }, [big])).toBe(200);
+      const r = normalized(seen[0]);
+      expect((r.body as string).length).toBe(1024 * 1024);
+      expect(r.bodyPartial).toBe(true);
+    } finally {
+      await server.close(1000);
+    }
   });
 });

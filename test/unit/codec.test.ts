@@ -11,8 +11,7 @@ describe("the hot path's CheckRequest decoder", () => {
   test('reads what the pipeline uses exactly as proto-loader does, skipping the rest', () => {
     const request = envoyCheckRequest({ principal: CHECKOUT_WEB, headers: { 'x-tenant': 'a', 'x-empty': '' } }) as { attributes: Record<string, Record<string, unknown>> };
     request.attributes['source']!['certificate'] = '-----BEGIN%20CERTIFICATE-----';
-    request.attributes['contextExtensions'] = { skipped: 'yes' };
-    request.attributes['metadataContext'] = { filterMetadata: { 'envoy.filters.http.jwt_authn': { fields: { a: { stringValue: 'b' } } } } };
+    request.attributes['tlsSession'] = { sni: 'skipped' };
     const bytes = def.requestSerialize(request);
     const full = def.requestDeserialize(bytes) as { attributes: Record<string, Record<string, Record<string, unknown>>> };
     const fast = decodeCheckRequest(bytes) as typeof full;
@@ -22,6 +21,52 @@ describe("the hot path's CheckRequest decoder", () => {
     const fullHttp = full.attributes['request']!['http'] as Record<string, unknown>;
     for (const key of ['method', 'path', 'host']) expect(http[key]).toBe(fullHttp[key]);
     expect({ ...(http['headers'] as object) }).toEqual(fullHttp['headers']);
+  });
+
+  test('context extensions, destination labels, body and metadata match proto-loader (Struct in its JSON form)', () => {
+    const request = envoyCheckRequest({ principal: CHECKOUT_WEB }) as { attributes: Record<string, Record<string, unknown>> & { request: { http: Record<string, unknown> } } };
+    request.attributes['contextExtensions'] = { region: 'eu', tier: 'gold' };
+    request.attributes['destination']!['labels'] = { 'topology.kubernetes.io/region': 'eu-west-1' };
+    request.attributes.request.http['body'] = '{"a":1}';
+    request.attributes['metadataContext'] = {
+      filterMetadata: {
+        'envoy.filters.http.jwt_authn': {
+          fields: {
+            claims: {
+              structValue: {
+                fields: {
+                  sub: { stringValue: 'u1' },
+                  n: { numberValue: -1.5 },
+                  ok: { boolValue: true },
+                  nothing: { nullValue: 'NULL_VALUE' },
+                  roles: { listValue: { values: [{ stringValue: 'a' }, { structValue: { fields: { deep: { listValue: { values: [] } } } } }] } },
+                },
+              },
+            },
+          },
+        },
+      },
+    };
+    const bytes = def.requestSerialize(request);
+    type Attrs = Record<string, Record<string, unknown>>;
+    const full = (def.requestDeserialize(bytes) as { attributes: Attrs }).attributes;
+    const fast = (decodeCheckRequest(bytes) as { attributes: Attrs }).attributes;
+    expect({ ...fast['contextExtensions'] }).toEqual(full['contextExtensions']);
+    expect({ ...(fast['destination']!['labels'] as object) }).toEqual(full['destination']!['labels']);
+    expect(((fast['request']!['http'] as Record<string, unknown>)['body'])).toBe((full['request']!['http'] as Record<string, unknown>)['body']);
+    const fullMetadata = full['metadataContext']!['filterMetadata'] as Record<string, unknown>;
+    const expected = Object.fromEntries(Object.entries(fullMetadata).map(([ns, s]) => [ns, structJson(s)]));
+    expect(JSON.parse(JSON.stringify(fast['metadataContext']!['filterMetadata']))).toEqual(expected);
+  });
+
+  test('raw_body (pack_as_bytes: true) decodes to the same bytes as proto-loader', () => {
+    const request = envoyCheckRequest({ principal: CHECKOUT_WEB }) as { attributes: { request: { http: Record<string, unknown> } } };
+    request.attributes.request.http['rawBody'] = Buffer.from([0x7b, 0xff, 0x00, 0x7d]);
+    const bytes = def.requestSerialize(request);
+    const fast = ((decodeCheckRequest(bytes)['attributes'] as Record<string, Record<string, Record<string, unknown>>>)['request']!['http']!);
+    expect(fast['rawBody']).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(fast['rawBody'] as Uint8Array).equals(Buffer.from([0x7b, 0xff, 0x00, 0x7d]))).toBe(true);
+    expect(fast['body']).toBeUndefined();
   });
 
   test('header_map (encode_raw_headers: true) is read like headers: lower-cased keys, repeats joined', () => {
@@ -70,6 +115,27 @@ describe("the hot path's CheckRequest decoder", () => {
     expect(() => decodeCheckRequest(bytes)).toThrow();
   });
 });
+
+/** proto-loader's google.protobuf.Struct/Value shape → the proto3 JSON mapping, independently of the codec. */
+function structJson(s: unknown): unknown {
+  const fields = ((s as { fields?: Record<string, unknown> }).fields ?? {}) as Record<string, unknown>;
+  return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, valueJson(v)]));
+}
+function valueJson(v: unknown): unknown {
+  const value = v as { kind?: string } & Record<string, unknown>;
+  switch (value.kind) {
+    case 'numberValue':
+    case 'stringValue':
+    case 'boolValue':
+      return value[value.kind];
+    case 'structValue':
+      return structJson(value['structValue']);
+    case 'listValue':
+      return (((value['listValue'] as { values?: unknown[] }).values) ?? []).map(valueJson);
+    default:
+      return null;
+  }
+}
 
 describe("the hot path's CheckResponse encoder", () => {
   test.each([

@@ -1,4 +1,4 @@
-import { normalizeCheckRequest, normalizeHost, normalizePath, UNDECODABLE } from '../../src/request/normalize';
+import { normalizeCheckRequest, normalizeHost, normalizePath, UNDECODABLE, type NormalizedRequest } from '../../src/request/normalize';
 import { envoyCheckRequest } from '../helpers/requests';
 
 describe('normalise stage', () => {
@@ -17,6 +17,76 @@ describe('normalise stage', () => {
       envoyCheckRequest({ headers: { 'x-gatehouse-caller': 'spoof', 'x-gatehouse-admin': 'yes', 'X-Gatehouse-Role': 'root', 'x-other': '1' } }),
     );
     expect(r.ok && [...r.request.spoofedHeaders].sort()).toEqual(['x-gatehouse-admin', 'x-gatehouse-caller', 'x-gatehouse-role']);
+  });
+
+  test('query is the raw text after ? of the original :path; the matched path never has it', () => {
+    const r = normalizeCheckRequest(envoyCheckRequest({ path: '/v1/orders?token=a%20b&x=1#frag?y=2' }));
+    expect(r).toMatchObject({ ok: true, request: { path: '/v1/orders', query: 'token=a%20b&x=1' } });
+    expect(normalizeCheckRequest(envoyCheckRequest({ path: '/v1/orders' }))).toMatchObject({ ok: true, request: { query: '' } });
+    // Falls back to :path like the path does.
+    const pseudo = { attributes: { request: { http: { headers: { ':authority': 'o', ':method': 'GET', ':path': '/x?a=1' } } } } };
+    expect(normalizeCheckRequest(pseudo)).toMatchObject({ ok: true, request: { path: '/x', query: 'a=1' } });
+  });
+
+  test('body: the string body, else raw bytes, else undefined; bodyPartial only for the exact "true"', () => {
+    const withHttp = (http: Record<string, unknown>, headers: Record<string, string> = {}): NormalizedRequest => {
+      const req = envoyCheckRequest({ headers }) as { attributes: { request: { http: Record<string, unknown> } } };
+      Object.assign(req.attributes.request.http, http);
+      const r = normalizeCheckRequest(req);
+      if (!r.ok) throw new Error(r.reason);
+      return r.request;
+    };
+    expect(withHttp({}).body).toBeUndefined();
+    expect(withHttp({ body: '{}' }).body).toBe('{}');
+    const bytes = Uint8Array.from([1, 2]);
+    expect(withHttp({ rawBody: bytes }).body).toBe(bytes);
+    expect(withHttp({ body: 'text', rawBody: bytes }).body).toBe('text');
+    expect(withHttp({ body: 42, rawBody: 'not bytes' }).body).toBeUndefined();
+    expect(withHttp({ body: 'x' }, { 'x-envoy-auth-partial-body': 'true' }).bodyPartial).toBe(true);
+    expect(withHttp({ body: 'x' }, { 'x-envoy-auth-partial-body': 'TRUE' }).bodyPartial).toBe(false);
+    expect(withHttp({ body: 'x' }, { 'x-envoy-auth-partial-body': 'false' }).bodyPartial).toBe(false);
+  });
+
+  test("a caller's plain objects become null-prototype records: string values only, no inherited names", () => {
+    const req = envoyCheckRequest({}) as { attributes: Record<string, Record<string, unknown>> };
+    req.attributes['contextExtensions'] = { region: 'eu', n: 7 };
+    req.attributes['destination']!['labels'] = { zone: 'a' };
+    req.attributes['metadataContext'] = { filterMetadata: { ns: { claims: { tenant: 'a', l: [1, { x: null }], f: () => 1 } }, bad: 'not an object' } };
+    const r = normalizeCheckRequest(req);
+    if (!r.ok) throw new Error(r.reason);
+    expect(Object.getPrototypeOf(r.request.contextExtensions)).toBeNull();
+    expect({ ...r.request.contextExtensions }).toEqual({ region: 'eu' });
+    expect(r.request.contextExtensions['constructor']).toBeUndefined();
+    expect({ ...r.request.destinationLabels }).toEqual({ zone: 'a' });
+    expect(JSON.parse(JSON.stringify(r.request.metadata))).toEqual({ ns: { claims: { tenant: 'a', l: [1, { x: null }], f: null } }, bad: {} });
+    expect(Object.getPrototypeOf((r.request.metadata['ns'] as Record<string, unknown>)['claims'])).toBeNull();
+  });
+
+  test("a caller's metadata nested past 32 levels is malformed", () => {
+    let deep: unknown = 'leaf';
+    for (let i = 0; i < 33; i++) deep = { a: deep };
+    const req = envoyCheckRequest({}) as { attributes: Record<string, unknown> };
+    req.attributes['metadataContext'] = { filterMetadata: { ns: deep } };
+    expect(normalizeCheckRequest(req)).toMatchObject({ ok: false, reason: 'metadata nests too deeply' });
+    (req.attributes['metadataContext'] as { filterMetadata: { ns: unknown } }).filterMetadata.ns = (deep as { a: unknown }).a;
+    expect(normalizeCheckRequest(req).ok).toBe(true);
+  });
+
+  test('a TCP check has no query, body or HTTP-side inputs: empty values, never undefined records', () => {
+    const tcp = {
+      attributes: {
+        source: { principal: 'spiffe://a/b' },
+        destination: { principal: 'spiffe://shop.example/ns/db/sa/pg', labels: { region: 'eu' } },
+        contextExtensions: { x: 'y' },
+      },
+    };
+    const r = normalizeCheckRequest(tcp);
+    expect(r).toMatchObject({ ok: true, request: { kind: 'tcp', query: '', body: undefined, bodyPartial: false } });
+    if (!r.ok) return;
+    for (const record of [r.request.contextExtensions, r.request.destinationLabels, r.request.metadata]) {
+      expect(Object.keys(record)).toEqual([]);
+      expect(Object.isFrozen(record)).toBe(true);
+    }
   });
 
   test.each([

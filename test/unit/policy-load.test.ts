@@ -21,7 +21,7 @@ describe('policy loading', () => {
     const result = await loadPolicyDir(EXAMPLE_POLICIES);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.set.policies.map((p) => p.name).sort()).toEqual(['frontend', 'inventory', 'orders', 'orders-db', 'payments']);
+    expect(result.set.policies.map((p) => p.name).sort()).toEqual(['customers', 'frontend', 'inventory', 'orders', 'orders-db', 'payments']);
     expect(result.set.byWorkload.get('spiffe://shop.example/ns/data/sa/orders-db')?.name).toBe('orders-db');
     expect(result.set.byHost.get('orders')?.name).toBe('orders');
     expect(result.set.byHost.get('orders.shop.svc.cluster.local')?.name).toBe('orders');
@@ -56,7 +56,7 @@ describe('policy loading', () => {
       methods: [GET]
       allwo: [spiffe://td/x]`);
     expect(await problemsOf({ 'p.yaml': text })).toEqual([
-      "p.yaml:10:7 spec.rules[0]: unknown key 'allwo' (allowed: name, methods, paths, allow, deny, require, stripToken, audience, rateLimit)",
+      "p.yaml:10:7 spec.rules[0]: unknown key 'allwo' (allowed: name, methods, paths, allow, deny, when, body, residency, require, stripToken, audience, rateLimit)",
     ]);
   });
 
@@ -159,7 +159,7 @@ describe('policy loading', () => {
     });
     expect(problems).toEqual([
       expect.stringMatching(/^1-syntax\.yaml:\d+:\d+ /),
-      "2-kind.yaml:2:7 unknown kind 'Secret' (expected one of: ServicePolicy)",
+      "2-kind.yaml:2:7 unknown kind 'Secret' (expected one of: ServicePolicy, WorkloadPolicy)",
       '3-list.yaml:1:1 a policy document must be a mapping with apiVersion, kind, metadata and spec',
       expect.stringMatching(/^4-dupkey\.yaml:2:1 .*[Uu]nique/),
       expect.stringMatching(/^5-bomb\.yaml:\d+:\d+ cannot read document: .*alias/i),

@@ -1,0 +1,128 @@
+import { Environment } from '@marcbachmann/cel-js';
+import type { SpiffeId } from '../identity/spiffe';
+import { parseQuery, type NormalizedRequest } from '../request/normalize';
+
+/**
+ * Rule conditions (`when:`) in CEL. Every expression is parsed and type-checked once, at load,
+ * against the declared shape of the request below, so a typo is a validation error with its
+ * line and column rather than a denial at 3 a.m. The hot path only calls the compiled closure.
+ */
+
+export const MAX_CONDITION_LENGTH = 4096;
+
+/** What a condition can see; documented in the README. */
+function environment(): Environment {
+  return new Environment({ enableOptionalTypes: true, limits: { maxAstNodes: 512, maxDepth: 32, maxListElements: 256, maxMapEntries: 256, maxCallArguments: 16 } })
+    .registerVariable('request', { schema: { method: 'string', path: 'string', host: 'string', query: 'map<string, string>', headers: 'map<string, string>' } })
+    .registerVariable('caller', { schema: { id: 'string', trustDomain: 'string', path: 'string', segments: 'list<string>' } })
+    .registerVariable('context', 'map<string, string>')
+    .registerVariable('destination', { schema: { labels: 'map<string, string>' } })
+    .registerVariable('metadata', 'map<string, dyn>');
+}
+
+let shared: Environment | undefined;
+function env(): Environment {
+  shared ??= environment();
+  return shared;
+}
+
+export type ConditionActivation = Record<string, unknown>;
+export type CompiledCondition = (activation: ConditionActivation) => boolean;
+
+export type ConditionCompileResult =
+  | { ok: true; value: { readonly source: string; readonly evaluate: CompiledCondition } }
+  | { ok: false; error: string; /** offset of the problem inside the expression */ offset: number };
+
+/**
+ * Functions that are refused even though CEL has them: `matches` runs a regular expression
+ * written in policy text over request input, and JavaScript's engine backtracks, so one
+ * hostile header could pin a core. Path patterns, startsWith, endsWith and contains cover
+ * what policies need.
+ */
+const REFUSED_FUNCTIONS = new Map([['matches', 'matches() is not available (regular expressions can backtrack on hostile input); use startsWith, endsWith, contains or a path pattern']]);
+
+export function compileCondition(source: string): ConditionCompileResult {
+  if (source.length > MAX_CONDITION_LENGTH) return { ok: false, error: `condition is longer than ${MAX_CONDITION_LENGTH} characters`, offset: 0 };
+  let parsed: ReturnType<Environment['parse']>;
+  try {
+    parsed = env().parse(source);
+  } catch (err) {
+    return celFailure(err);
+  }
+  const refused = findRefusedCall(parsed.ast);
+  if (refused) {
+    // The call node starts at its receiver; point at the function's name instead.
+    const name = source.indexOf(refused.name, refused.offset);
+    return { ok: false, error: refused.message, offset: name === -1 ? refused.offset : name };
+  }
+  const checked = parsed.check();
+  if (!checked.valid) return celFailure(checked.error);
+  if (checked.type !== 'bool') return { ok: false, error: `condition must be a bool expression, not ${String(checked.type)}`, offset: 0 };
+  const evaluate = parsed as unknown as (activation: ConditionActivation) => unknown;
+  return {
+    ok: true,
+    value: {
+      source,
+      // A non-bool at run time (dyn metadata) is an error, never truthiness.
+      evaluate: (activation) => {
+        const result = evaluate(activation);
+        if (typeof result !== 'boolean') throw new Error('condition did not produce a bool');
+        return result;
+      },
+    },
+  };
+}
+
+function celFailure(err: unknown): { ok: false; error: string; offset: number } {
+  const e = err as { summary?: string; message?: string; range?: { start: number } } | undefined;
+  return { ok: false, error: firstLine(e?.summary ?? e?.message ?? 'invalid condition'), offset: e?.range?.start ?? 0 };
+}
+
+interface AstNode {
+  op: string;
+  args: unknown;
+  pos?: number;
+}
+
+function findRefusedCall(node: unknown): { name: string; message: string; offset: number } | undefined {
+  if (Array.isArray(node)) {
+    for (const child of node) {
+      const found = findRefusedCall(child);
+      if (found) return found;
+    }
+    return undefined;
+  }
+  if (node === null || typeof node !== 'object' || !('op' in node)) return undefined;
+  const n = node as AstNode;
+  if ((n.op === 'call' || n.op === 'rcall') && Array.isArray(n.args) && typeof n.args[0] === 'string') {
+    const message = REFUSED_FUNCTIONS.get(n.args[0]);
+    if (message) return { name: n.args[0], message, offset: n.pos ?? 0 };
+  }
+  return findRefusedCall(n.args);
+}
+
+function firstLine(text: string): string {
+  const i = text.indexOf('\n');
+  return i === -1 ? text : text.slice(0, i);
+}
+
+/**
+ * The activation for one request, built only when a matching rule has a condition (most
+ * checks never pay for it), and at most once per check.
+ */
+export function conditionActivation(request: NormalizedRequest, caller: SpiffeId): ConditionActivation {
+  const path = caller.path;
+  return {
+    request: {
+      method: request.method,
+      path: request.path,
+      host: request.host,
+      query: Object.fromEntries(parseQuery(request.query)),
+      headers: request.headers,
+    },
+    caller: { id: caller.id, trustDomain: caller.trustDomain, path, segments: path === '' ? [] : path.slice(1).split('/') },
+    context: request.contextExtensions,
+    destination: { labels: request.destinationLabels },
+    metadata: request.metadata,
+  };
+}
