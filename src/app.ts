@@ -280,7 +280,8 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     const subscriber = store.duplicateClient();
     extra.push(client, subscriber);
     quarantine = new RedisQuarantineState({ client, subscriber, onEvent, onError: quarantineError });
-    grants = new RedisGrantTracker({ client, onError: grantsError });
+    // Uses reach Redis within 2 s: a report from any replica is that fresh, at one script call per policy version per replica.
+    grants = new RedisGrantTracker({ client, flushMs: 2000, onError: grantsError });
     // Startup does not wait long for shared state: an unknown quarantine allows, an unknown grant is not dormant.
     await Promise.race([Promise.all([quarantine.ready(), grants.ready()]), new Promise((resolve) => setTimeout(resolve, REDIS_STARTUP_WAIT_MS).unref())]);
   } else {

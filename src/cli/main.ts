@@ -21,6 +21,7 @@ import { createLogger, LOG_LEVELS } from '../log';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
+import { adminCall, DEFAULT_ADMIN_URL, formatAccessReport, formatQuarantine, readAdminToken, type AdminClientFlags } from './admin-client';
 import { runCheck } from './check';
 import { runTestCommand } from './test-command';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
@@ -38,6 +39,7 @@ program
   .addOption(new Option('--policies <dir>', 'policy directory').default('./policies').env('GATEHOUSE_POLICIES'))
   .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(DEFAULT_GRPC_PORT).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
   .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(DEFAULT_ADMIN_PORT).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
+  .addOption(new Option('--admin-token-file <file>', 'bearer token (first line, at least 16 characters) that admin changes (quarantine release, access renew) need from non-loopback callers').env('GATEHOUSE_ADMIN_TOKEN_FILE'))
   .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
   .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default with --redis: one per usable core, CPU quota included; without: 1, since in-process buckets are per process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
@@ -137,7 +139,7 @@ program
 /** --workers 1: gRPC and admin in this process. */
 async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
   const app = await Gatehouse.start(options, log);
-  const admin = new AdminServer(app.adminProviders(), log);
+  const admin = new AdminServer(app.adminProviders(), log, opts.adminTokenFile ? { token: await readAdminToken(opts.adminTokenFile) } : {});
   const adminPort = await admin.listen(opts.listenAddress, opts.adminPort);
   log.info({ adminPort }, 'admin serving');
   // A bundle is the source of truth when given: its directory is private, so nobody edits it.
@@ -153,7 +155,8 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
 }
 
 async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
-  const supervisor = await Supervisor.start({ workers, adminHost: opts.listenAddress, adminPort: opts.adminPort, gatehouse: options }, log);
+  const adminToken = opts.adminTokenFile ? await readAdminToken(opts.adminTokenFile) : undefined;
+  const supervisor = await Supervisor.start({ workers, adminHost: opts.listenAddress, adminPort: opts.adminPort, gatehouse: options, ...(adminToken ? { adminToken } : {}) }, log);
   const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void supervisor.reload(), log) : undefined;
   bundle?.start(opts.bundlePoll * 1000, (b) => supervisor.reload(b.dir));
   onStopSignals(log, async () => {
@@ -292,6 +295,7 @@ interface ServeFlags {
   redisCluster?: string[];
   redisTimeout: number;
   adminPort: number;
+  adminTokenFile?: string;
   workers?: number;
   watch: boolean;
   bundle?: string;
@@ -331,5 +335,42 @@ async function readStdin(): Promise<string> {
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
+
+function adminClientOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--admin <url>', 'admin API of a running gatehouse').default(DEFAULT_ADMIN_URL).env('GATEHOUSE_ADMIN_URL'))
+    .addOption(new Option('--admin-token-file <file>', 'bearer token for changes from another host').env('GATEHOUSE_ADMIN_TOKEN_FILE'))
+    .option('--json', 'print the API answer as JSON');
+}
+
+/** Prints the answer, or fails with the API's error and exit 1. */
+async function adminCommand(flags: AdminClientFlags, method: 'GET' | 'POST', path: string, body: unknown, ok: (json: Record<string, unknown>) => string): Promise<void> {
+  const { status, json } = await adminCall(flags, method, path, body);
+  if (status >= 400) fail(`${String(json['error'] ?? `admin API answered ${status}`)}${typeof json['caller'] === 'string' ? `: ${json['caller']}` : ''}`);
+  process.stdout.write(flags.json ? `${JSON.stringify(json, null, 2)}\n` : ok(json));
+}
+
+const quarantineCommand = program.command('quarantine').description('callers isolated after repeated denials (mesh-wide with --redis)');
+adminClientOptions(quarantineCommand.command('list').description('list quarantined callers')).action((flags: AdminClientFlags) =>
+  adminCommand(flags, 'GET', '/v1/quarantine', undefined, (json) => formatQuarantine(json['callers'] as Parameters<typeof formatQuarantine>[0])),
+);
+adminClientOptions(quarantineCommand.command('release').description('end a caller\'s quarantine now').argument('<spiffe-id>', 'the quarantined caller')).action((caller: string, flags: AdminClientFlags) =>
+  adminCommand(flags, 'POST', '/v1/quarantine/release', { caller }, () => `released ${caller}\n`),
+);
+
+const accessCommand = program.command('access').description('grants that expire from disuse (expiresAfterUnused)');
+adminClientOptions(accessCommand.command('report').description('grants by last use, oldest first, so stale access can be removed')).action((flags: AdminClientFlags) =>
+  adminCommand(flags, 'GET', '/v1/access', undefined, (json) => formatAccessReport(json['grants'] as Parameters<typeof formatAccessReport>[0])),
+);
+adminClientOptions(
+  accessCommand
+    .command('renew')
+    .description('restart the disuse clock of a policy\'s grants (optionally one rule, one caller)')
+    .argument('<policy>', 'policy name')
+    .option('--rule <name>', 'only this rule')
+    .option('--caller <spiffe-id>', 'only this caller'),
+).action((policy: string, flags: AdminClientFlags & { rule?: string; caller?: string }) =>
+  adminCommand(flags, 'POST', '/v1/access/renew', { policy, ...(flags.rule ? { rule: flags.rule } : {}), ...(flags.caller ? { caller: flags.caller } : {}) }, (json) => `renewed ${String(json['renewed'])} grant use(s) of policy ${policy}\n`),
+);
 
 program.parseAsync(process.argv).catch((err: Error) => fail(err.message));

@@ -31,3 +31,29 @@ export interface AuditBatch {
 export function isAuditBatch(message: unknown): message is AuditBatch {
   return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:audit' && typeof (message as { batch?: unknown }).batch === 'string';
 }
+
+/** Operator state requests the primary's admin server relays to one worker (workers hold the state). */
+export type AdminOp = 'quarantine.list' | 'quarantine.release' | 'access.report' | 'access.renew';
+
+export interface AdminRequest {
+  type: 'gatehouse:admin';
+  id: number;
+  op: AdminOp;
+  arg?: unknown;
+}
+
+export interface AdminReply {
+  type: 'gatehouse:admin-reply';
+  id: number;
+  ok: boolean;
+  value?: unknown;
+  error?: string;
+}
+
+export function isAdminRequest(message: unknown): message is AdminRequest {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:admin' && typeof (message as { id?: unknown }).id === 'number';
+}
+
+export function isAdminReply(message: unknown): message is AdminReply {
+  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:admin-reply' && typeof (message as { id?: unknown }).id === 'number';
+}

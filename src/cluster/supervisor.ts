@@ -6,13 +6,15 @@ import { AdminServer, type Readiness } from '../admin/admin-server';
 import { PolicyLoadError, type GatehouseOptions } from '../app';
 import { loadPolicyDir } from '../policy/load';
 import { describePolicySet, formatProblem, type PolicySet } from '../policy/types';
-import { isAuditBatch, isWorkerStatus, type ToWorker, type WorkerStatus } from './messages';
+import { isAdminReply, isAuditBatch, isWorkerStatus, type AdminOp, type AdminReply, type AdminRequest, type ToWorker, type WorkerStatus } from './messages';
 import { LineWriter } from '../audit/line-writer';
 
 export interface SupervisorOptions {
   readonly workers: number;
   readonly adminHost: string;
   readonly adminPort: number;
+  /** Bearer token for admin changes from other hosts (`--admin-token-file`). */
+  readonly adminToken?: Buffer;
   readonly gatehouse: GatehouseOptions;
 }
 
@@ -64,8 +66,18 @@ export class Supervisor {
         readiness: () => this.readiness(),
         metrics: async () => ({ contentType: this.registry.contentType, body: `${await this.registry.metrics()}\n${await this.aggregator.clusterMetrics()}` }),
         policy: () => this.policyInfo(),
+        // Workers hold the quarantine and grant state (shared through Redis); one answers for all.
+        quarantine: {
+          list: async () => (await this.askWorker('quarantine.list')) as unknown[],
+          release: async (caller) => (await this.askWorker('quarantine.release', { caller })) ?? undefined,
+        },
+        access: {
+          report: async () => (await this.askWorker('access.report')) as unknown[],
+          renew: async (filter) => (await this.askWorker('access.renew', filter)) as number,
+        },
       },
       log,
+      options.adminToken ? { token: options.adminToken } : {},
     );
   }
 
@@ -148,9 +160,32 @@ export class Supervisor {
       const entry = this.slots.get(slot);
       if (isWorkerStatus(message) && entry?.worker === worker) entry.status = message;
       else if (isAuditBatch(message)) this.auditOut.write(message.batch);
+      else if (isAdminReply(message)) this.adminReplies.get(message.id)?.(message);
     });
     worker.on('exit', (code, signal) => this.onExit(slot, worker, code, signal));
     return worker;
+  }
+
+  private readonly adminReplies = new Map<number, (reply: AdminReply) => void>();
+  private nextAdminId = 1;
+
+  private askWorker(op: AdminOp, arg?: unknown): Promise<unknown> {
+    const live = [...this.slots.values()].find((s) => !s.worker.isDead() && s.worker.isConnected());
+    if (!live) return Promise.reject(new Error('no worker is running'));
+    const id = this.nextAdminId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.adminReplies.delete(id);
+        reject(new Error('the worker did not answer within 5 s'));
+      }, 5000);
+      this.adminReplies.set(id, (reply) => {
+        clearTimeout(timer);
+        this.adminReplies.delete(id);
+        if (reply.ok) resolve(reply.value);
+        else reject(new Error(reply.error ?? 'worker error'));
+      });
+      live.worker.send({ type: 'gatehouse:admin', id, op, arg } satisfies AdminRequest);
+    });
   }
 
   private onExit(slot: number, worker: Worker, code: number | null, signal: string | null): void {

@@ -2,7 +2,7 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { Gatehouse, type GatehouseOptions } from '../app';
-import type { ToWorker, WorkerStatus } from './messages';
+import { isAdminRequest, type AdminReply, type AdminRequest, type ToWorker, type WorkerStatus } from './messages';
 
 const STATUS_INTERVAL_MS = 1000;
 
@@ -24,8 +24,9 @@ export async function runWorker(options: GatehouseOptions, log: Logger): Promise
   const timer = setInterval(report, STATUS_INTERVAL_MS);
   timer.unref();
 
-  process.on('message', (message: ToWorker) => {
-    if (message?.type === 'gatehouse:reload') void (message.dir ? app.switchDirectory(message.dir) : app.reload()).then(report);
+  process.on('message', (message: ToWorker | AdminRequest) => {
+    if (isAdminRequest(message)) void answerAdmin(app, message);
+    else if (message?.type === 'gatehouse:reload') void (message.dir ? app.switchDirectory(message.dir) : app.reload()).then(report);
   });
   const stop = (): void => {
     clearInterval(timer);
@@ -39,4 +40,21 @@ export async function runWorker(options: GatehouseOptions, log: Logger): Promise
   // The primary is gone: nobody supervises this worker any more.
   process.on('disconnect', stop);
   return app;
+}
+
+async function answerAdmin(app: Gatehouse, request: AdminRequest): Promise<void> {
+  const providers = app.adminProviders();
+  const arg = (request.arg ?? {}) as { caller?: string; policy?: string; rule?: string };
+  let reply: AdminReply;
+  try {
+    let value: unknown;
+    if (request.op === 'quarantine.list') value = await providers.quarantine!.list();
+    else if (request.op === 'quarantine.release') value = (await providers.quarantine!.release(String(arg.caller))) ?? null;
+    else if (request.op === 'access.report') value = await providers.access!.report();
+    else value = await providers.access!.renew(arg);
+    reply = { type: 'gatehouse:admin-reply', id: request.id, ok: true, value };
+  } catch (err) {
+    reply = { type: 'gatehouse:admin-reply', id: request.id, ok: false, error: (err as Error).message };
+  }
+  if (process.connected) process.send?.(reply);
 }
