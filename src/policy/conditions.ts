@@ -51,8 +51,10 @@ export function compileCondition(source: string): ConditionCompileResult {
   }
   const refused = findRefusedCall(parsed.ast);
   if (refused) {
-    // The call node starts at its receiver; point at the function's name instead.
-    const name = source.indexOf(refused.name, refused.offset);
+    // The call node starts at its receiver; point at the function's name instead. Searched for
+    // from the receiver's end (fix: from its start, a string such as "matches" inside the
+    // receiver was taken for the name).
+    const name = source.indexOf(refused.name, refused.after);
     return { ok: false, error: refused.message, offset: name === -1 ? refused.offset : name };
   }
   const checked = parsed.check();
@@ -75,16 +77,23 @@ export function compileCondition(source: string): ConditionCompileResult {
 
 function celFailure(err: unknown): { ok: false; error: string; offset: number } {
   const e = err as { summary?: string; message?: string; range?: { start: number } } | undefined;
-  return { ok: false, error: firstLine(e?.summary ?? e?.message ?? 'invalid condition'), offset: e?.range?.start ?? 0 };
+  // Clipped (fix): CEL quotes identifiers from the expression ("Unknown variable: xxx…"), and
+  // a 4 KiB name must not flood `validate` output or the reload log.
+  return { ok: false, error: clip(firstLine(e?.summary ?? e?.message ?? 'invalid condition')), offset: e?.range?.start ?? 0 };
+}
+
+function clip(text: string): string {
+  return text.length <= 160 ? text : `${text.slice(0, 160)}…`;
 }
 
 interface AstNode {
   op: string;
   args: unknown;
   pos?: number;
+  end?: number;
 }
 
-function findRefusedCall(node: unknown): { name: string; message: string; offset: number } | undefined {
+function findRefusedCall(node: unknown): { name: string; message: string; offset: number; after: number } | undefined {
   if (Array.isArray(node)) {
     for (const child of node) {
       const found = findRefusedCall(child);
@@ -96,7 +105,10 @@ function findRefusedCall(node: unknown): { name: string; message: string; offset
   const n = node as AstNode;
   if ((n.op === 'call' || n.op === 'rcall') && Array.isArray(n.args) && typeof n.args[0] === 'string') {
     const message = REFUSED_FUNCTIONS.get(n.args[0]);
-    if (message) return { name: n.args[0], message, offset: n.pos ?? 0 };
+    if (message) {
+      const receiver = n.op === 'rcall' ? (n.args[1] as AstNode | undefined) : undefined;
+      return { name: n.args[0], message, offset: n.pos ?? 0, after: receiver?.end ?? n.pos ?? 0 };
+    }
   }
   return findRefusedCall(n.args);
 }

@@ -82,28 +82,152 @@ function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: u
 }
 
 /**
- * Where character `offset` of a scalar's value is in the file. Exact for plain and quoted
- * scalars without escapes and for block scalars (`|`, `>`); otherwise the nearest line.
+ * Where character `offset` of a scalar's value is in the file.
+ *
+ * The value is rebuilt from the source text with YAML's folding and escaping rules, noting
+ * where each character came from; the rebuilt value must equal the parsed one, else the
+ * scalar's start is returned. (Fix: this used to add the value offset to the scalar's start,
+ * which was wrong after an escape or a `''`, in any multi-line plain or quoted scalar, in a
+ * folded block, and in a literal block line indented deeper than the block: columns ran past
+ * the end of the line or onto the next one.)
  */
 function scalarOffset(node: Scalar, text: string, offset: number): number {
   const start = node.range![0];
+  const end = node.range![1];
   const value = String(node.value);
-  const lineInValue = value.slice(0, offset).split('\n').length - 1;
-  const colInValue = offset - (value.lastIndexOf('\n', offset - 1) + 1);
-  if (node.type === Scalar.BLOCK_LITERAL || node.type === Scalar.BLOCK_FOLDED) {
-    // Content starts on the line after the header; every content line shares one indent.
-    let lineStart = text.indexOf('\n', start) + 1;
-    for (let i = 0; i < lineInValue && lineStart > 0; i++) lineStart = text.indexOf('\n', lineStart) + 1;
-    if (lineStart <= 0) return start;
-    let indent = 0;
-    while (text.charCodeAt(lineStart + indent) === 0x20) indent++;
-    return lineStart + indent + colInValue;
+  const block = node.type === Scalar.BLOCK_LITERAL || node.type === Scalar.BLOCK_FOLDED;
+  const mapped = block ? mapBlockScalar(text, start, end, node.type === Scalar.BLOCK_FOLDED) : mapFlowScalar(text, start, end, node.type);
+  if (mapped === undefined) return start;
+  // Block scalars end with line breaks that chomping may keep or drop; they hold nothing to point at.
+  const same = block ? mapped.value.replace(/\n+$/, '') === value.replace(/\n+$/, '') : mapped.value === value;
+  if (!same) return start;
+  if (offset < mapped.at.length) return mapped.at[offset]!;
+  return mapped.end; // just past the last character: "unexpected end of expression"
+}
+
+interface MappedScalar {
+  value: string;
+  /** Source offset of each character of `value`. */
+  at: number[];
+  /** Source offset just after the last content character. */
+  end: number;
+}
+
+const SIMPLE_ESCAPES: Record<string, string> = {
+  '0': '\0', a: '\x07', b: '\b', t: '\t', '\t': '\t', n: '\n', v: '\v', f: '\f', r: '\r', e: '\x1b', ' ': ' ', '"': '"', '/': '/', '\\': '\\',
+  N: '\u0085', _: '\u00a0', L: '\u2028', P: '\u2029',
+};
+
+/** Plain, single- and double-quoted scalars: line folding, `''` and backslash escapes. */
+function mapFlowScalar(text: string, start: number, end: number, type: Scalar['type']): MappedScalar | undefined {
+  const quote = type === Scalar.QUOTE_DOUBLE || type === Scalar.QUOTE_SINGLE ? 1 : 0;
+  const from = start + quote;
+  const to = end - quote;
+  let value = '';
+  const at: number[] = [];
+  const emit = (chars: string, where: number): void => {
+    value += chars;
+    for (let k = 0; k < chars.length; k++) at.push(where);
+  };
+  const isBreak = (i: number): boolean => text[i] === '\n' || (text[i] === '\r' && text[i + 1] === '\n');
+  const afterBreak = (i: number): number => (text[i] === '\r' ? i + 2 : i + 1);
+  let i = from;
+  while (i < to) {
+    const c = text[i]!;
+    if (c === ' ' || c === '\t') {
+      let j = i;
+      while (j < to && (text[j] === ' ' || text[j] === '\t')) j++;
+      if (j < to && isBreak(j)) i = j; // trailing white space of a line is folded away
+      else for (; i < j; i++) emit(text[i]!, i);
+      continue;
+    }
+    if (isBreak(i)) {
+      // A line break becomes a space, or n line feeds when n empty lines follow it.
+      let j = afterBreak(i);
+      let empty = 0;
+      for (;;) {
+        while (j < to && (text[j] === ' ' || text[j] === '\t')) j++;
+        if (j < to && isBreak(j)) {
+          empty++;
+          j = afterBreak(j);
+        } else break;
+      }
+      emit(empty === 0 ? ' ' : '\n'.repeat(empty), j);
+      i = j;
+      continue;
+    }
+    if (type === Scalar.QUOTE_SINGLE && c === "'" && text[i + 1] === "'") {
+      emit("'", i);
+      i += 2;
+      continue;
+    }
+    if (type === Scalar.QUOTE_DOUBLE && c === '\\') {
+      const e = text[i + 1] ?? '';
+      if (isBreak(i + 1)) {
+        // An escaped line break joins the lines without a space.
+        let j = afterBreak(i + 1);
+        while (j < to && (text[j] === ' ' || text[j] === '\t')) j++;
+        i = j;
+        continue;
+      }
+      const hex = e === 'x' ? 2 : e === 'u' ? 4 : e === 'U' ? 8 : 0;
+      if (hex > 0) {
+        const code = Number.parseInt(text.slice(i + 2, i + 2 + hex), 16);
+        if (!Number.isInteger(code) || code > 0x10ffff) return undefined;
+        emit(String.fromCodePoint(code), i);
+        i += 2 + hex;
+        continue;
+      }
+      const simple = SIMPLE_ESCAPES[e];
+      if (simple === undefined) return undefined;
+      emit(simple, i);
+      i += 2;
+      continue;
+    }
+    emit(c, i);
+    i++;
   }
-  const quoted = node.type === Scalar.QUOTE_DOUBLE || node.type === Scalar.QUOTE_SINGLE ? 1 : 0;
-  if (lineInValue === 0) return start + quoted + colInValue;
-  let lineStart = start;
-  for (let i = 0; i < lineInValue; i++) lineStart = text.indexOf('\n', lineStart) + 1;
-  return lineStart;
+  return { value, at, end: to };
+}
+
+/** `|` and `>` scalars: content lines after the header, less the block's indentation. */
+function mapBlockScalar(text: string, start: number, end: number, folded: boolean): MappedScalar | undefined {
+  const header = text.slice(start, text.indexOf('\n', start) === -1 ? end : text.indexOf('\n', start));
+  if (/[1-9]/.test(header.replace(/#.*$/, ''))) return undefined; // explicit indentation: rare, not mapped
+  const lines: { start: number; text: string }[] = [];
+  let lineStart = text.indexOf('\n', start) + 1;
+  while (lineStart > 0 && lineStart < end) {
+    const nl = text.indexOf('\n', lineStart);
+    const lineEnd = nl === -1 || nl > end ? end : nl;
+    lines.push({ start: lineStart, text: text.slice(lineStart, lineEnd).replace(/\r$/, '') });
+    lineStart = nl === -1 ? 0 : nl + 1;
+  }
+  const first = lines.find((l) => l.text.trim() !== '');
+  if (!first) return undefined;
+  const indent = first.text.length - first.text.trimStart().length;
+  let value = '';
+  const at: number[] = [];
+  let endAt = start;
+  let previous: 'none' | 'normal' | 'more' = 'none';
+  let empty = 0;
+  for (const line of lines) {
+    if (line.text.trim() === '' && line.text.length <= indent) {
+      empty++;
+      continue;
+    }
+    const content = line.text.slice(indent);
+    const kind = content.startsWith(' ') || content.startsWith('\t') ? 'more' : 'normal';
+    const separator =
+      previous === 'none' ? '\n'.repeat(empty) : folded && previous === 'normal' && kind === 'normal' ? (empty === 0 ? ' ' : '\n'.repeat(empty)) : '\n'.repeat(empty + 1);
+    value += separator;
+    for (let k = 0; k < separator.length; k++) at.push(line.start + indent);
+    for (let k = 0; k < content.length; k++) at.push(line.start + indent + k);
+    value += content;
+    endAt = line.start + indent + content.length;
+    previous = kind;
+    empty = 0;
+  }
+  return { value, at, end: endAt };
 }
 
 /** Points at the alias that could not be resolved: in policies that is usually an unquoted `*`. */

@@ -363,6 +363,13 @@ function xfccProblems(hcm: Obj): string[] {
   return problems;
 }
 
+/** A per-route override that only hands Gatehouse context extensions still checks every request. */
+function onlyAddsContext(override: unknown): boolean {
+  const o = obj(override);
+  const settings = obj(o['check_settings']);
+  return Object.keys(o).every((k) => k === '@type' || k === 'check_settings') && o['@type'] === EXT_AUTHZ_PER_ROUTE_TYPE && Object.keys(settings).every((k) => k === 'context_extensions');
+}
+
 function routeProblems(routeConfig: Obj, clusters: Map<string, Obj>): string[] {
   const problems: string[] = [];
   let healthz = 0;
@@ -377,7 +384,7 @@ function routeProblems(routeConfig: Obj, clusters: Map<string, Obj>): string[] {
         if (exactPath === '/healthz') healthz += 1;
         if (dig(override, '@type') !== EXT_AUTHZ_PER_ROUTE_TYPE) problems.push(`${exactPath} override has @type '${str(dig(override, '@type'))}'`);
         if (dig(override, 'disabled') !== true) problems.push(`${exactPath} does not disable ext_authz`);
-      } else if (override !== undefined) {
+      } else if (override !== undefined && !onlyAddsContext(override)) {
         problems.push(`route ${JSON.stringify(route['match'])} changes ext_authz; only exact health routes (${[...HEALTH_PATHS].join(', ')}) may`);
       }
     }
@@ -468,6 +475,7 @@ describe('envoy/', () => {
       ['a gRPC health check on the admin port', 'grpc', (c) => { endpointOf(c, 'gatehouse')['health_check_config'] = { port_value: DEFAULT_ADMIN_PORT }; }, new RegExp(`gRPC health checks go to port ${DEFAULT_ADMIN_PORT}`)],
       ['a health check on the wrong path', 'http', (c) => { obj(dig(clusterMap(c).get('gatehouse_http'), 'health_checks', 0, 'http_health_check'))['path'] = '/metrics'; }, /path '\/metrics' is not/],
       ['a /readyz route still checked', 'grpc', (c) => { addRoute(c, { match: { path: '/readyz' }, route: { cluster: 'app' } }); }, /\/readyz does not disable ext_authz/],
+      ['request-body buffering turned off on the catch-all route', 'grpc', (c) => { const r = objs(dig(hcmOf(c), 'route_config', 'virtual_hosts', 0, 'routes')).find((x) => dig(x, 'match', 'prefix') === '/'); obj(dig(r, 'typed_per_filter_config', EXT_AUTHZ, 'check_settings'))['disable_request_body_buffering'] = true; }, /changes ext_authz/],
       ['ext_authz disabled on the catch-all route', 'grpc', (c) => { const r = objs(dig(hcmOf(c), 'route_config', 'virtual_hosts', 0, 'routes')).find((x) => dig(x, 'match', 'prefix') === '/'); obj(r)['typed_per_filter_config'] = { [EXT_AUTHZ]: { '@type': EXT_AUTHZ_PER_ROUTE_TYPE, disabled: true } }; }, /changes ext_authz/],
       ['/healthz not disabled in HTTP mode', 'http', (c) => { delete obj(dig(healthRoute(c), 'typed_per_filter_config', EXT_AUTHZ))['disabled']; }, /does not disable/],
       ['router before ext_authz in HTTP mode', 'http', (c) => { (hcmOf(c)['http_filters'] as unknown[]).reverse(); }, /router is not the last|after the router/],
