@@ -118,6 +118,13 @@ function firstLine(text: string): string {
   return i === -1 ? text : text.slice(0, i);
 }
 
+/** Null prototype: `"constructor" in request.query` must be false. */
+function queryRecord(raw: string): Record<string, string> {
+  const out = Object.create(null) as Record<string, string>;
+  if (raw !== '') for (const [k, v] of parseQuery(raw)) out[k] = v;
+  return out;
+}
+
 /**
  * The activation for one request, built only when a matching rule has a condition (most
  * checks never pay for it), and at most once per check.
@@ -129,7 +136,7 @@ export function conditionActivation(request: NormalizedRequest, caller: SpiffeId
       method: request.method,
       path: request.path,
       host: request.host,
-      query: Object.fromEntries(parseQuery(request.query)),
+      query: queryRecord(request.query),
       headers: request.headers,
     },
     caller: { id: caller.id, trustDomain: caller.trustDomain, path, segments: path === '' ? [] : path.slice(1).split('/') },
