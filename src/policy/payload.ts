@@ -1,5 +1,5 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { bodySize, hasBody, jsonBody, mediaType } from '../request/body';
+import { bodySize, declaredLength, hasBody, jsonBody, mediaType } from '../request/body';
 import type { NormalizedRequest } from '../request/normalize';
 
 /** A rule's `body:` contract, compiled once at load. */
@@ -7,6 +7,8 @@ export interface CompiledBodyContract {
   readonly maxBytes: number | undefined;
   readonly contentTypes: ReadonlySet<string> | null;
   readonly schema: ValidateFunction | null;
+  /** Property names the schema declares: the only names a denial reason may repeat. */
+  readonly names: ReadonlySet<string>;
 }
 
 export interface BodyContractDoc {
@@ -28,47 +30,89 @@ function contractAjv(): Ajv {
   return ajv;
 }
 
-export type ContractCompileResult = { ok: true; value: CompiledBodyContract } | { ok: false; error: string; at: readonly (string | number)[] };
+/** `key`: `at` ends with a key that is itself the problem (point at the key, not its value). */
+export type ContractCompileResult = { ok: true; value: CompiledBodyContract } | { ok: false; error: string; at: readonly (string | number)[]; key?: boolean };
 
 export function compileBodyContract(doc: BodyContractDoc): ContractCompileResult {
   let schema: ValidateFunction | null = null;
   if (doc.schema !== undefined) {
-    const refused = findRefusedKeyword(doc.schema, []);
-    if (refused) return { ok: false, error: `'${refused.keyword}' is not available in body schemas (regular expressions can backtrack on hostile input)`, at: ['schema', ...refused.at] };
+    const refused = findRefusedKeyword(doc.schema, [], false);
+    if (refused) return { ok: false, error: `'${refused.keyword}' is not available in body schemas (regular expressions can backtrack on hostile input)`, at: ['schema', ...refused.at], key: true };
+    const invalid = metaSchemaError(doc.schema);
+    if (invalid) return invalid;
     try {
       schema = contractAjv().compile(doc.schema);
     } catch (err) {
-      return { ok: false, error: `invalid JSON Schema: ${(err as Error).message.split('\n')[0]}`, at: ['schema'] };
+      return { ok: false, error: `invalid JSON Schema: ${clip((err as Error).message.split('\n')[0]!, 160)}`, at: ['schema'] };
+    } finally {
+      // Fix: ajv caches every schema object it compiles, and each load (validate, then compile,
+      // on every reload) brings new objects: without this the cache grew for the process's life.
+      contractAjv().removeSchema(doc.schema);
     }
   }
   const contentTypes = doc.contentTypes ? new Set(doc.contentTypes.map((t) => t.trim().toLowerCase())) : null;
-  return { ok: true, value: { maxBytes: doc.maxBytes, contentTypes, schema } };
+  return { ok: true, value: { maxBytes: doc.maxBytes, contentTypes, schema, names: declaredNames(doc.schema) } };
 }
 
-function findRefusedKeyword(node: unknown, at: (string | number)[]): { keyword: string; at: (string | number)[] } | undefined {
+/**
+ * The schema checked against its meta-schema first, so the error points at the bad keyword
+ * (fix: ajv's compile error only says "schema is invalid: data/type must be equal to one of
+ * the allowed values, data/type must be array, …", located at the whole schema).
+ */
+function metaSchemaError(schema: Record<string, unknown>): ContractCompileResult | undefined {
+  const ajv = contractAjv();
+  let valid: boolean;
+  try {
+    valid = ajv.validateSchema(schema) as boolean;
+  } catch {
+    return undefined; // e.g. an unknown $schema: compile reports it
+  }
+  const error = valid ? undefined : ajv.errors?.[0];
+  if (!error) return undefined;
+  const at = error.instancePath === '' ? [] : error.instancePath.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')).map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
+  const allowed = (error.params as { allowedValues?: unknown[] }).allowedValues;
+  const message = error.keyword === 'enum' && Array.isArray(allowed) ? `must be one of: ${allowed.join(', ')}` : (error.message ?? 'is invalid');
+  const where = at.length === 0 ? 'the schema' : clip(at.join('.'), 64);
+  return { ok: false, error: `invalid JSON Schema: ${where} ${message}`, at: ['schema', ...at] };
+}
+
+/**
+ * `nameMap`: `node` maps property names to schemas (under `properties`, `$defs`, …), so its
+ * keys are names, not keywords. Fix: this used to be judged from the last path segment, so a
+ * property named `properties` hid a `pattern` in its own schema from the check.
+ */
+function findRefusedKeyword(node: unknown, at: (string | number)[], nameMap: boolean): { keyword: string; at: (string | number)[] } | undefined {
   if (Array.isArray(node)) {
     for (let i = 0; i < node.length; i++) {
-      const found = findRefusedKeyword(node[i], [...at, i]);
+      const found = findRefusedKeyword(node[i], [...at, i], false);
       if (found) return found;
     }
     return undefined;
   }
   if (node === null || typeof node !== 'object') return undefined;
   for (const [key, value] of Object.entries(node)) {
-    // Under `properties` the keys are property names, not keywords.
-    const isNameMap = at.length > 0 && (at[at.length - 1] === 'properties' || at[at.length - 1] === '$defs' || at[at.length - 1] === 'definitions');
-    if (!isNameMap && REFUSED_KEYWORDS.has(key)) return { keyword: key, at: [...at, key] };
-    const found = findRefusedKeyword(value, [...at, key]);
+    if (!nameMap && REFUSED_KEYWORDS.has(key)) return { keyword: key, at: [...at, key] };
+    // Values of data keywords are instances, not schemas: a `pattern` key there is data.
+    if (!nameMap && DATA_KEYWORDS.has(key)) continue;
+    const found = findRefusedKeyword(value, [...at, key], !nameMap && NAME_MAPS.has(key));
     if (found) return found;
   }
   return undefined;
 }
+
+const NAME_MAPS = new Set(['properties', '$defs', 'definitions', 'dependentSchemas', 'dependencies']);
+const DATA_KEYWORDS = new Set(['const', 'enum', 'default', 'examples']);
 
 /** The first way the request breaks the contract, as a reason that quotes no payload; undefined when it holds. */
 export function bodyContractViolation(contract: CompiledBodyContract, request: NormalizedRequest): string | undefined {
   if (contract.maxBytes !== undefined) {
     const size = bodySize(request);
     if (size > contract.maxBytes) return `request body is ${size} bytes, more than the ${contract.maxBytes} allowed`;
+    // What was forwarded is only a lower bound when the proxy cut it or sent none of a body
+    // of unknown length: the size cannot be shown, so it is not assumed.
+    if (declaredLength(request) === 0 && hasBody(request) && (request.body === undefined || request.bodyPartial)) {
+      return `request body size cannot be shown to be within ${contract.maxBytes} bytes (${request.body === undefined ? 'the body was not forwarded and has no content-length' : 'the proxy truncated it'})`;
+    }
   }
   if (contract.contentTypes !== null && hasBody(request)) {
     const type = mediaType(request);
@@ -79,28 +123,46 @@ export function bodyContractViolation(contract: CompiledBodyContract, request: N
   if (contract.schema !== null) {
     const body = jsonBody(request);
     if (!body.ok) return body.reason;
-    if (!contract.schema(body.value)) return `request body does not match the schema: ${describeError(contract.schema.errors?.[0])}`;
+    if (!contract.schema(body.value)) return `request body does not match the schema: ${describeError(contract.schema.errors?.[0], contract.names)}`;
   }
   return undefined;
 }
 
-/** ajv's message with the location; payload-chosen property names are clipped to plain characters. */
-function describeError(error: ErrorObject | undefined): string {
+/**
+ * ajv's message with the location. Property names come from the payload, so a name the schema
+ * does not declare (one matched by `additionalProperties`, say) is shown as `*`: a client's
+ * key may itself be a secret.
+ */
+function describeError(error: ErrorObject | undefined, names: ReadonlySet<string>): string {
   if (!error) return 'invalid';
-  const where = error.instancePath === '' ? '/' : error.instancePath.split('/').map(safeSegment).join('/');
+  const where = error.instancePath === '' ? '/' : error.instancePath.split('/').map((segment, i) => (i === 0 || isIndex(segment) || names.has(unescapePointer(segment)) ? segment : '*')).join('/');
   return `${where} ${error.message ?? 'is invalid'}`;
 }
 
-function safeSegment(segment: string): string {
-  if (segment.length > 64) return '…';
-  for (let i = 0; i < segment.length; i++) {
-    const c = segment.charCodeAt(i);
-    const plain = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f || c === 0x2d || c === 0x2e;
-    if (!plain) return '…';
-  }
-  return segment;
+function isIndex(segment: string): boolean {
+  return /^(0|[1-9][0-9]{0,8})$/.test(segment);
 }
 
-function clip(text: string): string {
-  return text.length <= 64 ? text : `${text.slice(0, 64)}…`;
+function unescapePointer(segment: string): string {
+  return segment.replace(/~1/g, '/').replace(/~0/g, '~');
+}
+
+/** Names under `properties` and in `required` anywhere in the schema. */
+function declaredNames(schema: unknown): ReadonlySet<string> {
+  const names = new Set<string>();
+  const walk = (node: unknown, depth: number): void => {
+    if (depth > 64 || node === null || typeof node !== 'object') return;
+    if (Array.isArray(node)) return node.forEach((n) => walk(n, depth + 1));
+    const record = node as Record<string, unknown>;
+    const properties = record['properties'];
+    if (properties !== null && typeof properties === 'object' && !Array.isArray(properties)) for (const name of Object.keys(properties)) names.add(name);
+    if (Array.isArray(record['required'])) for (const name of record['required']) if (typeof name === 'string') names.add(name);
+    for (const value of Object.values(record)) walk(value, depth + 1);
+  };
+  walk(schema, 0);
+  return names;
+}
+
+function clip(text: string, max = 64): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…`;
 }

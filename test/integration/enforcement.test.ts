@@ -423,7 +423,7 @@ describe('enforcement features over gRPC (conditions, payloads, residency, opt-o
 
     test('a body Envoy did not forward, though content-length > 0, is denied', async () => {
       await expectDenied(post('/v1/items', { headers: { 'content-type': 'application/json', 'content-length': '40' } }), 'payload_rejected', 'the request body was not forwarded by the proxy (configure with_request_body)');
-      await expectDenied(post('/v1/items', { headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }), 'payload_rejected', 'the request body was not forwarded by the proxy');
+      await expectDenied(post('/v1/items', { headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }), 'payload_rejected', /body was not forwarded/);
       // No body at all against a schema that needs one.
       await expectDenied(post('/v1/items'), 'payload_rejected', 'the request has no body');
     });
