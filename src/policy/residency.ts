@@ -20,7 +20,9 @@ export function parseRegionSource(text: string): RegionSource | undefined {
     if (!text.startsWith(prefix)) continue;
     const name = text.slice(prefix.length);
     if (name.length === 0 || name.length > 253) return undefined;
-    if (prefix === 'header:' && name !== name.toLowerCase()) return undefined;
+    // Fix: only upper case was refused, so `header:x region` loaded and then, naming a header no
+    // request can carry, denied every request as "region unknown". Same names as `per: header:`.
+    if (prefix === 'header:' && !/^[a-z0-9._-]{1,128}$/.test(name)) return undefined;
     return { kind: prefix.slice(0, -1) as RegionSource['kind'], name };
   }
   return undefined;

@@ -56,7 +56,9 @@ function workloadProblems(located: LocatedDoc, value: Record<string, unknown>): 
   if (!spec) return problems;
   if (typeof spec['workload'] === 'string') {
     const parsed = parseSpiffeId(spec['workload']);
-    if (!parsed.ok) problems.push(located.problem(['spec', 'workload'], `workload: ${parsed.error} (a WorkloadPolicy names one exact SPIFFE ID)`));
+    // A pattern gets its own message (fix: it was "SPIFFE ID path contains invalid character").
+    if (spec['workload'].includes('*')) problems.push(located.problem(['spec', 'workload'], `workload: '${clip(spec['workload'])}' is a pattern; a WorkloadPolicy names one exact SPIFFE ID`));
+    else if (!parsed.ok) problems.push(located.problem(['spec', 'workload'], `workload: ${parsed.error} (a WorkloadPolicy names one exact SPIFFE ID)`));
   }
   const refusals = Array.isArray(spec['refuse']) ? (spec['refuse'] as unknown[]) : [];
   const names = new Set<string>();
@@ -181,7 +183,14 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
     const body = isRecord(rule['body']) ? rule['body'] : undefined;
     if (body && (body['schema'] === undefined || isRecord(body['schema']))) {
       const compiled = compileBodyContract({ ...(isRecord(body['schema']) ? { schema: body['schema'] } : {}) });
-      if (!compiled.ok) problems.push(located.problem([...at, 'body', ...compiled.at], `body.${compiled.error}`));
+      // `body: …` (fix: was `body.${error}`, which read "body.'pattern' is not available…"); a
+      // refused keyword is pointed at by its key, as unknown keys are.
+      if (!compiled.ok) {
+        const place = [...at, 'body', ...compiled.at];
+        const key = place[place.length - 1];
+        const message = `body: ${compiled.error}`;
+        problems.push(compiled.key && typeof key === 'string' ? located.keyProblem(place.slice(0, -1), key, message) : located.problem(place, message));
+      }
     }
     const residency = isRecord(rule['residency']) ? rule['residency'] : undefined;
     if (residency && typeof residency['regionFrom'] === 'string' && parseRegionSource(residency['regionFrom']) === undefined) {
@@ -297,6 +306,12 @@ function schemaProblem(located: LocatedDoc, error: ErrorObject): PolicyProblem {
       return located.problem(path, `${prefix}must be one of: ${((error.params as { allowedValues: unknown[] }).allowedValues).join(', ')}`);
     case 'type':
       return located.problem(path, `${prefix}must be ${article(String((error.params as { type: string }).type))}`);
+    case 'minProperties': {
+      // Fix: ajv's "must NOT have fewer than 2 properties" does not say what is missing.
+      const schema = error.parentSchema as { properties?: object; required?: string[] } | undefined;
+      const optional = Object.keys(schema?.properties ?? {}).filter((k) => !(schema?.required ?? []).includes(k));
+      return located.problem(path, `${prefix}says nothing to check: add at least one of ${optional.join(', ')}`);
+    }
     case 'pattern': {
       if ((error.params as { pattern?: string }).pattern === DURATION) return located.problem(path, `${prefix}must be a duration such as 90s, 15m, 12h or 30d`);
       const isMethod = path.includes('methods');
@@ -320,6 +335,23 @@ function relevant(errors: ErrorObject[]): ErrorObject[] {
   const kept = errors.filter((e) => {
     const inAnyOf = e.schemaPath.includes('/anyOf/');
     if (e.keyword === 'anyOf') return !errors.some((o) => o !== e && o.instancePath.startsWith(e.instancePath) && o.keyword !== 'anyOf');
+    // Fix: an allow entry `{caller: …, expiresAfterUnused: 30days}` also got "must be a string"
+    // from the string branch; when another branch of the same anyOf accepted the value's type
+    // and failed further in, only that branch's errors say what to change.
+    if (inAnyOf && e.keyword === 'type') {
+      const anyOf = e.schemaPath.slice(0, e.schemaPath.indexOf('/anyOf/') + '/anyOf/'.length);
+      const branch = e.schemaPath.slice(anyOf.length).split('/')[0];
+      const deeper = errors.some(
+        (o) => o.schemaPath.startsWith(anyOf) && o.schemaPath.slice(anyOf.length).split('/')[0] !== branch && o.instancePath.startsWith(e.instancePath) && o.keyword !== 'type' && o.keyword !== 'anyOf',
+      );
+      if (deeper) return false;
+    }
+    // A refusal with its name missing and a selector given is told about the name only.
+    if (e.keyword === 'minProperties' && e.data !== null && typeof e.data === 'object') {
+      const schema = e.parentSchema as { properties?: object; required?: string[] } | undefined;
+      const optional = Object.keys(schema?.properties ?? {}).filter((k) => !(schema?.required ?? []).includes(k));
+      if (optional.some((k) => k in (e.data as object))) return false;
+    }
     return !(inAnyOf && e.keyword === 'enum' && e.data !== null && typeof e.data === 'object');
   });
   return kept.length > 0 ? kept : errors;
