@@ -50,6 +50,7 @@ program
   .addOption(new Option('--http-dialect <proxy>', 'who calls the HTTP mode: envoy (ext_authz http_service), nginx (auth_request) or traefik (forwardAuth)').choices(HTTP_DIALECTS).default('envoy').env('GATEHOUSE_HTTP_DIALECT'))
   .addOption(new Option('--http-path-prefix <prefix>', 'Envoy http_service path_prefix to strip').env('GATEHOUSE_HTTP_PATH_PREFIX'))
   .addOption(new Option('--http-client-cert-header <name>', 'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle').env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'))
+  .addOption(new Option('--http-max-body <bytes>', 'HTTP mode: request bytes read for body contracts; beyond it the body is checked as truncated').default(1048576).argParser(intInRange(0, 64 * 1048576, 'bytes')).env('GATEHOUSE_HTTP_MAX_BODY'))
   .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
   .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
   .addOption(new Option('--audit-key <file>', 'secret (at least 32 bytes) to HMAC every audit record with, so only its holder can rewrite the log; verify with `audit verify --key`').env('GATEHOUSE_AUDIT_KEY'))
@@ -94,6 +95,7 @@ program
               dialect: opts.httpDialect,
               ...(opts.httpPathPrefix ? { pathPrefix: opts.httpPathPrefix } : {}),
               ...(opts.httpClientCertHeader ? { certificateHeader: opts.httpClientCertHeader.toLowerCase() } : {}),
+              maxBodyBytes: opts.httpMaxBody,
             },
           }
         : {}),
@@ -305,6 +307,7 @@ interface ServeFlags {
   jwtAudience?: string;
   jwtLeeway: number;
   httpPort?: number;
+  httpMaxBody: number;
   httpDialect: HttpDialect;
   httpPathPrefix?: string;
   httpClientCertHeader?: string;

@@ -294,3 +294,36 @@ describe('HTTP mode request bodies (Envoy with_request_body)', () => {
     }
   });
 });
+
+test('HTTP mode checks body contracts on the forwarded body, up to --http-max-body', async () => {
+  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--trust-xfcc', '--http-port', '0', '--http-max-body', '64']);
+  const send = (body: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = http.request(
+        {
+          host: '127.0.0.1', port: server.httpPort!, path: '/v1/customers/c-1/address', method: 'PUT', agent: false,
+          headers: { host: 'customers', 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-forwarded-client-cert': 'URI=spiffe://shop.example/ns/frontend/sa/web' },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  try {
+    expect((await send(JSON.stringify({ street: 'Main', city: 'Cork', country: 'IE' }))).status).toBe(200);
+    const invalid = await send(JSON.stringify({ street: 'Main', city: 'Cork' }));
+    expect(invalid.status).toBe(403);
+    expect(JSON.parse(invalid.body)).toMatchObject({ reason: expect.stringContaining("must have required property 'country'") });
+    // Longer than --http-max-body: checked as a truncated body, which a contract cannot accept.
+    const long = await send(JSON.stringify({ street: 'x'.repeat(80), city: 'Cork', country: 'IE' }));
+    expect(long.status).toBe(403);
+    expect(JSON.parse(long.body)).toMatchObject({ reason: expect.stringContaining('truncated') });
+  } finally {
+    server.child.kill('SIGTERM');
+    await server.exited;
+  }
+});
