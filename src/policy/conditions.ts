@@ -1,6 +1,6 @@
 import { Environment } from '@marcbachmann/cel-js';
 import type { SpiffeId } from '../identity/spiffe';
-import { parseQuery, type NormalizedRequest } from '../request/normalize';
+import { clipText, parseQuery, type NormalizedRequest } from '../request/normalize';
 
 /**
  * Rule conditions (`when:`) in CEL. Every expression is parsed and type-checked once, at load,
@@ -79,12 +79,9 @@ function celFailure(err: unknown): { ok: false; error: string; offset: number } 
   const e = err as { summary?: string; message?: string; range?: { start: number } } | undefined;
   // Clipped (fix): CEL quotes identifiers from the expression ("Unknown variable: xxx…"), and
   // a 4 KiB name must not flood `validate` output or the reload log.
-  return { ok: false, error: clip(firstLine(e?.summary ?? e?.message ?? 'invalid condition')), offset: e?.range?.start ?? 0 };
+  return { ok: false, error: clipText(firstLine(e?.summary ?? e?.message ?? 'invalid condition'), 160), offset: e?.range?.start ?? 0 };
 }
 
-function clip(text: string): string {
-  return text.length <= 160 ? text : `${text.slice(0, 160)}…`;
-}
 
 interface AstNode {
   op: string;

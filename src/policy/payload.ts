@@ -1,6 +1,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { bodySize, declaredLength, hasBody, jsonBody, mediaType } from '../request/body';
-import type { NormalizedRequest } from '../request/normalize';
+import { clipText, type NormalizedRequest } from '../request/normalize';
+import { pointerToPath } from './yaml-docs';
 
 /** A rule's `body:` contract, compiled once at load. */
 export interface CompiledBodyContract {
@@ -43,7 +44,7 @@ export function compileBodyContract(doc: BodyContractDoc): ContractCompileResult
     try {
       schema = contractAjv().compile(doc.schema);
     } catch (err) {
-      return { ok: false, error: `invalid JSON Schema: ${clip((err as Error).message.split('\n')[0]!, 160)}`, at: ['schema'] };
+      return { ok: false, error: `invalid JSON Schema: ${clipText((err as Error).message.split('\n')[0]!, 160)}`, at: ['schema'] };
     } finally {
       // Fix: ajv caches every schema object it compiles, and each load (validate, then compile,
       // on every reload) brings new objects: without this the cache grew for the process's life.
@@ -69,10 +70,10 @@ function metaSchemaError(schema: Record<string, unknown>): ContractCompileResult
   }
   const error = valid ? undefined : ajv.errors?.[0];
   if (!error) return undefined;
-  const at = error.instancePath === '' ? [] : error.instancePath.slice(1).split('/').map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')).map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
+  const at = pointerToPath(error.instancePath);
   const allowed = (error.params as { allowedValues?: unknown[] }).allowedValues;
   const message = error.keyword === 'enum' && Array.isArray(allowed) ? `must be one of: ${allowed.join(', ')}` : (error.message ?? 'is invalid');
-  const where = at.length === 0 ? 'the schema' : clip(at.join('.'), 64);
+  const where = at.length === 0 ? 'the schema' : clipText(at.join('.'), 64);
   return { ok: false, error: `invalid JSON Schema: ${where} ${message}`, at: ['schema', ...at] };
 }
 
@@ -117,7 +118,7 @@ export function bodyContractViolation(contract: CompiledBodyContract, request: N
   if (contract.contentTypes !== null && hasBody(request)) {
     const type = mediaType(request);
     if (!contract.contentTypes.has(type)) {
-      return `content type ${type === '' ? '(none)' : `'${clip(type)}'`} is not accepted (expected ${[...contract.contentTypes].join(', ')})`;
+      return `content type ${type === '' ? '(none)' : `'${clipText(type, 64)}'`} is not accepted (expected ${[...contract.contentTypes].join(', ')})`;
     }
   }
   if (contract.schema !== null) {
@@ -135,16 +136,8 @@ export function bodyContractViolation(contract: CompiledBodyContract, request: N
  */
 function describeError(error: ErrorObject | undefined, names: ReadonlySet<string>): string {
   if (!error) return 'invalid';
-  const where = error.instancePath === '' ? '/' : error.instancePath.split('/').map((segment, i) => (i === 0 || isIndex(segment) || names.has(unescapePointer(segment)) ? segment : '*')).join('/');
-  return `${where} ${error.message ?? 'is invalid'}`;
-}
-
-function isIndex(segment: string): boolean {
-  return /^(0|[1-9][0-9]{0,8})$/.test(segment);
-}
-
-function unescapePointer(segment: string): string {
-  return segment.replace(/~1/g, '/').replace(/~0/g, '~');
+  const where = pointerToPath(error.instancePath).map((segment) => (typeof segment === 'number' || names.has(segment) ? segment : '*'));
+  return `/${where.join('/')} ${error.message ?? 'is invalid'}`;
 }
 
 /** Names under `properties` and in `required` anywhere in the schema. */
@@ -163,6 +156,3 @@ function declaredNames(schema: unknown): ReadonlySet<string> {
   return names;
 }
 
-function clip(text: string, max = 64): string {
-  return text.length <= max ? text : `${text.slice(0, max)}…`;
-}

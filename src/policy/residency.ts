@@ -1,4 +1,5 @@
-import type { NormalizedRequest } from '../request/normalize';
+import { clipText, type NormalizedRequest } from '../request/normalize';
+import { isHeaderName } from './header-name';
 
 /**
  * Where a request's data goes: the destination's region, read from the Envoy node's labels
@@ -20,9 +21,8 @@ export function parseRegionSource(text: string): RegionSource | undefined {
     if (!text.startsWith(prefix)) continue;
     const name = text.slice(prefix.length);
     if (name.length === 0 || name.length > 253) return undefined;
-    // Fix: only upper case was refused, so `header:x region` loaded and then, naming a header no
-    // request can carry, denied every request as "region unknown". Same names as `per: header:`.
-    if (prefix === 'header:' && !/^[a-z0-9._-]{1,128}$/.test(name)) return undefined;
+    // A name no request can carry would deny every request as "region unknown".
+    if (prefix === 'header:' && !isHeaderName(name)) return undefined;
     return { kind: prefix.slice(0, -1) as RegionSource['kind'], name };
   }
   return undefined;
@@ -36,10 +36,7 @@ export function destinationRegion(source: RegionSource, request: NormalizedReque
 export function residencyViolation(residency: CompiledResidency, request: NormalizedRequest): string | undefined {
   const region = destinationRegion(residency.from, request);
   if (region === undefined) return `destination region is unknown (${residency.from.kind} '${residency.from.name}' is not set), so data residency cannot be shown`;
-  if (!residency.regions.has(region)) return `data may not flow to region '${clip(region)}' (allowed: ${[...residency.regions].join(', ')})`;
+  if (!residency.regions.has(region)) return `data may not flow to region '${clipText(region, 64)}' (allowed: ${[...residency.regions].join(', ')})`;
   return undefined;
 }
 
-function clip(text: string): string {
-  return text.length <= 64 ? text : `${text.slice(0, 64)}…`;
-}

@@ -8,7 +8,8 @@ import { parseRegionSource } from './residency';
 import { DURATION, servicePolicySchema, workloadPolicySchema, type PolicyDoc, type ServicePolicyDoc } from './schema';
 import { findShadowedRules } from './shadow';
 import type { PolicyProblem } from './types';
-import { describePath, type LocatedDoc, type YamlPath } from './yaml-docs';
+import { isHeaderName } from './header-name';
+import { describePath, pointerToPath, type LocatedDoc, type YamlPath } from './yaml-docs';
 
 const validators = new Map<string, ValidateFunction>();
 function schemaValidator(kind: 'ServicePolicy' | 'WorkloadPolicy'): ValidateFunction {
@@ -249,16 +250,6 @@ export function parseLimitKey(per: string): { kind: 'caller' } | { kind: 'header
   return isHeaderName(name) ? { kind: 'header', name } : undefined;
 }
 
-export function isHeaderName(name: string): boolean {
-  if (name.length === 0 || name.length > 128) return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f || c === 0x2e;
-    if (!ok) return false;
-  }
-  return true;
-}
-
 /** Host names as written in `hosts:`; lower-case DNS names or IP literals, no port, no wildcard. */
 export function hostError(host: string): string | undefined {
   if (host.includes('*')) return `host '${clip(host)}': wildcards are not supported; list each host`;
@@ -355,15 +346,6 @@ function relevant(errors: ErrorObject[]): ErrorObject[] {
     return !(inAnyOf && e.keyword === 'enum' && e.data !== null && typeof e.data === 'object');
   });
   return kept.length > 0 ? kept : errors;
-}
-
-function pointerToPath(pointer: string): YamlPath {
-  if (pointer === '') return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
 }
 
 function article(type: string): string {

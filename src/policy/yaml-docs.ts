@@ -257,6 +257,16 @@ function firstLine(message: string): string {
   return i === -1 ? message : message.slice(0, i);
 }
 
+/** A JSON pointer (`/spec/rules/0`, as ajv reports) as a YAML path; array indexes as numbers. */
+export function pointerToPath(pointer: string): YamlPath {
+  if (pointer === '') return [];
+  return pointer
+    .slice(1)
+    .split('/')
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
+}
+
 /** `spec.rules[0].name` from ['spec','rules',0,'name'], for messages. */
 export function describePath(path: YamlPath): string {
   let out = '';

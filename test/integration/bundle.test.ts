@@ -11,6 +11,7 @@ import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient } from '../helpers/grpc-client';
 import { policyDir, servicePolicy } from '../helpers/policies';
 import { envoyCheckRequest } from '../helpers/requests';
+import { waitFor } from '../helpers/wait';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'gh-bundle-'));
 function keyPair(type: 'ed25519' | 'ec', name: string): { priv: string; pub: string } {
@@ -47,14 +48,6 @@ async function bundleFor(caller: string, revision: number, key = operator.priv):
   return (await buildBundle(policySet(caller), readFileSync(key, 'utf8'), revision)).jws;
 }
 
-async function waitFor(predicate: () => Promise<boolean> | boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('gatehouse bundle build', () => {
   test('packs a validated, tested set signed with Ed25519 or ECDSA', () => {

@@ -9,6 +9,7 @@ import { checkClient, type CheckClient } from '../helpers/grpc-client';
 import { policyDir } from '../helpers/policies';
 import { startRedis, type RedisProcess } from '../helpers/redis';
 import { envoyCheckRequest, FRONTEND_WEB, ORDERS } from '../helpers/requests';
+import { waitFor } from '../helpers/wait';
 
 /**
  * The mesh-wide parts of enforcement against real servers: two `gatehouse serve` replicas
@@ -56,14 +57,6 @@ function reasonOf(res: { deniedResponse?: { body?: string } | null }): string | 
   return body ? (JSON.parse(body) as { reason: string }).reason : undefined;
 }
 
-async function waitFor(predicate: () => Promise<boolean>, what: string, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe('quarantine and grants shared by replicas through Redis', () => {
   let redis: RedisProcess;

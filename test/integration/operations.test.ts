@@ -9,6 +9,7 @@ import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies'
 import { freePort } from '../helpers/redis';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
+import { waitFor } from '../helpers/wait';
 
 async function get(port: number, urlPath: string, method = 'GET'): Promise<{ status: number; text: string; json: () => Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}${urlPath}`, { method });
@@ -21,14 +22,6 @@ function metricValue(text: string, line: string): number {
   return found === undefined ? NaN : Number(found.slice(line.length + 1));
 }
 
-async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 async function stopServer(server: ServeProcess): Promise<number | null> {
   if (server.child.exitCode === null) server.child.kill('SIGTERM');

@@ -11,6 +11,7 @@ import { checkClient, headerMap } from '../helpers/grpc-client';
 import { policyDir, servicePolicy } from '../helpers/policies';
 import { envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
+import { waitFor } from '../helpers/wait';
 
 const policyFor = (caller: string, extra = ''): string =>
   servicePolicy('svc', ['svc'], `    - name: r
@@ -20,14 +21,6 @@ async function policyInfo(server: ServeProcess): Promise<Record<string, unknown>
   return (await fetch(`http://127.0.0.1:${server.adminPort}/v1/policy`)).json() as Promise<Record<string, unknown>>;
 }
 
-async function waitFor(predicate: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await predicate()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const git = (cwd: string, ...args: string[]): string =>
   execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example', ...args], { cwd, encoding: 'utf8' }).trim();
