@@ -5,7 +5,7 @@
 # Without --trust-domain (or GATEHOUSE_TRUST_DOMAIN) every caller is refused with 401.
 
 # ---- build: all dependencies, TypeScript compiled to dist/ ----
-FROM node:20-bookworm-slim AS build
+FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -14,7 +14,7 @@ COPY src ./src
 RUN npx tsc -p tsconfig.build.json
 
 # ---- runtime: production dependencies, dist/, protos/ and the example policies ----
-FROM node:20-bookworm-slim AS runtime
+FROM node:24.22.3-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -1,6 +1,13 @@
 # Gatehouse. `make run` serves the example policies; `make test` runs every test.
 SHELL := /bin/bash
 NODE_BIN := node_modules/.bin
+# Node 24 LTS: the machine's node when it is new enough, else one installed from the npm
+# registry into .tools/node (scripts/ensure-node.sh). Every recipe below, npm included, runs on it.
+NODE_DIR := $(shell scripts/ensure-node.sh)
+ifeq ($(NODE_DIR),)
+$(error could not provide Node 24; see scripts/ensure-node.sh)
+endif
+export PATH := $(NODE_DIR):$(PATH)
 TRUST_DOMAIN ?= shop.example
 ARGS ?=
 
@@ -35,7 +42,7 @@ test: build test-deps validate-examples
 	scripts/run-jest.sh
 
 clean:
-	rm -rf dist node_modules coverage
+	rm -rf dist node_modules coverage .tools
 
 # Gatehouse against a bare grpc-js server, same machine, same run (see docs/performance.md).
 bench: build

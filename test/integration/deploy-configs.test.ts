@@ -1047,7 +1047,8 @@ function dockerProblems(dockerfile: string, dockerignore: string): string[] {
   const buildName = /\bAS\s+(\S+)/i.exec(buildStage[0]?.args ?? '')?.[1];
   const final = all[all.length - 1] ?? [];
   for (const stage of all) {
-    if (!/^node:20\b/.test(stage[0]?.args ?? '')) problems.push(`stage '${stage[0]?.args ?? ''}' is not on node:20`);
+    // Node 24 LTS, pinned to a full version so a rebuild cannot change the runtime underneath.
+    if (!/^node:24\.\d+\.\d+-/.test(stage[0]?.args ?? '')) problems.push(`stage '${stage[0]?.args ?? ''}' is not on a pinned node:24.x.y tag`);
   }
   const build = buildStage.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
   if (!/\bnpm ci\b/.test(build)) problems.push('build stage does not npm ci');
@@ -1104,7 +1105,7 @@ describe('Dockerfile', () => {
 
   // Each case changes the Dockerfile or the .dockerignore.
   const cases: Array<[string, (d: { file: string; ignore: string }) => void, RegExp]> = [
-    ['single stage', (d) => { d.file = d.file.replace(/[\s\S]*?(?=FROM node:20-bookworm-slim AS runtime)/, ''); }, /not a multi-stage build/],
+    ['single stage', (d) => { d.file = d.file.replace(/[\s\S]*?(?=FROM node:24.22.3-bookworm-slim AS runtime)/, ''); }, /not a multi-stage build/],
     ['root user', (d) => { d.file = d.file.replace(/^USER .*$/m, 'USER root'); }, /not numeric/],
     ['UID 0', (d) => { d.file = d.file.replace(/^USER .*$/m, 'USER 0'); }, /root/],
     ['no USER', (d) => { d.file = d.file.replace(/^USER .*$/m, ''); }, /not numeric/],
