@@ -13,9 +13,24 @@ import type { CheckResponseMessage, HeaderOption } from '../respond/check-respon
 
 type Obj = Record<string, unknown>;
 
+/**
+ * protobufjs 7's Buffer reader clamps a string that runs past the message to what is there,
+ * so a truncated CheckRequest would decode as a shorter one; here an overrun throws, as every
+ * other read does.
+ */
+class StrictReader extends Reader {
+  override string(): string {
+    const length = this.uint32();
+    const start = this.pos;
+    if (start + length > this.len) throw new RangeError(`string of ${length} bytes runs past the message (${this.len - start} left)`);
+    this.pos = start + length;
+    return Buffer.prototype.utf8Slice.call(this.buf, start, this.pos);
+  }
+}
+
 /** envoy.service.auth.v3.CheckRequest: 1 attributes. */
 export function decodeCheckRequest(bytes: Uint8Array): Obj {
-  const r = Reader.create(bytes);
+  const r = new StrictReader(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
   const out: Obj = {};
   while (r.pos < r.len) {
     const tag = r.uint32();

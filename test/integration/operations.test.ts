@@ -64,7 +64,7 @@ describe('admin endpoints (single process)', () => {
     expect(metricValue(text, 'gatehouse_checks_total{result="deny",status="403",reason="caller_not_allowed",policy="ops"}')).toBe(2);
     expect(metricValue(text, 'gatehouse_check_duration_seconds_count{result="deny"}')).toBe(2);
     expect(text).toContain('gatehouse_check_duration_seconds_bucket{le="0.001",result="allow"}');
-    expect(text).toMatch(/gatehouse_build_info\{version="[^"]+",node="v20/);
+    expect(text).toContain(`gatehouse_build_info{version="${require("../../package.json").version}",node="${process.version}"}`);
     expect(text).toContain('gatehouse_redis_breaker_state 0');
   });
 
