@@ -107,9 +107,12 @@ describe('hot reload', () => {
         await new Promise((r) => setTimeout(r, 10));
         if (n % 10 === 0) {
           if (n === 20 || n === 30) {
-            // A broken burst end: rejected, and the last good version (v10, then v10 again) keeps serving.
+            // A broken burst end: rejected, and a good version written before it keeps serving. Usually
+            // the burst coalesces into one reload and that is v10; on a loaded machine the debounce can
+            // fire mid-burst, so any earlier good version of this storm is the right answer.
             await waitFor(async () => server.stderr().split('policy reload rejected').length - 1 >= (n === 20 ? 1 : 2), `rejection ${n}`);
-            expect(await served()).toBe(await versionOf(10));
+            const good = await Promise.all(Array.from({ length: n - 10 }, (_, k) => 10 + k).filter((v) => v !== 20).map(versionOf));
+            expect(good).toContain(await served());
           } else {
             const want = await versionOf(n);
             await waitFor(async () => (await served()) === want, `version v${n}`);
