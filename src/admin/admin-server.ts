@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
 import type { Logger } from 'pino';
+import { httpListenHost } from '../server/listen-address';
 
 export interface Readiness {
   readonly checks: Record<string, string>;
@@ -61,7 +62,7 @@ export class AdminServer {
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => resolve((this.server.address() as { port: number }).port));
+      this.server.listen(port, httpListenHost(host), () => resolve((this.server.address() as { port: number }).port));
     });
   }
 

@@ -25,7 +25,7 @@ import { adminCall, DEFAULT_ADMIN_URL, formatAccessReport, formatQuarantine, rea
 import { runCheck } from './check';
 import { runTestCommand } from './test-command';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
-import { collectList, intInRange, parsePort, parsePositiveInt, validateTrustDomains } from './options';
+import { collectList, intInRange, listenAddress, parsePort, parsePositiveInt, validateTrustDomains } from './options';
 
 const program = new Command();
 program
@@ -40,7 +40,7 @@ program
   .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(DEFAULT_GRPC_PORT).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
   .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(DEFAULT_ADMIN_PORT).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
   .addOption(new Option('--admin-token-file <file>', 'bearer token (first line, at least 16 characters) that admin changes (quarantine release, access renew) need from non-loopback callers').env('GATEHOUSE_ADMIN_TOKEN_FILE'))
-  .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
+  .addOption(new Option('--listen-address <addr>', 'address to bind: IPv4, IPv6 (`::` listens dual-stack; brackets optional) or a host name').default('0.0.0.0').argParser(listenAddress).env('GATEHOUSE_LISTEN_ADDRESS'))
   .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default with --redis: one per usable core, CPU quota included; without: 1, since in-process buckets are per process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
   .addOption(new Option('--trust-bundle <domain=file>', 'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable').argParser(collectList).env('GATEHOUSE_TRUST_BUNDLE'))

@@ -1204,3 +1204,27 @@ describe('READMEs', () => {
     for (const n of needles) expect([n, text.includes(n)]).toEqual([n, true]);
   });
 });
+
+describe('Makefile', () => {
+  /** The recipe of one target, tab-indented lines after `target:`. */
+  function recipe(makefile: string, target: string): string {
+    const lines = makefile.split('\n');
+    const start = lines.findIndex((l) => l.startsWith(`${target}:`));
+    if (start < 0) return '';
+    const body: string[] = [];
+    for (const l of lines.slice(start + 1)) {
+      if (!l.startsWith('\t')) break;
+      body.push(l.slice(1));
+    }
+    return body.join('\n');
+  }
+  const makefile = read('Makefile');
+
+  test('make run serves on loopback, not every interface', () => {
+    const run = recipe(makefile, 'run');
+    expect(run).toMatch(/serve\b.*--listen-address \$\(LISTEN_ADDRESS\)/);
+    expect(makefile).toMatch(/^LISTEN_ADDRESS \?= 127\.0\.0\.1$/m);
+    // ARGS come last, so a user's own --listen-address still wins.
+    expect(run.indexOf('$(ARGS)')).toBeGreaterThan(run.indexOf('--listen-address'));
+  });
+});
