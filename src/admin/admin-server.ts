@@ -125,6 +125,8 @@ export class AdminServer {
     if (!this.providers.access) return unavailable(res, 'access');
     const filter = { ...(text('policy') ? { policy: text('policy') } : {}), ...(text('rule') ? { rule: text('rule') } : {}), ...(text('caller') ? { caller: text('caller') } : {}) };
     if (filter.policy === undefined) return send(res, 400, { error: 'policy is required (and optionally rule and caller)' });
+    const unknown = unknownPolicyOrRule(this.providers.policy(), filter.policy, filter.rule);
+    if (unknown) return send(res, 404, { error: unknown });
     const renewed = await this.providers.access.renew(filter);
     this.log.info({ ...filter, renewed }, 'grant renewal requested');
     return send(res, 200, { renewed });
@@ -141,6 +143,15 @@ export class AdminServer {
     const remote = req.socket.remoteAddress ?? '';
     return remote === '127.0.0.1' || remote === '::1' || remote === '::ffff:127.0.0.1';
   }
+}
+
+/** A renewal that names nothing served would report success while renewing nothing. */
+function unknownPolicyOrRule(served: unknown, policy: string, rule: string | undefined): string | undefined {
+  const policies = (served as { policies?: { name: string; rules: string[] }[] } | undefined)?.policies ?? [];
+  const found = policies.find((p) => p.name === policy);
+  if (found === undefined) return `no policy named '${policy}' is being served`;
+  if (rule !== undefined && !found.rules.includes(rule)) return `policy '${policy}' has no rule named '${rule}'`;
+  return undefined;
 }
 
 function unavailable(res: http.ServerResponse, what: string): void {

@@ -18,12 +18,15 @@ import { TrustBundleStore } from '../identity/trust-bundle-store';
 import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';
 import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
+import { GATEHOUSE_VERSION } from '../metrics/metrics';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
 import { adminCall, DEFAULT_ADMIN_URL, formatAccessReport, formatQuarantine, readAdminToken, type AdminClientFlags } from './admin-client';
 import { runCheck } from './check';
 import { runTestCommand } from './test-command';
+import { fileErrorText } from '../util/file-error';
+import { keyKindProblem } from '../bundle/key-pem';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
 import { collectList, intInRange, listenAddress, parsePort, parsePositiveInt, validateTrustDomains } from './options';
 
@@ -31,6 +34,7 @@ const program = new Command();
 program
   .name('gatehouse')
   .description('Envoy external-authorization server: SPIFFE identity, per-route permissions, token buckets.')
+  .version(GATEHOUSE_VERSION, '-V, --version', 'print the Gatehouse version')
   .showHelpAfterError();
 
 program
@@ -113,7 +117,9 @@ program
     let bundle: BundlePoller | undefined;
     if (opts.bundle && !cluster.isWorker) {
       if (!opts.bundleKey) fail('--bundle needs --bundle-key (the public key bundles are signed with)');
-      const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --bundle-key: ${e.code ?? e.message}`));
+      const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--bundle-key', opts.bundleKey!)));
+      const keyProblem = keyKindProblem(pem, 'public', `--bundle-key ${opts.bundleKey}`);
+      if (keyProblem) fail(keyProblem);
       if (!opts.bundleState) log.warn('no --bundle-state: older signed bundles are refused only while this process runs; a restart accepts any signed revision');
       bundle = new BundlePoller(opts.bundle, pem, log, opts.bundleState);
       try {
@@ -219,7 +225,9 @@ bundleCommand
   .requiredOption('--key <file>', 'private key (PKCS#8 PEM, Ed25519 or ECDSA P-256/P-384)')
   .option('--revision <n>', 'bundle revision; must grow with every bundle (default: now, in ms)', parsePositiveInt)
   .action(async (dir: string, o: { output: string; key: string; revision?: number }) => {
-    const pem = await fs.readFile(o.key, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --key: ${e.code ?? e.message}`));
+    const pem = await fs.readFile(o.key, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--key', o.key)));
+    const keyProblem = keyKindProblem(pem, 'private', `--key ${o.key}`);
+    if (keyProblem) fail(keyProblem);
     try {
       const { jws, payload, testsRun } = await buildBundle(dir, pem, o.revision);
       await fs.writeFile(o.output, `${jws}\n`);
@@ -238,7 +246,7 @@ program
   .option('--key <file>', 'the --audit-key the log was written with; needed for keyed records, and then every record must be keyed')
   .action(async (file: string, opts: { key?: string }) => {
     const key = opts.key ? await readAuditKey(opts.key).catch((e: Error) => fail(`--key: ${e.message}`)) : undefined;
-    const text = await fs.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${file}: ${e.code ?? e.message}`));
+    const text = await fs.readFile(file, 'utf8').catch((e: unknown) => fail(fileErrorText(e, 'audit log', file)));
     const result = verifyAuditText(text, key);
     if (!result.ok) {
       process.stdout.write(`${file}:${result.error!.line}: ${result.error!.message}\n`);
@@ -276,7 +284,7 @@ program
   .action(async (dir: string, opts: { input: string; trustDomain?: string[]; trustXfcc?: boolean; json?: boolean }) => {
     const bad = validateTrustDomains(opts.trustDomain ?? []);
     if (bad) fail(bad);
-    const text = opts.input === '-' ? await readStdin() : await fs.readFile(opts.input, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${opts.input}: ${e.code ?? e.message}`));
+    const text = opts.input === '-' ? await readStdin() : await fs.readFile(opts.input, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--input', opts.input)));
     const code = await runCheck(dir, text, { trustDomains: opts.trustDomain ?? [], trustXfcc: opts.trustXfcc === true, json: opts.json === true });
     process.exitCode = code;
   });

@@ -3,6 +3,7 @@ import { describeGit, gitVersion } from './git';
 import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './source';
 import type { PolicyProblem, PolicySet } from './types';
 import { validateDocument } from './validate';
+import { fileErrorText } from '../util/file-error';
 import { parseYamlDocuments } from './yaml-docs';
 
 export type LoadResult =
@@ -18,7 +19,7 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   try {
     files = await listFiles(dir, isPolicyFile);
   } catch (err) {
-    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: `cannot read policy directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }] };
+    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: fileErrorText(err, 'policy directory') }] };
   }
   if (files.length === 0) {
     return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: 'no policy files (*.yaml, *.yml) found; every request would be denied' }] };

@@ -71,6 +71,49 @@ describe('gatehouse bundle build', () => {
   });
 });
 
+describe('keys of the wrong kind are named in words', () => {
+  const noRaw = (text: string): void => {
+    expect(text).not.toMatch(/DECODER|routines|ENOENT|:0:0/);
+  };
+
+  test('bundle build with a public key, a missing key, a certificate-less text or an RSA key', () => {
+    const dir = policySet('a');
+    const out = path.join(tmp, 'wrong.jws');
+    const pub = runCli(['bundle', 'build', dir, '-o', out, '--key', operator.pub]);
+    expect(pub.status).toBe(1);
+    expect(pub.stderr).toBe(`gatehouse: --key ${operator.pub} is a public key; it must be a private key (PKCS#8 PEM, -----BEGIN PRIVATE KEY-----), the one you keep secret and sign with\n`);
+    const missing = runCli(['bundle', 'build', dir, '-o', out, '--key', path.join(tmp, 'absent.key')]);
+    expect(missing.stderr).toBe(`gatehouse: --key ${path.join(tmp, 'absent.key')} does not exist\n`);
+    const text = path.join(tmp, 'not-pem.key');
+    writeFileSync(text, 'hello');
+    expect(runCli(['bundle', 'build', dir, '-o', out, '--key', text]).stderr).toMatch(/is not a PEM file; it must be a private key/);
+    const rsa = path.join(tmp, 'rsa.key');
+    writeFileSync(rsa, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    expect(runCli(['bundle', 'build', dir, '-o', out, '--key', rsa]).stderr).toMatch(/bundle keys must be Ed25519 or ECDSA P-256\/P-384/);
+    for (const r of [pub, missing]) noRaw(r.stderr);
+  });
+
+  test('an EC key in SEC1 form (openssl ecparam -genkey) signs too', () => {
+    const sec1 = path.join(tmp, 'sec1.key');
+    writeFileSync(sec1, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'pem' }));
+    const r = runCli(['bundle', 'build', policySet('a'), '-o', path.join(tmp, 'sec1.jws'), '--key', sec1]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  test('serve --bundle-key with the private key, or a missing one, refuses to start in words', () => {
+    const bundle = path.join(tmp, 'for-key.jws');
+    writeFileSync(bundle, 'x');
+    const priv = runCli(['serve', '--bundle', bundle, '--bundle-key', operator.priv, '--grpc-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1']);
+    expect(priv.status).toBe(1);
+    expect(priv.stderr).toContain(`--bundle-key ${operator.priv} is a private key; it must be a public key`);
+    const missing = runCli(['serve', '--bundle', path.join(tmp, 'absent.jws'), '--bundle-key', operator.pub, '--grpc-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1']);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('the bundle file does not exist');
+    for (const r of [priv, missing]) noRaw(r.stderr);
+  });
+});
+
 describe('gatehouse serve --bundle FILE', () => {
   const file = path.join(tmp, 'served.jws');
   let server: ServeProcess;

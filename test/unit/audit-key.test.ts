@@ -171,7 +171,7 @@ describe('readAuditKey', () => {
   });
 
   test('an unreadable file is named with its error code', async () => {
-    await expect(readAuditKey(path.join(dir, 'missing'))).rejects.toThrow(`cannot read audit key ${path.join(dir, 'missing')}: ENOENT`);
+    await expect(readAuditKey(path.join(dir, 'missing'))).rejects.toThrow(`audit key ${path.join(dir, 'missing')} does not exist`);
   });
 
   test('the key prints and serializes without its material', async () => {
