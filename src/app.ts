@@ -261,8 +261,6 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
       metrics.quarantineEvent('leave', event.cause, e.dryRun);
       log.info({ ...details, cause: event.cause }, 'caller left quarantine');
     }
-    const counts = quarantine.activeCounts();
-    metrics.quarantinedCallers(counts.enforce, counts.dryRun);
   };
   const quarantineError = (err: Error): void => {
     metrics.stateError('quarantine');
@@ -288,6 +286,7 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     quarantine = new MemoryQuarantineState({ onEvent, onError: quarantineError });
     grants = new MemoryGrantTracker({ onWarn: (message: string) => log.warn(message) });
   }
+  metrics.countQuarantinedWith(() => quarantine.activeCounts());
   return {
     quarantine,
     grants,
