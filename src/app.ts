@@ -217,7 +217,24 @@ export class Gatehouse {
         },
         renew: (filter) => this.state.grants.renew(filter, Date.now()),
       },
+      audit: { reopen: async () => this.reopenAudit() },
     };
+  }
+
+  /**
+   * SIGUSR1 or `POST /v1/audit/reopen`, after logrotate renamed the audit file: later records go
+   * to a new file at the `--audit-log` path. The hash chain runs on across both files.
+   */
+  reopenAudit(): { reopened: number; error?: string } {
+    try {
+      const reopened = this.audit.reopen();
+      if (reopened) this.log.info({ file: this.options.auditLog }, 'audit log reopened');
+      return { reopened: reopened ? 1 : 0 };
+    } catch (err) {
+      const error = (err as Error).message;
+      this.log.error({ err: error, file: this.options.auditLog }, 'audit log reopen failed; records keep going to the old file');
+      return { reopened: 0, error };
+    }
   }
 
   /** Graceful stop: NOT_SERVING, finish checks in flight, flush the audit log. */

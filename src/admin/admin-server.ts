@@ -27,6 +27,8 @@ export interface AdminProviders {
   quarantine?: { list(): Promise<unknown[]>; release(caller: string): Promise<unknown | undefined> };
   /** Grants that expire from disuse, by last use. */
   access?: { report(): Promise<unknown[]>; renew(filter: { policy?: string; rule?: string; caller?: string }): Promise<number> };
+  /** Reopens audit files at their path (logrotate); `reopened` counts the files, 0 for stdout. */
+  audit?: { reopen(): Promise<{ reopened: number; error?: string }> };
 }
 
 export interface AdminOptions {
@@ -75,7 +77,7 @@ export class AdminServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'POST' && (path === '/v1/quarantine/release' || path === '/v1/access/renew')) return this.change(req, res, path);
+    if (req.method === 'POST' && (path === '/v1/quarantine/release' || path === '/v1/access/renew' || path === '/v1/audit/reopen')) return this.change(req, res, path);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return send(res, 405, { error: 'method not allowed' });
@@ -104,13 +106,19 @@ export class AdminServer {
       case '/v1/policy':
         return send(res, 200, this.providers.policy());
       default:
-        return send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/v1/policy', '/v1/quarantine', '/v1/access'] });
+        return send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/v1/policy', '/v1/quarantine', '/v1/access', 'POST /v1/audit/reopen'] });
     }
   }
 
   /** Operator changes: from loopback (kubectl exec), or with the admin token. */
   private async change(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
     if (!this.mayChange(req)) return send(res, 403, { error: 'changes need a loopback caller or the admin token (authorization: Bearer …)' });
+    if (path === '/v1/audit/reopen') {
+      if (!this.providers.audit) return unavailable(res, 'audit');
+      const result = await this.providers.audit.reopen();
+      if (result.error !== undefined) return send(res, 500, { error: `audit log cannot be reopened; records keep going to the old file: ${result.error}` });
+      return send(res, 200, { reopened: result.reopened });
+    }
     const body = await readJson(req);
     if (body === undefined) return send(res, 400, { error: `body must be a JSON object of at most ${MAX_ADMIN_BODY} bytes` });
     const text = (key: string): string | undefined => (typeof body[key] === 'string' && (body[key] as string).length > 0 && (body[key] as string).length <= 2048 ? (body[key] as string) : undefined);

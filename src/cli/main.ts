@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import type { Logger } from 'pino';
 import { AdminServer } from '../admin/admin-server';
 import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
-import { verifyAuditText } from '../audit/chain';
+import { verifyAuditPieces } from '../audit/chain';
 import { readAuditKey } from '../audit/key';
 import { workerAuditPath, type AuditBatch } from '../cluster/messages';
 import { defaultWorkers } from '../cluster/cpus';
@@ -160,6 +160,8 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
     await admin.close();
   });
   process.on('SIGHUP', () => void app.reload());
+  // logrotate's postrotate: `kill -USR1` (or POST /v1/audit/reopen) after renaming the audit file.
+  process.on('SIGUSR1', () => void app.reopenAudit());
 }
 
 async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
@@ -174,6 +176,7 @@ async function servePrimary(options: GatehouseOptions, workers: number, opts: Se
   });
   process.on('SIGHUP', () => void supervisor.reload());
   process.on('SIGUSR2', () => void supervisor.rollingRestart());
+  process.on('SIGUSR1', () => void supervisor.reopenAudit());
 }
 
 function sendAuditToPrimary(batch: string, done: (err: Error | null) => void): void {
@@ -242,18 +245,29 @@ program
   .description('audit log tools')
   .command('verify')
   .description("verify an audit log's hash chains; exit 1 naming the first broken record")
-  .argument('<file>', 'audit log (JSON lines)')
+  .argument('<files...>', 'audit log (JSON lines); rotated pieces of one log oldest first (audit.log.2 audit.log.1 audit.log)')
   .option('--key <file>', 'the --audit-key the log was written with; needed for keyed records, and then every record must be keyed')
-  .action(async (file: string, opts: { key?: string }) => {
+  .option('--from-seq <n>', 'the first piece follows a record already verified: its seq (printed as the chain end by the previous verify)', intInRange(0, Number.MAX_SAFE_INTEGER, 'a seq'))
+  .option('--from-hash <hash>', 'the hash of that record')
+  .option('--mid-chain', 'accept chains that start mid-way on their own first record, unchecked before it (say so)')
+  .action(async (files: string[], opts: { key?: string; fromSeq?: number; fromHash?: string; midChain?: boolean }) => {
+    if ((opts.fromSeq === undefined) !== (opts.fromHash === undefined)) fail('--from-seq and --from-hash go together: the seq and hash of the last record before the first piece');
+    if (opts.fromHash !== undefined && !/^[0-9a-f]{64}$/.test(opts.fromHash)) fail('--from-hash must be a record hash: 64 lower-case hex digits');
     const key = opts.key ? await readAuditKey(opts.key).catch((e: Error) => fail(`--key: ${e.message}`)) : undefined;
-    const text = await fs.readFile(file, 'utf8').catch((e: unknown) => fail(fileErrorText(e, 'audit log', file)));
-    const result = verifyAuditText(text, key);
+    const pieces = [];
+    for (const file of files) pieces.push({ name: file, text: await fs.readFile(file, 'utf8').catch((e: unknown) => fail(fileErrorText(e, 'audit log', file))) });
+    const anchor = opts.fromSeq !== undefined && opts.fromHash !== undefined ? { seq: opts.fromSeq, hash: opts.fromHash } : undefined;
+    const result = verifyAuditPieces(pieces, key, { ...(anchor ? { anchor } : {}), midChain: opts.midChain === true });
     if (!result.ok) {
-      process.stdout.write(`${file}:${result.error!.line}: ${result.error!.message}\n`);
+      const where = result.error!.line > 0 ? `${result.error!.piece ?? files[0]}:${result.error!.line}` : files.join(' ');
+      process.stdout.write(`${where}: ${result.error!.message}\n`);
       process.stdout.write(`FAILED after ${result.records} intact record(s)\n`);
       process.exit(1);
     }
     process.stdout.write(`ok: ${result.records} record(s) in ${result.chains} chain(s), every ${key ? 'HMAC matches the key' : 'hash intact'}\n`);
+    for (const u of result.unanchored ?? []) process.stdout.write(`unchecked start: chain ${u.chain} begins at seq ${u.seq}; records before it were not verified\n`);
+    // The anchor for verifying the next piece on its own.
+    for (const end of result.ends ?? []) process.stdout.write(`chain ${end.chain} ends at --from-seq ${end.seq} --from-hash ${end.hash}\n`);
   });
 
 program
