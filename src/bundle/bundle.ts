@@ -7,7 +7,7 @@ import { runPolicyTests } from '../policy-test/run';
 import { loadPolicyDir } from '../policy/load';
 import { isPolicyFile, isPolicyTestFile, listFiles } from '../policy/source';
 import { formatProblem } from '../policy/types';
-import type { GitVersion } from '../policy/git';
+import { GIT_VERSION_FILE, parseGitVersion, type GitVersion } from '../policy/git';
 import { keyKindProblem } from './key-pem';
 
 export const BUNDLE_TYPE = 'gatehouse-bundle+jws';
@@ -99,6 +99,9 @@ export async function unpackBundle(payload: BundlePayload): Promise<string> {
     await mkdir(path.dirname(path.join(dir, name)), { recursive: true, mode: 0o700 });
     await writeFile(path.join(dir, name), content, { mode: 0o600 });
   }
+  // The commit travels in the signed payload; served from here, /v1/policy and audit records keep it.
+  const git = parseGitVersion(payload.git);
+  if (git) await writeFile(path.join(dir, GIT_VERSION_FILE), JSON.stringify(git), { mode: 0o600 });
   const loaded = await loadPolicyDir(dir);
   if (!loaded.ok) throw new BundleError(`bundle policies are invalid:\n${loaded.problems.map(formatProblem).join('\n')}`);
   if (loaded.set.version !== payload.version) throw new BundleError('bundle version does not match its content');

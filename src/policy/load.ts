@@ -1,5 +1,5 @@
 import { compilePolicySet, type ValidDoc } from './compile';
-import { describeGit, gitVersion } from './git';
+import { describeGit, policyGitVersion } from './git';
 import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './source';
 import type { PolicyProblem, PolicySet } from './types';
 import { validateDocument } from './validate';
@@ -74,7 +74,7 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   }
   const errors = problems.filter((p) => p.severity === 'error');
   if (errors.length > 0) return { ok: false, problems: sortProblems(problems) };
-  const git = await gitVersion(dir);
+  const git = await policyGitVersion(dir);
   const set = compilePolicySet(valid, files);
   return { ok: true, set: git ? { ...set, git, gitLabel: describeGit(git)! } : set, warnings: sortProblems(problems) };
 }

@@ -1,4 +1,5 @@
 import { CompactSign, importPKCS8 } from 'jose';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -253,4 +254,40 @@ test('serve refuses to start when the first bundle does not verify', () => {
   expect(r.stderr).toContain('refusing to start: bundle');
   expect(r.stderr).toContain('not a signed bundle');
   expect(runCli(['serve', '--bundle', file, '--grpc-port', '0']).stderr).toContain('--bundle needs --bundle-key');
+});
+
+describe('a bundle built from a git checkout keeps its commit', () => {
+  test('/v1/policy shows the commit and audit records carry policy_commit', async () => {
+    const dir = policySet('git');
+    const git = (...args: string[]): string => execFileSync('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', '-c', 'init.defaultBranch=main', ...args], { cwd: dir, encoding: 'utf8' }).trim();
+    git('init', '-q');
+    git('add', '.');
+    git('commit', '-q', '-m', 'policies');
+    const commit = git('rev-parse', 'HEAD');
+    const file = path.join(tmp, 'git.jws');
+    expect(runCli(['bundle', 'build', dir, '-o', file, '--key', operator.priv, '--revision', '5']).status).toBe(0);
+    const audit = path.join(mkdtempSync(path.join(tmpdir(), 'gh-bundle-git-')), 'audit.log');
+    const server = await spawnServe(['--bundle', file, '--bundle-key', operator.pub, '--trust-domain', 'shop.example', '--audit-log', audit]);
+    const client = checkClient(server.port);
+    try {
+      const info = (await (await fetch(`http://127.0.0.1:${server.adminPort}/v1/policy`)).json()) as { git: unknown };
+      expect(info.git).toEqual({ commit, dirty: false });
+      await client.check(envoyCheckRequest({ principal: 'spiffe://shop.example/git', host: 'svc', path: '/' }));
+      await waitFor(() => readFileSync(audit, 'utf8').includes('"decision_id"'), 'an audit record');
+      const record = JSON.parse(readFileSync(audit, 'utf8').split('\n')[0]!) as Record<string, unknown>;
+      expect(record['policy_commit']).toBe(commit.slice(0, 12));
+    } finally {
+      client.close();
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    }
+  });
+
+  test('a recorded commit that is not one is ignored, not shown', async () => {
+    const { loadPolicyDir } = await import('../../src/policy/load');
+    const dir = policySet('x');
+    writeFileSync(path.join(dir, '.gatehouse-git.json'), JSON.stringify({ commit: 'not-a-commit; rm -rf /', dirty: false }));
+    const loaded = await loadPolicyDir(dir);
+    expect(loaded.ok && loaded.set.git).toBeUndefined();
+  });
 });
