@@ -167,6 +167,8 @@ function downstreamTlsProblems(config: unknown): string[] {
     if (common['validation_context'] === undefined && common['validation_context_sds_secret_config'] === undefined && common['combined_validation_context'] === undefined) {
       problems.push(`listener ${listener}: no validation context (client certificates are not verified against the trust bundle)`);
     }
+    const alpn = list(common['alpn_protocols']).map(str);
+    if (!alpn.includes('h2') || !alpn.includes('http/1.1')) problems.push(`listener ${listener}: ALPN does not offer h2 and http/1.1 (clients fall back to HTTP/1.1)`);
   }
   return problems;
 }
@@ -203,11 +205,23 @@ function healthCheckProblems(name: string, cluster: Obj): string[] {
       for (const p of ports) if (p !== DEFAULT_GRPC_PORT) problems.push(`cluster ${name}: gRPC health checks go to port ${String(p)}, not the gRPC port ${DEFAULT_GRPC_PORT}`);
     } else if (httpHc !== undefined) {
       const hcPath = str(dig(httpHc, 'path'));
-      if (hcPath !== '/readyz' && hcPath !== '/healthz') problems.push(`cluster ${name}: http_health_check path '${hcPath}' is not /readyz or /healthz`);
+      if (hcPath === '/readyz') problems.push(`cluster ${name}: http_health_check on /readyz marks every host unhealthy when Redis is down; use /readyz?exclude=redis`);
+      else if (hcPath !== '/readyz?exclude=redis' && hcPath !== '/healthz') problems.push(`cluster ${name}: http_health_check path '${hcPath}' is not /readyz?exclude=redis or /healthz`);
       for (const p of ports) if (p !== DEFAULT_ADMIN_PORT) problems.push(`cluster ${name}: HTTP health checks go to port ${String(p)}, not the admin port ${DEFAULT_ADMIN_PORT}`);
     } else {
       problems.push(`cluster ${name}: health check is neither grpc_health_check nor http_health_check`);
     }
+  }
+  return problems;
+}
+
+/** Envoy's defaults (1024 pending, 1024 in flight) answer a burst with local 503s before a check reaches Gatehouse. */
+function circuitBreakerProblems(name: string, cluster: Obj): string[] {
+  const thresholds = objs(dig(cluster, 'circuit_breakers', 'thresholds')).find((t) => t['priority'] === undefined || t['priority'] === 'DEFAULT');
+  if (thresholds === undefined) return [`cluster ${name}: no circuit_breakers (Envoy's defaults of 1024 pending and 1024 requests turn a burst into 503s)`];
+  const problems: string[] = [];
+  for (const key of ['max_pending_requests', 'max_requests']) {
+    if (!(Number(thresholds[key]) > 1024)) problems.push(`cluster ${name}: circuit_breakers ${key} is not above Envoy's default 1024`);
   }
   return problems;
 }
@@ -268,7 +282,15 @@ function envoyProblems(config: unknown, mode: EnvoyMode): string[] {
       problems.push('no envoy.filters.http.ext_authz filter');
     } else {
       if (router !== -1 && authz > router) problems.push('ext_authz comes after the router');
-      problems.push(...extAuthzProblems(obj(filters[authz]?.['typed_config']), clusters, mode));
+      const ext = obj(filters[authz]?.['typed_config']);
+      problems.push(...extAuthzProblems(ext, clusters, mode));
+      // A metadata namespace is filled by the filter of that name, which must run first.
+      for (const ns of list(ext['metadata_context_namespaces']).map(str)) {
+        if (!names.slice(0, authz).includes(ns)) problems.push(`metadata_context_namespaces names ${ns}, but no such filter runs before ext_authz (nothing is sent)`);
+      }
+      const clusterName = str(dig(ext, 'grpc_service', 'envoy_grpc', 'cluster_name') ?? dig(ext, 'http_service', 'server_uri', 'cluster'));
+      const authzCluster = clusters.get(clusterName);
+      if (authzCluster !== undefined) problems.push(...circuitBreakerProblems(clusterName, authzCluster));
     }
     if (mode === 'http') problems.push(...xfccProblems(hcm));
     problems.push(...routeProblems(obj(hcm['route_config']), clusters));
@@ -502,6 +524,12 @@ describe('envoy/', () => {
       ['path_prefix "/"', 'http', (c) => { httpService(c)['path_prefix'] = '/'; }, /path_prefix/],
       ['allowed_headers in both places', 'http', (c) => { httpService(c)['authorization_request'] = { allowed_headers: { patterns: [{ exact: 'authorization' }] } }; }, /set twice/],
       ['XFCC not sent', 'http', (c) => { extOf(c)['allowed_headers'] = { patterns: [{ exact: 'authorization' }] }; }, /x-forwarded-client-cert/],
+      ['no ALPN on the TLS listener', 'grpc', (c) => { delete obj(tlsOf(c)['common_tls_context'])['alpn_protocols']; }, /ALPN does not offer h2/],
+      ['ALPN without h2 in HTTP mode', 'http', (c) => { obj(tlsOf(c)['common_tls_context'])['alpn_protocols'] = ['http/1.1']; }, /ALPN does not offer h2/],
+      ['no circuit breakers on the Gatehouse cluster', 'grpc', (c) => { delete grpcCluster(c)['circuit_breakers']; }, /cluster gatehouse: no circuit_breakers/],
+      ['default-sized circuit breakers in HTTP mode', 'http', (c) => { obj(dig(clusterMap(c).get('gatehouse_http'), 'circuit_breakers', 'thresholds', 0))['max_pending_requests'] = 1024; }, /max_pending_requests is not above/],
+      ['jwt_authn metadata without the filter', 'grpc', (c) => { extOf(c)['metadata_context_namespaces'] = ['envoy.filters.http.jwt_authn']; }, /names envoy\.filters\.http\.jwt_authn, but no such filter/],
+      ['HTTP-mode health check on plain /readyz', 'http', (c) => { obj(dig(clusterMap(c).get('gatehouse_http'), 'health_checks', 0, 'http_health_check'))['path'] = '/readyz'; }, /Redis is down; use \/readyz\?exclude=redis/],
       ['ratelimit headers dropped on allow', 'http', (c) => { delete obj(httpService(c)['authorization_response'])['allowed_client_headers_on_success']; }, /ratelimit-limit is not copied on allow/],
     ];
     test.each(cases)('%s', (_name, mode, mutate, expected) => {
@@ -1401,5 +1429,66 @@ describe('istio/residency-envoyfilter.yaml', () => {
     const f = clone(filter);
     mutate(f);
     expect(residencyFilterProblems(f).join('\n')).toMatch(expected);
+  });
+});
+
+describe('examples/nginx/gatehouse-server.conf', () => {
+  const conf = read('examples/nginx/gatehouse-server.conf');
+
+  /** The body of the first block whose header matches (`upstream name`, `location = /x`), braces balanced. */
+  function block(text: string, header: string): string {
+    const start = text.indexOf(`${header} {`);
+    if (start < 0) return '';
+    let depth = 0;
+    for (let i = text.indexOf('{', start); i < text.length; i++) {
+      if (text[i] === '{') depth++;
+      else if (text[i] === '}' && --depth === 0) return text.slice(text.indexOf('{', start) + 1, i);
+    }
+    return '';
+  }
+  /** Directives of a block without comments, `name args` per entry. */
+  function directives(body: string): string[] {
+    return body.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter((l) => l !== '').map((l) => l.replace(/;$/, ''));
+  }
+  function milliseconds(value: string): number {
+    const m = /^(\d+)(ms|s|m)?$/.exec(value);
+    if (!m) return NaN;
+    return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  }
+
+  function nginxProblems(text: string): string[] {
+    const problems: string[] = [];
+    const auth = directives(block(text, 'location = /_gatehouse'));
+    const pass = auth.find((d) => d.startsWith('proxy_pass '))?.split(/\s+/)[1] ?? '';
+    const upstreamName = /^http:\/\/([^/:]+)$/.exec(pass)?.[1];
+    const upstream = upstreamName ? directives(block(text, `upstream ${upstreamName}`)) : [];
+    if (!upstream.some((d) => /^keepalive \d+$/.test(d))) problems.push('no upstream keepalive to Gatehouse: a new TCP connection per request');
+    if (!auth.includes('proxy_http_version 1.1')) problems.push('auth location is not HTTP/1.1 (keepalive needs it)');
+    if (!auth.includes('proxy_set_header Connection ""')) problems.push('auth location does not clear Connection (keepalive needs it)');
+    for (const t of ['proxy_connect_timeout', 'proxy_send_timeout', 'proxy_read_timeout']) {
+      const value = auth.find((d) => d.startsWith(`${t} `))?.split(/\s+/)[1];
+      if (value === undefined || !(milliseconds(value) <= 1000)) problems.push(`${t} is ${value ?? "nginx's default 60s"}; a check should give up in well under a second (Envoy: 250ms)`);
+    }
+    if (!auth.includes('proxy_intercept_errors on') || !auth.some((d) => /^error_page 429 = @\S+$/.test(d))) problems.push('429 reaches auth_request, which logs it at [error]');
+    const app = directives(block(text, 'location /'));
+    if (!app.includes('proxy_set_header Host $host')) problems.push('the app location does not forward Host');
+    return problems;
+  }
+
+  test('keepalive to Gatehouse, short timeouts, Host forwarded, 429 not logged as an error', () => {
+    expect(nginxProblems(conf)).toEqual([]);
+  });
+
+  test.each([
+    ['no keepalive', (t: string) => t.replace(/^\s*keepalive 32;\n/m, ''), /no upstream keepalive/],
+    ['60 s read timeout', (t: string) => t.replace('proxy_read_timeout 250ms', 'proxy_read_timeout 60s'), /proxy_read_timeout is 60s/],
+    ['no connect timeout', (t: string) => t.replace(/^\s*proxy_connect_timeout 250ms;\n/m, ''), /proxy_connect_timeout is nginx's default/],
+    ['HTTP/1.0 to Gatehouse', (t: string) => t.replace(/^\s*proxy_http_version 1\.1;\n/m, ''), /not HTTP\/1\.1/],
+    ['Host not forwarded', (t: string) => t.replace(/^\s*proxy_set_header Host \$host;\n/m, ''), /does not forward Host/],
+    ['429 not intercepted', (t: string) => t.replace(/^\s*error_page 429 = @gatehouse_limited;\n/m, ''), /429 reaches auth_request/],
+  ] as Array<[string, (t: string) => string, RegExp]>)('the checker notices: %s', (_name, mutate, expected) => {
+    const changed = mutate(conf);
+    expect(changed).not.toBe(conf);
+    expect(nginxProblems(changed).join('\n')).toMatch(expected);
   });
 });
