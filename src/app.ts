@@ -304,6 +304,7 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     grants = new MemoryGrantTracker({ onWarn: (message: string) => log.warn(message) });
   }
   metrics.countQuarantinedWith(() => quarantine.activeCounts());
+  metrics.countDormantGrantsWith(() => grants.dormantCount(Date.now()));
   return {
     quarantine,
     grants,

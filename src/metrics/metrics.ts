@@ -32,6 +32,7 @@ export class Metrics {
   private readonly labelCache = new Map<string, Counter.Internal>();
   private readonly latencyByResult = new Map<string, Histogram.Internal<'result'>>();
   private quarantineCounts: () => QuarantineCounts = () => ({ enforce: 0, dryRun: 0 });
+  private dormantGrants: () => number = () => 0;
 
   constructor() {
     const registers = [this.registry];
@@ -91,6 +92,16 @@ export class Metrics {
         this.set({ mode: 'dry-run' }, counts.dryRun);
       },
     });
+    const dormantGrants = (): number => this.dormantGrants();
+    new Gauge({
+      name: 'gatehouse_dormant_grants',
+      help: 'Grants lapsed from disuse (expiresAfterUnused): a caller\'s, or an allow entry nobody used in time; as this replica sees them (gatehouse access report lists them).',
+      registers,
+      aggregator: 'max',
+      collect() {
+        this.set(dormantGrants());
+      },
+    });
     this.enforcementErrors = new Counter({
       name: 'gatehouse_state_errors_total',
       help: 'Background errors of shared enforcement state (component=quarantine|grants).',
@@ -132,6 +143,11 @@ export class Metrics {
 
   quarantineEvent(event: 'enter' | 'leave', cause: string, dryRun: boolean): void {
     this.quarantineEvents.inc({ event, cause, mode: dryRun ? 'dry-run' : 'enforce' });
+  }
+
+  /** Where the dormant-grants gauge reads its value (synchronous, no I/O). */
+  countDormantGrantsWith(count: () => number): void {
+    this.dormantGrants = count;
   }
 
   /** Where the quarantine gauge reads its value (synchronous, no I/O: it runs on every scrape). */

@@ -12,7 +12,8 @@ import { parseAllDocuments } from 'yaml';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from '../../src/cli/defaults';
 import { AUTHORIZATION_SERVICE } from '../../src/server/health';
 import { renderKustomization } from '../helpers/kustomize';
-import { runCli } from '../helpers/cli';
+import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
+import { waitFor } from '../helpers/wait';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -1490,5 +1491,75 @@ describe('examples/nginx/gatehouse-server.conf', () => {
     const changed = mutate(conf);
     expect(changed).not.toBe(conf);
     expect(nginxProblems(changed).join('\n')).toMatch(expected);
+  });
+});
+
+describe('deploy/grafana/gatehouse.json and the PrometheusRule query metrics a real server exports', () => {
+  const dashboard = JSON.parse(read('deploy/grafana/gatehouse.json')) as Obj;
+  const rules = loadOne(`${BASE}/monitoring/prometheusrule.yaml`);
+  let exported: Set<string>;
+  let server: ServeProcess;
+
+  /** Every PromQL expression in the dashboard (panels and variables). */
+  function dashboardExprs(d: Obj): string[] {
+    const out: string[] = [];
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (isObj(v)) {
+        for (const [k, x] of Object.entries(v)) {
+          if ((k === 'expr' || (k === 'query' && isObj(v) && v['type'] === 'query')) && typeof x === 'string') out.push(x);
+          else walk(x);
+        }
+      }
+    };
+    walk(d);
+    return out;
+  }
+  /** Metric names in a PromQL expression (Gatehouse's and the Node.js defaults; `up` is Prometheus's own). */
+  function metricNames(expr: string): string[] {
+    return [...expr.matchAll(/\b((?:gatehouse|nodejs|process)_[a-z0-9_]+)\b/g)].map((m) => m[1]!);
+  }
+
+  beforeAll(async () => {
+    server = await spawnServe(['--policies', 'policies', '--trust-domain', 'shop.example', '--no-watch', '--workers', '2', '--audit-log', '/dev/null']);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${server.adminPort}/readyz`)).status === 200, 'workers ready');
+    const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    exported = new Set();
+    for (const line of text.split('\n')) {
+      const m = /^# TYPE (\S+) (\S+)$/.exec(line);
+      if (!m) continue;
+      exported.add(m[1]!);
+      if (m[2] === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(`${m[1]!}${s}`);
+      if (m[2] === 'summary') for (const s of ['_sum', '_count']) exported.add(`${m[1]!}${s}`);
+    }
+  }, 30_000);
+  afterAll(async () => {
+    server.child.kill('SIGTERM');
+    await server.exited;
+  });
+
+  test('every metric the dashboard queries is exported', () => {
+    const names = dashboardExprs(dashboard).flatMap(metricNames);
+    expect(names.length).toBeGreaterThan(15);
+    expect(names.filter((n) => !exported.has(n))).toEqual([]);
+  });
+
+  test('every metric the alerts query is exported', () => {
+    const exprs = objs(dig(rules, 'spec', 'groups')).flatMap((g) => objs(g['rules'])).map((r) => str(r['expr']));
+    const names = exprs.flatMap(metricNames);
+    expect(names.length).toBeGreaterThan(8);
+    expect(names.filter((n) => !exported.has(n))).toEqual([]);
+  });
+
+  test('the dashboard covers decisions by result and reason, latency, Redis, reloads, quarantines and dormant grants', () => {
+    const all = dashboardExprs(dashboard).join('\n');
+    for (const needle of ['by (result)', 'by (reason)', 'gatehouse_check_duration_seconds_bucket', 'gatehouse_redis_breaker_state', 'gatehouse_redis_errors_total', 'gatehouse_policy_reloads_total', 'gatehouse_quarantined_callers', 'gatehouse_dormant_grants', 'nodejs_eventloop_lag_p99_seconds']) {
+      expect([needle, all.includes(needle)]).toEqual([needle, true]);
+    }
+    expect(dig(dashboard, 'uid')).toBe('gatehouse');
+  });
+
+  test('the checker notices a metric that does not exist', () => {
+    expect(metricNames('sum(rate(gatehouse_checks_totl[5m]))').filter((n) => !exported.has(n))).toEqual(['gatehouse_checks_totl']);
   });
 });
