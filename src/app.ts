@@ -217,7 +217,24 @@ export class Gatehouse {
         },
         renew: (filter) => this.state.grants.renew(filter, Date.now()),
       },
+      audit: { reopen: async () => this.reopenAudit() },
     };
+  }
+
+  /**
+   * SIGUSR1 or `POST /v1/audit/reopen`, after logrotate renamed the audit file: later records go
+   * to a new file at the `--audit-log` path. The hash chain runs on across both files.
+   */
+  reopenAudit(): { reopened: number; error?: string } {
+    try {
+      const reopened = this.audit.reopen();
+      if (reopened) this.log.info({ file: this.options.auditLog }, 'audit log reopened');
+      return { reopened: reopened ? 1 : 0 };
+    } catch (err) {
+      const error = (err as Error).message;
+      this.log.error({ err: error, file: this.options.auditLog }, 'audit log reopen failed; records keep going to the old file');
+      return { reopened: 0, error };
+    }
   }
 
   /** Graceful stop: NOT_SERVING, finish checks in flight, flush the audit log. */
@@ -261,8 +278,6 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
       metrics.quarantineEvent('leave', event.cause, e.dryRun);
       log.info({ ...details, cause: event.cause }, 'caller left quarantine');
     }
-    const counts = quarantine.activeCounts();
-    metrics.quarantinedCallers(counts.enforce, counts.dryRun);
   };
   const quarantineError = (err: Error): void => {
     metrics.stateError('quarantine');
@@ -288,6 +303,8 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     quarantine = new MemoryQuarantineState({ onEvent, onError: quarantineError });
     grants = new MemoryGrantTracker({ onWarn: (message: string) => log.warn(message) });
   }
+  metrics.countQuarantinedWith(() => quarantine.activeCounts());
+  metrics.countDormantGrantsWith(() => grants.dormantCount(Date.now()));
   return {
     quarantine,
     grants,

@@ -122,6 +122,11 @@ export class AuditLog implements DecisionSink {
     this.writer.write(this.chain.sealFields(`"level":30,"time":"${new Date().toISOString()}",${body.slice(1, -1)}`));
   }
 
+  /** After logrotate moved the file: later records go to a new file at the same path, the chain unbroken. */
+  reopen(): boolean {
+    return this.writer.reopen();
+  }
+
   /** Writes out everything buffered; call before exit. */
   flush(): Promise<void> {
     return this.writer.flush();

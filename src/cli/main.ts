@@ -5,7 +5,7 @@ import { promises as fs } from 'node:fs';
 import type { Logger } from 'pino';
 import { AdminServer } from '../admin/admin-server';
 import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
-import { verifyAuditText } from '../audit/chain';
+import { verifyAuditPieces } from '../audit/chain';
 import { readAuditKey } from '../audit/key';
 import { workerAuditPath, type AuditBatch } from '../cluster/messages';
 import { defaultWorkers } from '../cluster/cpus';
@@ -18,19 +18,23 @@ import { TrustBundleStore } from '../identity/trust-bundle-store';
 import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';
 import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
+import { GATEHOUSE_VERSION } from '../metrics/metrics';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
 import { adminCall, DEFAULT_ADMIN_URL, formatAccessReport, formatQuarantine, readAdminToken, type AdminClientFlags } from './admin-client';
 import { runCheck } from './check';
 import { runTestCommand } from './test-command';
+import { fileErrorText } from '../util/file-error';
+import { keyKindProblem } from '../bundle/key-pem';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
-import { collectList, intInRange, parsePort, parsePositiveInt, validateTrustDomains } from './options';
+import { collectList, intInRange, listenAddress, parsePort, parsePositiveInt, validateTrustDomains } from './options';
 
 const program = new Command();
 program
   .name('gatehouse')
   .description('Envoy external-authorization server: SPIFFE identity, per-route permissions, token buckets.')
+  .version(GATEHOUSE_VERSION, '-V, --version', 'print the Gatehouse version')
   .showHelpAfterError();
 
 program
@@ -40,7 +44,7 @@ program
   .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(DEFAULT_GRPC_PORT).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
   .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(DEFAULT_ADMIN_PORT).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
   .addOption(new Option('--admin-token-file <file>', 'bearer token (first line, at least 16 characters) that admin changes (quarantine release, access renew) need from non-loopback callers').env('GATEHOUSE_ADMIN_TOKEN_FILE'))
-  .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
+  .addOption(new Option('--listen-address <addr>', 'address to bind: IPv4, IPv6 (`::` listens dual-stack; brackets optional) or a host name').default('0.0.0.0').argParser(listenAddress).env('GATEHOUSE_LISTEN_ADDRESS'))
   .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default with --redis: one per usable core, CPU quota included; without: 1, since in-process buckets are per process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
   .addOption(new Option('--trust-bundle <domain=file>', 'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable').argParser(collectList).env('GATEHOUSE_TRUST_BUNDLE'))
@@ -113,7 +117,9 @@ program
     let bundle: BundlePoller | undefined;
     if (opts.bundle && !cluster.isWorker) {
       if (!opts.bundleKey) fail('--bundle needs --bundle-key (the public key bundles are signed with)');
-      const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --bundle-key: ${e.code ?? e.message}`));
+      const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--bundle-key', opts.bundleKey!)));
+      const keyProblem = keyKindProblem(pem, 'public', `--bundle-key ${opts.bundleKey}`);
+      if (keyProblem) fail(keyProblem);
       if (!opts.bundleState) log.warn('no --bundle-state: older signed bundles are refused only while this process runs; a restart accepts any signed revision');
       bundle = new BundlePoller(opts.bundle, pem, log, opts.bundleState);
       try {
@@ -154,6 +160,8 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
     await admin.close();
   });
   process.on('SIGHUP', () => void app.reload());
+  // logrotate's postrotate: `kill -USR1` (or POST /v1/audit/reopen) after renaming the audit file.
+  process.on('SIGUSR1', () => void app.reopenAudit());
 }
 
 async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
@@ -168,6 +176,7 @@ async function servePrimary(options: GatehouseOptions, workers: number, opts: Se
   });
   process.on('SIGHUP', () => void supervisor.reload());
   process.on('SIGUSR2', () => void supervisor.rollingRestart());
+  process.on('SIGUSR1', () => void supervisor.reopenAudit());
 }
 
 function sendAuditToPrimary(batch: string, done: (err: Error | null) => void): void {
@@ -219,7 +228,9 @@ bundleCommand
   .requiredOption('--key <file>', 'private key (PKCS#8 PEM, Ed25519 or ECDSA P-256/P-384)')
   .option('--revision <n>', 'bundle revision; must grow with every bundle (default: now, in ms)', parsePositiveInt)
   .action(async (dir: string, o: { output: string; key: string; revision?: number }) => {
-    const pem = await fs.readFile(o.key, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --key: ${e.code ?? e.message}`));
+    const pem = await fs.readFile(o.key, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--key', o.key)));
+    const keyProblem = keyKindProblem(pem, 'private', `--key ${o.key}`);
+    if (keyProblem) fail(keyProblem);
     try {
       const { jws, payload, testsRun } = await buildBundle(dir, pem, o.revision);
       await fs.writeFile(o.output, `${jws}\n`);
@@ -234,18 +245,29 @@ program
   .description('audit log tools')
   .command('verify')
   .description("verify an audit log's hash chains; exit 1 naming the first broken record")
-  .argument('<file>', 'audit log (JSON lines)')
+  .argument('<files...>', 'audit log (JSON lines); rotated pieces of one log oldest first (audit.log.2 audit.log.1 audit.log)')
   .option('--key <file>', 'the --audit-key the log was written with; needed for keyed records, and then every record must be keyed')
-  .action(async (file: string, opts: { key?: string }) => {
+  .option('--from-seq <n>', 'the first piece follows a record already verified: its seq (printed as the chain end by the previous verify)', intInRange(0, Number.MAX_SAFE_INTEGER, 'a seq'))
+  .option('--from-hash <hash>', 'the hash of that record')
+  .option('--mid-chain', 'accept chains that start mid-way on their own first record, unchecked before it (say so)')
+  .action(async (files: string[], opts: { key?: string; fromSeq?: number; fromHash?: string; midChain?: boolean }) => {
+    if ((opts.fromSeq === undefined) !== (opts.fromHash === undefined)) fail('--from-seq and --from-hash go together: the seq and hash of the last record before the first piece');
+    if (opts.fromHash !== undefined && !/^[0-9a-f]{64}$/.test(opts.fromHash)) fail('--from-hash must be a record hash: 64 lower-case hex digits');
     const key = opts.key ? await readAuditKey(opts.key).catch((e: Error) => fail(`--key: ${e.message}`)) : undefined;
-    const text = await fs.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${file}: ${e.code ?? e.message}`));
-    const result = verifyAuditText(text, key);
+    const pieces = [];
+    for (const file of files) pieces.push({ name: file, text: await fs.readFile(file, 'utf8').catch((e: unknown) => fail(fileErrorText(e, 'audit log', file))) });
+    const anchor = opts.fromSeq !== undefined && opts.fromHash !== undefined ? { seq: opts.fromSeq, hash: opts.fromHash } : undefined;
+    const result = verifyAuditPieces(pieces, key, { ...(anchor ? { anchor } : {}), midChain: opts.midChain === true });
     if (!result.ok) {
-      process.stdout.write(`${file}:${result.error!.line}: ${result.error!.message}\n`);
+      const where = result.error!.line > 0 ? `${result.error!.piece ?? files[0]}:${result.error!.line}` : files.join(' ');
+      process.stdout.write(`${where}: ${result.error!.message}\n`);
       process.stdout.write(`FAILED after ${result.records} intact record(s)\n`);
       process.exit(1);
     }
     process.stdout.write(`ok: ${result.records} record(s) in ${result.chains} chain(s), every ${key ? 'HMAC matches the key' : 'hash intact'}\n`);
+    for (const u of result.unanchored ?? []) process.stdout.write(`unchecked start: chain ${u.chain} begins at seq ${u.seq}; records before it were not verified\n`);
+    // The anchor for verifying the next piece on its own.
+    for (const end of result.ends ?? []) process.stdout.write(`chain ${end.chain} ends at --from-seq ${end.seq} --from-hash ${end.hash}\n`);
   });
 
 program
@@ -276,7 +298,7 @@ program
   .action(async (dir: string, opts: { input: string; trustDomain?: string[]; trustXfcc?: boolean; json?: boolean }) => {
     const bad = validateTrustDomains(opts.trustDomain ?? []);
     if (bad) fail(bad);
-    const text = opts.input === '-' ? await readStdin() : await fs.readFile(opts.input, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${opts.input}: ${e.code ?? e.message}`));
+    const text = opts.input === '-' ? await readStdin() : await fs.readFile(opts.input, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--input', opts.input)));
     const code = await runCheck(dir, text, { trustDomains: opts.trustDomain ?? [], trustXfcc: opts.trustXfcc === true, json: opts.json === true });
     process.exitCode = code;
   });

@@ -97,7 +97,9 @@ export interface PolicyProblem {
 }
 
 export function formatProblem(p: PolicyProblem): string {
-  return `${p.file}:${p.line}:${p.col} ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
+  // Line 0 means the problem is with the file or directory as a whole: no position to show.
+  const where = p.line > 0 ? `${p.file}:${p.line}:${p.col}` : `${p.file}:`;
+  return `${where} ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
 }
 
 /** The served set as the admin endpoint /v1/policy shows it. */

@@ -6,6 +6,7 @@ import { decodeCheckRequest, encodeCheckResponse } from './codec';
 import { HealthService } from './health';
 import { loadProtos } from './protos';
 import { UNDECODABLE } from '../request/normalize';
+import { grpcBindTarget } from './listen-address';
 
 
 export interface GrpcServerOptions {
@@ -42,7 +43,7 @@ export class GrpcServer {
 
   async listen(): Promise<number> {
     this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`${this.options.host}:${this.options.port}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      this.server.bindAsync(grpcBindTarget(this.options.host, this.options.port), grpc.ServerCredentials.createInsecure(), (err, port) =>
         err ? reject(err) : resolve(port),
       );
     });

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Decision } from '../pipeline/decision';
 import type { DecisionEngine } from '../pipeline/engine';
 import { allowHeaders, denyBody, denyHeaders, headersToRemove } from '../respond/check-response';
+import { httpListenHost } from './listen-address';
 
 /**
  * Which proxy is asking, and so where the original request is described:
@@ -74,7 +75,7 @@ export class HttpAuthServer {
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(this.options.port, this.options.host, () => {
+      this.server.listen(this.options.port, httpListenHost(this.options.host), () => {
         this.boundPort = (this.server.address() as { port: number }).port;
         resolve(this.boundPort);
       });

@@ -1,7 +1,7 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { checkClient } from '../helpers/grpc-client';
-import { runCli, spawnServe, ROOT } from '../helpers/cli';
+import { runCli, runCliAsync, spawnServe, ROOT } from '../helpers/cli';
 import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
 import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
@@ -76,7 +76,17 @@ describe('gatehouse check', () => {
     const r = runCli(['check', 'policies', '--input', '-'], '{"attributes": {"request": {"http": {"headers": "nope"}}}}');
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('input is not a CheckRequest');
-    expect(runCli(['check', 'policies', '--input', '/nonexistent.json']).stderr).toContain('ENOENT');
+    const missing = runCli(['check', 'policies', '--input', '/nonexistent.json']);
+    expect(missing.stderr).toBe('gatehouse: --input /nonexistent.json does not exist\n');
+    expect(missing.status).toBe(1);
+  });
+
+  test('a misspelt input field is refused with its path, not decided as a request without it', () => {
+    const input = JSON.stringify({ attributes: { source: { princpal: 'spiffe://shop.example/ns/checkout/sa/web' }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders' } } } });
+    const r = runCli(['check', 'policies', '--input', '-'], input);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/CheckRequest\.attributes\.source\.princpal is not a field of AttributeContext\.Peer \(it has: [^)]*principal/);
+    expect(r.stdout).toBe('');
   });
 });
 
@@ -185,4 +195,36 @@ describe('gatehouse serve', () => {
 
 test('the example CheckRequest in the README exists', () => {
   expect(() => require(path.join(ROOT, 'examples', 'check-request.json'))).not.toThrow();
+});
+
+describe('gatehouse --version', () => {
+  test('prints the package version and exits 0', () => {
+    const version = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    for (const flag of ['--version', '-V']) {
+      const r = runCli([flag]);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe(`${version}\n`);
+    }
+  });
+});
+
+describe('gatehouse access renew', () => {
+  test('a policy or rule that is not served is an error, not a success that renewed nothing', async () => {
+    const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--no-watch', '--audit-log', path.join(mkdtempSync(path.join(tmpdir(), 'gh-renew-')), 'a.log')]);
+    const admin = ['--admin', `http://127.0.0.1:${server.adminPort}`];
+    try {
+      const nope = await runCliAsync(['access', 'renew', 'nope', ...admin]);
+      expect(nope.status).toBe(1);
+      expect(nope.stderr).toBe("gatehouse: no policy named 'nope' is being served\n");
+      const rule = await runCliAsync(['access', 'renew', 'customers', '--rule', 'nope', ...admin]);
+      expect(rule.status).toBe(1);
+      expect(rule.stderr).toBe("gatehouse: policy 'customers' has no rule named 'nope'\n");
+      const ok = await runCliAsync(['access', 'renew', 'customers', '--rule', 'export', ...admin]);
+      expect(ok.stderr).toBe('');
+      expect(ok.status).toBe(0);
+    } finally {
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    }
+  });
 });

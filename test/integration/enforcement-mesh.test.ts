@@ -101,6 +101,11 @@ describe('quarantine and grants shared by replicas through Redis', () => {
     expect(JSON.parse(denied.deniedResponse!.body!)).toMatchObject({ error: 'forbidden', reason: expect.stringContaining('after 3 denials by policy customers') });
     // Other callers are not affected.
     expect((await clientB.check(request(FRONTEND_WEB, 'orders', '/v1/orders'))).status?.code ?? 0).toBe(0);
+    // The gauge has a value on every replica, the one that mirrors the quarantine too.
+    for (const s of [a, b]) {
+      const text = await (await fetch(`http://127.0.0.1:${s.adminPort}/metrics`)).text();
+      expect([s === a ? 'a' : 'b', /^gatehouse_quarantined_callers\{mode="enforce"\} 1$/m.test(text)]).toEqual([s === a ? 'a' : 'b', true]);
+    }
 
     // The operator sees it from either replica's admin API.
     const list = await runCliAsync(['quarantine', 'list', '--admin', `http://127.0.0.1:${b.adminPort}`]);
@@ -113,6 +118,7 @@ describe('quarantine and grants shared by replicas through Redis', () => {
     const released = await runCliAsync(['quarantine', 'release', ORDERS, '--admin', `http://127.0.0.1:${a.adminPort}`]);
     expect(released).toMatchObject({ status: 0, stdout: `released ${ORDERS}\n` });
     await waitFor(async () => ((await clientB.check(request(ORDERS, 'orders', '/v1/orders'))).status?.code ?? 0) === 0, 'release on replica B');
+    expect(await (await fetch(`http://127.0.0.1:${b.adminPort}/metrics`)).text()).toMatch(/^gatehouse_quarantined_callers\{mode="enforce"\} 0$/m);
     const again = await runCliAsync(['quarantine', 'release', ORDERS, '--admin', `http://127.0.0.1:${a.adminPort}`]);
     expect(again.status).toBe(1);
     expect(again.stderr).toContain('caller is not quarantined');

@@ -35,7 +35,7 @@ describe('audit log records', () => {
     for (const d of decisions) audit.record(d);
     await audit.flush();
     const text = readFileSync(file, 'utf8');
-    expect(verifyAuditText(text)).toEqual({ ok: true, records: 4, chains: 1 });
+    expect(verifyAuditText(text)).toMatchObject({ ok: true, records: 4, chains: 1 });
     const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     lines.forEach((line, i) => {
       const { chain, seq, prev_hash: prev, hash, level, time, msg, ...record } = line;

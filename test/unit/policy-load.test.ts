@@ -173,7 +173,7 @@ describe('policy loading', () => {
     const empty = await loadPolicyDir(policyDir({ 'README.md': '# nothing' }));
     expect(!empty.ok && empty.problems[0]!.message).toContain('no policy files');
     const missing = await loadPolicyDir('/nonexistent/gatehouse');
-    expect(!missing.ok && missing.problems[0]!.message).toContain('cannot read policy directory: ENOENT');
+    expect(!missing.ok && missing.problems[0]!.message).toBe('policy directory does not exist');
   });
 
   test('oversized files are refused before parsing', async () => {

@@ -345,4 +345,24 @@ describe('request inputs from JSON (gatehouse check --input, policy tests)', () 
     expect(ns['polluted']).toBeUndefined();
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   });
+
+  test('an unknown field is refused, naming its path and the fields there are', () => {
+    expect(() => checkRequestFromJson({ attributes: { source: { princpal: 'spiffe://shop.example/a' } } })).toThrow(
+      /^CheckRequest\.attributes\.source\.princpal is not a field of AttributeContext\.Peer \(it has: .*principal.*\)$/,
+    );
+    expect(() => checkRequestFromJson({ atributes: {} })).toThrow(/^CheckRequest\.atributes is not a field of CheckRequest/);
+    expect(() => checkRequestFromJson({ attributes: { request: { http: { methd: 'GET' } } } })).toThrow(/CheckRequest\.attributes\.request\.http\.methd is not a field/);
+  });
+
+  test('inherited property names are unknown fields, not a crash', () => {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+      const hostile = JSON.parse(`{"attributes":{"${name}":{}}}`) as unknown;
+      expect(() => checkRequestFromJson(hostile)).toThrow(new RegExp(`CheckRequest\\.attributes\\.${name} is not a field`));
+    }
+  });
+
+  test('both proto3 JSON spellings of a field stay accepted, and map keys and Struct keys are free text', () => {
+    const r = normalizeCheckRequest(checkRequestFromJson({ attributes: { context_extensions: { anyKey: 'x' }, request: { http: { method: 'GET', path: '/', host: 'h', headers: { 'x-any': '1' } } } } }));
+    expect(r.ok && plain(r.request.contextExtensions)).toEqual({ anyKey: 'x' });
+  });
 });
