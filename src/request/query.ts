@@ -16,6 +16,8 @@ export type QueryResult = { ok: true; value: ReadonlyMap<string, string> } | { o
  * orders them after the one the upstream is most likely to read.
  */
 export function readQuery(raw: string): QueryResult {
+  // `??debug=1`: URLSearchParams drops one leading '?' from its text, URL's own parse keeps it.
+  if (raw.charCodeAt(0) === 0x3f) return { ok: false, reason: "the query starts with '?', which some readers drop and others keep" };
   const out = new Map<string, string>();
   let start = 0;
   let pairs = 0;

@@ -287,6 +287,10 @@ describe('readQuery', () => {
     expect(readQuery(raw)).toEqual({ ok: false, reason: expect.stringContaining('does not percent-decode') });
   });
 
+  test("a leading '?' (from `??debug=1`) refuses the query: URLSearchParams drops it, URL keeps it", () => {
+    expect(readQuery('?debug=1')).toEqual({ ok: false, reason: expect.stringContaining("starts with '?'") });
+  });
+
   test('100 pairs are read; a 101st refuses the query rather than going unseen', () => {
     const pairs = Array.from({ length: 100 }, (_, i) => `p${i}=${i}`);
     expect(read(pairs.join('&')).get('p99')).toBe('99');
