@@ -86,7 +86,8 @@ export class DecisionEngine {
     } catch (err) {
       // A bug must never turn into an allow, not even under a dry-run policy.
       failed = true;
-      verdict = deny(403, 'malformed_request', `internal error while deciding: ${(err as Error).message}`);
+      // By class only: a message may quote the request, and the reason reaches the deny body.
+      verdict = deny(403, 'malformed_request', `internal error while deciding (${err instanceof Error ? err.name : typeof err})`);
     }
     let wouldDeny: Verdict | undefined;
     const policy = ctx.policy;

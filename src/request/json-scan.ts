@@ -14,8 +14,13 @@ export const MAX_BODY_DEPTH = 32;
  * the scan reads valid JSON exactly and anything else only far enough to give up safely.
  */
 export function jsonAmbiguity(text: string): string | undefined {
-  // One entry per open container: the folded keys seen so far for an object, null for an array.
-  const open: (Set<string> | null)[] = [];
+  // The folded keys of every open object, one run per object on one shared stack: most objects
+  // have a few keys, and a linear look through them costs less than a Set each. An object that
+  // grows past LINEAR_KEYS gets a Set.
+  const keys: string[] = [];
+  /** Per open container: where its keys start in `keys`, or -1 for an array. */
+  const starts: number[] = [];
+  const sets: (Set<string> | undefined)[] = [];
   let expectKey = false;
   const n = text.length;
   for (let i = 0; i < n; i++) {
@@ -33,27 +38,39 @@ export function jsonAmbiguity(text: string): string | undefined {
       }
       if (!expectKey) continue;
       expectKey = false;
-      const keys = open[open.length - 1];
-      if (!keys) continue;
+      const depth = starts.length - 1;
+      const from = starts[depth]!;
       const key = escaped ? decodeString(text.slice(start, i + 1)) : text.slice(start + 1, i);
       if (key === undefined) return undefined;
       const folded = foldName(key);
-      if (keys.has(folded)) return 'the JSON body repeats a key (or has two differing only in case), which parsers read differently';
-      keys.add(folded);
+      let set = sets[depth];
+      if (set === undefined) {
+        for (let k = from; k < keys.length; k++) if (keys[k] === folded) return DUPLICATE;
+        keys.push(folded);
+        if (keys.length - from > LINEAR_KEYS) sets[depth] = set = new Set(keys.slice(from));
+      } else {
+        if (set.has(folded)) return DUPLICATE;
+        set.add(folded);
+      }
     } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
-      if (open.length >= MAX_BODY_DEPTH) return `the JSON body nests deeper than ${MAX_BODY_DEPTH} levels`;
-      const isObject = c === 0x7b;
-      open.push(isObject ? new Set() : null);
-      expectKey = isObject;
+      if (starts.length >= MAX_BODY_DEPTH) return `the JSON body nests deeper than ${MAX_BODY_DEPTH} levels`;
+      expectKey = c === 0x7b;
+      starts.push(expectKey ? keys.length : -1);
+      sets.push(undefined);
     } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
-      open.pop();
+      const from = starts.pop();
+      sets.pop();
+      if (from !== undefined && from >= 0) keys.length = from;
       expectKey = false;
     } else if (c === 0x2c /* , */) {
-      expectKey = open.length > 0 && open[open.length - 1] !== null;
+      expectKey = starts.length > 0 && starts[starts.length - 1]! >= 0;
     }
   }
   return undefined;
 }
+
+const LINEAR_KEYS = 16;
+const DUPLICATE = 'the JSON body repeats a key (or has two differing only in case), which parsers read differently';
 
 function decodeString(literal: string): string | undefined {
   try {
@@ -69,6 +86,15 @@ function decodeString(literal: string): string | undefined {
  * that Go's simple case folding maps onto ASCII (U+017F long s, U+212A Kelvin sign) folded too.
  */
 export function foldName(name: string): string {
+  let plain = true;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c > 0x7e) {
+      plain = false;
+      break;
+    }
+  }
+  if (plain) return name;
   const lower = name.toLowerCase();
   return lower.includes('\u017f') ? lower.replaceAll('\u017f', 's') : lower;
 }

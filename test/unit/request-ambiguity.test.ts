@@ -171,6 +171,15 @@ describe('nothing from the request reaches a reason unless put there on purpose'
     expect(d.reason).not.toContain('SECRETKEY');
   });
 
+  test('an internal error is reported by its class, not a message that may quote the request', async () => {
+    const { engine: failing } = await engineFor(policyDir({ 'api.yaml': SERVICE }));
+    (failing as unknown as { quarantine: { current: () => never } }).quarantine.current = () => {
+      throw new TypeError('cannot read sk_live_SECRETKEY');
+    };
+    const d = await failing.decide(check({ path: '/public' }));
+    expect(d).toMatchObject({ allowed: false, code: 'malformed_request', reason: 'internal error while deciding (TypeError)' });
+  });
+
   test('a digit-only payload key is masked like any undeclared name', async () => {
     const d = await decide({ method: 'POST', path: '/counts', headers: { 'content-type': 'application/json' }, body: '{"4111111111111111": "x"}' });
     expect(d).toMatchObject({ allowed: false, code: 'payload_rejected' });
