@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { httpListenHost } from '../server/listen-address';
 
@@ -110,9 +111,19 @@ export class AdminServer {
     }
   }
 
-  /** Operator changes: from loopback (kubectl exec), or with the admin token. */
+  /**
+   * Operator changes: from loopback (kubectl exec), or with the admin token. A web page on the
+   * same host can POST to loopback too (a `text/plain` form needs no preflight), and a
+   * DNS-rebinding page can even read the answers; browsers always send `Origin` on such
+   * requests and name the page's host in `Host`, and cannot send `application/json` across
+   * origins without a preflight that this server never answers.
+   */
   private async change(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
-    if (!this.mayChange(req)) return send(res, 403, { error: 'changes need a loopback caller or the admin token (authorization: Bearer …)' });
+    if (req.headers.origin !== undefined) return send(res, 403, { error: 'changes are not taken from web pages (the request has an Origin header)' });
+    const allowed = this.mayChange(req);
+    if (allowed !== true) return send(res, 403, { error: allowed });
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json') return send(res, 415, { error: 'changes need content-type: application/json' });
     if (path === '/v1/audit/reopen') {
       if (!this.providers.audit) return unavailable(res, 'audit');
       const result = await this.providers.audit.reopen();
@@ -140,16 +151,18 @@ export class AdminServer {
     return send(res, 200, { renewed });
   }
 
-  private mayChange(req: http.IncomingMessage): boolean {
+  /** true, or why not. */
+  private mayChange(req: http.IncomingMessage): true | string {
     const token = this.options.token;
     const header = req.headers.authorization;
     if (token !== undefined && typeof header === 'string' && header.startsWith('Bearer ')) {
       const given = Buffer.from(header.slice(7));
       // Hash both sides so the comparison is constant time whatever the lengths.
-      return timingSafeEqual(createHash('sha256').update(given).digest(), createHash('sha256').update(token).digest());
+      return timingSafeEqual(createHash('sha256').update(given).digest(), createHash('sha256').update(token).digest()) || REFUSED_CHANGE;
     }
     const remote = req.socket.remoteAddress ?? '';
-    return remote === '127.0.0.1' || remote === '::1' || remote === '::ffff:127.0.0.1';
+    if (remote !== '127.0.0.1' && remote !== '::1' && remote !== '::ffff:127.0.0.1') return REFUSED_CHANGE;
+    return isLoopbackHost(req.headers.host ?? '') || 'changes from loopback need a Host that is a loopback name or address';
   }
 }
 
@@ -160,6 +173,23 @@ function unknownPolicyOrRule(served: unknown, policy: string, rule: string | und
   if (found === undefined) return `no policy named '${policy}' is being served`;
   if (rule !== undefined && !found.rules.includes(rule)) return `policy '${policy}' has no rule named '${rule}'`;
   return undefined;
+}
+
+const REFUSED_CHANGE = 'changes need a loopback caller or the admin token (authorization: Bearer …)';
+
+/** `localhost`, 127.0.0.0/8 or ::1, with or without a port: the names a rebinding page cannot put in Host. */
+export function isLoopbackHost(host: string): boolean {
+  let name = host.toLowerCase();
+  if (name.startsWith('[')) {
+    const close = name.indexOf(']');
+    if (close === -1 || (close + 1 < name.length && name[close + 1] !== ':')) return false;
+    name = name.slice(1, close);
+    return name === '::1' || name === '::ffff:127.0.0.1';
+  }
+  const colon = name.indexOf(':');
+  if (colon !== -1) name = name.slice(0, colon);
+  if (name === 'localhost' || name === 'localhost.') return true;
+  return isIP(name) === 4 && name.startsWith('127.');
 }
 
 function unavailable(res: http.ServerResponse, what: string): void {

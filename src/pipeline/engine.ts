@@ -13,6 +13,7 @@ import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
 import type { QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
 import type { BucketStore, LimitResult } from '../ratelimit/types';
+import { keyedHeaderAmbiguity } from '../request/ambiguity';
 import { normalizeCheckRequest, type NormalizedRequest } from '../request/normalize';
 import { ALLOWED, deny, type Decision, type Verdict } from './decision';
 
@@ -85,7 +86,8 @@ export class DecisionEngine {
     } catch (err) {
       // A bug must never turn into an allow, not even under a dry-run policy.
       failed = true;
-      verdict = deny(403, 'malformed_request', `internal error while deciding: ${(err as Error).message}`);
+      // By class only: a message may quote the request, and the reason reaches the deny body.
+      verdict = deny(403, 'malformed_request', `internal error while deciding (${err instanceof Error ? err.name : typeof err})`);
     }
     let wouldDeny: Verdict | undefined;
     const policy = ctx.policy;
@@ -141,13 +143,16 @@ export class DecisionEngine {
     const optOut = optOuts === undefined ? undefined : findOptOut(optOuts, request);
     if (optOut) {
       ctx.optOut = `${optOut.policy.name}/${optOut.refusal.name}`;
-      const verdict = this.soft(ctx, optOut.policy.mode === 'dry-run', deny(403, 'caller_opt_out', `caller ${caller.id} may not make this request: ${optOut.reason} (WorkloadPolicy ${optOut.policy.name})`));
+      const verdict = this.soft(ctx, optOut.policy.mode === 'dry-run', deny(403, optOut.malformed ? 'malformed_request' : 'caller_opt_out', `caller ${caller.id} may not make this request: ${optOut.reason} (WorkloadPolicy ${optOut.policy.name})`));
       if (verdict) return verdict;
     }
     if (policy === undefined) return deny(403, 'unknown_host', `no policy guards host '${clip(request.host)}'`);
 
     const authz = authorize(policy, request, caller);
     switch (authz.kind) {
+      case 'ambiguous':
+        ctx.rule = authz.rule;
+        return deny(403, 'malformed_request', `malformed request: ${authz.reason} (read by the condition of rule ${authz.rule.name} of policy ${policy.name})`);
       case 'condition-error':
         ctx.rule = authz.rule;
         return deny(403, 'condition_error', `condition of rule ${authz.rule.name} of policy ${policy.name} could not be evaluated: ${authz.error}`);
@@ -187,11 +192,13 @@ export class DecisionEngine {
     }
     if (rule.body !== null) {
       const violation = bodyContractViolation(rule.body, request);
-      if (violation !== undefined) return deny(403, 'payload_rejected', `rule ${rule.name} of policy ${policy.name}: ${violation}`);
+      if (violation !== undefined) return deny(403, violation.malformed ? 'malformed_request' : 'payload_rejected', `rule ${rule.name} of policy ${policy.name}: ${violation.reason}`);
     }
 
     const limit = rule.rateLimit;
     if (limit === null) return ALLOWED;
+    const keyAmbiguity = limit.per.kind === 'header' ? keyedHeaderAmbiguity(limit.per.name, request) : undefined;
+    if (keyAmbiguity !== undefined) return deny(403, 'malformed_request', `malformed request: ${keyAmbiguity} (rule ${rule.name} of policy ${policy.name})`);
     const outcome = await applyLimit(this.deps.store, limit, bucketKey(limit, request, identity.id.id));
     if (outcome.kind === 'backend-error') {
       ctx.limitBackendError = outcome.error;

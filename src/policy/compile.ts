@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { compileSpiffePattern, type SpiffePattern } from '../identity/spiffe';
 import type { GrantRef } from '../grants/types';
+import { foldName } from '../request/json-scan';
 import { compileCondition } from './conditions';
 import { parseDuration } from './duration';
 import type { CompiledWorkloadPolicy } from './opt-out';
@@ -73,6 +74,7 @@ function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: st
       paths: r.paths ? r.paths.map((p) => mustCompile(compilePathPattern(p))) : null,
       headers: r.headers ?? null,
       fields: r.fields ? r.fields.map((f) => f.split('.')) : null,
+      foldedFields: r.fields ? r.fields.map((f) => f.split('.').map(foldName)) : null,
     })),
     file,
     label: `${doc.metadata.name}@${version}`,

@@ -54,7 +54,7 @@ describe('audit log rotation', () => {
     // copytruncate: the file is copied and emptied in place; the admin call is harmless then.
     copyFileSync(audit, `${audit}.1`);
     truncateSync(audit, 0);
-    const res = await fetch(`http://127.0.0.1:${server.adminPort}/v1/audit/reopen`, { method: 'POST' });
+    const res = await fetch(`http://127.0.0.1:${server.adminPort}/v1/audit/reopen`, { method: 'POST', headers: { 'content-type': 'application/json' } });
     expect([res.status, await res.json()]).toEqual([200, { reopened: 1 }]);
     await checks(1);
     await waitFor(() => lineCount(audit) === 1, 'one record after the truncation');
@@ -101,10 +101,10 @@ describe('audit log rotation', () => {
     );
     const port = await admin.listen('127.0.0.1', 0);
     try {
-      const wrong = await fetch(`http://127.0.0.1:${port}/v1/audit/reopen`, { method: 'POST', headers: { authorization: 'Bearer not-the-admin-token' } });
+      const wrong = await fetch(`http://127.0.0.1:${port}/v1/audit/reopen`, { method: 'POST', headers: { authorization: 'Bearer not-the-admin-token', 'content-type': 'application/json' } });
       expect(wrong.status).toBe(403);
       expect(reopened).toBe(0);
-      const right = await fetch(`http://127.0.0.1:${port}/v1/audit/reopen`, { method: 'POST', headers: { authorization: 'Bearer the-right-admin-token' } });
+      const right = await fetch(`http://127.0.0.1:${port}/v1/audit/reopen`, { method: 'POST', headers: { authorization: 'Bearer the-right-admin-token', 'content-type': 'application/json' } });
       expect(right.status).toBe(200);
       expect(reopened).toBe(1);
     } finally {

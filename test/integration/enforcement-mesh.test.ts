@@ -186,13 +186,14 @@ describe('admin changes need loopback or the token', () => {
     const port = await admin.listen('127.0.0.1', 0);
     try {
       const release = (auth?: string): Promise<Response> =>
-        fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', headers: auth ? { authorization: auth } : {}, body: JSON.stringify({ caller: ORDERS }) });
+        fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) }, body: JSON.stringify({ caller: ORDERS }) });
       expect((await release('Bearer wrong-token-of-any-length')).status).toBe(403);
       expect((await release(`Bearer ${token.toString()}`)).status).toBe(200);
       // Loopback without any token is trusted: `kubectl exec … gatehouse quarantine release`.
       expect((await release()).status).toBe(200);
-      expect((await fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', body: 'x'.repeat(20_000) })).status).toBe(400);
-      expect((await fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', body: '{"caller": 1}' })).status).toBe(400);
+      const json = { 'content-type': 'application/json' };
+      expect((await fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', headers: json, body: 'x'.repeat(20_000) })).status).toBe(400);
+      expect((await fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', headers: json, body: '{"caller": 1}' })).status).toBe(400);
       expect((await fetch(`http://127.0.0.1:${port}/v1/access`)).status).toBe(501);
     } finally {
       await admin.close();

@@ -46,6 +46,25 @@ describe('audit log records', () => {
   });
 });
 
+describe('audit records stay one line each', () => {
+  test('NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR from a request are escaped, in decisions and in events', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'gatehouse-audit-')), 'audit.log');
+    const audit = new AuditLog(file);
+    const breaks = 'a\u0085b\u2028c\u2029d';
+    audit.record(decision('breaks', { path: `/${breaks}`, requestId: breaks, reason: `why ${breaks}` }));
+    audit.record(decision('breaks-plain', { path: '/plain\u2028' }));
+    audit.event('quarantine_entered', { caller: `spiffe://x/${breaks}` }, 'entered');
+    await audit.flush();
+    const text = readFileSync(file, 'utf8');
+    for (const c of ['\u0085', '\u2028', '\u2029']) expect(text).not.toContain(c);
+    // Split the way a line reader that honours Unicode line breaks would.
+    const lines = text.split(/\r\n|[\n\r\u0085\u2028\u2029]/).filter((l) => l !== '');
+    expect(lines).toHaveLength(3);
+    expect((JSON.parse(lines[0]!) as { path: string }).path).toBe(`/${breaks}`);
+    expect(verifyAuditText(text)).toEqual({ ok: true, records: 3, chains: 1 });
+  });
+});
+
 describe('audit log flush', () => {
   test('flush() resolves only once every record written before it is on disk', async () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'gatehouse-flush-')), 'audit.log');
