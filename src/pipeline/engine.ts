@@ -9,6 +9,7 @@ import { formatDuration } from '../policy/duration';
 import { findOptOut } from '../policy/opt-out';
 import { bodyContractViolation } from '../policy/payload';
 import { residencyViolation } from '../policy/residency';
+import { policyForDestination, selectHttpPolicy, SelectionRefusal } from '../policy/select';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
 import type { QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
@@ -51,6 +52,8 @@ interface Context {
   optOut?: string;
   /** The grant that admitted the caller, marked used once the check is allowed. */
   grant?: GrantRef;
+  /** The verdict is the selected policy's own (its rules): the only kind its dry-run mode softens. */
+  policyDecides?: boolean;
 }
 
 /** 403s that count towards quarantine: misbehaviour, not flow control or our own trouble. */
@@ -90,7 +93,7 @@ export class DecisionEngine {
     let wouldDeny: Verdict | undefined;
     const policy = ctx.policy;
     const denied = verdict;
-    if (!verdict.allowed && !failed && policy?.mode === 'dry-run') {
+    if (!verdict.allowed && !failed && ctx.policyDecides === true && policy?.mode === 'dry-run') {
       wouldDeny = verdict;
       verdict = ALLOWED;
     } else if (verdict.allowed && ctx.softDenial) {
@@ -121,8 +124,15 @@ export class DecisionEngine {
     const normalized = normalizeCheckRequest(checkRequest);
     if (!normalized.ok) return deny(403, 'malformed_request', `malformed request: ${normalized.reason}`);
     const request = (ctx.request = normalized.request);
-    // The policy is looked up before identity only so that dry-run covers 401s too.
-    ctx.policy = request.kind === 'http' ? ctx.set.byHost.get(request.host) : ctx.set.byWorkload.get(request.host);
+    // Selected before identity: a JWT-SVID is verified against the destination's audiences.
+    let refusal: SelectionRefusal | undefined;
+    if (request.kind === 'http') {
+      const selected = selectHttpPolicy(ctx.set, request);
+      if (selected instanceof SelectionRefusal) refusal = selected;
+      ctx.policy = selected instanceof SelectionRefusal ? selected.policy : selected;
+    } else {
+      ctx.policy = policyForDestination(ctx.set.destinations, request.host);
+    }
 
     const identity = (ctx.identity = await resolveIdentity(request, this.deps.identity, ctx.policy));
     if (!identity.ok) return deny(401, identity.code, identity.reason);
@@ -135,7 +145,10 @@ export class DecisionEngine {
       const verdict = this.soft(ctx, quarantined.dryRun, deny(403, 'quarantined', `quarantined: caller ${caller.id} is isolated until ${until} after ${quarantined.denials} denials by policy ${quarantined.policy}`));
       if (verdict) return verdict;
     }
-    if (request.kind === 'tcp') return this.authorizeConnection(policy, request.host, caller, ctx);
+    if (request.kind === 'tcp') {
+      ctx.policyDecides = policy !== undefined;
+      return this.authorizeConnection(policy, request.host, caller, ctx);
+    }
 
     const optOuts = ctx.set.optOuts.get(caller.id);
     const optOut = optOuts === undefined ? undefined : findOptOut(optOuts, request);
@@ -144,8 +157,10 @@ export class DecisionEngine {
       const verdict = this.soft(ctx, optOut.policy.mode === 'dry-run', deny(403, 'caller_opt_out', `caller ${caller.id} may not make this request: ${optOut.reason} (WorkloadPolicy ${optOut.policy.name})`));
       if (verdict) return verdict;
     }
+    if (refusal !== undefined) return deny(403, refusal.code, refusal.reason);
     if (policy === undefined) return deny(403, 'unknown_host', `no policy guards host '${clip(request.host)}'`);
 
+    ctx.policyDecides = true;
     const authz = authorize(policy, request, caller);
     switch (authz.kind) {
       case 'condition-error':
@@ -167,6 +182,8 @@ export class DecisionEngine {
       // The token verified against some audience of this policy; it must carry this rule's.
       const wanted = authz.rule.audience ?? defaultAudience(this.deps.identity, policy.audience);
       if (wanted === undefined || !identity.audiences.includes(wanted)) {
+        // A credential that does not fit is an identity failure, which dry-run never softens.
+        ctx.policyDecides = false;
         return deny(401, 'invalid_identity', `JWT-SVID: token audience does not include '${wanted ?? '(none configured)'}', required by rule ${authz.rule.name}`);
       }
     }

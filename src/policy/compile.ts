@@ -7,6 +7,7 @@ import type { CompiledWorkloadPolicy } from './opt-out';
 import { compilePathPattern, type PathPattern } from './path-pattern';
 import { compileBodyContract } from './payload';
 import { parseRegionSource } from './residency';
+import { buildDestinationIndex } from './select';
 import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from './schema';
 import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from './types';
 import { parseLimitKey } from './validate';
@@ -55,10 +56,12 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
     };
     policies.push(policy);
     for (const host of doc.spec.hosts ?? []) byHost.set(host, policy);
-    for (const workload of doc.spec.workloads ?? []) byWorkload.set(workload, policy);
+    for (const workload of doc.spec.workloads ?? []) if (!workload.includes('*')) byWorkload.set(workload, policy);
   }
   const grants = policies.flatMap((p) => p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)));
-  return { version, policies, byHost, byWorkload, optOuts, grants, files, loadedAt: new Date() };
+  const destinations = buildDestinationIndex(policies);
+  const byName = new Map(policies.map((p) => [p.name, p]));
+  return { version, policies, byHost, byWorkload, destinations, byName, optOuts, grants, files, loadedAt: new Date() };
 }
 
 function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: string): CompiledWorkloadPolicy {
