@@ -11,7 +11,7 @@ import { bodyContractViolation } from '../policy/payload';
 import { residencyViolation } from '../policy/residency';
 import { policyForDestination, selectHttpPolicy, SelectionRefusal } from '../policy/select';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
-import type { QuarantineState } from '../quarantine/types';
+import type { QuarantineEntry, QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
 import type { BucketStore, LimitResult } from '../ratelimit/types';
 import { normalizeCheckRequest, type NormalizedRequest } from '../request/normalize';
@@ -56,9 +56,6 @@ interface Context {
   policyDecides?: boolean;
 }
 
-/** 403s that count towards quarantine: misbehaviour, not flow control or our own trouble. */
-const NOT_COUNTED = new Set(['quarantined', 'malformed_request']);
-
 /**
  * The one decision function. The gRPC server, the CLI `check` command and the HTTP mode
  * are adapters around `decide`. Stages run in the SPEC's order and stop at the first
@@ -101,8 +98,9 @@ export class DecisionEngine {
     }
     if (verdict.allowed && ctx.grant !== undefined && ctx.identity?.ok) this.grants.used(ctx.grant, ctx.identity.id.id, this.now());
     // Counted off the answer's path: the check does not wait for the quarantine backend.
-    if (!denied.allowed && denied.status === 403 && policy?.quarantine && ctx.identity?.ok && !NOT_COUNTED.has(denied.code)) {
-      void this.quarantine.recordDenial(ctx.identity.id.id, policy.quarantine);
+    const rule = policy?.quarantine;
+    if (!denied.allowed && !failed && rule && ctx.identity?.ok && rule.countReasons.has(denied.code)) {
+      void this.quarantine.recordDenial(ctx.identity.id.id, rule);
     }
     const decision = this.finish(ctx, verdict, wouldDeny);
     this.deps.sink.record(decision);
@@ -140,7 +138,7 @@ export class DecisionEngine {
     const policy = ctx.policy;
     const caller = identity.id;
     const quarantined = this.quarantine.current(caller.id, this.now());
-    if (quarantined) {
+    if (quarantined && isolatedHere(quarantined, ctx)) {
       const until = new Date(quarantined.until).toISOString();
       const verdict = this.soft(ctx, quarantined.dryRun, deny(403, 'quarantined', `quarantined: caller ${caller.id} is isolated until ${until} after ${quarantined.denials} denials by policy ${quarantined.policy}`));
       if (verdict) return verdict;
@@ -270,6 +268,16 @@ export class DecisionEngine {
       latencyMs: performance.now() - ctx.start,
     };
   }
+}
+
+/**
+ * Whether a quarantine entry covers this request: the workloads of the policy that tripped it,
+ * or every destination when that policy says `scope: mesh`. An entry whose policy is no longer
+ * loaded covers everything until it ends: a reload must not lift an isolation.
+ */
+function isolatedHere(entry: QuarantineEntry, ctx: Context): boolean {
+  const owner = ctx.set.byName.get(entry.policy);
+  return owner === undefined || owner === ctx.policy || owner.quarantine?.scope !== 'policy';
 }
 
 function clip(text: string): string {

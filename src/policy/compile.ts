@@ -7,6 +7,7 @@ import type { CompiledWorkloadPolicy } from './opt-out';
 import { compilePathPattern, type PathPattern } from './path-pattern';
 import { compileBodyContract } from './payload';
 import { parseRegionSource } from './residency';
+import { IDENTITY_DENIALS } from '../quarantine/types';
 import { buildDestinationIndex } from './select';
 import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from './schema';
 import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from './types';
@@ -48,7 +49,15 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
         : null,
       rules: doc.spec.rules.map((rule, index) => compileRule(name, contentHash, rule, index)),
       quarantine: quarantine
-        ? { policy: name, denials: quarantine.denials, windowMs: mustDuration(quarantine.window), durationMs: mustDuration(quarantine.duration), dryRun: mode === 'dry-run' }
+        ? {
+            policy: name,
+            denials: quarantine.denials,
+            windowMs: mustDuration(quarantine.window),
+            durationMs: mustDuration(quarantine.duration),
+            dryRun: mode === 'dry-run',
+            countReasons: new Set([...IDENTITY_DENIALS, ...(quarantine.countReasons ?? [])]),
+            scope: quarantine.scope ?? 'policy',
+          }
         : null,
       file,
       label: `${name}@${version}`,

@@ -23,7 +23,7 @@ kind: ServicePolicy
 metadata: { name: customers }
 spec:
   hosts: [customers]
-  quarantine: { denials: 3, window: 1m, duration: 10m }
+  quarantine: { denials: 3, window: 1m, duration: 10m, scope: mesh }
   rules:
     - name: export
       methods: [GET]

@@ -313,12 +313,27 @@ describe('quarantine:', () => {
     expect(await problemsOf(withQuarantine('{ denials: 3, window: 1 minute, duration: 0s, after: 2 }'))).toEqual([
       'p.yaml:6:37 spec.quarantine.window: must be a duration such as 90s, 15m, 12h or 30d',
       'p.yaml:6:57 spec.quarantine.duration: must be a duration such as 90s, 15m, 12h or 30d',
-      "p.yaml:6:61 spec.quarantine: unknown key 'after' (allowed: denials, window, duration)",
+      "p.yaml:6:61 spec.quarantine: unknown key 'after' (allowed: denials, window, duration, countReasons, scope)",
     ]);
   });
 
   test('exactly 7d and 30d (in other units) are accepted', async () => {
     expect(await warningsOf(withQuarantine('{ denials: 3, window: 168h, duration: 720h }'))).toEqual([]);
+  });
+
+  test('countReasons adds content-driven denials to the identity-decided ones; scope: mesh is an opt-in', async () => {
+    const dir = policyDir(withQuarantine('{ denials: 3, window: 1m, duration: 5m, countReasons: [payload_rejected], scope: mesh }'));
+    const result = await loadPolicyDir(dir);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    const rule = result.set.byName.get('p')!.quarantine!;
+    expect([...rule.countReasons].sort()).toEqual(['caller_not_allowed', 'caller_refused', 'host_mismatch', 'mtls_required', 'payload_rejected']);
+    expect(rule.scope).toBe('mesh');
+  });
+
+  test('an unknown count reason or scope is an error', async () => {
+    const problems = await problemsOf(withQuarantine('{ denials: 3, window: 1m, duration: 5m, countReasons: [rate_limited], scope: everywhere }'));
+    expect(problems).toEqual([expect.stringMatching(/spec\.quarantine\.countReasons\[0\]: must be one of: caller_not_allowed, .*payload_rejected/), expect.stringMatching(/spec\.quarantine\.scope: must be one of: policy, mesh/)]);
   });
 });
 
@@ -480,7 +495,15 @@ spec:
     if (!result.ok) return;
     const set = result.set;
     const policy = set.byHost.get('customers')!;
-    expect(policy.quarantine).toEqual({ policy: 'customers', denials: 5, windowMs: 7 * 86_400_000, durationMs: 30 * 86_400_000, dryRun: false });
+    expect(policy.quarantine).toEqual({
+      policy: 'customers',
+      denials: 5,
+      windowMs: 7 * 86_400_000,
+      durationMs: 30 * 86_400_000,
+      dryRun: false,
+      countReasons: new Set(['caller_not_allowed', 'caller_refused', 'mtls_required', 'host_mismatch']),
+      scope: 'policy',
+    });
     expect(set.grants).toEqual([
       { policy: 'customers', version: policy.contentHash, rule: 'export', entry: 0, pattern: 'spiffe://td/ns/reports/sa/exporter', maxIdleMs: 30 * 86_400_000 },
     ]);
