@@ -1,3 +1,4 @@
+import { AskerGate, askerControlConfigured, type AskerOptions } from './server/askers';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AdminProviders, Readiness } from './admin/admin-server';
@@ -30,6 +31,8 @@ export interface GatehouseOptions {
   readonly trustBundles?: ReadonlyMap<string, TrustBundle>;
   /** JWT-SVIDs: expected audience (a policy's `audience` overrides it) and clock leeway. */
   readonly jwt?: { readonly audience: string | undefined; readonly leewaySeconds: number };
+  /** Who may ask the Check port (TLS client certificates, `--askers`); open when undefined. */
+  readonly askers?: AskerOptions;
   /** The HTTP authorization mode (`--http-port`); off when undefined. */
   readonly http?: Omit<HttpModeOptions, 'host'>;
   /** File for audit records; stdout when undefined. */
@@ -49,6 +52,13 @@ export interface GatehouseOptions {
 }
 
 const REDIS_STARTUP_WAIT_MS = 2000;
+/** Audit events for refused askers per second; beyond it only the metric counts them. */
+const MAX_ASKER_EVENTS_PER_SECOND = 50;
+
+function clipText(text: string | undefined): string | null {
+  if (text === undefined) return null;
+  return text.length <= 256 ? text : `${text.slice(0, 256)}…`;
+}
 
 export class PolicyLoadError extends Error {
   constructor(readonly problems: readonly PolicyProblem[]) {
@@ -113,7 +123,18 @@ export class Gatehouse {
       quarantine: state.quarantine,
       grants: state.grants,
     });
-    const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort });
+    // Refused askers are strangers: the metric counts each, the audit log takes a bounded share.
+    const refusalEvents = { second: 0, written: 0 };
+    const askers = askerControlConfigured(options.askers)
+      ? new AskerGate(options.askers, (refusal) => {
+          metrics.askerRefused(refusal.reason);
+          const second = Math.floor(Date.now() / 1000);
+          if (second !== refusalEvents.second) Object.assign(refusalEvents, { second, written: 0 });
+          if (refusalEvents.written++ >= MAX_ASKER_EVENTS_PER_SECOND) return;
+          audit.event('asker.refused', { reason: refusal.reason, asker: clipText(refusal.asker), destination: clipText(refusal.destination) }, 'check refused: the asker may not ask about this destination');
+        })
+      : undefined;
+    const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort, ...(askers ? { askers } : {}) });
     const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost }) : undefined;
     state.grants.setGrants(loaded.set.grants, Date.now());
     app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
