@@ -135,7 +135,7 @@ export class Gatehouse {
         })
       : undefined;
     const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort, ...(askers ? { askers } : {}) });
-    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost }) : undefined;
+    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost, ...(askers ? { askers } : {}) }) : undefined;
     state.grants.setGrants(loaded.set.grants, Date.now());
     app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
     await grpc.listen();

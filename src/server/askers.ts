@@ -1,4 +1,6 @@
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { compileSpiffePattern, parseSpiffeId, type SpiffePattern } from '../identity/spiffe';
 import { parseXfcc } from '../identity/xfcc';
@@ -69,6 +71,24 @@ export class AskerGate {
     const tls = this.options.tls;
     if (tls === undefined) return grpc.ServerCredentials.createInsecure();
     return serverTlsCredentials(tls);
+  }
+
+  /** HTTPS server options for the HTTP mode: client certificates required; undefined without --tls-cert. */
+  httpsOptions(): { cert: Buffer; key: Buffer; ca: Buffer; requestCert: true; rejectUnauthorized: true } | undefined {
+    const tls = this.options.tls;
+    if (tls === undefined) return undefined;
+    return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), ca: readFileSync(tls.clientCaFile), requestCert: true, rejectUnauthorized: true };
+  }
+
+  /**
+   * The HTTP mode carries no destination identity: only gateway askers may use it. Without TLS
+   * the HTTP mode names no asker, so with asker control on it refuses every request.
+   */
+  refuseHttp(socket: Socket): AskerRefusal | undefined {
+    const cert = socket instanceof TLSSocket ? socket.getPeerCertificate() : undefined;
+    const refusal = this.judge(cert ? spiffeUriSan(cert.subjectaltname) : undefined, undefined);
+    if (refusal !== undefined) this.onRefused(refusal);
+    return refusal;
   }
 
   /** Undefined when the asker may ask this; else the refusal, already reported. */

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
+import * as https from 'node:https';
 import * as grpc from '@grpc/grpc-js';
 import type { CheckResponseMessage } from '../../src/respond/check-response';
 import { loadProtos } from '../../src/server/protos';
 import { spiffeUriSan } from '../../src/server/askers';
 import type { QuarantineState } from '../../src/quarantine/types';
-import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { EXAMPLE_POLICIES, gatewayExamplePolicies } from '../helpers/policies';
 import { TestCa, type Issued } from '../helpers/pki';
 import { envoyCheckRequest, ORDERS } from '../helpers/requests';
 import { startTestServer, type TestServer } from '../helpers/server';
@@ -129,6 +130,50 @@ describe('the Check port over TLS: only proxies may ask', () => {
       anonymous.close();
       plaintext.close();
     }
+  });
+});
+
+describe('the HTTP mode over TLS: only gateway askers (it carries no destination identity)', () => {
+  const ca = new TestCa('http-askers');
+  let server: TestServer;
+
+  beforeAll(async () => {
+    const serverCert = ca.issue('gatehouse', 'DNS:localhost,IP:127.0.0.1', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth']);
+    server = await startTestServer({
+      policiesDir: gatewayExamplePolicies(),
+      trustXfcc: true,
+      http: { port: 0, dialect: 'envoy' },
+      askers: { tls: { certFile: serverCert.cert, keyFile: serverCert.key, clientCaFile: ca.cert }, askers: [], gateways: [GATEWAY], fromXfcc: false },
+    });
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const get = (identity: Issued | undefined): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = https.request(
+        {
+          host: '127.0.0.1', port: server.app.http!.port, path: '/v1/orders/7', method: 'GET', servername: 'localhost', agent: false,
+          ca: readFileSync(ca.cert), ...(identity ? { cert: readFileSync(identity.cert), key: readFileSync(identity.key) } : {}),
+          headers: { host: 'orders', 'x-forwarded-client-cert': `URI=${WEB}` },
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+
+  test('a gateway asks; a sidecar (no destination to match) is refused before deciding; no certificate fails TLS', async () => {
+    expect((await get(ca.issue('gw', `URI:${GATEWAY}`))).status).toBe(200);
+    const refused = await get(ca.issue('sidecar', `URI:${PAYMENTS}`));
+    expect(refused).toMatchObject({ status: 403, body: expect.stringContaining('asker is not authorised') });
+    await expect(get(undefined)).rejects.toBeDefined();
+    expect(await metricsText(server)).toMatch(/^gatehouse_asker_refusals_total\{reason="not_own_destination"\} 1$/m);
   });
 });
 
