@@ -61,6 +61,12 @@ describe('destination binding against the example policies', () => {
     expect(await reasonCode(server, res)).toBe('host_mismatch');
   });
 
+  test('at a dry-run workload, a Host of another policy is still host_mismatch: dry-run softens only its own rules', async () => {
+    const res = await check({ principal: FRONTEND_WEB, host: 'payments', destination: INVENTORY, method: 'POST', path: '/v1/charges' });
+    expect(reasonOf(res)).toMatchObject({ code: 7, status: 403 });
+    expect(await reasonCode(server, res)).toBe('host_mismatch');
+  });
+
   test('with no identity at all, a dry-run Host lifts nothing: 401', async () => {
     const res = await check({ host: 'inventory', destination: PAYMENTS, method: 'POST', path: '/v1/charges' });
     expect(reasonOf(res)).toMatchObject({ code: 16, status: 401 });
