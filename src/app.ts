@@ -19,7 +19,7 @@ import { RedisGrantTracker } from './grants/redis';
 import type { GrantTracker } from './grants/types';
 import { MemoryQuarantineState } from './quarantine/memory';
 import { RedisQuarantineState } from './quarantine/redis';
-import type { QuarantineEvent, QuarantineState } from './quarantine/types';
+import { subjectCaller, type QuarantineEntry, type QuarantineEvent, type QuarantineState } from './quarantine/types';
 
 export interface GatehouseOptions {
   readonly policiesDir: string;
@@ -230,7 +230,7 @@ export class Gatehouse {
       readiness: () => this.readiness(),
       metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
       policy: () => this.policyInfo(),
-      quarantine: { list: () => this.state.quarantine.list(), release: (caller) => this.state.quarantine.release(caller) },
+      quarantine: { list: () => listQuarantine(this.state.quarantine), release: (caller) => releaseQuarantine(this.state.quarantine, caller) },
       access: {
         report: async () => {
           await this.state.grants.sync();
@@ -262,6 +262,22 @@ export class Gatehouse {
 
 }
 
+/** Entries as operators know them: by caller, with the policy whose workloads it is isolated from. */
+async function listQuarantine(state: QuarantineState): Promise<QuarantineEntry[]> {
+  return (await state.list()).map((e) => ({ ...e, caller: subjectCaller(e.caller) }));
+}
+
+/** Releases every isolation of the caller: mesh-wide and per policy. The first released entry answers. */
+async function releaseQuarantine(state: QuarantineState, caller: string): Promise<QuarantineEntry | undefined> {
+  const subjects = [caller, ...(await state.list()).map((e) => e.caller).filter((s) => s !== caller && subjectCaller(s) === caller)];
+  let first: QuarantineEntry | undefined;
+  for (const subject of subjects) {
+    const released = await state.release(subject);
+    if (released !== undefined) first ??= { ...released, caller };
+  }
+  return first;
+}
+
 /** Quarantine and grant-use state: in Redis beside the buckets when configured, else in this process. */
 interface EnforcementState {
   readonly quarantine: QuarantineState;
@@ -272,7 +288,7 @@ interface EnforcementState {
 async function openEnforcementState(store: BucketStore, log: Logger, metrics: Metrics, audit: AuditLog): Promise<EnforcementState> {
   const onEvent = (event: QuarantineEvent): void => {
     const e = event.entry;
-    const details = { caller: e.caller, policy: e.policy, since: new Date(e.since).toISOString(), until: new Date(e.until).toISOString(), denials: e.denials, dry_run: e.dryRun };
+    const details = { caller: subjectCaller(e.caller), policy: e.policy, since: new Date(e.since).toISOString(), until: new Date(e.until).toISOString(), denials: e.denials, dry_run: e.dryRun };
     if (event.type === 'enter') {
       audit.event('quarantine.enter', details, e.dryRun ? 'would quarantine caller (dry-run)' : 'caller quarantined');
       metrics.quarantineEvent('enter', 'denials', e.dryRun);

@@ -11,7 +11,7 @@ import { bodyContractViolation } from '../policy/payload';
 import { residencyViolation } from '../policy/residency';
 import { policyForDestination, selectHttpPolicy, SelectionRefusal } from '../policy/select';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
-import type { QuarantineEntry, QuarantineState } from '../quarantine/types';
+import { quarantineSubject, type QuarantineEntry, type QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
 import type { BucketStore, LimitResult } from '../ratelimit/types';
 import { normalizeCheckRequest, type NormalizedRequest } from '../request/normalize';
@@ -100,7 +100,7 @@ export class DecisionEngine {
     // Counted off the answer's path: the check does not wait for the quarantine backend.
     const rule = policy?.quarantine;
     if (!denied.allowed && !failed && rule && ctx.identity?.ok && rule.countReasons.has(denied.code)) {
-      void this.quarantine.recordDenial(ctx.identity.id.id, rule);
+      void this.quarantine.recordDenial(quarantineSubject(ctx.identity.id.id, rule), rule);
     }
     const decision = this.finish(ctx, verdict, wouldDeny);
     this.deps.sink.record(decision);
@@ -109,6 +109,15 @@ export class DecisionEngine {
 
   private now(): number {
     return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** The quarantine entry that isolates the caller from this request's destination, if any. */
+  private isolation(caller: string, ctx: Context): QuarantineEntry | undefined {
+    const now = this.now();
+    const meshWide = this.quarantine.current(caller, now);
+    if (meshWide !== undefined && isolatedHere(meshWide, ctx)) return meshWide;
+    const rule = ctx.policy?.quarantine;
+    return rule?.scope === 'policy' ? this.quarantine.current(quarantineSubject(caller, rule), now) : undefined;
   }
 
   /** A denial that a dry-run source only reports; an enforcing one decides. */
@@ -137,8 +146,8 @@ export class DecisionEngine {
 
     const policy = ctx.policy;
     const caller = identity.id;
-    const quarantined = this.quarantine.current(caller.id, this.now());
-    if (quarantined && isolatedHere(quarantined, ctx)) {
+    const quarantined = this.isolation(caller.id, ctx);
+    if (quarantined) {
       const until = new Date(quarantined.until).toISOString();
       const verdict = this.soft(ctx, quarantined.dryRun, deny(403, 'quarantined', `quarantined: caller ${caller.id} is isolated until ${until} after ${quarantined.denials} denials by policy ${quarantined.policy}`));
       if (verdict) return verdict;
@@ -271,9 +280,9 @@ export class DecisionEngine {
 }
 
 /**
- * Whether a quarantine entry covers this request: the workloads of the policy that tripped it,
- * or every destination when that policy says `scope: mesh`. An entry whose policy is no longer
- * loaded covers everything until it ends: a reload must not lift an isolation.
+ * Whether an entry held under the caller itself covers this request: every destination when
+ * its policy says `scope: mesh` (or is no longer loaded: a reload must not lift an isolation),
+ * else only that policy's workloads (its scope changed since the entry was made).
  */
 function isolatedHere(entry: QuarantineEntry, ctx: Context): boolean {
   const owner = ctx.set.byName.get(entry.policy);

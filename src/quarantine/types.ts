@@ -25,6 +25,21 @@ export interface QuarantineRule {
 export type QuarantineScope = 'policy' | 'mesh';
 
 /**
+ * What the state keys an isolation by: the caller itself for a mesh-wide rule, the caller and
+ * the policy for a policy-scoped one, so isolations by different policies never overwrite or
+ * suppress each other. '#' never occurs in a SPIFFE ID, so the caller is always recoverable.
+ */
+export function quarantineSubject(caller: string, rule: Pick<QuarantineRule, 'policy' | 'scope'>): string {
+  return rule.scope === 'mesh' ? caller : `${caller}#${rule.policy}`;
+}
+
+/** The caller of a subject (see quarantineSubject). */
+export function subjectCaller(subject: string): string {
+  const hash = subject.indexOf('#');
+  return hash === -1 ? subject : subject.slice(0, hash);
+}
+
+/**
  * What the caller's identity decided: a denial any stranger could make a caller collect through
  * content (a bad body relayed for an end user, a condition, a dormant grant) counts only where
  * the policy lists it.

@@ -1,6 +1,5 @@
 import { TestCredentials } from '../../src/policy-test/credentials';
 import type { CheckResponseMessage } from '../../src/respond/check-response';
-import type { QuarantineState } from '../../src/quarantine/types';
 import { auditRecordFor, decisionIdOf, enforcementRequest, type EnforcementRequestSpec } from '../helpers/enforcement';
 import { checkClient, type CheckClient } from '../helpers/grpc-client';
 import { EXAMPLE_POLICIES, policyDir } from '../helpers/policies';
@@ -31,8 +30,9 @@ async function reasonCode(server: TestServer, res: CheckResponseMessage): Promis
   return auditRecordFor(await server.auditRecords(), decisionIdOf(res))['reason_code'] as string;
 }
 
-function quarantineOf(server: TestServer): QuarantineState {
-  return (server.app as unknown as { state: { quarantine: QuarantineState } }).state.quarantine;
+/** The quarantine as operators see it (admin API providers): entries by caller. */
+function quarantineOf(server: TestServer): { list(): Promise<unknown[]>; release(caller: string): Promise<unknown> } {
+  return server.app.adminProviders().quarantine!;
 }
 
 describe('destination binding against the example policies', () => {
@@ -171,6 +171,48 @@ ${extra}
   test('an enforcing mesh-wide quarantine stays a denial at a dry-run destination', async () => {
     for (let i = 0; i < 2; i++) expect(await reasonCode(server, await check({ principal: MALLORY, host: 'guard', destination: GUARD, method: 'GET', path: '/x' }))).toBe('caller_not_allowed');
     await waitFor(async () => (await reasonCode(server, await check({ principal: MALLORY, host: 'lab', destination: LAB, method: 'GET', path: '/x' }))) === 'quarantined', 'quarantine reaches the dry-run lab');
+  });
+});
+
+describe('policy-scoped isolations are kept apart', () => {
+  const A = `${TD}/ns/a/sa/a`;
+  const B = `${TD}/ns/b/sa/b`;
+  const MALLORY = `${TD}/ns/frontend/sa/mallory`;
+  let server: TestServer;
+  let client: CheckClient;
+  const check = (spec: EnforcementRequestSpec): Promise<CheckResponseMessage> => client.check(enforcementRequest(spec));
+  const at = (host: string, destination: string) => check({ principal: MALLORY, host, destination, method: 'GET', path: '/x' });
+
+  beforeAll(async () => {
+    const policy = (name: string, workload: string) => `apiVersion: gatehouse/v1
+kind: ServicePolicy
+metadata: { name: ${name} }
+spec:
+  workloads: [${workload}]
+  quarantine: { denials: 2, window: 1m, duration: 15m }
+  rules:
+    - name: only-orders
+      allow: [${ORDERS}]
+`;
+    server = await startTestServer({ policiesDir: policyDir({ 'a.yaml': policy('a', A), 'b.yaml': policy('b', B) }) });
+    client = checkClient(server.port);
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.stop();
+  });
+
+  test('isolated by a, the caller still counts (and trips) at b; one release ends both', async () => {
+    for (let i = 0; i < 2; i++) expect(await reasonCode(server, await at('a', A))).toBe('caller_not_allowed');
+    await waitFor(async () => (await reasonCode(server, await at('a', A))) === 'quarantined', 'quarantined at a');
+    expect(await reasonCode(server, await at('b', B))).toBe('caller_not_allowed');
+    expect(await reasonCode(server, await at('b', B))).toBe('caller_not_allowed');
+    await waitFor(async () => (await reasonCode(server, await at('b', B))) === 'quarantined', 'quarantined at b too');
+    const entries = (await quarantineOf(server).list()) as { caller: string; policy: string }[];
+    expect(entries.map((e) => `${e.caller} ${e.policy}`).sort()).toEqual([`${MALLORY} a`, `${MALLORY} b`]);
+    expect(await quarantineOf(server).release(MALLORY)).toMatchObject({ caller: MALLORY });
+    expect(await quarantineOf(server).list()).toEqual([]);
+    expect(await reasonCode(server, await at('a', A))).toBe('caller_not_allowed');
   });
 });
 
