@@ -35,6 +35,20 @@ function quarantineOf(server: TestServer): { list(): Promise<unknown[]>; release
   return server.app.adminProviders().quarantine!;
 }
 
+/** A policy bound to one workload that only orders may call; `extra` lines go into its spec. */
+function boundPolicy(name: string, workload: string, extra: string): string {
+  return `apiVersion: gatehouse/v1
+kind: ServicePolicy
+metadata: { name: ${name} }
+spec:
+  workloads: [${workload}]
+${extra}
+  rules:
+    - name: only-orders
+      allow: [${ORDERS}]
+`;
+}
+
 describe('destination binding against the example policies', () => {
   let server: TestServer;
   let client: CheckClient;
@@ -141,19 +155,9 @@ describe('dry-run softens only its own denials', () => {
   const check = (spec: EnforcementRequestSpec): Promise<CheckResponseMessage> => client.check(enforcementRequest(spec));
 
   beforeAll(async () => {
-    const policy = (name: string, workload: string, extra: string) => `apiVersion: gatehouse/v1
-kind: ServicePolicy
-metadata: { name: ${name} }
-spec:
-  workloads: [${workload}]
-${extra}
-  rules:
-    - name: only-orders
-      allow: [${ORDERS}]
-`;
     const dir = policyDir({
-      'guard.yaml': policy('guard', GUARD, '  quarantine: { denials: 2, window: 1m, duration: 15m, scope: mesh }'),
-      'lab.yaml': policy('lab', LAB, '  mode: dry-run'),
+      'guard.yaml': boundPolicy('guard', GUARD, '  quarantine: { denials: 2, window: 1m, duration: 15m, scope: mesh }'),
+      'lab.yaml': boundPolicy('lab', LAB, '  mode: dry-run'),
     });
     server = await startTestServer({ policiesDir: dir });
     client = checkClient(server.port);
@@ -184,17 +188,8 @@ describe('policy-scoped isolations are kept apart', () => {
   const at = (host: string, destination: string) => check({ principal: MALLORY, host, destination, method: 'GET', path: '/x' });
 
   beforeAll(async () => {
-    const policy = (name: string, workload: string) => `apiVersion: gatehouse/v1
-kind: ServicePolicy
-metadata: { name: ${name} }
-spec:
-  workloads: [${workload}]
-  quarantine: { denials: 2, window: 1m, duration: 15m }
-  rules:
-    - name: only-orders
-      allow: [${ORDERS}]
-`;
-    server = await startTestServer({ policiesDir: policyDir({ 'a.yaml': policy('a', A), 'b.yaml': policy('b', B) }) });
+    const quarantine = '  quarantine: { denials: 2, window: 1m, duration: 15m }';
+    server = await startTestServer({ policiesDir: policyDir({ 'a.yaml': boundPolicy('a', A, quarantine), 'b.yaml': boundPolicy('b', B, quarantine) }) });
     client = checkClient(server.port);
   });
   afterAll(async () => {
