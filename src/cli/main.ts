@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { askerOptionsProblem, serverTlsCredentials, type AskerOptions } from '../server/askers';
 import { Command, Option } from 'commander';
 import cluster from 'node:cluster';
 import { promises as fs } from 'node:fs';
@@ -56,6 +57,12 @@ program
   .addOption(new Option('--http-client-cert-header <name>', 'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle').env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'))
   .addOption(new Option('--http-max-body <bytes>', 'HTTP mode: request bytes read for body contracts; beyond it the body is checked as truncated').default(1048576).argParser(intInRange(0, 64 * 1048576, 'bytes')).env('GATEHOUSE_HTTP_MAX_BODY'))
   .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
+  .addOption(new Option('--tls-cert <file>', 'serve the gRPC port over TLS with this certificate (PEM); needs --tls-key and --client-ca').env('GATEHOUSE_TLS_CERT'))
+  .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('GATEHOUSE_TLS_KEY'))
+  .addOption(new Option('--client-ca <file>', 'CA certificates (PEM) that askers\' client certificates must chain to; client certificates are required').env('GATEHOUSE_CLIENT_CA'))
+  .addOption(new Option('--askers <pattern>', 'SPIFFE ID patterns of the proxies that may ask; each asks only about requests to itself (repeatable)').argParser(collectList).env('GATEHOUSE_ASKERS'))
+  .addOption(new Option('--gateway-askers <pattern>', 'SPIFFE ID patterns of askers that may ask about any destination, such as ingress gateways (repeatable)').argParser(collectList).env('GATEHOUSE_GATEWAY_ASKERS'))
+  .addOption(new Option('--asker-from-xfcc', 'read the asker from the x-forwarded-client-cert metadata of Gatehouse\'s own sidecar (only where nothing else can reach the port)').env('GATEHOUSE_ASKER_FROM_XFCC'))
   .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
   .addOption(new Option('--audit-key <file>', 'secret (at least 32 bytes) to HMAC every audit record with, so only its holder can rewrite the log; verify with `audit verify --key`').env('GATEHOUSE_AUDIT_KEY'))
   .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(LOG_LEVELS).default('info').env('GATEHOUSE_LOG_LEVEL'))
@@ -91,6 +98,7 @@ program
       trustDomains,
       trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
       trustBundles,
+      askers: askerFlags(opts),
       jwt: { audience: opts.jwtAudience, leewaySeconds: opts.jwtLeeway },
       ...(opts.httpPort !== undefined
         ? {
@@ -309,6 +317,12 @@ interface ServeFlags {
   listenAddress: string;
   trustDomain?: string[];
   trustXfcc?: boolean | string;
+  tlsCert?: string;
+  tlsKey?: string;
+  clientCa?: string;
+  askers?: string[];
+  gatewayAskers?: string[];
+  askerFromXfcc?: boolean | string;
   auditLog?: string;
   auditKey?: string;
   logLevel: string;
@@ -333,6 +347,29 @@ interface ServeFlags {
   httpDialect: HttpDialect;
   httpPathPrefix?: string;
   httpClientCertHeader?: string;
+}
+
+/** Who may ask the Check port, from the flags; exits on a combination that cannot hold. */
+function askerFlags(opts: ServeFlags): AskerOptions {
+  const tlsFlags = [opts.tlsCert, opts.tlsKey, opts.clientCa].filter((f) => f !== undefined).length;
+  if (tlsFlags !== 0 && tlsFlags !== 3) fail('--tls-cert, --tls-key and --client-ca go together: askers are authenticated by client certificates');
+  const options: AskerOptions = {
+    ...(opts.tlsCert && opts.tlsKey && opts.clientCa ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey, clientCaFile: opts.clientCa } } : {}),
+    askers: opts.askers ?? [],
+    gateways: opts.gatewayAskers ?? [],
+    fromXfcc: opts.askerFromXfcc === true || opts.askerFromXfcc === 'true',
+  };
+  if (options.tls && options.fromXfcc) fail('--asker-from-xfcc is for a plaintext port behind Gatehouse\'s own sidecar; with --tls-cert the client certificate names the asker');
+  const problem = askerOptionsProblem(options);
+  if (problem !== undefined) fail(problem);
+  if (options.tls) {
+    try {
+      serverTlsCredentials(options.tls);
+    } catch (err) {
+      fail(`cannot use --tls-cert/--tls-key/--client-ca: ${(err as Error).message}`);
+    }
+  }
+  return options;
 }
 
 function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {

@@ -29,6 +29,7 @@ export class Metrics {
   private readonly policyInfo: Gauge<'version'>;
   private readonly quarantineEvents: Counter<'event' | 'cause' | 'mode'>;
   private readonly enforcementErrors: Counter<'component'>;
+  private readonly askerRefusals: Counter<'reason'>;
   private readonly labelCache = new Map<string, Counter.Internal>();
   private readonly latencyByResult = new Map<string, Histogram.Internal<'result'>>();
   private quarantineCounts: () => QuarantineCounts = () => ({ enforce: 0, dryRun: 0 });
@@ -108,6 +109,12 @@ export class Metrics {
       labelNames: ['component'],
       registers,
     });
+    this.askerRefusals = new Counter({
+      name: 'gatehouse_asker_refusals_total',
+      help: 'Check RPCs refused before deciding because the asker may not ask (reason=no_asker_identity|asker_not_listed|not_own_destination).',
+      labelNames: ['reason'],
+      registers,
+    });
     this.reloads.inc({ result: 'ok' }, 0);
     this.reloads.inc({ result: 'rejected' }, 0);
     // process_* and nodejs_* (CPU, memory, heap, GC, event-loop lag), read at scrape time; with
@@ -143,6 +150,10 @@ export class Metrics {
 
   quarantineEvent(event: 'enter' | 'leave', cause: string, dryRun: boolean): void {
     this.quarantineEvents.inc({ event, cause, mode: dryRun ? 'dry-run' : 'enforce' });
+  }
+
+  askerRefused(reason: string): void {
+    this.askerRefusals.inc({ reason });
   }
 
   /** Where the dormant-grants gauge reads its value (synchronous, no I/O). */

@@ -12,6 +12,8 @@ export type ReasonCode =
   | 'invalid_identity'
   | 'untrusted_domain'
   | 'unknown_host'
+  | 'host_mismatch'
+  | 'route_mismatch'
   | 'no_matching_rule'
   | 'caller_not_allowed'
   | 'caller_refused'

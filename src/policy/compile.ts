@@ -8,6 +8,8 @@ import type { CompiledWorkloadPolicy } from './opt-out';
 import { compilePathPattern, type PathPattern } from './path-pattern';
 import { compileBodyContract } from './payload';
 import { parseRegionSource } from './residency';
+import { IDENTITY_DENIALS } from '../quarantine/types';
+import { buildDestinationIndex } from './select';
 import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from './schema';
 import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from './types';
 import { parseLimitKey } from './validate';
@@ -48,7 +50,15 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
         : null,
       rules: doc.spec.rules.map((rule, index) => compileRule(name, contentHash, rule, index)),
       quarantine: quarantine
-        ? { policy: name, denials: quarantine.denials, windowMs: mustDuration(quarantine.window), durationMs: mustDuration(quarantine.duration), dryRun: mode === 'dry-run' }
+        ? {
+            policy: name,
+            denials: quarantine.denials,
+            windowMs: mustDuration(quarantine.window),
+            durationMs: mustDuration(quarantine.duration),
+            dryRun: mode === 'dry-run',
+            countReasons: new Set([...IDENTITY_DENIALS, ...(quarantine.countReasons ?? [])]),
+            scope: quarantine.scope ?? 'policy',
+          }
         : null,
       file,
       label: `${name}@${version}`,
@@ -56,10 +66,12 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
     };
     policies.push(policy);
     for (const host of doc.spec.hosts ?? []) byHost.set(host, policy);
-    for (const workload of doc.spec.workloads ?? []) byWorkload.set(workload, policy);
+    for (const workload of doc.spec.workloads ?? []) if (!workload.includes('*')) byWorkload.set(workload, policy);
   }
   const grants = policies.flatMap((p) => p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)));
-  return { version, policies, byHost, byWorkload, optOuts, grants, files, loadedAt: new Date() };
+  const destinations = buildDestinationIndex(policies);
+  const byName = new Map(policies.map((p) => [p.name, p]));
+  return { version, policies, byHost, byWorkload, destinations, byName, optOuts, grants, files, loadedAt: new Date() };
 }
 
 function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: string): CompiledWorkloadPolicy {

@@ -1,4 +1,5 @@
 import { credentialHeaderAmbiguity } from './ambiguity';
+import { authorityPortError } from './authority';
 
 /**
  * Stage 1: turn Envoy's CheckRequest (as decoded by the server's codec: camelCase, defaults
@@ -21,6 +22,8 @@ export interface NormalizedRequest {
   readonly principal: string;
   /** `attributes.source.certificate` (URL-encoded PEM), '' when absent. */
   readonly certificate: string;
+  /** `attributes.destination.principal`: the receiving workload's SPIFFE ID as Envoy knows it, '' when absent. */
+  readonly destinationPrincipal: string;
   readonly requestId: string | undefined;
   /** `traceparent` when it is well-formed W3C trace context, so a decision can be found from a trace. */
   readonly traceparent: string | undefined;
@@ -75,6 +78,8 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
 
   if (rawHost === '') return { ok: false, reason: 'request has no host (:authority)' };
   if (rawHost.length > MAX_HOST) return { ok: false, reason: 'request host is too long' };
+  const portError = authorityPortError(rawHost);
+  if (portError !== undefined) return { ok: false, reason: portError };
   const host = normalizeHost(rawHost);
   if (rawMethod === '' || !isToken(rawMethod)) return { ok: false, reason: 'request has no valid method', host };
   if (rawPath === '') return { ok: false, reason: 'request has no path', host, method: rawMethod };
@@ -86,6 +91,9 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
   if (credential !== undefined) return { ok: false, reason: credential, host, method: rawMethod, path };
   const metadata = metadataOf(attributes);
   if (metadata === undefined) return { ok: false, reason: 'metadata nests too deeply', host, method: rawMethod, path };
+  // It selects the policy: too long to be a workload's ID is malformed, never "absent".
+  const destinationPrincipal = str(field(field(attributes, 'destination'), 'principal'));
+  if (destinationPrincipal.length > MAX_PRINCIPAL) return { ok: false, reason: 'destination principal is too long', host, method: rawMethod, path };
 
   return {
     ok: true,
@@ -97,6 +105,7 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
       headers,
       principal: str(field(field(attributes, 'source'), 'principal')),
       certificate: str(field(field(attributes, 'source'), 'certificate')),
+      destinationPrincipal,
       requestId: boundedHeader(headers['x-request-id']),
       traceparent: traceparent(headers['traceparent']),
       spoofedHeaders: spoofedGatehouseHeaders(headers),
@@ -117,7 +126,7 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
 function tcpRequest(attributes: unknown): NormalizeResult {
   const destination = str(field(field(attributes, 'destination'), 'principal'));
   if (destination === '') return { ok: false, reason: 'CheckRequest has no HTTP request attributes and no destination principal' };
-  if (destination.length > 2048) return { ok: false, reason: 'destination principal is too long' };
+  if (destination.length > MAX_PRINCIPAL) return { ok: false, reason: 'destination principal is too long' };
   const source = field(attributes, 'source');
   return {
     ok: true,
@@ -129,6 +138,7 @@ function tcpRequest(attributes: unknown): NormalizeResult {
       headers: EMPTY_HEADERS,
       principal: str(field(source, 'principal')),
       certificate: str(field(source, 'certificate')),
+      destinationPrincipal: destination,
       requestId: undefined,
       traceparent: undefined,
       spoofedHeaders: NO_HEADERS,
@@ -167,6 +177,8 @@ function repeatedCredentialLine(http: unknown): string | undefined {
   const name = field(http, 'repeatedCredentialHeader');
   return typeof name === 'string' ? `the ${name} header was sent on more than one line` : undefined;
 }
+
+const MAX_PRINCIPAL = 2048;
 
 /** `body` wins over `raw_body` should a sender set both; Envoy sets one or the other. */
 function bodyOf(http: unknown): string | Uint8Array | undefined {

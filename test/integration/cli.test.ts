@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { checkClient } from '../helpers/grpc-client';
 import { runCli, runCliAsync, spawnServe, ROOT } from '../helpers/cli';
 import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
-import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
+import { CHECKOUT_WEB, envoyCheckRequest, ORDERS } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,7 +48,7 @@ describe('gatehouse check', () => {
 
   test('explains why no rule matched, and a 401', () => {
     const input = (principal: string | undefined, path: string) =>
-      JSON.stringify({ attributes: { source: principal ? { principal } : {}, request: { http: { method: 'GET', path, host: 'orders' } } } });
+      JSON.stringify({ attributes: { source: principal ? { principal } : {}, destination: { principal: ORDERS }, request: { http: { method: 'GET', path, host: 'orders' } } } });
     const none = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'], input('spiffe://shop.example/ns/payments/sa/x', '/v1/orders/7'));
     expect(none.stdout).toContain('[caller_not_allowed]');
     expect(none.stdout).toContain('      read-orders: route matches; caller in none of allow [spiffe://shop.example/ns/frontend/sa/web, spiffe://shop.example/ns/checkout/**]');
@@ -61,7 +61,7 @@ describe('gatehouse check', () => {
 
   test('--json prints the decision and the CheckResponse; snake_case input is read too', () => {
     const input = JSON.stringify({
-      attributes: { source: { principal: CHECKOUT_WEB }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders', headers: { 'x_custom_header': 'kept' } } } },
+      attributes: { source: { principal: CHECKOUT_WEB }, destination: { principal: ORDERS }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders', headers: { 'x_custom_header': 'kept' } } } },
     });
     const r = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example', '--json'], input);
     expect(r.status).toBe(0);

@@ -565,6 +565,9 @@ const EXPECTED_API_VERSIONS: Record<string, string> = {
   HorizontalPodAutoscaler: 'autoscaling/v2',
   PriorityClass: 'scheduling.k8s.io/v1',
   ConfigMap: 'v1',
+  NetworkPolicy: 'networking.k8s.io/v1',
+  AuthorizationPolicy: 'security.istio.io/v1',
+  PeerAuthentication: 'security.istio.io/v1',
 };
 
 interface Base {
@@ -621,6 +624,25 @@ function securityProblems(who: string, container: Obj, podSecurity: Obj): string
 }
 
 /** The Kubernetes objects of the base, and how they fit together. */
+/** Only proxies may ask: a NetworkPolicy limits who reaches 9191, an AuthorizationPolicy asks for an mTLS identity. */
+function askerReachProblems(docs: Obj[], podLabels: unknown): string[] {
+  const problems: string[] = [];
+  const netpols = ofKind(docs, 'NetworkPolicy').filter((n) => labelsSelect(dig(obj(n['spec']), 'podSelector', 'matchLabels'), podLabels));
+  if (netpols.length === 0) problems.push('no NetworkPolicy selects the gatehouse pods: anyone in the cluster can reach the Check port');
+  for (const n of netpols) {
+    for (const rule of objs(obj(n['spec'])['ingress'])) {
+      const opensGrpc = objs(rule['ports']).some((p) => p['port'] === DEFAULT_GRPC_PORT) || rule['ports'] === undefined;
+      if (opensGrpc && objs(rule['from']).length === 0) problems.push(`NetworkPolicy ${str(dig(n, 'metadata', 'name'))} opens ${DEFAULT_GRPC_PORT} to every source`);
+    }
+  }
+  const authz = ofKind(docs, 'AuthorizationPolicy').filter((a) => labelsSelect(dig(obj(a['spec']), 'selector', 'matchLabels'), podLabels));
+  const grpcRules = authz.flatMap((a) => objs(obj(a['spec'])['rules'])).filter((r) => objs(r['to']).some((t) => list(dig(t, 'operation', 'ports')).includes(String(DEFAULT_GRPC_PORT))));
+  if (grpcRules.length === 0 || grpcRules.some((r) => !objs(r['from']).some((f) => list(dig(f, 'source', 'principals')).length > 0))) {
+    problems.push(`no AuthorizationPolicy limits ${DEFAULT_GRPC_PORT} to mTLS principals`);
+  }
+  return problems;
+}
+
 function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] {
   const problems: string[] = [];
   for (const d of docs) {
@@ -636,6 +658,7 @@ function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] 
   const spec = obj(deployment['spec']);
   const pod = obj(dig(spec, 'template', 'spec'));
   const podLabels = dig(spec, 'template', 'metadata', 'labels');
+  problems.push(...askerReachProblems(docs, podLabels));
   if (spec['replicas'] !== undefined) problems.push('Deployment sets replicas beside the HPA: every apply resets the scale');
   if (!labelsSelect(dig(spec, 'selector', 'matchLabels'), podLabels)) problems.push('Deployment selector does not match its pod labels');
 

@@ -23,7 +23,7 @@ kind: ServicePolicy
 metadata: { name: customers }
 spec:
   hosts: [customers]
-  quarantine: { denials: 3, window: 1m, duration: 10m }
+  quarantine: { denials: 3, window: 1m, duration: 10m, scope: mesh }
   rules:
     - name: export
       methods: [GET]
@@ -45,6 +45,16 @@ spec:
       methods: [GET]
       paths: [/v1/orders]
       allow: [${ORDERS}, ${FRONTEND_WEB}]
+`,
+  'vault.yaml': `apiVersion: gatehouse/v1
+kind: ServicePolicy
+metadata: { name: vault }
+spec:
+  hosts: [vault]
+  quarantine: { denials: 2, window: 1m, duration: 10m }
+  rules:
+    - name: secrets
+      allow: [${EXPORTER}]
 `,
 };
 
@@ -134,6 +144,16 @@ describe('quarantine and grants shared by replicas through Redis', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${a.adminPort}/metrics`)).text();
     expect(metrics).toMatch(/gatehouse_quarantine_events_total\{event="enter",cause="denials",mode="enforce"\} 1/);
     expect(metrics).toMatch(/gatehouse_quarantine_events_total\{event="leave",cause="released",mode="enforce"\} 1/);
+  }, 30_000);
+
+  test('a policy-scoped quarantine tripped on one replica isolates the caller from that policy only, on every replica', async () => {
+    for (let i = 0; i < 2; i++) expect((await clientA.check(request(FRONTEND_WEB, 'vault', '/s'))).status?.code).toBe(7);
+    await waitFor(async () => reasonOf(await clientB.check(request(FRONTEND_WEB, 'vault', '/s')))?.startsWith('quarantined') === true, 'quarantine at vault on replica B');
+    expect((await clientB.check(request(FRONTEND_WEB, 'orders', '/v1/orders'))).status?.code ?? 0).toBe(0);
+    const json = await runCliAsync(['quarantine', 'list', '--json', '--admin', `http://127.0.0.1:${b.adminPort}`]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ callers: [{ caller: FRONTEND_WEB, policy: 'vault', denials: 2 }] });
+    expect(await runCliAsync(['quarantine', 'release', FRONTEND_WEB, '--admin', `http://127.0.0.1:${a.adminPort}`])).toMatchObject({ status: 0 });
+    await waitFor(async () => reasonOf(await clientB.check(request(FRONTEND_WEB, 'vault', '/s')))?.startsWith('quarantined') === false, 'release at vault on replica B');
   }, 30_000);
 
   test('a worker primary relays quarantine and access requests to its workers', async () => {

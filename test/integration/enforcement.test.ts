@@ -170,7 +170,7 @@ kind: ServicePolicy
 metadata: { name: vault }
 spec:
   hosts: [vault]
-  quarantine: { denials: 3, window: 1m, duration: 15m }
+  quarantine: { denials: 3, window: 1m, duration: 15m, scope: mesh }
   rules:
     - name: secrets
       paths: [/secrets/**]

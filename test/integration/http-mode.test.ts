@@ -7,7 +7,10 @@ import { basicConstraintsCa, keyUsage, verifyX509Svid } from '../../src/identity
 import { spawnServe, type ServeProcess } from '../helpers/cli';
 import { grpcCertificateCase } from '../helpers/cert-cases';
 import { TestCa, type Issued } from '../helpers/pki';
-import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { gatewayExamplePolicies } from '../helpers/policies';
+
+/** The HTTP mode serves edge proxies: no destination identity, so policies are selected by the routed Host. */
+const EXAMPLE_POLICIES = gatewayExamplePolicies();
 import { CHECKOUT_BATCH, CHECKOUT_WEB, ORDERS } from '../helpers/requests';
 import pino from 'pino';
 import { HttpAuthServer, type HttpModeOptions } from '../../src/server/http-mode';
