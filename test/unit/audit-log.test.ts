@@ -61,7 +61,7 @@ describe('audit records stay one line each', () => {
     const lines = text.split(/\r\n|[\n\r\u0085\u2028\u2029]/).filter((l) => l !== '');
     expect(lines).toHaveLength(3);
     expect((JSON.parse(lines[0]!) as { path: string }).path).toBe(`/${breaks}`);
-    expect(verifyAuditText(text)).toEqual({ ok: true, records: 3, chains: 1 });
+    expect(verifyAuditText(text)).toMatchObject({ ok: true, records: 3, chains: 1 });
   });
 });
 
