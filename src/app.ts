@@ -7,7 +7,10 @@ import { Metrics } from './metrics/metrics';
 import { DecisionEngine } from './pipeline/engine';
 import { loadPolicyDir } from './policy/load';
 import { describePolicySet, formatProblem, type PolicyProblem, type PolicySet } from './policy/types';
-import { MemoryBucketStore } from './ratelimit/memory-store';
+import { MemoryBucketStore, type MemoryStoreOptions } from './ratelimit/memory-store';
+import { BoundsMetrics, sizeOf } from './metrics/bounds-metrics';
+import type { TransportLimits } from './server/limits';
+import { DEFAULT_SHEDDING, LoadShedder, type SheddingOptions } from './server/shedding';
 import { RedisBucketStore } from './ratelimit/redis-store';
 import type { BucketStore } from './ratelimit/types';
 import { GrpcServer } from './server/grpc-server';
@@ -44,6 +47,12 @@ export interface GatehouseOptions {
    * health, /readyz), so health checkers and endpoint controllers move traffic away first.
    */
   readonly shutdownWaitMs?: number;
+  /** gRPC transport bounds; defaults in server/limits.ts. */
+  readonly transport?: TransportLimits;
+  /** Which checks are not decided under overload; defaults in server/shedding.ts. */
+  readonly shedding?: SheddingOptions;
+  /** Bounds of the in-process bucket store; defaults in ratelimit/memory-store.ts. */
+  readonly buckets?: Pick<MemoryStoreOptions, 'maxBuckets' | 'maxIdleMs'>;
   /** Shared buckets; absent → the in-process store (one process only). */
   readonly redis?: { readonly url?: string; readonly clusterUrls?: readonly string[]; readonly timeoutMs: number };
 }
@@ -113,7 +122,23 @@ export class Gatehouse {
       quarantine: state.quarantine,
       grants: state.grants,
     });
-    const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort });
+    let bounds: BoundsMetrics | undefined;
+    const shedder = new LoadShedder(options.shedding ?? DEFAULT_SHEDDING, (reason) => bounds?.checkShed(reason));
+    const grpc = new GrpcServer(engine, log, {
+      host: options.grpcHost,
+      port: options.grpcPort,
+      shedder,
+      ...(options.transport ? { limits: options.transport } : {}),
+      onConnectionRefused: (reason) => bounds?.connectionRefused(reason),
+    });
+    bounds = new BoundsMetrics(metrics.registry, {
+      buckets: () => (store instanceof MemoryBucketStore ? store.size : 0),
+      bucketsEvictedEarly: () => (store instanceof MemoryBucketStore ? store.evictedEarly : 0),
+      quarantineEntries: () => sizeOf(state.quarantine, 'trackedKeys'),
+      grantUses: () => sizeOf(state.grants, 'pairs'),
+      connections: () => grpc.connections,
+      checksInFlight: () => shedder.inFlight,
+    });
     const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost }) : undefined;
     state.grants.setGrants(loaded.set.grants, Date.now());
     app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
@@ -300,7 +325,7 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
 }
 
 async function openStore(options: GatehouseOptions, log: Logger, metrics: Metrics): Promise<BucketStore> {
-  if (!options.redis) return new MemoryBucketStore();
+  if (!options.redis) return new MemoryBucketStore(options.buckets);
   const redis = new RedisBucketStore({ ...options.redis, log, onBreakerChange: (state) => metrics.breakerChanged(state) });
   if (!(await redis.waitUntilConnected(REDIS_STARTUP_WAIT_MS))) {
     log.warn('starting without Redis: limited routes follow onBackendError until it is reachable');

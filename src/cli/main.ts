@@ -26,6 +26,7 @@ import { runCheck } from './check';
 import { runTestCommand } from './test-command';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
 import { collectList, intInRange, parsePort, parsePositiveInt, validateTrustDomains } from './options';
+import { boundsOptions, withBoundsOptions, type BoundsFlags } from './bounds-flags';
 
 const program = new Command();
 program
@@ -33,8 +34,7 @@ program
   .description('Envoy external-authorization server: SPIFFE identity, per-route permissions, token buckets.')
   .showHelpAfterError();
 
-program
-  .command('serve')
+withBoundsOptions(program.command('serve'))
   .description('run the ext_authz gRPC server')
   .addOption(new Option('--policies <dir>', 'policy directory').default('./policies').env('GATEHOUSE_POLICIES'))
   .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(DEFAULT_GRPC_PORT).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
@@ -104,6 +104,7 @@ program
       drainTimeoutMs: opts.drainTimeout,
       shutdownWaitMs: opts.shutdownWait,
       ...(redis ? { redis } : {}),
+      ...boundsOptions(opts),
     };
     // In-process buckets live in one process: N workers would each admit a full budget.
     const workers = opts.workers ?? (redis ? defaultWorkers() : 1);
@@ -281,7 +282,7 @@ program
     process.exitCode = code;
   });
 
-interface ServeFlags {
+interface ServeFlags extends BoundsFlags {
   policies: string;
   grpcPort: number;
   listenAddress: string;

@@ -61,6 +61,11 @@ export class RedisGrantTracker implements GrantTracker {
   private readonly readyPromise: Promise<void>;
   private resolveReady!: () => void;
 
+  /** (grant, caller) pairs known to this process. */
+  get pairs(): number {
+    return this.table.pairCount;
+  }
+
   constructor(options: RedisGrantTrackerOptions) {
     this.client = options.client as Client;
     this.prefix = options.keyPrefix ?? 'gatehouse';

@@ -109,6 +109,11 @@ export class RedisQuarantineState implements QuarantineState {
     timer.unref();
   };
 
+  /** Quarantine entries mirrored in this process. */
+  get trackedKeys(): number {
+    return this.mirror.size;
+  }
+
   constructor(options: RedisQuarantineOptions) {
     this.client = options.client as Client;
     this.subscriber = options.subscriber;

@@ -6,13 +6,17 @@ import { decodeCheckRequest, encodeCheckResponse } from './codec';
 import { HealthService } from './health';
 import { loadProtos } from './protos';
 import { UNDECODABLE } from '../request/normalize';
-
+import { ConnectionGate, DEFAULT_TRANSPORT_LIMITS, grpcServerOptions, type RefusedConnection, type TransportLimits } from './limits';
+import { LoadShedder } from './shedding';
 
 export interface GrpcServerOptions {
   readonly host: string;
   readonly port: number;
-  /** Bound on messages; Envoy may forward bodies, so this is larger than grpc-js's 4 MiB default. */
-  readonly maxMessageBytes?: number;
+  /** Bounds on what one connection and one message may hold (limits.ts). */
+  readonly limits?: TransportLimits;
+  /** Refuses checks that cannot be answered in time (shedding.ts); none refused when absent. */
+  readonly shedder?: LoadShedder;
+  readonly onConnectionRefused?: (reason: RefusedConnection) => void;
 }
 
 /**
@@ -22,37 +26,42 @@ export interface GrpcServerOptions {
 export class GrpcServer {
   readonly health = new HealthService();
   private readonly server: grpc.Server;
-  private boundPort = 0;
+  private readonly gate: ConnectionGate;
+  private readonly shedder: LoadShedder | undefined;
 
   constructor(
     private readonly engine: DecisionEngine,
     private readonly log: Logger,
     private readonly options: GrpcServerOptions,
   ) {
-    const max = options.maxMessageBytes ?? 8 * 1024 * 1024;
-    this.server = new grpc.Server({ 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max });
+    const limits = options.limits ?? DEFAULT_TRANSPORT_LIMITS;
+    this.server = new grpc.Server(grpcServerOptions(limits));
+    this.shedder = options.shedder;
     const protos = loadProtos();
     this.server.addService(tolerantDecoding(protos.authorization), { Check: this.check });
     this.server.addService(protos.health, this.health.handlers());
+    const injector = this.server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    this.gate = new ConnectionGate((socket) => injector.injectConnection(socket), limits, log, options.onConnectionRefused ? { onRefused: options.onConnectionRefused } : {});
   }
 
   get port(): number {
-    return this.boundPort;
+    return this.gate.port;
   }
 
-  async listen(): Promise<number> {
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`${this.options.host}:${this.options.port}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
-        err ? reject(err) : resolve(port),
-      );
-    });
-    return this.boundPort;
+  /** Open connections, including those not yet past their preface. */
+  get connections(): number {
+    return this.gate.connections;
+  }
+
+  listen(): Promise<number> {
+    return this.gate.listen(this.options.host, this.options.port);
   }
 
   /** Stops accepting, lets checks in flight finish until `deadlineMs`, then cuts the rest. */
   async drain(deadlineMs: number): Promise<void> {
     this.health.setServing(false);
     this.health.close();
+    this.gate.close();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn({ deadlineMs }, 'drain deadline reached; closing remaining calls');
@@ -65,12 +74,28 @@ export class GrpcServer {
         resolve();
       });
     });
+    this.shedder?.close();
   }
 
   private readonly check = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
+    const shedder = this.shedder;
+    let done: (() => void) | undefined;
+    if (shedder) {
+      const deadline = call.getDeadline();
+      const refused = shedder.refuse(deadline instanceof Date ? deadline.getTime() : deadline);
+      if (refused !== undefined) {
+        callback(refused === 'deadline' ? { code: grpc.status.DEADLINE_EXCEEDED, details: 'deadline passed before the check could be decided' } : { code: grpc.status.RESOURCE_EXHAUSTED, details: 'overloaded: check refused' });
+        return;
+      }
+      done = shedder.begin();
+    }
     this.engine.decide(call.request).then(
-      (decision) => callback(null, toCheckResponse(decision)),
+      (decision) => {
+        done?.();
+        callback(null, toCheckResponse(decision));
+      },
       (err: Error) => {
+        done?.();
         // decide() never rejects by design; if it ever does, fail closed and loudly.
         this.log.error({ err: err.message }, 'check failed');
         callback({ code: grpc.status.INTERNAL, details: 'internal error' });
