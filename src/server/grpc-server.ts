@@ -82,7 +82,8 @@ export class GrpcServer {
     let done: (() => void) | undefined;
     if (shedder) {
       const deadline = call.getDeadline();
-      const refused = shedder.refuse(deadline instanceof Date ? deadline.getTime() : deadline);
+      // A call Envoy has already reset (its timeout passed while the check queued) has no reader.
+      const refused = call.cancelled ? 'deadline' : shedder.refuse(deadline instanceof Date ? deadline.getTime() : deadline);
       if (refused !== undefined) {
         callback(refused === 'deadline' ? { code: grpc.status.DEADLINE_EXCEEDED, details: 'deadline passed before the check could be decided' } : { code: grpc.status.RESOURCE_EXHAUSTED, details: 'overloaded: check refused' });
         return;
