@@ -9,6 +9,7 @@ import { loadPolicyDir } from './policy/load';
 import { describePolicySet, formatProblem, type PolicyProblem, type PolicySet } from './policy/types';
 import { MemoryBucketStore, type MemoryStoreOptions } from './ratelimit/memory-store';
 import { BoundsMetrics, sizeOf } from './metrics/bounds-metrics';
+import { describeBackendError, EpisodeLog } from './util/episode-log';
 import type { TransportLimits } from './server/limits';
 import { DEFAULT_SHEDDING, LoadShedder, type SheddingOptions } from './server/shedding';
 import { RedisBucketStore } from './ratelimit/redis-store';
@@ -289,13 +290,24 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     const counts = quarantine.activeCounts();
     metrics.quarantinedCallers(counts.enforce, counts.dryRun);
   };
+  // Once per episode, not per denial: a frozen Redis fails every quarantine count at once.
+  const quarantineEpisode = new EpisodeLog(log, {
+    failing: 'quarantine state unavailable: denials are not counted towards quarantine and the mirror is not refreshed',
+    recovered: 'quarantine state available again',
+    unit: 'failedOperations',
+  });
+  const grantsEpisode = new EpisodeLog(log, {
+    failing: 'grant usage state unavailable: uses are kept in this process until Redis answers',
+    recovered: 'grant usage state available again',
+    unit: 'failedSyncs',
+  });
   const quarantineError = (err: Error): void => {
     metrics.stateError('quarantine');
-    log.warn({ err: err.message }, 'quarantine state: backend error');
+    quarantineEpisode.failed(describeBackendError(err));
   };
   const grantsError = (err: Error): void => {
     metrics.stateError('grants');
-    log.warn({ err: err.message }, 'grant usage state: backend error');
+    grantsEpisode.failed(describeBackendError(err));
   };
   let quarantine: QuarantineState;
   let grants: GrantTracker;
@@ -304,9 +316,11 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     const client = store.duplicateClient();
     const subscriber = store.duplicateClient();
     extra.push(client, subscriber);
-    quarantine = new RedisQuarantineState({ client, subscriber, onEvent, onError: quarantineError });
+    quarantine = new RedisQuarantineState({ client, subscriber, onEvent, onError: quarantineError, onSuccess: () => quarantineEpisode.recovered() });
     // Uses reach Redis within 2 s: a report from any replica is that fresh, at one script call per policy version per replica.
-    grants = new RedisGrantTracker({ client, flushMs: 2000, onError: grantsError });
+    grants = new RedisGrantTracker({ client, flushMs: 2000, onError: grantsError, onSuccess: () => grantsEpisode.recovered() });
+    // The first sync now, not at the first timer tick: readiness below must not cost flushMs.
+    grants.sync().catch(() => undefined);
     // Startup does not wait long for shared state: an unknown quarantine allows, an unknown grant is not dormant.
     await Promise.race([Promise.all([quarantine.ready(), grants.ready()]), new Promise((resolve) => setTimeout(resolve, REDIS_STARTUP_WAIT_MS).unref())]);
   } else {

@@ -84,6 +84,7 @@ export class RedisQuarantineState implements QuarantineState {
   private readonly keys: QuarantineKeys;
   private readonly onEvent: (event: QuarantineEvent) => void;
   private readonly onError: (err: Error) => void;
+  private readonly onSuccess: () => void;
   private readonly now: () => number;
   private readonly timeoutMs: number;
   private readonly mirror = new Map<string, MirrorRecord>();
@@ -120,6 +121,7 @@ export class RedisQuarantineState implements QuarantineState {
     this.keys = quarantineKeys(options.keyPrefix ?? 'gatehouse');
     this.onEvent = options.onEvent;
     this.onError = options.onError ?? (() => undefined);
+    this.onSuccess = options.onSuccess ?? (() => undefined);
     this.now = options.now ?? Date.now;
     this.timeoutMs = options.timeoutMs ?? 1000;
     this.loaded = new Promise<void>((resolve) => (this.markLoaded = resolve));
@@ -173,6 +175,7 @@ export class RedisQuarantineState implements QuarantineState {
           member,
         ),
       );
+      this.onSuccess();
       return this.handle(messages).find((m) => m.type === 'enter')?.entry;
     } catch (err) {
       this.onError(toError(err));
@@ -245,6 +248,7 @@ export class RedisQuarantineState implements QuarantineState {
         }
         await this.loadSnapshot();
         this.markLoaded();
+        this.onSuccess();
       } catch (err) {
         this.onError(toError(err));
       } finally {
