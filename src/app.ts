@@ -48,6 +48,11 @@ export interface GatehouseOptions {
    * health, /readyz), so health checkers and endpoint controllers move traffic away first.
    */
   readonly shutdownWaitMs?: number;
+  /**
+   * `--audit-required`: while audit records cannot be written, the replica is not ready and
+   * refuses checks (fail-closed) instead of deciding them unaudited.
+   */
+  readonly auditRequired?: boolean;
   /** gRPC transport bounds; defaults in server/limits.ts. */
   readonly transport?: TransportLimits;
   /** Which checks are not decided under overload; defaults in server/shedding.ts. */
@@ -75,6 +80,7 @@ export class Gatehouse {
   private policiesDir: string;
   private reloadRunning: Promise<ReloadResult> | undefined;
   private reloadQueued: Promise<ReloadResult> | undefined;
+  private auditProbe: NodeJS.Timeout | undefined;
 
   private constructor(
     private policySet: PolicySet,
@@ -102,10 +108,16 @@ export class Gatehouse {
     }
 
     const metrics = new Metrics();
-    const audit = new AuditLog(options.auditLog, {
+    const auditEpisode = new EpisodeLog(log, { failing: 'audit log cannot be written; records are being lost', recovered: 'audit log written again', unit: 'recordsLost' });
+    const audit: AuditLog = new AuditLog(options.auditLog, {
       ...(options.auditSink ? { sink: options.auditSink } : {}),
       key: options.auditKey,
-      onTrouble: ({ error, dropped }) => log.error({ err: error?.message, dropped }, error ? 'audit log cannot be written; records are being lost' : 'audit log is not keeping up; records are being dropped'),
+      onTrouble: ({ error }) => auditEpisode.failed(error ? describeBackendError(error) : 'not keeping up: 64 MB of records waiting', 0),
+      onRecovered: (lost) => {
+        auditEpisode.recovered({ recordsLost: lost });
+        // The gap is recorded in the chain itself, so a reader of the log sees why records are missing.
+        audit.event('audit.records_lost', { count: lost }, 'audit records were lost while the target could not be written');
+      },
     });
     const store = await openStore(options, log, metrics);
     const state = await openEnforcementState(store, log, metrics, audit);
@@ -123,6 +135,7 @@ export class Gatehouse {
       quarantine: state.quarantine,
       grants: state.grants,
     });
+    const auditUnavailable = (): string | undefined => (audit.failing ? 'audit log cannot be written (--audit-required)' : undefined);
     let bounds: BoundsMetrics | undefined;
     const shedder = new LoadShedder(options.shedding ?? DEFAULT_SHEDDING, (reason) => bounds?.checkShed(reason));
     const grpc = new GrpcServer(engine, log, {
@@ -130,6 +143,7 @@ export class Gatehouse {
       port: options.grpcPort,
       shedder,
       ...(options.transport ? { limits: options.transport } : {}),
+      ...(options.auditRequired ? { unavailable: auditUnavailable } : {}),
       onConnectionRefused: (reason) => bounds?.connectionRefused(reason),
     });
     bounds = new BoundsMetrics(metrics.registry, {
@@ -139,10 +153,13 @@ export class Gatehouse {
       grantUses: () => sizeOf(state.grants, 'pairs'),
       connections: () => grpc.connections,
       checksInFlight: () => shedder.inFlight,
+      auditDropped: () => audit.dropped,
+      auditFailing: () => audit.failing,
     });
-    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost }) : undefined;
+    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost, ...(options.auditRequired ? { unavailable: auditUnavailable } : {}) }) : undefined;
     state.grants.setGrants(loaded.set.grants, Date.now());
     app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
+    if (options.auditRequired) app.auditProbe = probeAuditWhileFailing(audit);
     await grpc.listen();
     if (http) await http.listen();
     log.info(
@@ -218,6 +235,10 @@ export class Gatehouse {
       checks['server'] = 'draining';
       failing.push('server');
     }
+    if (this.options.auditRequired) {
+      checks['audit'] = this.audit.failing ? 'cannot be written' : 'writable';
+      if (this.audit.failing) failing.push('audit');
+    }
     if (this.store instanceof RedisBucketStore) {
       checks['redis'] = this.store.healthy ? 'reachable' : 'unreachable';
       if (!this.store.healthy) failing.push('redis');
@@ -258,6 +279,7 @@ export class Gatehouse {
       this.log.info('draining');
       await Promise.all([this.grpc.drain(this.options.drainTimeoutMs), this.http?.close(this.options.drainTimeoutMs)]);
       await this.state.close();
+      clearInterval(this.auditProbe);
       await this.audit.flush();
       await this.store.close();
       this.log.info('stopped');
@@ -345,4 +367,17 @@ async function openStore(options: GatehouseOptions, log: Logger, metrics: Metric
     log.warn('starting without Redis: limited routes follow onBackendError until it is reachable');
   }
   return redis;
+}
+
+/**
+ * With --audit-required, checks stop while the audit target fails, so no record would ever try
+ * the target again: a marker record every second does, and when one lands, checks resume and
+ * the log itself says when and why decisions were refused.
+ */
+function probeAuditWhileFailing(audit: AuditLog): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    if (audit.failing) audit.event('audit.unwritable', {}, 'audit target could not be written; checks refused (--audit-required)');
+  }, 1000);
+  timer.unref();
+  return timer;
 }

@@ -69,6 +69,7 @@ export interface AuditLogOptions {
   readonly key?: KeyObject;
   /** Told when records cannot be written (see LineWriter). */
   readonly onTrouble?: LineWriterOptions['onTrouble'];
+  readonly onRecovered?: LineWriterOptions['onRecovered'];
 }
 
 /**
@@ -84,7 +85,11 @@ export class AuditLog implements DecisionSink {
 
   /** `target`: a file path, or undefined for stdout. */
   constructor(target: string | undefined, options: AuditLogOptions = {}) {
-    this.writer = new LineWriter(target, { ...(options.sink ? { sink: options.sink } : {}), ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}) });
+    this.writer = new LineWriter(target, {
+      ...(options.sink ? { sink: options.sink } : {}),
+      ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}),
+      ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
+    });
     this.chain = new HashChain(options.key);
   }
 
@@ -120,6 +125,16 @@ export class AuditLog implements DecisionSink {
   event(name: string, details: Record<string, unknown>, msg: string): void {
     const body = JSON.stringify({ event: name, ...details, msg });
     this.writer.write(this.chain.sealFields(`"level":30,"time":"${new Date().toISOString()}",${body.slice(1, -1)}`));
+  }
+
+  /** Records lost so far (target failing or not keeping up). */
+  get dropped(): number {
+    return this.writer.dropped;
+  }
+
+  /** Records are being lost now. */
+  get failing(): boolean {
+    return this.writer.troubled;
   }
 
   /** Writes out everything buffered; call before exit. */

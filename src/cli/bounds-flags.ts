@@ -19,6 +19,7 @@ export interface BoundsFlags {
   grpcKeepaliveTimeout: number;
   maxInFlight: number;
   shedLag: number;
+  auditRequired?: boolean;
 }
 
 const T = DEFAULT_TRANSPORT_LIMITS;
@@ -39,11 +40,13 @@ export function withBoundsOptions(command: Command): Command {
     .addOption(option('--grpc-keepalive <ms>', 'ping each gRPC connection this often', 'GATEHOUSE_GRPC_KEEPALIVE', T.keepaliveTimeMs, intInRange(1000, 86_400_000, 'milliseconds')))
     .addOption(option('--grpc-keepalive-timeout <ms>', 'close a connection whose ping is not answered within this', 'GATEHOUSE_GRPC_KEEPALIVE_TIMEOUT', T.keepaliveTimeoutMs, intInRange(100, 600_000, 'milliseconds')))
     .addOption(option('--max-in-flight <n>', 'gRPC checks decided at once per process; more are refused with RESOURCE_EXHAUSTED (0: unbounded)', 'GATEHOUSE_MAX_IN_FLIGHT', DEFAULT_SHEDDING.maxInFlight, intInRange(0, 1_000_000, 'checks')))
+    .addOption(new Option('--audit-required', 'while audit records cannot be written, report not ready and refuse checks (fail-closed) instead of deciding them unaudited').env('GATEHOUSE_AUDIT_REQUIRED'))
     .addOption(option('--shed-lag <ms>', 'refuse new gRPC checks with RESOURCE_EXHAUSTED while the event loop lags more than this (0: never)', 'GATEHOUSE_SHED_LAG', DEFAULT_SHEDDING.maxEventLoopLagMs, intInRange(0, 60_000, 'milliseconds')));
 }
 
-export function boundsOptions(flags: BoundsFlags): Pick<GatehouseOptions, 'transport' | 'shedding' | 'buckets'> {
+export function boundsOptions(flags: BoundsFlags): Pick<GatehouseOptions, 'transport' | 'shedding' | 'buckets' | 'auditRequired'> {
   return {
+    auditRequired: flags.auditRequired === true || String(flags.auditRequired) === 'true',
     buckets: { maxBuckets: flags.maxBuckets, maxIdleMs: flags.bucketMaxIdle * 1000 },
     transport: {
       maxReceiveBytes: flags.grpcMaxReceive ?? flags.httpMaxBody + HEADERS_MARGIN_BYTES,

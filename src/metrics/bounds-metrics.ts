@@ -14,6 +14,9 @@ export interface BoundsSources {
   grantUses(): number;
   connections(): number;
   checksInFlight(): number;
+  /** Audit records lost so far, and whether they are being lost now. */
+  auditDropped(): number;
+  auditFailing(): boolean;
 }
 
 /**
@@ -69,6 +72,26 @@ export class BoundsMetrics {
       registers,
       collect() {
         this.set(sources.checksInFlight());
+      },
+    });
+    let reportedDropped = 0;
+    new Counter({
+      name: 'gatehouse_audit_records_dropped_total',
+      help: 'Audit records lost because the audit target could not be written or did not keep up.',
+      registers,
+      collect() {
+        const now = sources.auditDropped();
+        if (now > reportedDropped) this.inc(now - reportedDropped);
+        reportedDropped = now;
+      },
+    });
+    new Gauge({
+      name: 'gatehouse_audit_failing',
+      help: '1 while audit records are being lost (with --audit-required, checks are refused meanwhile).',
+      registers,
+      aggregator: 'max',
+      collect() {
+        this.set(sources.auditFailing() ? 1 : 0);
       },
     });
     this.shed = new Counter({

@@ -17,6 +17,8 @@ export interface GrpcServerOptions {
   /** Refuses checks that cannot be answered in time (shedding.ts); none refused when absent. */
   readonly shedder?: LoadShedder;
   readonly onConnectionRefused?: (reason: RefusedConnection) => void;
+  /** A reason to refuse every check now (UNAVAILABLE, Envoy fails closed); undefined to decide. */
+  readonly unavailable?: () => string | undefined;
 }
 
 /**
@@ -78,6 +80,11 @@ export class GrpcServer {
   }
 
   private readonly check = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
+    const unavailable = this.options.unavailable?.();
+    if (unavailable !== undefined) {
+      callback({ code: grpc.status.UNAVAILABLE, details: unavailable });
+      return;
+    }
     const shedder = this.shedder;
     let done: (() => void) | undefined;
     if (shedder) {

@@ -30,6 +30,8 @@ export interface HttpModeOptions {
    * cut at `max_request_bytes`, and the rest is discarded unread. Default 1 MiB.
    */
   readonly maxBodyBytes?: number;
+  /** A reason to refuse every check now (503, the proxy fails closed); undefined to decide. */
+  readonly unavailable?: () => string | undefined;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -101,6 +103,10 @@ export class HttpAuthServer {
   }
 
   private decide(req: http.IncomingMessage, res: http.ServerResponse, body: string | undefined, partial: boolean): void {
+    if (this.options.unavailable?.() !== undefined) {
+      res.writeHead(503, { 'content-length': '0' }).end();
+      return;
+    }
     this.engine.decide(this.checkRequest(req, body, partial)).then(
       (decision) => this.respond(res, decision),
       (err: Error) => {
