@@ -147,11 +147,13 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
   log.info({ adminPort }, 'admin serving');
   // A bundle is the source of truth when given: its directory is private, so nobody edits it.
   const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void app.reload(), log) : undefined;
+  bundle?.registerMetrics(app.metrics.registry);
   bundle?.start(opts.bundlePoll * 1000, async (b) => (await app.switchDirectory(b.dir)).ok);
   onStopSignals(log, async () => {
     watcher?.close();
     bundle?.stop();
     await app.stop();
+    await bundle?.removeFiles();
     await admin.close();
   });
   process.on('SIGHUP', () => void app.reload());
@@ -161,11 +163,13 @@ async function servePrimary(options: GatehouseOptions, workers: number, opts: Se
   const adminToken = opts.adminTokenFile ? await readAdminToken(opts.adminTokenFile) : undefined;
   const supervisor = await Supervisor.start({ workers, adminHost: opts.listenAddress, adminPort: opts.adminPort, gatehouse: options, ...(adminToken ? { adminToken } : {}) }, log);
   const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void supervisor.reload(), log) : undefined;
+  bundle?.registerMetrics(supervisor.metricsRegistry);
   bundle?.start(opts.bundlePoll * 1000, (b) => supervisor.reload(b.dir));
   onStopSignals(log, async () => {
     watcher?.close();
     bundle?.stop();
     await supervisor.stop();
+    await bundle?.removeFiles();
   });
   process.on('SIGHUP', () => void supervisor.reload());
   process.on('SIGUSR2', () => void supervisor.rollingRestart());

@@ -99,6 +99,11 @@ export class Supervisor {
 
   private reloads: Promise<unknown> = Promise.resolve();
 
+  /** The primary's own metrics, served beside the workers' aggregate. */
+  get metricsRegistry(): Registry {
+    return this.registry;
+  }
+
   /**
    * SIGHUP, a file change or a new bundle (`dir`): validate here first, then every worker
    * loads the same directory. Returns whether the new version was accepted.
