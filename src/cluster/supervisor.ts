@@ -9,6 +9,7 @@ import { describePolicySet, formatProblem, type PolicySet } from '../policy/type
 import { isAdminReply, isAuditBatch, isWorkerStatus, type AdminOp, type AdminReply, type AdminRequest, type ToWorker, type WorkerStatus } from './messages';
 import { LineWriter } from '../audit/line-writer';
 import { PRIMARY_OWNED_FAMILIES, withoutFamilies } from './metric-families';
+import { describeBackendError } from '../util/episode-log';
 
 export interface SupervisorOptions {
   readonly workers: number;
@@ -49,7 +50,8 @@ export class Supervisor {
   private readonly history = new ReloadHistory();
   /** Workers without --audit-log send their records here: one writer on stdout. */
   private readonly auditOut = new LineWriter(undefined, {
-    onTrouble: ({ error, dropped }) => this.log.error({ err: error?.message, dropped }, 'audit records cannot be written to stdout'),
+    onTrouble: ({ error }) => this.log.error({ cause: error ? describeBackendError(error) : 'not keeping up: 64 MB of records waiting' }, 'audit records cannot be written to stdout; records are being lost'),
+    onRecovered: (lost) => this.log.info({ recordsLost: lost }, 'audit records written to stdout again'),
   });
 
   private constructor(

@@ -102,12 +102,12 @@ export class BoundsMetrics {
     });
     this.refused = new Counter({
       name: 'gatehouse_connections_refused_total',
-      help: 'gRPC connections closed before use: reason=connection_limit, preface_timeout or not_http2.',
+      help: 'gRPC connections closed before use: reason=connection_limit or preface_timeout.',
       labelNames: ['reason'],
       registers,
     });
     for (const reason of ['deadline', 'in_flight', 'event_loop_lag'] as const) this.shed.inc({ reason }, 0);
-    for (const reason of ['connection_limit', 'preface_timeout', 'not_http2'] as const) this.refused.inc({ reason }, 0);
+    for (const reason of ['connection_limit', 'preface_timeout'] as const) this.refused.inc({ reason }, 0);
   }
 
   checkShed(reason: ShedReason): void {

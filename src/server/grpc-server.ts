@@ -64,6 +64,7 @@ export class GrpcServer {
     this.health.setServing(false);
     this.health.close();
     this.gate.close();
+    const started = performance.now();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn({ deadlineMs }, 'drain deadline reached; closing remaining calls');
@@ -76,6 +77,9 @@ export class GrpcServer {
         resolve();
       });
     });
+    // grpc-js reports a session closed before its socket has written its last frames (the
+    // final health status, GOAWAY); exiting then would cut them off.
+    await this.gate.drained(Math.max(0, deadlineMs - (performance.now() - started)));
     this.shedder?.close();
   }
 

@@ -50,10 +50,10 @@ export function grpcServerOptions(limits: TransportLimits): grpc.ServerOptions {
   };
 }
 
-const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const TLS_HANDSHAKE_RECORD = 0x16;
+/** The HTTP/2 client preface is 24 bytes; a TLS ClientHello is longer. */
+const PREFACE_BYTES = 24;
 
-export type RefusedConnection = 'connection_limit' | 'preface_timeout' | 'not_http2';
+export type RefusedConnection = 'connection_limit' | 'preface_timeout';
 
 export interface ConnectionGateEvents {
   readonly onRefused?: (reason: RefusedConnection) => void;
@@ -61,16 +61,17 @@ export interface ConnectionGateEvents {
 
 /**
  * The listening socket in front of grpc-js. grpc-js accepts every connection and waits
- * forever for its preface; this gate owns the TCP listener, refuses connections past the
- * cap, and hands a connection to grpc-js only once it has shown the HTTP/2 preface (or a TLS
- * ClientHello, whose own handshake then follows) within `prefaceTimeoutMs`. The bytes it
- * read are put back, so grpc-js sees the connection from its first byte.
+ * forever for its preface; this gate owns the TCP listener, closes connections past the cap
+ * on accept, and closes a connection that has not sent the 24 bytes of the HTTP/2 preface (or
+ * a TLS ClientHello) within `prefaceTimeoutMs`. It never reads the connection itself: grpc-js
+ * gets it untouched at once, and the gate only looks at how many bytes HTTP/2 has read.
+ * Bytes that are not HTTP/2 are refused by HTTP/2 itself (GOAWAY, close).
  */
 export class ConnectionGate {
   private readonly server: net.Server;
   private readonly open = new Set<net.Socket>();
-  private readonly waiting = new Set<net.Socket>();
   private boundPort = 0;
+  private onEmpty: (() => void) | undefined;
 
   constructor(
     private readonly inject: (socket: net.Socket) => void,
@@ -78,7 +79,7 @@ export class ConnectionGate {
     private readonly log: Logger,
     private readonly events: ConnectionGateEvents = {},
   ) {
-    this.server = net.createServer({ pauseOnConnect: false, noDelay: true }, (socket) => this.accept(socket));
+    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
 
   get port(): number {
@@ -101,13 +102,27 @@ export class ConnectionGate {
   }
 
   /**
-   * Stops accepting now. Connections already handed over belong to grpc-js's shutdown (the
-   * listener's own close callback would wait for them); those still short of their preface
-   * have nothing in flight and are closed.
+   * Stops accepting now. Connections belong to grpc-js's shutdown (the listener's own close
+   * callback would wait for them), except those that never sent a byte: nothing can be in
+   * flight on them, and they would hold the process until the drain deadline.
    */
   close(): void {
     if (this.server.listening) this.server.close();
-    for (const socket of this.waiting) socket.destroy();
+    for (const socket of this.open) if (socket.bytesRead === 0) socket.destroy();
+  }
+
+  /** Resolves once every connection has closed (its last bytes written), or after `ms`. */
+  drained(ms: number): Promise<void> {
+    if (this.open.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.onEmpty = done;
+    });
   }
 
   private accept(socket: net.Socket): void {
@@ -116,47 +131,22 @@ export class ConnectionGate {
       return;
     }
     this.open.add(socket);
-    this.waiting.add(socket);
-    socket.once('close', () => {
-      this.open.delete(socket);
-      this.waiting.delete(socket);
-    });
-    socket.on('error', () => undefined); // a reset before hand-over: nothing to answer
-    const chunks: Buffer[] = [];
-    let received = 0;
-    const timer = setTimeout(() => this.refuse(socket, 'preface_timeout'), this.limits.prefaceTimeoutMs);
+    const timer = setTimeout(() => {
+      if (socket.bytesRead < PREFACE_BYTES) this.refuse(socket, 'preface_timeout');
+    }, this.limits.prefaceTimeoutMs);
     timer.unref();
-    const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      received += chunk.length;
-      const head = chunks.length === 1 ? chunk : Buffer.concat(chunks, received);
-      const verdict = classify(head);
-      if (verdict === 'wait') return;
+    socket.once('close', () => {
       clearTimeout(timer);
-      socket.off('data', onData);
-      this.waiting.delete(socket);
-      if (verdict === 'refuse') {
-        this.refuse(socket, 'not_http2');
-        return;
-      }
-      socket.pause();
-      socket.unshift(head);
-      this.inject(socket);
-    };
-    socket.on('data', onData);
+      this.open.delete(socket);
+      if (this.open.size === 0) this.onEmpty?.();
+    });
+    this.inject(socket);
   }
 
   private refuse(socket: net.Socket, reason: RefusedConnection): void {
     this.events.onRefused?.(reason);
     this.log.debug({ reason, peer: socket.remoteAddress }, 'connection refused');
+    socket.on('error', () => undefined);
     socket.destroy();
   }
-}
-
-/** Whether the first bytes are HTTP/2 prior knowledge, a TLS handshake, or neither. */
-function classify(head: Buffer): 'accept' | 'wait' | 'refuse' {
-  if (head[0] === TLS_HANDSHAKE_RECORD) return 'accept';
-  const n = Math.min(head.length, H2_PREFACE.length);
-  if (head.compare(H2_PREFACE, 0, n, 0, n) !== 0) return 'refuse';
-  return n === H2_PREFACE.length ? 'accept' : 'wait';
 }

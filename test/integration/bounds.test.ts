@@ -99,8 +99,7 @@ describe('transport limits on a real server', () => {
 
   test('a connection that speaks something else is closed at once', async () => {
     const http1 = await rawConnection(server.port, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
-    expect(await closedWithin(http1, 250)).toBeLessThan(250);
-    expect(await metric(server, 'gatehouse_connections_refused_total{reason="not_http2"}')).toBe(1);
+    expect(await closedWithin(http1, 250)).toBeLessThan(250); // by HTTP/2 itself, well before the preface timeout
   });
 
   test('connections past the cap are closed on accept; those within it keep working', async () => {
