@@ -12,8 +12,8 @@ export class EpisodeLog {
   private count = 0;
 
   /**
-   * `failing`: the opening message ("quarantine state unavailable: denials are not counted");
-   * `recovered`: the closing one; `unit`: what `affected` counts ("denials not counted").
+   * `failing`: the opening message ("quarantine state unavailable: …"); `recovered`: the
+   * closing one; `unit`: the field of the closing line that carries the count ("failedOperations").
    */
   constructor(
     private readonly log: Logger,
@@ -23,11 +23,6 @@ export class EpisodeLog {
 
   get open(): boolean {
     return this.startedAt !== undefined;
-  }
-
-  /** Failures so far in the open episode. */
-  get affected(): number {
-    return this.count;
   }
 
   /** A failure: the first of an episode is logged; the rest are only counted. */

@@ -187,6 +187,12 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
     }
     const episodeLines = () => logs.lines().filter((l) => /^quarantine state/.test(String(l['msg'])));
     await waitFor(() => episodeLines().length >= 1, 'the episode to open', 10_000);
+    // Every denial's count has failed (each waits its own Redis budget) before Redis is back.
+    const stateErrors = async () => {
+      const line = (await server!.app.metrics.registry.metrics()).split('\n').find((l) => l.startsWith('gatehouse_state_errors_total{component="quarantine"} '));
+      return line === undefined ? 0 : Number(line.split(' ')[1]);
+    };
+    await waitFor(async () => (await stateErrors()) >= 60, 'every denial count to fail', 15_000);
     redis.thaw();
     await waitFor(() => episodeLines().length >= 2, 'the episode to close', 15_000);
     const [opened, closed] = episodeLines();

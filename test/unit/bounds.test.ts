@@ -1,5 +1,6 @@
 import { MemoryBucketStore } from '../../src/ratelimit/memory-store';
 import { LoadShedder, OVERLOAD_SUSTAIN_MS } from '../../src/server/shedding';
+import { describeBackendError } from '../../src/util/episode-log';
 
 const slow = { capacity: 5, refillPerSecond: 0.001 }; // refills in over an hour
 
@@ -128,5 +129,19 @@ describe('load shedding', () => {
     await tick();
     expect(shedder.refuse(Infinity)).toBeUndefined();
     shedder.close();
+  });
+});
+
+describe('background errors in our words', () => {
+  test.each([
+    [new Error('Reached the max retries per request limit (which is 2). Refer to "maxRetriesPerRequest" option for details.'), 'not connected'],
+    [new Error("Stream isn't writeable and enableOfflineQueue options is false"), 'not connected'],
+    [new Error('Connection is closed.'), 'not connected'],
+    [new Error('redis did not answer within 50 ms'), 'no answer in time'],
+    [Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' }), 'connection refused'],
+    [Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }), 'no space left on device'],
+    [Object.assign(new Error('NOSCRIPT No matching script. Please use EVAL.'), { name: 'ReplyError' }), 'Redis refused the command (NOSCRIPT)'],
+  ])('%s', (error, words) => {
+    expect(describeBackendError(error)).toBe(words);
   });
 });
