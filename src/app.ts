@@ -156,7 +156,7 @@ export class Gatehouse {
       auditDropped: () => audit.dropped,
       auditFailing: () => audit.failing,
     });
-    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost, ...(options.auditRequired ? { unavailable: auditUnavailable } : {}) }) : undefined;
+    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost, ...(options.auditRequired ? { unavailable: auditUnavailable } : {}), ...(options.transport ? { maxConnections: options.transport.maxConnections, headersTimeoutMs: options.transport.prefaceTimeoutMs } : {}) }) : undefined;
     state.grants.setGrants(loaded.set.grants, Date.now());
     app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
     if (options.auditRequired) app.auditProbe = probeAuditWhileFailing(audit);

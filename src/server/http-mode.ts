@@ -32,6 +32,10 @@ export interface HttpModeOptions {
   readonly maxBodyBytes?: number;
   /** A reason to refuse every check now (503, the proxy fails closed); undefined to decide. */
   readonly unavailable?: () => string | undefined;
+  /** Open connections at most (the gRPC listener's --grpc-max-connections); default 1024. */
+  readonly maxConnections?: number;
+  /** A request's headers must arrive within this (the gRPC preface timeout's twin); default 5000. */
+  readonly headersTimeoutMs?: number;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -56,7 +60,9 @@ export class HttpAuthServer {
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     // NaN or a negative bound would silently disable the bound itself (every comparison false).
     if (!Number.isSafeInteger(this.maxBodyBytes) || this.maxBodyBytes < 0) throw new RangeError(`maxBodyBytes must be a non-negative integer, not ${options.maxBodyBytes}`);
-    this.server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
+    const headersTimeout = options.headersTimeoutMs ?? 5000;
+    // The checker runs often enough that a silent connection is closed near headersTimeout, not 30 s later.
+    this.server = http.createServer({ maxHeaderSize: 64 * 1024, headersTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) }, (req, res) => {
       if (!announcesBody(req)) {
         // Header-only (the common case): decide now rather than wait for an 'end' with nothing before it.
         req.resume();
@@ -65,7 +71,8 @@ export class HttpAuthServer {
       }
       this.readBody(req, res);
     });
-    this.server.requestTimeout = 10_000;
+    this.server.requestTimeout = Math.max(10_000, headersTimeout);
+    this.server.maxConnections = options.maxConnections ?? 1024;
     this.server.keepAliveTimeout = 65_000;
   }
 

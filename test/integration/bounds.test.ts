@@ -142,6 +142,28 @@ describe('transport limits on a real server', () => {
   });
 });
 
+describe('HTTP mode shares the connection bounds', () => {
+  test('a silent connection is closed near the header timeout; connections past the cap are refused', async () => {
+    const server = await startTestServer({
+      policiesDir: EXAMPLE_POLICIES,
+      http: { port: 0, dialect: 'envoy' },
+      transport: { ...DEFAULT_TRANSPORT_LIMITS, maxConnections: 2, prefaceTimeoutMs: 500 },
+    });
+    try {
+      const port = server.app.http!.port;
+      const silent = await rawConnection(port);
+      const tookMs = await closedWithin(silent, 5000);
+      expect(tookMs).toBeGreaterThanOrEqual(450);
+      const held = await Promise.all([rawConnection(port), rawConnection(port)]);
+      const extra = await rawConnection(port);
+      expect(await closedWithin(extra, 400)).toBeLessThan(400); // well before the header timeout: the cap
+      for (const s of held) s.destroy();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('overload: in-flight checks are bounded and the rest refused fast', () => {
   let redis: RedisProcess;
   let server: TestServer;
