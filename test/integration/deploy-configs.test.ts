@@ -701,6 +701,11 @@ function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] 
   const resources = obj(container['resources']);
   if (dig(resources, 'requests', 'cpu') === undefined) problems.push('no CPU request (the HPA needs one)');
   if (dig(resources, 'requests', 'memory') === undefined || dig(resources, 'limits', 'memory') === undefined) problems.push('memory request/limit missing');
+  // V8 sizes its heap for the node, not the cgroup: without a cap, RSS at saturation passes 256Mi.
+  const oldSpace = /--max-old-space-size=(\d+)/.exec(envValue('NODE_OPTIONS') ?? '')?.[1];
+  const limitMi = /^(\d+)Mi$/.exec(str(dig(resources, 'limits', 'memory')))?.[1];
+  if (oldSpace === undefined) problems.push('NODE_OPTIONS sets no --max-old-space-size: the heap grows past the memory limit before it collects');
+  else if (limitMi !== undefined && Number(oldSpace) + 112 > Number(limitMi)) problems.push(`--max-old-space-size=${oldSpace} leaves less than the ~112 MiB baseline below the ${limitMi}Mi limit`);
 
   for (const env of objs(container['env'])) {
     const ref = dig(env, 'valueFrom', 'secretKeyRef');
@@ -1094,6 +1099,8 @@ describe('istio/', () => {
       ['HPA on autoscaling/v1', (d) => { (ofKind(d, 'HorizontalPodAutoscaler')[0] ?? {})['apiVersion'] = 'autoscaling/v1'; }, /apiVersion autoscaling\/v1/],
       ['PDB on policy/v1beta1', (d) => { (ofKind(d, 'PodDisruptionBudget')[0] ?? {})['apiVersion'] = 'policy/v1beta1'; }, /apiVersion policy\/v1beta1/],
       ['required Redis Secret', (d) => { const env = objs(main(d)['env']).find((e) => e['name'] === 'GATEHOUSE_REDIS'); obj(dig(env, 'valueFrom', 'secretKeyRef'))['optional'] = false; }, /not optional/],
+      ['no heap cap', (d) => { main(d)['env'] = objs(main(d)['env']).filter((e) => e['name'] !== 'NODE_OPTIONS'); }, /no --max-old-space-size/],
+      ['a heap cap the memory limit cannot hold', (d) => { obj(dig(main(d), 'resources', 'limits'))['memory'] = '192Mi'; }, /leaves less than/],
       ['--policies elsewhere than the mount', (d) => { const a = list(main(d)['args']); a[a.indexOf('--policies') + 1] = '/policies'; }, /is not a mounted volume/],
     ];
     test.each(workloadCases)('%s', (_name, mutate, expected) => {
