@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { headerPresence } from '../audit/request-shape';
 import { MemoryGrantTracker } from '../grants/memory';
 import type { GrantRef, GrantTracker } from '../grants/types';
 import { MemoryQuarantineState } from '../quarantine/memory';
@@ -251,6 +252,10 @@ export class DecisionEngine {
       optOut: ctx.optOut,
       spoofedHeaders: request?.spoofedHeaders ?? [],
       latencyMs: performance.now() - ctx.start,
+      destination: request?.destinationPrincipal || undefined,
+      query: request?.query || undefined,
+      auditHeaders: ctx.set.auditHeaders,
+      headerPresence: request === undefined ? 0 : headerPresence(ctx.set.auditHeaders, request.headers),
     };
   }
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { trackedHeaderNames } from '../audit/request-shape';
 import { compileSpiffePattern, type SpiffePattern } from '../identity/spiffe';
 import type { GrantRef } from '../grants/types';
 import { compileCondition } from './conditions';
@@ -58,7 +59,8 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
     for (const workload of doc.spec.workloads ?? []) byWorkload.set(workload, policy);
   }
   const grants = policies.flatMap((p) => p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)));
-  return { version, policies, byHost, byWorkload, optOuts, grants, files, loadedAt: new Date() };
+  const auditHeaders = trackedHeaderNames(policies, optOuts.values());
+  return { version, policies, byHost, byWorkload, optOuts, grants, auditHeaders, files, loadedAt: new Date() };
 }
 
 function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: string): CompiledWorkloadPolicy {

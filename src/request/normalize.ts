@@ -19,6 +19,8 @@ export interface NormalizedRequest {
   readonly principal: string;
   /** `attributes.source.certificate` (URL-encoded PEM), '' when absent. */
   readonly certificate: string;
+  /** `attributes.destination.principal`: the receiving workload's SPIFFE ID as Envoy knows it, '' when absent. */
+  readonly destinationPrincipal: string;
   readonly requestId: string | undefined;
   /** `traceparent` when it is well-formed W3C trace context, so a decision can be found from a trace. */
   readonly traceparent: string | undefined;
@@ -83,6 +85,9 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
   if (typeof path !== 'string') return { ok: false, reason: path.error, host, method: rawMethod, path: clipText(stripQuery(rawPath)) };
   const metadata = metadataOf(attributes);
   if (metadata === undefined) return { ok: false, reason: 'metadata nests too deeply', host, method: rawMethod, path };
+  // It selects the policy: too long to be a workload's ID is malformed, never "absent".
+  const destinationPrincipal = str(field(field(attributes, 'destination'), 'principal'));
+  if (destinationPrincipal.length > MAX_PRINCIPAL) return { ok: false, reason: 'destination principal is too long', host, method: rawMethod, path };
 
   return {
     ok: true,
@@ -94,6 +99,7 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
       headers,
       principal: str(field(field(attributes, 'source'), 'principal')),
       certificate: str(field(field(attributes, 'source'), 'certificate')),
+      destinationPrincipal,
       requestId: boundedHeader(headers['x-request-id']),
       traceparent: traceparent(headers['traceparent']),
       spoofedHeaders: spoofedGatehouseHeaders(headers),
@@ -114,7 +120,7 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
 function tcpRequest(attributes: unknown): NormalizeResult {
   const destination = str(field(field(attributes, 'destination'), 'principal'));
   if (destination === '') return { ok: false, reason: 'CheckRequest has no HTTP request attributes and no destination principal' };
-  if (destination.length > 2048) return { ok: false, reason: 'destination principal is too long' };
+  if (destination.length > MAX_PRINCIPAL) return { ok: false, reason: 'destination principal is too long' };
   const source = field(attributes, 'source');
   return {
     ok: true,
@@ -126,6 +132,7 @@ function tcpRequest(attributes: unknown): NormalizeResult {
       headers: EMPTY_HEADERS,
       principal: str(field(source, 'principal')),
       certificate: str(field(source, 'certificate')),
+      destinationPrincipal: destination,
       requestId: undefined,
       traceparent: undefined,
       spoofedHeaders: NO_HEADERS,
@@ -138,6 +145,8 @@ function tcpRequest(attributes: unknown): NormalizeResult {
     },
   };
 }
+
+const MAX_PRINCIPAL = 2048;
 
 /** `body` wins over `raw_body` should a sender set both; Envoy sets one or the other. */
 function bodyOf(http: unknown): string | Uint8Array | undefined {
