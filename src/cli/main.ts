@@ -23,6 +23,7 @@ import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
 import { adminCall, DEFAULT_ADMIN_URL, formatAccessReport, formatQuarantine, readAdminToken, type AdminClientFlags } from './admin-client';
 import { runCheck } from './check';
+import { addReplayCommands } from './replay';
 import { runTestCommand } from './test-command';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
 import { collectList, intInRange, parsePort, parsePositiveInt, validateTrustDomains } from './options';
@@ -280,6 +281,8 @@ program
     const code = await runCheck(dir, text, { trustDomains: opts.trustDomain ?? [], trustXfcc: opts.trustXfcc === true, json: opts.json === true });
     process.exitCode = code;
   });
+
+addReplayCommands(program);
 
 interface ServeFlags {
   policies: string;
