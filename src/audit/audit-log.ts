@@ -42,6 +42,8 @@ export interface AuditRecord {
   query_keys_truncated?: true;
   /** Whether each header the policy set reads was sent; never a value. Absent when the set reads none. */
   header_presence?: Record<string, boolean>;
+  /** The request said it carries a body; absent when it did not. */
+  body_present?: true;
 }
 
 /**
@@ -85,6 +87,7 @@ export function auditRecord(d: Decision): AuditRecord {
     d.auditHeaders.forEach((name, i) => (presence[name] = (d.headerPresence & (1 << i)) !== 0));
     record.header_presence = presence;
   }
+  if (d.bodyPresent) record.body_present = true;
   return record;
 }
 
@@ -140,6 +143,7 @@ export class AuditLog implements DecisionSink {
     if (d.limitBackendError !== undefined) fields += `,"limit_backend_error":${jsonString(d.limitBackendError)}`;
     if (d.query !== undefined) fields += queryKeysJson(d.query);
     if (d.auditHeaders.length > 0) fields += this.headerPresenceJson(d.auditHeaders, d.headerPresence);
+    if (d.bodyPresent) fields += ',"body_present":true';
     fields += w ? ',"msg":"would deny (dry-run)"' : ',"msg":"decision"';
     this.writer.write(this.chain.sealFields(fields));
   }

@@ -68,6 +68,8 @@ export interface Decision extends Verdict {
   /** The policy set's tracked header names and, as bit i, whether names[i] was sent. */
   readonly auditHeaders: readonly string[];
   readonly headerPresence: number;
+  /** The request said it carries a body (never its content). */
+  readonly bodyPresent: boolean;
 }
 
 export const ALLOWED: Verdict = { allowed: true, status: 200, code: 'allowed', reason: 'allowed' };

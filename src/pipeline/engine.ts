@@ -14,6 +14,7 @@ import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
 import type { QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
 import type { BucketStore, LimitResult } from '../ratelimit/types';
+import { hasBody } from '../request/body';
 import { normalizeCheckRequest, type NormalizedRequest } from '../request/normalize';
 import { ALLOWED, deny, type Decision, type Verdict } from './decision';
 
@@ -256,6 +257,7 @@ export class DecisionEngine {
       query: request?.query || undefined,
       auditHeaders: ctx.set.auditHeaders,
       headerPresence: request === undefined ? 0 : headerPresence(ctx.set.auditHeaders, request.headers),
+      bodyPresent: request !== undefined && hasBody(request),
     };
   }
 }

@@ -23,6 +23,8 @@ export interface ReplayRecord {
   readonly queryKeysTruncated: boolean;
   /** Tracked header name → presence; undefined when the record tracks none. */
   readonly headerPresence: Readonly<Record<string, boolean>> | undefined;
+  /** undefined: the record predates body presence. */
+  readonly bodyPresent: boolean | undefined;
   /** The record was written before destination, query keys and header presence were kept. */
   readonly legacy: boolean;
 }
@@ -69,6 +71,7 @@ export function parseAuditLine(text: string): ParsedLine {
       queryKeys: Array.isArray(queryKeys) ? queryKeys.filter((k): k is string => typeof k === 'string').slice(0, 64) : o['destination'] === undefined ? undefined : [],
       queryKeysTruncated: o['query_keys_truncated'] === true,
       headerPresence: presenceOf(presence),
+      bodyPresent: 'destination' in o ? o['body_present'] === true : undefined,
       legacy: !('destination' in o),
     },
   };

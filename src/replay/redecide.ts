@@ -111,7 +111,8 @@ export class Redecider {
         if (refusal.hosts !== null && !refusal.hosts.has(record.host ?? '')) continue;
         if (refusal.methods !== null && !refusal.methods.has(record.method ?? '')) continue;
         if (refusal.paths !== null && !refusal.paths.some((p) => p.matches(record.path ?? ''))) continue;
-        if (refusal.fields !== null) return { reason: `WorkloadPolicy ${optOut.name} refusal ${refusal.name} reads body fields, which the audit log does not keep` };
+        // Refused fields apply only to a request with a body.
+        if (refusal.fields !== null && record.bodyPresent !== false) return { reason: `WorkloadPolicy ${optOut.name} refusal ${refusal.name} reads body fields, which the audit log does not keep` };
         const untracked = refusal.headers?.find((h) => record.headerPresence?.[h] === undefined);
         if (untracked !== undefined) return { reason: `WorkloadPolicy ${optOut.name} refusal ${refusal.name} reads header ${untracked}, whose presence the record does not hold` };
       }

@@ -27,6 +27,7 @@ export function sampleDecision(id: string, extra: Partial<Decision> = {}): Decis
     query: undefined,
     auditHeaders: [],
     headerPresence: 0,
+    bodyPresent: false,
     ...extra,
   };
 }

@@ -36,6 +36,7 @@ describe('audit log records', () => {
         query: 'b=1&a=secret-value&b=2&%ZZ=x&e%20x=%41',
         auditHeaders: ['x-debug', 'x-tenant', 'x"odd'],
         headerPresence: 0b101,
+        bodyPresent: true,
       }),
     ];
     for (const d of decisions) audit.record(d);
