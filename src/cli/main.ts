@@ -24,6 +24,7 @@ import { parseRedisUrl } from '../ratelimit/redis-store';
 import { adminCall, DEFAULT_ADMIN_URL, formatAccessReport, formatQuarantine, readAdminToken, type AdminClientFlags } from './admin-client';
 import { runCheck } from './check';
 import { addReplayCommands } from './replay';
+import { addSuggestCommand } from './suggest';
 import { runTestCommand } from './test-command';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
 import { collectList, intInRange, parsePort, parsePositiveInt, validateTrustDomains } from './options';
@@ -283,6 +284,7 @@ program
   });
 
 addReplayCommands(program);
+addSuggestCommand(program);
 
 interface ServeFlags {
   policies: string;

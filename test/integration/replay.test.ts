@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { once } from 'node:events';
 import { replay } from '../../src/replay/replay';
-import { runCli, runCliAsync, spawnServe, type ServeProcess } from '../helpers/cli';
+import { recordTraffic } from '../helpers/audit-traffic';
+import { runCli, runCliAsync } from '../helpers/cli';
 import { loadSet } from '../helpers/engine';
-import { checkClient } from '../helpers/grpc-client';
 import { policyDir } from '../helpers/policies';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest, FRONTEND_WEB, type RequestSpec } from '../helpers/requests';
 
@@ -83,18 +83,7 @@ beforeAll(async () => {
   baseDir = policyDir({ 'orders.yaml': BASE });
   editedDir = policyDir({ 'orders.yaml': EDITED });
   auditFile = path.join(work, 'audit.log');
-  let server: ServeProcess | undefined;
-  try {
-    server = await spawnServe(['--policies', baseDir, '--trust-domain', 'shop.example', '--audit-log', auditFile, '--no-watch']);
-    const client = checkClient(server.port);
-    for (const [times, spec] of TRAFFIC) for (let i = 0; i < times; i++) await client.check(envoyCheckRequest({ host: 'orders', ...spec }));
-    client.close();
-  } finally {
-    if (server) {
-      server.child.kill('SIGTERM');
-      await server.exited;
-    }
-  }
+  await recordTraffic(baseDir, auditFile, TRAFFIC.flatMap(([times, spec]) => Array.from({ length: times }, () => envoyCheckRequest({ host: 'orders', ...spec }))));
 }, 60_000);
 
 function replayJson(args: string[], input?: string): { status: number | null; report: ReportJson; stderr: string } {
