@@ -3,6 +3,17 @@ import type { RuleDiff } from './rule-diff';
 
 const MAX_ROWS = 50;
 
+/** Log text on a terminal: control characters (escape sequences) become '?'. */
+function plain(text: string | null): string {
+  if (text === null) return '-';
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    out += code < 0x20 || (code >= 0x7f && code <= 0x9f) ? '?' : text[i];
+  }
+  return out;
+}
+
 /** Thousands separated, as people read counts. */
 function n(value: number): string {
   return value.toLocaleString('en-US');
@@ -43,27 +54,27 @@ function notes(report: ReplayReport): string[] {
 }
 
 export function formatText(report: ReplayReport, diff?: RuleDiff): string {
-  const lines = [summaryLine(report), countsLine(report), `policy version ${report.policyVersion}; recorded under ${Object.keys(report.recordedVersions).join(', ') || '(none)'}`];
+  const lines = [summaryLine(report), countsLine(report), `policy version ${report.policyVersion}; recorded under ${plain(Object.keys(report.recordedVersions).join(', ') || '(none)')}`];
   for (const change of ['allow-to-deny', 'deny-to-allow'] as const) {
     const groups = report.changes.filter((g) => g.change === change);
     if (groups.length === 0) continue;
     lines.push('', change === 'allow-to-deny' ? 'allowed before, denied now:' : 'denied before, allowed now:');
     for (const g of groups.slice(0, MAX_ROWS)) {
-      lines.push(`  ${n(g.count).padStart(8)}  ${g.caller ?? '(no identity)'} → ${g.host ?? '-'}  rule ${g.rule ?? '-'}  ${g.reason}  (${g.first} … ${g.last}, e.g. ${g.example})`);
+      lines.push(`  ${n(g.count).padStart(8)}  ${plain(g.caller ?? '(no identity)')} → ${plain(g.host)}  rule ${plain(g.rule)}  ${plain(g.reason)}  (${plain(g.first)} … ${plain(g.last)}, e.g. ${plain(g.example)})`);
     }
     if (groups.length > MAX_ROWS) lines.push(`  … ${n(groups.length - MAX_ROWS)} more groups (--json lists all)`);
   }
   if (report.cannotTellGroups.length > 0) {
     lines.push('', 'cannot tell (the outcome depends on what the audit log does not hold):');
-    for (const g of report.cannotTellGroups.slice(0, MAX_ROWS)) lines.push(`  ${n(g.count).padStart(8)}  ${g.host ?? '-'}: ${g.reason}  (e.g. ${g.example})`);
+    for (const g of report.cannotTellGroups.slice(0, MAX_ROWS)) lines.push(`  ${n(g.count).padStart(8)}  ${plain(g.host)}: ${plain(g.reason)}  (e.g. ${plain(g.example)})`);
   }
-  lines.push('', ...ruleLines(report, diff).map((l) => l.replace(/^- /, '')));
-  for (const note of notes(report)) lines.push(`note: ${note}`);
+  lines.push('', ...ruleLines(report, diff, (name) => `\`${plain(name)}\``).map((l) => l.slice(2)));
+  for (const note of notes(report)) lines.push(`note: ${plain(note)}`);
   return `${lines.join('\n').replace(/\n{3,}/g, '\n\n')}\n`;
 }
 
-function ruleLines(report: ReplayReport, diff: RuleDiff | undefined): string[] {
-  const list = (names: readonly string[]): string => (names.length === 0 ? 'none' : names.map((x) => `\`${x}\``).join(', '));
+function ruleLines(report: ReplayReport, diff: RuleDiff | undefined, quote: (name: string) => string): string[] {
+  const list = (names: readonly string[]): string => (names.length === 0 ? 'none' : names.map(quote).join(', '));
   if (diff) return [`- rules added: ${list(diff.added)}`, `- rules removed: ${list(diff.removed)}`, `- rules changed: ${list(diff.changed)}`];
   return [`- rules of the new set behind changes: ${list(report.rulesTouched)}`, `- recorded rules not in the new set: ${list(report.recordedRulesMissing)}`];
 }
@@ -93,7 +104,7 @@ export function formatMarkdown(report: ReplayReport, diff?: RuleDiff): string {
     for (const g of report.cannotTellGroups.slice(0, MAX_ROWS)) out.push(`| ${cell(g.host)} | ${cell(g.rule)} | ${cell(g.reason)} | ${n(g.count)} | ${cell(g.example)} |`);
     out.push('');
   }
-  out.push('### Policy', '', `New version \`${report.policyVersion}\`; recorded under ${Object.keys(report.recordedVersions).map((v) => `\`${v}\``).join(', ') || 'none'}.`, '', ...ruleLines(report, diff), '');
-  for (const note of notes(report)) out.push(`> ${note}`, '');
+  out.push('### Policy', '', `New version \`${report.policyVersion}\`; recorded under ${Object.keys(report.recordedVersions).map(cell).join(', ') || 'none'}.`, '', ...ruleLines(report, diff, cell), '');
+  for (const note of notes(report)) out.push(`> ${cell(note)}`, '');
   return `${out.join('\n').trimEnd()}\n`;
 }

@@ -1,6 +1,9 @@
 import { auditLines, type SourceCounts } from '../replay/audit-source';
 import { parseAuditLine, type ReplayRecord } from '../replay/record';
+import { parseSpiffeId } from '../identity/spiffe';
 import { compilePathPattern } from '../policy/path-pattern';
+import { hostError } from '../policy/validate';
+import { normalizePath } from '../request/normalize';
 import { PathTrie, type TrieOptions } from './path-trie';
 
 /**
@@ -77,8 +80,19 @@ interface Combination {
   readonly examples: Example[];
 }
 
+/** A method a rule can name (the schema's shape); a request with another was never matched by one. */
+const POLICY_METHOD = /^[A-Z][A-Z0-9_-]{0,31}$/;
+
+/**
+ * Evidence a policy can be written from. The log is input too: a host, path, method or caller
+ * that no policy could name (too long, not a SPIFFE ID) is not evidence, so the output validates.
+ */
 function usable(record: ReplayRecord): record is ReplayRecord & { host: string; method: string; path: string } {
-  return record.allowed && record.host !== null && record.method !== null && record.method !== 'TCP' && record.path !== null && record.code !== 'malformed_request';
+  if (!record.allowed || record.code === 'malformed_request' || record.host === null || record.method === null || record.path === null) return false;
+  if (record.method === 'TCP' || !POLICY_METHOD.test(record.method) || hostError(record.host) !== undefined || record.path.length > 1024) return false;
+  // A path Gatehouse would not have admitted as it stands (a control character, a dot segment).
+  if (normalizePath(record.path) !== record.path) return false;
+  return record.caller === null || parseSpiffeId(record.caller).ok;
 }
 
 async function* decisions(files: readonly string[], counts: { invalid: number }): AsyncGenerator<ReplayRecord> {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { recordTraffic } from '../helpers/audit-traffic';
@@ -94,6 +94,30 @@ describe('gatehouse suggest', () => {
     const replay = runCli(['replay', out, '--audit', auditFile, '--fail-on', 'new-denials', '--json']);
     expect(replay.status).toBe(0);
     expect(JSON.parse(replay.stdout)).toMatchObject({ allowToDeny: 0, denyToAllow: 0, records: TRAFFIC.length });
+  });
+
+  test('a forged log cannot make it write a policy that does not validate or smuggles YAML', () => {
+    const forged = path.join(mkdtempSync(path.join(tmpdir(), 'gatehouse-forged-')), 'forged.log');
+    const line = (fields: Record<string, unknown>): string =>
+      JSON.stringify({ msg: 'decision', decision_id: 'f', time: '2026-12-05T00:00:00Z', result: 'allow', reason_code: 'allowed', caller: CHECKOUT_WEB, host: 'orders', method: 'GET', path: '/v1/x', destination: ORDERS_WORKLOAD, ...fields });
+    writeFileSync(forged, [
+      line({ caller: 'not-a-spiffe-id' }),
+      line({ method: 'get' }),
+      line({ host: 'h'.repeat(300) }),
+      line({ path: `/${'p'.repeat(2000)}` }),
+      line({ path: '/v1/a"\n  mode: dry-run', host: 'orders\n#' }),
+      line({ path: '/v1/b"\n  mode: dry-run' }),
+      line({ path: '/v1/../admin' }),
+      line({ destination: 'spiffe://shop.example/ns/x/sa/"\nkind: Other' }),
+    ].join('\n'));
+    const out = mkdtempSync(path.join(tmpdir(), 'gatehouse-suggested-'));
+    expect(runCli(['suggest', '--audit', auditFile, forged, '-o', out]).status).toBe(0);
+    expect(runCli(['validate', out]).status).toBe(0);
+    expect(runCli(['test', out]).status).toBe(0);
+    const all = readdirSync(out).map((f) => readFileSync(path.join(out, f), 'utf8')).join('\n');
+    expect(all).not.toContain('not-a-spiffe-id');
+    expect(all).not.toMatch(/^\s*mode: dry-run/m);
+    expect(all).not.toMatch(/^kind: Other/m);
   });
 
   test('--host picks one policy; stdin and nothing to suggest are refused clearly', () => {
