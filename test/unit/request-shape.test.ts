@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { headerPresence, MAX_TRACKED_HEADERS } from '../../src/audit/request-shape';
 import { conditionReads } from '../../src/policy/condition-reads';
+import { parseSince } from '../../src/cli/replay';
 import { loadPolicyDir } from '../../src/policy/load';
+import { normalizeCheckRequest } from '../../src/request/normalize';
 
 describe('condition reads', () => {
   test('literal header keys are told apart by presence test and value read; macros make the map opaque', () => {
@@ -67,5 +69,30 @@ spec:
     const loaded = await loadPolicyDir(dir);
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
     expect(loaded.set.auditHeaders).toHaveLength(MAX_TRACKED_HEADERS);
+  });
+});
+
+describe('destination principal', () => {
+  const request = (principal: unknown): unknown => ({ attributes: { destination: { principal }, request: { http: { host: 'orders', method: 'GET', path: '/v1/orders', headers: {} } } } });
+
+  test('is carried from attributes.destination.principal, empty when absent or not a string', () => {
+    const spiffe = 'spiffe://shop.example/ns/orders/sa/orders';
+    const normalized = normalizeCheckRequest(request(spiffe));
+    expect(normalized.ok && normalized.request.destinationPrincipal).toBe(spiffe);
+    const odd = normalizeCheckRequest(request({ nested: true }));
+    expect(odd.ok && odd.request.destinationPrincipal).toBe('');
+  });
+
+  test('one too long to be a workload ID is malformed, never read as absent', () => {
+    expect(normalizeCheckRequest(request(`spiffe://shop.example/${'a'.repeat(3000)}`))).toMatchObject({ ok: false, reason: 'destination principal is too long' });
+  });
+});
+
+describe('replay --since', () => {
+  test('takes an ISO time or a duration back from now, and refuses anything else', () => {
+    expect(parseSince('2026-12-05T00:00:00Z')).toBe(Date.UTC(2026, 11, 5));
+    expect(parseSince('24h', 1_000_000_000)).toBe(1_000_000_000 - 86_400_000);
+    expect(() => parseSince('yesterday')).toThrow(/ISO time/);
+    expect(() => parseSince('12345')).toThrow(/ISO time/);
   });
 });
