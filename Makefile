@@ -24,9 +24,11 @@ install: node_modules/.installed
 build: install
 	$(NODE_BIN)/tsc -p tsconfig.build.json
 
-# Serves ./policies on :9191 with the embedded in-process limiter. Ctrl-C drains and exits.
+# Serves ./policies on loopback :9191 with the embedded in-process limiter (a demo, not exposed to
+# the network; `serve` itself defaults to 0.0.0.0 for containers). Ctrl-C drains and exits.
+LISTEN_ADDRESS ?= 127.0.0.1
 run: build
-	node dist/cli/main.js serve --policies policies --trust-domain $(TRUST_DOMAIN) $(ARGS)
+	node dist/cli/main.js serve --policies policies --trust-domain $(TRUST_DOMAIN) --listen-address $(LISTEN_ADDRESS) $(ARGS)
 
 # Programs the tests start for real (redis-server). Installed from Debian when missing.
 test-deps:

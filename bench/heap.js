@@ -9,7 +9,7 @@ const { loadProtos } = require(path.join(ROOT, 'dist/server/protos'));
 (async () => {
   const app = await Gatehouse.start({ policiesDir: path.join(ROOT, 'policies'), grpcHost: '127.0.0.1', grpcPort: 0, trustDomains: ['shop.example'], trustXfcc: false, auditLog: '/dev/null', drainTimeoutMs: 1000 }, pino({ level: 'silent' }));
   const principal = 'spiffe://shop.example/ns/checkout/sa/w00000';
-  const pb = loadProtos().authorization.Check.requestSerialize({ attributes: { source: { principal }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders.shop.svc.cluster.local', headers: { ':authority': 'orders.shop.svc.cluster.local', ':method': 'POST', ':path': '/v1/orders' } } } } });
+  const pb = loadProtos().authorization.Check.requestSerialize({ attributes: { source: { principal }, destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders.shop.svc.cluster.local', headers: { ':authority': 'orders.shop.svc.cluster.local', ':method': 'POST', ':path': '/v1/orders' } } } } });
   const at = pb.indexOf(Buffer.from(principal)) + principal.length - 5;
   let done = 0;
   const report = () => { global.gc(); global.gc(); console.log(done, 'heapUsed MiB', (process.memoryUsage().heapUsed / 1048576).toFixed(1)); };

@@ -29,6 +29,8 @@ function template() {
   const pb = checkDef.requestSerialize({
     attributes: {
       source: { principal },
+      // The receiving workload's identity selects its policy (`workloads:`), as Envoy sends it.
+      destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
       request: { http: { method: 'POST', path: '/v1/orders', host: 'orders.shop.svc.cluster.local', headers: { ':authority': 'orders.shop.svc.cluster.local', ':method': 'POST', ':path': '/v1/orders', 'x-request-id': 'mem' } } },
     },
   });

@@ -84,6 +84,12 @@ function pick() {
 
 let requestSeq = 0;
 
+// The example policies' workloads, by the first label of the host they serve.
+const WORKLOADS = {
+  orders: 'spiffe://shop.example/ns/orders/sa/orders',
+  payments: 'spiffe://shop.example/ns/payments/sa/payments',
+};
+
 // A CheckRequest shaped like the one Envoy sends (proto3 JSON mapping).
 function request(principal, method, host, path) {
   requestSeq += 1;
@@ -96,6 +102,8 @@ function request(principal, method, host, path) {
       },
       destination: {
         address: { socketAddress: { address: '10.0.1.4', portValue: 8080 } },
+        // The receiving workload's identity selects its policy (`workloads:`); the Host only narrows it.
+        principal: WORKLOADS[host.split('.')[0]],
       },
       request: {
         http: {

@@ -1,3 +1,4 @@
+import { AskerGate, askerControlConfigured, type AskerOptions } from './server/askers';
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AdminProviders, Readiness } from './admin/admin-server';
@@ -18,7 +19,7 @@ import { RedisGrantTracker } from './grants/redis';
 import type { GrantTracker } from './grants/types';
 import { MemoryQuarantineState } from './quarantine/memory';
 import { RedisQuarantineState } from './quarantine/redis';
-import type { QuarantineEvent, QuarantineState } from './quarantine/types';
+import { subjectCaller, type QuarantineEntry, type QuarantineEvent, type QuarantineState } from './quarantine/types';
 
 export interface GatehouseOptions {
   readonly policiesDir: string;
@@ -30,6 +31,8 @@ export interface GatehouseOptions {
   readonly trustBundles?: ReadonlyMap<string, TrustBundle>;
   /** JWT-SVIDs: expected audience (a policy's `audience` overrides it) and clock leeway. */
   readonly jwt?: { readonly audience: string | undefined; readonly leewaySeconds: number };
+  /** Who may ask the Check port (TLS client certificates, `--askers`); open when undefined. */
+  readonly askers?: AskerOptions;
   /** The HTTP authorization mode (`--http-port`); off when undefined. */
   readonly http?: Omit<HttpModeOptions, 'host'>;
   /** File for audit records; stdout when undefined. */
@@ -49,6 +52,13 @@ export interface GatehouseOptions {
 }
 
 const REDIS_STARTUP_WAIT_MS = 2000;
+/** Audit events for refused askers per second; beyond it only the metric counts them. */
+const MAX_ASKER_EVENTS_PER_SECOND = 50;
+
+function clipText(text: string | undefined): string | null {
+  if (text === undefined) return null;
+  return text.length <= 256 ? text : `${text.slice(0, 256)}…`;
+}
 
 export class PolicyLoadError extends Error {
   constructor(readonly problems: readonly PolicyProblem[]) {
@@ -113,8 +123,19 @@ export class Gatehouse {
       quarantine: state.quarantine,
       grants: state.grants,
     });
-    const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort });
-    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost }) : undefined;
+    // Refused askers are strangers: the metric counts each, the audit log takes a bounded share.
+    const refusalEvents = { second: 0, written: 0 };
+    const askers = askerControlConfigured(options.askers)
+      ? new AskerGate(options.askers, (refusal) => {
+          metrics.askerRefused(refusal.reason);
+          const second = Math.floor(Date.now() / 1000);
+          if (second !== refusalEvents.second) Object.assign(refusalEvents, { second, written: 0 });
+          if (refusalEvents.written++ >= MAX_ASKER_EVENTS_PER_SECOND) return;
+          audit.event('asker.refused', { reason: refusal.reason, asker: clipText(refusal.asker), destination: clipText(refusal.destination) }, 'check refused: the asker may not ask about this destination');
+        })
+      : undefined;
+    const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort, ...(askers ? { askers } : {}) });
+    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost, ...(askers ? { askers } : {}) }) : undefined;
     state.grants.setGrants(loaded.set.grants, Date.now());
     app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
     await grpc.listen();
@@ -209,7 +230,7 @@ export class Gatehouse {
       readiness: () => this.readiness(),
       metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
       policy: () => this.policyInfo(),
-      quarantine: { list: () => this.state.quarantine.list(), release: (caller) => this.state.quarantine.release(caller) },
+      quarantine: { list: () => listQuarantine(this.state.quarantine), release: (caller) => releaseQuarantine(this.state.quarantine, caller) },
       access: {
         report: async () => {
           await this.state.grants.sync();
@@ -217,7 +238,24 @@ export class Gatehouse {
         },
         renew: (filter) => this.state.grants.renew(filter, Date.now()),
       },
+      audit: { reopen: async () => this.reopenAudit() },
     };
+  }
+
+  /**
+   * SIGUSR1 or `POST /v1/audit/reopen`, after logrotate renamed the audit file: later records go
+   * to a new file at the `--audit-log` path. The hash chain runs on across both files.
+   */
+  reopenAudit(): { reopened: number; error?: string } {
+    try {
+      const reopened = this.audit.reopen();
+      if (reopened) this.log.info({ file: this.options.auditLog }, 'audit log reopened');
+      return { reopened: reopened ? 1 : 0 };
+    } catch (err) {
+      const error = (err as Error).message;
+      this.log.error({ err: error, file: this.options.auditLog }, 'audit log reopen failed; records keep going to the old file');
+      return { reopened: 0, error };
+    }
   }
 
   /** Graceful stop: NOT_SERVING, finish checks in flight, flush the audit log. */
@@ -241,6 +279,22 @@ export class Gatehouse {
 
 }
 
+/** Entries as operators know them: by caller, with the policy whose workloads it is isolated from. */
+async function listQuarantine(state: QuarantineState): Promise<QuarantineEntry[]> {
+  return (await state.list()).map((e) => ({ ...e, caller: subjectCaller(e.caller) }));
+}
+
+/** Releases every isolation of the caller: mesh-wide and per policy. The first released entry answers. */
+async function releaseQuarantine(state: QuarantineState, caller: string): Promise<QuarantineEntry | undefined> {
+  const subjects = [caller, ...(await state.list()).map((e) => e.caller).filter((s) => s !== caller && subjectCaller(s) === caller)];
+  let first: QuarantineEntry | undefined;
+  for (const subject of subjects) {
+    const released = await state.release(subject);
+    if (released !== undefined) first ??= { ...released, caller };
+  }
+  return first;
+}
+
 /** Quarantine and grant-use state: in Redis beside the buckets when configured, else in this process. */
 interface EnforcementState {
   readonly quarantine: QuarantineState;
@@ -251,7 +305,7 @@ interface EnforcementState {
 async function openEnforcementState(store: BucketStore, log: Logger, metrics: Metrics, audit: AuditLog): Promise<EnforcementState> {
   const onEvent = (event: QuarantineEvent): void => {
     const e = event.entry;
-    const details = { caller: e.caller, policy: e.policy, since: new Date(e.since).toISOString(), until: new Date(e.until).toISOString(), denials: e.denials, dry_run: e.dryRun };
+    const details = { caller: subjectCaller(e.caller), policy: e.policy, since: new Date(e.since).toISOString(), until: new Date(e.until).toISOString(), denials: e.denials, dry_run: e.dryRun };
     if (event.type === 'enter') {
       audit.event('quarantine.enter', details, e.dryRun ? 'would quarantine caller (dry-run)' : 'caller quarantined');
       metrics.quarantineEvent('enter', 'denials', e.dryRun);
@@ -261,8 +315,6 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
       metrics.quarantineEvent('leave', event.cause, e.dryRun);
       log.info({ ...details, cause: event.cause }, 'caller left quarantine');
     }
-    const counts = quarantine.activeCounts();
-    metrics.quarantinedCallers(counts.enforce, counts.dryRun);
   };
   const quarantineError = (err: Error): void => {
     metrics.stateError('quarantine');
@@ -288,6 +340,8 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     quarantine = new MemoryQuarantineState({ onEvent, onError: quarantineError });
     grants = new MemoryGrantTracker({ onWarn: (message: string) => log.warn(message) });
   }
+  metrics.countQuarantinedWith(() => quarantine.activeCounts());
+  metrics.countDormantGrantsWith(() => grants.dormantCount(Date.now()));
   return {
     quarantine,
     grants,

@@ -1,6 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as http from 'node:http';
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
+import { httpListenHost } from '../server/listen-address';
 
 export interface Readiness {
   readonly checks: Record<string, string>;
@@ -26,6 +28,8 @@ export interface AdminProviders {
   quarantine?: { list(): Promise<unknown[]>; release(caller: string): Promise<unknown | undefined> };
   /** Grants that expire from disuse, by last use. */
   access?: { report(): Promise<unknown[]>; renew(filter: { policy?: string; rule?: string; caller?: string }): Promise<number> };
+  /** Reopens audit files at their path (logrotate); `reopened` counts the files, 0 for stdout. */
+  audit?: { reopen(): Promise<{ reopened: number; error?: string }> };
 }
 
 export interface AdminOptions {
@@ -61,7 +65,7 @@ export class AdminServer {
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(port, host, () => resolve((this.server.address() as { port: number }).port));
+      this.server.listen(port, httpListenHost(host), () => resolve((this.server.address() as { port: number }).port));
     });
   }
 
@@ -74,7 +78,7 @@ export class AdminServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method === 'POST' && (path === '/v1/quarantine/release' || path === '/v1/access/renew')) return this.change(req, res, path);
+    if (req.method === 'POST' && (path === '/v1/quarantine/release' || path === '/v1/access/renew' || path === '/v1/audit/reopen')) return this.change(req, res, path);
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return send(res, 405, { error: 'method not allowed' });
@@ -103,13 +107,29 @@ export class AdminServer {
       case '/v1/policy':
         return send(res, 200, this.providers.policy());
       default:
-        return send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/v1/policy', '/v1/quarantine', '/v1/access'] });
+        return send(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/v1/policy', '/v1/quarantine', '/v1/access', 'POST /v1/audit/reopen'] });
     }
   }
 
-  /** Operator changes: from loopback (kubectl exec), or with the admin token. */
+  /**
+   * Operator changes: from loopback (kubectl exec), or with the admin token. A web page on the
+   * same host can POST to loopback too (a `text/plain` form needs no preflight), and a
+   * DNS-rebinding page can even read the answers; browsers always send `Origin` on such
+   * requests and name the page's host in `Host`, and cannot send `application/json` across
+   * origins without a preflight that this server never answers.
+   */
   private async change(req: http.IncomingMessage, res: http.ServerResponse, path: string): Promise<void> {
-    if (!this.mayChange(req)) return send(res, 403, { error: 'changes need a loopback caller or the admin token (authorization: Bearer …)' });
+    if (req.headers.origin !== undefined) return send(res, 403, { error: 'changes are not taken from web pages (the request has an Origin header)' });
+    const allowed = this.mayChange(req);
+    if (allowed !== true) return send(res, 403, { error: allowed });
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== 'application/json') return send(res, 415, { error: 'changes need content-type: application/json' });
+    if (path === '/v1/audit/reopen') {
+      if (!this.providers.audit) return unavailable(res, 'audit');
+      const result = await this.providers.audit.reopen();
+      if (result.error !== undefined) return send(res, 500, { error: `audit log cannot be reopened; records keep going to the old file: ${result.error}` });
+      return send(res, 200, { reopened: result.reopened });
+    }
     const body = await readJson(req);
     if (body === undefined) return send(res, 400, { error: `body must be a JSON object of at most ${MAX_ADMIN_BODY} bytes` });
     const text = (key: string): string | undefined => (typeof body[key] === 'string' && (body[key] as string).length > 0 && (body[key] as string).length <= 2048 ? (body[key] as string) : undefined);
@@ -124,22 +144,52 @@ export class AdminServer {
     if (!this.providers.access) return unavailable(res, 'access');
     const filter = { ...(text('policy') ? { policy: text('policy') } : {}), ...(text('rule') ? { rule: text('rule') } : {}), ...(text('caller') ? { caller: text('caller') } : {}) };
     if (filter.policy === undefined) return send(res, 400, { error: 'policy is required (and optionally rule and caller)' });
+    const unknown = unknownPolicyOrRule(this.providers.policy(), filter.policy, filter.rule);
+    if (unknown) return send(res, 404, { error: unknown });
     const renewed = await this.providers.access.renew(filter);
     this.log.info({ ...filter, renewed }, 'grant renewal requested');
     return send(res, 200, { renewed });
   }
 
-  private mayChange(req: http.IncomingMessage): boolean {
+  /** true, or why not. */
+  private mayChange(req: http.IncomingMessage): true | string {
     const token = this.options.token;
     const header = req.headers.authorization;
     if (token !== undefined && typeof header === 'string' && header.startsWith('Bearer ')) {
       const given = Buffer.from(header.slice(7));
       // Hash both sides so the comparison is constant time whatever the lengths.
-      return timingSafeEqual(createHash('sha256').update(given).digest(), createHash('sha256').update(token).digest());
+      return timingSafeEqual(createHash('sha256').update(given).digest(), createHash('sha256').update(token).digest()) || REFUSED_CHANGE;
     }
     const remote = req.socket.remoteAddress ?? '';
-    return remote === '127.0.0.1' || remote === '::1' || remote === '::ffff:127.0.0.1';
+    if (remote !== '127.0.0.1' && remote !== '::1' && remote !== '::ffff:127.0.0.1') return REFUSED_CHANGE;
+    return isLoopbackHost(req.headers.host ?? '') || 'changes from loopback need a Host that is a loopback name or address';
   }
+}
+
+/** A renewal that names nothing served would report success while renewing nothing. */
+function unknownPolicyOrRule(served: unknown, policy: string, rule: string | undefined): string | undefined {
+  const policies = (served as { policies?: { name: string; rules: string[] }[] } | undefined)?.policies ?? [];
+  const found = policies.find((p) => p.name === policy);
+  if (found === undefined) return `no policy named '${policy}' is being served`;
+  if (rule !== undefined && !found.rules.includes(rule)) return `policy '${policy}' has no rule named '${rule}'`;
+  return undefined;
+}
+
+const REFUSED_CHANGE = 'changes need a loopback caller or the admin token (authorization: Bearer …)';
+
+/** `localhost`, 127.0.0.0/8 or ::1, with or without a port: the names a rebinding page cannot put in Host. */
+export function isLoopbackHost(host: string): boolean {
+  let name = host.toLowerCase();
+  if (name.startsWith('[')) {
+    const close = name.indexOf(']');
+    if (close === -1 || (close + 1 < name.length && name[close + 1] !== ':')) return false;
+    name = name.slice(1, close);
+    return name === '::1' || name === '::ffff:127.0.0.1';
+  }
+  const colon = name.indexOf(':');
+  if (colon !== -1) name = name.slice(0, colon);
+  if (name === 'localhost' || name === 'localhost.') return true;
+  return isIP(name) === 4 && name.startsWith('127.');
 }
 
 function unavailable(res: http.ServerResponse, what: string): void {

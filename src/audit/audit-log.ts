@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Decision } from '../pipeline/decision';
 import type { DecisionSink } from '../pipeline/engine';
 import { HashChain } from './chain';
-import { jsonNumber, jsonString, jsonStringOrNull } from './json';
+import { escapeLineBreaks, jsonNumber, jsonString, jsonStringOrNull } from './json';
 import { LineWriter, type LineWriterOptions } from './line-writer';
 import { queryKeys } from './request-shape';
 
@@ -164,8 +164,13 @@ export class AuditLog implements DecisionSink {
    * decisions so removing one is as visible. Rare, so plain JSON.stringify is fine.
    */
   event(name: string, details: Record<string, unknown>, msg: string): void {
-    const body = JSON.stringify({ event: name, ...details, msg });
+    const body = escapeLineBreaks(JSON.stringify({ event: name, ...details, msg }));
     this.writer.write(this.chain.sealFields(`"level":30,"time":"${new Date().toISOString()}",${body.slice(1, -1)}`));
+  }
+
+  /** After logrotate moved the file: later records go to a new file at the same path, the chain unbroken. */
+  reopen(): boolean {
+    return this.writer.reopen();
   }
 
   /** Writes out everything buffered; call before exit. */

@@ -1,5 +1,6 @@
 import { createSecretKey, type KeyObject } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import { fileErrorText } from '../util/file-error';
 
 /** HMAC-SHA256 keys shorter than its 32-byte output only weaken it. */
 export const MIN_AUDIT_KEY_BYTES = 32;
@@ -15,8 +16,7 @@ export async function readAuditKey(file: string): Promise<KeyObject> {
   try {
     bytes = await fs.readFile(file);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    throw new Error(`cannot read audit key ${file}: ${e.code ?? 'unreadable'}`);
+    throw new Error(fileErrorText(err, 'audit key', file));
   }
   let end = bytes.length;
   if (end > 0 && bytes[end - 1] === 0x0a) {

@@ -26,7 +26,11 @@ export interface LineWriterOptions {
  */
 export class LineWriter {
   /** -1 with a sink: nothing is opened. */
-  private readonly fd: number;
+  private fd: number;
+  /** The descriptor the batch in flight goes to; a reopen never moves a batch half-way. */
+  private batchFd = -1;
+  /** Descriptors replaced by a reopen, closed once the batch in flight on them is written. */
+  private retired: number[] = [];
   private pending: string[] = [];
   private scheduled = false;
   private writing = false;
@@ -39,7 +43,7 @@ export class LineWriter {
   dropped = 0;
 
   /** `target`: a file path (created with its folder), or undefined for stdout. */
-  constructor(target: string | undefined, private readonly options: LineWriterOptions = {}) {
+  constructor(private readonly target: string | undefined, private readonly options: LineWriterOptions = {}) {
     if (options.sink) {
       this.fd = -1;
     } else if (target === undefined) {
@@ -48,6 +52,22 @@ export class LineWriter {
       fs.mkdirSync(path.dirname(target), { recursive: true });
       this.fd = fs.openSync(target, 'a');
     }
+  }
+
+  /**
+   * Opens the file path again and writes every later batch there (logrotate: after a rename,
+   * the old descriptor would keep writing to the rotated file). False for stdout or a sink.
+   * Throws when the path cannot be opened; writing then goes on to the old descriptor.
+   */
+  reopen(): boolean {
+    if (this.options.sink || this.target === undefined) return false;
+    fs.mkdirSync(path.dirname(this.target), { recursive: true });
+    const fd = fs.openSync(this.target, 'a');
+    const old = this.fd;
+    this.fd = fd;
+    if (this.writing) this.retired.push(old);
+    else fs.close(old, () => undefined);
+    return true;
   }
 
   /** `line` ends in '\n'. Never throws and never blocks the caller. */
@@ -88,11 +108,14 @@ export class LineWriter {
     this.writing = true;
     const sink = this.options.sink;
     if (sink) sink(batch, (err) => this.written(err, 0, Buffer.alloc(0)));
-    else this.writeAll(Buffer.from(batch, 'utf8'));
+    else {
+      this.batchFd = this.fd;
+      this.writeAll(Buffer.from(batch, 'utf8'));
+    }
   };
 
   private writeAll(buf: Buffer): void {
-    fs.write(this.fd, buf, 0, buf.length, null, (err, written) => this.written(err, written, buf));
+    fs.write(this.batchFd, buf, 0, buf.length, null, (err, written) => this.written(err, written, buf));
   }
 
   /** The end of one write (or sink hand-over): retry, continue a partial write, or move on. */
@@ -117,6 +140,10 @@ export class LineWriter {
       this.droppedSinceReport = 0;
     }
     this.writing = false;
+    if (this.retired.length > 0) {
+      for (const fd of this.retired) fs.close(fd, () => undefined);
+      this.retired = [];
+    }
     if (this.pending.length > 0) this.drain();
     else this.settle();
   }

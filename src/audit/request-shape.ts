@@ -2,7 +2,8 @@ import { conditionReads } from '../policy/condition-reads';
 import { isHeaderName } from '../policy/header-name';
 import type { CompiledWorkloadPolicy } from '../policy/opt-out';
 import type { CompiledPolicy } from '../policy/types';
-import { clipText, parseQuery } from '../request/normalize';
+import { clipText } from '../request/normalize';
+import { readQuery } from '../request/query';
 
 /**
  * The request attributes an audit record keeps beyond method, host and path, so that replay
@@ -45,13 +46,15 @@ export function headerPresence(names: readonly string[], headers: Readonly<Recor
 }
 
 /**
- * The keys a condition sees in `request.query` (parseQuery's, so a pair that does not decode
- * is absent here too), without values: at most MAX_RECORDED_QUERY_KEYS, each clipped (a
- * clipped key ends in '…', so it never equals a policy's key). `truncated` when keys were left out.
+ * The keys a condition sees in `request.query` (readQuery's), without values: at most
+ * MAX_RECORDED_QUERY_KEYS, each clipped (a clipped key ends in '…', so it never equals a
+ * policy's key). `truncated` when keys were left out, or the query is one conditions refuse.
  */
 export function queryKeys(raw: string): { keys: string[]; truncated: boolean } {
   const keys: string[] = [];
-  const parsed = parseQuery(raw);
+  const query = readQuery(raw);
+  if (!query.ok) return { keys, truncated: true };
+  const parsed = query.value;
   for (const key of parsed.keys()) {
     if (keys.length === MAX_RECORDED_QUERY_KEYS) break;
     keys.push(clipText(key, MAX_RECORDED_QUERY_KEY));

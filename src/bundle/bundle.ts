@@ -1,5 +1,5 @@
 import { CompactSign, compactVerify, decodeProtectedHeader, importPKCS8, importSPKI, type KeyLike } from 'jose';
-import { createPrivateKey, createPublicKey } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -7,7 +7,8 @@ import { runPolicyTests } from '../policy-test/run';
 import { loadPolicyDir } from '../policy/load';
 import { isPolicyFile, isPolicyTestFile, listFiles } from '../policy/source';
 import { formatProblem } from '../policy/types';
-import type { GitVersion } from '../policy/git';
+import { GIT_VERSION_FILE, parseGitVersion, type GitVersion } from '../policy/git';
+import { keyKindProblem } from './key-pem';
 
 export const BUNDLE_TYPE = 'gatehouse-bundle+jws';
 export const MAX_BUNDLE_BYTES = 10 * 1024 * 1024;
@@ -98,6 +99,9 @@ export async function unpackBundle(payload: BundlePayload): Promise<string> {
     await mkdir(path.dirname(path.join(dir, name)), { recursive: true, mode: 0o700 });
     await writeFile(path.join(dir, name), content, { mode: 0o600 });
   }
+  // The commit travels in the signed payload; served from here, /v1/policy and audit records keep it.
+  const git = parseGitVersion(payload.git);
+  if (git) await writeFile(path.join(dir, GIT_VERSION_FILE), JSON.stringify(git), { mode: 0o600 });
   const loaded = await loadPolicyDir(dir);
   if (!loaded.ok) throw new BundleError(`bundle policies are invalid:\n${loaded.problems.map(formatProblem).join('\n')}`);
   if (loaded.set.version !== payload.version) throw new BundleError('bundle version does not match its content');
@@ -118,17 +122,32 @@ function safeName(name: string): boolean {
 }
 
 async function privateKey(pem: string): Promise<{ key: KeyLike; alg: string }> {
-  const alg = algorithmOf(createPrivateKey(pem));
-  return { key: await importPKCS8(pem, alg), alg };
+  const problem = keyKindProblem(pem, 'private', 'the signing key');
+  if (problem) throw new BundleError(problem);
+  const key = decodeKey(() => createPrivateKey(pem), 'the signing key');
+  const alg = algorithmOf(key);
+  // Exported as PKCS#8 so SEC1 (`EC PRIVATE KEY`) files sign too.
+  return { key: await importPKCS8(key.export({ type: 'pkcs8', format: 'pem' }).toString(), alg), alg };
 }
 
 async function publicKey(pem: string, headerAlg: string): Promise<KeyLike> {
-  const alg = algorithmOf(createPublicKey(pem));
+  const problem = keyKindProblem(pem, 'public', 'the bundle key');
+  if (problem) throw new BundleError(problem);
+  const alg = algorithmOf(decodeKey(() => createPublicKey(pem), 'the bundle key'));
   if (alg !== headerAlg) throw new BundleError(`bundle is signed with ${headerAlg} but the bundle key is ${alg}`);
   return importSPKI(pem, alg);
 }
 
-function algorithmOf(key: ReturnType<typeof createPublicKey>): string {
+/** OpenSSL's decoder errors (`DECODER routines::unsupported`) in words. */
+function decodeKey(decode: () => KeyObject, what: string): KeyObject {
+  try {
+    return decode();
+  } catch {
+    throw new BundleError(`${what} cannot be decoded: a damaged PEM, or a key type other than Ed25519 or ECDSA P-256/P-384`);
+  }
+}
+
+function algorithmOf(key: KeyObject): string {
   if (key.asymmetricKeyType === 'ed25519') return 'EdDSA';
   if (key.asymmetricKeyType === 'ec') {
     const curve = key.asymmetricKeyDetails?.namedCurve;

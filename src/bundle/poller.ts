@@ -1,6 +1,7 @@
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BundleError, MAX_BUNDLE_BYTES, unpackBundle, verifyBundle, type BundlePayload } from './bundle';
+import { fileErrorText } from '../util/file-error';
 
 export interface ActiveBundle {
   readonly dir: string;
@@ -59,7 +60,7 @@ export class BundlePoller {
       text = await readFile(this.stateFile, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // first start
-      throw new BundleError(`cannot read bundle state ${this.stateFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new BundleError(fileErrorText(err, 'bundle state', this.stateFile));
     }
     try {
       const state = JSON.parse(text) as { revision?: unknown; version?: unknown };
@@ -139,7 +140,9 @@ export class BundlePoller {
       this.etag = res.headers.get('etag') ?? undefined;
       return text;
     }
-    const info = await stat(this.location);
+    const info = await stat(this.location).catch((err: unknown) => {
+      throw new BundleError(fileErrorText(err, 'the bundle file'));
+    });
     const stamp = `${info.size}:${info.mtimeMs}`;
     if (stamp === this.fileStamp) return undefined;
     if (info.size > MAX_BUNDLE_BYTES) throw new BundleError('bundle is too large');

@@ -59,7 +59,7 @@ function explain(d: Decision, rules: ReturnType<typeof explainRules>): string {
     '',
     `1 request:  ${d.method ?? '-'} ${d.host ?? '-'}${d.path ?? ''}`,
     `2 identity: ${d.caller ? `${d.caller} (from ${d.identitySource})` : verdict.status === 401 ? `REJECTED: ${verdict.reason}` : 'not reached'}`,
-    `3 policy:   ${d.policy ? `${d.policy.label} (${d.policy.mode}, ${d.policy.file})` : `none guards this host (policy set ${d.policyVersion})`}`,
+    `3 policy:   ${d.policy ? `${d.policy.label} (${d.policy.mode}, ${d.policy.file})` : d.code === 'host_mismatch' || d.code === 'route_mismatch' ? `none selected: ${d.reason} (policy set ${d.policyVersion})` : `none guards this host (policy set ${d.policyVersion})`}`,
   ];
   if (rules.length > 0) {
     lines.push('4 rules:');

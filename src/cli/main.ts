@@ -1,11 +1,12 @@
 #!/usr/bin/env node
+import { askerOptionsProblem, serverTlsCredentials, type AskerOptions } from '../server/askers';
 import { Command, Option } from 'commander';
 import cluster from 'node:cluster';
 import { promises as fs } from 'node:fs';
 import type { Logger } from 'pino';
 import { AdminServer } from '../admin/admin-server';
 import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
-import { verifyAuditText } from '../audit/chain';
+import { verifyAuditPieces } from '../audit/chain';
 import { readAuditKey } from '../audit/key';
 import { workerAuditPath, type AuditBatch } from '../cluster/messages';
 import { defaultWorkers } from '../cluster/cpus';
@@ -18,6 +19,7 @@ import { TrustBundleStore } from '../identity/trust-bundle-store';
 import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';
 import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
+import { GATEHOUSE_VERSION } from '../metrics/metrics';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
@@ -26,13 +28,16 @@ import { runCheck } from './check';
 import { addReplayCommands } from './replay';
 import { addSuggestCommand } from './suggest';
 import { runTestCommand } from './test-command';
+import { fileErrorText } from '../util/file-error';
+import { keyKindProblem } from '../bundle/key-pem';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
-import { collectList, intInRange, parsePort, parsePositiveInt, validateTrustDomains } from './options';
+import { collectList, intInRange, listenAddress, parsePort, parsePositiveInt, validateTrustDomains } from './options';
 
 const program = new Command();
 program
   .name('gatehouse')
   .description('Envoy external-authorization server: SPIFFE identity, per-route permissions, token buckets.')
+  .version(GATEHOUSE_VERSION, '-V, --version', 'print the Gatehouse version')
   .showHelpAfterError();
 
 program
@@ -42,7 +47,7 @@ program
   .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(DEFAULT_GRPC_PORT).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
   .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(DEFAULT_ADMIN_PORT).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
   .addOption(new Option('--admin-token-file <file>', 'bearer token (first line, at least 16 characters) that admin changes (quarantine release, access renew) need from non-loopback callers').env('GATEHOUSE_ADMIN_TOKEN_FILE'))
-  .addOption(new Option('--listen-address <addr>', 'address to bind').default('0.0.0.0').env('GATEHOUSE_LISTEN_ADDRESS'))
+  .addOption(new Option('--listen-address <addr>', 'address to bind: IPv4, IPv6 (`::` listens dual-stack; brackets optional) or a host name').default('0.0.0.0').argParser(listenAddress).env('GATEHOUSE_LISTEN_ADDRESS'))
   .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default with --redis: one per usable core, CPU quota included; without: 1, since in-process buckets are per process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
   .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
   .addOption(new Option('--trust-bundle <domain=file>', 'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable').argParser(collectList).env('GATEHOUSE_TRUST_BUNDLE'))
@@ -54,6 +59,12 @@ program
   .addOption(new Option('--http-client-cert-header <name>', 'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle').env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'))
   .addOption(new Option('--http-max-body <bytes>', 'HTTP mode: request bytes read for body contracts; beyond it the body is checked as truncated').default(1048576).argParser(intInRange(0, 64 * 1048576, 'bytes')).env('GATEHOUSE_HTTP_MAX_BODY'))
   .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
+  .addOption(new Option('--tls-cert <file>', 'serve the gRPC port over TLS with this certificate (PEM); needs --tls-key and --client-ca').env('GATEHOUSE_TLS_CERT'))
+  .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('GATEHOUSE_TLS_KEY'))
+  .addOption(new Option('--client-ca <file>', 'CA certificates (PEM) that askers\' client certificates must chain to; client certificates are required').env('GATEHOUSE_CLIENT_CA'))
+  .addOption(new Option('--askers <pattern>', 'SPIFFE ID patterns of the proxies that may ask; each asks only about requests to itself (repeatable)').argParser(collectList).env('GATEHOUSE_ASKERS'))
+  .addOption(new Option('--gateway-askers <pattern>', 'SPIFFE ID patterns of askers that may ask about any destination, such as ingress gateways (repeatable)').argParser(collectList).env('GATEHOUSE_GATEWAY_ASKERS'))
+  .addOption(new Option('--asker-from-xfcc', 'read the asker from the x-forwarded-client-cert metadata of Gatehouse\'s own sidecar (only where nothing else can reach the port)').env('GATEHOUSE_ASKER_FROM_XFCC'))
   .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
   .addOption(new Option('--audit-key <file>', 'secret (at least 32 bytes) to HMAC every audit record with, so only its holder can rewrite the log; verify with `audit verify --key`').env('GATEHOUSE_AUDIT_KEY'))
   .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(LOG_LEVELS).default('info').env('GATEHOUSE_LOG_LEVEL'))
@@ -89,6 +100,7 @@ program
       trustDomains,
       trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
       trustBundles,
+      askers: askerFlags(opts),
       jwt: { audience: opts.jwtAudience, leewaySeconds: opts.jwtLeeway },
       ...(opts.httpPort !== undefined
         ? {
@@ -115,7 +127,9 @@ program
     let bundle: BundlePoller | undefined;
     if (opts.bundle && !cluster.isWorker) {
       if (!opts.bundleKey) fail('--bundle needs --bundle-key (the public key bundles are signed with)');
-      const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --bundle-key: ${e.code ?? e.message}`));
+      const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--bundle-key', opts.bundleKey!)));
+      const keyProblem = keyKindProblem(pem, 'public', `--bundle-key ${opts.bundleKey}`);
+      if (keyProblem) fail(keyProblem);
       if (!opts.bundleState) log.warn('no --bundle-state: older signed bundles are refused only while this process runs; a restart accepts any signed revision');
       bundle = new BundlePoller(opts.bundle, pem, log, opts.bundleState);
       try {
@@ -156,6 +170,8 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
     await admin.close();
   });
   process.on('SIGHUP', () => void app.reload());
+  // logrotate's postrotate: `kill -USR1` (or POST /v1/audit/reopen) after renaming the audit file.
+  process.on('SIGUSR1', () => void app.reopenAudit());
 }
 
 async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
@@ -170,6 +186,7 @@ async function servePrimary(options: GatehouseOptions, workers: number, opts: Se
   });
   process.on('SIGHUP', () => void supervisor.reload());
   process.on('SIGUSR2', () => void supervisor.rollingRestart());
+  process.on('SIGUSR1', () => void supervisor.reopenAudit());
 }
 
 function sendAuditToPrimary(batch: string, done: (err: Error | null) => void): void {
@@ -221,7 +238,9 @@ bundleCommand
   .requiredOption('--key <file>', 'private key (PKCS#8 PEM, Ed25519 or ECDSA P-256/P-384)')
   .option('--revision <n>', 'bundle revision; must grow with every bundle (default: now, in ms)', parsePositiveInt)
   .action(async (dir: string, o: { output: string; key: string; revision?: number }) => {
-    const pem = await fs.readFile(o.key, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read --key: ${e.code ?? e.message}`));
+    const pem = await fs.readFile(o.key, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--key', o.key)));
+    const keyProblem = keyKindProblem(pem, 'private', `--key ${o.key}`);
+    if (keyProblem) fail(keyProblem);
     try {
       const { jws, payload, testsRun } = await buildBundle(dir, pem, o.revision);
       await fs.writeFile(o.output, `${jws}\n`);
@@ -236,18 +255,29 @@ program
   .description('audit log tools')
   .command('verify')
   .description("verify an audit log's hash chains; exit 1 naming the first broken record")
-  .argument('<file>', 'audit log (JSON lines)')
+  .argument('<files...>', 'audit log (JSON lines); rotated pieces of one log oldest first (audit.log.2 audit.log.1 audit.log)')
   .option('--key <file>', 'the --audit-key the log was written with; needed for keyed records, and then every record must be keyed')
-  .action(async (file: string, opts: { key?: string }) => {
+  .option('--from-seq <n>', 'the first piece follows a record already verified: its seq (printed as the chain end by the previous verify)', intInRange(0, Number.MAX_SAFE_INTEGER, 'a seq'))
+  .option('--from-hash <hash>', 'the hash of that record')
+  .option('--mid-chain', 'accept chains that start mid-way on their own first record, unchecked before it (say so)')
+  .action(async (files: string[], opts: { key?: string; fromSeq?: number; fromHash?: string; midChain?: boolean }) => {
+    if ((opts.fromSeq === undefined) !== (opts.fromHash === undefined)) fail('--from-seq and --from-hash go together: the seq and hash of the last record before the first piece');
+    if (opts.fromHash !== undefined && !/^[0-9a-f]{64}$/.test(opts.fromHash)) fail('--from-hash must be a record hash: 64 lower-case hex digits');
     const key = opts.key ? await readAuditKey(opts.key).catch((e: Error) => fail(`--key: ${e.message}`)) : undefined;
-    const text = await fs.readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${file}: ${e.code ?? e.message}`));
-    const result = verifyAuditText(text, key);
+    const pieces = [];
+    for (const file of files) pieces.push({ name: file, text: await fs.readFile(file, 'utf8').catch((e: unknown) => fail(fileErrorText(e, 'audit log', file))) });
+    const anchor = opts.fromSeq !== undefined && opts.fromHash !== undefined ? { seq: opts.fromSeq, hash: opts.fromHash } : undefined;
+    const result = verifyAuditPieces(pieces, key, { ...(anchor ? { anchor } : {}), midChain: opts.midChain === true });
     if (!result.ok) {
-      process.stdout.write(`${file}:${result.error!.line}: ${result.error!.message}\n`);
+      const where = result.error!.line > 0 ? `${result.error!.piece ?? files[0]}:${result.error!.line}` : files.join(' ');
+      process.stdout.write(`${where}: ${result.error!.message}\n`);
       process.stdout.write(`FAILED after ${result.records} intact record(s)\n`);
       process.exit(1);
     }
     process.stdout.write(`ok: ${result.records} record(s) in ${result.chains} chain(s), every ${key ? 'HMAC matches the key' : 'hash intact'}\n`);
+    for (const u of result.unanchored ?? []) process.stdout.write(`unchecked start: chain ${u.chain} begins at seq ${u.seq}; records before it were not verified\n`);
+    // The anchor for verifying the next piece on its own.
+    for (const end of result.ends ?? []) process.stdout.write(`chain ${end.chain} ends at --from-seq ${end.seq} --from-hash ${end.hash}\n`);
   });
 
 program
@@ -278,7 +308,7 @@ program
   .action(async (dir: string, opts: { input: string; trustDomain?: string[]; trustXfcc?: boolean; json?: boolean }) => {
     const bad = validateTrustDomains(opts.trustDomain ?? []);
     if (bad) fail(bad);
-    const text = opts.input === '-' ? await readStdin() : await fs.readFile(opts.input, 'utf8').catch((e: NodeJS.ErrnoException) => fail(`cannot read ${opts.input}: ${e.code ?? e.message}`));
+    const text = opts.input === '-' ? await readStdin() : await fs.readFile(opts.input, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--input', opts.input)));
     const code = await runCheck(dir, text, { trustDomains: opts.trustDomain ?? [], trustXfcc: opts.trustXfcc === true, json: opts.json === true });
     process.exitCode = code;
   });
@@ -292,6 +322,12 @@ interface ServeFlags {
   listenAddress: string;
   trustDomain?: string[];
   trustXfcc?: boolean | string;
+  tlsCert?: string;
+  tlsKey?: string;
+  clientCa?: string;
+  askers?: string[];
+  gatewayAskers?: string[];
+  askerFromXfcc?: boolean | string;
   auditLog?: string;
   auditKey?: string;
   logLevel: string;
@@ -316,6 +352,29 @@ interface ServeFlags {
   httpDialect: HttpDialect;
   httpPathPrefix?: string;
   httpClientCertHeader?: string;
+}
+
+/** Who may ask the Check port, from the flags; exits on a combination that cannot hold. */
+function askerFlags(opts: ServeFlags): AskerOptions {
+  const tlsFlags = [opts.tlsCert, opts.tlsKey, opts.clientCa].filter((f) => f !== undefined).length;
+  if (tlsFlags !== 0 && tlsFlags !== 3) fail('--tls-cert, --tls-key and --client-ca go together: askers are authenticated by client certificates');
+  const options: AskerOptions = {
+    ...(opts.tlsCert && opts.tlsKey && opts.clientCa ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey, clientCaFile: opts.clientCa } } : {}),
+    askers: opts.askers ?? [],
+    gateways: opts.gatewayAskers ?? [],
+    fromXfcc: opts.askerFromXfcc === true || opts.askerFromXfcc === 'true',
+  };
+  if (options.tls && options.fromXfcc) fail('--asker-from-xfcc is for a plaintext port behind Gatehouse\'s own sidecar; with --tls-cert the client certificate names the asker');
+  const problem = askerOptionsProblem(options);
+  if (problem !== undefined) fail(problem);
+  if (options.tls) {
+    try {
+      serverTlsCredentials(options.tls);
+    } catch (err) {
+      fail(`cannot use --tls-cert/--tls-key/--client-ca: ${(err as Error).message}`);
+    }
+  }
+  return options;
 }
 
 function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {

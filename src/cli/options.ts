@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { parseListenAddress } from '../server/listen-address';
 
 export function parsePort(value: string): number {
   const n = Number(value);
@@ -35,4 +36,13 @@ export function validateTrustDomains(domains: readonly string[]): string | undef
     }
   }
   return undefined;
+}
+
+/** --listen-address, kept bare (no IPv6 brackets); each server formats it as its library needs. */
+export function listenAddress(value: string): string {
+  try {
+    return parseListenAddress(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }

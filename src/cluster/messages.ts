@@ -1,6 +1,6 @@
 /** IPC between the primary and its workers. */
 /** `dir`: serve this directory from now on (a new bundle); absent: reload the current one. */
-export type ToWorker = { type: 'gatehouse:reload'; dir?: string };
+export type ToWorker = { type: 'gatehouse:reload'; dir?: string } | { type: 'gatehouse:reopen-audit' };
 
 export interface WorkerStatus {
   type: 'gatehouse:status';

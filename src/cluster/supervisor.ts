@@ -75,6 +75,7 @@ export class Supervisor {
           report: async () => (await this.askWorker('access.report')) as unknown[],
           renew: async (filter) => (await this.askWorker('access.renew', filter)) as number,
         },
+        audit: { reopen: async () => this.reopenAudit() },
       },
       log,
       options.adminToken ? { token: options.adminToken } : {},
@@ -120,6 +121,14 @@ export class Supervisor {
     this.broadcast(dir !== undefined ? { type: 'gatehouse:reload', dir } : { type: 'gatehouse:reload' });
     this.log.info({ version: loaded.set.version }, 'policies reloaded; workers told');
     return true;
+  }
+
+  /** SIGUSR1 or the admin call: each worker reopens its own audit file (workers on stdout have none). */
+  reopenAudit(): { reopened: number } {
+    if (this.options.gatehouse.auditLog === undefined) return { reopened: 0 };
+    this.broadcast({ type: 'gatehouse:reopen-audit' });
+    this.log.info({ workers: this.slots.size }, 'audit log reopen: workers told');
+    return { reopened: this.slots.size };
   }
 
   /** SIGUSR2: replace workers one by one; each old one drains only once its successor listens. */

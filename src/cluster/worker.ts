@@ -27,6 +27,7 @@ export async function runWorker(options: GatehouseOptions, log: Logger): Promise
   process.on('message', (message: ToWorker | AdminRequest) => {
     if (isAdminRequest(message)) void answerAdmin(app, message);
     else if (message?.type === 'gatehouse:reload') void (message.dir ? app.switchDirectory(message.dir) : app.reload()).then(report);
+    else if (message?.type === 'gatehouse:reopen-audit') app.reopenAudit();
   });
   const stop = (): void => {
     clearInterval(timer);

@@ -72,6 +72,10 @@ export class MemoryGrantTracker implements GrantTracker {
     return this.table.rows(now);
   }
 
+  dormantCount(now: number): number {
+    return this.table.dormantCount(now);
+  }
+
   async sync(): Promise<void> {}
 
   async ready(): Promise<void> {}

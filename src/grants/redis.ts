@@ -121,6 +121,10 @@ export class RedisGrantTracker implements GrantTracker {
     });
   }
 
+  dormantCount(now: number): number {
+    return this.table.dormantCount(now);
+  }
+
   async report(now: number): Promise<GrantUsage[]> {
     // A report from a stale mirror would list stale access as unused: fail instead.
     await this.sync();

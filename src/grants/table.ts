@@ -211,6 +211,12 @@ export class GrantTable {
   }
 
   /** Report rows of every current, loaded grant; see GrantTracker.report. */
+  dormantCount(now: number): number {
+    let count = 0;
+    for (const row of this.rows(now)) if (row.dormant) count++;
+    return count;
+  }
+
   rows(now: number): GrantUsage[] {
     const rows: GrantUsage[] = [];
     for (const version of this.versionsByKey.values()) {

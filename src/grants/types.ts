@@ -67,6 +67,8 @@ export interface GrantTracker {
    * sorted by lastUsed ascending (never-used first), for `access report`.
    */
   report(now: number): Promise<GrantUsage[]>;
+  /** Synchronous, no I/O: `report` rows dormant at `now` (a caller's lapsed grant, or an allow entry nobody used in time) as this replica's table holds them (the metrics gauge). */
+  dormantCount(now: number): number;
   /** Push buffered uses and pull others' (redis); no-op for memory. */
   sync(): Promise<void>;
   ready(): Promise<void>;

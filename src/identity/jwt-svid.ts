@@ -81,6 +81,21 @@ function importKey(bundle: TrustBundle, kid: string, jwk: Record<string, unknown
   return key;
 }
 
+/**
+ * Whether a bearer token is a JWT-SVID, so that beside a stronger identity it must still verify:
+ * a JWT whose (unverified) `sub` is a SPIFFE ID. Anything else is an app's own token. An
+ * oversized token is not decoded at all.
+ */
+export function presentsJwtSvid(token: string): boolean {
+  if (token.length > MAX_TOKEN_LENGTH) return false;
+  try {
+    const sub = decodeJwt(token).sub;
+    return typeof sub === 'string' && sub.startsWith('spiffe://');
+  } catch {
+    return false;
+  }
+}
+
 function describe(err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'token has expired';
   if (err instanceof errors.JWTClaimValidationFailed) {

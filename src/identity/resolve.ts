@@ -1,7 +1,7 @@
 import { parseSpiffeId, type SpiffeId } from './spiffe';
 import type { TrustBundle } from './trust-bundle';
 import { verifyX509Svid } from './x509-svid';
-import { verifyJwtSvid } from './jwt-svid';
+import { presentsJwtSvid, verifyJwtSvid } from './jwt-svid';
 import { nearestXfccElement } from './xfcc';
 import type { NormalizedRequest } from '../request/normalize';
 
@@ -30,12 +30,36 @@ export type IdentityOutcome =
 
 /**
  * Stage 2: who is calling. Sources strongest first: peer principal, peer certificate, trusted
- * XFCC, then a JWT-SVID bearer token. The strongest credential present decides; a present but
- * invalid one is a failure, never a fall-back to a weaker one. Weaker credentials beside a
- * stronger one are not read (an app's own bearer token on an mTLS call is not an SVID).
+ * XFCC, then a JWT-SVID bearer token. The strongest credential present names the caller; a
+ * present but invalid one is a failure, never a fall-back to a weaker one. Every other
+ * credential the request presents must verify too, as Istio's RequestAuthentication rejects an
+ * invalid token whatever else a request carries: a trusted XFCC header must parse, and a bearer
+ * token that is a JWT-SVID (a JWT whose `sub` is a SPIFFE ID) must verify. A bearer token that
+ * is not a JWT-SVID (an app's own opaque or OAuth token) is no SPIFFE credential and not read.
  * Synchronous except for a JWT-SVID, whose signature check is asynchronous in jose.
  */
 export function resolveIdentity(request: NormalizedRequest, config: IdentityConfig, audiences?: AudienceScope): IdentityOutcome | Promise<IdentityOutcome> {
+  const outcome = strongestIdentity(request, config, audiences);
+  // A JWT-SVID named the caller (nothing weaker to check), or the strongest credential failed.
+  if (outcome instanceof Promise || !outcome.ok) return outcome;
+  if (outcome.source !== 'xfcc' && config.trustXfcc) {
+    const xfcc = request.headers['x-forwarded-client-cert'];
+    if (typeof xfcc === 'string' && xfcc !== '') {
+      const presented = fromXfcc(xfcc, config);
+      if (!presented.ok) return alsoPresented(presented, outcome.source);
+    }
+  }
+  const token = bearerToken(request.headers['authorization']);
+  if (token === undefined || !presentsJwtSvid(token)) return outcome;
+  return fromJwt(token, config, audiences).then((presented) => (presented.ok ? outcome : alsoPresented(presented, outcome.source)));
+}
+
+/** A failed credential beside one that verified: the request is still a 401, and the reason says why. */
+function alsoPresented(failure: Extract<IdentityOutcome, { ok: false }>, verified: IdentitySource): IdentityOutcome {
+  return { ok: false, code: 'invalid_identity', reason: `${failure.reason} (a presented credential must verify, even beside a verified ${verified} identity)`, ...(failure.source ? { source: failure.source } : {}) };
+}
+
+function strongestIdentity(request: NormalizedRequest, config: IdentityConfig, audiences?: AudienceScope): IdentityOutcome | Promise<IdentityOutcome> {
   const bundles = config.trustBundles;
   if (request.principal !== '') {
     const byPrincipal = fromSpiffeText(request.principal, 'principal', config);
@@ -58,20 +82,7 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
   }
 
   const xfcc = request.headers['x-forwarded-client-cert'];
-  if (config.trustXfcc && typeof xfcc === 'string' && xfcc !== '') {
-    const element = nearestXfccElement(xfcc);
-    if (!element.ok) return { ok: false, code: 'invalid_identity', reason: `x-forwarded-client-cert: ${element.error}`, source: 'xfcc' };
-    const uris = element.value.uri;
-    if (uris.length !== 1) {
-      return {
-        ok: false,
-        code: 'invalid_identity',
-        reason: uris.length === 0 ? 'x-forwarded-client-cert has no URI SAN' : 'x-forwarded-client-cert has more than one URI SAN',
-        source: 'xfcc',
-      };
-    }
-    return fromSpiffeText(uris[0]!, 'xfcc', config);
-  }
+  if (config.trustXfcc && typeof xfcc === 'string' && xfcc !== '') return fromXfcc(xfcc, config);
 
   const token = bearerToken(request.headers['authorization']);
   if (token !== undefined) return fromJwt(token, config, audiences);
@@ -83,6 +94,21 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
       ? 'no mTLS peer principal (x-forwarded-client-cert is present but not trusted; see --trust-xfcc)'
       : 'no caller identity: no mTLS peer principal',
   };
+}
+
+function fromXfcc(xfcc: string, config: IdentityConfig): IdentityOutcome {
+  const element = nearestXfccElement(xfcc);
+  if (!element.ok) return { ok: false, code: 'invalid_identity', reason: `x-forwarded-client-cert: ${element.error}`, source: 'xfcc' };
+  const uris = element.value.uri;
+  if (uris.length !== 1) {
+    return {
+      ok: false,
+      code: 'invalid_identity',
+      reason: uris.length === 0 ? 'x-forwarded-client-cert has no URI SAN' : 'x-forwarded-client-cert has more than one URI SAN',
+      source: 'xfcc',
+    };
+  }
+  return fromSpiffeText(uris[0]!, 'xfcc', config);
 }
 
 /** The audiences a destination accepts: its own (policy, else server) and its rules' own. A compiled policy is one. */

@@ -1,5 +1,6 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { fileErrorText } from '../util/file-error';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { parseTrustBundle, refreshHintSeconds, type TrustBundle } from './trust-bundle';
@@ -67,7 +68,10 @@ export class TrustBundleStore {
         const ok = await store.fetchUrl(domain, source, options.retryMs);
         if (!ok) log.warn({ domain, source }, 'trust bundle endpoint not reachable yet; callers of this domain get 401 until it is');
       } else {
-        store.bundles.set(domain, parseTrustBundle(domain, await readFile(source, 'utf8'), source));
+        const text = await readFile(source, 'utf8').catch((err: unknown) => {
+          throw new Error(fileErrorText(err, `trust bundle of ${domain}`, source));
+        });
+        store.bundles.set(domain, parseTrustBundle(domain, text, source));
         store.watchFile(domain, source);
       }
     }

@@ -25,7 +25,11 @@ export function verifyX509Svid(encodedPem: string, bundles: ReadonlyMap<string, 
   if (!id.ok) return { ok: false, error: `client certificate URI SAN: ${id.error}` };
   // X509-SVID §2: a leaf's ID names a workload, so it has a path.
   if (id.value.path === '') return { ok: false, error: 'client certificate SPIFFE ID has no path (a trust domain ID names no workload)' };
-  if (cert.ca) return { ok: false, error: 'client certificate is a CA certificate' };
+  // X509-SVID §5.2: a leaf with cA=true is refused. Read from the DER: Node's `ca` reports false
+  // for a cA=true certificate whose key usage lacks keyCertSign.
+  const isCa = basicConstraintsCa(cert.raw);
+  if (isCa === 'malformed') return { ok: false, error: 'client certificate basic constraints extension is malformed' };
+  if (cert.ca || isCa) return { ok: false, error: 'client certificate is a CA certificate' };
   // X509-SVID §4.3: key usage is present, critical, digitalSignature, and never keyCertSign/cRLSign.
   const usage = keyUsage(cert.raw);
   if (usage === 'malformed') return { ok: false, error: 'client certificate key usage extension is malformed' };
@@ -44,8 +48,9 @@ export function verifyX509Svid(encodedPem: string, bundles: ReadonlyMap<string, 
   return id;
 }
 
-/** id-ce-keyUsage (2.5.29.15), the OID's content bytes. */
+/** id-ce-keyUsage (2.5.29.15) and id-ce-basicConstraints (2.5.29.19), the OIDs' content bytes. */
 const KEY_USAGE_OID = Buffer.from([0x55, 0x1d, 0x0f]);
+const BASIC_CONSTRAINTS_OID = Buffer.from([0x55, 0x1d, 0x13]);
 
 interface Tlv {
   readonly tag: number;
@@ -79,12 +84,41 @@ export interface KeyUsage {
 }
 
 /**
- * The KeyUsage extension of a certificate, read by walking its DER (Node's X509Certificate
- * does not expose it): Certificate → tbsCertificate → [3] extensions → Extension
- * { OID, critical BOOLEAN DEFAULT FALSE, OCTET STRING { BIT STRING } }.
- * undefined: the certificate has no KeyUsage extension.
+ * The KeyUsage extension of a certificate, read from its DER (Node's X509Certificate does
+ * not expose it): OCTET STRING { BIT STRING }. undefined: the certificate has none.
  */
 export function keyUsage(der: Buffer): KeyUsage | undefined | 'malformed' {
+  const found = extension(der, KEY_USAGE_OID);
+  if (found === undefined || found === 'malformed') return found;
+  const bits = tlv(der, found.value.start, found.value.end);
+  if (!bits || bits.tag !== 0x03 || bits.end - bits.start < 2) return 'malformed';
+  const first = der[bits.start + 1]!; // after the unused-bits byte; bit 0 is the most significant
+  return { critical: found.critical, digitalSignature: (first & 0x80) !== 0, keyCertSign: (first & 0x04) !== 0, cRLSign: (first & 0x02) !== 0 };
+}
+
+/**
+ * The cA flag of the BasicConstraints extension: OCTET STRING { SEQUENCE { cA BOOLEAN DEFAULT
+ * FALSE, pathLenConstraint INTEGER OPTIONAL } }. false when the extension is absent.
+ */
+export function basicConstraintsCa(der: Buffer): boolean | 'malformed' {
+  const found = extension(der, BASIC_CONSTRAINTS_OID);
+  if (found === undefined) return false;
+  if (found === 'malformed') return found;
+  const sequence = tlv(der, found.value.start, found.value.end);
+  if (!sequence || sequence.tag !== 0x30) return 'malformed';
+  if (sequence.start === sequence.end) return false;
+  const first = tlv(der, sequence.start, sequence.end);
+  if (!first) return 'malformed';
+  if (first.tag !== 0x01) return false; // only a pathLenConstraint
+  return first.end - first.start !== 1 || der[first.start] !== 0;
+}
+
+/**
+ * One extension of a certificate, found by walking its DER: Certificate → tbsCertificate →
+ * [3] extensions → Extension { OID, critical BOOLEAN DEFAULT FALSE, OCTET STRING value }.
+ * `value` is the OCTET STRING's content; undefined: the certificate does not have it.
+ */
+function extension(der: Buffer, oidBytes: Buffer): { critical: boolean; value: Tlv } | undefined | 'malformed' {
   const certificate = tlv(der, 0, der.length);
   if (!certificate || certificate.tag !== 0x30) return 'malformed';
   const tbs = tlv(der, certificate.start, certificate.end);
@@ -97,23 +131,20 @@ export function keyUsage(der: Buffer): KeyUsage | undefined | 'malformed' {
     const extensions = tlv(der, field.start, field.end);
     if (!extensions || extensions.tag !== 0x30) return 'malformed';
     for (let e = extensions.start; e < extensions.end; ) {
-      const extension = tlv(der, e, extensions.end);
-      if (!extension || extension.tag !== 0x30) return 'malformed';
-      e = extension.end;
-      const oid = tlv(der, extension.start, extension.end);
+      const ext = tlv(der, e, extensions.end);
+      if (!ext || ext.tag !== 0x30) return 'malformed';
+      e = ext.end;
+      const oid = tlv(der, ext.start, ext.end);
       if (!oid || oid.tag !== 0x06) return 'malformed';
-      if (!der.subarray(oid.start, oid.end).equals(KEY_USAGE_OID)) continue;
-      let next = tlv(der, oid.end, extension.end);
+      if (!der.subarray(oid.start, oid.end).equals(oidBytes)) continue;
+      let next = tlv(der, oid.end, ext.end);
       let critical = false;
       if (next && next.tag === 0x01) {
         critical = next.end - next.start === 1 && der[next.start] !== 0;
-        next = tlv(der, next.end, extension.end);
+        next = tlv(der, next.end, ext.end);
       }
       if (!next || next.tag !== 0x04) return 'malformed';
-      const bits = tlv(der, next.start, next.end);
-      if (!bits || bits.tag !== 0x03 || bits.end - bits.start < 2) return 'malformed';
-      const first = der[bits.start + 1]!; // after the unused-bits byte; bit 0 is the most significant
-      return { critical, digitalSignature: (first & 0x80) !== 0, keyCertSign: (first & 0x04) !== 0, cRLSign: (first & 0x02) !== 0 };
+      return { critical, value: next };
     }
     return undefined;
   }

@@ -1,6 +1,7 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Decision } from '../pipeline/decision';
 import type { BreakerState } from '../ratelimit/breaker';
+import type { QuarantineCounts } from '../quarantine/types';
 
 const VERSION: string = (() => {
   try {
@@ -27,10 +28,12 @@ export class Metrics {
   private readonly reloads: Counter<'result'>;
   private readonly policyInfo: Gauge<'version'>;
   private readonly quarantineEvents: Counter<'event' | 'cause' | 'mode'>;
-  private readonly quarantined: Gauge<'mode'>;
   private readonly enforcementErrors: Counter<'component'>;
+  private readonly askerRefusals: Counter<'reason'>;
   private readonly labelCache = new Map<string, Counter.Internal>();
   private readonly latencyByResult = new Map<string, Histogram.Internal<'result'>>();
+  private quarantineCounts: () => QuarantineCounts = () => ({ enforce: 0, dryRun: 0 });
+  private dormantGrants: () => number = () => 0;
 
   constructor() {
     const registers = [this.registry];
@@ -75,12 +78,30 @@ export class Metrics {
       labelNames: ['event', 'cause', 'mode'],
       registers,
     });
-    this.quarantined = new Gauge({
+    const quarantineCounts = (): QuarantineCounts => this.quarantineCounts();
+    // Read at scrape time from the state itself, so a replica that only mirrors a quarantine
+    // (or sees one expire) reports it as well as the replica that decided it.
+    new Gauge({
       name: 'gatehouse_quarantined_callers',
       help: 'Callers in quarantine now (mode=enforce|dry-run), mesh-wide as this replica mirrors it.',
       labelNames: ['mode'],
       registers,
       aggregator: 'max',
+      collect() {
+        const counts = quarantineCounts();
+        this.set({ mode: 'enforce' }, counts.enforce);
+        this.set({ mode: 'dry-run' }, counts.dryRun);
+      },
+    });
+    const dormantGrants = (): number => this.dormantGrants();
+    new Gauge({
+      name: 'gatehouse_dormant_grants',
+      help: 'Grants lapsed from disuse (expiresAfterUnused): a caller\'s, or an allow entry nobody used in time; as this replica sees them (gatehouse access report lists them).',
+      registers,
+      aggregator: 'max',
+      collect() {
+        this.set(dormantGrants());
+      },
     });
     this.enforcementErrors = new Counter({
       name: 'gatehouse_state_errors_total',
@@ -88,8 +109,17 @@ export class Metrics {
       labelNames: ['component'],
       registers,
     });
+    this.askerRefusals = new Counter({
+      name: 'gatehouse_asker_refusals_total',
+      help: 'Check RPCs refused before deciding because the asker may not ask (reason=no_asker_identity|asker_not_listed|not_own_destination).',
+      labelNames: ['reason'],
+      registers,
+    });
     this.reloads.inc({ result: 'ok' }, 0);
     this.reloads.inc({ result: 'rejected' }, 0);
+    // process_* and nodejs_* (CPU, memory, heap, GC, event-loop lag), read at scrape time; with
+    // workers the primary serves their aggregate.
+    collectDefaultMetrics({ register: this.registry });
   }
 
   observeDecision(d: Decision): void {
@@ -122,9 +152,18 @@ export class Metrics {
     this.quarantineEvents.inc({ event, cause, mode: dryRun ? 'dry-run' : 'enforce' });
   }
 
-  quarantinedCallers(enforce: number, dryRun: number): void {
-    this.quarantined.set({ mode: 'enforce' }, enforce);
-    this.quarantined.set({ mode: 'dry-run' }, dryRun);
+  askerRefused(reason: string): void {
+    this.askerRefusals.inc({ reason });
+  }
+
+  /** Where the dormant-grants gauge reads its value (synchronous, no I/O). */
+  countDormantGrantsWith(count: () => number): void {
+    this.dormantGrants = count;
+  }
+
+  /** Where the quarantine gauge reads its value (synchronous, no I/O: it runs on every scrape). */
+  countQuarantinedWith(counts: () => QuarantineCounts): void {
+    this.quarantineCounts = counts;
   }
 
   stateError(component: 'quarantine' | 'grants'): void {

@@ -12,6 +12,8 @@ export type ReasonCode =
   | 'invalid_identity'
   | 'untrusted_domain'
   | 'unknown_host'
+  | 'host_mismatch'
+  | 'route_mismatch'
   | 'no_matching_rule'
   | 'caller_not_allowed'
   | 'caller_refused'
@@ -68,7 +70,7 @@ export interface Decision extends Verdict {
   /** The policy set's tracked header names and, as bit i, whether names[i] was sent. */
   readonly auditHeaders: readonly string[];
   readonly headerPresence: number;
-  /** The request said it carries a body (never its content). */
+  /** The request may carry a body (bodyState is not `none`); never its content. */
   readonly bodyPresent: boolean;
 }
 

@@ -10,11 +10,13 @@ import { formatDuration } from '../policy/duration';
 import { findOptOut } from '../policy/opt-out';
 import { bodyContractViolation } from '../policy/payload';
 import { residencyViolation } from '../policy/residency';
+import { policyForDestination, selectHttpPolicy, SelectionRefusal } from '../policy/select';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
-import type { QuarantineState } from '../quarantine/types';
+import { quarantineSubject, type QuarantineEntry, type QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
 import type { BucketStore, LimitResult } from '../ratelimit/types';
-import { hasBody } from '../request/body';
+import { bodyState } from '../request/body';
+import { keyedHeaderAmbiguity } from '../request/ambiguity';
 import { normalizeCheckRequest, type NormalizedRequest } from '../request/normalize';
 import { ALLOWED, deny, type Decision, type Verdict } from './decision';
 
@@ -53,10 +55,9 @@ interface Context {
   optOut?: string;
   /** The grant that admitted the caller, marked used once the check is allowed. */
   grant?: GrantRef;
+  /** The verdict is the selected policy's own (its rules): the only kind its dry-run mode softens. */
+  policyDecides?: boolean;
 }
-
-/** 403s that count towards quarantine: misbehaviour, not flow control or our own trouble. */
-const NOT_COUNTED = new Set(['quarantined', 'malformed_request']);
 
 /**
  * The one decision function. The gRPC server, the CLI `check` command and the HTTP mode
@@ -87,12 +88,13 @@ export class DecisionEngine {
     } catch (err) {
       // A bug must never turn into an allow, not even under a dry-run policy.
       failed = true;
-      verdict = deny(403, 'malformed_request', `internal error while deciding: ${(err as Error).message}`);
+      // By class only: a message may quote the request, and the reason reaches the deny body.
+      verdict = deny(403, 'malformed_request', `internal error while deciding (${err instanceof Error ? err.name : typeof err})`);
     }
     let wouldDeny: Verdict | undefined;
     const policy = ctx.policy;
     const denied = verdict;
-    if (!verdict.allowed && !failed && policy?.mode === 'dry-run') {
+    if (!verdict.allowed && !failed && ctx.policyDecides === true && policy?.mode === 'dry-run') {
       wouldDeny = verdict;
       verdict = ALLOWED;
     } else if (verdict.allowed && ctx.softDenial) {
@@ -100,8 +102,9 @@ export class DecisionEngine {
     }
     if (verdict.allowed && ctx.grant !== undefined && ctx.identity?.ok) this.grants.used(ctx.grant, ctx.identity.id.id, this.now());
     // Counted off the answer's path: the check does not wait for the quarantine backend.
-    if (!denied.allowed && denied.status === 403 && policy?.quarantine && ctx.identity?.ok && !NOT_COUNTED.has(denied.code)) {
-      void this.quarantine.recordDenial(ctx.identity.id.id, policy.quarantine);
+    const rule = policy?.quarantine;
+    if (!denied.allowed && !failed && rule && ctx.identity?.ok && rule.countReasons.has(denied.code)) {
+      void this.quarantine.recordDenial(quarantineSubject(ctx.identity.id.id, rule), rule);
     }
     const decision = this.finish(ctx, verdict, wouldDeny);
     this.deps.sink.record(decision);
@@ -110,6 +113,15 @@ export class DecisionEngine {
 
   private now(): number {
     return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  /** The quarantine entry that isolates the caller from this request's destination, if any. */
+  private isolation(caller: string, ctx: Context): QuarantineEntry | undefined {
+    const now = this.now();
+    const meshWide = this.quarantine.current(caller, now);
+    if (meshWide !== undefined && isolatedHere(meshWide, ctx)) return meshWide;
+    const rule = ctx.policy?.quarantine;
+    return rule?.scope === 'policy' ? this.quarantine.current(quarantineSubject(caller, rule), now) : undefined;
   }
 
   /** A denial that a dry-run source only reports; an enforcing one decides. */
@@ -123,33 +135,48 @@ export class DecisionEngine {
     const normalized = normalizeCheckRequest(checkRequest);
     if (!normalized.ok) return deny(403, 'malformed_request', `malformed request: ${normalized.reason}`);
     const request = (ctx.request = normalized.request);
-    // The policy is looked up before identity only so that dry-run covers 401s too.
-    ctx.policy = request.kind === 'http' ? ctx.set.byHost.get(request.host) : ctx.set.byWorkload.get(request.host);
+    // Selected before identity: a JWT-SVID is verified against the destination's audiences.
+    let refusal: SelectionRefusal | undefined;
+    if (request.kind === 'http') {
+      const selected = selectHttpPolicy(ctx.set, request);
+      if (selected instanceof SelectionRefusal) refusal = selected;
+      ctx.policy = selected instanceof SelectionRefusal ? selected.policy : selected;
+    } else {
+      ctx.policy = policyForDestination(ctx.set.destinations, request.host);
+    }
 
     const identity = (ctx.identity = await resolveIdentity(request, this.deps.identity, ctx.policy));
     if (!identity.ok) return deny(401, identity.code, identity.reason);
 
     const policy = ctx.policy;
     const caller = identity.id;
-    const quarantined = this.quarantine.current(caller.id, this.now());
+    const quarantined = this.isolation(caller.id, ctx);
     if (quarantined) {
       const until = new Date(quarantined.until).toISOString();
       const verdict = this.soft(ctx, quarantined.dryRun, deny(403, 'quarantined', `quarantined: caller ${caller.id} is isolated until ${until} after ${quarantined.denials} denials by policy ${quarantined.policy}`));
       if (verdict) return verdict;
     }
-    if (request.kind === 'tcp') return this.authorizeConnection(policy, request.host, caller, ctx);
+    if (request.kind === 'tcp') {
+      ctx.policyDecides = policy !== undefined;
+      return this.authorizeConnection(policy, request.host, caller, ctx);
+    }
 
     const optOuts = ctx.set.optOuts.get(caller.id);
     const optOut = optOuts === undefined ? undefined : findOptOut(optOuts, request);
     if (optOut) {
       ctx.optOut = `${optOut.policy.name}/${optOut.refusal.name}`;
-      const verdict = this.soft(ctx, optOut.policy.mode === 'dry-run', deny(403, 'caller_opt_out', `caller ${caller.id} may not make this request: ${optOut.reason} (WorkloadPolicy ${optOut.policy.name})`));
+      const verdict = this.soft(ctx, optOut.policy.mode === 'dry-run', deny(403, optOut.malformed ? 'malformed_request' : 'caller_opt_out', `caller ${caller.id} may not make this request: ${optOut.reason} (WorkloadPolicy ${optOut.policy.name})`));
       if (verdict) return verdict;
     }
+    if (refusal !== undefined) return deny(403, refusal.code, refusal.reason);
     if (policy === undefined) return deny(403, 'unknown_host', `no policy guards host '${clip(request.host)}'`);
 
+    ctx.policyDecides = true;
     const authz = authorize(policy, request, caller);
     switch (authz.kind) {
+      case 'ambiguous':
+        ctx.rule = authz.rule;
+        return deny(403, 'malformed_request', `malformed request: ${authz.reason} (read by the condition of rule ${authz.rule.name} of policy ${policy.name})`);
       case 'condition-error':
         ctx.rule = authz.rule;
         return deny(403, 'condition_error', `condition of rule ${authz.rule.name} of policy ${policy.name} could not be evaluated: ${authz.error}`);
@@ -169,6 +196,8 @@ export class DecisionEngine {
       // The token verified against some audience of this policy; it must carry this rule's.
       const wanted = authz.rule.audience ?? defaultAudience(this.deps.identity, policy.audience);
       if (wanted === undefined || !identity.audiences.includes(wanted)) {
+        // A credential that does not fit is an identity failure, which dry-run never softens.
+        ctx.policyDecides = false;
         return deny(401, 'invalid_identity', `JWT-SVID: token audience does not include '${wanted ?? '(none configured)'}', required by rule ${authz.rule.name}`);
       }
     }
@@ -189,11 +218,13 @@ export class DecisionEngine {
     }
     if (rule.body !== null) {
       const violation = bodyContractViolation(rule.body, request);
-      if (violation !== undefined) return deny(403, 'payload_rejected', `rule ${rule.name} of policy ${policy.name}: ${violation}`);
+      if (violation !== undefined) return deny(403, violation.malformed ? 'malformed_request' : 'payload_rejected', `rule ${rule.name} of policy ${policy.name}: ${violation.reason}`);
     }
 
     const limit = rule.rateLimit;
     if (limit === null) return ALLOWED;
+    const keyAmbiguity = limit.per.kind === 'header' ? keyedHeaderAmbiguity(limit.per.name, request) : undefined;
+    if (keyAmbiguity !== undefined) return deny(403, 'malformed_request', `malformed request: ${keyAmbiguity} (rule ${rule.name} of policy ${policy.name})`);
     const outcome = await applyLimit(this.deps.store, limit, bucketKey(limit, request, identity.id.id));
     if (outcome.kind === 'backend-error') {
       ctx.limitBackendError = outcome.error;
@@ -257,9 +288,19 @@ export class DecisionEngine {
       query: request?.query || undefined,
       auditHeaders: ctx.set.auditHeaders,
       headerPresence: request === undefined ? 0 : headerPresence(ctx.set.auditHeaders, request.headers),
-      bodyPresent: request !== undefined && hasBody(request),
+      bodyPresent: request !== undefined && bodyState(request).kind !== 'none',
     };
   }
+}
+
+/**
+ * Whether an entry held under the caller itself covers this request: every destination when
+ * its policy says `scope: mesh` (or is no longer loaded: a reload must not lift an isolation),
+ * else only that policy's workloads (its scope changed since the entry was made).
+ */
+function isolatedHere(entry: QuarantineEntry, ctx: Context): boolean {
+  const owner = ctx.set.byName.get(entry.policy);
+  return owner === undefined || owner === ctx.policy || owner.quarantine?.scope !== 'policy';
 }
 
 function clip(text: string): string {

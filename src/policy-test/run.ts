@@ -2,7 +2,8 @@ import { DecisionEngine } from '../pipeline/engine';
 import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
 import { isPolicyTestFile, listFiles, readSources } from '../policy/source';
-import type { PolicyProblem, PolicySet } from '../policy/types';
+import { POLICY_CONTEXT_KEY, policyForDestination } from '../policy/select';
+import type { CompiledPolicy, PolicyProblem, PolicySet } from '../policy/types';
 import { compileSchema, schemaProblems } from '../policy/validate';
 import { parseYamlDocuments, type LocatedDoc } from '../policy/yaml-docs';
 import { MemoryGrantTracker } from '../grants/memory';
@@ -65,6 +66,9 @@ export async function runPolicyTests(dir: string, options: { trustDomains?: read
           const r = c.request;
           if ((r.workload === undefined) === (r.host === undefined || r.path === undefined) || (r.workload !== undefined && (r.host ?? r.path ?? r.method) !== undefined)) {
             docProblems.push(located.problem(['spec', 'cases', i, 'request'], 'a request names host and path (HTTP) or workload (a TCP connection), not both'));
+          }
+          if (r.workload !== undefined && r.destination !== undefined) {
+            docProblems.push(located.problem(['spec', 'cases', i, 'request', 'destination'], 'a TCP connection names its destination as workload; destination is for HTTP requests'));
           }
           if (typeof c.expect === 'object' && (c.expect.allow === undefined) === (c.expect.deny === undefined)) {
             docProblems.push(located.problem(['spec', 'cases', i, 'expect'], 'expect must say allow: true or deny: 401|403|429 (exactly one)'));
@@ -136,7 +140,7 @@ async function runCase(set: PolicySet, testCase: CaseDoc, suite: SuiteIdentity, 
   const jwt = testCase.request.jwt;
   if (jwt !== undefined) {
     // Unless the case says otherwise, the token is for the audience its host's policy expects.
-    const policyAudience = testCase.request.host !== undefined ? set.byHost.get(testCase.request.host.toLowerCase())?.audience : undefined;
+    const policyAudience = casePolicy(set, testCase.request)?.audience;
     token = await credentials.jwt(jwt, policyAudience ?? suite.jwtAudience);
   }
   const engine = new DecisionEngine({
@@ -152,6 +156,14 @@ async function runCase(set: PolicySet, testCase: CaseDoc, suite: SuiteIdentity, 
   for (let n = 0; n < (testCase.repeat ?? 1); n++) await engine.decide(request);
   await Promise.all([store.close(), quarantine.close(), grants.close()]);
   return last!;
+}
+
+/** The policy a case's request is meant for: its destination's, else its route's, else its host's. */
+function casePolicy(set: PolicySet, r: CaseDoc['request']): CompiledPolicy | undefined {
+  if (r.destination !== undefined) return policyForDestination(set.destinations, r.destination);
+  const named = r.context?.[POLICY_CONTEXT_KEY];
+  if (named !== undefined) return set.byName.get(named);
+  return r.host !== undefined ? set.byHost.get(r.host.toLowerCase()) : undefined;
 }
 
 /** The CheckRequest Envoy would send for the case. */
@@ -174,7 +186,7 @@ function checkRequestFor(testCase: CaseDoc, token: string | undefined): unknown 
   return {
     attributes: {
       source: r.caller !== undefined ? { principal: r.caller } : {},
-      ...(r.labels ? { destination: { labels: r.labels } } : {}),
+      ...(r.labels || r.destination ? { destination: { ...(r.destination ? { principal: r.destination } : {}), ...(r.labels ? { labels: r.labels } : {}) } } : {}),
       ...(r.context ? { contextExtensions: r.context } : {}),
       ...(r.metadata ? { metadataContext: { filterMetadata: r.metadata } } : {}),
       request: { http },

@@ -50,6 +50,7 @@ export const policyTestSchema = {
                   },
                   workload: { type: 'string', minLength: 1 },
                   host: { type: 'string', minLength: 1 },
+                  destination: { type: 'string', minLength: 1 },
                   method: { type: 'string', minLength: 1 },
                   path: { type: 'string', minLength: 1 },
                   headers: { type: 'object', additionalProperties: { type: 'string' } },
@@ -116,6 +117,8 @@ export interface CaseDoc {
     jwt?: JwtCredentialDoc;
     workload?: string;
     host?: string;
+    /** The receiving workload's SPIFFE ID (Envoy's destination.principal); it selects the policy. */
+    destination?: string;
     method?: string;
     path?: string;
     headers?: Record<string, string>;

@@ -1,6 +1,7 @@
 import type { SpiffeId } from '../identity/spiffe';
 import type { NormalizedRequest } from '../request/normalize';
-import { conditionActivation, type ConditionActivation } from './conditions';
+import { AmbiguousRequest } from '../request/ambiguity';
+import { conditionActivation, conditionErrorClass, type ConditionActivation } from './conditions';
 import type { CompiledPolicy, CompiledRule } from './types';
 
 /** Which allow or deny entry decided, by index in the rule's list (coverage, explanations). */
@@ -10,7 +11,9 @@ export type AuthzOutcome =
   | { kind: 'not-allowed' }
   | { kind: 'no-route' }
   /** A condition could not be evaluated (a missing key, a type mismatch): denied, never skipped. */
-  | { kind: 'condition-error'; rule: CompiledRule; error: string };
+  | { kind: 'condition-error'; rule: CompiledRule; error: string }
+  /** A condition needed a part of the request that upstreams could read differently. */
+  | { kind: 'ambiguous'; rule: CompiledRule; reason: string };
 
 /**
  * Stage 3: may this caller do this. Every rule whose methods and paths match the request
@@ -32,7 +35,8 @@ export function authorize(policy: CompiledPolicy, request: NormalizedRequest, ca
       try {
         holds = rule.when.evaluate((activation ??= conditionActivation(request, caller)));
       } catch (err) {
-        return { kind: 'condition-error', rule, error: conditionError(err) };
+        if (err instanceof AmbiguousRequest) return { kind: 'ambiguous', rule, reason: err.message };
+        return { kind: 'condition-error', rule, error: conditionErrorClass(err) };
       }
       if (!holds) continue;
     }
@@ -46,13 +50,6 @@ export function authorize(policy: CompiledPolicy, request: NormalizedRequest, ca
   }
   if (allowedBy !== undefined) return { kind: 'allowed', rule: allowedBy, entry: allowEntry };
   return routeMatched ? { kind: 'not-allowed' } : { kind: 'no-route' };
-}
-
-function conditionError(err: unknown): string {
-  const e = err as { summary?: string; message?: string };
-  const text = e.summary ?? e.message ?? 'evaluation failed';
-  const line = text.split('\n')[0]!;
-  return line.length <= 160 ? line : `${line.slice(0, 160)}…`;
 }
 
 /** TCP checks: the policy's connection-level lists, refusals first. */

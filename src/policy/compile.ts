@@ -2,12 +2,15 @@ import { createHash } from 'node:crypto';
 import { trackedHeaderNames } from '../audit/request-shape';
 import { compileSpiffePattern, type SpiffePattern } from '../identity/spiffe';
 import type { GrantRef } from '../grants/types';
+import { foldName } from '../request/json-scan';
 import { compileCondition } from './conditions';
 import { parseDuration } from './duration';
 import type { CompiledWorkloadPolicy } from './opt-out';
 import { compilePathPattern, type PathPattern } from './path-pattern';
 import { compileBodyContract } from './payload';
 import { parseRegionSource } from './residency';
+import { IDENTITY_DENIALS } from '../quarantine/types';
+import { buildDestinationIndex } from './select';
 import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from './schema';
 import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from './types';
 import { parseLimitKey } from './validate';
@@ -48,7 +51,15 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
         : null,
       rules: doc.spec.rules.map((rule, index) => compileRule(name, contentHash, rule, index)),
       quarantine: quarantine
-        ? { policy: name, denials: quarantine.denials, windowMs: mustDuration(quarantine.window), durationMs: mustDuration(quarantine.duration), dryRun: mode === 'dry-run' }
+        ? {
+            policy: name,
+            denials: quarantine.denials,
+            windowMs: mustDuration(quarantine.window),
+            durationMs: mustDuration(quarantine.duration),
+            dryRun: mode === 'dry-run',
+            countReasons: new Set([...IDENTITY_DENIALS, ...(quarantine.countReasons ?? [])]),
+            scope: quarantine.scope ?? 'policy',
+          }
         : null,
       file,
       label: `${name}@${version}`,
@@ -56,11 +67,13 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
     };
     policies.push(policy);
     for (const host of doc.spec.hosts ?? []) byHost.set(host, policy);
-    for (const workload of doc.spec.workloads ?? []) byWorkload.set(workload, policy);
+    for (const workload of doc.spec.workloads ?? []) if (!workload.includes('*')) byWorkload.set(workload, policy);
   }
   const grants = policies.flatMap((p) => p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)));
   const auditHeaders = trackedHeaderNames(policies, optOuts.values());
-  return { version, policies, byHost, byWorkload, optOuts, grants, auditHeaders, files, loadedAt: new Date() };
+  const destinations = buildDestinationIndex(policies);
+  const byName = new Map(policies.map((p) => [p.name, p]));
+  return { version, policies, byHost, byWorkload, destinations, byName, optOuts, grants, auditHeaders, files, loadedAt: new Date() };
 }
 
 function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: string): CompiledWorkloadPolicy {
@@ -75,6 +88,7 @@ function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: st
       paths: r.paths ? r.paths.map((p) => mustCompile(compilePathPattern(p))) : null,
       headers: r.headers ?? null,
       fields: r.fields ? r.fields.map((f) => f.split('.')) : null,
+      foldedFields: r.fields ? r.fields.map((f) => f.split('.').map(foldName)) : null,
     })),
     file,
     label: `${doc.metadata.name}@${version}`,

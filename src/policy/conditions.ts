@@ -1,6 +1,8 @@
 import { Environment } from '@marcbachmann/cel-js';
 import type { SpiffeId } from '../identity/spiffe';
-import { clipText, parseQuery, type NormalizedRequest } from '../request/normalize';
+import { AmbiguousRequest } from '../request/ambiguity';
+import { clipText, type NormalizedRequest } from '../request/normalize';
+import { readQuery } from '../request/query';
 
 /**
  * Rule conditions (`when:`) in CEL. Every expression is parsed and type-checked once, at load,
@@ -68,7 +70,7 @@ export function compileCondition(source: string): ConditionCompileResult {
       // A non-bool at run time (dyn metadata) is an error, never truthiness.
       evaluate: (activation) => {
         const result = evaluate(activation);
-        if (typeof result !== 'boolean') throw new Error('condition did not produce a bool');
+        if (typeof result !== 'boolean') throw Object.assign(new Error('condition did not produce a bool'), { code: 'not_a_bool' });
         return result;
       },
     },
@@ -115,11 +117,35 @@ function firstLine(text: string): string {
   return i === -1 ? text : text.slice(0, i);
 }
 
-/** Null prototype: `"constructor" in request.query` must be false. */
+/** Null prototype: `"constructor" in request.query` must be false. A query read only in part is refused. */
 function queryRecord(raw: string): Record<string, string> {
   const out = Object.create(null) as Record<string, string>;
-  if (raw !== '') for (const [k, v] of parseQuery(raw)) out[k] = v;
+  if (raw === '') return out;
+  const query = readQuery(raw);
+  if (!query.ok) throw new AmbiguousRequest(query.reason);
+  for (const [k, v] of query.value) out[k] = v;
   return out;
+}
+
+/**
+ * What a failed evaluation is reported as: its class, never its message. CEL's messages quote
+ * the values they failed on (`duration()` repeats its argument), and those values are request
+ * headers, API keys among them; a reason lands in the deny body and the audit record.
+ */
+export function conditionErrorClass(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && isErrorCode(code)) return code;
+  return 'evaluation_error';
+}
+
+/** CEL's codes are snake_case words; anything else is not echoed. */
+function isErrorCode(code: string): boolean {
+  if (code.length === 0 || code.length > 40) return false;
+  for (let i = 0; i < code.length; i++) {
+    const c = code.charCodeAt(i);
+    if (!((c >= 0x61 && c <= 0x7a) || c === 0x5f)) return false;
+  }
+  return true;
 }
 
 /**

@@ -1,8 +1,9 @@
 import { compilePolicySet, type ValidDoc } from './compile';
-import { describeGit, gitVersion } from './git';
+import { describeGit, policyGitVersion } from './git';
 import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './source';
 import type { PolicyProblem, PolicySet } from './types';
 import { validateDocument } from './validate';
+import { fileErrorText } from '../util/file-error';
 import { parseYamlDocuments } from './yaml-docs';
 
 export type LoadResult =
@@ -18,7 +19,7 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   try {
     files = await listFiles(dir, isPolicyFile);
   } catch (err) {
-    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: `cannot read policy directory: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` }] };
+    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: fileErrorText(err, 'policy directory') }] };
   }
   if (files.length === 0) {
     return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: 'no policy files (*.yaml, *.yml) found; every request would be denied' }] };
@@ -73,7 +74,7 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   }
   const errors = problems.filter((p) => p.severity === 'error');
   if (errors.length > 0) return { ok: false, problems: sortProblems(problems) };
-  const git = await gitVersion(dir);
+  const git = await policyGitVersion(dir);
   const set = compilePolicySet(valid, files);
   return { ok: true, set: git ? { ...set, git, gitLabel: describeGit(git)! } : set, warnings: sortProblems(problems) };
 }

@@ -1,4 +1,5 @@
-import { hasBody, jsonBody } from '../request/body';
+import { bodyState, jsonBody } from '../request/body';
+import { foldName } from '../request/json-scan';
 import type { NormalizedRequest } from '../request/normalize';
 import type { PathPattern } from './path-pattern';
 import type { PolicyMode } from './types';
@@ -10,8 +11,10 @@ export interface CompiledRefusal {
   readonly methods: ReadonlySet<string> | null;
   readonly paths: readonly PathPattern[] | null;
   readonly headers: readonly string[] | null;
-  /** Each field as its path segments. */
+  /** Each field as its path segments, as written (for reasons). */
   readonly fields: readonly (readonly string[])[] | null;
+  /** The same, each segment case-folded: Go and .NET bind JSON names regardless of case. */
+  readonly foldedFields: readonly (readonly string[])[] | null;
 }
 
 export interface CompiledWorkloadPolicy {
@@ -27,6 +30,8 @@ export interface OptOutHit {
   readonly policy: CompiledWorkloadPolicy;
   readonly refusal: CompiledRefusal;
   readonly reason: string;
+  /** The body could not be read without ambiguity: refused as malformed_request. */
+  readonly malformed: boolean;
 }
 
 /**
@@ -35,13 +40,13 @@ export interface OptOutHit {
  */
 export function findOptOut(policy: CompiledWorkloadPolicy, request: NormalizedRequest): OptOutHit | undefined {
   for (const refusal of policy.refusals) {
-    const reason = refusalApplies(refusal, request);
-    if (reason !== undefined) return { policy, refusal, reason };
+    const found = refusalApplies(refusal, request);
+    if (found !== undefined) return { policy, refusal, reason: found.reason, malformed: found.malformed };
   }
   return undefined;
 }
 
-function refusalApplies(r: CompiledRefusal, request: NormalizedRequest): string | undefined {
+function refusalApplies(r: CompiledRefusal, request: NormalizedRequest): { reason: string; malformed: boolean } | undefined {
   if (r.hosts !== null && !r.hosts.has(request.host)) return undefined;
   if (r.methods !== null && !r.methods.has(request.method)) return undefined;
   if (r.paths !== null && !r.paths.some((p) => p.matches(request.path))) return undefined;
@@ -51,22 +56,26 @@ function refusalApplies(r: CompiledRefusal, request: NormalizedRequest): string 
     if (sent === undefined) return undefined;
     what = `header ${sent}`;
   }
-  if (r.fields !== null) {
-    if (!hasBody(request)) return undefined;
+  if (r.fields !== null && r.foldedFields !== null) {
+    if (bodyState(request).kind === 'none') return undefined;
     const body = jsonBody(request);
     // A body that cannot be read cannot be shown to be free of the refused fields.
-    if (!body.ok) return `it refuses to send fields ${r.fields.map((f) => f.join('.')).join(', ')} and ${body.reason}`;
-    const field = r.fields.find((f) => hasField(body.value, f, 0));
-    if (field === undefined) return undefined;
-    what = `field ${field.join('.')}`;
+    if (!body.ok) return { reason: `it refuses to send fields ${r.fields.map((f) => f.join('.')).join(', ')} and ${body.reason}`, malformed: body.malformed };
+    const index = r.foldedFields.findIndex((f) => hasField(body.value, f, 0));
+    if (index === -1) return undefined;
+    what = `field ${r.fields[index]!.join('.')}`;
   }
-  return `it declared it never sends ${what} (refusal ${r.name})`;
+  return { reason: `it declared it never sends ${what} (refusal ${r.name})`, malformed: false };
 }
 
+/** `path` is case-folded; the pre-scan refused bodies with two keys that fold alike, so one key at most matches. */
 function hasField(value: unknown, path: readonly string[], depth: number): boolean {
   if (depth === path.length) return true;
   if (Array.isArray(value)) return value.some((item) => hasField(item, path, depth));
   if (value === null || typeof value !== 'object') return false;
-  if (!Object.prototype.hasOwnProperty.call(value, path[depth]!)) return false;
-  return hasField((value as Record<string, unknown>)[path[depth]!], path, depth + 1);
+  const wanted = path[depth]!;
+  for (const key of Object.keys(value)) {
+    if (foldName(key) === wanted) return hasField((value as Record<string, unknown>)[key], path, depth + 1);
+  }
+  return false;
 }

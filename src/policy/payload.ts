@@ -1,5 +1,5 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { bodySize, declaredLength, hasBody, jsonBody, mediaType } from '../request/body';
+import { bodyState, jsonBody, mediaType } from '../request/body';
 import { clipText, type NormalizedRequest } from '../request/normalize';
 import { pointerToPath } from './yaml-docs';
 
@@ -104,27 +104,37 @@ function findRefusedKeyword(node: unknown, at: (string | number)[], nameMap: boo
 const NAME_MAPS = new Set(['properties', '$defs', 'definitions', 'dependentSchemas', 'dependencies']);
 const DATA_KEYWORDS = new Set(['const', 'enum', 'default', 'examples']);
 
+/** A broken contract; `malformed` when upstreams could read the body otherwise than Gatehouse. */
+export interface BodyViolation {
+  readonly reason: string;
+  readonly malformed: boolean;
+}
+
 /** The first way the request breaks the contract, as a reason that quotes no payload; undefined when it holds. */
-export function bodyContractViolation(contract: CompiledBodyContract, request: NormalizedRequest): string | undefined {
+export function bodyContractViolation(contract: CompiledBodyContract, request: NormalizedRequest): BodyViolation | undefined {
+  const state = bodyState(request);
   if (contract.maxBytes !== undefined) {
-    const size = bodySize(request);
-    if (size > contract.maxBytes) return `request body is ${size} bytes, more than the ${contract.maxBytes} allowed`;
-    // What was forwarded is only a lower bound when the proxy cut it or sent none of a body
-    // of unknown length: the size cannot be shown, so it is not assumed.
-    if (declaredLength(request) === 0 && hasBody(request) && (request.body === undefined || request.bodyPartial)) {
-      return `request body size cannot be shown to be within ${contract.maxBytes} bytes (${request.body === undefined ? 'the body was not forwarded and has no content-length' : 'the proxy truncated it'})`;
+    switch (state.kind) {
+      case 'whole':
+      case 'sized':
+        if (state.size > contract.maxBytes) return { reason: `request body is ${state.size} bytes, more than the ${contract.maxBytes} allowed`, malformed: false };
+        break;
+      case 'unknown':
+        return { reason: `request body size cannot be shown to be within ${contract.maxBytes} bytes (${state.why})`, malformed: true };
+      case 'too-large':
+        return { reason: `request body is too large: ${state.why}`, malformed: true };
     }
   }
-  if (contract.contentTypes !== null && hasBody(request)) {
+  if (contract.contentTypes !== null && state.kind !== 'none') {
     const type = mediaType(request);
     if (!contract.contentTypes.has(type)) {
-      return `content type ${type === '' ? '(none)' : `'${clipText(type, 64)}'`} is not accepted (expected ${[...contract.contentTypes].join(', ')})`;
+      return { reason: `content type ${type === '' ? '(none)' : `'${clipText(type, 64)}'`} is not accepted (expected ${[...contract.contentTypes].join(', ')})`, malformed: false };
     }
   }
   if (contract.schema !== null) {
     const body = jsonBody(request);
-    if (!body.ok) return body.reason;
-    if (!contract.schema(body.value)) return `request body does not match the schema: ${describeError(contract.schema.errors?.[0], contract.names)}`;
+    if (!body.ok) return { reason: body.reason, malformed: body.malformed };
+    if (!contract.schema(body.value)) return { reason: `request body does not match the schema: ${describeError(contract.schema.errors?.[0], contract.names, body.value)}`, malformed: false };
   }
   return undefined;
 }
@@ -132,11 +142,18 @@ export function bodyContractViolation(contract: CompiledBodyContract, request: N
 /**
  * ajv's message with the location. Property names come from the payload, so a name the schema
  * does not declare (one matched by `additionalProperties`, say) is shown as `*`: a client's
- * key may itself be a secret.
+ * key may itself be a secret, a card number as much as a word. Only an index into an array is
+ * shown as a number.
  */
-function describeError(error: ErrorObject | undefined, names: ReadonlySet<string>): string {
+function describeError(error: ErrorObject | undefined, names: ReadonlySet<string>, value: unknown): string {
   if (!error) return 'invalid';
-  const where = pointerToPath(error.instancePath).map((segment) => (typeof segment === 'number' || names.has(segment) ? segment : '*'));
+  let node = value;
+  const where = pointerToPath(error.instancePath).map((segment) => {
+    const key = String(segment);
+    const shown = Array.isArray(node) || names.has(key) ? key : '*';
+    node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[key] : undefined;
+    return shown;
+  });
   return `/${where.join('/')} ${error.message ?? 'is invalid'}`;
 }
 

@@ -3,11 +3,14 @@
  * only; meaning (SPIFFE patterns, path patterns, duplicates) is checked in validate.ts
  * where the message can say what to write instead.
  */
+import { CONTENT_DENIALS, IDENTITY_DENIALS } from '../quarantine/types';
+
 const NAME = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 const METHOD = '^[A-Z][A-Z0-9_-]{0,31}$';
 /** `90s`, `15m`, `12h`, `30d`; parsed by duration.ts. */
 export const DURATION = '^[1-9][0-9]{0,6}(ms|s|m|h|d)$';
 const duration = { type: 'string', pattern: DURATION } as const;
+const QUARANTINE_REASONS = [...IDENTITY_DENIALS, ...CONTENT_DENIALS];
 
 export const servicePolicySchema = {
   $id: 'https://gatehouse.dev/schema/servicepolicy.json',
@@ -52,6 +55,8 @@ export const servicePolicySchema = {
             denials: { type: 'integer', minimum: 1, maximum: 100000 },
             window: duration,
             duration,
+            countReasons: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...QUARANTINE_REASONS] } },
+            scope: { enum: ['policy', 'mesh'] },
           },
         },
         rules: {
@@ -135,8 +140,12 @@ export interface ServicePolicyDoc {
     mode?: 'enforce' | 'dry-run';
     /** The `aud` JWT-SVIDs presented to this policy's hosts must carry (else --jwt-audience). */
     audience?: string;
-    /** Denials by this policy that put a caller into mesh-wide quarantine. */
-    quarantine?: { denials: number; window: string; duration: string };
+    /**
+     * Denials by this policy that put a caller into quarantine: by default only those its
+     * identity decided (`countReasons` adds others), isolating it from this policy's workloads
+     * (`scope: mesh`: from every destination).
+     */
+    quarantine?: { denials: number; window: string; duration: string; countReasons?: string[]; scope?: 'policy' | 'mesh' };
     rules: RuleDoc[];
   };
 }

@@ -7,6 +7,7 @@ import type { CompiledWorkloadPolicy } from './opt-out';
 import type { PathPattern } from './path-pattern';
 import type { CompiledBodyContract } from './payload';
 import type { CompiledResidency } from './residency';
+import type { DestinationIndex } from './select';
 
 export type PolicyMode = 'enforce' | 'dry-run';
 export type BackendErrorAction = 'allow' | 'deny';
@@ -72,8 +73,12 @@ export interface PolicySet {
   readonly version: string;
   readonly policies: readonly CompiledPolicy[];
   readonly byHost: ReadonlyMap<string, CompiledPolicy>;
-  /** Destination SPIFFE ID → policy, for TCP checks. */
+  /** Exact destination SPIFFE ID (as written in `workloads:`) → policy. */
   readonly byWorkload: ReadonlyMap<string, CompiledPolicy>;
+  /** Destination SPIFFE ID or pattern → policy: what selects a policy (select.ts). */
+  readonly destinations: DestinationIndex;
+  /** Policy name → policy, for a route's `context_extensions` naming one. */
+  readonly byName: ReadonlyMap<string, CompiledPolicy>;
   /** Caller SPIFFE ID → its WorkloadPolicy (what it refuses to send or do). */
   readonly optOuts: ReadonlyMap<string, CompiledWorkloadPolicy>;
   /** Every allow entry with `expiresAfterUnused`, for the usage tracker. */
@@ -99,7 +104,9 @@ export interface PolicyProblem {
 }
 
 export function formatProblem(p: PolicyProblem): string {
-  return `${p.file}:${p.line}:${p.col} ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
+  // Line 0 means the problem is with the file or directory as a whole: no position to show.
+  const where = p.line > 0 ? `${p.file}:${p.line}:${p.col}` : `${p.file}:`;
+  return `${where} ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
 }
 
 /** The served set as the admin endpoint /v1/policy shows it. */

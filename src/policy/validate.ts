@@ -138,8 +138,8 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
   }
   strings(spec['workloads']).forEach((workload, i) => {
     if (workload === undefined) return;
-    const parsed = parseSpiffeId(workload);
-    if (!parsed.ok) problems.push(located.problem(['spec', 'workloads', i], `workloads[${i}]: ${parsed.error} (workloads are exact SPIFFE IDs)`));
+    const compiled = compileSpiffePattern(workload);
+    if (!compiled.ok) problems.push(located.problem(['spec', 'workloads', i], `workloads[${i}]: ${compiled.error} (workloads are the destination's SPIFFE IDs or patterns)`));
   });
   const tcp = isRecord(spec['tcp']) ? spec['tcp'] : undefined;
   if (tcp && spec['workloads'] === undefined) {
@@ -233,6 +233,16 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
         located.problem(['spec', 'rules', index, 'name'], `rule '${rule}' is shadowed by rule '${earlier}' (rules[${by}]): every request it allows is decided by '${earlier}' first, so it never applies`, 'warning'),
       );
     }
+  }
+  // Said of sound documents only: next to an error it would bury what must be fixed.
+  if (schemaClean && !problems.some((p) => p.severity === 'error') && Array.isArray(spec['hosts']) && spec['workloads'] === undefined) {
+    problems.push(
+      located.problem(
+        ['spec', 'hosts'],
+        "selected by the request's Host alone: this policy trusts the route configuration in front of Gatehouse to send it only requests for these hosts (an edge gateway routing by Host); behind a sidecar, bind it to the destination with spec.workloads",
+        'warning',
+      ),
+    );
   }
   return problems;
 }

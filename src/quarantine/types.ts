@@ -13,7 +13,41 @@ export interface QuarantineRule {
   readonly windowMs: number;
   readonly durationMs: number;
   readonly dryRun: boolean;
+  /** The denial reasons that count (the engine decides; the state only counts what it is given). */
+  readonly countReasons: ReadonlySet<string>;
+  /**
+   * `policy`: the caller is isolated from the workloads of the policy that tripped (the entry's
+   * `policy`); `mesh`: from every destination. Read by the engine from the entry's policy.
+   */
+  readonly scope: QuarantineScope;
 }
+
+export type QuarantineScope = 'policy' | 'mesh';
+
+/**
+ * What the state keys an isolation by: the caller itself for a mesh-wide rule, the caller and
+ * the policy for a policy-scoped one, so isolations by different policies never overwrite or
+ * suppress each other. '#' never occurs in a SPIFFE ID, so the caller is always recoverable.
+ */
+export function quarantineSubject(caller: string, rule: Pick<QuarantineRule, 'policy' | 'scope'>): string {
+  return rule.scope === 'mesh' ? caller : `${caller}#${rule.policy}`;
+}
+
+/** The caller of a subject (see quarantineSubject). */
+export function subjectCaller(subject: string): string {
+  const hash = subject.indexOf('#');
+  return hash === -1 ? subject : subject.slice(0, hash);
+}
+
+/**
+ * What the caller's identity decided: a denial any stranger could make a caller collect through
+ * content (a bad body relayed for an end user, a condition, a dormant grant) counts only where
+ * the policy lists it.
+ */
+export const IDENTITY_DENIALS: readonly string[] = ['caller_not_allowed', 'caller_refused', 'mtls_required', 'host_mismatch'];
+
+/** The content-driven denials a policy may choose to count as well. */
+export const CONTENT_DENIALS: readonly string[] = ['payload_rejected', 'condition_error', 'residency_violation', 'caller_opt_out', 'grant_dormant', 'no_matching_rule'];
 
 export interface QuarantineEntry {
   readonly caller: string;

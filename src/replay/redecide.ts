@@ -55,6 +55,7 @@ const NO_GRANT_STATE: GrantTracker = {
   isDormant: () => false,
   used: () => undefined,
   setGrants: () => undefined,
+  dormantCount: () => 0,
   renew: () => Promise.resolve(0),
   report: () => Promise.resolve([]),
   sync: () => Promise.resolve(),

@@ -1,3 +1,6 @@
+import { credentialHeaderAmbiguity } from './ambiguity';
+import { authorityPortError } from './authority';
+
 /**
  * Stage 1: turn Envoy's CheckRequest (as decoded by the server's codec: camelCase, defaults
  * off, google.protobuf.Struct in its JSON form) into the few fields the decision needs. Everything here is hostile input: missing
@@ -67,8 +70,7 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
   const http = field(field(attributes, 'request'), 'http');
   if (http === undefined) return tcpRequest(attributes);
 
-  const rawHeaders = field(http, 'headers');
-  const headers = isObj(rawHeaders) ? (rawHeaders as Record<string, string>) : EMPTY_HEADERS;
+  const headers = headerRecord(field(http, 'headers'));
 
   const rawHost = str(field(http, 'host')) || str(headers[':authority']) || str(headers['host']);
   const rawMethod = str(field(http, 'method')) || str(headers[':method']);
@@ -76,6 +78,8 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
 
   if (rawHost === '') return { ok: false, reason: 'request has no host (:authority)' };
   if (rawHost.length > MAX_HOST) return { ok: false, reason: 'request host is too long' };
+  const portError = authorityPortError(rawHost);
+  if (portError !== undefined) return { ok: false, reason: portError };
   const host = normalizeHost(rawHost);
   if (rawMethod === '' || !isToken(rawMethod)) return { ok: false, reason: 'request has no valid method', host };
   if (rawPath === '') return { ok: false, reason: 'request has no path', host, method: rawMethod };
@@ -83,6 +87,8 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
 
   const path = normalizePath(stripQuery(rawPath));
   if (typeof path !== 'string') return { ok: false, reason: path.error, host, method: rawMethod, path: clipText(stripQuery(rawPath)) };
+  const credential = credentialHeaderAmbiguity(headers) ?? repeatedCredentialLine(http);
+  if (credential !== undefined) return { ok: false, reason: credential, host, method: rawMethod, path };
   const metadata = metadataOf(attributes);
   if (metadata === undefined) return { ok: false, reason: 'metadata nests too deeply', host, method: rawMethod, path };
   // It selects the policy: too long to be a workload's ID is malformed, never "absent".
@@ -144,6 +150,32 @@ function tcpRequest(attributes: unknown): NormalizeResult {
       metadata: EMPTY_METADATA,
     },
   };
+}
+
+/**
+ * Header names are case-insensitive and Envoy sends them lower-case, which is how every stage
+ * looks them up. The codec's record (null prototype) is lower-cased already; a caller's plain
+ * object is copied with lower-cased names, a name given twice joined with ',' as Envoy joins
+ * repeated lines, so `X-Api-Key` is never a header that rules do not see.
+ */
+function headerRecord(value: unknown): Readonly<Record<string, string>> {
+  if (!isObj(value)) return EMPTY_HEADERS;
+  if (Object.getPrototypeOf(value) === null) return value as Record<string, string>;
+  const out = Object.create(null) as Record<string, string>;
+  for (const key of Object.keys(value as Obj)) {
+    const v = (value as Obj)[key];
+    if (typeof v !== 'string') continue;
+    const name = key.toLowerCase();
+    const previous = out[name];
+    out[name] = previous === undefined ? v : `${previous},${v}`;
+  }
+  return out;
+}
+
+/** The codec names a credential header that `header_map` carried on more than one line. */
+function repeatedCredentialLine(http: unknown): string | undefined {
+  const name = field(http, 'repeatedCredentialHeader');
+  return typeof name === 'string' ? `the ${name} header was sent on more than one line` : undefined;
 }
 
 const MAX_PRINCIPAL = 2048;
@@ -265,55 +297,6 @@ function rawQuery(path: string): string {
   return hash < q ? '' : path.slice(q + 1, hash);
 }
 
-export const MAX_QUERY_PAIRS = 100;
-export const MAX_QUERY_TEXT = 1024;
-
-/**
- * application/x-www-form-urlencoded query text → name → value. The first value of a
- * repeated name wins: which of two values a policy sees must not depend on how a caller
- * orders them after the one the upstream is most likely to read. Work is bounded (at most
- * MAX_QUERY_PAIRS pairs are looked at, names and values are clipped to MAX_QUERY_TEXT
- * characters), and a pair that does not percent-decode is skipped rather than read raw.
- */
-export function parseQuery(raw: string): ReadonlyMap<string, string> {
-  const out = new Map<string, string>();
-  let start = 0;
-  let pairs = 0;
-  while (start < raw.length && pairs < MAX_QUERY_PAIRS) {
-    let amp = raw.indexOf('&', start);
-    if (amp === -1) amp = raw.length;
-    if (amp > start) {
-      pairs++;
-      const eq = raw.indexOf('=', start);
-      const split = eq !== -1 && eq < amp;
-      const name = formDecode(raw.slice(start, split ? eq : amp));
-      const value = split ? formDecode(raw.slice(eq + 1, amp)) : '';
-      if (name !== undefined && value !== undefined && !out.has(name)) out.set(name, value);
-    }
-    start = amp + 1;
-  }
-  return out;
-}
-
-function formDecode(text: string): string | undefined {
-  let s = text.includes('+') ? text.replaceAll('+', ' ') : text;
-  if (s.includes('%')) {
-    try {
-      s = decodeURIComponent(s);
-    } catch {
-      return undefined;
-    }
-  }
-  if (s.length <= MAX_QUERY_TEXT) return s;
-  // Never leave half a surrogate pair at the cut.
-  const cut = isHighSurrogate(s.charCodeAt(MAX_QUERY_TEXT - 1)) ? MAX_QUERY_TEXT - 1 : MAX_QUERY_TEXT;
-  return s.slice(0, cut);
-}
-
-function isHighSurrogate(c: number): boolean {
-  return c >= 0xd800 && c <= 0xdbff;
-}
-
 function stripQuery(path: string): string {
   for (let i = 0; i < path.length; i++) {
     const c = path.charCodeAt(i);
@@ -326,7 +309,9 @@ function stripQuery(path: string): string {
  * Paths are matched the way an upstream will read them, or not at all. Percent-encoded
  * unreserved characters are decoded (so `/%61dmin` is `/admin`); encoded `/`, `\`, NUL and
  * dot segments are refused, since upstreams disagree on what they mean and each disagreement
- * is a rule bypass. Envoy's normalize_path/merge_slashes should be on as well.
+ * is a rule bypass. So are `;` parameters (Tomcat and Jetty strip `/admin;x/users` to
+ * `/admin/users`) and empty segments (nginx, Tomcat and Jetty merge `//admin` to `/admin`),
+ * which Envoy forwards unchanged. Envoy's normalize_path/merge_slashes should be on as well.
  */
 export function normalizePath(path: string): string | { error: string } {
   if (path.charCodeAt(0) !== 0x2f) return { error: "request path must start with '/'" };
@@ -340,8 +325,8 @@ export function normalizePath(path: string): string | { error: string } {
         return { error: 'request path has an invalid percent-encoding' };
       }
       const byte = parseInt(hex, 16);
-      if (byte === 0x2f || byte === 0x5c || byte === 0x00) {
-        return { error: 'request path has an encoded slash, backslash or NUL' };
+      if (byte === 0x2f || byte === 0x5c || byte === 0x00 || byte === 0x3b) {
+        return { error: "request path has an encoded slash, backslash, ';' or NUL" };
       }
       decoded += path.slice(last, i) + (isUnreserved(byte) ? String.fromCharCode(byte) : `%${hex.toUpperCase()}`);
       last = i + 3;
@@ -352,6 +337,8 @@ export function normalizePath(path: string): string | { error: string } {
   for (let i = 0; i < out.length; i++) {
     const c = out.charCodeAt(i);
     if (c === 0x5c || c < 0x21 || c === 0x7f) return { error: 'request path has a backslash, space or control character' };
+    if (c === 0x3b) return { error: "request path has a ';' parameter, which Tomcat and Jetty strip before routing" };
+    if (c === 0x2f && out.charCodeAt(i + 1) === 0x2f) return { error: "request path has an empty segment ('//'), which nginx, Tomcat and Jetty merge" };
   }
   if (out.includes('/.') && hasDotSegment(out)) return { error: "request path has a '.' or '..' segment" };
   return out;

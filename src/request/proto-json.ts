@@ -18,8 +18,9 @@ function checkRequestType(): protobuf.Type {
 /**
  * Reads a CheckRequest in the proto3 JSON mapping (lowerCamelCase or original field names,
  * RFC 3339 timestamps, plain-JSON Structs) and returns it exactly as the gRPC server would
- * have decoded it: the JSON is encoded to wire bytes and decoded by the server's own decoder. Unknown fields are ignored, as protobuf's JSON parsers do with
- * ignore_unknown_fields.
+ * have decoded it: the JSON is encoded to wire bytes and decoded by the server's own decoder.
+ * An unknown field name is an error naming its path, as protobuf's JSON parsers do unless told
+ * to ignore them: a misspelt `princpal` would otherwise be a request without a caller.
  */
 export function checkRequestFromJson(json: unknown): unknown {
   const type = checkRequestType();
@@ -31,8 +32,10 @@ function toProtobufJsObject(type: protobuf.Type, json: unknown, where: string): 
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${where} must be a JSON object`);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(json as Record<string, unknown>)) {
-    const field = type.fields[key] ?? type.fields[camel(key)];
-    if (!field || value === null) continue;
+    // Own properties only: `constructor` or `__proto__` must not reach protobufjs as a field.
+    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : Object.hasOwn(type.fields, camel(key)) ? type.fields[camel(key)] : undefined;
+    if (field === undefined) throw new Error(`${where}.${key.slice(0, 64)} is not a field of ${messageName(type)} (it has: ${Object.keys(type.fields).join(', ')})`);
+    if (value === null) continue;
     field.resolve();
     out[field.name] = convertField(field, value, `${where}.${key}`);
   }
@@ -81,6 +84,13 @@ function toValue(v: unknown): unknown {
   if (typeof v === 'boolean') return { boolValue: v };
   if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
   return { structValue: toStruct(v, '') };
+}
+
+/** `AttributeContext.Peer`: the nested message name without its package. */
+function messageName(type: protobuf.Type): string {
+  const parts = [type.name];
+  for (let parent = type.parent; parent instanceof protobuf.Type; parent = parent.parent) parts.unshift(parent.name);
+  return parts.join('.');
 }
 
 function camel(name: string): string {

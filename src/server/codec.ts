@@ -94,19 +94,22 @@ function decodePeer(r: Reader, length: number): Obj {
 /**
  * One map<string, string> entry (1 key, 2 value) into `into`, whose prototype is null so a
  * key such as `__proto__` is only ever a key. An absent key or value is '' (proto3 default);
- * a repeated key keeps the last value, as protobuf's own map decoding does.
+ * a repeated key keeps the last value, as protobuf's own map decoding does. For `headers`, names
+ * are case-insensitive and every stage looks them up in lower case, so a sender's `X-Api-Key`
+ * is lower-cased, and two spellings of one name are joined with ',' as Envoy joins repeated lines.
  */
-function readStringEntry(r: Reader, into: Record<string, string>): void {
+function readStringEntry(r: Reader, into: Record<string, string>, headers = false): void {
   const entryEnd = r.uint32() + r.pos;
   let key = '';
   let value = '';
   while (r.pos < entryEnd) {
     const t = r.uint32();
-    if (t === ((1 << 3) | 2)) key = r.string();
+    if (t === ((1 << 3) | 2)) key = headers ? lowerCase(r.string()) : r.string();
     else if (t === ((2 << 3) | 2)) value = r.string();
     else r.skipType(t & 7);
   }
-  into[key] = value;
+  const previous = headers ? into[key] : undefined;
+  into[key] = previous === undefined ? value : `${previous},${value}`;
 }
 
 /** Past this many nested Struct/ListValue levels metadata is refused: recursion is bounded by us, not by the stack. */
@@ -248,7 +251,7 @@ function decodeHttp(r: Reader, length: number): Obj {
         out['method'] = r.string();
         break;
       case (3 << 3) | 2:
-        readStringEntry(r, (headers ??= Object.create(null) as Record<string, string>));
+        readStringEntry(r, (headers ??= Object.create(null) as Record<string, string>), true);
         break;
       case (4 << 3) | 2:
         out['path'] = r.string();
@@ -262,10 +265,12 @@ function decodeHttp(r: Reader, length: number): Obj {
       case (12 << 3) | 2:
         out['rawBody'] = r.bytes();
         break;
-      case (13 << 3) | 2:
+      case (13 << 3) | 2: {
         headers ??= Object.create(null) as Record<string, string>;
-        decodeHeaderMap(r, r.uint32(), headers);
+        const repeated = decodeHeaderMap(r, r.uint32(), headers);
+        if (repeated !== undefined) out['repeatedCredentialHeader'] = repeated;
         break;
+      }
       default:
         r.skipType(tag & 7);
     }
@@ -274,8 +279,24 @@ function decodeHttp(r: Reader, length: number): Obj {
   return out;
 }
 
-/** HeaderMap: 1 repeated HeaderValue (1 key, 2 value, 3 raw_value bytes). */
-function decodeHeaderMap(r: Reader, length: number, headers: Record<string, string>): void {
+/** Envoy's keys are lower-case already: skip the copy toLowerCase would make of most of them. */
+function lowerCase(name: string): string {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) return name.toLowerCase();
+  }
+  return name;
+}
+
+/** Credential headers whose repetition a first-line reader and a joined-value reader see differently. */
+const CREDENTIAL_HEADERS = new Set(['authorization', 'x-forwarded-client-cert']);
+
+/**
+ * HeaderMap: 1 repeated HeaderValue (1 key, 2 value, 3 raw_value bytes). Returns the name of a
+ * credential header that came on more than one line, for normalisation to refuse.
+ */
+function decodeHeaderMap(r: Reader, length: number, headers: Record<string, string>): string | undefined {
+  let repeatedCredential: string | undefined;
   const end = r.pos + length;
   while (r.pos < end) {
     const tag = r.uint32();
@@ -294,8 +315,10 @@ function decodeHeaderMap(r: Reader, length: number, headers: Record<string, stri
       else r.skipType(t & 7);
     }
     const previous = headers[key];
+    if (previous !== undefined && CREDENTIAL_HEADERS.has(key)) repeatedCredential = key;
     headers[key] = previous === undefined ? value : `${previous},${value}`;
   }
+  return repeatedCredential;
 }
 
 /** envoy.service.auth.v3.CheckResponse: 1 status, 2 denied_response, 3 ok_response. */

@@ -6,6 +6,8 @@ import { decodeCheckRequest, encodeCheckResponse } from './codec';
 import { HealthService } from './health';
 import { loadProtos } from './protos';
 import { UNDECODABLE } from '../request/normalize';
+import { grpcBindTarget } from './listen-address';
+import type { AskerGate } from './askers';
 
 
 export interface GrpcServerOptions {
@@ -13,6 +15,8 @@ export interface GrpcServerOptions {
   readonly port: number;
   /** Bound on messages; Envoy may forward bodies, so this is larger than grpc-js's 4 MiB default. */
   readonly maxMessageBytes?: number;
+  /** Who may ask (TLS client certificates, `--askers`); absent: anyone who reaches the port. */
+  readonly askers?: AskerGate;
 }
 
 /**
@@ -42,7 +46,7 @@ export class GrpcServer {
 
   async listen(): Promise<number> {
     this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(`${this.options.host}:${this.options.port}`, grpc.ServerCredentials.createInsecure(), (err, port) =>
+      this.server.bindAsync(grpcBindTarget(this.options.host, this.options.port), this.options.askers?.credentials() ?? grpc.ServerCredentials.createInsecure(), (err, port) =>
         err ? reject(err) : resolve(port),
       );
     });
@@ -68,6 +72,8 @@ export class GrpcServer {
   }
 
   private readonly check = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
+    // Before the engine: a refused asker changes no state and leaves no decision record.
+    if (this.options.askers?.refuse(call)) return callback({ code: grpc.status.PERMISSION_DENIED, details: 'asker is not authorised to ask about this destination' });
     this.engine.decide(call.request).then(
       (decision) => callback(null, toCheckResponse(decision)),
       (err: Error) => {

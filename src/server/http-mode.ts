@@ -1,8 +1,11 @@
+import * as https from 'node:https';
+import type { AskerGate } from './askers';
 import * as http from 'node:http';
 import type { Logger } from 'pino';
 import type { Decision } from '../pipeline/decision';
 import type { DecisionEngine } from '../pipeline/engine';
 import { allowHeaders, denyBody, denyHeaders, headersToRemove } from '../respond/check-response';
+import { httpListenHost } from './listen-address';
 
 /**
  * Which proxy is asking, and so where the original request is described:
@@ -30,6 +33,8 @@ export interface HttpModeOptions {
    * cut at `max_request_bytes`, and the rest is discarded unread. Default 1 MiB.
    */
   readonly maxBodyBytes?: number;
+  /** Who may ask: with TLS, HTTPS with client certificates required, and askers checked as on the gRPC port. */
+  readonly askers?: AskerGate;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -54,7 +59,13 @@ export class HttpAuthServer {
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     // NaN or a negative bound would silently disable the bound itself (every comparison false).
     if (!Number.isSafeInteger(this.maxBodyBytes) || this.maxBodyBytes < 0) throw new RangeError(`maxBodyBytes must be a non-negative integer, not ${options.maxBodyBytes}`);
-    this.server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => {
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      if (options.askers?.refuseHttp(req.socket)) {
+        // Never reaches the engine: no state changes and no decision record for a refused asker.
+        req.resume();
+        res.writeHead(403, { 'content-type': 'application/json' }).end('{"error":"forbidden","reason":"asker is not authorised to ask"}');
+        return;
+      }
       if (!announcesBody(req)) {
         // Header-only (the common case): decide now rather than wait for an 'end' with nothing before it.
         req.resume();
@@ -62,7 +73,9 @@ export class HttpAuthServer {
         return;
       }
       this.readBody(req, res);
-    });
+    };
+    const tls = options.askers?.httpsOptions();
+    this.server = tls ? https.createServer({ ...tls, maxHeaderSize: 64 * 1024 }, handler) : http.createServer({ maxHeaderSize: 64 * 1024 }, handler);
     this.server.requestTimeout = 10_000;
     this.server.keepAliveTimeout = 65_000;
   }
@@ -74,7 +87,7 @@ export class HttpAuthServer {
   listen(): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(this.options.port, this.options.host, () => {
+      this.server.listen(this.options.port, httpListenHost(this.options.host), () => {
         this.boundPort = (this.server.address() as { port: number }).port;
         resolve(this.boundPort);
       });

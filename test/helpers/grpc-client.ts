@@ -14,9 +14,10 @@ export interface CheckClient {
 
 /** A real grpc-js client over loopback, using the project's own protos. */
 /** `ownConnection`: a TCP connection of its own (grpc-js otherwise shares one per address). */
-export function checkClient(port: number, options: { ownConnection?: boolean } = {}): CheckClient {
+/** `host`: the address to dial (IPv6 literals in brackets); loopback IPv4 unless given. */
+export function checkClient(port: number, options: { ownConnection?: boolean; host?: string } = {}): CheckClient {
   const protos = loadProtos();
-  const address = `127.0.0.1:${port}`;
+  const address = `${options.host ?? '127.0.0.1'}:${port}`;
   const creds = grpc.credentials.createInsecure();
   const auth = new protos.AuthorizationClient(address, creds, options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}) as grpc.Client & Record<string, Function>;
   const health = new protos.HealthClient(address, creds) as grpc.Client & Record<string, Function>;

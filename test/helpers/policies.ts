@@ -1,4 +1,4 @@
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -26,4 +26,26 @@ export function servicePolicy(name: string, hosts: string[], rulesYaml: string, 
     '  rules:',
     rulesYaml.replace(/^\n/, ''),
   ].join('\n');
+}
+
+/** The warning every policy selected by Host alone gets; tests about other problems leave it out. */
+export const HOST_ONLY_WARNING = "selected by the request's Host alone";
+
+export function isHostOnlyWarning(problem: { message: string }): boolean {
+  return problem.message.startsWith(HOST_ONLY_WARNING);
+}
+
+/**
+ * The example policies as an edge gateway without mTLS would serve them (the HTTP mode behind
+ * nginx or Traefik): no destination identity reaches Gatehouse, so each HTTP policy is selected
+ * by the Host the gateway routed on, with `workloads:` left out.
+ */
+export function gatewayExamplePolicies(): string {
+  const files: Record<string, string> = {};
+  for (const name of readdirSync(EXAMPLE_POLICIES)) {
+    if (!name.endsWith('.yaml') || name.endsWith('.test.yaml')) continue;
+    const text = readFileSync(path.join(EXAMPLE_POLICIES, name), 'utf8');
+    files[name] = /^ {2}hosts:/m.test(text) ? text.replace(/^ {2}workloads:.*\n/m, '') : text;
+  }
+  return policyDir(files);
 }

@@ -5,12 +5,30 @@ export interface RequestSpec {
   method?: string;
   path?: string;
   headers?: Record<string, string>;
+  /** `destination.principal`; default: the example mesh's workload for the host (see destinationFor), '' for none. */
+  destination?: string;
+}
+
+/** The workloads of the example policies (policies/), by the first label of their hosts. */
+const EXAMPLE_WORKLOADS: Record<string, string> = {
+  customers: 'spiffe://shop.example/ns/customers/sa/customers',
+  frontend: 'spiffe://shop.example/ns/frontend/sa/web',
+  inventory: 'spiffe://shop.example/ns/inventory/sa/inventory',
+  orders: 'spiffe://shop.example/ns/orders/sa/orders',
+  payments: 'spiffe://shop.example/ns/payments/sa/payments',
+};
+
+/** What Envoy sends as destination.principal: the identity of the workload the host reaches; '' where none is known. */
+export function destinationFor(host: string): string {
+  const label = host.split(/[.:]/)[0]!.toLowerCase();
+  return Object.hasOwn(EXAMPLE_WORKLOADS, label) ? EXAMPLE_WORKLOADS[label]! : '';
 }
 
 export function envoyCheckRequest(spec: RequestSpec = {}): Record<string, unknown> {
   const host = spec.host ?? 'orders.shop.svc.cluster.local:8080';
   const method = spec.method ?? 'POST';
   const path = spec.path ?? '/v1/orders';
+  const destination = spec.destination ?? destinationFor(host);
   return {
     attributes: {
       source: {
@@ -19,7 +37,7 @@ export function envoyCheckRequest(spec: RequestSpec = {}): Record<string, unknow
       },
       destination: {
         address: { socketAddress: { address: '10.0.1.4', portValue: 8080 } },
-        principal: 'spiffe://shop.example/ns/orders/sa/orders',
+        ...(destination !== '' ? { principal: destination } : {}),
       },
       request: {
         time: { seconds: '1763805600', nanos: 0 },
@@ -35,7 +53,8 @@ export function envoyCheckRequest(spec: RequestSpec = {}): Record<string, unknow
             ':method': method,
             ':path': path,
             ':scheme': 'https',
-            'content-type': 'application/json',
+            // As clients send it: a content type on requests that carry a body.
+            ...(method === 'POST' || method === 'PUT' || method === 'PATCH' ? { 'content-type': 'application/json' } : {}),
             'user-agent': 'checkout/1.4',
             'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10',
             'x-forwarded-proto': 'https',

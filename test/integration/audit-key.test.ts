@@ -104,7 +104,8 @@ describe('gatehouse serve --audit-key', () => {
 
     const missing = runCli(['serve', '--policies', EXAMPLE_POLICIES, '--audit-key', path.join(dir, 'nope')]);
     expect(missing.status).toBe(1);
-    expect(missing.stderr).toContain('ENOENT');
+    expect(missing.stderr).toContain(`audit key ${path.join(dir, 'nope')} does not exist`);
+    expect(missing.stderr).not.toContain('ENOENT');
 
     const verify = runCli(['audit', 'verify', '/dev/null', '--key', short]);
     expect(verify.status).toBe(1);

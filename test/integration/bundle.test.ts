@@ -1,4 +1,5 @@
 import { CompactSign, importPKCS8 } from 'jose';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
@@ -68,6 +69,49 @@ describe('gatehouse bundle build', () => {
     const invalid = runCli(['bundle', 'build', policyDir({ 'svc.yaml': 'kind: [' }), '-o', path.join(tmp, 'x.jws'), '--key', operator.priv]);
     expect(invalid.status).toBe(1);
     expect(invalid.stderr).toContain('policies are invalid');
+  });
+});
+
+describe('keys of the wrong kind are named in words', () => {
+  const noRaw = (text: string): void => {
+    expect(text).not.toMatch(/DECODER|routines|ENOENT|:0:0/);
+  };
+
+  test('bundle build with a public key, a missing key, a certificate-less text or an RSA key', () => {
+    const dir = policySet('a');
+    const out = path.join(tmp, 'wrong.jws');
+    const pub = runCli(['bundle', 'build', dir, '-o', out, '--key', operator.pub]);
+    expect(pub.status).toBe(1);
+    expect(pub.stderr).toBe(`gatehouse: --key ${operator.pub} is a public key; it must be a private key (PKCS#8 PEM, -----BEGIN PRIVATE KEY-----), the one you keep secret and sign with\n`);
+    const missing = runCli(['bundle', 'build', dir, '-o', out, '--key', path.join(tmp, 'absent.key')]);
+    expect(missing.stderr).toBe(`gatehouse: --key ${path.join(tmp, 'absent.key')} does not exist\n`);
+    const text = path.join(tmp, 'not-pem.key');
+    writeFileSync(text, 'hello');
+    expect(runCli(['bundle', 'build', dir, '-o', out, '--key', text]).stderr).toMatch(/is not a PEM file; it must be a private key/);
+    const rsa = path.join(tmp, 'rsa.key');
+    writeFileSync(rsa, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    expect(runCli(['bundle', 'build', dir, '-o', out, '--key', rsa]).stderr).toMatch(/bundle keys must be Ed25519 or ECDSA P-256\/P-384/);
+    for (const r of [pub, missing]) noRaw(r.stderr);
+  });
+
+  test('an EC key in SEC1 form (openssl ecparam -genkey) signs too', () => {
+    const sec1 = path.join(tmp, 'sec1.key');
+    writeFileSync(sec1, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'pem' }));
+    const r = runCli(['bundle', 'build', policySet('a'), '-o', path.join(tmp, 'sec1.jws'), '--key', sec1]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+  });
+
+  test('serve --bundle-key with the private key, or a missing one, refuses to start in words', () => {
+    const bundle = path.join(tmp, 'for-key.jws');
+    writeFileSync(bundle, 'x');
+    const priv = runCli(['serve', '--bundle', bundle, '--bundle-key', operator.priv, '--grpc-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1']);
+    expect(priv.status).toBe(1);
+    expect(priv.stderr).toContain(`--bundle-key ${operator.priv} is a private key; it must be a public key`);
+    const missing = runCli(['serve', '--bundle', path.join(tmp, 'absent.jws'), '--bundle-key', operator.pub, '--grpc-port', '0', '--admin-port', '0', '--listen-address', '127.0.0.1']);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('the bundle file does not exist');
+    for (const r of [priv, missing]) noRaw(r.stderr);
   });
 });
 
@@ -210,4 +254,40 @@ test('serve refuses to start when the first bundle does not verify', () => {
   expect(r.stderr).toContain('refusing to start: bundle');
   expect(r.stderr).toContain('not a signed bundle');
   expect(runCli(['serve', '--bundle', file, '--grpc-port', '0']).stderr).toContain('--bundle needs --bundle-key');
+});
+
+describe('a bundle built from a git checkout keeps its commit', () => {
+  test('/v1/policy shows the commit and audit records carry policy_commit', async () => {
+    const dir = policySet('git');
+    const git = (...args: string[]): string => execFileSync('git', ['-c', 'user.name=ci', '-c', 'user.email=ci@example.invalid', '-c', 'init.defaultBranch=main', ...args], { cwd: dir, encoding: 'utf8' }).trim();
+    git('init', '-q');
+    git('add', '.');
+    git('commit', '-q', '-m', 'policies');
+    const commit = git('rev-parse', 'HEAD');
+    const file = path.join(tmp, 'git.jws');
+    expect(runCli(['bundle', 'build', dir, '-o', file, '--key', operator.priv, '--revision', '5']).status).toBe(0);
+    const audit = path.join(mkdtempSync(path.join(tmpdir(), 'gh-bundle-git-')), 'audit.log');
+    const server = await spawnServe(['--bundle', file, '--bundle-key', operator.pub, '--trust-domain', 'shop.example', '--audit-log', audit]);
+    const client = checkClient(server.port);
+    try {
+      const info = (await (await fetch(`http://127.0.0.1:${server.adminPort}/v1/policy`)).json()) as { git: unknown };
+      expect(info.git).toEqual({ commit, dirty: false });
+      await client.check(envoyCheckRequest({ principal: 'spiffe://shop.example/git', host: 'svc', path: '/' }));
+      await waitFor(() => readFileSync(audit, 'utf8').includes('"decision_id"'), 'an audit record');
+      const record = JSON.parse(readFileSync(audit, 'utf8').split('\n')[0]!) as Record<string, unknown>;
+      expect(record['policy_commit']).toBe(commit.slice(0, 12));
+    } finally {
+      client.close();
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    }
+  });
+
+  test('a recorded commit that is not one is ignored, not shown', async () => {
+    const { loadPolicyDir } = await import('../../src/policy/load');
+    const dir = policySet('x');
+    writeFileSync(path.join(dir, '.gatehouse-git.json'), JSON.stringify({ commit: 'not-a-commit; rm -rf /', dirty: false }));
+    const loaded = await loadPolicyDir(dir);
+    expect(loaded.ok && loaded.set.git).toBeUndefined();
+  });
 });

@@ -1,9 +1,9 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { checkClient } from '../helpers/grpc-client';
-import { runCli, spawnServe, ROOT } from '../helpers/cli';
+import { runCli, runCliAsync, spawnServe, ROOT } from '../helpers/cli';
 import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
-import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
+import { CHECKOUT_WEB, envoyCheckRequest, ORDERS } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,7 +48,7 @@ describe('gatehouse check', () => {
 
   test('explains why no rule matched, and a 401', () => {
     const input = (principal: string | undefined, path: string) =>
-      JSON.stringify({ attributes: { source: principal ? { principal } : {}, request: { http: { method: 'GET', path, host: 'orders' } } } });
+      JSON.stringify({ attributes: { source: principal ? { principal } : {}, destination: { principal: ORDERS }, request: { http: { method: 'GET', path, host: 'orders' } } } });
     const none = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'], input('spiffe://shop.example/ns/payments/sa/x', '/v1/orders/7'));
     expect(none.stdout).toContain('[caller_not_allowed]');
     expect(none.stdout).toContain('      read-orders: route matches; caller in none of allow [spiffe://shop.example/ns/frontend/sa/web, spiffe://shop.example/ns/checkout/**]');
@@ -61,7 +61,7 @@ describe('gatehouse check', () => {
 
   test('--json prints the decision and the CheckResponse; snake_case input is read too', () => {
     const input = JSON.stringify({
-      attributes: { source: { principal: CHECKOUT_WEB }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders', headers: { 'x_custom_header': 'kept' } } } },
+      attributes: { source: { principal: CHECKOUT_WEB }, destination: { principal: ORDERS }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders', headers: { 'x_custom_header': 'kept' } } } },
     });
     const r = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example', '--json'], input);
     expect(r.status).toBe(0);
@@ -76,7 +76,17 @@ describe('gatehouse check', () => {
     const r = runCli(['check', 'policies', '--input', '-'], '{"attributes": {"request": {"http": {"headers": "nope"}}}}');
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('input is not a CheckRequest');
-    expect(runCli(['check', 'policies', '--input', '/nonexistent.json']).stderr).toContain('ENOENT');
+    const missing = runCli(['check', 'policies', '--input', '/nonexistent.json']);
+    expect(missing.stderr).toBe('gatehouse: --input /nonexistent.json does not exist\n');
+    expect(missing.status).toBe(1);
+  });
+
+  test('a misspelt input field is refused with its path, not decided as a request without it', () => {
+    const input = JSON.stringify({ attributes: { source: { princpal: 'spiffe://shop.example/ns/checkout/sa/web' }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders' } } } });
+    const r = runCli(['check', 'policies', '--input', '-'], input);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/CheckRequest\.attributes\.source\.princpal is not a field of AttributeContext\.Peer \(it has: [^)]*principal/);
+    expect(r.stdout).toBe('');
   });
 });
 
@@ -185,4 +195,36 @@ describe('gatehouse serve', () => {
 
 test('the example CheckRequest in the README exists', () => {
   expect(() => require(path.join(ROOT, 'examples', 'check-request.json'))).not.toThrow();
+});
+
+describe('gatehouse --version', () => {
+  test('prints the package version and exits 0', () => {
+    const version = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    for (const flag of ['--version', '-V']) {
+      const r = runCli([flag]);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe(`${version}\n`);
+    }
+  });
+});
+
+describe('gatehouse access renew', () => {
+  test('a policy or rule that is not served is an error, not a success that renewed nothing', async () => {
+    const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--no-watch', '--audit-log', path.join(mkdtempSync(path.join(tmpdir(), 'gh-renew-')), 'a.log')]);
+    const admin = ['--admin', `http://127.0.0.1:${server.adminPort}`];
+    try {
+      const nope = await runCliAsync(['access', 'renew', 'nope', ...admin]);
+      expect(nope.status).toBe(1);
+      expect(nope.stderr).toBe("gatehouse: no policy named 'nope' is being served\n");
+      const rule = await runCliAsync(['access', 'renew', 'customers', '--rule', 'nope', ...admin]);
+      expect(rule.status).toBe(1);
+      expect(rule.stderr).toBe("gatehouse: policy 'customers' has no rule named 'nope'\n");
+      const ok = await runCliAsync(['access', 'renew', 'customers', '--rule', 'export', ...admin]);
+      expect(ok.stderr).toBe('');
+      expect(ok.status).toBe(0);
+    } finally {
+      server.child.kill('SIGTERM');
+      expect(await server.exited).toBe(0);
+    }
+  });
 });

@@ -5,11 +5,15 @@
  * that drifted from policies/. Each checker returns a list of problems; the shipped files
  * must have none, and the mutation tests prove each checker notices what it is meant to.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from '../../src/cli/defaults';
 import { AUTHORIZATION_SERVICE } from '../../src/server/health';
+import { renderKustomization } from '../helpers/kustomize';
+import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
+import { waitFor } from '../helpers/wait';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 
@@ -164,6 +168,8 @@ function downstreamTlsProblems(config: unknown): string[] {
     if (common['validation_context'] === undefined && common['validation_context_sds_secret_config'] === undefined && common['combined_validation_context'] === undefined) {
       problems.push(`listener ${listener}: no validation context (client certificates are not verified against the trust bundle)`);
     }
+    const alpn = list(common['alpn_protocols']).map(str);
+    if (!alpn.includes('h2') || !alpn.includes('http/1.1')) problems.push(`listener ${listener}: ALPN does not offer h2 and http/1.1 (clients fall back to HTTP/1.1)`);
   }
   return problems;
 }
@@ -200,11 +206,23 @@ function healthCheckProblems(name: string, cluster: Obj): string[] {
       for (const p of ports) if (p !== DEFAULT_GRPC_PORT) problems.push(`cluster ${name}: gRPC health checks go to port ${String(p)}, not the gRPC port ${DEFAULT_GRPC_PORT}`);
     } else if (httpHc !== undefined) {
       const hcPath = str(dig(httpHc, 'path'));
-      if (hcPath !== '/readyz' && hcPath !== '/healthz') problems.push(`cluster ${name}: http_health_check path '${hcPath}' is not /readyz or /healthz`);
+      if (hcPath === '/readyz') problems.push(`cluster ${name}: http_health_check on /readyz marks every host unhealthy when Redis is down; use /readyz?exclude=redis`);
+      else if (hcPath !== '/readyz?exclude=redis' && hcPath !== '/healthz') problems.push(`cluster ${name}: http_health_check path '${hcPath}' is not /readyz?exclude=redis or /healthz`);
       for (const p of ports) if (p !== DEFAULT_ADMIN_PORT) problems.push(`cluster ${name}: HTTP health checks go to port ${String(p)}, not the admin port ${DEFAULT_ADMIN_PORT}`);
     } else {
       problems.push(`cluster ${name}: health check is neither grpc_health_check nor http_health_check`);
     }
+  }
+  return problems;
+}
+
+/** Envoy's defaults (1024 pending, 1024 in flight) answer a burst with local 503s before a check reaches Gatehouse. */
+function circuitBreakerProblems(name: string, cluster: Obj): string[] {
+  const thresholds = objs(dig(cluster, 'circuit_breakers', 'thresholds')).find((t) => t['priority'] === undefined || t['priority'] === 'DEFAULT');
+  if (thresholds === undefined) return [`cluster ${name}: no circuit_breakers (Envoy's defaults of 1024 pending and 1024 requests turn a burst into 503s)`];
+  const problems: string[] = [];
+  for (const key of ['max_pending_requests', 'max_requests']) {
+    if (!(Number(thresholds[key]) > 1024)) problems.push(`cluster ${name}: circuit_breakers ${key} is not above Envoy's default 1024`);
   }
   return problems;
 }
@@ -265,7 +283,15 @@ function envoyProblems(config: unknown, mode: EnvoyMode): string[] {
       problems.push('no envoy.filters.http.ext_authz filter');
     } else {
       if (router !== -1 && authz > router) problems.push('ext_authz comes after the router');
-      problems.push(...extAuthzProblems(obj(filters[authz]?.['typed_config']), clusters, mode));
+      const ext = obj(filters[authz]?.['typed_config']);
+      problems.push(...extAuthzProblems(ext, clusters, mode));
+      // A metadata namespace is filled by the filter of that name, which must run first.
+      for (const ns of list(ext['metadata_context_namespaces']).map(str)) {
+        if (!names.slice(0, authz).includes(ns)) problems.push(`metadata_context_namespaces names ${ns}, but no such filter runs before ext_authz (nothing is sent)`);
+      }
+      const clusterName = str(dig(ext, 'grpc_service', 'envoy_grpc', 'cluster_name') ?? dig(ext, 'http_service', 'server_uri', 'cluster'));
+      const authzCluster = clusters.get(clusterName);
+      if (authzCluster !== undefined) problems.push(...circuitBreakerProblems(clusterName, authzCluster));
     }
     if (mode === 'http') problems.push(...xfccProblems(hcm));
     problems.push(...routeProblems(obj(hcm['route_config']), clusters));
@@ -499,6 +525,12 @@ describe('envoy/', () => {
       ['path_prefix "/"', 'http', (c) => { httpService(c)['path_prefix'] = '/'; }, /path_prefix/],
       ['allowed_headers in both places', 'http', (c) => { httpService(c)['authorization_request'] = { allowed_headers: { patterns: [{ exact: 'authorization' }] } }; }, /set twice/],
       ['XFCC not sent', 'http', (c) => { extOf(c)['allowed_headers'] = { patterns: [{ exact: 'authorization' }] }; }, /x-forwarded-client-cert/],
+      ['no ALPN on the TLS listener', 'grpc', (c) => { delete obj(tlsOf(c)['common_tls_context'])['alpn_protocols']; }, /ALPN does not offer h2/],
+      ['ALPN without h2 in HTTP mode', 'http', (c) => { obj(tlsOf(c)['common_tls_context'])['alpn_protocols'] = ['http/1.1']; }, /ALPN does not offer h2/],
+      ['no circuit breakers on the Gatehouse cluster', 'grpc', (c) => { delete grpcCluster(c)['circuit_breakers']; }, /cluster gatehouse: no circuit_breakers/],
+      ['default-sized circuit breakers in HTTP mode', 'http', (c) => { obj(dig(clusterMap(c).get('gatehouse_http'), 'circuit_breakers', 'thresholds', 0))['max_pending_requests'] = 1024; }, /max_pending_requests is not above/],
+      ['jwt_authn metadata without the filter', 'grpc', (c) => { extOf(c)['metadata_context_namespaces'] = ['envoy.filters.http.jwt_authn']; }, /names envoy\.filters\.http\.jwt_authn, but no such filter/],
+      ['HTTP-mode health check on plain /readyz', 'http', (c) => { obj(dig(clusterMap(c).get('gatehouse_http'), 'health_checks', 0, 'http_health_check'))['path'] = '/readyz'; }, /Redis is down; use \/readyz\?exclude=redis/],
       ['ratelimit headers dropped on allow', 'http', (c) => { delete obj(httpService(c)['authorization_response'])['allowed_client_headers_on_success']; }, /ratelimit-limit is not copied on allow/],
     ];
     test.each(cases)('%s', (_name, mode, mutate, expected) => {
@@ -531,6 +563,11 @@ const EXPECTED_API_VERSIONS: Record<string, string> = {
   Service: 'v1',
   PodDisruptionBudget: 'policy/v1',
   HorizontalPodAutoscaler: 'autoscaling/v2',
+  PriorityClass: 'scheduling.k8s.io/v1',
+  ConfigMap: 'v1',
+  NetworkPolicy: 'networking.k8s.io/v1',
+  AuthorizationPolicy: 'security.istio.io/v1',
+  PeerAuthentication: 'security.istio.io/v1',
 };
 
 interface Base {
@@ -538,14 +575,9 @@ interface Base {
   docs: Obj[];
 }
 
+/** The base as `kubectl apply -k` would send it (test/helpers/kustomize.ts). */
 function loadBase(): Base {
-  const kustomization = loadOne(`${BASE}/kustomization.yaml`);
-  const docs: Obj[] = [];
-  for (const file of list(kustomization['resources'])) {
-    const rel = `${BASE}/${str(file)}`;
-    if (existsSync(path.join(ROOT, rel))) docs.push(...loadYaml(rel).map(obj));
-  }
-  return { kustomization, docs };
+  return { kustomization: loadOne(`${BASE}/kustomization.yaml`), docs: renderKustomization(path.join(ROOT, BASE)) };
 }
 
 function ofKind(docs: Obj[], kind: string): Obj[] {
@@ -592,6 +624,25 @@ function securityProblems(who: string, container: Obj, podSecurity: Obj): string
 }
 
 /** The Kubernetes objects of the base, and how they fit together. */
+/** Only proxies may ask: a NetworkPolicy limits who reaches 9191, an AuthorizationPolicy asks for an mTLS identity. */
+function askerReachProblems(docs: Obj[], podLabels: unknown): string[] {
+  const problems: string[] = [];
+  const netpols = ofKind(docs, 'NetworkPolicy').filter((n) => labelsSelect(dig(obj(n['spec']), 'podSelector', 'matchLabels'), podLabels));
+  if (netpols.length === 0) problems.push('no NetworkPolicy selects the gatehouse pods: anyone in the cluster can reach the Check port');
+  for (const n of netpols) {
+    for (const rule of objs(obj(n['spec'])['ingress'])) {
+      const opensGrpc = objs(rule['ports']).some((p) => p['port'] === DEFAULT_GRPC_PORT) || rule['ports'] === undefined;
+      if (opensGrpc && objs(rule['from']).length === 0) problems.push(`NetworkPolicy ${str(dig(n, 'metadata', 'name'))} opens ${DEFAULT_GRPC_PORT} to every source`);
+    }
+  }
+  const authz = ofKind(docs, 'AuthorizationPolicy').filter((a) => labelsSelect(dig(obj(a['spec']), 'selector', 'matchLabels'), podLabels));
+  const grpcRules = authz.flatMap((a) => objs(obj(a['spec'])['rules'])).filter((r) => objs(r['to']).some((t) => list(dig(t, 'operation', 'ports')).includes(String(DEFAULT_GRPC_PORT))));
+  if (grpcRules.length === 0 || grpcRules.some((r) => !objs(r['from']).some((f) => list(dig(f, 'source', 'principals')).length > 0))) {
+    problems.push(`no AuthorizationPolicy limits ${DEFAULT_GRPC_PORT} to mTLS principals`);
+  }
+  return problems;
+}
+
 function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] {
   const problems: string[] = [];
   for (const d of docs) {
@@ -607,7 +658,8 @@ function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] 
   const spec = obj(deployment['spec']);
   const pod = obj(dig(spec, 'template', 'spec'));
   const podLabels = dig(spec, 'template', 'metadata', 'labels');
-  if (spec['replicas'] !== 2) problems.push('Deployment replicas is not 2');
+  problems.push(...askerReachProblems(docs, podLabels));
+  if (spec['replicas'] !== undefined) problems.push('Deployment sets replicas beside the HPA: every apply resets the scale');
   if (!labelsSelect(dig(spec, 'selector', 'matchLabels'), podLabels)) problems.push('Deployment selector does not match its pod labels');
 
   const container = objs(pod['containers']).find((c) => c['name'] === 'gatehouse');
@@ -698,7 +750,7 @@ function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] 
   if (adminService?.['name'] !== 'http-admin') problems.push(`Service port ${DEFAULT_ADMIN_PORT} is not named http-admin`);
 
   const pdb = ofKind(docs, 'PodDisruptionBudget')[0] ?? {};
-  if (dig(pdb, 'spec', 'minAvailable') !== 1) problems.push('PodDisruptionBudget minAvailable is not 1');
+  if (dig(pdb, 'spec', 'maxUnavailable') !== 1 || dig(pdb, 'spec', 'minAvailable') !== undefined) problems.push('PodDisruptionBudget is not maxUnavailable: 1');
   if (!labelsSelect(dig(pdb, 'spec', 'selector', 'matchLabels'), podLabels)) problems.push('PodDisruptionBudget selector does not match the pod labels');
 
   const hpa = ofKind(docs, 'HorizontalPodAutoscaler')[0] ?? {};
@@ -709,6 +761,81 @@ function workloadProblems(docs: Obj[], generatedConfigMaps: string[]): string[] 
   const cpu = objs(dig(hpa, 'spec', 'metrics')).find((m) => m['type'] === 'Resource' && dig(m, 'resource', 'name') === 'cpu');
   if (dig(cpu, 'resource', 'target', 'type') !== 'Utilization' || dig(cpu, 'resource', 'target', 'averageUtilization') !== 70) problems.push('HorizontalPodAutoscaler does not scale on 70% CPU');
   if (Number(dig(hpa, 'spec', 'minReplicas')) < 1 || Number(dig(hpa, 'spec', 'maxReplicas')) < Number(dig(hpa, 'spec', 'minReplicas'))) problems.push('HorizontalPodAutoscaler replica bounds are wrong');
+  return problems;
+}
+
+/** The k8s base's policies are the examples' for Istio's default trust domain. */
+function toIstioTrustDomain(text: string): string {
+  return text.replace(/spiffe:\/\/shop\.example\//g, 'spiffe://cluster.local/');
+}
+const toIstioTrustDomainFn = toIstioTrustDomain;
+
+function deploymentContainer(docs: Obj[]): Obj {
+  return objs(dig(ofKind(docs, 'Deployment')[0], 'spec', 'template', 'spec', 'containers')).find((c) => c['name'] === 'gatehouse') ?? {};
+}
+
+const PACKAGE_VERSION = (JSON.parse(read('package.json')) as { version: string }).version;
+
+/** What a production cluster needs beyond "it starts". */
+function productionProblems(docs: Obj[]): string[] {
+  const problems: string[] = [];
+  const deployment = ofKind(docs, 'Deployment')[0] ?? {};
+  const pod = obj(dig(deployment, 'spec', 'template', 'spec'));
+  const podLabels = obj(dig(deployment, 'spec', 'template', 'metadata', 'labels'));
+  const container = deploymentContainer(docs);
+  const image = str(container['image']);
+  if (!/@sha256:[0-9a-f]{64}$/.test(image) && !new RegExp(`:${PACKAGE_VERSION.replace(/\./g, '\\.')}$`).test(image)) problems.push(`image ${image} is not pinned to the release ${PACKAGE_VERSION} (or a digest)`);
+  if (/:latest$/.test(image) || !/[:@]/.test(image.replace(/^[^/]*\//, ''))) problems.push(`image ${image} floats`);
+  if (dig(deployment, 'spec', 'replicas') !== undefined) problems.push('Deployment sets replicas beside the HPA');
+  if (ofKind(docs, 'HorizontalPodAutoscaler').length !== 1) problems.push('no HorizontalPodAutoscaler');
+  const pdb = ofKind(docs, 'PodDisruptionBudget')[0];
+  if (dig(pdb, 'spec', 'maxUnavailable') !== 1) problems.push('PodDisruptionBudget is not maxUnavailable: 1');
+  const spread = objs(pod['topologySpreadConstraints']);
+  for (const [key, hard] of [['topology.kubernetes.io/zone', false], ['kubernetes.io/hostname', true]] as const) {
+    const c = spread.find((s) => s['topologyKey'] === key);
+    if (c === undefined) problems.push(`no topologySpreadConstraint by ${key}`);
+    else {
+      if (!labelsSelect(dig(c, 'labelSelector', 'matchLabels'), podLabels)) problems.push(`spread by ${key} does not select the pods`);
+      if (hard && c['whenUnsatisfiable'] !== 'DoNotSchedule') problems.push(`spread by ${key} is not a hard rule`);
+    }
+  }
+  const priority = str(pod['priorityClassName']);
+  const priorityClass = ofKind(docs, 'PriorityClass').find((p) => dig(p, 'metadata', 'name') === priority);
+  if (priority === '') problems.push('no priorityClassName');
+  else if (priorityClass === undefined && !priority.startsWith('system-')) problems.push(`PriorityClass ${priority} is not in the rendered objects`);
+  else if (priorityClass !== undefined && (!(Number(priorityClass['value']) > 0) || Number(priorityClass['value']) >= 1e9 || priorityClass['globalDefault'] === true)) problems.push(`PriorityClass ${priority} value/globalDefault is wrong`);
+  const namespace = ofKind(docs, 'Namespace')[0];
+  const psa = obj(dig(namespace, 'metadata', 'labels'));
+  for (const mode of ['enforce', 'warn', 'audit']) if (psa[`pod-security.kubernetes.io/${mode}`] !== 'restricted') problems.push(`Namespace has no pod-security.kubernetes.io/${mode}: restricted`);
+  for (const d of docs) {
+    if (!['Namespace', 'PriorityClass'].includes(str(d['kind'])) && dig(d, 'metadata', 'namespace') !== dig(namespace, 'metadata', 'name')) problems.push(`${str(d['kind'])} ${str(dig(d, 'metadata', 'name'))} is not in the Namespace`);
+  }
+  // Hot reload: the policies ConfigMap keeps its name and is mounted as a directory.
+  const args = list(container['args']);
+  const policiesDir = argValue(args, '--policies');
+  if (policiesDir !== undefined) {
+    const mount = objs(container['volumeMounts']).find((m) => m['mountPath'] === policiesDir);
+    if (mount?.['subPath'] !== undefined) problems.push('policies mounted with subPath: the kubelet never updates it, so no reload');
+    const volume = objs(pod['volumes']).find((v) => v['name'] === mount?.['name']);
+    const configMapName = str(dig(volume, 'configMap', 'name'));
+    if (configMapName !== 'gatehouse-policies') problems.push(`policies ConfigMap is named ${configMapName}: a hash suffix rolls the pods on every change and hot reload never runs`);
+    if (!ofKind(docs, 'ConfigMap').some((c) => dig(c, 'metadata', 'name') === configMapName)) problems.push(`ConfigMap ${configMapName} is not rendered`);
+  } else if (!argValue(args, '--bundle') && !objs(container['env']).some((e) => e['name'] === 'GATEHOUSE_BUNDLE')) {
+    problems.push('neither --policies nor a bundle');
+  }
+  return problems;
+}
+
+/** Every SPIFFE ID the served policies name is in a trust domain the Deployment accepts. */
+function trustDomainProblems(docs: Obj[]): string[] {
+  const trusted = new Set(list(deploymentContainer(docs)['args']).flatMap((a, i, all) => (all[i - 1] === '--trust-domain' ? [str(a)] : [])));
+  const configMap = ofKind(docs, 'ConfigMap').find((c) => dig(c, 'metadata', 'name') === 'gatehouse-policies');
+  const problems: string[] = [];
+  for (const [file, text] of Object.entries(obj(configMap?.['data']))) {
+    for (const m of str(text).matchAll(/spiffe:\/\/([^/\s'",\]]+)/g)) {
+      if (!trusted.has(m[1]!)) problems.push(`${file} names ${m[0]}, but the Deployment trusts ${[...trusted].join(', ') || 'no domain'}`);
+    }
+  }
   return problems;
 }
 
@@ -874,21 +1001,53 @@ describe('istio/', () => {
     expect(kinds).toEqual(expect.arrayContaining(['apps/v1 Deployment', 'v1 Service', 'policy/v1 PodDisruptionBudget', 'autoscaling/v2 HorizontalPodAutoscaler']));
   });
 
-  test('the policies ConfigMap holds exactly the example policies, unchanged', () => {
-    const files = generatorFiles(base.kustomization);
+  test.each([
+    [BASE, toIstioTrustDomain],
+    [`${BASE}/overlays/envoy`, (text: string) => text],
+  ] as Array<[string, (text: string) => string]>)('%s: the policies ConfigMap holds the example policies (scripts/sync-k8s-policies.sh)', (dir, transform) => {
+    const kustomization = loadOne(`${dir}/kustomization.yaml`);
+    const files = generatorFiles(kustomization);
     expect(files.length).toBeGreaterThan(0);
     for (const f of files) {
-      const copy = path.join(ROOT, BASE, f);
+      const copy = path.join(ROOT, dir, f);
       expect([f, existsSync(copy)]).toEqual([f, true]);
       const source = path.join(ROOT, 'policies', path.basename(f));
       expect([f, existsSync(source)]).toEqual([f, true]);
-      // Byte for byte: a copy that drifted would deploy other rules than the repository's.
-      expect([f, readFileSync(copy, 'utf8')]).toEqual([f, readFileSync(source, 'utf8')]);
+      // Byte for byte after the trust-domain rewrite: a copy that drifted would deploy other rules than the repository's.
+      expect([f, readFileSync(copy, 'utf8')]).toEqual([f, transform(readFileSync(source, 'utf8'))]);
     }
     expect(files.map((f) => path.basename(f)).sort()).toEqual(exampleSourcePolicies());
     // No stale copy lies beside the listed ones.
-    const local = readdirSync(path.join(ROOT, BASE, 'policies')).sort();
+    const local = readdirSync(path.join(ROOT, dir, 'policies')).sort();
     expect(local).toEqual(files.map((f) => path.basename(f)).sort());
+  });
+
+  test('the base is production-shaped: pinned image, HPA-owned replicas, one disruption at a time, spread, priority, Pod Security', () => {
+    expect(productionProblems(base.docs)).toEqual([]);
+  });
+
+  test.each([BASE, `${BASE}/overlays/envoy`, `${BASE}/overlays/bundle`])('%s renders, and its policies trust what the Deployment trusts', (dir) => {
+    const docs = renderKustomization(path.join(ROOT, dir));
+    expect(productionProblems(docs)).toEqual([]);
+    expect(trustDomainProblems(docs)).toEqual([]);
+  });
+
+  test.each([
+    [BASE, toIstioTrustDomain],
+    [`${BASE}/overlays/envoy`, (text: string) => text],
+  ] as Array<[string, (text: string) => string]>)('%s as shipped admits the example traffic: the example policy tests pass against its ConfigMap and trust domain', (dir, transform) => {
+    const docs = renderKustomization(path.join(ROOT, dir));
+    const configMap = ofKind(docs, 'ConfigMap').find((c) => dig(c, 'metadata', 'name') === 'gatehouse-policies')!;
+    const policiesDir = mkdtempSync(path.join(tmpdir(), 'gh-k8s-policies-'));
+    for (const [name, text] of Object.entries(obj(configMap['data']))) writeFileSync(path.join(policiesDir, name), str(text));
+    for (const test of readdirSync(path.join(ROOT, 'policies')).filter((f) => f.endsWith('.test.yaml'))) {
+      const text = transform(readFileSync(path.join(ROOT, 'policies', test), 'utf8'));
+      writeFileSync(path.join(policiesDir, test), transform === toIstioTrustDomainFn ? text.replace(/trustDomains: \[shop\.example\]/g, 'trustDomains: [cluster.local]') : text);
+    }
+    const args = list(deploymentContainer(docs)['args']);
+    const trust = argValue(args, '--trust-domain')!;
+    const r = runCli(['test', policiesDir, '--trust-domain', trust]);
+    expect([r.status, /policy-tests: [1-9]\d* passed, 0 failed/.test(r.stdout)]).toEqual([0, true]);
   });
 
   test('mesh provider and CUSTOM policies fit each other and the base', () => {
@@ -968,6 +1127,32 @@ describe('istio/', () => {
       mutate(m, p, docs);
       expect([m, p, docs]).not.toEqual([mesh, policies, base.docs]);
       expect(istioProblems(m, p, { kustomization: base.kustomization, docs }).join('\n')).toMatch(expected);
+    });
+
+    const productionCases: Array<[string, (docs: Obj[]) => void, RegExp]> = [
+      ['replicas beside the HPA', (d) => { obj(dep(d)['spec'])['replicas'] = 2; }, /replicas beside the HPA/],
+      ['image :latest', (d) => { main(d)['image'] = 'gatehouse:latest'; }, /not pinned[\s\S]*floats/],
+      ['image without a tag', (d) => { main(d)['image'] = 'registry.example:5000/gatehouse'; }, /floats/],
+      ['PDB minAvailable 1', (d) => { obj(ofKind(d, 'PodDisruptionBudget')[0]?.['spec'])['minAvailable'] = 1; delete obj(ofKind(d, 'PodDisruptionBudget')[0]?.['spec'])['maxUnavailable']; }, /maxUnavailable: 1/],
+      ['spread by host only', (d) => { const pod = obj(dig(dep(d), 'spec', 'template', 'spec')); pod['topologySpreadConstraints'] = objs(pod['topologySpreadConstraints']).filter((c) => c['topologyKey'] !== 'topology.kubernetes.io/zone'); }, /no topologySpreadConstraint by topology\.kubernetes\.io\/zone/],
+      ['soft host spread', (d) => { const c = objs(dig(dep(d), 'spec', 'template', 'spec', 'topologySpreadConstraints')).find((x) => x['topologyKey'] === 'kubernetes.io/hostname')!; c['whenUnsatisfiable'] = 'ScheduleAnyway'; }, /hostname is not a hard rule/],
+      ['no priority class', (d) => { delete obj(dig(dep(d), 'spec', 'template', 'spec'))['priorityClassName']; }, /no priorityClassName/],
+      ['no Pod Security labels', (d) => { delete obj(ofKind(d, 'Namespace')[0]?.['metadata'])['labels']; }, /pod-security\.kubernetes\.io\/enforce: restricted/],
+      ['policies by subPath', (d) => { const m = objs(main(d)['volumeMounts']).find((x) => x['mountPath'] === '/etc/gatehouse/policies')!; m['subPath'] = 'orders.yaml'; }, /subPath/],
+      ['a hash-suffixed ConfigMap', (d) => { const v = objs(dig(dep(d), 'spec', 'template', 'spec', 'volumes')).find((x) => x['name'] === 'policies')!; obj(v['configMap'])['name'] = 'gatehouse-policies-5h7k2m9b4t'; }, /hash suffix/],
+    ];
+    test.each(productionCases)('production shape: %s', (_name, mutate, expected) => {
+      const docs = clone(base.docs);
+      mutate(docs);
+      expect(productionProblems(docs).join('\n')).toMatch(expected);
+    });
+
+    test('policies naming another trust domain than the Deployment trusts', () => {
+      const docs = clone(base.docs);
+      const cm = ofKind(docs, 'ConfigMap').find((c) => dig(c, 'metadata', 'name') === 'gatehouse-policies')!;
+      const data = obj(cm['data']);
+      data['orders.yaml'] = str(data['orders.yaml']).replace(/spiffe:\/\/cluster\.local\//g, 'spiffe://shop.example/');
+      expect(trustDomainProblems(docs).join('\n')).toMatch(/orders\.yaml names spiffe:\/\/shop\.example, but the Deployment trusts cluster\.local/);
     });
 
     test('a Service port named grpc-* without appProtocol is gRPC enough', () => {
@@ -1202,5 +1387,202 @@ describe('READMEs', () => {
   ] as Array<[string, string[]]>)('%s explains its files', (file, needles) => {
     const text = read(file);
     for (const n of needles) expect([n, text.includes(n)]).toEqual([n, true]);
+  });
+});
+
+describe('Makefile', () => {
+  /** The recipe of one target, tab-indented lines after `target:`. */
+  function recipe(makefile: string, target: string): string {
+    const lines = makefile.split('\n');
+    const start = lines.findIndex((l) => l.startsWith(`${target}:`));
+    if (start < 0) return '';
+    const body: string[] = [];
+    for (const l of lines.slice(start + 1)) {
+      if (!l.startsWith('\t')) break;
+      body.push(l.slice(1));
+    }
+    return body.join('\n');
+  }
+  const makefile = read('Makefile');
+
+  test('make run serves on loopback, not every interface', () => {
+    const run = recipe(makefile, 'run');
+    expect(run).toMatch(/serve\b.*--listen-address \$\(LISTEN_ADDRESS\)/);
+    expect(makefile).toMatch(/^LISTEN_ADDRESS \?= 127\.0\.0\.1$/m);
+    // ARGS come last, so a user's own --listen-address still wins.
+    expect(run.indexOf('$(ARGS)')).toBeGreaterThan(run.indexOf('--listen-address'));
+  });
+});
+
+describe('istio/residency-envoyfilter.yaml', () => {
+  const filter = loadOne('istio/residency-envoyfilter.yaml');
+
+  /** Whether the EnvoyFilter gives the ext_authz filter the labels a `regionFrom: label:` rule reads. */
+  function residencyFilterProblems(f: Obj): string[] {
+    const problems: string[] = [];
+    if (f['kind'] !== 'EnvoyFilter' || !/^networking\.istio\.io\/v1(alpha3)?$/.test(str(f['apiVersion']))) problems.push('not an EnvoyFilter');
+    const patches = objs(dig(f, 'spec', 'configPatches'));
+    const p = patches.find((x) => x['applyTo'] === 'HTTP_FILTER');
+    if (p === undefined) return [...problems, 'no HTTP_FILTER patch'];
+    if (dig(p, 'match', 'context') !== 'SIDECAR_INBOUND') problems.push('does not patch the inbound sidecar, where the check runs');
+    if (dig(p, 'match', 'listener', 'filterChain', 'filter', 'subFilter', 'name') !== EXT_AUTHZ) problems.push(`does not match the ${EXT_AUTHZ} filter`);
+    if (dig(p, 'patch', 'operation') !== 'MERGE') problems.push('does not MERGE into istiod\'s filter (it would replace its provider settings)');
+    const typed = obj(dig(p, 'patch', 'value', 'typed_config'));
+    if (typed['@type'] !== EXT_AUTHZ_TYPE) problems.push('typed_config is not ExtAuthz');
+    if (typed['bootstrap_metadata_labels_key'] !== 'LABELS') problems.push('bootstrap_metadata_labels_key is not LABELS (Istio keeps the pod labels there)');
+    if (Object.keys(obj(dig(f, 'spec', 'workloadSelector', 'labels'))).length === 0) problems.push('no workloadSelector: it would change every sidecar of the namespace');
+    return problems;
+  }
+
+  test('gives the customers sidecars\' checks their pod labels', () => {
+    expect(residencyFilterProblems(filter)).toEqual([]);
+    expect(dig(filter, 'spec', 'workloadSelector', 'labels', 'app')).toBe('customers');
+    // The example rule it serves reads a label, and the file tells which pod label to set.
+    const customers = read('policies/customers.yaml');
+    const key = /regionFrom: label:(\S+)/.exec(customers)?.[1];
+    expect(key).toBe('topology.kubernetes.io/region');
+    expect(read('istio/residency-envoyfilter.yaml')).toContain(`labels["${key}"]`);
+  });
+
+  test.each([
+    ['outbound context', (f: Obj) => { obj(dig(f, 'spec', 'configPatches', 0, 'match'))['context'] = 'SIDECAR_OUTBOUND'; }, /inbound sidecar/],
+    ['REPLACE', (f: Obj) => { obj(dig(f, 'spec', 'configPatches', 0, 'patch'))['operation'] = 'REPLACE'; }, /MERGE/],
+    ['another key', (f: Obj) => { obj(dig(f, 'spec', 'configPatches', 0, 'patch', 'value', 'typed_config'))['bootstrap_metadata_labels_key'] = 'labels'; }, /LABELS/],
+    ['no selector', (f: Obj) => { delete obj(f['spec'])['workloadSelector']; }, /workloadSelector/],
+  ] as Array<[string, (f: Obj) => void, RegExp]>)('the checker notices: %s', (_name, mutate, expected) => {
+    const f = clone(filter);
+    mutate(f);
+    expect(residencyFilterProblems(f).join('\n')).toMatch(expected);
+  });
+});
+
+describe('examples/nginx/gatehouse-server.conf', () => {
+  const conf = read('examples/nginx/gatehouse-server.conf');
+
+  /** The body of the first block whose header matches (`upstream name`, `location = /x`), braces balanced. */
+  function block(text: string, header: string): string {
+    const start = text.indexOf(`${header} {`);
+    if (start < 0) return '';
+    let depth = 0;
+    for (let i = text.indexOf('{', start); i < text.length; i++) {
+      if (text[i] === '{') depth++;
+      else if (text[i] === '}' && --depth === 0) return text.slice(text.indexOf('{', start) + 1, i);
+    }
+    return '';
+  }
+  /** Directives of a block without comments, `name args` per entry. */
+  function directives(body: string): string[] {
+    return body.split('\n').map((l) => l.replace(/#.*$/, '').trim()).filter((l) => l !== '').map((l) => l.replace(/;$/, ''));
+  }
+  function milliseconds(value: string): number {
+    const m = /^(\d+)(ms|s|m)?$/.exec(value);
+    if (!m) return NaN;
+    return Number(m[1]) * (m[2] === 'ms' ? 1 : m[2] === 'm' ? 60_000 : 1000);
+  }
+
+  function nginxProblems(text: string): string[] {
+    const problems: string[] = [];
+    const auth = directives(block(text, 'location = /_gatehouse'));
+    const pass = auth.find((d) => d.startsWith('proxy_pass '))?.split(/\s+/)[1] ?? '';
+    const upstreamName = /^http:\/\/([^/:]+)$/.exec(pass)?.[1];
+    const upstream = upstreamName ? directives(block(text, `upstream ${upstreamName}`)) : [];
+    if (!upstream.some((d) => /^keepalive \d+$/.test(d))) problems.push('no upstream keepalive to Gatehouse: a new TCP connection per request');
+    if (!auth.includes('proxy_http_version 1.1')) problems.push('auth location is not HTTP/1.1 (keepalive needs it)');
+    if (!auth.includes('proxy_set_header Connection ""')) problems.push('auth location does not clear Connection (keepalive needs it)');
+    for (const t of ['proxy_connect_timeout', 'proxy_send_timeout', 'proxy_read_timeout']) {
+      const value = auth.find((d) => d.startsWith(`${t} `))?.split(/\s+/)[1];
+      if (value === undefined || !(milliseconds(value) <= 1000)) problems.push(`${t} is ${value ?? "nginx's default 60s"}; a check should give up in well under a second (Envoy: 250ms)`);
+    }
+    if (!auth.includes('proxy_intercept_errors on') || !auth.some((d) => /^error_page 429 = @\S+$/.test(d))) problems.push('429 reaches auth_request, which logs it at [error]');
+    const app = directives(block(text, 'location /'));
+    if (!app.includes('proxy_set_header Host $host')) problems.push('the app location does not forward Host');
+    return problems;
+  }
+
+  test('keepalive to Gatehouse, short timeouts, Host forwarded, 429 not logged as an error', () => {
+    expect(nginxProblems(conf)).toEqual([]);
+  });
+
+  test.each([
+    ['no keepalive', (t: string) => t.replace(/^\s*keepalive 32;\n/m, ''), /no upstream keepalive/],
+    ['60 s read timeout', (t: string) => t.replace('proxy_read_timeout 250ms', 'proxy_read_timeout 60s'), /proxy_read_timeout is 60s/],
+    ['no connect timeout', (t: string) => t.replace(/^\s*proxy_connect_timeout 250ms;\n/m, ''), /proxy_connect_timeout is nginx's default/],
+    ['HTTP/1.0 to Gatehouse', (t: string) => t.replace(/^\s*proxy_http_version 1\.1;\n/m, ''), /not HTTP\/1\.1/],
+    ['Host not forwarded', (t: string) => t.replace(/^\s*proxy_set_header Host \$host;\n/m, ''), /does not forward Host/],
+    ['429 not intercepted', (t: string) => t.replace(/^\s*error_page 429 = @gatehouse_limited;\n/m, ''), /429 reaches auth_request/],
+  ] as Array<[string, (t: string) => string, RegExp]>)('the checker notices: %s', (_name, mutate, expected) => {
+    const changed = mutate(conf);
+    expect(changed).not.toBe(conf);
+    expect(nginxProblems(changed).join('\n')).toMatch(expected);
+  });
+});
+
+describe('deploy/grafana/gatehouse.json and the PrometheusRule query metrics a real server exports', () => {
+  const dashboard = JSON.parse(read('deploy/grafana/gatehouse.json')) as Obj;
+  const rules = loadOne(`${BASE}/monitoring/prometheusrule.yaml`);
+  let exported: Set<string>;
+  let server: ServeProcess;
+
+  /** Every PromQL expression in the dashboard (panels and variables). */
+  function dashboardExprs(d: Obj): string[] {
+    const out: string[] = [];
+    const walk = (v: unknown): void => {
+      if (Array.isArray(v)) v.forEach(walk);
+      else if (isObj(v)) {
+        for (const [k, x] of Object.entries(v)) {
+          if ((k === 'expr' || (k === 'query' && isObj(v) && v['type'] === 'query')) && typeof x === 'string') out.push(x);
+          else walk(x);
+        }
+      }
+    };
+    walk(d);
+    return out;
+  }
+  /** Metric names in a PromQL expression (Gatehouse's and the Node.js defaults; `up` is Prometheus's own). */
+  function metricNames(expr: string): string[] {
+    return [...expr.matchAll(/\b((?:gatehouse|nodejs|process)_[a-z0-9_]+)\b/g)].map((m) => m[1]!);
+  }
+
+  beforeAll(async () => {
+    server = await spawnServe(['--policies', 'policies', '--trust-domain', 'shop.example', '--no-watch', '--workers', '2', '--audit-log', '/dev/null']);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${server.adminPort}/readyz`)).status === 200, 'workers ready');
+    const text = await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
+    exported = new Set();
+    for (const line of text.split('\n')) {
+      const m = /^# TYPE (\S+) (\S+)$/.exec(line);
+      if (!m) continue;
+      exported.add(m[1]!);
+      if (m[2] === 'histogram') for (const s of ['_bucket', '_sum', '_count']) exported.add(`${m[1]!}${s}`);
+      if (m[2] === 'summary') for (const s of ['_sum', '_count']) exported.add(`${m[1]!}${s}`);
+    }
+  }, 30_000);
+  afterAll(async () => {
+    server.child.kill('SIGTERM');
+    await server.exited;
+  });
+
+  test('every metric the dashboard queries is exported', () => {
+    const names = dashboardExprs(dashboard).flatMap(metricNames);
+    expect(names.length).toBeGreaterThan(15);
+    expect(names.filter((n) => !exported.has(n))).toEqual([]);
+  });
+
+  test('every metric the alerts query is exported', () => {
+    const exprs = objs(dig(rules, 'spec', 'groups')).flatMap((g) => objs(g['rules'])).map((r) => str(r['expr']));
+    const names = exprs.flatMap(metricNames);
+    expect(names.length).toBeGreaterThan(8);
+    expect(names.filter((n) => !exported.has(n))).toEqual([]);
+  });
+
+  test('the dashboard covers decisions by result and reason, latency, Redis, reloads, quarantines and dormant grants', () => {
+    const all = dashboardExprs(dashboard).join('\n');
+    for (const needle of ['by (result)', 'by (reason)', 'gatehouse_check_duration_seconds_bucket', 'gatehouse_redis_breaker_state', 'gatehouse_redis_errors_total', 'gatehouse_policy_reloads_total', 'gatehouse_quarantined_callers', 'gatehouse_dormant_grants', 'nodejs_eventloop_lag_p99_seconds']) {
+      expect([needle, all.includes(needle)]).toEqual([needle, true]);
+    }
+    expect(dig(dashboard, 'uid')).toBe('gatehouse');
+  });
+
+  test('the checker notices a metric that does not exist', () => {
+    expect(metricNames('sum(rate(gatehouse_checks_totl[5m]))').filter((n) => !exported.has(n))).toEqual(['gatehouse_checks_totl']);
   });
 });

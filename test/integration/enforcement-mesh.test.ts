@@ -23,7 +23,7 @@ kind: ServicePolicy
 metadata: { name: customers }
 spec:
   hosts: [customers]
-  quarantine: { denials: 3, window: 1m, duration: 10m }
+  quarantine: { denials: 3, window: 1m, duration: 10m, scope: mesh }
   rules:
     - name: export
       methods: [GET]
@@ -45,6 +45,16 @@ spec:
       methods: [GET]
       paths: [/v1/orders]
       allow: [${ORDERS}, ${FRONTEND_WEB}]
+`,
+  'vault.yaml': `apiVersion: gatehouse/v1
+kind: ServicePolicy
+metadata: { name: vault }
+spec:
+  hosts: [vault]
+  quarantine: { denials: 2, window: 1m, duration: 10m }
+  rules:
+    - name: secrets
+      allow: [${EXPORTER}]
 `,
 };
 
@@ -101,6 +111,11 @@ describe('quarantine and grants shared by replicas through Redis', () => {
     expect(JSON.parse(denied.deniedResponse!.body!)).toMatchObject({ error: 'forbidden', reason: expect.stringContaining('after 3 denials by policy customers') });
     // Other callers are not affected.
     expect((await clientB.check(request(FRONTEND_WEB, 'orders', '/v1/orders'))).status?.code ?? 0).toBe(0);
+    // The gauge has a value on every replica, the one that mirrors the quarantine too.
+    for (const s of [a, b]) {
+      const text = await (await fetch(`http://127.0.0.1:${s.adminPort}/metrics`)).text();
+      expect([s === a ? 'a' : 'b', /^gatehouse_quarantined_callers\{mode="enforce"\} 1$/m.test(text)]).toEqual([s === a ? 'a' : 'b', true]);
+    }
 
     // The operator sees it from either replica's admin API.
     const list = await runCliAsync(['quarantine', 'list', '--admin', `http://127.0.0.1:${b.adminPort}`]);
@@ -113,6 +128,7 @@ describe('quarantine and grants shared by replicas through Redis', () => {
     const released = await runCliAsync(['quarantine', 'release', ORDERS, '--admin', `http://127.0.0.1:${a.adminPort}`]);
     expect(released).toMatchObject({ status: 0, stdout: `released ${ORDERS}\n` });
     await waitFor(async () => ((await clientB.check(request(ORDERS, 'orders', '/v1/orders'))).status?.code ?? 0) === 0, 'release on replica B');
+    expect(await (await fetch(`http://127.0.0.1:${b.adminPort}/metrics`)).text()).toMatch(/^gatehouse_quarantined_callers\{mode="enforce"\} 0$/m);
     const again = await runCliAsync(['quarantine', 'release', ORDERS, '--admin', `http://127.0.0.1:${a.adminPort}`]);
     expect(again.status).toBe(1);
     expect(again.stderr).toContain('caller is not quarantined');
@@ -128,6 +144,16 @@ describe('quarantine and grants shared by replicas through Redis', () => {
     const metrics = await (await fetch(`http://127.0.0.1:${a.adminPort}/metrics`)).text();
     expect(metrics).toMatch(/gatehouse_quarantine_events_total\{event="enter",cause="denials",mode="enforce"\} 1/);
     expect(metrics).toMatch(/gatehouse_quarantine_events_total\{event="leave",cause="released",mode="enforce"\} 1/);
+  }, 30_000);
+
+  test('a policy-scoped quarantine tripped on one replica isolates the caller from that policy only, on every replica', async () => {
+    for (let i = 0; i < 2; i++) expect((await clientA.check(request(FRONTEND_WEB, 'vault', '/s'))).status?.code).toBe(7);
+    await waitFor(async () => reasonOf(await clientB.check(request(FRONTEND_WEB, 'vault', '/s')))?.startsWith('quarantined') === true, 'quarantine at vault on replica B');
+    expect((await clientB.check(request(FRONTEND_WEB, 'orders', '/v1/orders'))).status?.code ?? 0).toBe(0);
+    const json = await runCliAsync(['quarantine', 'list', '--json', '--admin', `http://127.0.0.1:${b.adminPort}`]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ callers: [{ caller: FRONTEND_WEB, policy: 'vault', denials: 2 }] });
+    expect(await runCliAsync(['quarantine', 'release', FRONTEND_WEB, '--admin', `http://127.0.0.1:${a.adminPort}`])).toMatchObject({ status: 0 });
+    await waitFor(async () => reasonOf(await clientB.check(request(FRONTEND_WEB, 'vault', '/s')))?.startsWith('quarantined') === false, 'release at vault on replica B');
   }, 30_000);
 
   test('a worker primary relays quarantine and access requests to its workers', async () => {
@@ -180,13 +206,14 @@ describe('admin changes need loopback or the token', () => {
     const port = await admin.listen('127.0.0.1', 0);
     try {
       const release = (auth?: string): Promise<Response> =>
-        fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', headers: auth ? { authorization: auth } : {}, body: JSON.stringify({ caller: ORDERS }) });
+        fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', headers: { 'content-type': 'application/json', ...(auth ? { authorization: auth } : {}) }, body: JSON.stringify({ caller: ORDERS }) });
       expect((await release('Bearer wrong-token-of-any-length')).status).toBe(403);
       expect((await release(`Bearer ${token.toString()}`)).status).toBe(200);
       // Loopback without any token is trusted: `kubectl exec … gatehouse quarantine release`.
       expect((await release()).status).toBe(200);
-      expect((await fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', body: 'x'.repeat(20_000) })).status).toBe(400);
-      expect((await fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', body: '{"caller": 1}' })).status).toBe(400);
+      const json = { 'content-type': 'application/json' };
+      expect((await fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', headers: json, body: 'x'.repeat(20_000) })).status).toBe(400);
+      expect((await fetch(`http://127.0.0.1:${port}/v1/quarantine/release`, { method: 'POST', headers: json, body: '{"caller": 1}' })).status).toBe(400);
       expect((await fetch(`http://127.0.0.1:${port}/v1/access`)).status).toBe(501);
     } finally {
       await admin.close();

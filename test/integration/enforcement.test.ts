@@ -170,7 +170,7 @@ kind: ServicePolicy
 metadata: { name: vault }
 spec:
   hosts: [vault]
-  quarantine: { denials: 3, window: 1m, duration: 15m }
+  quarantine: { denials: 3, window: 1m, duration: 15m, scope: mesh }
   rules:
     - name: secrets
       paths: [/secrets/**]
@@ -421,16 +421,17 @@ describe('enforcement features over gRPC (conditions, payloads, residency, opt-o
       expect((await recordOf(res))['reason_code']).toBe('payload_rejected');
     });
 
-    test('a body Envoy did not forward, though content-length > 0, is denied', async () => {
-      await expectDenied(post('/v1/items', { headers: { 'content-type': 'application/json', 'content-length': '40' } }), 'payload_rejected', 'the request body was not forwarded by the proxy (configure with_request_body)');
-      await expectDenied(post('/v1/items', { headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }), 'payload_rejected', /body was not forwarded/);
+    test('a body Envoy did not forward is malformed: with content-length > 0, chunked, or an HTTP/2 POST without either', async () => {
+      await expectDenied(post('/v1/items', { headers: { 'content-type': 'application/json', 'content-length': '40' } }), 'malformed_request', 'the body was not forwarded by the proxy (configure with_request_body)');
+      await expectDenied(post('/v1/items', { headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }), 'malformed_request', /body was not forwarded/);
+      await expectDenied(post('/v1/items'), 'malformed_request', /body was not forwarded/);
       // No body at all against a schema that needs one.
-      await expectDenied(post('/v1/items'), 'payload_rejected', 'the request has no body');
+      await expectDenied(post('/v1/items', { headers: { 'content-length': '0' } }), 'payload_rejected', 'the request has no body');
     });
 
     test('x-envoy-auth-partial-body: true is denied (a truncated body is not checked)', async () => {
       const { body, headers } = json({ name: 'widget' });
-      await expectDenied(post('/v1/items', { body, headers: { ...headers, 'x-envoy-auth-partial-body': 'true' } }), 'payload_rejected', 'the request body was truncated by the proxy');
+      await expectDenied(post('/v1/items', { body, headers: { ...headers, 'x-envoy-auth-partial-body': 'true' } }), 'malformed_request', 'the proxy truncated the body');
       await expectAllowed(post('/v1/items', { body, headers: { ...headers, 'x-envoy-auth-partial-body': 'false' } }), 'create-item');
     });
 
@@ -446,8 +447,10 @@ describe('enforcement features over gRPC (conditions, payloads, residency, opt-o
       const bad = Buffer.from(JSON.stringify({ name: 'widget', qty: SECRET_RAW }));
       const denied = await expectDenied(post('/v1/items', { rawBody: bad, headers: { 'content-type': 'application/json', 'content-length': String(bad.length) } }), 'payload_rejected', '/qty must be integer');
       expectNoSecret(SECRET_RAW, denied.res, denied.record);
-      const notJson = Buffer.from([0x7b, 0xff, 0x00, 0x7d]);
-      await expectDenied(post('/v1/items', { rawBody: notJson, headers: { 'content-type': 'application/json', 'content-length': '4' } }), 'payload_rejected', 'the request body is not valid JSON');
+      const notUtf8 = Buffer.from([0x7b, 0xff, 0x00, 0x7d]);
+      await expectDenied(post('/v1/items', { rawBody: notUtf8, headers: { 'content-type': 'application/json', 'content-length': '4' } }), 'malformed_request', 'the request body is not valid UTF-8');
+      const notJson = Buffer.from('{"a":');
+      await expectDenied(post('/v1/items', { rawBody: notJson, headers: { 'content-type': 'application/json', 'content-length': '5' } }), 'payload_rejected', 'the request body is not valid JSON');
     });
 
     test('no payload secret reached the audit log at all', async () => {
@@ -544,13 +547,13 @@ describe('enforcement features over gRPC (conditions, payloads, residency, opt-o
 
     test('an unreadable body, when fields are refused, is denied', async () => {
       const notForwarded = as(EXPORTER, { headers: { 'content-type': 'application/json', 'content-length': '64' } });
-      await expectDenied(notForwarded, 'caller_opt_out', 'it refuses to send fields card.number, customer.ssn and the request body was not forwarded by the proxy');
+      await expectDenied(notForwarded, 'malformed_request', 'it refuses to send fields card.number, customer.ssn and the request body cannot be read: the body was not forwarded by the proxy');
       await expectAllowed({ ...notForwarded, principal: OTHER_REPORTER });
       const broken = `{"card": {"number": "${SECRET_CARD}"`;
       const denied = await expectDenied(as(EXPORTER, { body: broken, headers: { 'content-type': 'application/json', 'content-length': String(broken.length) } }), 'caller_opt_out', 'and the request body is not valid JSON');
       expect(JSON.stringify(denied.res)).not.toContain(SECRET_CARD);
       const partial = json({ id: 1 });
-      await expectDenied(as(EXPORTER, { body: partial.body, headers: { ...partial.headers, 'x-envoy-auth-partial-body': 'true' } }), 'caller_opt_out', 'the request body was truncated by the proxy');
+      await expectDenied(as(EXPORTER, { body: partial.body, headers: { ...partial.headers, 'x-envoy-auth-partial-body': 'true' } }), 'malformed_request', 'the proxy truncated the body');
     });
 
     test('a refusal beats a dry-run-free allow on any destination, and the audit names the refusal', async () => {
@@ -584,7 +587,7 @@ describe('enforcement features over gRPC (conditions, payloads, residency, opt-o
       const record = await expectWouldDeny(shadow('/body', { method: 'POST', ...json({ name: SECRET_DRY }) }), 'payload_rejected', '/name must NOT have more than 8 characters');
       expect(JSON.stringify(record)).not.toContain(SECRET_DRY);
       await expectWouldDeny(shadow('/body', { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '10000' } }), 'payload_rejected', 'more than the 128 allowed');
-      await expectWouldDeny(shadow('/body', { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '12' } }), 'payload_rejected', 'not forwarded by the proxy');
+      await expectWouldDeny(shadow('/body', { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '12' } }), 'malformed_request', 'not forwarded by the proxy');
       await server.auditRecords();
       expect(readText(server.auditFile)).not.toContain(SECRET_DRY);
     });

@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { checkClient, headerMap, type CheckClient } from '../helpers/grpc-client';
 import { EXAMPLE_POLICIES } from '../helpers/policies';
-import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest, ORDERS } from '../helpers/requests';
+import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest, FRONTEND_WEB, ORDERS } from '../helpers/requests';
 import { startTestServer, type TestServer } from '../helpers/server';
 
 describe('gRPC Check over loopback against the example policies', () => {
@@ -192,16 +192,22 @@ describe('gRPC Check over loopback against the example policies', () => {
     expect((await server.auditRecords()).some((x) => x['request_id'] === 'raw-headers-1')).toBe(true);
   });
 
-  test('dry-run without an identity: a client-sent x-gatehouse-caller is removed, never passed on', async () => {
+  test('dry-run would-deny: a client-sent x-gatehouse-caller is replaced by the verified caller, never passed on', async () => {
     const r = await client.check(
-      envoyCheckRequest({ host: 'inventory', path: '/v1/reservations', headers: { 'x-gatehouse-caller': ORDERS, 'x-gatehouse-policy': 'forged', 'x-gatehouse-decision': 'forged' } }),
+      envoyCheckRequest({ principal: FRONTEND_WEB, host: 'inventory', path: '/v1/reservations', headers: { 'x-gatehouse-caller': ORDERS, 'x-gatehouse-policy': 'forged', 'x-gatehouse-decision': 'forged' } }),
     );
     expect(r.status?.code ?? 0).toBe(0);
     const upstream = headerMap(r.okResponse!.headers);
-    expect(upstream['x-gatehouse-caller']).toBeUndefined();
+    expect(upstream['x-gatehouse-caller']).toBe(FRONTEND_WEB);
     expect(upstream['x-gatehouse-policy']).toMatch(/^inventory@/);
     expect(upstream['x-gatehouse-decision']).not.toBe('forged');
     // Gatehouse's own value replaces the client's for the headers it sets; the rest are removed.
-    expect(r.okResponse!.headersToRemove).toEqual(['x-gatehouse-caller']);
+    expect(r.okResponse!.headersToRemove ?? []).toEqual([]);
+  });
+
+  test('dry-run without an identity: still a 401, the dry-run destination lifts no identity failure', async () => {
+    const r = await client.check(envoyCheckRequest({ host: 'inventory', path: '/v1/reservations', headers: { 'x-gatehouse-caller': ORDERS } }));
+    expect(r.status?.code).toBe(16);
+    expect(r.deniedResponse?.status?.code).toBe(401);
   });
 });

@@ -3,11 +3,14 @@ import * as net from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { readTrustBundle } from '../../src/identity/trust-bundle';
-import { keyUsage, verifyX509Svid } from '../../src/identity/x509-svid';
+import { basicConstraintsCa, keyUsage, verifyX509Svid } from '../../src/identity/x509-svid';
 import { spawnServe, type ServeProcess } from '../helpers/cli';
 import { grpcCertificateCase } from '../helpers/cert-cases';
 import { TestCa, type Issued } from '../helpers/pki';
-import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { gatewayExamplePolicies } from '../helpers/policies';
+
+/** The HTTP mode serves edge proxies: no destination identity, so policies are selected by the routed Host. */
+const EXAMPLE_POLICIES = gatewayExamplePolicies();
 import { CHECKOUT_BATCH, CHECKOUT_WEB, ORDERS } from '../helpers/requests';
 import pino from 'pino';
 import { HttpAuthServer, type HttpModeOptions } from '../../src/server/http-mode';
@@ -152,6 +155,9 @@ describe('X509-SVID verification of forwarded certificates', () => {
     ['no URI SAN', () => ca.issue('dns', 'DNS:web.shop.example'), 'exactly one URI SAN (has 0)'],
     ['a URI SAN that is not SPIFFE', () => ca.issue('http', 'URI:https://shop.example/web'), 'must start with spiffe://'],
     ['a CA certificate', () => ca.issue('ca', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:TRUE']), 'is a CA certificate'],
+    // Node's X509Certificate.ca is false here (no keyCertSign); the DER says cA=true.
+    ['cA=true with a leaf key usage', () => ca.issue('ca-leaf-ku', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,digitalSignature']), 'is a CA certificate'],
+    ['cA=true, not critical, with a path length', () => ca.issue('ca-soft', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=CA:TRUE,pathlen:0', 'keyUsage=critical,digitalSignature']), 'is a CA certificate'],
     ['key usage without digitalSignature', () => ca.issue('ku-enc', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,keyAgreement']), 'lacks digitalSignature'],
     ['key usage that can sign certificates', () => ca.issue('ku-sign', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature,keyCertSign']), 'allows signing certificates'],
     ['signed by another authority', () => other.issue('rogue', 'URI:spiffe://shop.example/ns/frontend/sa/web'), 'not signed by an authority'],
@@ -183,6 +189,14 @@ describe('X509-SVID verification of forwarded certificates', () => {
     expect(keyUsage(new X509Certificate(readFileSync(ca.cert)).raw)).toEqual({ critical: true, digitalSignature: false, keyCertSign: true, cRLSign: true });
     expect(keyUsage(der.subarray(0, 40))).toBe('malformed');
     expect(keyUsage(Buffer.from([0x30, 0x04, 0x30, 0x02, 0x02, 0x00]))).toBeUndefined(); // a tbsCertificate without extensions
+  });
+
+  test('basic constraints are read from the extension itself', () => {
+    expect(basicConstraintsCa(new X509Certificate(ca.issue('bc-leaf', 'URI:spiffe://shop.example/ns/frontend/sa/web').certPem).raw)).toBe(false);
+    expect(basicConstraintsCa(new X509Certificate(readFileSync(ca.cert)).raw)).toBe(true);
+    const noConstraints = ca.issue('bc-none', 'URI:spiffe://shop.example/ns/frontend/sa/web', ['keyUsage=critical,digitalSignature']);
+    expect(basicConstraintsCa(new X509Certificate(noConstraints.certPem).raw)).toBe(false);
+    expect(basicConstraintsCa(Buffer.from([0x30, 0x04, 0x30, 0x02, 0x02, 0x00]))).toBe(false);
   });
 
   test('garbage in the certificate field is a 401, not a crash', async () => {

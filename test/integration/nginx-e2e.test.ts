@@ -2,6 +2,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { spawnServe, type ServeProcess } from '../helpers/cli';
@@ -37,6 +38,10 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
   let gatehouse: ServeProcess;
   let upstream: http.Server;
   let upstreamSeen: http.IncomingHttpHeaders[] = [];
+  let prefix: string;
+  /** TCP connections nginx opened to Gatehouse, counted by a pass-through proxy in between. */
+  let gatehouseConnections = 0;
+  let counter: net.Server;
 
   beforeAll(async () => {
     requireNginx();
@@ -69,11 +74,20 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
       '--trust-bundle', `shop.example=${ca.cert}`,
     ]);
 
+    counter = net.createServer((socket) => {
+      gatehouseConnections++;
+      const target = net.connect(gatehouse.httpPort!, '127.0.0.1');
+      socket.pipe(target).pipe(socket);
+      const close = (): void => { socket.destroy(); target.destroy(); };
+      socket.on('error', close);
+      target.on('error', close);
+    });
+    await new Promise<void>((r) => counter.listen(0, '127.0.0.1', () => r()));
     nginxPort = await freePort();
-    const prefix = mkdtempSync(path.join(tmpdir(), 'gh-nginx-'));
+    prefix = mkdtempSync(path.join(tmpdir(), 'gh-nginx-'));
     for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(path.join(prefix, d));
     const conf = path.join(prefix, 'nginx.conf');
-    writeFileSync(conf, nginxConf({ prefix, nginxPort, gatehousePort: gatehouse.httpPort!, upstreamPort, cert: server.cert, key: server.key }));
+    writeFileSync(conf, nginxConf({ prefix, nginxPort, gatehousePort: (counter.address() as net.AddressInfo).port, upstreamPort, cert: server.cert, key: server.key }));
     nginx = spawn('nginx', ['-p', prefix, '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     nginx.stderr!.on('data', (b: Buffer) => (log += b.toString()));
@@ -98,6 +112,7 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
       await exited;
     }
     upstream?.close();
+    counter?.close();
     if (gatehouse) {
       gatehouse.child.kill('SIGTERM');
       await gatehouse.exited;
@@ -166,6 +181,19 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
     expect(r.status).toBe(429);
     expect(Number(r.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     expect(JSON.parse(r.body)).toMatchObject({ error: 'rate_limited' });
+    expect(r.headers['x-gatehouse-decision']).toMatch(/^[0-9a-f-]{36}$/);
+    // A 429 is a decision, not an error: nothing about it at [error] in nginx's log.
+    expect(readFileSync(path.join(prefix, 'error.log'), 'utf8')).not.toMatch(/\[error\].*(unexpected status|429)/);
+  });
+
+  test('the app sees the client\'s Host, and checks reuse kept-alive connections to Gatehouse', async () => {
+    const r = await request('/products/7', web);
+    expect(r.status).toBe(200);
+    expect((JSON.parse(r.body) as { headers: Record<string, string> }).headers['host']).toBe('localhost');
+    const before = gatehouseConnections;
+    for (let i = 0; i < 5; i++) expect((await request('/products/7', web)).status).toBe(200);
+    // Five checks over the connection(s) nginx keeps open, not five new ones.
+    expect(gatehouseConnections - before).toBeLessThanOrEqual(1);
   });
 
   test('a certificate from an unknown CA is rejected, and so is no certificate', async () => {

@@ -68,6 +68,23 @@ describe('admin endpoints (single process)', () => {
     expect(text).toContain('gatehouse_redis_breaker_state 0');
   });
 
+  test('/metrics has the default process metrics: CPU, memory, heap, GC, event-loop lag', async () => {
+    const { text } = await get(server.adminPort, '/metrics');
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_active_handles_total']) {
+      expect([name, Number.isFinite(metricValue(text, name))]).toEqual([name, true]);
+    }
+    expect(text).toContain('# TYPE nodejs_gc_duration_seconds histogram');
+    // Without quarantines the gauge still has a value, so alerts on it never see "no data".
+    expect(metricValue(text, 'gatehouse_quarantined_callers{mode="enforce"}')).toBe(0);
+  });
+
+  test('the operational log names its levels', () => {
+    const lines = server.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.length).toBeGreaterThan(0);
+    expect(lines.find((l) => l['msg'] === 'gatehouse serving')).toMatchObject({ level: 'info' });
+    for (const l of lines) expect(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).toContain(l['level']);
+  });
+
   test('/v1/policy shows the version, policies and reload history; reloads are counted', async () => {
     const before = (await get(server.adminPort, '/v1/policy')).json();
     expect(before).toMatchObject({ policies: [{ name: 'ops', mode: 'enforce', hosts: ['ops'], rules: ['r'] }], history: [{ result: 'loaded' }] });
@@ -176,6 +193,10 @@ describe('--workers 2', () => {
     const metrics = (await get(server.adminPort, '/metrics')).text;
     expect(metricValue(metrics, 'gatehouse_checks_total{result="allow",status="200",reason="allowed",policy="orders"}')).toBe(30);
     expect(metricValue(metrics, 'gatehouse_workers')).toBe(2);
+    // The workers' process metrics are aggregated, and no family is written twice (Prometheus refuses a second TYPE line).
+    expect(Number.isFinite(metricValue(metrics, 'nodejs_eventloop_lag_seconds'))).toBe(true);
+    const types = metrics.split('\n').filter((l) => l.startsWith('# TYPE '));
+    expect(types.length).toBe(new Set(types.map((l) => l.split(' ')[2])).size);
     const info = (await get(server.adminPort, '/v1/policy')).json();
     expect((info['workers'] as { ready: boolean }[]).map((w) => w.ready)).toEqual([true, true]);
     expect(info['history']).toEqual([{ at: expect.any(String), result: 'loaded', version: info['version'] }]);

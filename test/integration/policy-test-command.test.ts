@@ -122,9 +122,9 @@ describe('gatehouse test', () => {
     const r = runCli(['test', dir]);
     expect(r.status).toBe(1);
     const lines = r.stderr.trim().split('\n').map((l) => l.slice(dir.length + 1));
-    expect(lines).toContain("svc.test.yaml:7:18 spec.cases[0].request: unknown key 'caler' (allowed: caller, xfcc, jwt, workload, host, method, path, headers, body, context, labels, metadata)");
+    expect(lines).toContain("svc.test.yaml:7:18 spec.cases[0].request: unknown key 'caler' (allowed: caller, xfcc, jwt, workload, host, destination, method, path, headers, body, context, labels, metadata)");
     expect(lines).toEqual([
-      "svc.test.yaml:7:18 spec.cases[0].request: unknown key 'caler' (allowed: caller, xfcc, jwt, workload, host, method, path, headers, body, context, labels, metadata)",
+      "svc.test.yaml:7:18 spec.cases[0].request: unknown key 'caler' (allowed: caller, xfcc, jwt, workload, host, destination, method, path, headers, body, context, labels, metadata)",
       'svc.test.yaml:14:23 spec.cases[2].expect.deny: must be one of: 401, 403, 429',
     ]);
     expect(r.stdout).toBe('');

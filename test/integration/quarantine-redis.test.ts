@@ -2,11 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { Cluster, type Redis } from 'ioredis';
 import { RedisQuarantineState, type RedisQuarantineOptions } from '../../src/quarantine/redis';
 import { quarantineKeys } from '../../src/quarantine/scripts';
-import type { QuarantineEntry, QuarantineEvent, QuarantineRule } from '../../src/quarantine/types';
+import { IDENTITY_DENIALS, type QuarantineEntry, type QuarantineEvent, type QuarantineRule } from '../../src/quarantine/types';
 import { startRedis, startRedisCluster, type RedisCluster, type RedisProcess } from '../helpers/redis';
 
 const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
-const RULE: QuarantineRule = { policy: 'payments', denials: 10, windowMs: 5000, durationMs: 60_000, dryRun: false };
+const RULE: QuarantineRule = { policy: 'payments', denials: 10, windowMs: 5000, durationMs: 60_000, dryRun: false, countReasons: new Set(IDENTITY_DENIALS), scope: 'policy' };
 
 /** How long pub/sub may take to reach another replica in these tests ("promptly"). */
 const PROPAGATION_MS = 1000;

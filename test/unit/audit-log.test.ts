@@ -42,7 +42,7 @@ describe('audit log records', () => {
     for (const d of decisions) audit.record(d);
     await audit.flush();
     const text = readFileSync(file, 'utf8');
-    expect(verifyAuditText(text)).toEqual({ ok: true, records: 5, chains: 1 });
+    expect(verifyAuditText(text)).toMatchObject({ ok: true, records: 5, chains: 1 });
     const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     lines.forEach((line, i) => {
       const { chain, seq, prev_hash: prev, hash, level, time, msg, ...record } = line;
@@ -56,20 +56,26 @@ describe('audit log records', () => {
 describe('audit record request shape', () => {
   test('keeps the destination, query keys without values and tracked header presence without values', () => {
     const record = auditRecord(
-      decision('shape', { destination: 'spiffe://shop.example/ns/orders/sa/api', query: 'token=s3cret&page=2&token=x&%ZZ=bad', auditHeaders: ['authorization', 'x-debug'], headerPresence: 0b01 }),
+      decision('shape', { destination: 'spiffe://shop.example/ns/orders/sa/api', query: 'token=s3cret&page=2&token=x&a+b=1', auditHeaders: ['authorization', 'x-debug'], headerPresence: 0b01 }),
     );
     expect(record.destination).toBe('spiffe://shop.example/ns/orders/sa/api');
-    expect(record.query_keys).toEqual(['token', 'page']);
+    expect(record.query_keys).toEqual(['token', 'page', 'a b']);
     expect(record.query_keys_truncated).toBeUndefined();
     expect(record.header_presence).toEqual({ authorization: true, 'x-debug': false });
     expect(JSON.stringify(record)).not.toContain('s3cret');
   });
 
   test('a caller cannot grow the record without bound through the query', () => {
-    const query = Array.from({ length: 500 }, (_, i) => `${'k'.repeat(900)}${i}=v`).join('&');
+    const query = Array.from({ length: 90 }, (_, i) => `${'k'.repeat(900)}${i}=v`).join('&');
     const record = auditRecord(decision('big', { query }));
     expect(record.query_keys).toHaveLength(32);
     expect(record.query_keys!.every((k) => k.length <= 129 && k.endsWith('…'))).toBe(true);
+    expect(record.query_keys_truncated).toBe(true);
+  });
+
+  test('a query conditions refuse to read (an escape that does not decode) records no keys and says so', () => {
+    const record = auditRecord(decision('odd', { query: 'a=1&%ZZ=2' }));
+    expect(record.query_keys).toEqual([]);
     expect(record.query_keys_truncated).toBe(true);
   });
 
@@ -77,6 +83,25 @@ describe('audit record request shape', () => {
     const record = auditRecord(decision('bare'));
     expect(record.destination).toBeNull();
     expect('query_keys' in record || 'header_presence' in record).toBe(false);
+  });
+});
+
+describe('audit records stay one line each', () => {
+  test('NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR from a request are escaped, in decisions and in events', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'gatehouse-audit-')), 'audit.log');
+    const audit = new AuditLog(file);
+    const breaks = 'a\u0085b\u2028c\u2029d';
+    audit.record(decision('breaks', { path: `/${breaks}`, requestId: breaks, reason: `why ${breaks}` }));
+    audit.record(decision('breaks-plain', { path: '/plain\u2028' }));
+    audit.event('quarantine_entered', { caller: `spiffe://x/${breaks}` }, 'entered');
+    await audit.flush();
+    const text = readFileSync(file, 'utf8');
+    for (const c of ['\u0085', '\u2028', '\u2029']) expect(text).not.toContain(c);
+    // Split the way a line reader that honours Unicode line breaks would.
+    const lines = text.split(/\r\n|[\n\r\u0085\u2028\u2029]/).filter((l) => l !== '');
+    expect(lines).toHaveLength(3);
+    expect((JSON.parse(lines[0]!) as { path: string }).path).toBe(`/${breaks}`);
+    expect(verifyAuditText(text)).toMatchObject({ ok: true, records: 3, chains: 1 });
   });
 });
 

@@ -1,4 +1,5 @@
 import { decodeCheckRequest, encodeCheckResponse } from '../../src/server/codec';
+import { normalizeCheckRequest } from '../../src/request/normalize';
 import { loadProtos } from '../../src/server/protos';
 import { toCheckResponse, type CheckResponseMessage } from '../../src/respond/check-response';
 import { engineFor } from '../helpers/engine';
@@ -92,6 +93,30 @@ describe("the hot path's CheckRequest decoder", () => {
       'x-odd': 'a\ufffd',
       'x-value-only': 'v',
     });
+  });
+
+  test('headers keys in mixed case are lower-cased; two spellings of one name are joined like repeated lines', () => {
+    const request = envoyCheckRequest({ principal: CHECKOUT_WEB, headers: { 'X-Api-Key': 'k1', 'x-api-key': 'k2', 'X-Tenant': 'a' } });
+    const http = ((decodeCheckRequest(def.requestSerialize(request))['attributes'] as Record<string, Record<string, Record<string, unknown>>>)['request']!['http']!);
+    const headers = http['headers'] as Record<string, string>;
+    expect(headers['x-tenant']).toBe('a');
+    expect(headers['X-Tenant']).toBeUndefined();
+    expect(headers['x-api-key']!.split(',').sort()).toEqual(['k1', 'k2']);
+  });
+
+  test.each([['authorization'], ['x-forwarded-client-cert']])('a credential header on two header_map lines is refused: %s', (name) => {
+    const request = envoyCheckRequest({ principal: CHECKOUT_WEB }) as { attributes: { request: { http: Record<string, unknown> } } };
+    delete request.attributes.request.http['headers'];
+    request.attributes.request.http['headerMap'] = {
+      headers: [
+        { key: ':authority', rawValue: Buffer.from('orders.shop.svc.cluster.local') },
+        { key: ':path', rawValue: Buffer.from('/v1/orders') },
+        { key: name, rawValue: Buffer.from('By=spiffe://a/b;URI=spiffe://shop.example/ns/x/sa/y') },
+        { key: name.toUpperCase(), rawValue: Buffer.from('By=spiffe://a/b;URI=spiffe://shop.example/ns/x/sa/z') },
+      ],
+    };
+    const normalized = normalizeCheckRequest(decodeCheckRequest(def.requestSerialize(request)));
+    expect(normalized).toMatchObject({ ok: false, reason: `the ${name} header was sent on more than one line` });
   });
 
   test('a __proto__ header is an ordinary key, never a prototype', () => {

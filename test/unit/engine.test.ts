@@ -90,8 +90,9 @@ describe('decision engine over the example mesh', () => {
     const { engine } = await engineFor(EXAMPLE_POLICIES);
     const d = await engine.decide(envoyCheckRequest({ principal: FRONTEND_WEB, host: 'inventory', path: '/v1/reservations' }));
     expect(d).toMatchObject({ allowed: true, status: 200, wouldDeny: { status: 403, code: 'caller_not_allowed' } });
+    // Dry-run softens only its own rules' denials: a caller with no identity stays a 401.
     const anon = await engine.decide(envoyCheckRequest({ host: 'inventory', path: '/v1/reservations' }));
-    expect(anon).toMatchObject({ allowed: true, wouldDeny: { status: 401, code: 'no_identity' } });
+    expect(anon).toMatchObject({ allowed: false, status: 401, code: 'no_identity', wouldDeny: undefined });
     const ok = await engine.decide(envoyCheckRequest({ principal: ORDERS, host: 'inventory', path: '/v1/reservations' }));
     expect(ok).toMatchObject({ allowed: true, wouldDeny: undefined });
   });

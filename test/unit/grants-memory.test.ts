@@ -218,4 +218,17 @@ describe('MemoryGrantTracker', () => {
     await expect(t.close()).resolves.toBeUndefined();
     expect(t.kind).toBe('memory');
   });
+
+  test('dormantCount counts the report rows that are dormant, for the metrics gauge', () => {
+    const t = new MemoryGrantTracker();
+    const g = grant();
+    t.setGrants([g], T0);
+    expect(t.dormantCount(T0)).toBe(0);
+    t.used(g, WEB, T0 + 20 * DAY);
+    // Day 31: the grant-wide clock lapsed for API (never used it), WEB is fresh.
+    expect(t.dormantCount(T0 + 31 * DAY)).toBe(0);
+    t.used(g, API, T0 + 1 * DAY);
+    expect(t.dormantCount(T0 + 32 * DAY)).toBe(1); // API, last use day 1
+    expect(t.dormantCount(T0 + 50 * DAY)).toBe(2); // and WEB
+  });
 });

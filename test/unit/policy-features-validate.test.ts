@@ -1,7 +1,7 @@
 import { loadPolicyDir } from '../../src/policy/load';
 import { compileBodyContract } from '../../src/policy/payload';
 import { formatProblem } from '../../src/policy/types';
-import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
+import { EXAMPLE_POLICIES, isHostOnlyWarning, policyDir, servicePolicy } from '../helpers/policies';
 
 /**
  * Validation of the policy features added with `when:`, `body:`, `residency:`, expiring allow
@@ -13,14 +13,14 @@ async function problemsOf(files: Record<string, string>): Promise<string[]> {
   const dir = policyDir(files);
   const result = await loadPolicyDir(dir);
   expect(result.ok).toBe(false);
-  return result.ok ? [] : result.problems.map((p) => formatProblem(p).slice(dir.length + 1));
+  return result.ok ? [] : result.problems.filter((p) => !isHostOnlyWarning(p)).map((p) => formatProblem(p).slice(dir.length + 1));
 }
 
 async function warningsOf(files: Record<string, string>): Promise<string[]> {
   const dir = policyDir(files);
   const result = await loadPolicyDir(dir);
   expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([]);
-  return result.ok ? result.warnings.map((p) => formatProblem(p).slice(dir.length + 1)) : [];
+  return result.ok ? result.warnings.filter((p) => !isHostOnlyWarning(p)).map((p) => formatProblem(p).slice(dir.length + 1)) : [];
 }
 
 /**
@@ -313,12 +313,27 @@ describe('quarantine:', () => {
     expect(await problemsOf(withQuarantine('{ denials: 3, window: 1 minute, duration: 0s, after: 2 }'))).toEqual([
       'p.yaml:6:37 spec.quarantine.window: must be a duration such as 90s, 15m, 12h or 30d',
       'p.yaml:6:57 spec.quarantine.duration: must be a duration such as 90s, 15m, 12h or 30d',
-      "p.yaml:6:61 spec.quarantine: unknown key 'after' (allowed: denials, window, duration)",
+      "p.yaml:6:61 spec.quarantine: unknown key 'after' (allowed: denials, window, duration, countReasons, scope)",
     ]);
   });
 
   test('exactly 7d and 30d (in other units) are accepted', async () => {
     expect(await warningsOf(withQuarantine('{ denials: 3, window: 168h, duration: 720h }'))).toEqual([]);
+  });
+
+  test('countReasons adds content-driven denials to the identity-decided ones; scope: mesh is an opt-in', async () => {
+    const dir = policyDir(withQuarantine('{ denials: 3, window: 1m, duration: 5m, countReasons: [payload_rejected], scope: mesh }'));
+    const result = await loadPolicyDir(dir);
+    expect(result.ok).toBe(true);
+    if (!result.ok) return;
+    const rule = result.set.byName.get('p')!.quarantine!;
+    expect([...rule.countReasons].sort()).toEqual(['caller_not_allowed', 'caller_refused', 'host_mismatch', 'mtls_required', 'payload_rejected']);
+    expect(rule.scope).toBe('mesh');
+  });
+
+  test('an unknown count reason or scope is an error', async () => {
+    const problems = await problemsOf(withQuarantine('{ denials: 3, window: 1m, duration: 5m, countReasons: [rate_limited], scope: everywhere }'));
+    expect(problems).toEqual([expect.stringMatching(/spec\.quarantine\.countReasons\[0\]: must be one of: caller_not_allowed, .*payload_rejected/), expect.stringMatching(/spec\.quarantine\.scope: must be one of: policy, mesh/)]);
   });
 });
 
@@ -476,11 +491,19 @@ spec:
 
   test('loads and compiles: grants, quarantine, opt-outs, conditions, contracts and residency', async () => {
     const result = await loadPolicyDir(policyDir({ 'customers.yaml': ALL }));
-    expect(result.ok ? result.warnings : result.problems.map(formatProblem)).toEqual([]);
+    expect(result.ok ? result.warnings.filter((p) => !isHostOnlyWarning(p)) : result.problems.map(formatProblem)).toEqual([]);
     if (!result.ok) return;
     const set = result.set;
     const policy = set.byHost.get('customers')!;
-    expect(policy.quarantine).toEqual({ policy: 'customers', denials: 5, windowMs: 7 * 86_400_000, durationMs: 30 * 86_400_000, dryRun: false });
+    expect(policy.quarantine).toEqual({
+      policy: 'customers',
+      denials: 5,
+      windowMs: 7 * 86_400_000,
+      durationMs: 30 * 86_400_000,
+      dryRun: false,
+      countReasons: new Set(['caller_not_allowed', 'caller_refused', 'mtls_required', 'host_mismatch']),
+      scope: 'policy',
+    });
     expect(set.grants).toEqual([
       { policy: 'customers', version: policy.contentHash, rule: 'export', entry: 0, pattern: 'spiffe://td/ns/reports/sa/exporter', maxIdleMs: 30 * 86_400_000 },
     ]);

@@ -1,11 +1,11 @@
 import { MemoryQuarantineState } from '../../src/quarantine/memory';
-import type { QuarantineEvent, QuarantineRule } from '../../src/quarantine/types';
+import { IDENTITY_DENIALS, type QuarantineEvent, type QuarantineRule } from '../../src/quarantine/types';
 
 const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
 const OTHER = 'spiffe://shop.example/ns/checkout/sa/batch';
 const T0 = Date.UTC(2030, 0, 1);
 
-const RULE: QuarantineRule = { policy: 'payments', denials: 5, windowMs: 10_000, durationMs: 60_000, dryRun: false };
+const RULE: QuarantineRule = { policy: 'payments', denials: 5, windowMs: 10_000, durationMs: 60_000, dryRun: false, countReasons: new Set(IDENTITY_DENIALS), scope: 'policy' };
 const DRY: QuarantineRule = { ...RULE, policy: 'payments-shadow', dryRun: true };
 
 function harness(options: { maxTrackedKeys?: number } = {}) {

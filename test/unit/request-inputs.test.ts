@@ -1,6 +1,7 @@
 import { Writer } from 'protobufjs';
 import { decodeCheckRequest } from '../../src/server/codec';
-import { normalizeCheckRequest, parseQuery, type NormalizedRequest } from '../../src/request/normalize';
+import { normalizeCheckRequest, type NormalizedRequest } from '../../src/request/normalize';
+import { readQuery } from '../../src/request/query';
 import { checkRequestFromJson } from '../../src/request/proto-json';
 
 /*
@@ -259,8 +260,12 @@ describe('request inputs from the wire', () => {
   });
 });
 
-describe('parseQuery', () => {
-  const q = (raw: string): Record<string, string> => Object.fromEntries(parseQuery(raw));
+describe('readQuery', () => {
+  const read = (raw: string): ReadonlyMap<string, string> => {
+    const q = readQuery(raw);
+    if (!q.ok) throw new Error(q.reason);
+    return q.value;
+  };
 
   test.each([
     ['', []],
@@ -270,38 +275,32 @@ describe('parseQuery', () => {
     ['flag&x=&=v', [['flag', ''], ['x', ''], ['', 'v']]],
     ['a=1&&&b=2&', [['a', '1'], ['b', '2']]],
     ['k=v=w', [['k', 'v=w']]],
-    ['bad=%zz&ok=1&%E0%A4=x&half=%E0%A4', [['ok', '1']]],
     ['n=%C3%A9t%C3%A9', [['n', 'été']]],
     ['__proto__=1&constructor=2', [['__proto__', '1'], ['constructor', '2']]],
   ])('%j', (raw, expected) => {
-    const parsed = parseQuery(raw);
+    const parsed = read(raw);
     expect(parsed).toBeInstanceOf(Map);
     expect([...parsed.entries()]).toEqual(expected);
   });
 
-  test('a name bad in one pair does not stop the first good value of it later winning', () => {
-    expect(q('a=%zz&a=2&a=3')).toEqual({ a: '2' });
+  test.each([['bad=%zz&ok=1'], ['ok=1&%E0%A4=x'], ['half=%E0%A4'], ['debug=1%'], ['a=%zz&a=2']])('a pair that does not percent-decode refuses the whole query: %j', (raw) => {
+    expect(readQuery(raw)).toEqual({ ok: false, reason: expect.stringContaining('does not percent-decode') });
   });
 
-  test('at most 100 pairs are read', () => {
-    const raw = Array.from({ length: 101 }, (_, i) => `p${i}=${i}`).join('&');
-    const parsed = parseQuery(raw);
-    expect(parsed.size).toBe(100);
-    expect(parsed.get('p99')).toBe('99');
-    expect(parsed.has('p100')).toBe(false);
+  test("a leading '?' (from `??debug=1`) refuses the query: URLSearchParams drops it, URL keeps it", () => {
+    expect(readQuery('?debug=1')).toEqual({ ok: false, reason: expect.stringContaining("starts with '?'") });
   });
 
-  test('undecodable pairs count toward the 100', () => {
-    const raw = `${'x=%zz&'.repeat(100)}late=1`;
-    expect(parseQuery(raw).size).toBe(0);
+  test('100 pairs are read; a 101st refuses the query rather than going unseen', () => {
+    const pairs = Array.from({ length: 100 }, (_, i) => `p${i}=${i}`);
+    expect(read(pairs.join('&')).get('p99')).toBe('99');
+    expect(readQuery([...pairs, 'debug=1'].join('&'))).toEqual({ ok: false, reason: expect.stringContaining('more than 100 pairs') });
   });
 
-  test('names and values are clipped to 1024 characters, never mid surrogate pair', () => {
-    const parsed = parseQuery(`${'n'.repeat(2000)}=${'v'.repeat(2000)}`);
-    expect([...parsed.keys()][0]).toHaveLength(1024);
-    expect([...parsed.values()][0]).toHaveLength(1024);
-    const emoji = encodeURIComponent(`${'a'.repeat(1023)}😀tail`);
-    expect(parseQuery(`e=${emoji}`).get('e')).toBe('a'.repeat(1023));
+  test('long names and values are read whole: a clipped value could equal a shorter one', () => {
+    const parsed = read(`${'n'.repeat(2000)}=${'v'.repeat(2000)}`);
+    expect([...parsed.keys()][0]).toHaveLength(2000);
+    expect([...parsed.values()][0]).toHaveLength(2000);
   });
 });
 
@@ -320,7 +319,7 @@ describe('request inputs from JSON (gatehouse check --input, policy tests)', () 
     if (!r.ok) throw new Error(r.reason);
     const req = r.request;
     expect(req.query).toBe('a=1&b=2');
-    expect(Object.fromEntries(parseQuery(req.query))).toEqual({ a: '1', b: '2' });
+    expect(readQuery(req.query)).toEqual({ ok: true, value: new Map([['a', '1'], ['b', '2']]) });
     expect(req.body).toBe('{"a":1}');
     expect(req.bodyPartial).toBe(false);
     expect(plain(req.contextExtensions)).toEqual({ region: 'eu' });
@@ -344,5 +343,25 @@ describe('request inputs from JSON (gatehouse check --input, policy tests)', () 
     expect(Object.prototype.hasOwnProperty.call(ns, '__proto__')).toBe(true);
     expect(ns['polluted']).toBeUndefined();
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+
+  test('an unknown field is refused, naming its path and the fields there are', () => {
+    expect(() => checkRequestFromJson({ attributes: { source: { princpal: 'spiffe://shop.example/a' } } })).toThrow(
+      /^CheckRequest\.attributes\.source\.princpal is not a field of AttributeContext\.Peer \(it has: .*principal.*\)$/,
+    );
+    expect(() => checkRequestFromJson({ atributes: {} })).toThrow(/^CheckRequest\.atributes is not a field of CheckRequest/);
+    expect(() => checkRequestFromJson({ attributes: { request: { http: { methd: 'GET' } } } })).toThrow(/CheckRequest\.attributes\.request\.http\.methd is not a field/);
+  });
+
+  test('inherited property names are unknown fields, not a crash', () => {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__']) {
+      const hostile = JSON.parse(`{"attributes":{"${name}":{}}}`) as unknown;
+      expect(() => checkRequestFromJson(hostile)).toThrow(new RegExp(`CheckRequest\\.attributes\\.${name} is not a field`));
+    }
+  });
+
+  test('both proto3 JSON spellings of a field stay accepted, and map keys and Struct keys are free text', () => {
+    const r = normalizeCheckRequest(checkRequestFromJson({ attributes: { context_extensions: { anyKey: 'x' }, request: { http: { method: 'GET', path: '/', host: 'h', headers: { 'x-any': '1' } } } } }));
+    expect(r.ok && plain(r.request.contextExtensions)).toEqual({ anyKey: 'x' });
   });
 });
