@@ -8,7 +8,11 @@ import { Metrics } from './metrics/metrics';
 import { DecisionEngine } from './pipeline/engine';
 import { loadPolicyDir } from './policy/load';
 import { describePolicySet, formatProblem, type PolicyProblem, type PolicySet } from './policy/types';
-import { MemoryBucketStore } from './ratelimit/memory-store';
+import { MemoryBucketStore, type MemoryStoreOptions } from './ratelimit/memory-store';
+import { BoundsMetrics, sizeOf } from './metrics/bounds-metrics';
+import { describeBackendError, EpisodeLog } from './util/episode-log';
+import type { TransportLimits } from './server/limits';
+import { DEFAULT_SHEDDING, LoadShedder, type SheddingOptions } from './server/shedding';
 import { RedisBucketStore } from './ratelimit/redis-store';
 import type { BucketStore } from './ratelimit/types';
 import { GrpcServer } from './server/grpc-server';
@@ -47,6 +51,17 @@ export interface GatehouseOptions {
    * health, /readyz), so health checkers and endpoint controllers move traffic away first.
    */
   readonly shutdownWaitMs?: number;
+  /**
+   * `--audit-required`: while audit records cannot be written, the replica is not ready and
+   * refuses checks (fail-closed) instead of deciding them unaudited.
+   */
+  readonly auditRequired?: boolean;
+  /** gRPC transport bounds; defaults in server/limits.ts. */
+  readonly transport?: TransportLimits;
+  /** Which checks are not decided under overload; defaults in server/shedding.ts. */
+  readonly shedding?: SheddingOptions;
+  /** Bounds of the in-process bucket store; defaults in ratelimit/memory-store.ts. */
+  readonly buckets?: Pick<MemoryStoreOptions, 'maxBuckets' | 'maxIdleMs'>;
   /** Shared buckets; absent → the in-process store (one process only). */
   readonly redis?: { readonly url?: string; readonly clusterUrls?: readonly string[]; readonly timeoutMs: number };
 }
@@ -75,6 +90,7 @@ export class Gatehouse {
   private policiesDir: string;
   private reloadRunning: Promise<ReloadResult> | undefined;
   private reloadQueued: Promise<ReloadResult> | undefined;
+  private auditProbe: NodeJS.Timeout | undefined;
 
   private constructor(
     private policySet: PolicySet,
@@ -102,10 +118,16 @@ export class Gatehouse {
     }
 
     const metrics = new Metrics();
-    const audit = new AuditLog(options.auditLog, {
+    const auditEpisode = new EpisodeLog(log, { failing: 'audit log cannot be written; records are being lost', recovered: 'audit log written again', unit: 'recordsLost' });
+    const audit: AuditLog = new AuditLog(options.auditLog, {
       ...(options.auditSink ? { sink: options.auditSink } : {}),
       key: options.auditKey,
-      onTrouble: ({ error, dropped }) => log.error({ err: error?.message, dropped }, error ? 'audit log cannot be written; records are being lost' : 'audit log is not keeping up; records are being dropped'),
+      onTrouble: ({ error }) => auditEpisode.failed(error ? describeBackendError(error) : 'not keeping up: 64 MB of records waiting', 0),
+      onRecovered: (lost) => {
+        auditEpisode.recovered({ recordsLost: lost });
+        // The gap is recorded in the chain itself, so a reader of the log sees why records are missing.
+        audit.event('audit.records_lost', { count: lost }, 'audit records were lost while the target could not be written');
+      },
     });
     const store = await openStore(options, log, metrics);
     const state = await openEnforcementState(store, log, metrics, audit);
@@ -134,10 +156,32 @@ export class Gatehouse {
           audit.event('asker.refused', { reason: refusal.reason, asker: clipText(refusal.asker), destination: clipText(refusal.destination) }, 'check refused: the asker may not ask about this destination');
         })
       : undefined;
-    const grpc = new GrpcServer(engine, log, { host: options.grpcHost, port: options.grpcPort, ...(askers ? { askers } : {}) });
-    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost, ...(askers ? { askers } : {}) }) : undefined;
+    const auditUnavailable = (): string | undefined => (audit.failing ? 'audit log cannot be written (--audit-required)' : undefined);
+    let bounds: BoundsMetrics | undefined;
+    const shedder = new LoadShedder(options.shedding ?? DEFAULT_SHEDDING, (reason) => bounds?.checkShed(reason));
+    const grpc = new GrpcServer(engine, log, {
+      host: options.grpcHost,
+      port: options.grpcPort,
+      shedder,
+      ...(askers ? { askers } : {}),
+      ...(options.transport ? { limits: options.transport } : {}),
+      ...(options.auditRequired ? { unavailable: auditUnavailable } : {}),
+      onConnectionRefused: (reason) => bounds?.connectionRefused(reason),
+    });
+    bounds = new BoundsMetrics(metrics.registry, {
+      buckets: () => (store instanceof MemoryBucketStore ? store.size : 0),
+      bucketsEvictedEarly: () => (store instanceof MemoryBucketStore ? store.evictedEarly : 0),
+      quarantineEntries: () => sizeOf(state.quarantine, 'trackedKeys'),
+      grantUses: () => sizeOf(state.grants, 'pairs'),
+      connections: () => grpc.connections,
+      checksInFlight: () => shedder.inFlight,
+      auditDropped: () => audit.dropped,
+      auditFailing: () => audit.failing,
+    });
+    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost, ...(askers ? { askers } : {}), ...(options.auditRequired ? { unavailable: auditUnavailable } : {}), ...(options.transport ? { maxConnections: options.transport.maxConnections, headersTimeoutMs: options.transport.prefaceTimeoutMs } : {}) }) : undefined;
     state.grants.setGrants(loaded.set.grants, Date.now());
     app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
+    if (options.auditRequired) app.auditProbe = probeAuditWhileFailing(audit);
     await grpc.listen();
     if (http) await http.listen();
     log.info(
@@ -213,6 +257,10 @@ export class Gatehouse {
       checks['server'] = 'draining';
       failing.push('server');
     }
+    if (this.options.auditRequired) {
+      checks['audit'] = this.audit.failing ? 'cannot be written' : 'writable';
+      if (this.audit.failing) failing.push('audit');
+    }
     if (this.store instanceof RedisBucketStore) {
       checks['redis'] = this.store.healthy ? 'reachable' : 'unreachable';
       if (!this.store.healthy) failing.push('redis');
@@ -270,6 +318,7 @@ export class Gatehouse {
       this.log.info('draining');
       await Promise.all([this.grpc.drain(this.options.drainTimeoutMs), this.http?.close(this.options.drainTimeoutMs)]);
       await this.state.close();
+      clearInterval(this.auditProbe);
       await this.audit.flush();
       await this.store.close();
       this.log.info('stopped');
@@ -316,13 +365,24 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
       log.info({ ...details, cause: event.cause }, 'caller left quarantine');
     }
   };
+  // Once per episode, not per denial: a frozen Redis fails every quarantine count at once.
+  const quarantineEpisode = new EpisodeLog(log, {
+    failing: 'quarantine state unavailable: denials are not counted towards quarantine and the mirror is not refreshed',
+    recovered: 'quarantine state available again',
+    unit: 'failedOperations',
+  });
+  const grantsEpisode = new EpisodeLog(log, {
+    failing: 'grant usage state unavailable: uses are kept in this process until Redis answers',
+    recovered: 'grant usage state available again',
+    unit: 'failedSyncs',
+  });
   const quarantineError = (err: Error): void => {
     metrics.stateError('quarantine');
-    log.warn({ err: err.message }, 'quarantine state: backend error');
+    quarantineEpisode.failed(describeBackendError(err));
   };
   const grantsError = (err: Error): void => {
     metrics.stateError('grants');
-    log.warn({ err: err.message }, 'grant usage state: backend error');
+    grantsEpisode.failed(describeBackendError(err));
   };
   let quarantine: QuarantineState;
   let grants: GrantTracker;
@@ -331,9 +391,11 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     const client = store.duplicateClient();
     const subscriber = store.duplicateClient();
     extra.push(client, subscriber);
-    quarantine = new RedisQuarantineState({ client, subscriber, onEvent, onError: quarantineError });
+    quarantine = new RedisQuarantineState({ client, subscriber, onEvent, onError: quarantineError, onSuccess: () => quarantineEpisode.recovered() });
     // Uses reach Redis within 2 s: a report from any replica is that fresh, at one script call per policy version per replica.
-    grants = new RedisGrantTracker({ client, flushMs: 2000, onError: grantsError });
+    grants = new RedisGrantTracker({ client, flushMs: 2000, onError: grantsError, onSuccess: () => grantsEpisode.recovered() });
+    // The first sync now, not at the first timer tick: readiness below must not cost flushMs.
+    grants.sync().catch(() => undefined);
     // Startup does not wait long for shared state: an unknown quarantine allows, an unknown grant is not dormant.
     await Promise.race([Promise.all([quarantine.ready(), grants.ready()]), new Promise((resolve) => setTimeout(resolve, REDIS_STARTUP_WAIT_MS).unref())]);
   } else {
@@ -354,10 +416,23 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
 }
 
 async function openStore(options: GatehouseOptions, log: Logger, metrics: Metrics): Promise<BucketStore> {
-  if (!options.redis) return new MemoryBucketStore();
+  if (!options.redis) return new MemoryBucketStore(options.buckets);
   const redis = new RedisBucketStore({ ...options.redis, log, onBreakerChange: (state) => metrics.breakerChanged(state) });
   if (!(await redis.waitUntilConnected(REDIS_STARTUP_WAIT_MS))) {
     log.warn('starting without Redis: limited routes follow onBackendError until it is reachable');
   }
   return redis;
+}
+
+/**
+ * With --audit-required, checks stop while the audit target fails, so no record would ever try
+ * the target again: a marker record every second does, and when one lands, checks resume and
+ * the log itself says when and why decisions were refused.
+ */
+function probeAuditWhileFailing(audit: AuditLog): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    if (audit.failing) audit.event('audit.unwritable', {}, 'audit target could not be written; checks refused (--audit-required)');
+  }, 1000);
+  timer.unref();
+  return timer;
 }

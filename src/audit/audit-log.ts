@@ -98,6 +98,7 @@ export interface AuditLogOptions {
   readonly key?: KeyObject;
   /** Told when records cannot be written (see LineWriter). */
   readonly onTrouble?: LineWriterOptions['onTrouble'];
+  readonly onRecovered?: LineWriterOptions['onRecovered'];
 }
 
 /**
@@ -115,7 +116,11 @@ export class AuditLog implements DecisionSink {
 
   /** `target`: a file path, or undefined for stdout. */
   constructor(target: string | undefined, options: AuditLogOptions = {}) {
-    this.writer = new LineWriter(target, { ...(options.sink ? { sink: options.sink } : {}), ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}) });
+    this.writer = new LineWriter(target, {
+      ...(options.sink ? { sink: options.sink } : {}),
+      ...(options.onTrouble ? { onTrouble: options.onTrouble } : {}),
+      ...(options.onRecovered ? { onRecovered: options.onRecovered } : {}),
+    });
     this.chain = new HashChain(options.key);
   }
 
@@ -171,6 +176,16 @@ export class AuditLog implements DecisionSink {
   /** After logrotate moved the file: later records go to a new file at the same path, the chain unbroken. */
   reopen(): boolean {
     return this.writer.reopen();
+  }
+
+  /** Records lost so far (target failing or not keeping up). */
+  get dropped(): number {
+    return this.writer.dropped;
+  }
+
+  /** Records are being lost now. */
+  get failing(): boolean {
+    return this.writer.troubled;
   }
 
   /** Writes out everything buffered; call before exit. */

@@ -11,6 +11,8 @@ export interface LineWriterOptions {
    * dropped for want of space: an audit trail must not fail silently, nor take the server down.
    */
   readonly onTrouble?: (trouble: { error?: Error; dropped?: number }) => void;
+  /** Told when a write succeeds after trouble, with the lines lost since the trouble began. */
+  readonly onRecovered?: (lost: number) => void;
   /**
    * Hand each batch to this instead of writing it (workers on one stdout send theirs to the
    * primary, the one writer); `done` is called once the batch is on its way.
@@ -39,8 +41,15 @@ export class LineWriter {
   private pendingBytes = 0;
   private inFlightLines = 0;
   private droppedSinceReport = 0;
+  /** `dropped` when the current trouble began; undefined while writes succeed. */
+  private droppedAtTrouble: number | undefined;
   /** Lines dropped because the target could not keep up or could not be written. */
   dropped = 0;
+
+  /** Lines are being lost now: the last write failed, or the pending bound was hit since the last success. */
+  get troubled(): boolean {
+    return this.droppedAtTrouble !== undefined || this.failing;
+  }
 
   /** `target`: a file path (created with its folder), or undefined for stdout. */
   constructor(private readonly target: string | undefined, private readonly options: LineWriterOptions = {}) {
@@ -73,6 +82,7 @@ export class LineWriter {
   /** `line` ends in '\n'. Never throws and never blocks the caller. */
   write(line: string): void {
     if (this.pendingBytes > MAX_PENDING_BYTES) {
+      this.droppedAtTrouble ??= this.dropped;
       this.dropped++;
       if (this.droppedSinceReport++ === 0) this.options.onTrouble?.({ dropped: this.dropped });
       return;
@@ -125,6 +135,7 @@ export class LineWriter {
         setTimeout(() => this.writeAll(buf), RETRY_MS);
         return;
       }
+      this.droppedAtTrouble ??= this.dropped;
       this.dropped += this.pending.length + this.inFlightLines;
       this.pending = [];
       this.pendingBytes = 0;
@@ -138,6 +149,11 @@ export class LineWriter {
     } else {
       this.failing = false;
       this.droppedSinceReport = 0;
+      if (this.droppedAtTrouble !== undefined) {
+        const lost = this.dropped - this.droppedAtTrouble;
+        this.droppedAtTrouble = undefined;
+        this.options.onRecovered?.(lost);
+      }
     }
     this.writing = false;
     if (this.retired.length > 0) {

@@ -1,6 +1,6 @@
 import { CompactSign, compactVerify, decodeProtectedHeader, importPKCS8, importSPKI, type KeyLike } from 'jose';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { runPolicyTests } from '../policy-test/run';
@@ -94,20 +94,32 @@ export async function verifyBundle(text: string, publicKeyPem: string): Promise<
 /** Writes the bundle's files to a fresh private directory, then validates and tests them there. */
 export async function unpackBundle(payload: BundlePayload): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), `gatehouse-bundle-${payload.revision}-`));
-  await chmod(dir, 0o700);
-  for (const [name, content] of Object.entries(payload.files)) {
-    await mkdir(path.dirname(path.join(dir, name)), { recursive: true, mode: 0o700 });
-    await writeFile(path.join(dir, name), content, { mode: 0o600 });
+  try {
+    await chmod(dir, 0o700);
+    for (const [name, content] of Object.entries(payload.files)) {
+      await mkdir(path.dirname(path.join(dir, name)), { recursive: true, mode: 0o700 });
+      await writeFile(path.join(dir, name), content, { mode: 0o600 });
+    }
+    // The commit travels in the signed payload; served from here, /v1/policy and audit records keep it.
+    const git = parseGitVersion(payload.git);
+    if (git) await writeFile(path.join(dir, GIT_VERSION_FILE), JSON.stringify(git), { mode: 0o600 });
+    const loaded = await loadPolicyDir(dir);
+    // Problems name files as the bundle does, not by the random folder: the message is the cause, stable across polls.
+    if (!loaded.ok) throw new BundleError(`bundle policies are invalid:\n${loaded.problems.map((p) => formatProblem({ ...p, file: path.relative(dir, p.file) })).join('\n')}`);
+    if (loaded.set.version !== payload.version) throw new BundleError('bundle version does not match its content');
+    const tests = await runPolicyTests(dir);
+    if (!tests.ok || tests.results.some((r) => !r.passed)) throw new BundleError('bundle policy tests do not pass');
+    return dir;
+  } catch (err) {
+    await removeBundleDir(dir);
+    throw err;
   }
-  // The commit travels in the signed payload; served from here, /v1/policy and audit records keep it.
-  const git = parseGitVersion(payload.git);
-  if (git) await writeFile(path.join(dir, GIT_VERSION_FILE), JSON.stringify(git), { mode: 0o600 });
-  const loaded = await loadPolicyDir(dir);
-  if (!loaded.ok) throw new BundleError(`bundle policies are invalid:\n${loaded.problems.map(formatProblem).join('\n')}`);
-  if (loaded.set.version !== payload.version) throw new BundleError('bundle version does not match its content');
-  const tests = await runPolicyTests(dir);
-  if (!tests.ok || tests.results.some((r) => !r.passed)) throw new BundleError('bundle policy tests do not pass');
-  return dir;
+}
+
+/** Removes a folder unpackBundle made; never throws (a leftover is not worth a failed poll). */
+export async function removeBundleDir(dir: string): Promise<void> {
+  if (!path.basename(dir).startsWith('gatehouse-bundle-')) return;
+  await rm(dir, { recursive: true, force: true }).catch(() => undefined);
 }
 
 /** Relative paths of plain segments only (no absolute paths, no traversal), policy files only. */

@@ -1,7 +1,24 @@
+import { hash } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { BundleError, MAX_BUNDLE_BYTES, unpackBundle, verifyBundle, type BundlePayload } from './bundle';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { describeBackendError, EpisodeLog } from '../util/episode-log';
 import { fileErrorText } from '../util/file-error';
+import { BundleError, MAX_BUNDLE_BYTES, removeBundleDir, unpackBundle, verifyBundle, type BundlePayload } from './bundle';
+
+/** The source could not be read (network, HTTP status, file system): an episode, not a refusal. */
+class BundleFetchError extends BundleError {}
+
+/** Why a fetched bundle was not activated: a bounded label set for the metric. */
+export type BundleRefusal = 'unverified' | 'not_newer' | 'invalid' | 'tests_fail' | 'not_loaded';
+
+function refusalOf(message: string): BundleRefusal {
+  if (/not newer|older than/.test(message)) return 'not_newer';
+  if (/tests do not pass/.test(message)) return 'tests_fail';
+  if (/policies are invalid|does not match its content/.test(message)) return 'invalid';
+  if (/could not be loaded/.test(message)) return 'not_loaded';
+  return 'unverified';
+}
 
 export interface ActiveBundle {
   readonly dir: string;
@@ -20,7 +37,13 @@ export class BundlePoller {
   private fileStamp: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastProblem: string | undefined;
+  /** SHA-256 of the last bundle text refused: the same bytes are not unpacked and tried again. */
+  private refusedDigest: string | undefined;
   private polling = false;
+  private readonly fetchEpisode: EpisodeLog;
+  private refusals: Counter<'reason'> | undefined;
+  private revisionGauge: Gauge | undefined;
+  private fetchFailures: Counter | undefined;
   active: ActiveBundle | undefined;
 
   /**
@@ -32,7 +55,24 @@ export class BundlePoller {
     private readonly publicKeyPem: string,
     private readonly log: Logger,
     private readonly stateFile?: string,
-  ) {}
+  ) {
+    this.fetchEpisode = new EpisodeLog(log, { failing: 'bundle source cannot be read; the active bundle keeps serving', recovered: 'bundle source readable again', unit: 'failedPolls' });
+  }
+
+  /** Bundle metrics on the registry that /metrics serves (the primary's with --workers). */
+  registerMetrics(registry: Registry): void {
+    const registers = [registry];
+    this.refusals = new Counter({ name: 'gatehouse_bundle_refusals_total', help: 'Fetched bundles not activated, by reason (unverified, not_newer, invalid, tests_fail, not_loaded).', labelNames: ['reason'], registers });
+    for (const reason of ['unverified', 'not_newer', 'invalid', 'tests_fail', 'not_loaded'] as const) this.refusals.inc({ reason }, 0);
+    this.fetchFailures = new Counter({ name: 'gatehouse_bundle_fetch_failures_total', help: 'Bundle polls that could not read the source (network, HTTP status, file system).', registers });
+    this.revisionGauge = new Gauge({ name: 'gatehouse_bundle_revision', help: 'Revision of the active policy bundle.', registers, aggregator: 'max' });
+    if (this.active) this.revisionGauge.set(this.active.payload.revision);
+  }
+
+  /** Removes the active bundle's unpacked folder; call once nothing will load from it again. */
+  async removeFiles(): Promise<void> {
+    if (this.active) await removeBundleDir(this.active.dir);
+  }
 
   /** The first bundle; failing here means `serve` refuses to start. */
   async initial(): Promise<ActiveBundle> {
@@ -99,30 +139,61 @@ export class BundlePoller {
     if (this.polling) return;
     this.polling = true;
     try {
-      const text = await this.fetch();
+      let text: string | undefined;
+      try {
+        text = await this.fetch();
+        this.fetchEpisode.recovered();
+      } catch (err) {
+        if (err instanceof BundleError && !(err instanceof BundleFetchError)) {
+          this.refuse(err.message, undefined); // read fine, but not a bundle we take (too large)
+          return;
+        }
+        this.fetchFailures?.inc();
+        // fetch() reports network failures as TypeError('fetch failed') with the errno in `cause`.
+        this.fetchEpisode.failed(err instanceof BundleFetchError ? err.message : describeBackendError((err as { cause?: unknown }).cause ?? err));
+        return;
+      }
       if (text === undefined) return; // unchanged
+      const digest = hash('sha256', text, 'hex');
+      if (digest === this.refusedDigest) return; // refused before, byte for byte: nothing new to try
+      await this.consider(text, digest, activate);
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private async consider(text: string, digest: string, activate: (bundle: ActiveBundle) => Promise<boolean>): Promise<void> {
+    let unpacked: string | undefined;
+    try {
       const payload = await verifyBundle(text, this.publicKeyPem);
       const current = this.active!.payload;
       if (payload.revision === current.revision && payload.version === current.version) return;
       if (payload.revision <= current.revision) {
         throw new BundleError(`bundle revision ${payload.revision} is not newer than the active ${current.revision}; refused`);
       }
-      const bundle = { dir: await unpackBundle(payload), payload };
+      const bundle = { dir: (unpacked = await unpackBundle(payload)), payload };
       if (!(await activate(bundle))) throw new BundleError(`bundle revision ${payload.revision} could not be loaded`);
+      const previous = this.active;
       this.active = bundle;
       this.lastProblem = undefined;
+      this.refusedDigest = undefined;
+      this.revisionGauge?.set(payload.revision);
       await this.writeState(payload);
+      // Every process now serves the new folder; the old one is nobody's any more.
+      if (previous && previous.dir !== bundle.dir) await removeBundleDir(previous.dir);
       this.log.info({ revision: payload.revision, version: payload.version }, 'bundle activated');
     } catch (err) {
-      const message = (err as Error).message;
-      if (message !== this.lastProblem) this.log.error({ err: message, activeRevision: this.active?.payload.revision }, 'bundle not activated');
-      this.lastProblem = message;
-      // Forget what was seen so a fixed bundle at the same address is fetched again.
-      this.etag = undefined;
-      this.fileStamp = undefined;
-    } finally {
-      this.polling = false;
+      if (unpacked !== undefined) await removeBundleDir(unpacked);
+      this.refuse((err as Error).message, digest);
     }
+  }
+
+  /** Logged once per cause; the same bytes are not tried again, a changed bundle is. */
+  private refuse(message: string, digest: string | undefined): void {
+    this.refusals?.inc({ reason: refusalOf(message) });
+    if (message !== this.lastProblem) this.log.error({ err: message, activeRevision: this.active?.payload.revision }, 'bundle not activated');
+    this.lastProblem = message;
+    this.refusedDigest = digest;
   }
 
   /** The bundle text if it changed since the last fetch, else undefined. */
@@ -133,7 +204,7 @@ export class BundlePoller {
         signal: AbortSignal.timeout(10_000),
       });
       if (res.status === 304) return undefined;
-      if (res.status !== 200) throw new BundleError(`bundle URL answered ${res.status}`);
+      if (res.status !== 200) throw new BundleFetchError(`bundle URL answered ${res.status}`);
       const length = Number(res.headers.get('content-length') ?? 0);
       if (length > MAX_BUNDLE_BYTES) throw new BundleError('bundle is too large');
       const text = await res.text();
@@ -141,7 +212,7 @@ export class BundlePoller {
       return text;
     }
     const info = await stat(this.location).catch((err: unknown) => {
-      throw new BundleError(fileErrorText(err, 'the bundle file'));
+      throw new BundleFetchError(fileErrorText(err, 'the bundle file'));
     });
     const stamp = `${info.size}:${info.mtimeMs}`;
     if (stamp === this.fileStamp) return undefined;

@@ -32,6 +32,7 @@ import { fileErrorText } from '../util/file-error';
 import { keyKindProblem } from '../bundle/key-pem';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
 import { collectList, intInRange, listenAddress, parsePort, parsePositiveInt, validateTrustDomains } from './options';
+import { boundsOptions, withBoundsOptions, type BoundsFlags } from './bounds-flags';
 
 const program = new Command();
 program
@@ -40,8 +41,7 @@ program
   .version(GATEHOUSE_VERSION, '-V, --version', 'print the Gatehouse version')
   .showHelpAfterError();
 
-program
-  .command('serve')
+withBoundsOptions(program.command('serve'))
   .description('run the ext_authz gRPC server')
   .addOption(new Option('--policies <dir>', 'policy directory').default('./policies').env('GATEHOUSE_POLICIES'))
   .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(DEFAULT_GRPC_PORT).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
@@ -118,6 +118,7 @@ program
       drainTimeoutMs: opts.drainTimeout,
       shutdownWaitMs: opts.shutdownWait,
       ...(redis ? { redis } : {}),
+      ...boundsOptions(opts),
     };
     // In-process buckets live in one process: N workers would each admit a full budget.
     const workers = opts.workers ?? (redis ? defaultWorkers() : 1);
@@ -162,11 +163,13 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
   log.info({ adminPort }, 'admin serving');
   // A bundle is the source of truth when given: its directory is private, so nobody edits it.
   const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void app.reload(), log) : undefined;
+  bundle?.registerMetrics(app.metrics.registry);
   bundle?.start(opts.bundlePoll * 1000, async (b) => (await app.switchDirectory(b.dir)).ok);
   onStopSignals(log, async () => {
     watcher?.close();
     bundle?.stop();
     await app.stop();
+    await bundle?.removeFiles();
     await admin.close();
   });
   process.on('SIGHUP', () => void app.reload());
@@ -178,11 +181,13 @@ async function servePrimary(options: GatehouseOptions, workers: number, opts: Se
   const adminToken = opts.adminTokenFile ? await readAdminToken(opts.adminTokenFile) : undefined;
   const supervisor = await Supervisor.start({ workers, adminHost: opts.listenAddress, adminPort: opts.adminPort, gatehouse: options, ...(adminToken ? { adminToken } : {}) }, log);
   const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void supervisor.reload(), log) : undefined;
+  bundle?.registerMetrics(supervisor.metricsRegistry);
   bundle?.start(opts.bundlePoll * 1000, (b) => supervisor.reload(b.dir));
   onStopSignals(log, async () => {
     watcher?.close();
     bundle?.stop();
     await supervisor.stop();
+    await bundle?.removeFiles();
   });
   process.on('SIGHUP', () => void supervisor.reload());
   process.on('SIGUSR2', () => void supervisor.rollingRestart());
@@ -316,7 +321,7 @@ program
 addReplayCommands(program);
 addSuggestCommand(program);
 
-interface ServeFlags {
+interface ServeFlags extends BoundsFlags {
   policies: string;
   grpcPort: number;
   listenAddress: string;

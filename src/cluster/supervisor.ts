@@ -8,6 +8,8 @@ import { loadPolicyDir } from '../policy/load';
 import { describePolicySet, formatProblem, type PolicySet } from '../policy/types';
 import { isAdminReply, isAuditBatch, isWorkerStatus, type AdminOp, type AdminReply, type AdminRequest, type ToWorker, type WorkerStatus } from './messages';
 import { LineWriter } from '../audit/line-writer';
+import { PRIMARY_OWNED_FAMILIES, withoutFamilies } from './metric-families';
+import { describeBackendError } from '../util/episode-log';
 
 export interface SupervisorOptions {
   readonly workers: number;
@@ -39,6 +41,7 @@ export class Supervisor {
   private readonly aggregator = new AggregatorRegistry();
   private readonly restartsCounter: Counter;
   private readonly reloadsCounter: Counter<'result'>;
+  private readonly policyReloads: Counter<'result'>;
   private readonly admin: AdminServer;
   private shuttingDown = false;
   private rolling = false;
@@ -47,7 +50,8 @@ export class Supervisor {
   private readonly history = new ReloadHistory();
   /** Workers without --audit-log send their records here: one writer on stdout. */
   private readonly auditOut = new LineWriter(undefined, {
-    onTrouble: ({ error, dropped }) => this.log.error({ err: error?.message, dropped }, 'audit records cannot be written to stdout'),
+    onTrouble: ({ error }) => this.log.error({ cause: error ? describeBackendError(error) : 'not keeping up: 64 MB of records waiting' }, 'audit records cannot be written to stdout; records are being lost'),
+    onRecovered: (lost) => this.log.info({ recordsLost: lost }, 'audit records written to stdout again'),
   });
 
   private constructor(
@@ -60,11 +64,15 @@ export class Supervisor {
     this.history.add('loaded', policySet.version);
     this.restartsCounter = new Counter({ name: 'gatehouse_worker_restarts_total', help: 'Workers restarted after dying.', registers: [this.registry] });
     this.reloadsCounter = new Counter({ name: 'gatehouse_primary_reloads_total', help: 'Policy reloads ordered by the primary, by result.', labelNames: ['result'], registers: [this.registry] });
+    // The same name and meaning as without workers: one count per reload, rejected ones included.
+    this.policyReloads = new Counter({ name: 'gatehouse_policy_reloads_total', help: 'Policy reloads by result (ok, rejected).', labelNames: ['result'], registers: [this.registry] });
+    this.policyReloads.inc({ result: 'ok' }, 0);
+    this.policyReloads.inc({ result: 'rejected' }, 0);
     new Gauge({ name: 'gatehouse_workers', help: 'Configured worker processes.', registers: [this.registry] }).set(options.workers);
     this.admin = new AdminServer(
       {
         readiness: () => this.readiness(),
-        metrics: async () => ({ contentType: this.registry.contentType, body: `${await this.registry.metrics()}\n${await this.aggregator.clusterMetrics()}` }),
+        metrics: async () => ({ contentType: this.registry.contentType, body: `${await this.registry.metrics()}\n${withoutFamilies(await this.aggregator.clusterMetrics(), PRIMARY_OWNED_FAMILIES)}` }),
         policy: () => this.policyInfo(),
         // Workers hold the quarantine and grant state (shared through Redis); one answers for all.
         quarantine: {
@@ -94,6 +102,11 @@ export class Supervisor {
 
   private reloads: Promise<unknown> = Promise.resolve();
 
+  /** The primary's own metrics, served beside the workers' aggregate. */
+  get metricsRegistry(): Registry {
+    return this.registry;
+  }
+
   /**
    * SIGHUP, a file change or a new bundle (`dir`): validate here first, then every worker
    * loads the same directory. Returns whether the new version was accepted.
@@ -109,6 +122,7 @@ export class Supervisor {
     const loaded = await loadPolicyDir(dir ?? this.policiesDir);
     if (!loaded.ok) {
       this.reloadsCounter.inc({ result: 'rejected' });
+      this.policyReloads.inc({ result: 'rejected' });
       this.history.add('rejected', this.policySet.version, loaded.problems.map(formatProblem));
       this.log.error({ problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version }, 'policy reload rejected');
       return false;
@@ -117,6 +131,7 @@ export class Supervisor {
     if (dir !== undefined) this.policiesDir = dir;
     this.policySet = loaded.set;
     this.reloadsCounter.inc({ result: 'ok' });
+    this.policyReloads.inc({ result: 'ok' });
     this.history.add('reloaded', loaded.set.version);
     this.broadcast(dir !== undefined ? { type: 'gatehouse:reload', dir } : { type: 'gatehouse:reload' });
     this.log.info({ version: loaded.set.version }, 'policies reloaded; workers told');

@@ -16,6 +16,8 @@ export interface RedisGrantTrackerOptions {
   readonly maxPending?: number;
   /** Every backend failure (also those whose call rejects), for logs and metrics. */
   readonly onError?: (error: Error) => void;
+  /** Called after a sync succeeds, so an episode of errors can be closed. */
+  readonly onSuccess?: () => void;
 }
 
 type SyncReply = string[] | number;
@@ -48,6 +50,7 @@ export class RedisGrantTracker implements GrantTracker {
   private readonly timeoutMs: number;
   private readonly maxPending: number;
   private readonly onError: (error: Error) => void;
+  private readonly onSuccess: () => void;
   private readonly table = new GrantTable({ loadedOnSight: false });
   private pending = new Map<VersionState, Map<string, PendingUse>>();
   private pendingCount = 0;
@@ -61,12 +64,18 @@ export class RedisGrantTracker implements GrantTracker {
   private readonly readyPromise: Promise<void>;
   private resolveReady!: () => void;
 
+  /** (grant, caller) pairs known to this process. */
+  get pairs(): number {
+    return this.table.pairCount;
+  }
+
   constructor(options: RedisGrantTrackerOptions) {
     this.client = options.client as Client;
     this.prefix = options.keyPrefix ?? 'gatehouse';
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.maxPending = options.maxPending ?? 100_000;
     this.onError = options.onError ?? (() => undefined);
+    this.onSuccess = options.onSuccess ?? (() => undefined);
     this.readyPromise = new Promise((resolve) => (this.resolveReady = resolve));
     this.client.defineCommand('gatehouseGrantSync', { numberOfKeys: 1, lua: GRANT_SYNC_LUA });
     this.timer = setInterval(() => {
@@ -207,6 +216,7 @@ export class RedisGrantTracker implements GrantTracker {
     });
     if (failure !== undefined) throw this.fail(failure);
     this.overflowReported = false;
+    this.onSuccess();
     if ([...this.table.versions()].every((v) => v.loaded)) this.resolveReady();
   }
 

@@ -84,6 +84,7 @@ export class RedisQuarantineState implements QuarantineState {
   private readonly keys: QuarantineKeys;
   private readonly onEvent: (event: QuarantineEvent) => void;
   private readonly onError: (err: Error) => void;
+  private readonly onSuccess: () => void;
   private readonly now: () => number;
   private readonly timeoutMs: number;
   private readonly mirror = new Map<string, MirrorRecord>();
@@ -109,12 +110,18 @@ export class RedisQuarantineState implements QuarantineState {
     timer.unref();
   };
 
+  /** Quarantine entries mirrored in this process. */
+  get trackedKeys(): number {
+    return this.mirror.size;
+  }
+
   constructor(options: RedisQuarantineOptions) {
     this.client = options.client as Client;
     this.subscriber = options.subscriber;
     this.keys = quarantineKeys(options.keyPrefix ?? 'gatehouse');
     this.onEvent = options.onEvent;
     this.onError = options.onError ?? (() => undefined);
+    this.onSuccess = options.onSuccess ?? (() => undefined);
     this.now = options.now ?? Date.now;
     this.timeoutMs = options.timeoutMs ?? 1000;
     this.loaded = new Promise<void>((resolve) => (this.markLoaded = resolve));
@@ -168,6 +175,7 @@ export class RedisQuarantineState implements QuarantineState {
           member,
         ),
       );
+      this.onSuccess();
       return this.handle(messages).find((m) => m.type === 'enter')?.entry;
     } catch (err) {
       this.onError(toError(err));
@@ -240,6 +248,7 @@ export class RedisQuarantineState implements QuarantineState {
         }
         await this.loadSnapshot();
         this.markLoaded();
+        this.onSuccess();
       } catch (err) {
         this.onError(toError(err));
       } finally {

@@ -93,6 +93,8 @@ export interface QuarantineStateOptions {
    */
   readonly onEvent: (event: QuarantineEvent) => void;
   readonly onError?: (err: Error) => void;
+  /** Called after a backend operation succeeds, so an episode of errors can be closed. */
+  readonly onSuccess?: () => void;
   readonly now?: () => number;
 }
 

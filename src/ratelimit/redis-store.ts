@@ -1,4 +1,5 @@
 import Redis, { Cluster, type RedisOptions } from 'ioredis';
+import { EpisodeLog, describeBackendError } from '../util/episode-log';
 import { withDeadline } from '../util/deadline';
 import type { Logger } from 'pino';
 import { CircuitBreaker, type BreakerState } from './breaker';
@@ -42,9 +43,17 @@ export class RedisBucketStore implements BucketStore {
   private readonly log: Logger;
   private connectionUp = false;
   private connectionErrorLogged = false;
+  /** Failed takes since the last success: the ones before the breaker opened belong to its episode too. */
+  private failuresSinceSuccess = 0;
+  private readonly episode: EpisodeLog;
 
   constructor(options: RedisStoreOptions) {
     this.log = options.log.child({ component: 'redis' });
+    this.episode = new EpisodeLog(this.log, {
+      failing: 'rate-limit backend failing: breaker open, limits follow onBackendError',
+      recovered: 'rate-limit backend recovered: breaker closed',
+      unit: 'checksAffected',
+    });
     this.timeoutMs = options.timeoutMs;
     this.breaker = new CircuitBreaker({
       failureThreshold: options.breaker?.failureThreshold ?? 3,
@@ -94,7 +103,7 @@ export class RedisBucketStore implements BucketStore {
     this.client.on('error', (err: Error) => {
       if (this.connectionErrorLogged) return;
       this.connectionErrorLogged = true;
-      this.log.warn({ backend: this.kind, target: describeTargets(options), err: err.message }, 'redis connection error; reconnecting');
+      this.log.warn({ backend: this.kind, target: describeTargets(options), cause: describeBackendError(err) }, 'redis connection error; reconnecting');
     });
     this.client.on('close', () => {
       if (this.connectionUp) this.log.warn({ backend: this.kind }, 'redis connection lost; reconnecting');
@@ -140,16 +149,22 @@ export class RedisBucketStore implements BucketStore {
   }
 
   async take(key: string, spec: BucketSpec, cost: number): Promise<LimitResult> {
-    if (!this.breaker.tryAcquire()) throw new BackendUnavailableError('rate-limit backend unavailable (breaker open)');
+    if (!this.breaker.tryAcquire()) {
+      this.episode.failed('not connected');
+      throw new BackendUnavailableError('rate-limit backend unavailable (breaker open)');
+    }
     try {
       const [allowed, tokens] = await withDeadline(
         this.client.gatehouseTake(redisBucketKey(key), spec.capacity, spec.refillPerSecond, cost),
         this.timeoutMs,
       );
+      this.failuresSinceSuccess = 0;
       this.breaker.success();
       return limitResult(spec, cost, allowed === 1, Number(tokens));
     } catch (err) {
-      this.breaker.failure((err as Error).message);
+      this.failuresSinceSuccess++;
+      if (this.episode.open) this.episode.failed(describeBackendError(err));
+      this.breaker.failure(describeBackendError(err));
       throw err;
     }
   }
@@ -164,9 +179,9 @@ export class RedisBucketStore implements BucketStore {
 
   private onBreakerChange(from: BreakerState, to: BreakerState, error: string | undefined): void {
     if (to === 'open' && from === 'closed') {
-      this.log.warn({ backend: this.kind, err: error }, 'rate-limit backend failing: breaker open, limits follow onBackendError');
+      this.episode.failed(error ?? 'unexpected error', this.failuresSinceSuccess);
     } else if (to === 'closed') {
-      this.log.info({ backend: this.kind }, 'rate-limit backend recovered: breaker closed');
+      this.episode.recovered({ backend: this.kind });
     }
   }
 }

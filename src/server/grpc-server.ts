@@ -6,15 +6,21 @@ import { decodeCheckRequest, encodeCheckResponse } from './codec';
 import { HealthService } from './health';
 import { loadProtos } from './protos';
 import { UNDECODABLE } from '../request/normalize';
-import { grpcBindTarget } from './listen-address';
+import { httpListenHost } from './listen-address';
 import type { AskerGate } from './askers';
-
+import { ConnectionGate, DEFAULT_TRANSPORT_LIMITS, grpcServerOptions, type RefusedConnection, type TransportLimits } from './limits';
+import { LoadShedder } from './shedding';
 
 export interface GrpcServerOptions {
   readonly host: string;
   readonly port: number;
-  /** Bound on messages; Envoy may forward bodies, so this is larger than grpc-js's 4 MiB default. */
-  readonly maxMessageBytes?: number;
+  /** Bounds on what one connection and one message may hold (limits.ts). */
+  readonly limits?: TransportLimits;
+  /** Refuses checks that cannot be answered in time (shedding.ts); none refused when absent. */
+  readonly shedder?: LoadShedder;
+  readonly onConnectionRefused?: (reason: RefusedConnection) => void;
+  /** A reason to refuse every check now (UNAVAILABLE, Envoy fails closed); undefined to decide. */
+  readonly unavailable?: () => string | undefined;
   /** Who may ask (TLS client certificates, `--askers`); absent: anyone who reaches the port. */
   readonly askers?: AskerGate;
 }
@@ -26,37 +32,43 @@ export interface GrpcServerOptions {
 export class GrpcServer {
   readonly health = new HealthService();
   private readonly server: grpc.Server;
-  private boundPort = 0;
+  private readonly gate: ConnectionGate;
+  private readonly shedder: LoadShedder | undefined;
 
   constructor(
     private readonly engine: DecisionEngine,
     private readonly log: Logger,
     private readonly options: GrpcServerOptions,
   ) {
-    const max = options.maxMessageBytes ?? 8 * 1024 * 1024;
-    this.server = new grpc.Server({ 'grpc.max_receive_message_length': max, 'grpc.max_send_message_length': max });
+    const limits = options.limits ?? DEFAULT_TRANSPORT_LIMITS;
+    this.server = new grpc.Server(grpcServerOptions(limits));
+    this.shedder = options.shedder;
     const protos = loadProtos();
     this.server.addService(tolerantDecoding(protos.authorization), { Check: this.check });
     this.server.addService(protos.health, this.health.handlers());
+    const injector = this.server.createConnectionInjector(options.askers?.credentials() ?? grpc.ServerCredentials.createInsecure());
+    this.gate = new ConnectionGate((socket) => injector.injectConnection(socket), limits, log, options.onConnectionRefused ? { onRefused: options.onConnectionRefused } : {});
   }
 
   get port(): number {
-    return this.boundPort;
+    return this.gate.port;
   }
 
-  async listen(): Promise<number> {
-    this.boundPort = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(grpcBindTarget(this.options.host, this.options.port), this.options.askers?.credentials() ?? grpc.ServerCredentials.createInsecure(), (err, port) =>
-        err ? reject(err) : resolve(port),
-      );
-    });
-    return this.boundPort;
+  /** Open connections, including those not yet past their preface. */
+  get connections(): number {
+    return this.gate.connections;
+  }
+
+  listen(): Promise<number> {
+    return this.gate.listen(httpListenHost(this.options.host), this.options.port);
   }
 
   /** Stops accepting, lets checks in flight finish until `deadlineMs`, then cuts the rest. */
   async drain(deadlineMs: number): Promise<void> {
     this.health.setServing(false);
     this.health.close();
+    this.gate.close();
+    const started = performance.now();
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn({ deadlineMs }, 'drain deadline reached; closing remaining calls');
@@ -69,14 +81,39 @@ export class GrpcServer {
         resolve();
       });
     });
+    // grpc-js reports a session closed before its socket has written its last frames (the
+    // final health status, GOAWAY); exiting then would cut them off.
+    await this.gate.drained(Math.max(0, deadlineMs - (performance.now() - started)));
+    this.shedder?.close();
   }
 
   private readonly check = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
     // Before the engine: a refused asker changes no state and leaves no decision record.
     if (this.options.askers?.refuse(call)) return callback({ code: grpc.status.PERMISSION_DENIED, details: 'asker is not authorised to ask about this destination' });
+    const unavailable = this.options.unavailable?.();
+    if (unavailable !== undefined) {
+      callback({ code: grpc.status.UNAVAILABLE, details: unavailable });
+      return;
+    }
+    const shedder = this.shedder;
+    let done: (() => void) | undefined;
+    if (shedder) {
+      const deadline = call.getDeadline();
+      // A call Envoy has already reset (its timeout passed while the check queued) has no reader.
+      const refused = call.cancelled ? 'deadline' : shedder.refuse(deadline instanceof Date ? deadline.getTime() : deadline);
+      if (refused !== undefined) {
+        callback(refused === 'deadline' ? { code: grpc.status.DEADLINE_EXCEEDED, details: 'deadline passed before the check could be decided' } : { code: grpc.status.RESOURCE_EXHAUSTED, details: 'overloaded: check refused' });
+        return;
+      }
+      done = shedder.begin();
+    }
     this.engine.decide(call.request).then(
-      (decision) => callback(null, toCheckResponse(decision)),
+      (decision) => {
+        done?.();
+        callback(null, toCheckResponse(decision));
+      },
       (err: Error) => {
+        done?.();
         // decide() never rejects by design; if it ever does, fail closed and loudly.
         this.log.error({ err: err.message }, 'check failed');
         callback({ code: grpc.status.INTERNAL, details: 'internal error' });

@@ -35,6 +35,12 @@ export interface HttpModeOptions {
   readonly maxBodyBytes?: number;
   /** Who may ask: with TLS, HTTPS with client certificates required, and askers checked as on the gRPC port. */
   readonly askers?: AskerGate;
+  /** A reason to refuse every check now (503, the proxy fails closed); undefined to decide. */
+  readonly unavailable?: () => string | undefined;
+  /** Open connections at most (the gRPC listener's --grpc-max-connections); default 1024. */
+  readonly maxConnections?: number;
+  /** A request's headers must arrive within this (the gRPC preface timeout's twin); default 5000. */
+  readonly headersTimeoutMs?: number;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -59,6 +65,7 @@ export class HttpAuthServer {
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     // NaN or a negative bound would silently disable the bound itself (every comparison false).
     if (!Number.isSafeInteger(this.maxBodyBytes) || this.maxBodyBytes < 0) throw new RangeError(`maxBodyBytes must be a non-negative integer, not ${options.maxBodyBytes}`);
+    const headersTimeout = options.headersTimeoutMs ?? 5000;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       if (options.askers?.refuseHttp(req.socket)) {
         // Never reaches the engine: no state changes and no decision record for a refused asker.
@@ -75,8 +82,11 @@ export class HttpAuthServer {
       this.readBody(req, res);
     };
     const tls = options.askers?.httpsOptions();
-    this.server = tls ? https.createServer({ ...tls, maxHeaderSize: 64 * 1024 }, handler) : http.createServer({ maxHeaderSize: 64 * 1024 }, handler);
-    this.server.requestTimeout = 10_000;
+    // The checker runs often enough that a silent connection is closed near headersTimeout, not 30 s later.
+    const serverOptions = { maxHeaderSize: 64 * 1024, headersTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) };
+    this.server = tls ? https.createServer({ ...tls, ...serverOptions }, handler) : http.createServer(serverOptions, handler);
+    this.server.requestTimeout = Math.max(10_000, headersTimeout);
+    this.server.maxConnections = options.maxConnections ?? 1024;
     this.server.keepAliveTimeout = 65_000;
   }
 
@@ -114,6 +124,10 @@ export class HttpAuthServer {
   }
 
   private decide(req: http.IncomingMessage, res: http.ServerResponse, body: string | undefined, partial: boolean): void {
+    if (this.options.unavailable?.() !== undefined) {
+      res.writeHead(503, { 'content-length': '0' }).end();
+      return;
+    }
     this.engine.decide(this.checkRequest(req, body, partial)).then(
       (decision) => this.respond(res, decision),
       (err: Error) => {

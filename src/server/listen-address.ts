@@ -2,8 +2,8 @@ import { isIP, isIPv6 } from 'node:net';
 
 /**
  * A listen address as operators write it: `0.0.0.0`, `::`, `[::]`, `::1`, `[fd00::1]` or a
- * host name. Node's `listen()` wants IPv6 literals bare; grpc-js parses `host:port` as a
- * target and so needs them bracketed. Both are derived from the one bare form kept here.
+ * host name. Node's `listen()` wants IPv6 literals bare, the
+ * form kept here; every listener, gRPC included, listens through it.
  */
 export function parseListenAddress(value: string): string {
   const text = value.trim();
@@ -16,13 +16,7 @@ export function parseListenAddress(value: string): string {
   return bare;
 }
 
-/** The `host:port` target grpc-js binds, with IPv6 literals in brackets. */
-export function grpcBindTarget(host: string, port: number): string {
-  const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
-  return isIPv6(bare) ? `[${bare}]:${port}` : `${bare}:${port}`;
-}
-
-/** The host node:http listens on: IPv6 literals without brackets. */
+/** The host node's listen() takes (node:http, and the gRPC port's own listener): IPv6 literals without brackets. */
 export function httpListenHost(host: string): string {
   return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
 }

@@ -217,9 +217,12 @@ test('--bundle-state: a restart never goes back to an older signed revision, nor
   const file = path.join(dir, 'policies.jws');
   const state = path.join(dir, 'bundle-state.json');
   const { log } = memoryLogger();
+  const pollers: BundlePoller[] = [];
   const start = async (jws: string): Promise<number> => {
     writeFileSync(file, jws);
-    return (await new BundlePoller(file, readFileSync(operator.pub, 'utf8'), log, state).initial()).payload.revision;
+    const poller = new BundlePoller(file, readFileSync(operator.pub, 'utf8'), log, state);
+    pollers.push(poller);
+    return (await poller.initial()).payload.revision;
   };
   expect(await start(await bundleFor('ns/a/sa/one', 2))).toBe(2);
   expect(JSON.parse(readFileSync(state, 'utf8'))).toMatchObject({ revision: 2 });
@@ -233,7 +236,10 @@ test('--bundle-state: a restart never goes back to an older signed revision, nor
   await expect(start(await bundleFor('ns/a/sa/one', 4))).rejects.toThrow('is not valid');
   // Without a state file, protection is per process (and the poller refuses older revisions).
   writeFileSync(file, await bundleFor('ns/a/sa/one', 1));
-  expect((await new BundlePoller(file, readFileSync(operator.pub, 'utf8'), log).initial()).payload.revision).toBe(1);
+  const stateless = new BundlePoller(file, readFileSync(operator.pub, 'utf8'), log);
+  pollers.push(stateless);
+  expect((await stateless.initial()).payload.revision).toBe(1);
+  await Promise.all(pollers.map((p) => p.removeFiles())); // what the tests unpack, they remove
 });
 
 test('serve --bundle-state refuses to start on a bundle older than one it activated before', async () => {

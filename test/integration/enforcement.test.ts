@@ -27,6 +27,7 @@ import { engineFor, loadSet } from '../helpers/engine';
 import { checkClient, headerMap, type CheckClient } from '../helpers/grpc-client';
 import { policyDir } from '../helpers/policies';
 import { startTestServer, type TestServer } from '../helpers/server';
+import { DEFAULT_TRANSPORT_LIMITS } from '../../src/server/limits';
 
 /**
  * The enforcement features end to end: a real Gatehouse in this process on a policy directory
@@ -252,7 +253,8 @@ describe('enforcement features over gRPC (conditions, payloads, residency, opt-o
     server = await within(
       10_000,
       'server start',
-      startTestServer({ policiesDir: dir, trustBundles: credentials.trustBundles(), jwt: { audience: JWT_AUDIENCE, leewaySeconds: 5 } }),
+      // Receive limit raised (--grpc-max-receive) so bodies past the contracts' 1 MiB bound reach the engine.
+      startTestServer({ policiesDir: dir, trustBundles: credentials.trustBundles(), jwt: { audience: JWT_AUDIENCE, leewaySeconds: 5 }, transport: { ...DEFAULT_TRANSPORT_LIMITS, maxReceiveBytes: 4 * 1024 * 1024 } }),
     );
     client = checkClient(server.port);
     admin = new AdminServer(server.app.adminProviders(), pino({ level: 'silent' }));

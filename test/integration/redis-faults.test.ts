@@ -3,6 +3,7 @@ import { policyDir, servicePolicy } from '../helpers/policies';
 import { freePort, startRedis, type RedisProcess } from '../helpers/redis';
 import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { memoryLogger, startTestServer, type TestServer } from '../helpers/server';
+import { waitFor } from '../helpers/wait';
 
 const TIMEOUT_MS = 50;
 /** What "answered within the budget" allows on a shared, noisy 2-core machine. */
@@ -154,5 +155,51 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
       'rate-limit backend failing: breaker open, limits follow onBackendError',
       'rate-limit backend recovered: breaker closed',
     ]);
+    // The closing line says how much the episode cost, in Gatehouse's words.
+    expect(transitions[0]).toMatchObject({ cause: 'no answer in time' });
+    expect(transitions[1]!['checksAffected']).toBeGreaterThanOrEqual(25 + 20);
+    expect(JSON.stringify(logs.lines())).not.toMatch(/max retries|enableOfflineQueue|Stream isn't writeable|Connection is closed/);
+  });
+
+  test('Redis answering: start-up does not sit out the 2 s wait meant for an unreachable Redis', async () => {
+    redis = await startRedis();
+    const started = performance.now();
+    server = await startTestServer({ policiesDir: POLICIES, redis: { url: redis.url, timeoutMs: TIMEOUT_MS } });
+    // 405 ms measured on the shared machine; the wait it must not pay is 2000 ms.
+    expect(performance.now() - started).toBeLessThan(1800);
+  });
+
+  test('quarantine and grant state with Redis frozen: one line when the episode starts, one when it ends, not one per denial', async () => {
+    redis = await startRedis();
+    const logs = memoryLogger();
+    const dir = policyDir({
+      'q.yaml': servicePolicy('vault', ['vault'], `    - name: secrets
+      allow: [spiffe://shop.example/ns/ops/**]`).replace('  rules:', '  quarantine: { denials: 1000, window: 1m, duration: 1m }\n  rules:'),
+    });
+    server = await startTestServer({ policiesDir: dir, redis: { url: redis.url, timeoutMs: TIMEOUT_MS }, log: logs.log });
+    client = checkClient(server.port);
+    const deny = () => client!.check(envoyCheckRequest({ principal: CHECKOUT_WEB, host: 'vault', path: '/x' }), 5000);
+    expect((await deny()).status.code).toBe(7);
+    redis.freeze();
+    for (let batch = 0; batch < 6; batch++) {
+      const answers = await Promise.all(Array.from({ length: 10 }, deny));
+      expect(answers.every((a) => a.status.code === 7)).toBe(true); // still decided: a denial is a denial
+    }
+    const episodeLines = () => logs.lines().filter((l) => /^quarantine state/.test(String(l['msg'])));
+    await waitFor(() => episodeLines().length >= 1, 'the episode to open', 10_000);
+    // Every denial's count has failed (each waits its own Redis budget) before Redis is back.
+    const stateErrors = async () => {
+      const line = (await server!.app.metrics.registry.metrics()).split('\n').find((l) => l.startsWith('gatehouse_state_errors_total{component="quarantine"} '));
+      return line === undefined ? 0 : Number(line.split(' ')[1]);
+    };
+    await waitFor(async () => (await stateErrors()) >= 60, 'every denial count to fail', 15_000);
+    redis.thaw();
+    await waitFor(() => episodeLines().length >= 2, 'the episode to close', 15_000);
+    const [opened, closed] = episodeLines();
+    expect(opened).toMatchObject({ msg: expect.stringContaining('quarantine state unavailable'), cause: 'no answer in time' });
+    expect(closed).toMatchObject({ msg: 'quarantine state available again', cause: 'no answer in time' });
+    expect(closed!['failedOperations']).toBeGreaterThanOrEqual(60);
+    expect(episodeLines()).toHaveLength(2);
+    expect(JSON.stringify(logs.lines())).not.toMatch(/max retries|enableOfflineQueue|Stream isn't writeable|Connection is closed|backend error/);
   });
 });
