@@ -17,7 +17,7 @@ export function policyYaml(policy: SuggestedPolicy, suggestion: Suggestion): str
   ];
   if (suggestion.anonymous > 0) lines.push(`# ${n(suggestion.anonymous)} allowed requests had no verified caller; no rule admits those.`);
   lines.push('apiVersion: gatehouse/v1', 'kind: ServicePolicy', 'metadata:', `  name: ${policy.name}`, 'spec:');
-  if (policy.workload !== null) lines.push(`  # destination workload: ${c(policy.workload)}`);
+  if (policy.workload !== null) lines.push('  # the destination workload the requests went to (Envoy\'s destination.principal)', `  workloads: [${q(policy.workload)}]`);
   lines.push('  hosts:');
   for (const [host, count] of policy.hosts) lines.push(`    - ${q(host)}   # ${requests(count)}`);
   lines.push('  mode: enforce', '  rules:');
@@ -51,7 +51,7 @@ export function testYaml(policy: SuggestedPolicy): string {
     if (e === undefined) continue;
     lines.push(
       `    - name: ${q(`${e.method} ${e.path} by ${e.caller} (rule ${rule.name})`)}`,
-      `      request: { caller: ${q(e.caller)}, host: ${q(e.host)}, method: ${q(e.method)}, path: ${q(e.path)} }`,
+      `      request: { caller: ${q(e.caller)}, host: ${q(e.host)}, ${policy.workload !== null ? `destination: ${q(policy.workload)}, ` : ''}method: ${q(e.method)}, path: ${q(e.path)} }`,
       `      expect: { allow: true, rule: ${rule.name} }`,
     );
   }

@@ -122,14 +122,14 @@ export async function suggest(options: SuggestOptions): Promise<Suggestion> {
       hosts.set(record.host, (stats = { destinations: new Map(), records: 0 }));
     }
     stats.records++;
-    const trieKey = record.destination ?? `host:${record.host}`;
+    const trieKey = workloadOf(record) ?? `host:${record.host}`;
     let trie = tries.get(trieKey);
     if (trie === undefined) {
       if (tries.size >= 10_000) continue;
       tries.set(trieKey, (trie = new PathTrie(options)));
     }
     trie.add(record.path);
-    const destination = record.destination ?? '';
+    const destination = workloadOf(record) ?? '';
     if (stats.destinations.size < 16 || stats.destinations.has(destination)) stats.destinations.set(destination, (stats.destinations.get(destination) ?? 0) + 1);
   }
   // A host belongs to the workload most of its requests went to.
@@ -198,6 +198,11 @@ export async function suggest(options: SuggestOptions): Promise<Suggestion> {
     });
   }
   return { policies, anonymous, ignored, invalid: counts.invalid, dropped };
+}
+
+/** The destination workload a policy can be bound to: a SPIFFE ID, else none (the host decides). */
+function workloadOf(record: ReplayRecord): string | undefined {
+  return record.destination !== null && parseSpiffeId(record.destination).ok ? record.destination : undefined;
 }
 
 function selected(key: string, host: string, options: SuggestOptions): boolean {

@@ -74,6 +74,9 @@ describe('gatehouse suggest', () => {
     expect(policy).toContain(`- "${CHECKOUT_WEB}"   # 12 requests`);
     expect(policy).toContain('# 16 requests from 2 callers');
     expect(policy).not.toContain('payments');
+    // Bound to the workload the requests went to, as Envoy names it.
+    expect(policy).toContain(`workloads: ["${ORDERS_WORKLOAD}"]`);
+    expect(readFileSync(path.join(out, 'suggested-ns-orders-sa-orders.test.yaml'), 'utf8')).toContain(`destination: "${ORDERS_WORKLOAD}"`);
     expect(policy).not.toContain('expand');
 
     expect(runCli(['validate', out]).status).toBe(0);
