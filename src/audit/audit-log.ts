@@ -4,6 +4,14 @@ import type { DecisionSink } from '../pipeline/engine';
 import { HashChain } from './chain';
 import { escapeLineBreaks, jsonNumber, jsonString, jsonStringOrNull } from './json';
 import { LineWriter, type LineWriterOptions } from './line-writer';
+import { queryKeys } from './request-shape';
+
+function queryKeysJson(query: string): string {
+  const { keys, truncated } = queryKeys(query);
+  let out = ',"query_keys":[';
+  for (let i = 0; i < keys.length; i++) out += `${i === 0 ? '' : ','}${jsonString(keys[i]!)}`;
+  return `${out}]${truncated ? ',"query_keys_truncated":true' : ''}`;
+}
 
 export interface AuditRecord {
   decision_id: string;
@@ -27,6 +35,15 @@ export interface AuditRecord {
   request_id: string | null;
   traceparent?: string;
   latency_ms: number;
+  /** The destination workload's SPIFFE ID (`attributes.destination.principal`), or null. */
+  destination: string | null;
+  /** The query's keys, never its values; absent when there is no query. */
+  query_keys?: string[];
+  query_keys_truncated?: true;
+  /** Whether each header the policy set reads was sent; never a value. Absent when the set reads none. */
+  header_presence?: Record<string, boolean>;
+  /** The request said it carries a body; absent when it did not. */
+  body_present?: true;
 }
 
 /**
@@ -51,6 +68,7 @@ export function auditRecord(d: Decision): AuditRecord {
     dry_run: d.policy?.mode === 'dry-run',
     request_id: d.requestId ?? null,
     latency_ms: Math.round(d.latencyMs * 1000) / 1000,
+    destination: d.destination ?? null,
   };
   if (d.policyCommit !== undefined) record.policy_commit = d.policyCommit;
   if (d.traceparent !== undefined) record.traceparent = d.traceparent;
@@ -59,6 +77,17 @@ export function auditRecord(d: Decision): AuditRecord {
     record.limit = { limit: d.limit.limit, remaining: d.limit.remaining, reset: d.limit.resetSeconds, retry_after: d.limit.retryAfterSeconds };
   }
   if (d.limitBackendError !== undefined) record.limit_backend_error = d.limitBackendError;
+  if (d.query !== undefined) {
+    const { keys, truncated } = queryKeys(d.query);
+    record.query_keys = keys;
+    if (truncated) record.query_keys_truncated = true;
+  }
+  if (d.auditHeaders.length > 0) {
+    const presence: Record<string, boolean> = {};
+    d.auditHeaders.forEach((name, i) => (presence[name] = (d.headerPresence & (1 << i)) !== 0));
+    record.header_presence = presence;
+  }
+  if (d.bodyPresent) record.body_present = true;
   return record;
 }
 
@@ -82,6 +111,8 @@ export class AuditLog implements DecisionSink {
   readonly chain: HashChain;
   private clockMs = -1;
   private clockIso = '';
+  private presenceNames: readonly string[] | undefined;
+  private presenceKeys: string[] = [];
 
   /** `target`: a file path, or undefined for stdout. */
   constructor(target: string | undefined, options: AuditLogOptions = {}) {
@@ -106,7 +137,8 @@ export class AuditLog implements DecisionSink {
       `"host":${jsonStringOrNull(d.host)},"method":${jsonStringOrNull(d.method)},"path":${jsonStringOrNull(d.path)},` +
       `"policy":${jsonStringOrNull(d.policy?.name)},"policy_version":${jsonString(d.policyVersion)},` +
       `"rule":${jsonStringOrNull(d.rule?.name)},"dry_run":${d.policy?.mode === 'dry-run'},` +
-      `"request_id":${jsonStringOrNull(d.requestId)},"latency_ms":${jsonNumber(Math.round(d.latencyMs * 1000) / 1000)}`;
+      `"request_id":${jsonStringOrNull(d.requestId)},"latency_ms":${jsonNumber(Math.round(d.latencyMs * 1000) / 1000)},` +
+      `"destination":${jsonStringOrNull(d.destination)}`;
     if (d.policyCommit !== undefined) fields += `,"policy_commit":${jsonString(d.policyCommit)}`;
     if (d.traceparent !== undefined) fields += `,"traceparent":${jsonString(d.traceparent)}`;
     const w = d.wouldDeny;
@@ -114,8 +146,22 @@ export class AuditLog implements DecisionSink {
     const l = d.limit;
     if (l) fields += `,"limit":{"limit":${jsonNumber(l.limit)},"remaining":${jsonNumber(l.remaining)},"reset":${jsonNumber(l.resetSeconds)},"retry_after":${jsonNumber(l.retryAfterSeconds)}}`;
     if (d.limitBackendError !== undefined) fields += `,"limit_backend_error":${jsonString(d.limitBackendError)}`;
+    if (d.query !== undefined) fields += queryKeysJson(d.query);
+    if (d.auditHeaders.length > 0) fields += this.headerPresenceJson(d.auditHeaders, d.headerPresence);
+    if (d.bodyPresent) fields += ',"body_present":true';
     fields += w ? ',"msg":"would deny (dry-run)"' : ',"msg":"decision"';
     this.writer.write(this.chain.sealFields(fields));
+  }
+
+  /** The names' JSON is built once per policy set, not per check. */
+  private headerPresenceJson(names: readonly string[], bits: number): string {
+    if (names !== this.presenceNames) {
+      this.presenceNames = names;
+      this.presenceKeys = names.map((name, i) => `${i === 0 ? '' : ','}${jsonString(name)}:`);
+    }
+    let out = ',"header_presence":{';
+    for (let i = 0; i < this.presenceKeys.length; i++) out += `${this.presenceKeys[i]}${(bits & (1 << i)) !== 0}`;
+    return `${out}}`;
   }
 
   /**

@@ -25,6 +25,8 @@ import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
 import { adminCall, DEFAULT_ADMIN_URL, formatAccessReport, formatQuarantine, readAdminToken, type AdminClientFlags } from './admin-client';
 import { runCheck } from './check';
+import { addReplayCommands } from './replay';
+import { addSuggestCommand } from './suggest';
 import { runTestCommand } from './test-command';
 import { fileErrorText } from '../util/file-error';
 import { keyKindProblem } from '../bundle/key-pem';
@@ -315,6 +317,9 @@ program
     const code = await runCheck(dir, text, { trustDomains: opts.trustDomain ?? [], trustXfcc: opts.trustXfcc === true, json: opts.json === true });
     process.exitCode = code;
   });
+
+addReplayCommands(program);
+addSuggestCommand(program);
 
 interface ServeFlags extends BoundsFlags {
   policies: string;

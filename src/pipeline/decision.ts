@@ -63,6 +63,15 @@ export interface Decision extends Verdict {
   /** Client-sent x-gatehouse-* headers to strip upstream. */
   readonly spoofedHeaders: readonly string[];
   readonly latencyMs: number;
+  /** `attributes.destination.principal`, for the audit record (replay). */
+  readonly destination: string | undefined;
+  /** The raw query; the audit record keeps its keys only. */
+  readonly query: string | undefined;
+  /** The policy set's tracked header names and, as bit i, whether names[i] was sent. */
+  readonly auditHeaders: readonly string[];
+  readonly headerPresence: number;
+  /** The request may carry a body (bodyState is not `none`); never its content. */
+  readonly bodyPresent: boolean;
 }
 
 export const ALLOWED: Verdict = { allowed: true, status: 200, code: 'allowed', reason: 'allowed' };

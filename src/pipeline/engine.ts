@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { headerPresence } from '../audit/request-shape';
 import { MemoryGrantTracker } from '../grants/memory';
 import type { GrantRef, GrantTracker } from '../grants/types';
 import { MemoryQuarantineState } from '../quarantine/memory';
@@ -14,6 +15,7 @@ import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
 import { quarantineSubject, type QuarantineEntry, type QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';
 import type { BucketStore, LimitResult } from '../ratelimit/types';
+import { bodyState } from '../request/body';
 import { keyedHeaderAmbiguity } from '../request/ambiguity';
 import { normalizeCheckRequest, type NormalizedRequest } from '../request/normalize';
 import { ALLOWED, deny, type Decision, type Verdict } from './decision';
@@ -282,6 +284,11 @@ export class DecisionEngine {
       optOut: ctx.optOut,
       spoofedHeaders: request?.spoofedHeaders ?? [],
       latencyMs: performance.now() - ctx.start,
+      destination: request?.destinationPrincipal || undefined,
+      query: request?.query || undefined,
+      auditHeaders: ctx.set.auditHeaders,
+      headerPresence: request === undefined ? 0 : headerPresence(ctx.set.auditHeaders, request.headers),
+      bodyPresent: request !== undefined && bodyState(request).kind !== 'none',
     };
   }
 }

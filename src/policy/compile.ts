@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { trackedHeaderNames } from '../audit/request-shape';
 import { compileSpiffePattern, type SpiffePattern } from '../identity/spiffe';
 import type { GrantRef } from '../grants/types';
 import { foldName } from '../request/json-scan';
@@ -69,9 +70,10 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
     for (const workload of doc.spec.workloads ?? []) if (!workload.includes('*')) byWorkload.set(workload, policy);
   }
   const grants = policies.flatMap((p) => p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)));
+  const auditHeaders = trackedHeaderNames(policies, optOuts.values());
   const destinations = buildDestinationIndex(policies);
   const byName = new Map(policies.map((p) => [p.name, p]));
-  return { version, policies, byHost, byWorkload, destinations, byName, optOuts, grants, files, loadedAt: new Date() };
+  return { version, policies, byHost, byWorkload, destinations, byName, optOuts, grants, auditHeaders, files, loadedAt: new Date() };
 }
 
 function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: string): CompiledWorkloadPolicy {

@@ -83,6 +83,8 @@ export interface PolicySet {
   readonly optOuts: ReadonlyMap<string, CompiledWorkloadPolicy>;
   /** Every allow entry with `expiresAfterUnused`, for the usage tracker. */
   readonly grants: readonly GrantRef[];
+  /** Header names the set reads, whose presence audit records keep (see audit/request-shape.ts). */
+  readonly auditHeaders: readonly string[];
   readonly files: readonly string[];
   readonly loadedAt: Date;
   /** The git commit of the policy directory, when it is in a checkout. */

@@ -23,6 +23,11 @@ export function sampleDecision(id: string, extra: Partial<Decision> = {}): Decis
     optOut: undefined,
     spoofedHeaders: [],
     latencyMs: 0.1,
+    destination: undefined,
+    query: undefined,
+    auditHeaders: [],
+    headerPresence: 0,
+    bodyPresent: false,
     ...extra,
   };
 }

@@ -31,11 +31,18 @@ describe('audit log records', () => {
         limitBackendError: 'timeout',
         latencyMs: 1.23456789,
       }),
+      decision('shape', {
+        destination: 'spiffe://shop.example/ns/orders/sa/api',
+        query: 'b=1&a=secret-value&b=2&%ZZ=x&e%20x=%41',
+        auditHeaders: ['x-debug', 'x-tenant', 'x"odd'],
+        headerPresence: 0b101,
+        bodyPresent: true,
+      }),
     ];
     for (const d of decisions) audit.record(d);
     await audit.flush();
     const text = readFileSync(file, 'utf8');
-    expect(verifyAuditText(text)).toMatchObject({ ok: true, records: 4, chains: 1 });
+    expect(verifyAuditText(text)).toMatchObject({ ok: true, records: 5, chains: 1 });
     const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     lines.forEach((line, i) => {
       const { chain, seq, prev_hash: prev, hash, level, time, msg, ...record } = line;
@@ -43,6 +50,39 @@ describe('audit log records', () => {
       expect(msg).toBe(decisions[i]!.wouldDeny ? 'would deny (dry-run)' : 'decision');
       expect(JSON.stringify(record)).toBe(JSON.stringify(auditRecord(decisions[i]!)));
     });
+  });
+});
+
+describe('audit record request shape', () => {
+  test('keeps the destination, query keys without values and tracked header presence without values', () => {
+    const record = auditRecord(
+      decision('shape', { destination: 'spiffe://shop.example/ns/orders/sa/api', query: 'token=s3cret&page=2&token=x&a+b=1', auditHeaders: ['authorization', 'x-debug'], headerPresence: 0b01 }),
+    );
+    expect(record.destination).toBe('spiffe://shop.example/ns/orders/sa/api');
+    expect(record.query_keys).toEqual(['token', 'page', 'a b']);
+    expect(record.query_keys_truncated).toBeUndefined();
+    expect(record.header_presence).toEqual({ authorization: true, 'x-debug': false });
+    expect(JSON.stringify(record)).not.toContain('s3cret');
+  });
+
+  test('a caller cannot grow the record without bound through the query', () => {
+    const query = Array.from({ length: 90 }, (_, i) => `${'k'.repeat(900)}${i}=v`).join('&');
+    const record = auditRecord(decision('big', { query }));
+    expect(record.query_keys).toHaveLength(32);
+    expect(record.query_keys!.every((k) => k.length <= 129 && k.endsWith('…'))).toBe(true);
+    expect(record.query_keys_truncated).toBe(true);
+  });
+
+  test('a query conditions refuse to read (an escape that does not decode) records no keys and says so', () => {
+    const record = auditRecord(decision('odd', { query: 'a=1&%ZZ=2' }));
+    expect(record.query_keys).toEqual([]);
+    expect(record.query_keys_truncated).toBe(true);
+  });
+
+  test('no query and no tracked headers add only destination: null', () => {
+    const record = auditRecord(decision('bare'));
+    expect(record.destination).toBeNull();
+    expect('query_keys' in record || 'header_presence' in record).toBe(false);
   });
 });
 
