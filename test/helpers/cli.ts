@@ -55,7 +55,11 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const [port, adminPort] = await new Promise<[number, number]>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${stderr}`)), 15_000);
+    const timer = setTimeout(() => {
+      // A server still starting (or hung) must not outlive the test that gave up on it.
+      child.kill('SIGKILL');
+      reject(new Error(`server did not start:\n${stderr}`));
+    }, 15_000);
     child.stderr!.on('data', (b: Buffer) => {
       stderr += b.toString();
       const grpc = /"grpcPort":(\d+)/.exec(stderr);
