@@ -5,7 +5,7 @@ import { DEFAULT_TRANSPORT_LIMITS, HEADERS_MARGIN_BYTES } from '../server/limits
 import { DEFAULT_SHEDDING } from '../server/shedding';
 import { intInRange } from './options';
 
-/** `serve` flags that bound what callers can make a replica hold or do (README "Bounds"). */
+/** `serve` flags that bound what callers can make a replica hold or do (docs/operations.md "Bounds"). */
 export interface BoundsFlags {
   maxBuckets: number;
   bucketMaxIdle: number;

@@ -12,7 +12,7 @@ import { readQuery } from '../request/query';
 
 export const MAX_CONDITION_LENGTH = 4096;
 
-/** What a condition can see; documented in the README. */
+/** What a condition can see; documented in docs/policies.md. */
 function environment(): Environment {
   return new Environment({ enableOptionalTypes: true, limits: { maxAstNodes: 512, maxDepth: 32, maxListElements: 256, maxMapEntries: 256, maxCallArguments: 16 } })
     .registerVariable('request', { schema: { method: 'string', path: 'string', host: 'string', query: 'map<string, string>', headers: 'map<string, string>' } })

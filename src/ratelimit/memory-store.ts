@@ -22,7 +22,7 @@ export interface MemoryStoreOptions {
  * Measured with bench/bucket-memory.js (Node 24): about 165 bytes of live heap per bucket
  * whatever the key length (32-byte digest string, entry object, Map slot), about 380 bytes
  * of RSS once the collector's slack is counted. 200,000 buckets are therefore about 73 MiB,
- * which leaves a 256 Mi pod room for its ~100 MiB baseline and transport buffers; README
+ * which leaves a 256 Mi pod room for its ~100 MiB baseline and transport buffers; docs/operations.md
  * "Memory and connection budget" has the arithmetic.
  */
 export const DEFAULT_MAX_BUCKETS = 200_000;

@@ -3,7 +3,7 @@ import type { NormalizedRequest } from './normalize';
 /**
  * Requests that common upstreams could read differently from Gatehouse are refused as
  * malformed rather than decided on a guess: an enforcement point is bypassed wherever it
- * reads a request otherwise than the server behind it. The README's table lists each case.
+ * reads a request otherwise than the server behind it. docs/policies.md lists each case.
  */
 
 /** Thrown where a check needs a part of the request that cannot be read without ambiguity. */

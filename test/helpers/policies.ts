@@ -49,3 +49,20 @@ export function gatewayExamplePolicies(): string {
   }
   return policyDir(files);
 }
+
+/** A bundle-ready policy set that admits `caller`, with a policy test expecting `testExpect`. */
+export function bundlePolicySet(caller: string, testExpect = 'allow'): string {
+  return policyDir({
+    'svc.yaml': servicePolicy('svc', ['svc'], `    - name: r
+      allow: [spiffe://shop.example/${caller}]`),
+    'svc.test.yaml': `apiVersion: gatehouse/v1
+kind: PolicyTest
+metadata: { name: svc }
+spec:
+  cases:
+    - name: caller admitted
+      request: { caller: spiffe://shop.example/${caller}, host: svc, path: / }
+      expect: ${testExpect}
+`,
+  });
+}

@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { Registry } from 'prom-client';
 import { buildBundle, BUNDLE_TYPE } from '../../src/bundle/bundle';
 import { BundlePoller } from '../../src/bundle/poller';
-import { policyDir, servicePolicy } from '../helpers/policies';
+import { bundlePolicySet as policySet } from '../helpers/policies';
 import { memoryLogger } from '../helpers/server';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'gh-bundle-residue-'));
@@ -16,22 +16,6 @@ const privPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const pubPem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
 // Revisions unique to this run, so counting their folders in the shared $TMPDIR is exact.
 const base = Date.now();
-
-function policySet(caller: string): string {
-  return policyDir({
-    'svc.yaml': servicePolicy('svc', ['svc'], `    - name: r
-      allow: [spiffe://shop.example/${caller}]`),
-    'svc.test.yaml': `apiVersion: gatehouse/v1
-kind: PolicyTest
-metadata: { name: svc }
-spec:
-  cases:
-    - name: caller admitted
-      request: { caller: spiffe://shop.example/${caller}, host: svc, path: / }
-      expect: allow
-`,
-  });
-}
 
 const good = async (revision: number) => (await buildBundle(policySet('a'), privPem, revision)).jws;
 

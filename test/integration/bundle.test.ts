@@ -10,7 +10,7 @@ import { BundlePoller } from '../../src/bundle/poller';
 import { memoryLogger } from '../helpers/server';
 import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient } from '../helpers/grpc-client';
-import { policyDir, servicePolicy } from '../helpers/policies';
+import { bundlePolicySet as policySet, policyDir } from '../helpers/policies';
 import { envoyCheckRequest } from '../helpers/requests';
 import { waitFor } from '../helpers/wait';
 
@@ -27,23 +27,6 @@ function keyPair(type: 'ed25519' | 'ec', name: string): { priv: string; pub: str
 const operator = keyPair('ed25519', 'operator');
 const stranger = keyPair('ed25519', 'stranger');
 const ecdsa = keyPair('ec', 'ecdsa');
-
-/** A policy set that admits `caller`, with a passing test. */
-function policySet(caller: string, testExpect = 'allow'): string {
-  return policyDir({
-    'svc.yaml': servicePolicy('svc', ['svc'], `    - name: r
-      allow: [spiffe://shop.example/${caller}]`),
-    'svc.test.yaml': `apiVersion: gatehouse/v1
-kind: PolicyTest
-metadata: { name: svc }
-spec:
-  cases:
-    - name: caller admitted
-      request: { caller: spiffe://shop.example/${caller}, host: svc, path: / }
-      expect: ${testExpect}
-`,
-  });
-}
 
 async function bundleFor(caller: string, revision: number, key = operator.priv): Promise<string> {
   return (await buildBundle(policySet(caller), readFileSync(key, 'utf8'), revision)).jws;
