@@ -30,7 +30,9 @@ export const HEADERS_MARGIN_BYTES = 64 * 1024;
 
 export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   maxReceiveBytes: DEFAULT_MAX_BODY_BYTES + HEADERS_MARGIN_BYTES,
-  maxConcurrentStreams: 100,
+  // Streams past this wait in the proxy, where its timeout applies, not in front of our handler,
+  // where nothing can shed them: docs/performance.md "Overload".
+  maxConcurrentStreams: 8,
   maxConnections: 1024,
   prefaceTimeoutMs: 5_000,
   idleTimeoutMs: 300_000,

@@ -109,7 +109,7 @@ describe('gatehouse serve', () => {
 
   test('serves, audits to --audit-log, and on SIGTERM finishes checks in flight and exits 0', async () => {
     const audit = path.join(mkdtempSync(path.join(tmpdir(), 'gh-audit-')), 'audit.log');
-    // 200 streams on one connection: past the default --grpc-max-streams (100) the client would hold the rest back unsent.
+    // 200 streams on one connection: past the default --grpc-max-streams (8) the client would hold the rest back unsent.
     const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', audit, '--grpc-max-streams', '256']);
     const client = checkClient(server.port);
     try {
