@@ -175,10 +175,15 @@ export class BundlePoller {
       if (!(await activate(bundle))) throw new BundleError(`bundle revision ${payload.revision} could not be loaded`);
       const previous = this.active;
       this.active = bundle;
+      unpacked = undefined; // served now: only replacing it may remove it
       this.lastProblem = undefined;
       this.refusedDigest = undefined;
       this.revisionGauge?.set(payload.revision);
-      await this.writeState(payload);
+      // The bundle is active whether or not its revision could be recorded; a restart then
+      // accepts an older revision once (the anti-rollback floor is what is lost), so say so.
+      await this.writeState(payload).catch((err: unknown) =>
+        this.log.error({ err: fileErrorText(err, 'bundle state', this.stateFile), revision: payload.revision }, 'bundle active, but its revision could not be recorded'),
+      );
       // Every process now serves the new folder; the old one is nobody's any more.
       if (previous && previous.dir !== bundle.dir) await removeBundleDir(previous.dir);
       this.log.info({ revision: payload.revision, version: payload.version }, 'bundle activated');
@@ -217,7 +222,11 @@ export class BundlePoller {
     const stamp = `${info.size}:${info.mtimeMs}`;
     if (stamp === this.fileStamp) return undefined;
     if (info.size > MAX_BUNDLE_BYTES) throw new BundleError('bundle is too large');
+    const text = await readFile(this.location, 'utf8').catch((err: unknown) => {
+      throw new BundleFetchError(fileErrorText(err, 'the bundle file'));
+    });
+    // Only a file that was read is "unchanged" next time; a failed read is tried again.
     this.fileStamp = stamp;
-    return readFile(this.location, 'utf8');
+    return text;
   }
 }

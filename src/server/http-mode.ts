@@ -83,9 +83,10 @@ export class HttpAuthServer {
     };
     const tls = options.askers?.httpsOptions();
     // The checker runs often enough that a silent connection is closed near headersTimeout, not 30 s later.
-    const serverOptions = { maxHeaderSize: 64 * 1024, headersTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) };
+    const requestTimeout = Math.max(10_000, headersTimeout);
+    // requestTimeout is given at creation: node refuses a headersTimeout above it (default 300 s).
+    const serverOptions = { maxHeaderSize: 64 * 1024, headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) };
     this.server = tls ? https.createServer({ ...tls, ...serverOptions }, handler) : http.createServer(serverOptions, handler);
-    this.server.requestTimeout = Math.max(10_000, headersTimeout);
     this.server.maxConnections = options.maxConnections ?? 1024;
     this.server.keepAliveTimeout = 65_000;
   }

@@ -1,6 +1,6 @@
 import { CompactSign, importPKCS8 } from 'jose';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -96,4 +96,27 @@ test('a bundle URL failing for a while is one episode: one line when it starts, 
     await poller.removeFiles();
     origin.close();
   }
+});
+
+test('a bundle activated while its state file cannot be written keeps its folder, and is not counted as refused', async () => {
+  const file = path.join(tmp, 'state-fails.jws');
+  writeFileSync(file, await good(base + 30));
+  const stateDir = mkdtempSync(path.join(tmpdir(), 'gatehouse-state-'));
+  const logs = memoryLogger();
+  const poller = new BundlePoller(file, pubPem, logs.log, path.join(stateDir, 'state.json'));
+  const registry = new Registry();
+  await poller.initial();
+  poller.registerMetrics(registry);
+  // The state volume goes bad after start: its directory is now a file, so every write fails.
+  rmSync(stateDir, { recursive: true, force: true });
+  writeFileSync(stateDir, 'not a directory');
+  let served: string | undefined;
+  writeFileSync(file, await good(base + 31));
+  await poller.pollOnce(async (bundle) => ((served = bundle.dir), true));
+  expect(served).toBeDefined();
+  expect(existsSync(served!)).toBe(true); // the folder being served is still there
+  expect(await metricsText(registry)).not.toContain('gatehouse_bundle_refusals_total{reason="unverified"} 1');
+  expect(logs.lines().some((l) => l['msg'] === 'bundle activated')).toBe(true);
+  rmSync(stateDir, { force: true });
+  await poller.removeFiles();
 });

@@ -229,3 +229,13 @@ describe('gatehouse access renew', () => {
     }
   });
 });
+
+test('serve with the HTTP mode starts at any accepted --grpc-preface-timeout (it is the HTTP headers timeout too)', async () => {
+  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--http-port', '0', '--grpc-preface-timeout', '600000']);
+  try {
+    expect(server.httpPort).toBeGreaterThan(0);
+  } finally {
+    server.child.kill('SIGTERM');
+    await server.exited;
+  }
+});
