@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { scrapedCounter, scrapedGauge } from './scraped';
 import type { RefusedConnection } from '../server/limits';
 import type { ShedReason } from '../server/shedding';
 
@@ -29,25 +30,8 @@ export class BoundsMetrics {
 
   constructor(registry: Registry, sources: BoundsSources) {
     const registers = [registry];
-    new Gauge({
-      name: 'gatehouse_buckets',
-      help: 'In-process token buckets held (bounded by --max-buckets; 0 when buckets live in Redis).',
-      registers,
-      collect() {
-        this.set(sources.buckets());
-      },
-    });
-    let reportedEarly = 0;
-    new Counter({
-      name: 'gatehouse_buckets_evicted_early_total',
-      help: 'In-process buckets dropped before they had refilled (idle for --bucket-max-idle, or past --max-buckets); each could let its caller spend up to one capacity early.',
-      registers,
-      collect() {
-        const now = sources.bucketsEvictedEarly();
-        if (now > reportedEarly) this.inc(now - reportedEarly);
-        reportedEarly = now;
-      },
-    });
+    scrapedGauge({ name: 'gatehouse_buckets', help: 'In-process token buckets held (bounded by --max-buckets; 0 when buckets live in Redis).', registers }, () => sources.buckets());
+    scrapedCounter({ name: 'gatehouse_buckets_evicted_early_total', help: 'In-process buckets dropped before they had refilled (idle for --bucket-max-idle, or past --max-buckets); each could let its caller spend up to one capacity early.', registers }, () => sources.bucketsEvictedEarly());
     new Gauge({
       name: 'gatehouse_state_entries',
       help: 'Entries held in this process by the enforcement state tables (table=quarantine|grant_uses).',
@@ -58,42 +42,10 @@ export class BoundsMetrics {
         this.set({ table: 'grant_uses' }, sources.grantUses());
       },
     });
-    new Gauge({
-      name: 'gatehouse_grpc_connections',
-      help: 'Open gRPC connections (bounded by --grpc-max-connections).',
-      registers,
-      collect() {
-        this.set(sources.connections());
-      },
-    });
-    new Gauge({
-      name: 'gatehouse_checks_in_flight',
-      help: 'gRPC checks being decided now (bounded by --max-in-flight).',
-      registers,
-      collect() {
-        this.set(sources.checksInFlight());
-      },
-    });
-    let reportedDropped = 0;
-    new Counter({
-      name: 'gatehouse_audit_records_dropped_total',
-      help: 'Audit records lost because the audit target could not be written or did not keep up.',
-      registers,
-      collect() {
-        const now = sources.auditDropped();
-        if (now > reportedDropped) this.inc(now - reportedDropped);
-        reportedDropped = now;
-      },
-    });
-    new Gauge({
-      name: 'gatehouse_audit_failing',
-      help: '1 while audit records are being lost (with --audit-required, checks are refused meanwhile).',
-      registers,
-      aggregator: 'max',
-      collect() {
-        this.set(sources.auditFailing() ? 1 : 0);
-      },
-    });
+    scrapedGauge({ name: 'gatehouse_grpc_connections', help: 'Open gRPC connections (bounded by --grpc-max-connections).', registers }, () => sources.connections());
+    scrapedGauge({ name: 'gatehouse_checks_in_flight', help: 'gRPC checks being decided now (bounded by --max-in-flight).', registers }, () => sources.checksInFlight());
+    scrapedCounter({ name: 'gatehouse_audit_records_dropped_total', help: 'Audit records lost because the audit target could not be written or did not keep up.', registers }, () => sources.auditDropped());
+    scrapedGauge({ name: 'gatehouse_audit_failing', help: '1 while audit records are being lost (with --audit-required, checks are refused meanwhile).', registers, aggregator: 'max' }, () => (sources.auditFailing() ? 1 : 0));
     this.shed = new Counter({
       name: 'gatehouse_checks_shed_total',
       help: 'gRPC checks not decided: reason=deadline (already past its grpc-timeout), in_flight or event_loop_lag (overload, answered RESOURCE_EXHAUSTED).',

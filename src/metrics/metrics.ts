@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { scrapedGauge } from './scraped';
 import type { Decision } from '../pipeline/decision';
 import type { BreakerState } from '../ratelimit/breaker';
 import type { QuarantineCounts } from '../quarantine/types';
@@ -93,16 +94,7 @@ export class Metrics {
         this.set({ mode: 'dry-run' }, counts.dryRun);
       },
     });
-    const dormantGrants = (): number => this.dormantGrants();
-    new Gauge({
-      name: 'gatehouse_dormant_grants',
-      help: 'Grants lapsed from disuse (expiresAfterUnused): a caller\'s, or an allow entry nobody used in time; as this replica sees them (gatehouse access report lists them).',
-      registers,
-      aggregator: 'max',
-      collect() {
-        this.set(dormantGrants());
-      },
-    });
+    scrapedGauge({ name: 'gatehouse_dormant_grants', help: 'Grants lapsed from disuse (expiresAfterUnused): a caller\'s, or an allow entry nobody used in time; as this replica sees them (gatehouse access report lists them).', registers, aggregator: 'max' }, () => this.dormantGrants());
     this.enforcementErrors = new Counter({
       name: 'gatehouse_state_errors_total',
       help: 'Background errors of shared enforcement state (component=quarantine|grants).',

@@ -70,3 +70,4 @@ export const CHECKOUT_WEB = 'spiffe://shop.example/ns/checkout/sa/web';
 export const CHECKOUT_BATCH = 'spiffe://shop.example/ns/checkout/sa/batch';
 export const FRONTEND_WEB = 'spiffe://shop.example/ns/frontend/sa/web';
 export const ORDERS = 'spiffe://shop.example/ns/orders/sa/orders';
+export const EXPORTER = 'spiffe://shop.example/ns/reports/sa/exporter';

@@ -8,6 +8,7 @@ import type { DecisionEngine } from '../../src/pipeline/engine';
 import { engineFor } from '../helpers/engine';
 import { policyDir, servicePolicy } from '../helpers/policies';
 import { freePort } from '../helpers/redis';
+import { EXPORTER } from '../helpers/requests';
 
 /*
  * Differential test: a corpus of tricky paths, queries and bodies is decided by Gatehouse and
@@ -19,7 +20,6 @@ import { freePort } from '../helpers/redis';
  */
 
 const WEB = 'spiffe://shop.example/ns/frontend/sa/web';
-const EXPORTER = 'spiffe://shop.example/ns/reports/sa/exporter';
 
 const POLICIES = {
   'api.yaml': servicePolicy('api', ['api'], `

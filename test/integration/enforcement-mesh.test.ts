@@ -8,14 +8,13 @@ import { runCliAsync, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient, type CheckClient } from '../helpers/grpc-client';
 import { policyDir } from '../helpers/policies';
 import { startRedis, type RedisProcess } from '../helpers/redis';
-import { envoyCheckRequest, FRONTEND_WEB, ORDERS } from '../helpers/requests';
+import { envoyCheckRequest, FRONTEND_WEB, ORDERS, EXPORTER } from '../helpers/requests';
 import { waitFor } from '../helpers/wait';
 
 /**
  * The mesh-wide parts of enforcement against real servers: two `gatehouse serve` replicas
  * share one real redis-server; an operator uses the CLI against the admin API.
  */
-const EXPORTER = 'spiffe://shop.example/ns/reports/sa/exporter';
 
 const POLICIES = {
   'customers.yaml': `apiVersion: gatehouse/v1

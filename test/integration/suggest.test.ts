@@ -4,9 +4,8 @@ import * as path from 'node:path';
 import { recordTraffic } from '../helpers/audit-traffic';
 import { runCli } from '../helpers/cli';
 import { policyDir } from '../helpers/policies';
-import { CHECKOUT_WEB, envoyCheckRequest, FRONTEND_WEB, type RequestSpec } from '../helpers/requests';
+import { CHECKOUT_WEB, envoyCheckRequest, FRONTEND_WEB, type RequestSpec, EXPORTER } from '../helpers/requests';
 
-const EXPORTER = 'spiffe://shop.example/ns/reports/sa/exporter';
 const ORDERS_WORKLOAD = 'spiffe://shop.example/ns/orders/sa/orders';
 
 // A dry-run rollout: the policy admits nobody yet, so every request is allowed and recorded

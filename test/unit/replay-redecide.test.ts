@@ -2,9 +2,9 @@ import { parseAuditLine, type ReplayRecord } from '../../src/replay/record';
 import { checkRequestOf, Redecider } from '../../src/replay/redecide';
 import { loadSet } from '../helpers/engine';
 import { policyDir } from '../helpers/policies';
+import { EXPORTER } from '../helpers/requests';
 
 const WEB = 'spiffe://shop.example/ns/checkout/sa/web';
-const EXPORTER = 'spiffe://shop.example/ns/reports/sa/exporter';
 
 const POLICIES = {
   'api.yaml': `apiVersion: gatehouse/v1

@@ -3,6 +3,7 @@ import type { DecisionEngine } from '../../src/pipeline/engine';
 import { checkRequestFromJson } from '../../src/request/proto-json';
 import { engineFor } from '../helpers/engine';
 import { policyDir, servicePolicy } from '../helpers/policies';
+import { EXPORTER } from '../helpers/requests';
 
 /*
  * Requests that Gatehouse and the upstream behind it could read differently. Each was allowed
@@ -12,7 +13,6 @@ import { policyDir, servicePolicy } from '../helpers/policies';
  */
 
 const WEB = 'spiffe://shop.example/ns/frontend/sa/web';
-const EXPORTER = 'spiffe://shop.example/ns/reports/sa/exporter';
 
 const SERVICE = servicePolicy('api', ['api'], `
     - name: admin
