@@ -11,7 +11,7 @@ export PATH := $(NODE_DIR):$(PATH)
 TRUST_DOMAIN ?= shop.example
 ARGS ?=
 
-.PHONY: all install build run test test-unit test-integration validate-examples test-deps bench clean
+.PHONY: all install build run test test-unit test-integration validate-examples test-deps lint format bench clean
 
 all: build
 
@@ -39,7 +39,15 @@ validate-examples: build
 	node dist/cli/main.js validate policies
 	node dist/cli/main.js test policies --coverage
 
-test: build test-deps validate-examples
+# eslint (correctness rules and import boundaries) and prettier (formatting) over code and tests.
+lint: install
+	$(NODE_BIN)/eslint .
+	$(NODE_BIN)/prettier --check src test bench k6
+
+format: install
+	$(NODE_BIN)/prettier --write src test bench k6
+
+test: build test-deps lint validate-examples
 	$(NODE_BIN)/tsc -p tsconfig.json --noEmit
 	scripts/run-jest.sh
 

@@ -12,19 +12,49 @@ const os = require('node:os');
 const path = require('node:path');
 
 const args = process.argv.slice(2);
-const opt = (name, fallback) => { const i = args.indexOf(name); if (i === -1) return fallback; const v = Number(args.splice(i, 2)[1]); return Math.min(10, Math.max(1, v)); };
+const opt = (name, fallback) => {
+  const i = args.indexOf(name);
+  if (i === -1) return fallback;
+  const v = Number(args.splice(i, 2)[1]);
+  return Math.min(10, Math.max(1, v));
+};
 const ROUNDS = opt('--rounds', 3);
 const SECONDS = opt('--seconds', 3);
-const builds = args.map((a) => { const [name, spec] = a.split('='); const [dir, ...extra] = spec.split(','); return { name, dir: path.resolve(dir), extra }; });
-if (builds.length === 0) { console.error('usage: node bench/ab.js NAME=DIR[,flag,...] ...'); process.exit(2); }
+const builds = args.map((a) => {
+  const [name, spec] = a.split('=');
+  const [dir, ...extra] = spec.split(',');
+  return { name, dir: path.resolve(dir), extra };
+});
+if (builds.length === 0) {
+  console.error('usage: node bench/ab.js NAME=DIR[,flag,...] ...');
+  process.exit(2);
+}
 
 const { loadProtos } = require(path.join(__dirname, '..', 'dist/server/protos'));
 const check = loadProtos().authorization.Check;
-const REQUEST = { attributes: {
-  source: { principal: 'spiffe://shop.example/ns/frontend/sa/web' },
-  destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-  request: { http: { id: '1', method: 'GET', path: '/v1/orders/42', host: 'orders.shop.svc.cluster.local', scheme: 'https', protocol: 'HTTP/2',
-    headers: { ':authority': 'orders.shop.svc.cluster.local', ':method': 'GET', ':path': '/v1/orders/42', ':scheme': 'https', 'x-request-id': 'b2a7c3de' } } } } };
+const REQUEST = {
+  attributes: {
+    source: { principal: 'spiffe://shop.example/ns/frontend/sa/web' },
+    destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
+    request: {
+      http: {
+        id: '1',
+        method: 'GET',
+        path: '/v1/orders/42',
+        host: 'orders.shop.svc.cluster.local',
+        scheme: 'https',
+        protocol: 'HTTP/2',
+        headers: {
+          ':authority': 'orders.shop.svc.cluster.local',
+          ':method': 'GET',
+          ':path': '/v1/orders/42',
+          ':scheme': 'https',
+          'x-request-id': 'b2a7c3de',
+        },
+      },
+    },
+  },
+};
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-ab-'));
 const frameFile = path.join(tmp, 'check.bin');
 const pb = check.requestSerialize(REQUEST);
@@ -33,11 +63,27 @@ frame.writeUInt32BE(pb.length, 1);
 pb.copy(frame, 5);
 fs.writeFileSync(frameFile, frame);
 
-const freePort = () => new Promise((resolve) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); }); });
+const freePort = () =>
+  new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 async function ready(port) {
   for (let i = 0; i < 100; i++) {
-    if (await new Promise((r) => { const s = net.connect(port, '127.0.0.1', () => { s.destroy(); r(true); }); s.on('error', () => r(false)); })) return;
+    if (
+      await new Promise((r) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          r(true);
+        });
+        s.on('error', () => r(false));
+      })
+    )
+      return;
     await sleep(100);
   }
   throw new Error(`server on ${port} did not start`);
@@ -48,13 +94,56 @@ async function ready(port) {
   for (let round = 0; round < ROUNDS; round++) {
     for (const b of builds) {
       const port = await freePort();
-      const child = spawn(process.execPath, [path.join(b.dir, 'dist/cli/main.js'), 'serve', '--policies', path.join(b.dir, 'policies'), '--trust-domain', 'shop.example',
-        '--grpc-port', String(port), '--admin-port', '0', '--listen-address', '127.0.0.1', '--workers', '1', '--no-watch', '--audit-log', path.join(tmp, 'audit.log'), '--log-level', 'warn', ...b.extra], { stdio: 'ignore' });
+      const child = spawn(
+        process.execPath,
+        [
+          path.join(b.dir, 'dist/cli/main.js'),
+          'serve',
+          '--policies',
+          path.join(b.dir, 'policies'),
+          '--trust-domain',
+          'shop.example',
+          '--grpc-port',
+          String(port),
+          '--admin-port',
+          '0',
+          '--listen-address',
+          '127.0.0.1',
+          '--workers',
+          '1',
+          '--no-watch',
+          '--audit-log',
+          path.join(tmp, 'audit.log'),
+          '--log-level',
+          'warn',
+          ...b.extra,
+        ],
+        { stdio: 'ignore' },
+      );
       try {
         await ready(port);
         await sleep(500);
-        const out = spawnSync('h2load', ['-D', String(SECONDS), '--warm-up-time=1', '-c', '4', '-m', '16', '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-d', frameFile,
-          `http://127.0.0.1:${port}/envoy.service.auth.v3.Authorization/Check`], { encoding: 'utf8', timeout: (SECONDS + 10) * 1000 }).stdout ?? '';
+        const out =
+          spawnSync(
+            'h2load',
+            [
+              '-D',
+              String(SECONDS),
+              '--warm-up-time=1',
+              '-c',
+              '4',
+              '-m',
+              '16',
+              '-H',
+              'content-type: application/grpc',
+              '-H',
+              'te: trailers',
+              '-d',
+              frameFile,
+              `http://127.0.0.1:${port}/envoy.service.auth.v3.Authorization/Check`,
+            ],
+            { encoding: 'utf8', timeout: (SECONDS + 10) * 1000 },
+          ).stdout ?? '';
         const rps = Math.round(Number(/finished in [^,]+, ([\d.]+) req\/s/.exec(out)?.[1] ?? 0));
         const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? -1);
         if (failed !== 0) throw new Error(`${b.name}: h2load reported ${failed} failed requests`);
@@ -66,6 +155,15 @@ async function ready(port) {
       }
     }
   }
-  console.log(JSON.stringify({ when: new Date().toISOString(), node: process.version, seconds: SECONDS, results }, null, 2));
+  console.log(
+    JSON.stringify(
+      { when: new Date().toISOString(), node: process.version, seconds: SECONDS, results },
+      null,
+      2,
+    ),
+  );
   fs.rmSync(tmp, { recursive: true, force: true });
-})().catch((err) => { console.error(err.message); process.exitCode = 1; });
+})().catch((err) => {
+  console.error(err.message);
+  process.exitCode = 1;
+});

@@ -19,5 +19,12 @@ for (let i = 0; i < N; i++) store.take(`${pad}${String(i).padStart(12, '0')}`, s
 gc();
 const after = process.memoryUsage();
 const perBucket = (after.heapUsed - before.heapUsed) / N;
-console.log(JSON.stringify({ buckets: store.size, keyLength: L, heapBytesPerBucket: Math.round(perBucket), rssMiBGrowth: Math.round((after.rss - before.rss) / 1048576) }));
+console.log(
+  JSON.stringify({
+    buckets: store.size,
+    keyLength: L,
+    heapBytesPerBucket: Math.round(perBucket),
+    rssMiBGrowth: Math.round((after.rss - before.rss) / 1048576),
+  }),
+);
 void store.close();

@@ -10,7 +10,6 @@
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const http2 = require('node:http2');
-const os = require('node:os');
 const path = require('node:path');
 
 const ROOT = path.resolve(__dirname, '..');
@@ -31,7 +30,19 @@ function template() {
       source: { principal },
       // The receiving workload's identity selects its policy (`workloads:`), as Envoy sends it.
       destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-      request: { http: { method: 'POST', path: '/v1/orders', host: 'orders.shop.svc.cluster.local', headers: { ':authority': 'orders.shop.svc.cluster.local', ':method': 'POST', ':path': '/v1/orders', 'x-request-id': 'mem' } } },
+      request: {
+        http: {
+          method: 'POST',
+          path: '/v1/orders',
+          host: 'orders.shop.svc.cluster.local',
+          headers: {
+            ':authority': 'orders.shop.svc.cluster.local',
+            ':method': 'POST',
+            ':path': '/v1/orders',
+            'x-request-id': 'mem',
+          },
+        },
+      },
     },
   });
   const frame = Buffer.alloc(5 + pb.length);
@@ -47,13 +58,39 @@ function rssKiB(pid) {
 
 async function overGrpc(checks, callers) {
   const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'serve', '--policies', path.join(ROOT, 'policies'), '--trust-domain', 'shop.example',
-    '--grpc-port', String(port), '--admin-port', '0', '--listen-address', '127.0.0.1', '--workers', '1', '--no-watch', '--audit-log', '/dev/null'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const stop = () => { if (child.exitCode === null) child.kill('SIGTERM'); };
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(ROOT, 'dist/cli/main.js'),
+      'serve',
+      '--policies',
+      path.join(ROOT, 'policies'),
+      '--trust-domain',
+      'shop.example',
+      '--grpc-port',
+      String(port),
+      '--admin-port',
+      '0',
+      '--listen-address',
+      '127.0.0.1',
+      '--workers',
+      '1',
+      '--no-watch',
+      '--audit-log',
+      '/dev/null',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const stop = () => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+  };
   process.on('exit', stop);
   await new Promise((resolve, reject) => {
     let err = '';
-    child.stderr.on('data', (b) => { err += b; if (err.includes('"grpcPort"')) resolve(); });
+    child.stderr.on('data', (b) => {
+      err += b;
+      if (err.includes('"grpcPort"')) resolve();
+    });
     child.on('exit', (code) => reject(new Error(`gatehouse exited ${code}: ${err.slice(-400)}`)));
   });
 
@@ -66,7 +103,12 @@ async function overGrpc(checks, callers) {
   let limited = 0;
   let failed = 0;
   const samples = [];
-  const sample = () => samples.push({ checks: done, seconds: (Date.now() - started) / 1000, rssMiB: rssKiB(child.pid) / 1024 });
+  const sample = () =>
+    samples.push({
+      checks: done,
+      seconds: (Date.now() - started) / 1000,
+      rssMiB: rssKiB(child.pid) / 1024,
+    });
   sample();
   const sampler = setInterval(sample, 1000);
 
@@ -75,7 +117,12 @@ async function overGrpc(checks, callers) {
       const caller = sent++ % callers;
       const body = Buffer.from(frame);
       body.write(String(caller).padStart(5, '0'), digitsAt, 'latin1');
-      const stream = client.request({ ':method': 'POST', ':path': CHECK, 'content-type': 'application/grpc', te: 'trailers' });
+      const stream = client.request({
+        ':method': 'POST',
+        ':path': CHECK,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
       const chunks = [];
       stream.on('data', (c) => chunks.push(c));
       stream.on('end', () => {
@@ -87,13 +134,19 @@ async function overGrpc(checks, callers) {
         done++;
         resolve();
       });
-      stream.on('error', () => { failed++; done++; resolve(); });
+      stream.on('error', () => {
+        failed++;
+        done++;
+        resolve();
+      });
       stream.end(body);
     });
   }
-  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    while (sent < checks && Date.now() - started < TIME_LIMIT_MS) await one();
-  }));
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (sent < checks && Date.now() - started < TIME_LIMIT_MS) await one();
+    }),
+  );
   clearInterval(sampler);
   sample();
   client.close();
@@ -107,14 +160,31 @@ async function inProcess(checks, callers) {
   const pino = require('pino');
   const { Gatehouse } = require(path.join(ROOT, 'dist/app'));
   const { decodeCheckRequest } = require(path.join(ROOT, 'dist/server/codec'));
-  const app = await Gatehouse.start({ policiesDir: path.join(ROOT, 'policies'), grpcHost: '127.0.0.1', grpcPort: 0, trustDomains: ['shop.example'], trustXfcc: false, auditLog: '/dev/null', drainTimeoutMs: 1000 }, pino({ level: 'silent' }));
+  const app = await Gatehouse.start(
+    {
+      policiesDir: path.join(ROOT, 'policies'),
+      grpcHost: '127.0.0.1',
+      grpcPort: 0,
+      trustDomains: ['shop.example'],
+      trustXfcc: false,
+      auditLog: '/dev/null',
+      drainTimeoutMs: 1000,
+    },
+    pino({ level: 'silent' }),
+  );
   const { frame, digitsAt } = template();
   const started = Date.now();
   const samples = [];
   let done = 0;
   let allowed = 0;
   let limited = 0;
-  const sample = () => samples.push({ checks: done, seconds: (Date.now() - started) / 1000, rssMiB: process.memoryUsage().rss / 1048576, heapMiB: process.memoryUsage().heapUsed / 1048576 });
+  const sample = () =>
+    samples.push({
+      checks: done,
+      seconds: (Date.now() - started) / 1000,
+      rssMiB: process.memoryUsage().rss / 1048576,
+      heapMiB: process.memoryUsage().heapUsed / 1048576,
+    });
   sample();
   let nextSample = Date.now() + 1000;
   while (done < checks && Date.now() - started < TIME_LIMIT_MS) {
@@ -138,31 +208,67 @@ async function inProcess(checks, callers) {
   }
   sample();
   await app.stop();
-  return summarise(samples, done, checks, callers, { allowed, limited, failed: done - allowed - limited });
+  return summarise(samples, done, checks, callers, {
+    allowed,
+    limited,
+    failed: done - allowed - limited,
+  });
 }
 
 function summarise(samples, done, checks, callers, counts) {
-  const at = (fraction) => samples.reduce((best, s) => (Math.abs(s.checks - fraction * done) < Math.abs(best.checks - fraction * done) ? s : best));
+  const at = (fraction) =>
+    samples.reduce((best, s) =>
+      Math.abs(s.checks - fraction * done) < Math.abs(best.checks - fraction * done) ? s : best,
+    );
   const warm = at(0.3); // after warm-up: the heap has grown to its working size
   const end = samples[samples.length - 1];
   return {
-    checks: done, callers: Math.min(callers, done), seconds: end.seconds, ...counts,
-    rssMiB: { start: samples[0].rssMiB, at30pct: warm.rssMiB, at50pct: at(0.5).rssMiB, end: end.rssMiB, peak: Math.max(...samples.map((s) => s.rssMiB)) },
+    checks: done,
+    callers: Math.min(callers, done),
+    seconds: end.seconds,
+    ...counts,
+    rssMiB: {
+      start: samples[0].rssMiB,
+      at30pct: warm.rssMiB,
+      at50pct: at(0.5).rssMiB,
+      end: end.rssMiB,
+      peak: Math.max(...samples.map((s) => s.rssMiB)),
+    },
     growthAfterWarmup: end.rssMiB / warm.rssMiB,
     flat: end.rssMiB <= warm.rssMiB * 1.15 && counts.failed === 0 && done === checks,
     samples: samples.filter((_, i) => i % 5 === 0 || i === samples.length - 1),
   };
 }
 
-async function memoryRun(checks = CHECKS, callers = CALLERS, grpcChecks = 200_000, grpcCallers = 20_000) {
-  return { inProcess: await inProcess(checks, callers), grpc: await overGrpc(grpcChecks, grpcCallers) };
+async function memoryRun(
+  checks = CHECKS,
+  callers = CALLERS,
+  grpcChecks = 200_000,
+  grpcCallers = 20_000,
+) {
+  return {
+    inProcess: await inProcess(checks, callers),
+    grpc: await overGrpc(grpcChecks, grpcCallers),
+  };
 }
 
 module.exports = { memoryRun };
 
 if (require.main === module) {
-  memoryRun(CHECKS, CALLERS, Number(process.argv[4] ?? 200_000), Number(process.argv[5] ?? 20_000)).then((r) => {
-    for (const [name, { samples, ...summary }] of Object.entries(r)) process.stdout.write(`${name}: ${JSON.stringify(summary)}\n`);
-    process.exit(r.inProcess.flat && r.grpc.flat ? 0 : 1);
-  }, (err) => { process.stderr.write(`memory bench failed: ${err.message}\n`); process.exit(1); });
+  memoryRun(
+    CHECKS,
+    CALLERS,
+    Number(process.argv[4] ?? 200_000),
+    Number(process.argv[5] ?? 20_000),
+  ).then(
+    (r) => {
+      for (const [name, { samples, ...summary }] of Object.entries(r))
+        process.stdout.write(`${name}: ${JSON.stringify(summary)}\n`);
+      process.exit(r.inProcess.flat && r.grpc.flat ? 0 : 1);
+    },
+    (err) => {
+      process.stderr.write(`memory bench failed: ${err.message}\n`);
+      process.exit(1);
+    },
+  );
 }

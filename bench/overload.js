@@ -31,10 +31,29 @@ const protos = loadProtos();
 const checkDef = protos.authorization.Check;
 const REQUEST = {
   attributes: {
-    source: { principal: 'spiffe://shop.example/ns/frontend/sa/web', address: { socketAddress: { address: '10.0.3.7', portValue: 51234 } } },
+    source: {
+      principal: 'spiffe://shop.example/ns/frontend/sa/web',
+      address: { socketAddress: { address: '10.0.3.7', portValue: 51234 } },
+    },
     destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-    request: { http: { id: '1', method: 'GET', path: '/v1/orders/42', host: 'orders.shop.svc.cluster.local', scheme: 'https', protocol: 'HTTP/2',
-      headers: { ':authority': 'orders.shop.svc.cluster.local', ':method': 'GET', ':path': '/v1/orders/42', ':scheme': 'https', 'user-agent': 'checkout/1.4', 'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10' } } },
+    request: {
+      http: {
+        id: '1',
+        method: 'GET',
+        path: '/v1/orders/42',
+        host: 'orders.shop.svc.cluster.local',
+        scheme: 'https',
+        protocol: 'HTTP/2',
+        headers: {
+          ':authority': 'orders.shop.svc.cluster.local',
+          ':method': 'GET',
+          ':path': '/v1/orders/42',
+          ':scheme': 'https',
+          'user-agent': 'checkout/1.4',
+          'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10',
+        },
+      },
+    },
   },
 };
 const frameFile = path.join(TMP, 'check.bin');
@@ -49,21 +68,52 @@ const frameFile = path.join(TMP, 'check.bin');
 function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
   });
 }
 
 async function startGatehouse(extra) {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'serve', '--policies', path.join(ROOT, 'policies'), '--trust-domain', 'shop.example',
-    '--grpc-port', String(port), '--admin-port', '0', '--listen-address', '127.0.0.1', '--workers', '1', '--no-watch', '--audit-log', '/dev/null', '--log-level', 'warn', ...extra],
-  { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      path.join(ROOT, 'dist/cli/main.js'),
+      'serve',
+      '--policies',
+      path.join(ROOT, 'policies'),
+      '--trust-domain',
+      'shop.example',
+      '--grpc-port',
+      String(port),
+      '--admin-port',
+      '0',
+      '--listen-address',
+      '127.0.0.1',
+      '--workers',
+      '1',
+      '--no-watch',
+      '--audit-log',
+      '/dev/null',
+      '--log-level',
+      'warn',
+      ...extra,
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   children.add(child);
   child.on('exit', () => children.delete(child));
   // --log-level warn prints nothing on start: wait for the port to answer a check.
-  const client = new protos.AuthorizationClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const client = new protos.AuthorizationClient(
+    `127.0.0.1:${port}`,
+    grpc.credentials.createInsecure(),
+  );
   for (let i = 0; ; i++) {
-    const ok = await new Promise((res) => client.Check(REQUEST, { deadline: Date.now() + 1000 }, (e) => res(!e)));
+    const ok = await new Promise((res) =>
+      client.Check(REQUEST, { deadline: Date.now() + 1000 }, (e) => res(!e)),
+    );
     if (ok) break;
     if (i > 50) throw new Error('gatehouse did not start');
     await new Promise((r) => setTimeout(r, 200));
@@ -78,7 +128,9 @@ function stop(child) {
   child.kill('SIGTERM');
   return exited;
 }
-process.on('exit', () => { for (const c of children) c.kill('SIGKILL'); });
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+});
 
 function rssMiB(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -86,28 +138,54 @@ function rssMiB(pid) {
 }
 
 function h2load(port, args) {
-  const all = ['-D', String(SECONDS), '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-H', `grpc-timeout: ${DEADLINE_MS}m`, '-d', frameFile, ...args, `http://127.0.0.1:${port}${CHECK}`];
+  const all = [
+    '-D',
+    String(SECONDS),
+    '-H',
+    'content-type: application/grpc',
+    '-H',
+    'te: trailers',
+    '-H',
+    `grpc-timeout: ${DEADLINE_MS}m`,
+    '-d',
+    frameFile,
+    ...args,
+    `http://127.0.0.1:${port}${CHECK}`,
+  ];
   return new Promise((resolve, reject) => {
-    execFile('h2load', all, { encoding: 'utf8', timeout: (SECONDS + 30) * 1000, maxBuffer: 16 << 20 }, (err, out) => {
-      if (err) return reject(err);
-      const reqs = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(out);
-      if (!reqs) return reject(new Error(`unexpected h2load output:\n${out}`));
-      resolve({ rps: Number(reqs[2]) });
-    });
+    execFile(
+      'h2load',
+      all,
+      { encoding: 'utf8', timeout: (SECONDS + 30) * 1000, maxBuffer: 16 << 20 },
+      (err, out) => {
+        if (err) return reject(err);
+        const reqs = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(out);
+        if (!reqs) return reject(new Error(`unexpected h2load output:\n${out}`));
+        resolve({ rps: Number(reqs[2]) });
+      },
+    );
   });
 }
 
 /** Probes at a fixed rate on their own connection for the whole phase; each has Envoy's deadline. */
 function probe(port) {
-  const client = new protos.AuthorizationClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+  const client = new protos.AuthorizationClient(
+    `127.0.0.1:${port}`,
+    grpc.credentials.createInsecure(),
+    { 'grpc.use_local_subchannel_pool': 1 },
+  );
   const outcomes = [];
   const pending = [];
   const timer = setInterval(() => {
     const started = performance.now();
-    pending.push(new Promise((resolve) => client.Check(REQUEST, { deadline: Date.now() + DEADLINE_MS }, (err) => {
-      outcomes.push({ code: err ? err.code : 0, ms: performance.now() - started });
-      resolve();
-    })));
+    pending.push(
+      new Promise((resolve) =>
+        client.Check(REQUEST, { deadline: Date.now() + DEADLINE_MS }, (err) => {
+          outcomes.push({ code: err ? err.code : 0, ms: performance.now() - started });
+          resolve();
+        }),
+      ),
+    );
   }, 1000 / PROBES_PER_SECOND);
   return async () => {
     clearInterval(timer);
@@ -126,8 +204,14 @@ async function phase(name, extra, h2args) {
   const outcomes = await stopProbe();
   clearInterval(sampler);
   await stop(child);
-  const answered = outcomes.filter((o) => o.code === 0).map((o) => o.ms).sort((a, b) => a - b);
-  const p = (q) => (answered.length ? answered[Math.min(answered.length - 1, Math.floor(q * answered.length))] : NaN);
+  const answered = outcomes
+    .filter((o) => o.code === 0)
+    .map((o) => o.ms)
+    .sort((a, b) => a - b);
+  const p = (q) =>
+    answered.length
+      ? answered[Math.min(answered.length - 1, Math.floor(q * answered.length))]
+      : NaN;
   const count = (code) => outcomes.filter((o) => o.code === code).length;
   return {
     phase: name,
@@ -152,9 +236,24 @@ async function main() {
   const connections = 40;
   const perClient = Math.max(1, Math.round((2 * baseline.offeredOrMeasuredRps) / connections));
   const overload = ['-c', String(connections), '-m', '50', `--rps=${perClient}`];
-  results.push(await phase('2x, shedding off', ['--max-in-flight', '0', '--shed-lag', '0'], overload));
+  results.push(
+    await phase('2x, shedding off', ['--max-in-flight', '0', '--shed-lag', '0'], overload),
+  );
   results.push(await phase('2x, defaults', [], overload));
-  console.log(JSON.stringify({ when: new Date().toISOString(), secondsPerPhase: SECONDS, cpus: os.cpus().length, node: process.version, offeredRps2x: perClient * connections, results }, null, 2));
+  console.log(
+    JSON.stringify(
+      {
+        when: new Date().toISOString(),
+        secondsPerPhase: SECONDS,
+        cpus: os.cpus().length,
+        node: process.version,
+        offeredRps2x: perClient * connections,
+        results,
+      },
+      null,
+      2,
+    ),
+  );
   console.table(results);
   fs.rmSync(TMP, { recursive: true, force: true });
 }

@@ -24,7 +24,10 @@ const children = [];
 function freePort() {
   return new Promise((resolve) => {
     const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
   });
 }
 
@@ -33,7 +36,10 @@ function start(cmd, args, readyText) {
     const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     children.push(child);
     let out = '';
-    const onData = (b) => { out += b.toString(); if (out.includes(readyText)) resolve(child); };
+    const onData = (b) => {
+      out += b.toString();
+      if (out.includes(readyText)) resolve(child);
+    };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
     child.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${out.slice(-500)}`)));
@@ -45,7 +51,10 @@ function stopAll() {
   for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
 }
 process.on('exit', stopAll);
-process.on('SIGINT', () => { stopAll(); process.exit(130); });
+process.on('SIGINT', () => {
+  stopAll();
+  process.exit(130);
+});
 
 // Realistic CheckRequests, as Envoy sends them: mTLS principal and a dozen headers.
 const { loadProtos } = require(path.join(ROOT, 'dist/server/protos'));
@@ -54,23 +63,43 @@ const checkDef = protos.authorization.Check;
 function request(principal, method, p) {
   const host = 'orders.shop.svc.cluster.local';
   const headers = {
-    ':authority': host, ':method': method, ':path': p, ':scheme': 'https', 'content-type': 'application/json',
-    'user-agent': 'checkout/1.4', 'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10', 'x-forwarded-proto': 'https',
-    'x-forwarded-for': '10.0.3.7', accept: 'application/json', traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-    'x-b3-traceid': '0af7651916cd43dd', 'x-envoy-expected-rq-timeout-ms': '250',
+    ':authority': host,
+    ':method': method,
+    ':path': p,
+    ':scheme': 'https',
+    'content-type': 'application/json',
+    'user-agent': 'checkout/1.4',
+    'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10',
+    'x-forwarded-proto': 'https',
+    'x-forwarded-for': '10.0.3.7',
+    accept: 'application/json',
+    traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+    'x-b3-traceid': '0af7651916cd43dd',
+    'x-envoy-expected-rq-timeout-ms': '250',
   };
   return {
     attributes: {
       source: { principal, address: { socketAddress: { address: '10.0.3.7', portValue: 51234 } } },
       destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-      request: { http: { id: '1', method, path: p, host, scheme: 'https', protocol: 'HTTP/2', headers } },
+      request: {
+        http: { id: '1', method, path: p, host, scheme: 'https', protocol: 'HTTP/2', headers },
+      },
     },
   };
 }
 const KINDS = {
-  allowed: { req: request('spiffe://shop.example/ns/frontend/sa/web', 'GET', '/v1/orders/42'), codes: [0] },
-  refused: { req: request('spiffe://shop.example/ns/checkout/sa/batch', 'POST', '/v1/orders'), codes: [7] },
-  limited: { req: request('spiffe://shop.example/ns/frontend/sa/web', 'POST', '/v1/orders'), codes: [0, 8] },
+  allowed: {
+    req: request('spiffe://shop.example/ns/frontend/sa/web', 'GET', '/v1/orders/42'),
+    codes: [0],
+  },
+  refused: {
+    req: request('spiffe://shop.example/ns/checkout/sa/batch', 'POST', '/v1/orders'),
+    codes: [7],
+  },
+  limited: {
+    req: request('spiffe://shop.example/ns/frontend/sa/web', 'POST', '/v1/orders'),
+    codes: [0, 8],
+  },
 };
 for (const [kind, k] of Object.entries(KINDS)) {
   const pb = checkDef.requestSerialize(k.req);
@@ -83,46 +112,138 @@ for (const [kind, k] of Object.entries(KINDS)) {
 
 /** One decoded answer of each kind: the numbers are about real decisions. */
 async function verify(port, label) {
-  const client = new protos.AuthorizationClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  const client = new protos.AuthorizationClient(
+    `127.0.0.1:${port}`,
+    grpc.credentials.createInsecure(),
+  );
   for (const [kind, k] of Object.entries(KINDS)) {
     const r = await new Promise((res, rej) => client.Check(k.req, (e, v) => (e ? rej(e) : res(v))));
     const code = r.status?.code ?? 0;
-    if (label !== 'bare' && !k.codes.includes(code)) throw new Error(`${label} answered ${kind} with code ${code}`);
+    if (label !== 'bare' && !k.codes.includes(code))
+      throw new Error(`${label} answered ${kind} with code ${code}`);
   }
   client.close();
 }
 
 function h2load(port, kind, rps) {
   const log = path.join(TMP, `h2load-${Date.now()}.log`);
-  const args = ['-D', String(SECONDS), '--warm-up-time=1', '-c', String(CONNS), '-m', String(STREAMS), '-H', 'content-type: application/grpc', '-H', 'te: trailers', '-d', KINDS[kind].file, '--log-file', log];
+  const args = [
+    '-D',
+    String(SECONDS),
+    '--warm-up-time=1',
+    '-c',
+    String(CONNS),
+    '-m',
+    String(STREAMS),
+    '-H',
+    'content-type: application/grpc',
+    '-H',
+    'te: trailers',
+    '-d',
+    KINDS[kind].file,
+    '--log-file',
+    log,
+  ];
   if (rps) args.push(`--rps=${Math.max(1, Math.round(rps / CONNS))}`);
   args.push(`http://127.0.0.1:${port}${CHECK}`);
   const out = execFileSync('h2load', args, { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
   const reqs = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(out);
-  const counts = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(out);
+  const counts =
+    /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(
+      out,
+    );
   if (!reqs || !counts) throw new Error(`unexpected h2load output:\n${out}`);
   if (Number(counts[4]) + Number(counts[5]) > 0) throw new Error(`h2load saw failures:\n${out}`);
-  const latencies = fs.readFileSync(log, 'utf8').trim().split('\n').map((l) => Number(l.split('\t')[2])).filter((n) => n >= 0).sort((a, b) => a - b);
+  const latencies = fs
+    .readFileSync(log, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => Number(l.split('\t')[2]))
+    .filter((n) => n >= 0)
+    .sort((a, b) => a - b);
   fs.rmSync(log);
-  const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] / 1000;
+  const pct = (p) =>
+    latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] / 1000;
   return { rps: Number(reqs[2]), p50: pct(0.5), p99: pct(0.99), n: latencies.length };
 }
 
-const median = (xs) => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2; };
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
 
 async function main() {
   if (spawnSync('sh', ['-c', 'command -v h2load && command -v redis-server']).status !== 0) {
-    throw new Error('h2load and redis-server are needed: apt-get install -y nghttp2-client redis-server (make bench installs them)');
+    throw new Error(
+      'h2load and redis-server are needed: apt-get install -y nghttp2-client redis-server (make bench installs them)',
+    );
   }
   const policies = path.join(ROOT, 'policies');
-  const ports = { bare: await freePort(), inproc: await freePort(), redis: await freePort(), w2: await freePort(), redisServer: await freePort() };
-  await start(process.execPath, [path.join(__dirname, 'bare-server.js'), String(ports.bare)], 'bare ready');
-  await start('redis-server', ['--port', String(ports.redisServer), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], 'Ready to accept');
-  const gatehouse = (port, extra) => start(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'serve', '--policies', policies, '--trust-domain', 'shop.example', '--grpc-port', String(port), '--admin-port', '0', '--listen-address', '127.0.0.1', '--audit-log', path.join(TMP, `audit-${port}.log`), '--log-level', 'info', '--no-watch', ...extra], '"grpcPort"');
+  const ports = {
+    bare: await freePort(),
+    inproc: await freePort(),
+    redis: await freePort(),
+    w2: await freePort(),
+    redisServer: await freePort(),
+  };
+  await start(
+    process.execPath,
+    [path.join(__dirname, 'bare-server.js'), String(ports.bare)],
+    'bare ready',
+  );
+  await start(
+    'redis-server',
+    [
+      '--port',
+      String(ports.redisServer),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+    ],
+    'Ready to accept',
+  );
+  const gatehouse = (port, extra) =>
+    start(
+      process.execPath,
+      [
+        path.join(ROOT, 'dist/cli/main.js'),
+        'serve',
+        '--policies',
+        policies,
+        '--trust-domain',
+        'shop.example',
+        '--grpc-port',
+        String(port),
+        '--admin-port',
+        '0',
+        '--listen-address',
+        '127.0.0.1',
+        '--audit-log',
+        path.join(TMP, `audit-${port}.log`),
+        '--log-level',
+        'info',
+        '--no-watch',
+        ...extra,
+      ],
+      '"grpcPort"',
+    );
   await gatehouse(ports.inproc, ['--workers', '1']);
-  await gatehouse(ports.redis, ['--workers', '1', '--redis', `redis://127.0.0.1:${ports.redisServer}`]);
+  await gatehouse(ports.redis, [
+    '--workers',
+    '1',
+    '--redis',
+    `redis://127.0.0.1:${ports.redisServer}`,
+  ]);
   await new Promise((r) => setTimeout(r, 500));
-  for (const [label, port] of [['bare', ports.bare], ['inproc', ports.inproc], ['redis', ports.redis]]) await verify(port, label);
+  for (const [label, port] of [
+    ['bare', ports.bare],
+    ['inproc', ports.inproc],
+    ['redis', ports.redis],
+  ])
+    await verify(port, label);
 
   const rounds = [];
   for (let round = 1; round <= ROUNDS; round++) {
@@ -133,12 +254,14 @@ async function main() {
       const bare2 = h2load(ports.bare, kind);
       const redis = h2load(ports.redis, kind);
       // Fixed rate at half the bare ceiling: latency where nothing saturates.
-      const rate = ((bare1.rps + bare2.rps) / 2) / 2;
+      const rate = (bare1.rps + bare2.rps) / 2 / 2;
       const bareHalf = h2load(ports.bare, kind, rate);
       const inprocHalf = h2load(ports.inproc, kind, rate);
       const redisHalf = h2load(ports.redis, kind, rate);
       r.kinds[kind] = { bare1, inproc, bare2, redis, rate, bareHalf, inprocHalf, redisHalf };
-      process.stdout.write(`round ${round} ${kind.padEnd(8)} bare ${bare1.rps.toFixed(0)}/${bare2.rps.toFixed(0)}  in-process ${inproc.rps.toFixed(0)} (${(inproc.rps / bare1.rps).toFixed(2)})  redis ${redis.rps.toFixed(0)} (${(redis.rps / bare2.rps).toFixed(2)})  p99@half bare ${bareHalf.p99.toFixed(2)} in-proc ${inprocHalf.p99.toFixed(2)} redis ${redisHalf.p99.toFixed(2)} ms\n`);
+      process.stdout.write(
+        `round ${round} ${kind.padEnd(8)} bare ${bare1.rps.toFixed(0)}/${bare2.rps.toFixed(0)}  in-process ${inproc.rps.toFixed(0)} (${(inproc.rps / bare1.rps).toFixed(2)})  redis ${redis.rps.toFixed(0)} (${(redis.rps / bare2.rps).toFixed(2)})  p99@half bare ${bareHalf.p99.toFixed(2)} in-proc ${inprocHalf.p99.toFixed(2)} redis ${redisHalf.p99.toFixed(2)} ms\n`,
+      );
     }
     rounds.push(r);
   }
@@ -155,7 +278,9 @@ async function main() {
     const one = h2load(w1port, 'allowed');
     const two = h2load(ports.w2, 'allowed');
     workers.push({ round, one, two });
-    process.stdout.write(`round ${round} workers  1: ${one.rps.toFixed(0)}  2: ${two.rps.toFixed(0)} (${(two.rps / one.rps).toFixed(2)}x)\n`);
+    process.stdout.write(
+      `round ${round} workers  1: ${one.rps.toFixed(0)}  2: ${two.rps.toFixed(0)} (${(two.rps / one.rps).toFixed(2)}x)\n`,
+    );
   }
 
   const summary = {};
@@ -185,63 +310,147 @@ async function main() {
   const memory = process.env.BENCH_SKIP_MEMORY ? undefined : await memoryRun();
   const memoryTargets = memory
     ? [
-        { what: 'RSS end / after warm-up, 1M checks, 100k callers (in-process)', value: memory.inProcess.growthAfterWarmup, target: 1.15, ok: memory.inProcess.flat, lowerIsBetter: true },
-        { what: 'RSS end / after warm-up, gRPC server', value: memory.grpc.growthAfterWarmup, target: 1.15, ok: memory.grpc.flat, lowerIsBetter: true },
+        {
+          what: 'RSS end / after warm-up, 1M checks, 100k callers (in-process)',
+          value: memory.inProcess.growthAfterWarmup,
+          target: 1.15,
+          ok: memory.inProcess.flat,
+          lowerIsBetter: true,
+        },
+        {
+          what: 'RSS end / after warm-up, gRPC server',
+          value: memory.grpc.growthAfterWarmup,
+          target: 1.15,
+          ok: memory.grpc.flat,
+          lowerIsBetter: true,
+        },
       ]
     : [];
   const targets = [
-    ...Object.entries(summary).map(([kind, s]) => ({ what: `in-process throughput / bare (${kind})`, value: s.inprocRatio, target: 0.85, ok: s.inprocRatio >= 0.85 })),
-    ...Object.entries(summary).map(([kind, s]) => ({ what: `Redis throughput / bare (${kind})`, value: s.redisRatio, target: 0.65, ok: s.redisRatio >= 0.65 })),
-    ...Object.entries(summary).map(([kind, s]) => ({ what: `p99 at half the bare ceiling / bare's (${kind}, in-process)`, value: s.p99HalfInprocRatio, target: 1.5, ok: s.p99HalfInprocRatio <= 1.5, lowerIsBetter: true })),
-    { what: '--workers 2 / one worker (allowed)', value: workersRatio, target: 1.2, ok: workersRatio >= 1.2 },
+    ...Object.entries(summary).map(([kind, s]) => ({
+      what: `in-process throughput / bare (${kind})`,
+      value: s.inprocRatio,
+      target: 0.85,
+      ok: s.inprocRatio >= 0.85,
+    })),
+    ...Object.entries(summary).map(([kind, s]) => ({
+      what: `Redis throughput / bare (${kind})`,
+      value: s.redisRatio,
+      target: 0.65,
+      ok: s.redisRatio >= 0.65,
+    })),
+    ...Object.entries(summary).map(([kind, s]) => ({
+      what: `p99 at half the bare ceiling / bare's (${kind}, in-process)`,
+      value: s.p99HalfInprocRatio,
+      target: 1.5,
+      ok: s.p99HalfInprocRatio <= 1.5,
+      lowerIsBetter: true,
+    })),
+    {
+      what: '--workers 2 / one worker (allowed)',
+      value: workersRatio,
+      target: 1.2,
+      ok: workersRatio >= 1.2,
+    },
     ...memoryTargets,
   ];
   const result = {
-    when: new Date().toISOString(), machine: { cpus: os.cpus().length, node: process.version }, method: { rounds: ROUNDS, seconds: SECONDS, connections: CONNS, streams: STREAMS },
-    summary, workers: { ratio: workersRatio, runs: workers }, memory, targets, rounds, elapsedSeconds: Math.round((Date.now() - started) / 1000),
+    when: new Date().toISOString(),
+    machine: { cpus: os.cpus().length, node: process.version },
+    method: { rounds: ROUNDS, seconds: SECONDS, connections: CONNS, streams: STREAMS },
+    summary,
+    workers: { ratio: workersRatio, runs: workers },
+    memory,
+    targets,
+    rounds,
+    elapsedSeconds: Math.round((Date.now() - started) / 1000),
   };
   fs.mkdirSync(OUT, { recursive: true });
   fs.writeFileSync(path.join(OUT, 'latest.json'), `${JSON.stringify(result, null, 2)}\n`);
   fs.writeFileSync(path.join(OUT, 'latest.md'), markdown(result));
   fs.writeFileSync(path.join(OUT, 'latest.svg'), chart(targets));
-  process.stdout.write(`\n${markdown(result)}\nbench took ${result.elapsedSeconds}s; results in bench/results/\n`);
+  process.stdout.write(
+    `\n${markdown(result)}\nbench took ${result.elapsedSeconds}s; results in bench/results/\n`,
+  );
   stopAll();
 }
 
 function markdown(r) {
   const f = (x) => x.toFixed(2);
-  const lines = [`# Gatehouse bench (${r.when})`, '', `${r.machine.cpus} cores, Node ${r.machine.node}; h2load ${r.method.connections} connections × ${r.method.streams} streams, ${r.method.seconds} s per run, ${r.method.rounds} rounds, bare and Gatehouse alternating; every ratio is a median of per-round ratios against the bare grpc-js server measured beside it.`, '',
-    '## Throughput at saturation', '',
-    '| route | bare req/s | in-process / bare | Redis / bare |', '|---|---|---|---|'];
-  for (const [kind, s] of Object.entries(r.summary)) lines.push(`| ${kind} | ${s.bareRps.toFixed(0)} | ${f(s.inprocRatio)} | ${f(s.redisRatio)} |`);
-  lines.push('', '## Latency at saturation (ms; ratios to bare)', '', '| route | bare p50 | bare p99 | in-process p50 / p99 | Redis p50 / p99 |', '|---|---|---|---|---|');
-  for (const [kind, s] of Object.entries(r.summary)) lines.push(`| ${kind} | ${f(s.p50SatBare)} | ${f(s.p99SatBare)} | ${f(s.p50SatInprocRatio)} / ${f(s.p99SatInprocRatio)} | ${f(s.p50SatRedisRatio)} / ${f(s.p99SatRedisRatio)} |`);
-  lines.push('', '## Latency at a fixed rate of half the bare ceiling (ms; ratios to bare)', '', '| route | bare p50 | bare p99 | in-process p50 / p99 | Redis p50 / p99 |', '|---|---|---|---|---|');
-  for (const [kind, s] of Object.entries(r.summary)) lines.push(`| ${kind} | ${f(s.p50HalfBare)} | ${f(s.p99HalfBare)} | ${f(s.p50HalfInprocRatio)} / ${f(s.p99HalfInprocRatio)} | ${f(s.p50HalfRedisRatio)} / ${f(s.p99HalfRedisRatio)} |`);
+  const lines = [
+    `# Gatehouse bench (${r.when})`,
+    '',
+    `${r.machine.cpus} cores, Node ${r.machine.node}; h2load ${r.method.connections} connections × ${r.method.streams} streams, ${r.method.seconds} s per run, ${r.method.rounds} rounds, bare and Gatehouse alternating; every ratio is a median of per-round ratios against the bare grpc-js server measured beside it.`,
+    '',
+    '## Throughput at saturation',
+    '',
+    '| route | bare req/s | in-process / bare | Redis / bare |',
+    '|---|---|---|---|',
+  ];
+  for (const [kind, s] of Object.entries(r.summary))
+    lines.push(`| ${kind} | ${s.bareRps.toFixed(0)} | ${f(s.inprocRatio)} | ${f(s.redisRatio)} |`);
+  lines.push(
+    '',
+    '## Latency at saturation (ms; ratios to bare)',
+    '',
+    '| route | bare p50 | bare p99 | in-process p50 / p99 | Redis p50 / p99 |',
+    '|---|---|---|---|---|',
+  );
+  for (const [kind, s] of Object.entries(r.summary))
+    lines.push(
+      `| ${kind} | ${f(s.p50SatBare)} | ${f(s.p99SatBare)} | ${f(s.p50SatInprocRatio)} / ${f(s.p99SatInprocRatio)} | ${f(s.p50SatRedisRatio)} / ${f(s.p99SatRedisRatio)} |`,
+    );
+  lines.push(
+    '',
+    '## Latency at a fixed rate of half the bare ceiling (ms; ratios to bare)',
+    '',
+    '| route | bare p50 | bare p99 | in-process p50 / p99 | Redis p50 / p99 |',
+    '|---|---|---|---|---|',
+  );
+  for (const [kind, s] of Object.entries(r.summary))
+    lines.push(
+      `| ${kind} | ${f(s.p50HalfBare)} | ${f(s.p99HalfBare)} | ${f(s.p50HalfInprocRatio)} / ${f(s.p99HalfInprocRatio)} | ${f(s.p50HalfRedisRatio)} / ${f(s.p99HalfRedisRatio)} |`,
+    );
   lines.push('', `--workers 2 / one worker (allowed route): ${f(r.workers.ratio)}×`);
   if (r.memory) {
-    lines.push('', '## Memory', '', '| run | checks | callers | RSS start | after warm-up (30%) | end | peak | end / warm-up |', '|---|---|---|---|---|---|---|---|');
+    lines.push(
+      '',
+      '## Memory',
+      '',
+      '| run | checks | callers | RSS start | after warm-up (30%) | end | peak | end / warm-up |',
+      '|---|---|---|---|---|---|---|---|',
+    );
     for (const [name, m] of Object.entries(r.memory)) {
-      lines.push(`| ${name} | ${m.checks} | ${m.callers} | ${m.rssMiB.start.toFixed(0)} MiB | ${m.rssMiB.at30pct.toFixed(0)} MiB | ${m.rssMiB.end.toFixed(0)} MiB | ${m.rssMiB.peak.toFixed(0)} MiB | ${f(m.growthAfterWarmup)} |`);
+      lines.push(
+        `| ${name} | ${m.checks} | ${m.callers} | ${m.rssMiB.start.toFixed(0)} MiB | ${m.rssMiB.at30pct.toFixed(0)} MiB | ${m.rssMiB.end.toFixed(0)} MiB | ${m.rssMiB.peak.toFixed(0)} MiB | ${f(m.growthAfterWarmup)} |`,
+      );
     }
   }
   lines.push('', '## Targets', '', '| target | measured | goal | met |', '|---|---|---|---|');
-  for (const t of r.targets) lines.push(`| ${t.what} | ${f(t.value)} | ${t.lowerIsBetter ? '≤' : '≥'} ${t.target} | ${t.ok ? 'yes' : 'no'} |`);
+  for (const t of r.targets)
+    lines.push(
+      `| ${t.what} | ${f(t.value)} | ${t.lowerIsBetter ? '≤' : '≥'} ${t.target} | ${t.ok ? 'yes' : 'no'} |`,
+    );
   return `${lines.join('\n')}\n`;
 }
 
 /** A bar per target, its goal as a tick: taken in at a glance. */
 function chart(targets) {
-  const W = 900, row = 26, left = 460, scale = 300 / 2;
-  const bars = targets.map((t, i) => {
-    const y = 30 + i * row;
-    const w = Math.min(t.value, 2) * scale;
-    const goal = left + t.target * scale;
-    return `<text x="${left - 8}" y="${y + 14}" text-anchor="end" font-size="12">${t.what.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</text>
+  const W = 900,
+    row = 26,
+    left = 460,
+    scale = 300 / 2;
+  const bars = targets
+    .map((t, i) => {
+      const y = 30 + i * row;
+      const w = Math.min(t.value, 2) * scale;
+      const goal = left + t.target * scale;
+      return `<text x="${left - 8}" y="${y + 14}" text-anchor="end" font-size="12">${t.what.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</text>
 <rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="18" fill="${t.ok ? '#2e7d32' : '#c62828'}"/>
 <line x1="${goal}" x2="${goal}" y1="${y - 3}" y2="${y + 21}" stroke="#000" stroke-width="2"/>
 <text x="${Math.max(left + w, goal) + 6}" y="${y + 14}" font-size="12">${t.value.toFixed(2)}</text>`;
-  }).join('\n');
+    })
+    .join('\n');
   const H = 40 + targets.length * row;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">
 <text x="10" y="18" font-size="14" font-weight="bold">Gatehouse vs bare grpc-js (ratio; black tick = target; green met, red missed)</text>
@@ -253,5 +462,9 @@ ${bars}
 module.exports = { chart, markdown };
 
 if (require.main === module) {
-  main().catch((err) => { process.stderr.write(`bench failed: ${err.message}\n`); stopAll(); process.exit(1); });
+  main().catch((err) => {
+    process.stderr.write(`bench failed: ${err.message}\n`);
+    stopAll();
+    process.exit(1);
+  });
 }

@@ -55,20 +55,38 @@ const MIX = [
     kind: 'allowed',
     weight: 80,
     expect: [0],
-    build: () => request('spiffe://shop.example/ns/frontend/sa/web', 'GET', 'orders.shop.svc.cluster.local', `/v1/orders/${1 + Math.floor(Math.random() * 100000)}`),
+    build: () =>
+      request(
+        'spiffe://shop.example/ns/frontend/sa/web',
+        'GET',
+        'orders.shop.svc.cluster.local',
+        `/v1/orders/${1 + Math.floor(Math.random() * 100000)}`,
+      ),
   },
   {
     kind: 'refused',
     weight: 10,
     expect: [7],
-    build: () => request('spiffe://shop.example/ns/checkout/sa/batch', 'POST', 'orders.shop.svc.cluster.local', '/v1/orders'),
+    build: () =>
+      request(
+        'spiffe://shop.example/ns/checkout/sa/batch',
+        'POST',
+        'orders.shop.svc.cluster.local',
+        '/v1/orders',
+      ),
   },
   {
     kind: 'over_budget',
     weight: 10,
     // 8 once the bucket (capacity 5, refill 1/s) is empty; 0 for the few the refill admits.
     expect: [8, 0],
-    build: () => request('spiffe://shop.example/ns/orders/sa/orders', 'POST', 'payments.shop.svc.cluster.local', '/v1/charges'),
+    build: () =>
+      request(
+        'spiffe://shop.example/ns/orders/sa/orders',
+        'POST',
+        'payments.shop.svc.cluster.local',
+        '/v1/charges',
+      ),
   },
 ];
 const TOTAL_WEIGHT = MIX.reduce((sum, m) => sum + m.weight, 0);
@@ -119,7 +137,7 @@ function request(principal, method, host, path) {
             ':path': path,
             ':scheme': 'https',
             'x-request-id': requestId,
-            'traceparent': '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+            traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
           },
         },
       },
@@ -150,4 +168,3 @@ export default function () {
   decisions.add(1, { kind: m.kind, code: String(code) });
   if (m.kind === 'over_budget') limited.add(code === 8);
 }
-

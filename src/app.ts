@@ -7,7 +7,12 @@ import { AuditLog, type AuditLogOptions } from './audit/audit-log';
 import { Metrics } from './metrics/metrics';
 import { DecisionEngine } from './pipeline/engine';
 import { loadPolicyDir } from './policy/load';
-import { describePolicySet, formatProblem, type PolicyProblem, type PolicySet } from './policy/types';
+import {
+  describePolicySet,
+  formatProblem,
+  type PolicyProblem,
+  type PolicySet,
+} from './policy/types';
 import { MemoryBucketStore, type MemoryStoreOptions } from './ratelimit/memory-store';
 import { BoundsMetrics, sizeOf } from './metrics/bounds-metrics';
 import { describeBackendError, EpisodeLog } from './util/episode-log';
@@ -23,7 +28,12 @@ import { RedisGrantTracker } from './grants/redis';
 import type { GrantTracker } from './grants/types';
 import { MemoryQuarantineState } from './quarantine/memory';
 import { RedisQuarantineState } from './quarantine/redis';
-import { subjectCaller, type QuarantineEntry, type QuarantineEvent, type QuarantineState } from './quarantine/types';
+import {
+  subjectCaller,
+  type QuarantineEntry,
+  type QuarantineEvent,
+  type QuarantineState,
+} from './quarantine/types';
 
 export interface GatehouseOptions {
   readonly policiesDir: string;
@@ -63,7 +73,11 @@ export interface GatehouseOptions {
   /** Bounds of the in-process bucket store; defaults in ratelimit/memory-store.ts. */
   readonly buckets?: Pick<MemoryStoreOptions, 'maxBuckets' | 'maxIdleMs'>;
   /** Shared buckets; absent → the in-process store (one process only). */
-  readonly redis?: { readonly url?: string; readonly clusterUrls?: readonly string[]; readonly timeoutMs: number };
+  readonly redis?: {
+    readonly url?: string;
+    readonly clusterUrls?: readonly string[];
+    readonly timeoutMs: number;
+  };
 }
 
 const REDIS_STARTUP_WAIT_MS = 2000;
@@ -118,15 +132,27 @@ export class Gatehouse {
     }
 
     const metrics = new Metrics();
-    const auditEpisode = new EpisodeLog(log, { failing: 'audit log cannot be written; records are being lost', recovered: 'audit log written again', unit: 'recordsLost' });
+    const auditEpisode = new EpisodeLog(log, {
+      failing: 'audit log cannot be written; records are being lost',
+      recovered: 'audit log written again',
+      unit: 'recordsLost',
+    });
     const audit: AuditLog = new AuditLog(options.auditLog, {
       ...(options.auditSink ? { sink: options.auditSink } : {}),
       key: options.auditKey,
-      onTrouble: ({ error }) => auditEpisode.failed(error ? describeBackendError(error) : 'not keeping up: 64 MB of records waiting', 0),
+      onTrouble: ({ error }) =>
+        auditEpisode.failed(
+          error ? describeBackendError(error) : 'not keeping up: 64 MB of records waiting',
+          0,
+        ),
       onRecovered: (lost) => {
         auditEpisode.recovered({ recordsLost: lost });
         // The gap is recorded in the chain itself, so a reader of the log sees why records are missing.
-        audit.event('audit.records_lost', { count: lost }, 'audit records were lost while the target could not be written');
+        audit.event(
+          'audit.records_lost',
+          { count: lost },
+          'audit records were lost while the target could not be written',
+        );
       },
     });
     const store = await openStore(options, log, metrics);
@@ -134,7 +160,12 @@ export class Gatehouse {
     let app: Gatehouse | undefined;
     const engine = new DecisionEngine({
       policies: () => app!.policySet,
-      identity: { trustDomains: new Set(options.trustDomains), trustXfcc: options.trustXfcc, trustBundles: options.trustBundles ?? new Map(), ...(options.jwt ? { jwt: options.jwt } : {}) },
+      identity: {
+        trustDomains: new Set(options.trustDomains),
+        trustXfcc: options.trustXfcc,
+        trustBundles: options.trustBundles ?? new Map(),
+        ...(options.jwt ? { jwt: options.jwt } : {}),
+      },
       store,
       sink: {
         record: (decision) => {
@@ -153,12 +184,23 @@ export class Gatehouse {
           const second = Math.floor(Date.now() / 1000);
           if (second !== refusalEvents.second) Object.assign(refusalEvents, { second, written: 0 });
           if (refusalEvents.written++ >= MAX_ASKER_EVENTS_PER_SECOND) return;
-          audit.event('asker.refused', { reason: refusal.reason, asker: clipText(refusal.asker), destination: clipText(refusal.destination) }, 'check refused: the asker may not ask about this destination');
+          audit.event(
+            'asker.refused',
+            {
+              reason: refusal.reason,
+              asker: clipText(refusal.asker),
+              destination: clipText(refusal.destination),
+            },
+            'check refused: the asker may not ask about this destination',
+          );
         })
       : undefined;
-    const auditUnavailable = (): string | undefined => (audit.failing ? 'audit log cannot be written (--audit-required)' : undefined);
+    const auditUnavailable = (): string | undefined =>
+      audit.failing ? 'audit log cannot be written (--audit-required)' : undefined;
     let bounds: BoundsMetrics | undefined;
-    const shedder = new LoadShedder(options.shedding ?? DEFAULT_SHEDDING, (reason) => bounds?.checkShed(reason));
+    const shedder = new LoadShedder(options.shedding ?? DEFAULT_SHEDDING, (reason) =>
+      bounds?.checkShed(reason),
+    );
     const grpc = new GrpcServer(engine, log, {
       host: options.grpcHost,
       port: options.grpcPort,
@@ -178,14 +220,33 @@ export class Gatehouse {
       auditDropped: () => audit.dropped,
       auditFailing: () => audit.failing,
     });
-    const http = options.http ? new HttpAuthServer(engine, log, { ...options.http, host: options.grpcHost, ...(askers ? { askers } : {}), ...(options.auditRequired ? { unavailable: auditUnavailable } : {}), ...(options.transport ? { maxConnections: options.transport.maxConnections, headersTimeoutMs: options.transport.prefaceTimeoutMs } : {}) }) : undefined;
+    const http = options.http
+      ? new HttpAuthServer(engine, log, {
+          ...options.http,
+          host: options.grpcHost,
+          ...(askers ? { askers } : {}),
+          ...(options.auditRequired ? { unavailable: auditUnavailable } : {}),
+          ...(options.transport
+            ? {
+                maxConnections: options.transport.maxConnections,
+                headersTimeoutMs: options.transport.prefaceTimeoutMs,
+              }
+            : {}),
+        })
+      : undefined;
     state.grants.setGrants(loaded.set.grants, Date.now());
     app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
     if (options.auditRequired) app.auditProbe = probeAuditWhileFailing(audit);
     await grpc.listen();
     if (http) await http.listen();
     log.info(
-      { grpcPort: grpc.port, ...(http ? { httpPort: http.port, httpDialect: options.http!.dialect } : {}), policyVersion: loaded.set.version, policies: loaded.set.policies.map((p) => p.name), limiter: store.kind },
+      {
+        grpcPort: grpc.port,
+        ...(http ? { httpPort: http.port, httpDialect: options.http!.dialect } : {}),
+        policyVersion: loaded.set.version,
+        policies: loaded.set.policies.map((p) => p.name),
+        limiter: store.kind,
+      },
       'gatehouse serving',
     );
     return app;
@@ -233,7 +294,10 @@ export class Gatehouse {
     const loaded = await loadPolicyDir(this.policiesDir);
     if (!loaded.ok) {
       const errors = loaded.problems.map(formatProblem);
-      this.log.error({ problems: errors, keptVersion: this.policySet.version }, 'policy reload rejected');
+      this.log.error(
+        { problems: errors, keptVersion: this.policySet.version },
+        'policy reload rejected',
+      );
       this.metrics.reloaded(false);
       this.history.add('rejected', this.policySet.version, errors);
       return { ok: false, version: this.policySet.version, problems: loaded.problems };
@@ -270,15 +334,24 @@ export class Gatehouse {
 
   /** What /v1/policy shows: the version served, its policies, and the reload history. */
   policyInfo(): Record<string, unknown> {
-    return { ...describePolicySet(this.policySet, this.policiesDir), history: this.history.records };
+    return {
+      ...describePolicySet(this.policySet, this.policiesDir),
+      history: this.history.records,
+    };
   }
 
   adminProviders(): AdminProviders {
     return {
       readiness: () => this.readiness(),
-      metrics: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+      metrics: async () => ({
+        contentType: this.metrics.registry.contentType,
+        body: await this.metrics.registry.metrics(),
+      }),
       policy: () => this.policyInfo(),
-      quarantine: { list: () => listQuarantine(this.state.quarantine), release: (caller) => releaseQuarantine(this.state.quarantine, caller) },
+      quarantine: {
+        list: () => listQuarantine(this.state.quarantine),
+        release: (caller) => releaseQuarantine(this.state.quarantine, caller),
+      },
       access: {
         report: async () => {
           await this.state.grants.sync();
@@ -301,7 +374,10 @@ export class Gatehouse {
       return { reopened: reopened ? 1 : 0 };
     } catch (err) {
       const error = (err as Error).message;
-      this.log.error({ err: error, file: this.options.auditLog }, 'audit log reopen failed; records keep going to the old file');
+      this.log.error(
+        { err: error, file: this.options.auditLog },
+        'audit log reopen failed; records keep going to the old file',
+      );
       return { reopened: 0, error };
     }
   }
@@ -316,7 +392,10 @@ export class Gatehouse {
         await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
       this.log.info('draining');
-      await Promise.all([this.grpc.drain(this.options.drainTimeoutMs), this.http?.close(this.options.drainTimeoutMs)]);
+      await Promise.all([
+        this.grpc.drain(this.options.drainTimeoutMs),
+        this.http?.close(this.options.drainTimeoutMs),
+      ]);
       await this.state.close();
       clearInterval(this.auditProbe);
       await this.audit.flush();
@@ -325,7 +404,6 @@ export class Gatehouse {
     })();
     return this.stopping;
   }
-
 }
 
 /** Entries as operators know them: by caller, with the policy whose workloads it is isolated from. */
@@ -334,8 +412,16 @@ async function listQuarantine(state: QuarantineState): Promise<QuarantineEntry[]
 }
 
 /** Releases every isolation of the caller: mesh-wide and per policy. The first released entry answers. */
-async function releaseQuarantine(state: QuarantineState, caller: string): Promise<QuarantineEntry | undefined> {
-  const subjects = [caller, ...(await state.list()).map((e) => e.caller).filter((s) => s !== caller && subjectCaller(s) === caller)];
+async function releaseQuarantine(
+  state: QuarantineState,
+  caller: string,
+): Promise<QuarantineEntry | undefined> {
+  const subjects = [
+    caller,
+    ...(await state.list())
+      .map((e) => e.caller)
+      .filter((s) => s !== caller && subjectCaller(s) === caller),
+  ];
   let first: QuarantineEntry | undefined;
   for (const subject of subjects) {
     const released = await state.release(subject);
@@ -351,12 +437,28 @@ interface EnforcementState {
   close(): Promise<void>;
 }
 
-async function openEnforcementState(store: BucketStore, log: Logger, metrics: Metrics, audit: AuditLog): Promise<EnforcementState> {
+async function openEnforcementState(
+  store: BucketStore,
+  log: Logger,
+  metrics: Metrics,
+  audit: AuditLog,
+): Promise<EnforcementState> {
   const onEvent = (event: QuarantineEvent): void => {
     const e = event.entry;
-    const details = { caller: subjectCaller(e.caller), policy: e.policy, since: new Date(e.since).toISOString(), until: new Date(e.until).toISOString(), denials: e.denials, dry_run: e.dryRun };
+    const details = {
+      caller: subjectCaller(e.caller),
+      policy: e.policy,
+      since: new Date(e.since).toISOString(),
+      until: new Date(e.until).toISOString(),
+      denials: e.denials,
+      dry_run: e.dryRun,
+    };
     if (event.type === 'enter') {
-      audit.event('quarantine.enter', details, e.dryRun ? 'would quarantine caller (dry-run)' : 'caller quarantined');
+      audit.event(
+        'quarantine.enter',
+        details,
+        e.dryRun ? 'would quarantine caller (dry-run)' : 'caller quarantined',
+      );
       metrics.quarantineEvent('enter', 'denials', e.dryRun);
       log.warn(details, e.dryRun ? 'caller would be quarantined (dry-run)' : 'caller quarantined');
     } else {
@@ -367,7 +469,8 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
   };
   // Once per episode, not per denial: a frozen Redis fails every quarantine count at once.
   const quarantineEpisode = new EpisodeLog(log, {
-    failing: 'quarantine state unavailable: denials are not counted towards quarantine and the mirror is not refreshed',
+    failing:
+      'quarantine state unavailable: denials are not counted towards quarantine and the mirror is not refreshed',
     recovered: 'quarantine state available again',
     unit: 'failedOperations',
   });
@@ -391,13 +494,27 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
     const client = store.duplicateClient();
     const subscriber = store.duplicateClient();
     extra.push(client, subscriber);
-    quarantine = new RedisQuarantineState({ client, subscriber, onEvent, onError: quarantineError, onSuccess: () => quarantineEpisode.recovered() });
+    quarantine = new RedisQuarantineState({
+      client,
+      subscriber,
+      onEvent,
+      onError: quarantineError,
+      onSuccess: () => quarantineEpisode.recovered(),
+    });
     // Uses reach Redis within 2 s: a report from any replica is that fresh, at one script call per policy version per replica.
-    grants = new RedisGrantTracker({ client, flushMs: 2000, onError: grantsError, onSuccess: () => grantsEpisode.recovered() });
+    grants = new RedisGrantTracker({
+      client,
+      flushMs: 2000,
+      onError: grantsError,
+      onSuccess: () => grantsEpisode.recovered(),
+    });
     // The first sync now, not at the first timer tick: readiness below must not cost flushMs.
     grants.sync().catch(() => undefined);
     // Startup does not wait long for shared state: an unknown quarantine allows, an unknown grant is not dormant.
-    await Promise.race([Promise.all([quarantine.ready(), grants.ready()]), new Promise((resolve) => setTimeout(resolve, REDIS_STARTUP_WAIT_MS).unref())]);
+    await Promise.race([
+      Promise.all([quarantine.ready(), grants.ready()]),
+      new Promise((resolve) => setTimeout(resolve, REDIS_STARTUP_WAIT_MS).unref()),
+    ]);
   } else {
     quarantine = new MemoryQuarantineState({ onEvent, onError: quarantineError });
     grants = new MemoryGrantTracker({ onWarn: (message: string) => log.warn(message) });
@@ -415,9 +532,17 @@ async function openEnforcementState(store: BucketStore, log: Logger, metrics: Me
   };
 }
 
-async function openStore(options: GatehouseOptions, log: Logger, metrics: Metrics): Promise<BucketStore> {
+async function openStore(
+  options: GatehouseOptions,
+  log: Logger,
+  metrics: Metrics,
+): Promise<BucketStore> {
   if (!options.redis) return new MemoryBucketStore(options.buckets);
-  const redis = new RedisBucketStore({ ...options.redis, log, onBreakerChange: (state) => metrics.breakerChanged(state) });
+  const redis = new RedisBucketStore({
+    ...options.redis,
+    log,
+    onBreakerChange: (state) => metrics.breakerChanged(state),
+  });
   if (!(await redis.waitUntilConnected(REDIS_STARTUP_WAIT_MS))) {
     log.warn('starting without Redis: limited routes follow onBackendError until it is reachable');
   }
@@ -431,7 +556,12 @@ async function openStore(options: GatehouseOptions, log: Logger, metrics: Metric
  */
 function probeAuditWhileFailing(audit: AuditLog): NodeJS.Timeout {
   const timer = setInterval(() => {
-    if (audit.failing) audit.event('audit.unwritable', {}, 'audit target could not be written; checks refused (--audit-required)');
+    if (audit.failing)
+      audit.event(
+        'audit.unwritable',
+        {},
+        'audit target could not be written; checks refused (--audit-required)',
+      );
   }, 1000);
   timer.unref();
   return timer;

@@ -72,9 +72,19 @@ export function auditRecord(d: Decision): AuditRecord {
   };
   if (d.policyCommit !== undefined) record.policy_commit = d.policyCommit;
   if (d.traceparent !== undefined) record.traceparent = d.traceparent;
-  if (d.wouldDeny) record.would_deny = { status: d.wouldDeny.status, reason_code: d.wouldDeny.code, reason: d.wouldDeny.reason };
+  if (d.wouldDeny)
+    record.would_deny = {
+      status: d.wouldDeny.status,
+      reason_code: d.wouldDeny.code,
+      reason: d.wouldDeny.reason,
+    };
   if (d.limit) {
-    record.limit = { limit: d.limit.limit, remaining: d.limit.remaining, reset: d.limit.resetSeconds, retry_after: d.limit.retryAfterSeconds };
+    record.limit = {
+      limit: d.limit.limit,
+      remaining: d.limit.remaining,
+      reset: d.limit.resetSeconds,
+      retry_after: d.limit.retryAfterSeconds,
+    };
   }
   if (d.limitBackendError !== undefined) record.limit_backend_error = d.limitBackendError;
   if (d.query !== undefined) {
@@ -142,12 +152,16 @@ export class AuditLog implements DecisionSink {
     if (d.policyCommit !== undefined) fields += `,"policy_commit":${jsonString(d.policyCommit)}`;
     if (d.traceparent !== undefined) fields += `,"traceparent":${jsonString(d.traceparent)}`;
     const w = d.wouldDeny;
-    if (w) fields += `,"would_deny":{"status":${w.status},"reason_code":${jsonString(w.code)},"reason":${jsonString(w.reason)}}`;
+    if (w)
+      fields += `,"would_deny":{"status":${w.status},"reason_code":${jsonString(w.code)},"reason":${jsonString(w.reason)}}`;
     const l = d.limit;
-    if (l) fields += `,"limit":{"limit":${jsonNumber(l.limit)},"remaining":${jsonNumber(l.remaining)},"reset":${jsonNumber(l.resetSeconds)},"retry_after":${jsonNumber(l.retryAfterSeconds)}}`;
-    if (d.limitBackendError !== undefined) fields += `,"limit_backend_error":${jsonString(d.limitBackendError)}`;
+    if (l)
+      fields += `,"limit":{"limit":${jsonNumber(l.limit)},"remaining":${jsonNumber(l.remaining)},"reset":${jsonNumber(l.resetSeconds)},"retry_after":${jsonNumber(l.retryAfterSeconds)}}`;
+    if (d.limitBackendError !== undefined)
+      fields += `,"limit_backend_error":${jsonString(d.limitBackendError)}`;
     if (d.query !== undefined) fields += queryKeysJson(d.query);
-    if (d.auditHeaders.length > 0) fields += this.headerPresenceJson(d.auditHeaders, d.headerPresence);
+    if (d.auditHeaders.length > 0)
+      fields += this.headerPresenceJson(d.auditHeaders, d.headerPresence);
     if (d.bodyPresent) fields += ',"body_present":true';
     fields += w ? ',"msg":"would deny (dry-run)"' : ',"msg":"decision"';
     this.writer.write(this.chain.sealFields(fields));
@@ -160,7 +174,8 @@ export class AuditLog implements DecisionSink {
       this.presenceKeys = names.map((name, i) => `${i === 0 ? '' : ','}${jsonString(name)}:`);
     }
     let out = ',"header_presence":{';
-    for (let i = 0; i < this.presenceKeys.length; i++) out += `${this.presenceKeys[i]}${(bits & (1 << i)) !== 0}`;
+    for (let i = 0; i < this.presenceKeys.length; i++)
+      out += `${this.presenceKeys[i]}${(bits & (1 << i)) !== 0}`;
     return `${out}}`;
   }
 
@@ -170,7 +185,9 @@ export class AuditLog implements DecisionSink {
    */
   event(name: string, details: Record<string, unknown>, msg: string): void {
     const body = escapeLineBreaks(JSON.stringify({ event: name, ...details, msg }));
-    this.writer.write(this.chain.sealFields(`"level":30,"time":"${new Date().toISOString()}",${body.slice(1, -1)}`));
+    this.writer.write(
+      this.chain.sealFields(`"level":30,"time":"${new Date().toISOString()}",${body.slice(1, -1)}`),
+    );
   }
 
   /** After logrotate moved the file: later records go to a new file at the same path, the chain unbroken. */

@@ -3,7 +3,9 @@ import type { KeyObject } from 'node:crypto';
 
 /** SHA-256 in hex; the one-shot `crypto.hash` (Node ≥ 20.12) skips building a Hash object. */
 export const sha256Hex: (text: string) => string =
-  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text, 'hex') : (text) => crypto.createHash('sha256').update(text).digest('hex');
+  typeof crypto.hash === 'function'
+    ? (text) => crypto.hash('sha256', text, 'hex')
+    : (text) => crypto.createHash('sha256').update(text).digest('hex');
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -92,7 +94,11 @@ interface ChainState {
  * keyless attacker would rewrite a keyed log. Without `key`, a keyed record is refused rather
  * than passed unchecked.
  */
-export function verifyAuditText(text: string, key?: KeyObject, options: VerifyOptions = {}): VerifyResult {
+export function verifyAuditText(
+  text: string,
+  key?: KeyObject,
+  options: VerifyOptions = {},
+): VerifyResult {
   return verifyAuditPieces([{ name: '', text }], key, options);
 }
 
@@ -100,7 +106,11 @@ export function verifyAuditText(text: string, key?: KeyObject, options: VerifyOp
  * Verifies rotated pieces of one log, oldest first, as one stream: a chain may run on from one
  * piece into the next (logrotate renames the file; the writer reopens it and the chain goes on).
  */
-export function verifyAuditPieces(pieces: readonly { name: string; text: string }[], key?: KeyObject, options: VerifyOptions = {}): VerifyResult {
+export function verifyAuditPieces(
+  pieces: readonly { name: string; text: string }[],
+  key?: KeyObject,
+  options: VerifyOptions = {},
+): VerifyResult {
   const digest = recordDigest(key);
   const chains = new Map<string, ChainState>();
   const unanchored: ChainEnd[] = [];
@@ -113,10 +123,19 @@ export function verifyAuditPieces(pieces: readonly { name: string; text: string 
     if (broken) return broken;
   }
   if (options.anchor && !anchorUsed) {
-    return fail(0, `no chain continues from the anchor (seq ${options.anchor.seq}, hash ${options.anchor.hash.slice(0, 16)}…): the first record after it is missing or altered`);
+    return fail(
+      0,
+      `no chain continues from the anchor (seq ${options.anchor.seq}, hash ${options.anchor.hash.slice(0, 16)}…): the first record after it is missing or altered`,
+    );
   }
   const ends = [...chains.entries()].map(([chain, s]) => ({ chain, seq: s.seq, hash: s.hash }));
-  return { ok: true, records, chains: chains.size, ends, ...(unanchored.length > 0 ? { unanchored } : {}) };
+  return {
+    ok: true,
+    records,
+    chains: chains.size,
+    ends,
+    ...(unanchored.length > 0 ? { unanchored } : {}),
+  };
 
   function verifyPiece(text: string): VerifyResult | undefined {
     const lines = text.split('\n');
@@ -129,14 +148,25 @@ export function verifyAuditPieces(pieces: readonly { name: string; text: string 
         return fail(lineNo, 'empty line inside the log');
       }
       if (i === last) return fail(lineNo, 'last record is truncated (no final newline)');
-      let record: { chain?: unknown; seq?: unknown; prev_hash?: unknown; mac?: unknown; hash?: unknown };
+      let record: {
+        chain?: unknown;
+        seq?: unknown;
+        prev_hash?: unknown;
+        mac?: unknown;
+        hash?: unknown;
+      };
       try {
         record = JSON.parse(line) as typeof record;
       } catch {
         return fail(lineNo, 'not a JSON record (altered or truncated)');
       }
       const { chain, seq, prev_hash: prevHash, mac, hash } = record;
-      if (typeof chain !== 'string' || typeof seq !== 'number' || typeof prevHash !== 'string' || typeof hash !== 'string') {
+      if (
+        typeof chain !== 'string' ||
+        typeof seq !== 'number' ||
+        typeof prevHash !== 'string' ||
+        typeof hash !== 'string'
+      ) {
         return fail(lineNo, 'record has no chain, seq, prev_hash or hash');
       }
       const suffix = `,"hash":"${hash}"}`;
@@ -144,17 +174,28 @@ export function verifyAuditPieces(pieces: readonly { name: string; text: string 
         return fail(lineNo, 'hash field is not where the writer puts it (record altered)');
       }
       if (mac !== undefined && mac !== MAC_ALGORITHM) {
-        return fail(lineNo, `record has an unknown mac ${JSON.stringify(mac).slice(0, 40)} (record altered)`);
+        return fail(
+          lineNo,
+          `record has an unknown mac ${JSON.stringify(mac).slice(0, 40)} (record altered)`,
+        );
       }
       if (key && mac === undefined) {
-        return fail(lineNo, `record is not keyed, but a key was given: without a MAC anyone could have written it (chain ${chain}, seq ${seq})`);
+        return fail(
+          lineNo,
+          `record is not keyed, but a key was given: without a MAC anyone could have written it (chain ${chain}, seq ${seq})`,
+        );
       }
       if (!key && mac !== undefined) {
-        return fail(lineNo, `record is keyed (${MAC_ALGORITHM}): a key is needed to verify it (audit verify --key FILE) (chain ${chain}, seq ${seq})`);
+        return fail(
+          lineNo,
+          `record is keyed (${MAC_ALGORITHM}): a key is needed to verify it (audit verify --key FILE) (chain ${chain}, seq ${seq})`,
+        );
       }
       const body = `${line.slice(0, -suffix.length)}}`;
       // Constant time, so timing does not reveal how much of a forged HMAC was right.
-      if (!crypto.timingSafeEqual(Buffer.from(digest(body), 'latin1'), Buffer.from(hash, 'latin1'))) {
+      if (
+        !crypto.timingSafeEqual(Buffer.from(digest(body), 'latin1'), Buffer.from(hash, 'latin1'))
+      ) {
         return fail(
           lineNo,
           key
@@ -166,9 +207,18 @@ export function verifyAuditPieces(pieces: readonly { name: string; text: string 
       if (typeof state === 'string') return fail(lineNo, state);
       const expectedSeq = state.seq + 1;
       if (seq !== expectedSeq) {
-        return fail(lineNo, seq > expectedSeq ? `record(s) removed: chain ${chain} jumps from seq ${expectedSeq - 1} to ${seq}` : `record out of order: chain ${chain} seq ${seq} after ${expectedSeq - 1}`);
+        return fail(
+          lineNo,
+          seq > expectedSeq
+            ? `record(s) removed: chain ${chain} jumps from seq ${expectedSeq - 1} to ${seq}`
+            : `record out of order: chain ${chain} seq ${seq} after ${expectedSeq - 1}`,
+        );
       }
-      if (prevHash !== state.hash) return fail(lineNo, `prev_hash does not match the previous record of chain ${chain} (seq ${seq})`);
+      if (prevHash !== state.hash)
+        return fail(
+          lineNo,
+          `prev_hash does not match the previous record of chain ${chain} (seq ${seq})`,
+        );
       chains.set(chain, { seq, hash });
       records++;
     }
@@ -181,7 +231,8 @@ export function verifyAuditPieces(pieces: readonly { name: string; text: string 
     const anchor = options.anchor;
     if (anchor && !anchorUsed && seq === anchor.seq + 1) {
       anchorUsed = true;
-      if (prevHash !== anchor.hash) return `chain ${chain} seq ${seq} does not continue from the anchor: its prev_hash is not the given hash (a record between them was altered or removed)`;
+      if (prevHash !== anchor.hash)
+        return `chain ${chain} seq ${seq} does not continue from the anchor: its prev_hash is not the given hash (a record between them was altered or removed)`;
       return { seq: anchor.seq, hash: anchor.hash };
     }
     if (options.midChain && seq > 0) {
@@ -195,6 +246,11 @@ export function verifyAuditPieces(pieces: readonly { name: string; text: string 
   }
 
   function fail(line: number, message: string): VerifyResult {
-    return { ok: false, records, chains: chains.size, error: { line, message, ...(pieces.length > 1 || piece !== '' ? { piece } : {}) } };
+    return {
+      ok: false,
+      records,
+      chains: chains.size,
+      error: { line, message, ...(pieces.length > 1 || piece !== '' ? { piece } : {}) },
+    };
   }
 }

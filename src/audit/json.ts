@@ -8,7 +8,8 @@ export function jsonString(s: string): string {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     // Control characters, '"', '\\', surrogates (a lone one must be escaped) and line breaks.
-    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff) || isLineBreak(c)) return escapeLineBreaks(JSON.stringify(s));
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff) || isLineBreak(c))
+      return escapeLineBreaks(JSON.stringify(s));
   }
   return `"${s}"`;
 }

@@ -16,7 +16,7 @@ export async function readAuditKey(file: string): Promise<KeyObject> {
   try {
     bytes = await fs.readFile(file);
   } catch (err) {
-    throw new Error(fileErrorText(err, 'audit key', file));
+    throw new Error(fileErrorText(err, 'audit key', file), { cause: err });
   }
   let end = bytes.length;
   if (end > 0 && bytes[end - 1] === 0x0a) {

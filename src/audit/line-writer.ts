@@ -52,7 +52,10 @@ export class LineWriter {
   }
 
   /** `target`: a file path (created with its folder), or undefined for stdout. */
-  constructor(private readonly target: string | undefined, private readonly options: LineWriterOptions = {}) {
+  constructor(
+    private readonly target: string | undefined,
+    private readonly options: LineWriterOptions = {},
+  ) {
     if (options.sink) {
       this.fd = -1;
     } else if (target === undefined) {
@@ -125,7 +128,9 @@ export class LineWriter {
   };
 
   private writeAll(buf: Buffer): void {
-    fs.write(this.batchFd, buf, 0, buf.length, null, (err, written) => this.written(err, written, buf));
+    fs.write(this.batchFd, buf, 0, buf.length, null, (err, written) =>
+      this.written(err, written, buf),
+    );
   }
 
   /** The end of one write (or sink hand-over): retry, continue a partial write, or move on. */

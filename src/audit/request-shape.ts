@@ -21,25 +21,34 @@ const MAX_RECORDED_QUERY_KEY = 128;
  * (`request.headers['x']`, `'x' in request.headers`), `rateLimit.per: header:`, refused
  * `headers:` and `residency.regionFrom: header:`. Sorted, at most MAX_TRACKED_HEADERS; built once per load.
  */
-export function trackedHeaderNames(policies: readonly CompiledPolicy[], optOuts: Iterable<CompiledWorkloadPolicy>): readonly string[] {
+export function trackedHeaderNames(
+  policies: readonly CompiledPolicy[],
+  optOuts: Iterable<CompiledWorkloadPolicy>,
+): readonly string[] {
   const names = new Set<string>();
   for (const policy of policies) {
     for (const rule of policy.rules) {
       if (rule.when !== null) {
         const reads = conditionReads(rule.when.source);
-        if (reads) for (const name of [...reads.presence.headers, ...reads.values.headers]) names.add(name);
+        if (reads)
+          for (const name of [...reads.presence.headers, ...reads.values.headers]) names.add(name);
       }
       if (rule.rateLimit?.per.kind === 'header') names.add(rule.rateLimit.per.name);
       if (rule.residency?.from.kind === 'header') names.add(rule.residency.from.name);
     }
   }
-  for (const optOut of optOuts) for (const refusal of optOut.refusals) for (const name of refusal.headers ?? []) names.add(name);
+  for (const optOut of optOuts)
+    for (const refusal of optOut.refusals)
+      for (const name of refusal.headers ?? []) names.add(name);
   // A name no request can carry (upper case in a condition) has no presence worth keeping.
   return [...names].filter(isHeaderName).sort().slice(0, MAX_TRACKED_HEADERS);
 }
 
 /** Bit i set when `names[i]` is among the request's headers. */
-export function headerPresence(names: readonly string[], headers: Readonly<Record<string, string>>): number {
+export function headerPresence(
+  names: readonly string[],
+  headers: Readonly<Record<string, string>>,
+): number {
   let bits = 0;
   for (let i = 0; i < names.length; i++) if (headers[names[i]!] !== undefined) bits |= 1 << i;
   return bits;

@@ -1,4 +1,11 @@
-import { CompactSign, compactVerify, decodeProtectedHeader, importPKCS8, importSPKI, type KeyLike } from 'jose';
+import {
+  CompactSign,
+  compactVerify,
+  decodeProtectedHeader,
+  importPKCS8,
+  importSPKI,
+  type KeyLike,
+} from 'jose';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -30,13 +37,26 @@ export interface BundlePayload {
 export class BundleError extends Error {}
 
 /** `gatehouse bundle build`: validate, test, pack and sign. */
-export async function buildBundle(dir: string, privateKeyPem: string, revision = Date.now()): Promise<{ jws: string; payload: BundlePayload; testsRun: number }> {
+export async function buildBundle(
+  dir: string,
+  privateKeyPem: string,
+  revision = Date.now(),
+): Promise<{ jws: string; payload: BundlePayload; testsRun: number }> {
   const loaded = await loadPolicyDir(dir);
-  if (!loaded.ok) throw new BundleError(`policies are invalid:\n${loaded.problems.map(formatProblem).join('\n')}`);
+  if (!loaded.ok)
+    throw new BundleError(
+      `policies are invalid:\n${loaded.problems.map(formatProblem).join('\n')}`,
+    );
   const tests = await runPolicyTests(dir);
-  if (!tests.ok) throw new BundleError(`policy tests cannot run:\n${tests.problems.map(formatProblem).join('\n')}`);
+  if (!tests.ok)
+    throw new BundleError(
+      `policy tests cannot run:\n${tests.problems.map(formatProblem).join('\n')}`,
+    );
   const failed = tests.results.filter((r) => !r.passed);
-  if (failed.length > 0) throw new BundleError(`${failed.length} policy test(s) fail: ${failed.map((f) => `${f.suite} › ${f.name}`).join('; ')}`);
+  if (failed.length > 0)
+    throw new BundleError(
+      `${failed.length} policy test(s) fail: ${failed.map((f) => `${f.suite} › ${f.name}`).join('; ')}`,
+    );
 
   const files: Record<string, string> = {};
   for (const file of await listFiles(dir, (n) => isPolicyFile(n) || isPolicyTestFile(n))) {
@@ -51,7 +71,9 @@ export async function buildBundle(dir: string, privateKeyPem: string, revision =
     files,
   };
   const { key, alg } = await privateKey(privateKeyPem);
-  const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload))).setProtectedHeader({ alg, typ: BUNDLE_TYPE }).sign(key);
+  const jws = await new CompactSign(new TextEncoder().encode(JSON.stringify(payload)))
+    .setProtectedHeader({ alg, typ: BUNDLE_TYPE })
+    .sign(key);
   return { jws, payload, testsRun: tests.results.length };
 }
 
@@ -67,14 +89,18 @@ export async function verifyBundle(text: string, publicKeyPem: string): Promise<
   } catch {
     throw new BundleError('not a signed bundle (expected a compact JWS)');
   }
-  if (header.typ !== BUNDLE_TYPE) throw new BundleError(`not a Gatehouse bundle (typ ${String(header.typ)})`);
-  if (typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg)) throw new BundleError(`bundle algorithm ${String(header.alg)} is not accepted`);
+  if (header.typ !== BUNDLE_TYPE)
+    throw new BundleError(`not a Gatehouse bundle (typ ${String(header.typ)})`);
+  if (typeof header.alg !== 'string' || !ALGORITHMS.includes(header.alg))
+    throw new BundleError(`bundle algorithm ${String(header.alg)} is not accepted`);
   const key = await publicKey(publicKeyPem, header.alg);
   let payloadBytes: Uint8Array;
   try {
     ({ payload: payloadBytes } = await compactVerify(text.trim(), key, { algorithms: ALGORITHMS }));
   } catch {
-    throw new BundleError('bundle signature does not verify (tampered, or signed with another key)');
+    throw new BundleError(
+      'bundle signature does not verify (tampered, or signed with another key)',
+    );
   }
   let payload: BundlePayload;
   try {
@@ -82,11 +108,17 @@ export async function verifyBundle(text: string, publicKeyPem: string): Promise<
   } catch {
     throw new BundleError('bundle payload is not JSON');
   }
-  if (payload.gatehouse_bundle !== 1 || !Number.isSafeInteger(payload.revision) || typeof payload.files !== 'object' || payload.files === null) {
+  if (
+    payload.gatehouse_bundle !== 1 ||
+    !Number.isSafeInteger(payload.revision) ||
+    typeof payload.files !== 'object' ||
+    payload.files === null
+  ) {
     throw new BundleError('bundle payload has an unknown shape');
   }
   for (const [name, content] of Object.entries(payload.files)) {
-    if (!safeName(name) || typeof content !== 'string') throw new BundleError(`bundle holds an unsafe file name or content: ${name.slice(0, 64)}`);
+    if (!safeName(name) || typeof content !== 'string')
+      throw new BundleError(`bundle holds an unsafe file name or content: ${name.slice(0, 64)}`);
   }
   return payload;
 }
@@ -102,13 +134,19 @@ export async function unpackBundle(payload: BundlePayload): Promise<string> {
     }
     // The commit travels in the signed payload; served from here, /v1/policy and audit records keep it.
     const git = parseGitVersion(payload.git);
-    if (git) await writeFile(path.join(dir, GIT_VERSION_FILE), JSON.stringify(git), { mode: 0o600 });
+    if (git)
+      await writeFile(path.join(dir, GIT_VERSION_FILE), JSON.stringify(git), { mode: 0o600 });
     const loaded = await loadPolicyDir(dir);
     // Problems name files as the bundle does, not by the random folder: the message is the cause, stable across polls.
-    if (!loaded.ok) throw new BundleError(`bundle policies are invalid:\n${loaded.problems.map((p) => formatProblem({ ...p, file: path.relative(dir, p.file) })).join('\n')}`);
-    if (loaded.set.version !== payload.version) throw new BundleError('bundle version does not match its content');
+    if (!loaded.ok)
+      throw new BundleError(
+        `bundle policies are invalid:\n${loaded.problems.map((p) => formatProblem({ ...p, file: path.relative(dir, p.file) })).join('\n')}`,
+      );
+    if (loaded.set.version !== payload.version)
+      throw new BundleError('bundle version does not match its content');
     const tests = await runPolicyTests(dir);
-    if (!tests.ok || tests.results.some((r) => !r.passed)) throw new BundleError('bundle policy tests do not pass');
+    if (!tests.ok || tests.results.some((r) => !r.passed))
+      throw new BundleError('bundle policy tests do not pass');
     return dir;
   } catch (err) {
     await removeBundleDir(dir);
@@ -139,14 +177,18 @@ async function privateKey(pem: string): Promise<{ key: KeyLike; alg: string }> {
   const key = decodeKey(() => createPrivateKey(pem), 'the signing key');
   const alg = algorithmOf(key);
   // Exported as PKCS#8 so SEC1 (`EC PRIVATE KEY`) files sign too.
-  return { key: await importPKCS8(key.export({ type: 'pkcs8', format: 'pem' }).toString(), alg), alg };
+  return {
+    key: await importPKCS8(key.export({ type: 'pkcs8', format: 'pem' }).toString(), alg),
+    alg,
+  };
 }
 
 async function publicKey(pem: string, headerAlg: string): Promise<KeyLike> {
   const problem = keyKindProblem(pem, 'public', 'the bundle key');
   if (problem) throw new BundleError(problem);
   const alg = algorithmOf(decodeKey(() => createPublicKey(pem), 'the bundle key'));
-  if (alg !== headerAlg) throw new BundleError(`bundle is signed with ${headerAlg} but the bundle key is ${alg}`);
+  if (alg !== headerAlg)
+    throw new BundleError(`bundle is signed with ${headerAlg} but the bundle key is ${alg}`);
   return importSPKI(pem, alg);
 }
 
@@ -155,7 +197,9 @@ function decodeKey(decode: () => KeyObject, what: string): KeyObject {
   try {
     return decode();
   } catch {
-    throw new BundleError(`${what} cannot be decoded: a damaged PEM, or a key type other than Ed25519 or ECDSA P-256/P-384`);
+    throw new BundleError(
+      `${what} cannot be decoded: a damaged PEM, or a key type other than Ed25519 or ECDSA P-256/P-384`,
+    );
   }
 }
 

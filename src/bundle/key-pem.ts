@@ -9,17 +9,25 @@ export function pemKind(text: string): PemKind {
   const label = /-----BEGIN ([A-Z0-9 ]{1,40})-----/.exec(text.slice(0, 64 * 1024))?.[1];
   if (label === undefined) return 'none';
   if (label === 'ENCRYPTED PRIVATE KEY') return 'encrypted-private';
-  if (label === 'PRIVATE KEY' || label === 'EC PRIVATE KEY' || label === 'RSA PRIVATE KEY') return 'private';
+  if (label === 'PRIVATE KEY' || label === 'EC PRIVATE KEY' || label === 'RSA PRIVATE KEY')
+    return 'private';
   if (label === 'PUBLIC KEY' || label === 'RSA PUBLIC KEY') return 'public';
   if (label === 'CERTIFICATE') return 'certificate';
   return 'other';
 }
 
 /** Why `text` cannot be the key `needed`, or undefined when its kind fits. `flag` names where it came from. */
-export function keyKindProblem(text: string, needed: 'private' | 'public', flag: string): string | undefined {
+export function keyKindProblem(
+  text: string,
+  needed: 'private' | 'public',
+  flag: string,
+): string | undefined {
   const kind = pemKind(text);
   if (kind === needed) return undefined;
-  const want = needed === 'private' ? 'a private key (PKCS#8 PEM, -----BEGIN PRIVATE KEY-----)' : 'a public key (PEM, -----BEGIN PUBLIC KEY-----)';
+  const want =
+    needed === 'private'
+      ? 'a private key (PKCS#8 PEM, -----BEGIN PRIVATE KEY-----)'
+      : 'a public key (PEM, -----BEGIN PUBLIC KEY-----)';
   switch (kind) {
     case 'public':
       return `${flag} is a public key; it must be ${want}, the one you keep secret and sign with`;

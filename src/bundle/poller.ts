@@ -4,7 +4,14 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { describeBackendError, EpisodeLog } from '../util/episode-log';
 import { fileErrorText } from '../util/file-error';
-import { BundleError, MAX_BUNDLE_BYTES, removeBundleDir, unpackBundle, verifyBundle, type BundlePayload } from './bundle';
+import {
+  BundleError,
+  MAX_BUNDLE_BYTES,
+  removeBundleDir,
+  unpackBundle,
+  verifyBundle,
+  type BundlePayload,
+} from './bundle';
 
 /** The source could not be read (network, HTTP status, file system): an episode, not a refusal. */
 class BundleFetchError extends BundleError {}
@@ -56,16 +63,41 @@ export class BundlePoller {
     private readonly log: Logger,
     private readonly stateFile?: string,
   ) {
-    this.fetchEpisode = new EpisodeLog(log, { failing: 'bundle source cannot be read; the active bundle keeps serving', recovered: 'bundle source readable again', unit: 'failedPolls' });
+    this.fetchEpisode = new EpisodeLog(log, {
+      failing: 'bundle source cannot be read; the active bundle keeps serving',
+      recovered: 'bundle source readable again',
+      unit: 'failedPolls',
+    });
   }
 
   /** Bundle metrics on the registry that /metrics serves (the primary's with --workers). */
   registerMetrics(registry: Registry): void {
     const registers = [registry];
-    this.refusals = new Counter({ name: 'gatehouse_bundle_refusals_total', help: 'Fetched bundles not activated, by reason (unverified, not_newer, invalid, tests_fail, not_loaded).', labelNames: ['reason'], registers });
-    for (const reason of ['unverified', 'not_newer', 'invalid', 'tests_fail', 'not_loaded'] as const) this.refusals.inc({ reason }, 0);
-    this.fetchFailures = new Counter({ name: 'gatehouse_bundle_fetch_failures_total', help: 'Bundle polls that could not read the source (network, HTTP status, file system).', registers });
-    this.revisionGauge = new Gauge({ name: 'gatehouse_bundle_revision', help: 'Revision of the active policy bundle.', registers, aggregator: 'max' });
+    this.refusals = new Counter({
+      name: 'gatehouse_bundle_refusals_total',
+      help: 'Fetched bundles not activated, by reason (unverified, not_newer, invalid, tests_fail, not_loaded).',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of [
+      'unverified',
+      'not_newer',
+      'invalid',
+      'tests_fail',
+      'not_loaded',
+    ] as const)
+      this.refusals.inc({ reason }, 0);
+    this.fetchFailures = new Counter({
+      name: 'gatehouse_bundle_fetch_failures_total',
+      help: 'Bundle polls that could not read the source (network, HTTP status, file system).',
+      registers,
+    });
+    this.revisionGauge = new Gauge({
+      name: 'gatehouse_bundle_revision',
+      help: 'Revision of the active policy bundle.',
+      registers,
+      aggregator: 'max',
+    });
     if (this.active) this.revisionGauge.set(this.active.payload.revision);
   }
 
@@ -82,10 +114,14 @@ export class BundlePoller {
     const seen = await this.readState();
     if (seen !== undefined) {
       if (payload.revision < seen.revision) {
-        throw new BundleError(`bundle revision ${payload.revision} is older than revision ${seen.revision} already activated here (${this.stateFile}); refused`);
+        throw new BundleError(
+          `bundle revision ${payload.revision} is older than revision ${seen.revision} already activated here (${this.stateFile}); refused`,
+        );
       }
       if (payload.revision === seen.revision && payload.version !== seen.version) {
-        throw new BundleError(`bundle revision ${payload.revision} has different contents from the revision ${seen.revision} activated here before; refused`);
+        throw new BundleError(
+          `bundle revision ${payload.revision} has different contents from the revision ${seen.revision} activated here before; refused`,
+        );
       }
     }
     this.active = { dir: await unpackBundle(payload), payload };
@@ -104,21 +140,30 @@ export class BundlePoller {
     }
     try {
       const state = JSON.parse(text) as { revision?: unknown; version?: unknown };
-      if (typeof state.revision === 'number' && Number.isInteger(state.revision) && typeof state.version === 'string') {
+      if (
+        typeof state.revision === 'number' &&
+        Number.isInteger(state.revision) &&
+        typeof state.version === 'string'
+      ) {
         return { revision: state.revision, version: state.version };
       }
     } catch {
       /* reported below */
     }
     // A damaged state file must not silently reopen the door to rollbacks.
-    throw new BundleError(`bundle state ${this.stateFile} is not valid; remove it only if you know the newest revision is being served`);
+    throw new BundleError(
+      `bundle state ${this.stateFile} is not valid; remove it only if you know the newest revision is being served`,
+    );
   }
 
   /** Written atomically (temp file, then rename), after the bundle is serving. */
   private async writeState(payload: BundlePayload): Promise<void> {
     if (this.stateFile === undefined) return;
     const tmp = `${this.stateFile}.${process.pid}.tmp`;
-    await writeFile(tmp, `${JSON.stringify({ revision: payload.revision, version: payload.version, activatedAt: new Date().toISOString() })}\n`);
+    await writeFile(
+      tmp,
+      `${JSON.stringify({ revision: payload.revision, version: payload.version, activatedAt: new Date().toISOString() })}\n`,
+    );
     await rename(tmp, this.stateFile);
   }
 
@@ -150,7 +195,11 @@ export class BundlePoller {
         }
         this.fetchFailures?.inc();
         // fetch() reports network failures as TypeError('fetch failed') with the errno in `cause`.
-        this.fetchEpisode.failed(err instanceof BundleFetchError ? err.message : describeBackendError((err as { cause?: unknown }).cause ?? err));
+        this.fetchEpisode.failed(
+          err instanceof BundleFetchError
+            ? err.message
+            : describeBackendError((err as { cause?: unknown }).cause ?? err),
+        );
         return;
       }
       if (text === undefined) return; // unchanged
@@ -162,17 +211,24 @@ export class BundlePoller {
     }
   }
 
-  private async consider(text: string, digest: string, activate: (bundle: ActiveBundle) => Promise<boolean>): Promise<void> {
+  private async consider(
+    text: string,
+    digest: string,
+    activate: (bundle: ActiveBundle) => Promise<boolean>,
+  ): Promise<void> {
     let unpacked: string | undefined;
     try {
       const payload = await verifyBundle(text, this.publicKeyPem);
       const current = this.active!.payload;
       if (payload.revision === current.revision && payload.version === current.version) return;
       if (payload.revision <= current.revision) {
-        throw new BundleError(`bundle revision ${payload.revision} is not newer than the active ${current.revision}; refused`);
+        throw new BundleError(
+          `bundle revision ${payload.revision} is not newer than the active ${current.revision}; refused`,
+        );
       }
       const bundle = { dir: (unpacked = await unpackBundle(payload)), payload };
-      if (!(await activate(bundle))) throw new BundleError(`bundle revision ${payload.revision} could not be loaded`);
+      if (!(await activate(bundle)))
+        throw new BundleError(`bundle revision ${payload.revision} could not be loaded`);
       const previous = this.active;
       this.active = bundle;
       unpacked = undefined; // served now: only replacing it may remove it
@@ -182,7 +238,10 @@ export class BundlePoller {
       // The bundle is active whether or not its revision could be recorded; a restart then
       // accepts an older revision once (the anti-rollback floor is what is lost), so say so.
       await this.writeState(payload).catch((err: unknown) =>
-        this.log.error({ err: fileErrorText(err, 'bundle state', this.stateFile), revision: payload.revision }, 'bundle active, but its revision could not be recorded'),
+        this.log.error(
+          { err: fileErrorText(err, 'bundle state', this.stateFile), revision: payload.revision },
+          'bundle active, but its revision could not be recorded',
+        ),
       );
       // Every process now serves the new folder; the old one is nobody's any more.
       if (previous && previous.dir !== bundle.dir) await removeBundleDir(previous.dir);
@@ -196,7 +255,11 @@ export class BundlePoller {
   /** Logged once per cause; the same bytes are not tried again, a changed bundle is. */
   private refuse(message: string, digest: string | undefined): void {
     this.refusals?.inc({ reason: refusalOf(message) });
-    if (message !== this.lastProblem) this.log.error({ err: message, activeRevision: this.active?.payload.revision }, 'bundle not activated');
+    if (message !== this.lastProblem)
+      this.log.error(
+        { err: message, activeRevision: this.active?.payload.revision },
+        'bundle not activated',
+      );
     this.lastProblem = message;
     this.refusedDigest = digest;
   }

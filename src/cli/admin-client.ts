@@ -20,22 +20,37 @@ export async function readAdminToken(file: string): Promise<Buffer> {
   return Buffer.from(text);
 }
 
-export async function adminCall(flags: AdminClientFlags, method: 'GET' | 'POST', path: string, body?: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+export async function adminCall(
+  flags: AdminClientFlags,
+  method: 'GET' | 'POST',
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   let base: URL;
   try {
     base = new URL(flags.admin);
   } catch {
     throw new Error(`--admin: not a URL: ${flags.admin}`);
   }
-  if (base.protocol !== 'http:' && base.protocol !== 'https:') throw new Error('--admin must be an http:// or https:// URL');
+  if (base.protocol !== 'http:' && base.protocol !== 'https:')
+    throw new Error('--admin must be an http:// or https:// URL');
   const headers: Record<string, string> = { accept: 'application/json' };
   if (body !== undefined) headers['content-type'] = 'application/json';
-  if (flags.adminTokenFile) headers['authorization'] = `Bearer ${(await readAdminToken(flags.adminTokenFile)).toString()}`;
+  if (flags.adminTokenFile)
+    headers['authorization'] = `Bearer ${(await readAdminToken(flags.adminTokenFile)).toString()}`;
   let res: Response;
   try {
-    res = await fetch(new URL(path, base), { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}), signal: AbortSignal.timeout(10_000) });
+    res = await fetch(new URL(path, base), {
+      method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      signal: AbortSignal.timeout(10_000),
+    });
   } catch (err) {
-    throw new Error(`cannot reach the admin API at ${base.origin}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+    throw new Error(
+      `cannot reach the admin API at ${base.origin}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`,
+      { cause: err },
+    );
   }
   const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   return { status: res.status, json };
@@ -52,7 +67,14 @@ interface QuarantineRow {
 
 export function formatQuarantine(rows: readonly QuarantineRow[], now = Date.now()): string {
   if (rows.length === 0) return 'no caller is quarantined\n';
-  const lines = rows.map((r) => [r.caller, r.dryRun ? 'dry-run' : 'enforce', r.policy, String(r.denials), new Date(r.since).toISOString(), `${new Date(r.until).toISOString()} (in ${age(r.until - now)})`]);
+  const lines = rows.map((r) => [
+    r.caller,
+    r.dryRun ? 'dry-run' : 'enforce',
+    r.policy,
+    String(r.denials),
+    new Date(r.since).toISOString(),
+    `${new Date(r.until).toISOString()} (in ${age(r.until - now)})`,
+  ]);
   return table(['CALLER', 'MODE', 'POLICY', 'DENIALS', 'SINCE', 'UNTIL'], lines);
 }
 
@@ -74,7 +96,13 @@ export function formatAccessReport(rows: readonly GrantRow[], now = Date.now()):
   const lines = rows.map((r) => {
     const start = Math.max(r.lastUsed ?? -Infinity, r.since);
     const state = r.dormant ? 'DORMANT' : `expires in ${age(start + r.maxIdleMs - now)}`;
-    return [`${r.policy}/${r.rule}/allow[${r.entry}]`, r.pattern, r.caller === '' ? '(nobody)' : r.caller, r.lastUsed === undefined ? 'never' : `${age(now - r.lastUsed)} ago`, state];
+    return [
+      `${r.policy}/${r.rule}/allow[${r.entry}]`,
+      r.pattern,
+      r.caller === '' ? '(nobody)' : r.caller,
+      r.lastUsed === undefined ? 'never' : `${age(now - r.lastUsed)} ago`,
+      state,
+    ];
   });
   return table(['GRANT', 'PATTERN', 'CALLER', 'LAST USED', 'STATE'], lines);
 }
@@ -89,6 +117,7 @@ function age(ms: number): string {
 
 function table(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  const line = (cells: string[]): string =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
   return `${[line(head), ...rows.map(line)].join('\n')}\n`;
 }

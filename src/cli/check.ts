@@ -15,7 +15,11 @@ export interface CheckOptions {
 }
 
 /** `gatehouse check`: the server's own decision function on one request. Returns the exit code. */
-export async function runCheck(dir: string, inputText: string, options: CheckOptions): Promise<number> {
+export async function runCheck(
+  dir: string,
+  inputText: string,
+  options: CheckOptions,
+): Promise<number> {
   const loaded = await loadPolicyDir(dir);
   if (!loaded.ok) {
     for (const p of loaded.problems) process.stderr.write(`${formatProblem(p)}\n`);
@@ -25,7 +29,9 @@ export async function runCheck(dir: string, inputText: string, options: CheckOpt
   try {
     request = checkRequestFromJson(JSON.parse(inputText));
   } catch (err) {
-    process.stderr.write(`gatehouse: input is not a CheckRequest in proto3 JSON: ${(err as Error).message}\n`);
+    process.stderr.write(
+      `gatehouse: input is not a CheckRequest in proto3 JSON: ${(err as Error).message}\n`,
+    );
     return 1;
   }
   const store = new MemoryBucketStore();
@@ -48,7 +54,9 @@ export async function runCheck(dir: string, inputText: string, options: CheckOpt
 
 /** Per-rule explanation, when the request got as far as a policy. */
 function ruleExplanations(decision: Decision): ReturnType<typeof explainRules> {
-  return decision.policy && decision.method && decision.path ? explainRules(decision.policy, decision.method, decision.path, decision.caller) : [];
+  return decision.policy && decision.method && decision.path
+    ? explainRules(decision.policy, decision.method, decision.path, decision.caller)
+    : [];
 }
 
 function explain(d: Decision, rules: ReturnType<typeof explainRules>): string {
@@ -63,13 +71,18 @@ function explain(d: Decision, rules: ReturnType<typeof explainRules>): string {
   ];
   if (rules.length > 0) {
     lines.push('4 rules:');
-    for (const r of rules) lines.push(`    ${r.rule === d.rule?.name ? '→' : ' '} ${r.rule}: ${r.summary}`);
+    for (const r of rules)
+      lines.push(`    ${r.rule === d.rule?.name ? '→' : ' '} ${r.rule}: ${r.summary}`);
   }
   if (d.rule?.rateLimit) {
     const l = d.rule.rateLimit;
     lines.push(
       `5 limit:    capacity ${l.capacity}, refill ${l.refillPerSecond}/s per ${l.per.kind === 'caller' ? 'caller' : `header ${l.per.name}`}` +
-        (d.limit ? `; ${d.limit.remaining} left after this request, full in ${d.limit.resetSeconds}s` : d.allowed || d.wouldDeny ? '' : ' (not reached)'),
+        (d.limit
+          ? `; ${d.limit.remaining} left after this request, full in ${d.limit.resetSeconds}s`
+          : d.allowed || d.wouldDeny
+            ? ''
+            : ' (not reached)'),
     );
   }
   return `${lines.join('\n')}\n`;

@@ -23,7 +23,14 @@ import { GATEHOUSE_VERSION } from '../metrics/metrics';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
 import { parseRedisUrl } from '../ratelimit/redis-store';
-import { adminCall, DEFAULT_ADMIN_URL, formatAccessReport, formatQuarantine, readAdminToken, type AdminClientFlags } from './admin-client';
+import {
+  adminCall,
+  DEFAULT_ADMIN_URL,
+  formatAccessReport,
+  formatQuarantine,
+  readAdminToken,
+  type AdminClientFlags,
+} from './admin-client';
 import { runCheck } from './check';
 import { addReplayCommands } from './replay';
 import { addSuggestCommand } from './suggest';
@@ -31,53 +38,257 @@ import { runTestCommand } from './test-command';
 import { fileErrorText } from '../util/file-error';
 import { keyKindProblem } from '../bundle/key-pem';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
-import { collectList, intInRange, listenAddress, parsePort, parsePositiveInt, validateTrustDomains } from './options';
+import {
+  collectList,
+  intInRange,
+  listenAddress,
+  parsePort,
+  parsePositiveInt,
+  validateTrustDomains,
+} from './options';
 import { boundsOptions, withBoundsOptions, type BoundsFlags } from './bounds-flags';
 
 const program = new Command();
 program
   .name('gatehouse')
-  .description('Envoy external-authorization server: SPIFFE identity, per-route permissions, token buckets.')
+  .description(
+    'Envoy external-authorization server: SPIFFE identity, per-route permissions, token buckets.',
+  )
   .version(GATEHOUSE_VERSION, '-V, --version', 'print the Gatehouse version')
   .showHelpAfterError();
 
 withBoundsOptions(program.command('serve'))
   .description('run the ext_authz gRPC server')
-  .addOption(new Option('--policies <dir>', 'policy directory').default('./policies').env('GATEHOUSE_POLICIES'))
-  .addOption(new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)').default(DEFAULT_GRPC_PORT).argParser(parsePort).env('GATEHOUSE_GRPC_PORT'))
-  .addOption(new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)').default(DEFAULT_ADMIN_PORT).argParser(parsePort).env('GATEHOUSE_ADMIN_PORT'))
-  .addOption(new Option('--admin-token-file <file>', 'bearer token (first line, at least 16 characters) that admin changes (quarantine release, access renew) need from non-loopback callers').env('GATEHOUSE_ADMIN_TOKEN_FILE'))
-  .addOption(new Option('--listen-address <addr>', 'address to bind: IPv4, IPv6 (`::` listens dual-stack; brackets optional) or a host name').default('0.0.0.0').argParser(listenAddress).env('GATEHOUSE_LISTEN_ADDRESS'))
-  .addOption(new Option('--workers <n>', 'worker processes sharing the gRPC port (default with --redis: one per usable core, CPU quota included; without: 1, since in-process buckets are per process)').argParser(parsePositiveInt).env('GATEHOUSE_WORKERS'))
-  .addOption(new Option('--trust-domain <domain>', 'accept callers from this SPIFFE trust domain (repeatable)').argParser(collectList).env('GATEHOUSE_TRUST_DOMAIN'))
-  .addOption(new Option('--trust-bundle <domain=file>', 'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable').argParser(collectList).env('GATEHOUSE_TRUST_BUNDLE'))
-  .addOption(new Option('--jwt-audience <id>', 'audience JWT-SVIDs must carry (a policy\'s `audience` overrides it)').env('GATEHOUSE_JWT_AUDIENCE'))
-  .addOption(new Option('--jwt-leeway <seconds>', 'clock leeway for JWT-SVID exp/nbf').default(30).argParser(intInRange(0, 300, 'seconds')).env('GATEHOUSE_JWT_LEEWAY'))
-  .addOption(new Option('--http-port <port>', `also serve the HTTP authorization mode on this port (conventionally ${DEFAULT_HTTP_PORT}; off unless given)`).argParser(parsePort).env('GATEHOUSE_HTTP_PORT'))
-  .addOption(new Option('--http-dialect <proxy>', 'who calls the HTTP mode: envoy (ext_authz http_service), nginx (auth_request) or traefik (forwardAuth)').choices(HTTP_DIALECTS).default('envoy').env('GATEHOUSE_HTTP_DIALECT'))
-  .addOption(new Option('--http-path-prefix <prefix>', 'Envoy http_service path_prefix to strip').env('GATEHOUSE_HTTP_PATH_PREFIX'))
-  .addOption(new Option('--http-client-cert-header <name>', 'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle').env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'))
-  .addOption(new Option('--http-max-body <bytes>', 'HTTP mode: request bytes read for body contracts; beyond it the body is checked as truncated').default(1048576).argParser(intInRange(0, 64 * 1048576, 'bytes')).env('GATEHOUSE_HTTP_MAX_BODY'))
-  .addOption(new Option('--trust-xfcc', 'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal').env('GATEHOUSE_TRUST_XFCC'))
-  .addOption(new Option('--tls-cert <file>', 'serve the gRPC port over TLS with this certificate (PEM); needs --tls-key and --client-ca').env('GATEHOUSE_TLS_CERT'))
-  .addOption(new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('GATEHOUSE_TLS_KEY'))
-  .addOption(new Option('--client-ca <file>', 'CA certificates (PEM) that askers\' client certificates must chain to; client certificates are required').env('GATEHOUSE_CLIENT_CA'))
-  .addOption(new Option('--askers <pattern>', 'SPIFFE ID patterns of the proxies that may ask; each asks only about requests to itself (repeatable)').argParser(collectList).env('GATEHOUSE_ASKERS'))
-  .addOption(new Option('--gateway-askers <pattern>', 'SPIFFE ID patterns of askers that may ask about any destination, such as ingress gateways (repeatable)').argParser(collectList).env('GATEHOUSE_GATEWAY_ASKERS'))
-  .addOption(new Option('--asker-from-xfcc', 'read the asker from the x-forwarded-client-cert metadata of Gatehouse\'s own sidecar (only where nothing else can reach the port)').env('GATEHOUSE_ASKER_FROM_XFCC'))
-  .addOption(new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env('GATEHOUSE_AUDIT_LOG'))
-  .addOption(new Option('--audit-key <file>', 'secret (at least 32 bytes) to HMAC every audit record with, so only its holder can rewrite the log; verify with `audit verify --key`').env('GATEHOUSE_AUDIT_KEY'))
-  .addOption(new Option('--log-level <level>', 'operational log level (stderr)').choices(LOG_LEVELS).default('info').env('GATEHOUSE_LOG_LEVEL'))
-  .addOption(new Option('--redis <url>', 'share token buckets through Redis (redis://host:port); default: in-process').env('GATEHOUSE_REDIS'))
-  .addOption(new Option('--redis-cluster <urls>', 'share token buckets through Redis Cluster (comma-separated seed URLs)').argParser(collectList).env('GATEHOUSE_REDIS_CLUSTER'))
-  .addOption(new Option('--redis-timeout <ms>', 'time budget of the Redis work of one check').default(50).argParser(parsePositiveInt).env('GATEHOUSE_REDIS_TIMEOUT'))
-  .addOption(new Option('--bundle <url|file>', 'serve a signed policy bundle (see `gatehouse bundle build`) instead of --policies, polling it for new revisions').env('GATEHOUSE_BUNDLE'))
-  .addOption(new Option('--bundle-key <file>', 'public key (PEM, Ed25519 or ECDSA) that bundles must be signed with').env('GATEHOUSE_BUNDLE_KEY'))
-  .addOption(new Option('--bundle-state <file>', 'where the highest activated bundle revision is kept, so a restart never goes back to an older signed bundle (put it on a persistent volume)').env('GATEHOUSE_BUNDLE_STATE'))
-  .addOption(new Option('--bundle-poll <seconds>', 'how often to poll the bundle').default(30).argParser(parsePositiveInt).env('GATEHOUSE_BUNDLE_POLL'))
-  .addOption(new Option('--no-watch', 'do not reload when files in the policy directory change (SIGHUP still reloads)'))
-  .addOption(new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take').default(10000).argParser(parsePositiveInt).env('GATEHOUSE_DRAIN_TIMEOUT'))
-  .addOption(new Option('--shutdown-wait <ms>', 'on SIGTERM, report NOT_SERVING but keep answering checks this long before draining (let health checks move traffic away)').default(0).argParser(intInRange(0, 600_000, 'milliseconds')).env('GATEHOUSE_SHUTDOWN_WAIT'))
+  .addOption(
+    new Option('--policies <dir>', 'policy directory')
+      .default('./policies')
+      .env('GATEHOUSE_POLICIES'),
+  )
+  .addOption(
+    new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)')
+      .default(DEFAULT_GRPC_PORT)
+      .argParser(parsePort)
+      .env('GATEHOUSE_GRPC_PORT'),
+  )
+  .addOption(
+    new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)')
+      .default(DEFAULT_ADMIN_PORT)
+      .argParser(parsePort)
+      .env('GATEHOUSE_ADMIN_PORT'),
+  )
+  .addOption(
+    new Option(
+      '--admin-token-file <file>',
+      'bearer token (first line, at least 16 characters) that admin changes (quarantine release, access renew) need from non-loopback callers',
+    ).env('GATEHOUSE_ADMIN_TOKEN_FILE'),
+  )
+  .addOption(
+    new Option(
+      '--listen-address <addr>',
+      'address to bind: IPv4, IPv6 (`::` listens dual-stack; brackets optional) or a host name',
+    )
+      .default('0.0.0.0')
+      .argParser(listenAddress)
+      .env('GATEHOUSE_LISTEN_ADDRESS'),
+  )
+  .addOption(
+    new Option(
+      '--workers <n>',
+      'worker processes sharing the gRPC port (default with --redis: one per usable core, CPU quota included; without: 1, since in-process buckets are per process)',
+    )
+      .argParser(parsePositiveInt)
+      .env('GATEHOUSE_WORKERS'),
+  )
+  .addOption(
+    new Option(
+      '--trust-domain <domain>',
+      'accept callers from this SPIFFE trust domain (repeatable)',
+    )
+      .argParser(collectList)
+      .env('GATEHOUSE_TRUST_DOMAIN'),
+  )
+  .addOption(
+    new Option(
+      '--trust-bundle <domain=file>',
+      'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable',
+    )
+      .argParser(collectList)
+      .env('GATEHOUSE_TRUST_BUNDLE'),
+  )
+  .addOption(
+    new Option(
+      '--jwt-audience <id>',
+      "audience JWT-SVIDs must carry (a policy's `audience` overrides it)",
+    ).env('GATEHOUSE_JWT_AUDIENCE'),
+  )
+  .addOption(
+    new Option('--jwt-leeway <seconds>', 'clock leeway for JWT-SVID exp/nbf')
+      .default(30)
+      .argParser(intInRange(0, 300, 'seconds'))
+      .env('GATEHOUSE_JWT_LEEWAY'),
+  )
+  .addOption(
+    new Option(
+      '--http-port <port>',
+      `also serve the HTTP authorization mode on this port (conventionally ${DEFAULT_HTTP_PORT}; off unless given)`,
+    )
+      .argParser(parsePort)
+      .env('GATEHOUSE_HTTP_PORT'),
+  )
+  .addOption(
+    new Option(
+      '--http-dialect <proxy>',
+      'who calls the HTTP mode: envoy (ext_authz http_service), nginx (auth_request) or traefik (forwardAuth)',
+    )
+      .choices(HTTP_DIALECTS)
+      .default('envoy')
+      .env('GATEHOUSE_HTTP_DIALECT'),
+  )
+  .addOption(
+    new Option('--http-path-prefix <prefix>', 'Envoy http_service path_prefix to strip').env(
+      'GATEHOUSE_HTTP_PATH_PREFIX',
+    ),
+  )
+  .addOption(
+    new Option(
+      '--http-client-cert-header <name>',
+      'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle',
+    ).env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'),
+  )
+  .addOption(
+    new Option(
+      '--http-max-body <bytes>',
+      'HTTP mode: request bytes read for body contracts; beyond it the body is checked as truncated',
+    )
+      .default(1048576)
+      .argParser(intInRange(0, 64 * 1048576, 'bytes'))
+      .env('GATEHOUSE_HTTP_MAX_BODY'),
+  )
+  .addOption(
+    new Option(
+      '--trust-xfcc',
+      'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal',
+    ).env('GATEHOUSE_TRUST_XFCC'),
+  )
+  .addOption(
+    new Option(
+      '--tls-cert <file>',
+      'serve the gRPC port over TLS with this certificate (PEM); needs --tls-key and --client-ca',
+    ).env('GATEHOUSE_TLS_CERT'),
+  )
+  .addOption(
+    new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('GATEHOUSE_TLS_KEY'),
+  )
+  .addOption(
+    new Option(
+      '--client-ca <file>',
+      "CA certificates (PEM) that askers' client certificates must chain to; client certificates are required",
+    ).env('GATEHOUSE_CLIENT_CA'),
+  )
+  .addOption(
+    new Option(
+      '--askers <pattern>',
+      'SPIFFE ID patterns of the proxies that may ask; each asks only about requests to itself (repeatable)',
+    )
+      .argParser(collectList)
+      .env('GATEHOUSE_ASKERS'),
+  )
+  .addOption(
+    new Option(
+      '--gateway-askers <pattern>',
+      'SPIFFE ID patterns of askers that may ask about any destination, such as ingress gateways (repeatable)',
+    )
+      .argParser(collectList)
+      .env('GATEHOUSE_GATEWAY_ASKERS'),
+  )
+  .addOption(
+    new Option(
+      '--asker-from-xfcc',
+      "read the asker from the x-forwarded-client-cert metadata of Gatehouse's own sidecar (only where nothing else can reach the port)",
+    ).env('GATEHOUSE_ASKER_FROM_XFCC'),
+  )
+  .addOption(
+    new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env(
+      'GATEHOUSE_AUDIT_LOG',
+    ),
+  )
+  .addOption(
+    new Option(
+      '--audit-key <file>',
+      'secret (at least 32 bytes) to HMAC every audit record with, so only its holder can rewrite the log; verify with `audit verify --key`',
+    ).env('GATEHOUSE_AUDIT_KEY'),
+  )
+  .addOption(
+    new Option('--log-level <level>', 'operational log level (stderr)')
+      .choices(LOG_LEVELS)
+      .default('info')
+      .env('GATEHOUSE_LOG_LEVEL'),
+  )
+  .addOption(
+    new Option(
+      '--redis <url>',
+      'share token buckets through Redis (redis://host:port); default: in-process',
+    ).env('GATEHOUSE_REDIS'),
+  )
+  .addOption(
+    new Option(
+      '--redis-cluster <urls>',
+      'share token buckets through Redis Cluster (comma-separated seed URLs)',
+    )
+      .argParser(collectList)
+      .env('GATEHOUSE_REDIS_CLUSTER'),
+  )
+  .addOption(
+    new Option('--redis-timeout <ms>', 'time budget of the Redis work of one check')
+      .default(50)
+      .argParser(parsePositiveInt)
+      .env('GATEHOUSE_REDIS_TIMEOUT'),
+  )
+  .addOption(
+    new Option(
+      '--bundle <url|file>',
+      'serve a signed policy bundle (see `gatehouse bundle build`) instead of --policies, polling it for new revisions',
+    ).env('GATEHOUSE_BUNDLE'),
+  )
+  .addOption(
+    new Option(
+      '--bundle-key <file>',
+      'public key (PEM, Ed25519 or ECDSA) that bundles must be signed with',
+    ).env('GATEHOUSE_BUNDLE_KEY'),
+  )
+  .addOption(
+    new Option(
+      '--bundle-state <file>',
+      'where the highest activated bundle revision is kept, so a restart never goes back to an older signed bundle (put it on a persistent volume)',
+    ).env('GATEHOUSE_BUNDLE_STATE'),
+  )
+  .addOption(
+    new Option('--bundle-poll <seconds>', 'how often to poll the bundle')
+      .default(30)
+      .argParser(parsePositiveInt)
+      .env('GATEHOUSE_BUNDLE_POLL'),
+  )
+  .addOption(
+    new Option(
+      '--no-watch',
+      'do not reload when files in the policy directory change (SIGHUP still reloads)',
+    ),
+  )
+  .addOption(
+    new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take')
+      .default(10000)
+      .argParser(parsePositiveInt)
+      .env('GATEHOUSE_DRAIN_TIMEOUT'),
+  )
+  .addOption(
+    new Option(
+      '--shutdown-wait <ms>',
+      'on SIGTERM, report NOT_SERVING but keep answering checks this long before draining (let health checks move traffic away)',
+    )
+      .default(0)
+      .argParser(intInRange(0, 600_000, 'milliseconds'))
+      .env('GATEHOUSE_SHUTDOWN_WAIT'),
+  )
   .action(async (opts: ServeFlags) => {
     const log = createLogger(opts.logLevel);
     const trustDomains = opts.trustDomain ?? [];
@@ -86,10 +297,16 @@ withBoundsOptions(program.command('serve'))
     const redis = redisOptions(opts);
     // Every worker runs this action too (same argv and environment) and reads the key itself,
     // so it never travels over IPC; the primary reads it first to refuse a bad key before forking.
-    const auditKey = opts.auditKey ? await readAuditKey(opts.auditKey).catch((e: Error) => fail(`refusing to start: --audit-key: ${e.message}`)) : undefined;
+    const auditKey = opts.auditKey
+      ? await readAuditKey(opts.auditKey).catch((e: Error) =>
+          fail(`refusing to start: --audit-key: ${e.message}`),
+        )
+      : undefined;
     let trustBundles;
     try {
-      trustBundles = (await TrustBundleStore.open(parseTrustBundleFlags(opts.trustBundle ?? []), log)).bundles;
+      trustBundles = (
+        await TrustBundleStore.open(parseTrustBundleFlags(opts.trustBundle ?? []), log)
+      ).bundles;
     } catch (err) {
       fail(`--trust-bundle: ${(err as Error).message}`);
     }
@@ -108,7 +325,9 @@ withBoundsOptions(program.command('serve'))
               port: opts.httpPort,
               dialect: opts.httpDialect,
               ...(opts.httpPathPrefix ? { pathPrefix: opts.httpPathPrefix } : {}),
-              ...(opts.httpClientCertHeader ? { certificateHeader: opts.httpClientCertHeader.toLowerCase() } : {}),
+              ...(opts.httpClientCertHeader
+                ? { certificateHeader: opts.httpClientCertHeader.toLowerCase() }
+                : {}),
               maxBodyBytes: opts.httpMaxBody,
             },
           }
@@ -123,20 +342,32 @@ withBoundsOptions(program.command('serve'))
     // In-process buckets live in one process: N workers would each admit a full budget.
     const workers = opts.workers ?? (redis ? defaultWorkers() : 1);
     if (workers > 1 && !redis && !cluster.isWorker) {
-      log.warn({ workers }, 'in-process rate limits are per worker: each of the workers admits a full budget; use --redis to share buckets');
+      log.warn(
+        { workers },
+        'in-process rate limits are per worker: each of the workers admits a full budget; use --redis to share buckets',
+      );
     }
     let bundle: BundlePoller | undefined;
     if (opts.bundle && !cluster.isWorker) {
-      if (!opts.bundleKey) fail('--bundle needs --bundle-key (the public key bundles are signed with)');
-      const pem = await fs.readFile(opts.bundleKey, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--bundle-key', opts.bundleKey!)));
+      if (!opts.bundleKey)
+        fail('--bundle needs --bundle-key (the public key bundles are signed with)');
+      const pem = await fs
+        .readFile(opts.bundleKey, 'utf8')
+        .catch((e: unknown) => fail(fileErrorText(e, '--bundle-key', opts.bundleKey!)));
       const keyProblem = keyKindProblem(pem, 'public', `--bundle-key ${opts.bundleKey}`);
       if (keyProblem) fail(keyProblem);
-      if (!opts.bundleState) log.warn('no --bundle-state: older signed bundles are refused only while this process runs; a restart accepts any signed revision');
+      if (!opts.bundleState)
+        log.warn(
+          'no --bundle-state: older signed bundles are refused only while this process runs; a restart accepts any signed revision',
+        );
       bundle = new BundlePoller(opts.bundle, pem, log, opts.bundleState);
       try {
         const active = await bundle.initial();
         options = { ...options, policiesDir: active.dir };
-        log.info({ revision: active.payload.revision, version: active.payload.version }, 'bundle activated');
+        log.info(
+          { revision: active.payload.revision, version: active.payload.version },
+          'bundle activated',
+        );
       } catch (err) {
         fail(`refusing to start: bundle ${opts.bundle}: ${(err as Error).message}`);
       }
@@ -147,7 +378,9 @@ withBoundsOptions(program.command('serve'))
       else await serveSingle(options, opts, log, bundle);
     } catch (err) {
       if (err instanceof PolicyLoadError) {
-        process.stderr.write(`gatehouse: refusing to start: ${opts.policies} has invalid policies\n`);
+        process.stderr.write(
+          `gatehouse: refusing to start: ${opts.policies} has invalid policies\n`,
+        );
         for (const p of err.problems) process.stderr.write(`${formatProblem(p)}\n`);
         process.exit(1);
       }
@@ -156,13 +389,25 @@ withBoundsOptions(program.command('serve'))
   });
 
 /** --workers 1: gRPC and admin in this process. */
-async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
+async function serveSingle(
+  options: GatehouseOptions,
+  opts: ServeFlags,
+  log: Logger,
+  bundle: BundlePoller | undefined,
+): Promise<void> {
   const app = await Gatehouse.start(options, log);
-  const admin = new AdminServer(app.adminProviders(), log, opts.adminTokenFile ? { token: await readAdminToken(opts.adminTokenFile) } : {});
+  const admin = new AdminServer(
+    app.adminProviders(),
+    log,
+    opts.adminTokenFile ? { token: await readAdminToken(opts.adminTokenFile) } : {},
+  );
   const adminPort = await admin.listen(opts.listenAddress, opts.adminPort);
   log.info({ adminPort }, 'admin serving');
   // A bundle is the source of truth when given: its directory is private, so nobody edits it.
-  const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void app.reload(), log) : undefined;
+  const watcher =
+    opts.watch && !bundle
+      ? watchPolicyDir(options.policiesDir, () => void app.reload(), log)
+      : undefined;
   bundle?.registerMetrics(app.metrics.registry);
   bundle?.start(opts.bundlePoll * 1000, async (b) => (await app.switchDirectory(b.dir)).ok);
   onStopSignals(log, async () => {
@@ -177,10 +422,28 @@ async function serveSingle(options: GatehouseOptions, opts: ServeFlags, log: Log
   process.on('SIGUSR1', () => void app.reopenAudit());
 }
 
-async function servePrimary(options: GatehouseOptions, workers: number, opts: ServeFlags, log: Logger, bundle: BundlePoller | undefined): Promise<void> {
+async function servePrimary(
+  options: GatehouseOptions,
+  workers: number,
+  opts: ServeFlags,
+  log: Logger,
+  bundle: BundlePoller | undefined,
+): Promise<void> {
   const adminToken = opts.adminTokenFile ? await readAdminToken(opts.adminTokenFile) : undefined;
-  const supervisor = await Supervisor.start({ workers, adminHost: opts.listenAddress, adminPort: opts.adminPort, gatehouse: options, ...(adminToken ? { adminToken } : {}) }, log);
-  const watcher = opts.watch && !bundle ? watchPolicyDir(options.policiesDir, () => void supervisor.reload(), log) : undefined;
+  const supervisor = await Supervisor.start(
+    {
+      workers,
+      adminHost: opts.listenAddress,
+      adminPort: opts.adminPort,
+      gatehouse: options,
+      ...(adminToken ? { adminToken } : {}),
+    },
+    log,
+  );
+  const watcher =
+    opts.watch && !bundle
+      ? watchPolicyDir(options.policiesDir, () => void supervisor.reload(), log)
+      : undefined;
   bundle?.registerMetrics(supervisor.metricsRegistry);
   bundle?.start(opts.bundlePoll * 1000, (b) => supervisor.reload(b.dir));
   onStopSignals(log, async () => {
@@ -217,7 +480,10 @@ function onStopSignals(log: Logger, stop: () => Promise<void>): void {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'shutting down');
-    stop().then(() => process.exit(0), () => process.exit(1));
+    stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
   };
   process.on('SIGTERM', () => handler('SIGTERM'));
   process.on('SIGINT', () => handler('SIGINT'));
@@ -229,10 +495,16 @@ program
   .argument('<dir>', 'policy directory')
   .option('--junit <file>', 'also write the results as JUnit XML')
   .option('--coverage', 'list the rules and allow/deny entries no case exercised')
-  .option('--trust-domain <domain>', 'trusted SPIFFE trust domain (repeatable; default: the test file\'s, else those the policies name)', collectList)
-  .action(async (dir: string, opts: { junit?: string; coverage?: boolean; trustDomain?: string[] }) => {
-    process.exitCode = await runTestCommand(dir, opts);
-  });
+  .option(
+    '--trust-domain <domain>',
+    "trusted SPIFFE trust domain (repeatable; default: the test file's, else those the policies name)",
+    collectList,
+  )
+  .action(
+    async (dir: string, opts: { junit?: string; coverage?: boolean; trustDomain?: string[] }) => {
+      process.exitCode = await runTestCommand(dir, opts);
+    },
+  );
 
 const bundleCommand = program.command('bundle').description('signed policy bundles for CI/CD');
 bundleCommand
@@ -241,15 +513,23 @@ bundleCommand
   .argument('<dir>', 'policy directory (policies and their *.test.yaml)')
   .requiredOption('-o, --output <file>', 'bundle file to write')
   .requiredOption('--key <file>', 'private key (PKCS#8 PEM, Ed25519 or ECDSA P-256/P-384)')
-  .option('--revision <n>', 'bundle revision; must grow with every bundle (default: now, in ms)', parsePositiveInt)
+  .option(
+    '--revision <n>',
+    'bundle revision; must grow with every bundle (default: now, in ms)',
+    parsePositiveInt,
+  )
   .action(async (dir: string, o: { output: string; key: string; revision?: number }) => {
-    const pem = await fs.readFile(o.key, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--key', o.key)));
+    const pem = await fs
+      .readFile(o.key, 'utf8')
+      .catch((e: unknown) => fail(fileErrorText(e, '--key', o.key)));
     const keyProblem = keyKindProblem(pem, 'private', `--key ${o.key}`);
     if (keyProblem) fail(keyProblem);
     try {
       const { jws, payload, testsRun } = await buildBundle(dir, pem, o.revision);
       await fs.writeFile(o.output, `${jws}\n`);
-      process.stdout.write(`bundle ${o.output}: revision ${payload.revision}, version ${payload.version}, ${Object.keys(payload.files).length} files, ${testsRun} policy tests passed\n`);
+      process.stdout.write(
+        `bundle ${o.output}: revision ${payload.revision}, version ${payload.version}, ${Object.keys(payload.files).length} files, ${testsRun} policy tests passed\n`,
+      );
     } catch (err) {
       fail((err as Error).message);
     }
@@ -260,30 +540,77 @@ program
   .description('audit log tools')
   .command('verify')
   .description("verify an audit log's hash chains; exit 1 naming the first broken record")
-  .argument('<files...>', 'audit log (JSON lines); rotated pieces of one log oldest first (audit.log.2 audit.log.1 audit.log)')
-  .option('--key <file>', 'the --audit-key the log was written with; needed for keyed records, and then every record must be keyed')
-  .option('--from-seq <n>', 'the first piece follows a record already verified: its seq (printed as the chain end by the previous verify)', intInRange(0, Number.MAX_SAFE_INTEGER, 'a seq'))
+  .argument(
+    '<files...>',
+    'audit log (JSON lines); rotated pieces of one log oldest first (audit.log.2 audit.log.1 audit.log)',
+  )
+  .option(
+    '--key <file>',
+    'the --audit-key the log was written with; needed for keyed records, and then every record must be keyed',
+  )
+  .option(
+    '--from-seq <n>',
+    'the first piece follows a record already verified: its seq (printed as the chain end by the previous verify)',
+    intInRange(0, Number.MAX_SAFE_INTEGER, 'a seq'),
+  )
   .option('--from-hash <hash>', 'the hash of that record')
-  .option('--mid-chain', 'accept chains that start mid-way on their own first record, unchecked before it (say so)')
-  .action(async (files: string[], opts: { key?: string; fromSeq?: number; fromHash?: string; midChain?: boolean }) => {
-    if ((opts.fromSeq === undefined) !== (opts.fromHash === undefined)) fail('--from-seq and --from-hash go together: the seq and hash of the last record before the first piece');
-    if (opts.fromHash !== undefined && !/^[0-9a-f]{64}$/.test(opts.fromHash)) fail('--from-hash must be a record hash: 64 lower-case hex digits');
-    const key = opts.key ? await readAuditKey(opts.key).catch((e: Error) => fail(`--key: ${e.message}`)) : undefined;
-    const pieces = [];
-    for (const file of files) pieces.push({ name: file, text: await fs.readFile(file, 'utf8').catch((e: unknown) => fail(fileErrorText(e, 'audit log', file))) });
-    const anchor = opts.fromSeq !== undefined && opts.fromHash !== undefined ? { seq: opts.fromSeq, hash: opts.fromHash } : undefined;
-    const result = verifyAuditPieces(pieces, key, { ...(anchor ? { anchor } : {}), midChain: opts.midChain === true });
-    if (!result.ok) {
-      const where = result.error!.line > 0 ? `${result.error!.piece ?? files[0]}:${result.error!.line}` : files.join(' ');
-      process.stdout.write(`${where}: ${result.error!.message}\n`);
-      process.stdout.write(`FAILED after ${result.records} intact record(s)\n`);
-      process.exit(1);
-    }
-    process.stdout.write(`ok: ${result.records} record(s) in ${result.chains} chain(s), every ${key ? 'HMAC matches the key' : 'hash intact'}\n`);
-    for (const u of result.unanchored ?? []) process.stdout.write(`unchecked start: chain ${u.chain} begins at seq ${u.seq}; records before it were not verified\n`);
-    // The anchor for verifying the next piece on its own.
-    for (const end of result.ends ?? []) process.stdout.write(`chain ${end.chain} ends at --from-seq ${end.seq} --from-hash ${end.hash}\n`);
-  });
+  .option(
+    '--mid-chain',
+    'accept chains that start mid-way on their own first record, unchecked before it (say so)',
+  )
+  .action(
+    async (
+      files: string[],
+      opts: { key?: string; fromSeq?: number; fromHash?: string; midChain?: boolean },
+    ) => {
+      if ((opts.fromSeq === undefined) !== (opts.fromHash === undefined))
+        fail(
+          '--from-seq and --from-hash go together: the seq and hash of the last record before the first piece',
+        );
+      if (opts.fromHash !== undefined && !/^[0-9a-f]{64}$/.test(opts.fromHash))
+        fail('--from-hash must be a record hash: 64 lower-case hex digits');
+      const key = opts.key
+        ? await readAuditKey(opts.key).catch((e: Error) => fail(`--key: ${e.message}`))
+        : undefined;
+      const pieces = [];
+      for (const file of files)
+        pieces.push({
+          name: file,
+          text: await fs
+            .readFile(file, 'utf8')
+            .catch((e: unknown) => fail(fileErrorText(e, 'audit log', file))),
+        });
+      const anchor =
+        opts.fromSeq !== undefined && opts.fromHash !== undefined
+          ? { seq: opts.fromSeq, hash: opts.fromHash }
+          : undefined;
+      const result = verifyAuditPieces(pieces, key, {
+        ...(anchor ? { anchor } : {}),
+        midChain: opts.midChain === true,
+      });
+      if (!result.ok) {
+        const where =
+          result.error!.line > 0
+            ? `${result.error!.piece ?? files[0]}:${result.error!.line}`
+            : files.join(' ');
+        process.stdout.write(`${where}: ${result.error!.message}\n`);
+        process.stdout.write(`FAILED after ${result.records} intact record(s)\n`);
+        process.exit(1);
+      }
+      process.stdout.write(
+        `ok: ${result.records} record(s) in ${result.chains} chain(s), every ${key ? 'HMAC matches the key' : 'hash intact'}\n`,
+      );
+      for (const u of result.unanchored ?? [])
+        process.stdout.write(
+          `unchecked start: chain ${u.chain} begins at seq ${u.seq}; records before it were not verified\n`,
+        );
+      // The anchor for verifying the next piece on its own.
+      for (const end of result.ends ?? [])
+        process.stdout.write(
+          `chain ${end.chain} ends at --from-seq ${end.seq} --from-hash ${end.hash}\n`,
+        );
+    },
+  );
 
 program
   .command('validate')
@@ -299,7 +626,9 @@ program
       process.exit(1);
     }
     const count = result.set.policies.length;
-    process.stdout.write(`ok: ${count} ${count === 1 ? 'policy' : 'policies'}, version ${result.set.version}\n`);
+    process.stdout.write(
+      `ok: ${count} ${count === 1 ? 'policy' : 'policies'}, version ${result.set.version}\n`,
+    );
   });
 
 program
@@ -310,13 +639,27 @@ program
   .option('--trust-domain <domain>', 'trusted SPIFFE trust domain (repeatable)', collectList)
   .option('--trust-xfcc', 'trust the nearest x-forwarded-client-cert element')
   .option('--json', 'print the decision and the CheckResponse as JSON')
-  .action(async (dir: string, opts: { input: string; trustDomain?: string[]; trustXfcc?: boolean; json?: boolean }) => {
-    const bad = validateTrustDomains(opts.trustDomain ?? []);
-    if (bad) fail(bad);
-    const text = opts.input === '-' ? await readStdin() : await fs.readFile(opts.input, 'utf8').catch((e: unknown) => fail(fileErrorText(e, '--input', opts.input)));
-    const code = await runCheck(dir, text, { trustDomains: opts.trustDomain ?? [], trustXfcc: opts.trustXfcc === true, json: opts.json === true });
-    process.exitCode = code;
-  });
+  .action(
+    async (
+      dir: string,
+      opts: { input: string; trustDomain?: string[]; trustXfcc?: boolean; json?: boolean },
+    ) => {
+      const bad = validateTrustDomains(opts.trustDomain ?? []);
+      if (bad) fail(bad);
+      const text =
+        opts.input === '-'
+          ? await readStdin()
+          : await fs
+              .readFile(opts.input, 'utf8')
+              .catch((e: unknown) => fail(fileErrorText(e, '--input', opts.input)));
+      const code = await runCheck(dir, text, {
+        trustDomains: opts.trustDomain ?? [],
+        trustXfcc: opts.trustXfcc === true,
+        json: opts.json === true,
+      });
+      process.exitCode = code;
+    },
+  );
 
 addReplayCommands(program);
 addSuggestCommand(program);
@@ -362,14 +705,22 @@ interface ServeFlags extends BoundsFlags {
 /** Who may ask the Check port, from the flags; exits on a combination that cannot hold. */
 function askerFlags(opts: ServeFlags): AskerOptions {
   const tlsFlags = [opts.tlsCert, opts.tlsKey, opts.clientCa].filter((f) => f !== undefined).length;
-  if (tlsFlags !== 0 && tlsFlags !== 3) fail('--tls-cert, --tls-key and --client-ca go together: askers are authenticated by client certificates');
+  if (tlsFlags !== 0 && tlsFlags !== 3)
+    fail(
+      '--tls-cert, --tls-key and --client-ca go together: askers are authenticated by client certificates',
+    );
   const options: AskerOptions = {
-    ...(opts.tlsCert && opts.tlsKey && opts.clientCa ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey, clientCaFile: opts.clientCa } } : {}),
+    ...(opts.tlsCert && opts.tlsKey && opts.clientCa
+      ? { tls: { certFile: opts.tlsCert, keyFile: opts.tlsKey, clientCaFile: opts.clientCa } }
+      : {}),
     askers: opts.askers ?? [],
     gateways: opts.gatewayAskers ?? [],
     fromXfcc: opts.askerFromXfcc === true || opts.askerFromXfcc === 'true',
   };
-  if (options.tls && options.fromXfcc) fail('--asker-from-xfcc is for a plaintext port behind Gatehouse\'s own sidecar; with --tls-cert the client certificate names the asker');
+  if (options.tls && options.fromXfcc)
+    fail(
+      "--asker-from-xfcc is for a plaintext port behind Gatehouse's own sidecar; with --tls-cert the client certificate names the asker",
+    );
   const problem = askerOptionsProblem(options);
   if (problem !== undefined) fail(problem);
   if (options.tls) {
@@ -382,7 +733,9 @@ function askerFlags(opts: ServeFlags): AskerOptions {
   return options;
 }
 
-function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {
+function redisOptions(
+  opts: ServeFlags,
+): { url?: string; clusterUrls?: string[]; timeoutMs: number } | undefined {
   if (opts.redis && opts.redisCluster?.length) fail('give --redis or --redis-cluster, not both');
   const urls = opts.redisCluster?.length ? opts.redisCluster : opts.redis ? [opts.redis] : [];
   for (const url of urls) {
@@ -392,7 +745,8 @@ function redisOptions(opts: ServeFlags): { url?: string; clusterUrls?: string[];
       fail(`${opts.redis ? '--redis' : '--redis-cluster'}: ${(err as Error).message}`);
     }
   }
-  if (opts.redisCluster?.length) return { clusterUrls: opts.redisCluster, timeoutMs: opts.redisTimeout };
+  if (opts.redisCluster?.length)
+    return { clusterUrls: opts.redisCluster, timeoutMs: opts.redisTimeout };
   if (opts.redis) return { url: opts.redis, timeoutMs: opts.redisTimeout };
   return undefined;
 }
@@ -410,39 +764,85 @@ async function readStdin(): Promise<string> {
 
 function adminClientOptions(command: Command): Command {
   return command
-    .addOption(new Option('--admin <url>', 'admin API of a running gatehouse').default(DEFAULT_ADMIN_URL).env('GATEHOUSE_ADMIN_URL'))
-    .addOption(new Option('--admin-token-file <file>', 'bearer token for changes from another host').env('GATEHOUSE_ADMIN_TOKEN_FILE'))
+    .addOption(
+      new Option('--admin <url>', 'admin API of a running gatehouse')
+        .default(DEFAULT_ADMIN_URL)
+        .env('GATEHOUSE_ADMIN_URL'),
+    )
+    .addOption(
+      new Option('--admin-token-file <file>', 'bearer token for changes from another host').env(
+        'GATEHOUSE_ADMIN_TOKEN_FILE',
+      ),
+    )
     .option('--json', 'print the API answer as JSON');
 }
 
 /** Prints the answer, or fails with the API's error and exit 1. */
-async function adminCommand(flags: AdminClientFlags, method: 'GET' | 'POST', path: string, body: unknown, ok: (json: Record<string, unknown>) => string): Promise<void> {
+async function adminCommand(
+  flags: AdminClientFlags,
+  method: 'GET' | 'POST',
+  path: string,
+  body: unknown,
+  ok: (json: Record<string, unknown>) => string,
+): Promise<void> {
   const { status, json } = await adminCall(flags, method, path, body);
-  if (status >= 400) fail(`${String(json['error'] ?? `admin API answered ${status}`)}${typeof json['caller'] === 'string' ? `: ${json['caller']}` : ''}`);
+  if (status >= 400)
+    fail(
+      `${String(json['error'] ?? `admin API answered ${status}`)}${typeof json['caller'] === 'string' ? `: ${json['caller']}` : ''}`,
+    );
   process.stdout.write(flags.json ? `${JSON.stringify(json, null, 2)}\n` : ok(json));
 }
 
-const quarantineCommand = program.command('quarantine').description('callers isolated after repeated denials (mesh-wide with --redis)');
-adminClientOptions(quarantineCommand.command('list').description('list quarantined callers')).action((flags: AdminClientFlags) =>
-  adminCommand(flags, 'GET', '/v1/quarantine', undefined, (json) => formatQuarantine(json['callers'] as Parameters<typeof formatQuarantine>[0])),
+const quarantineCommand = program
+  .command('quarantine')
+  .description('callers isolated after repeated denials (mesh-wide with --redis)');
+adminClientOptions(
+  quarantineCommand.command('list').description('list quarantined callers'),
+).action((flags: AdminClientFlags) =>
+  adminCommand(flags, 'GET', '/v1/quarantine', undefined, (json) =>
+    formatQuarantine(json['callers'] as Parameters<typeof formatQuarantine>[0]),
+  ),
 );
-adminClientOptions(quarantineCommand.command('release').description('end a caller\'s quarantine now').argument('<spiffe-id>', 'the quarantined caller')).action((caller: string, flags: AdminClientFlags) =>
+adminClientOptions(
+  quarantineCommand
+    .command('release')
+    .description("end a caller's quarantine now")
+    .argument('<spiffe-id>', 'the quarantined caller'),
+).action((caller: string, flags: AdminClientFlags) =>
   adminCommand(flags, 'POST', '/v1/quarantine/release', { caller }, () => `released ${caller}\n`),
 );
 
-const accessCommand = program.command('access').description('grants that expire from disuse (expiresAfterUnused)');
-adminClientOptions(accessCommand.command('report').description('grants by last use, oldest first, so stale access can be removed')).action((flags: AdminClientFlags) =>
-  adminCommand(flags, 'GET', '/v1/access', undefined, (json) => formatAccessReport(json['grants'] as Parameters<typeof formatAccessReport>[0])),
+const accessCommand = program
+  .command('access')
+  .description('grants that expire from disuse (expiresAfterUnused)');
+adminClientOptions(
+  accessCommand
+    .command('report')
+    .description('grants by last use, oldest first, so stale access can be removed'),
+).action((flags: AdminClientFlags) =>
+  adminCommand(flags, 'GET', '/v1/access', undefined, (json) =>
+    formatAccessReport(json['grants'] as Parameters<typeof formatAccessReport>[0]),
+  ),
 );
 adminClientOptions(
   accessCommand
     .command('renew')
-    .description('restart the disuse clock of a policy\'s grants (optionally one rule, one caller)')
+    .description("restart the disuse clock of a policy's grants (optionally one rule, one caller)")
     .argument('<policy>', 'policy name')
     .option('--rule <name>', 'only this rule')
     .option('--caller <spiffe-id>', 'only this caller'),
 ).action((policy: string, flags: AdminClientFlags & { rule?: string; caller?: string }) =>
-  adminCommand(flags, 'POST', '/v1/access/renew', { policy, ...(flags.rule ? { rule: flags.rule } : {}), ...(flags.caller ? { caller: flags.caller } : {}) }, (json) => `renewed ${String(json['renewed'])} grant use(s) of policy ${policy}\n`),
+  adminCommand(
+    flags,
+    'POST',
+    '/v1/access/renew',
+    {
+      policy,
+      ...(flags.rule ? { rule: flags.rule } : {}),
+      ...(flags.caller ? { caller: flags.caller } : {}),
+    },
+    (json) => `renewed ${String(json['renewed'])} grant use(s) of policy ${policy}\n`,
+  ),
 );
 
 program.parseAsync(process.argv).catch((err: Error) => fail(err.message));

@@ -3,7 +3,8 @@ import { parseListenAddress } from '../server/listen-address';
 
 export function parsePort(value: string): number {
   const n = Number(value);
-  if (!/^\d+$/.test(value) || n > 65535) throw new InvalidArgumentError('must be a port number from 0 to 65535');
+  if (!/^\d+$/.test(value) || n > 65535)
+    throw new InvalidArgumentError('must be a port number from 0 to 65535');
   return n;
 }
 
@@ -11,7 +12,8 @@ export function parsePort(value: string): number {
 export function intInRange(min: number, max: number, what: string): (value: string) => number {
   return (value: string) => {
     const n = Number(value);
-    if (!/^\d+$/.test(value) || n < min || n > max) throw new InvalidArgumentError(`must be ${what} from ${min} to ${max}`);
+    if (!/^\d+$/.test(value) || n < min || n > max)
+      throw new InvalidArgumentError(`must be ${what} from ${min} to ${max}`);
     return n;
   };
 }
@@ -24,7 +26,10 @@ export function parsePositiveInt(value: string): number {
 
 /** Repeatable flag; the environment twin may hold a comma-separated list. */
 export function collectList(value: string, previous: string[] | undefined): string[] {
-  const items = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const items = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   return [...(previous ?? []), ...items];
 }
 

@@ -16,7 +16,10 @@ export function parseSince(value: string, now = Date.now()): number {
   const back = parseDuration(value);
   if (back !== undefined) return now - back;
   const at = Date.parse(value);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(at)) throw new InvalidArgumentError('must be an ISO time (2026-12-05T00:00:00Z) or a duration back from now (24h)');
+  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(at))
+    throw new InvalidArgumentError(
+      'must be an ISO time (2026-12-05T00:00:00Z) or a duration back from now (24h)',
+    );
   return at;
 }
 
@@ -49,18 +52,31 @@ export async function runReplay(dir: string, flags: ReplayFlags): Promise<number
   const base = flags.base !== undefined ? await loadOrExplain(flags.base, '--base') : undefined;
   if (typeof base === 'string') return error(base);
   const progress = process.stderr.isTTY
-    ? (records: number, elapsedMs: number) => process.stderr.write(`\rreplaying: ${records.toLocaleString('en-US')} records, ${Math.round((records * 1000) / Math.max(elapsedMs, 1)).toLocaleString('en-US')}/s   `)
+    ? (records: number, elapsedMs: number) =>
+        process.stderr.write(
+          `\rreplaying: ${records.toLocaleString('en-US')} records, ${Math.round((records * 1000) / Math.max(elapsedMs, 1)).toLocaleString('en-US')}/s   `,
+        )
     : undefined;
   let report: ReplayReport;
   try {
-    report = await replay(set, { files: flags.audit, ...(flags.since !== undefined ? { since: flags.since } : {}), ...(progress ? { onProgress: progress } : {}) });
+    report = await replay(set, {
+      files: flags.audit,
+      ...(flags.since !== undefined ? { since: flags.since } : {}),
+      ...(progress ? { onProgress: progress } : {}),
+    });
   } catch (err) {
-    return error(`cannot read the audit log: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    return error(
+      `cannot read the audit log: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   } finally {
     if (progress) process.stderr.write('\r\x1b[K');
   }
   const diff = base !== undefined ? diffRules(base, set) : undefined;
-  const text = flags.json ? `${JSON.stringify(diff ? { ...report, rules: diff } : report, null, 2)}\n` : flags.markdown ? formatMarkdown(report, diff) : formatText(report, diff);
+  const text = flags.json
+    ? `${JSON.stringify(diff ? { ...report, rules: diff } : report, null, 2)}\n`
+    : flags.markdown
+      ? formatMarkdown(report, diff)
+      : formatText(report, diff);
   if (flags.output !== undefined) await fs.writeFile(flags.output, text);
   else process.stdout.write(text);
   return failsOn(report, flags.failOn) ? EXIT_CHANGES : 0;
@@ -74,14 +90,30 @@ function error(message: string): number {
 export function addReplayCommands(program: Command): void {
   program
     .command('replay')
-    .description('re-decide the requests in audit logs with the policies in DIR and report which outcomes change')
+    .description(
+      're-decide the requests in audit logs with the policies in DIR and report which outcomes change',
+    )
     .argument('<dir>', 'policy directory (the change under review)')
-    .requiredOption('--audit <file...>', 'audit logs: files or rotated pieces, oldest first; "-" for stdin')
-    .option('--since <time>', 'only records from this ISO time, or this long ago (24h)', (v: string) => parseSince(v))
+    .requiredOption(
+      '--audit <file...>',
+      'audit logs: files or rotated pieces, oldest first; "-" for stdin',
+    )
+    .option(
+      '--since <time>',
+      'only records from this ISO time, or this long ago (24h)',
+      (v: string) => parseSince(v),
+    )
     .option('--json', 'print the report as JSON')
     .option('--markdown', 'print the report as Markdown (for a pull-request comment)')
-    .addOption(new Option('--fail-on <what>', 'exit 1 when replay finds new denials, or any change').choices(['new-denials', 'any-change']))
-    .option('--base <dir>', 'the policies the log was recorded under (e.g. a checkout of main), to name the rules added, removed and changed')
+    .addOption(
+      new Option('--fail-on <what>', 'exit 1 when replay finds new denials, or any change').choices(
+        ['new-denials', 'any-change'],
+      ),
+    )
+    .option(
+      '--base <dir>',
+      'the policies the log was recorded under (e.g. a checkout of main), to name the rules added, removed and changed',
+    )
     .option('-o, --output <file>', 'write the report here instead of stdout')
     .action(async (dir: string, flags: ReplayFlags) => {
       process.exitCode = await runReplay(dir, flags);

@@ -5,7 +5,9 @@ import { availableParallelism } from 'node:os';
  * Workers by default: one per core the process may really use. In a container the node's
  * core count overstates it, so a CPU quota (cgroup v2 cpu.max, or v1 cfs quota) caps it.
  */
-export function defaultWorkers(readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): number {
+export function defaultWorkers(
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): number {
   const cores = availableParallelism();
   const quota = cgroupCpuQuota(readFile);
   return Math.max(1, quota === undefined ? cores : Math.min(cores, Math.ceil(quota)));
@@ -14,7 +16,8 @@ export function defaultWorkers(readFile: (path: string) => string = (p) => readF
 function cgroupCpuQuota(readFile: (path: string) => string): number | undefined {
   try {
     const [max, period] = readFile('/sys/fs/cgroup/cpu.max').trim().split(/\s+/);
-    if (max !== undefined && max !== 'max' && Number(period) > 0) return Number(max) / Number(period);
+    if (max !== undefined && max !== 'max' && Number(period) > 0)
+      return Number(max) / Number(period);
     if (max === 'max') return undefined;
   } catch {
     /* not cgroup v2 */

@@ -1,6 +1,7 @@
 /** IPC between the primary and its workers. */
 /** `dir`: serve this directory from now on (a new bundle); absent: reload the current one. */
-export type ToWorker = { type: 'gatehouse:reload'; dir?: string } | { type: 'gatehouse:reopen-audit' };
+export type ToWorker =
+  { type: 'gatehouse:reload'; dir?: string } | { type: 'gatehouse:reopen-audit' };
 
 export interface WorkerStatus {
   type: 'gatehouse:status';
@@ -12,7 +13,11 @@ export interface WorkerStatus {
 }
 
 export function isWorkerStatus(message: unknown): message is WorkerStatus {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:status';
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === 'gatehouse:status'
+  );
 }
 
 /** audit.log → audit.w2.log: one hash chain per worker file. */
@@ -29,7 +34,12 @@ export interface AuditBatch {
 }
 
 export function isAuditBatch(message: unknown): message is AuditBatch {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:audit' && typeof (message as { batch?: unknown }).batch === 'string';
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === 'gatehouse:audit' &&
+    typeof (message as { batch?: unknown }).batch === 'string'
+  );
 }
 
 /** Operator state requests the primary's admin server relays to one worker (workers hold the state). */
@@ -51,9 +61,19 @@ export interface AdminReply {
 }
 
 export function isAdminRequest(message: unknown): message is AdminRequest {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:admin' && typeof (message as { id?: unknown }).id === 'number';
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === 'gatehouse:admin' &&
+    typeof (message as { id?: unknown }).id === 'number'
+  );
 }
 
 export function isAdminReply(message: unknown): message is AdminReply {
-  return typeof message === 'object' && message !== null && (message as { type?: unknown }).type === 'gatehouse:admin-reply' && typeof (message as { id?: unknown }).id === 'number';
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    (message as { type?: unknown }).type === 'gatehouse:admin-reply' &&
+    typeof (message as { id?: unknown }).id === 'number'
+  );
 }

@@ -6,7 +6,16 @@ import { AdminServer, type Readiness } from '../admin/admin-server';
 import { PolicyLoadError, type GatehouseOptions } from '../app';
 import { loadPolicyDir } from '../policy/load';
 import { describePolicySet, formatProblem, type PolicySet } from '../policy/types';
-import { isAdminReply, isAuditBatch, isWorkerStatus, type AdminOp, type AdminReply, type AdminRequest, type ToWorker, type WorkerStatus } from './messages';
+import {
+  isAdminReply,
+  isAuditBatch,
+  isWorkerStatus,
+  type AdminOp,
+  type AdminReply,
+  type AdminRequest,
+  type ToWorker,
+  type WorkerStatus,
+} from './messages';
 import { LineWriter } from '../audit/line-writer';
 import { PRIMARY_OWNED_FAMILIES, withoutFamilies } from './metric-families';
 import { describeBackendError } from '../util/episode-log';
@@ -50,8 +59,13 @@ export class Supervisor {
   private readonly history = new ReloadHistory();
   /** Workers without --audit-log send their records here: one writer on stdout. */
   private readonly auditOut = new LineWriter(undefined, {
-    onTrouble: ({ error }) => this.log.error({ cause: error ? describeBackendError(error) : 'not keeping up: 64 MB of records waiting' }, 'audit records cannot be written to stdout; records are being lost'),
-    onRecovered: (lost) => this.log.info({ recordsLost: lost }, 'audit records written to stdout again'),
+    onTrouble: ({ error }) =>
+      this.log.error(
+        { cause: error ? describeBackendError(error) : 'not keeping up: 64 MB of records waiting' },
+        'audit records cannot be written to stdout; records are being lost',
+      ),
+    onRecovered: (lost) =>
+      this.log.info({ recordsLost: lost }, 'audit records written to stdout again'),
   });
 
   private constructor(
@@ -62,22 +76,44 @@ export class Supervisor {
     this.policySet = policySet;
     this.policiesDir = options.gatehouse.policiesDir;
     this.history.add('loaded', policySet.version);
-    this.restartsCounter = new Counter({ name: 'gatehouse_worker_restarts_total', help: 'Workers restarted after dying.', registers: [this.registry] });
-    this.reloadsCounter = new Counter({ name: 'gatehouse_primary_reloads_total', help: 'Policy reloads ordered by the primary, by result.', labelNames: ['result'], registers: [this.registry] });
+    this.restartsCounter = new Counter({
+      name: 'gatehouse_worker_restarts_total',
+      help: 'Workers restarted after dying.',
+      registers: [this.registry],
+    });
+    this.reloadsCounter = new Counter({
+      name: 'gatehouse_primary_reloads_total',
+      help: 'Policy reloads ordered by the primary, by result.',
+      labelNames: ['result'],
+      registers: [this.registry],
+    });
     // The same name and meaning as without workers: one count per reload, rejected ones included.
-    this.policyReloads = new Counter({ name: 'gatehouse_policy_reloads_total', help: 'Policy reloads by result (ok, rejected).', labelNames: ['result'], registers: [this.registry] });
+    this.policyReloads = new Counter({
+      name: 'gatehouse_policy_reloads_total',
+      help: 'Policy reloads by result (ok, rejected).',
+      labelNames: ['result'],
+      registers: [this.registry],
+    });
     this.policyReloads.inc({ result: 'ok' }, 0);
     this.policyReloads.inc({ result: 'rejected' }, 0);
-    new Gauge({ name: 'gatehouse_workers', help: 'Configured worker processes.', registers: [this.registry] }).set(options.workers);
+    new Gauge({
+      name: 'gatehouse_workers',
+      help: 'Configured worker processes.',
+      registers: [this.registry],
+    }).set(options.workers);
     this.admin = new AdminServer(
       {
         readiness: () => this.readiness(),
-        metrics: async () => ({ contentType: this.registry.contentType, body: `${await this.registry.metrics()}\n${withoutFamilies(await this.aggregator.clusterMetrics(), PRIMARY_OWNED_FAMILIES)}` }),
+        metrics: async () => ({
+          contentType: this.registry.contentType,
+          body: `${await this.registry.metrics()}\n${withoutFamilies(await this.aggregator.clusterMetrics(), PRIMARY_OWNED_FAMILIES)}`,
+        }),
         policy: () => this.policyInfo(),
         // Workers hold the quarantine and grant state (shared through Redis); one answers for all.
         quarantine: {
           list: async () => (await this.askWorker('quarantine.list')) as unknown[],
-          release: async (caller) => (await this.askWorker('quarantine.release', { caller })) ?? undefined,
+          release: async (caller) =>
+            (await this.askWorker('quarantine.release', { caller })) ?? undefined,
         },
         access: {
           report: async () => (await this.askWorker('access.report')) as unknown[],
@@ -96,7 +132,10 @@ export class Supervisor {
     const supervisor = new Supervisor(options, log, loaded.set);
     const adminPort = await supervisor.admin.listen(options.adminHost, options.adminPort);
     for (let slot = 1; slot <= options.workers; slot++) supervisor.fork(slot);
-    log.info({ workers: options.workers, adminPort, policyVersion: loaded.set.version }, 'gatehouse primary started');
+    log.info(
+      { workers: options.workers, adminPort, policyVersion: loaded.set.version },
+      'gatehouse primary started',
+    );
     return supervisor;
   }
 
@@ -124,16 +163,26 @@ export class Supervisor {
       this.reloadsCounter.inc({ result: 'rejected' });
       this.policyReloads.inc({ result: 'rejected' });
       this.history.add('rejected', this.policySet.version, loaded.problems.map(formatProblem));
-      this.log.error({ problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version }, 'policy reload rejected');
+      this.log.error(
+        { problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version },
+        'policy reload rejected',
+      );
       return false;
     }
-    if (dir === undefined && loaded.set.version === this.policySet.version && loaded.set.gitLabel === this.policySet.gitLabel) return true;
+    if (
+      dir === undefined &&
+      loaded.set.version === this.policySet.version &&
+      loaded.set.gitLabel === this.policySet.gitLabel
+    )
+      return true;
     if (dir !== undefined) this.policiesDir = dir;
     this.policySet = loaded.set;
     this.reloadsCounter.inc({ result: 'ok' });
     this.policyReloads.inc({ result: 'ok' });
     this.history.add('reloaded', loaded.set.version);
-    this.broadcast(dir !== undefined ? { type: 'gatehouse:reload', dir } : { type: 'gatehouse:reload' });
+    this.broadcast(
+      dir !== undefined ? { type: 'gatehouse:reload', dir } : { type: 'gatehouse:reload' },
+    );
     this.log.info({ version: loaded.set.version }, 'policies reloaded; workers told');
     return true;
   }
@@ -177,7 +226,10 @@ export class Supervisor {
   private fork(slot: number): Worker {
     // The directory being served now: after a bundle switch, a restarted worker must not
     // come back on the directory the primary started with.
-    const worker = cluster.fork({ GATEHOUSE_WORKER_SLOT: String(slot), GATEHOUSE_WORKER_POLICIES: this.policiesDir });
+    const worker = cluster.fork({
+      GATEHOUSE_WORKER_SLOT: String(slot),
+      GATEHOUSE_WORKER_POLICIES: this.policiesDir,
+    });
     const previous = this.slots.get(slot);
     this.slots.set(slot, { worker, restarts: previous?.restarts ?? 0 });
     worker.on('message', (message: unknown) => {
@@ -217,8 +269,14 @@ export class Supervisor {
     if (this.shuttingDown || entry?.worker !== worker) return; // drained on purpose, or already replaced
     entry.restarts++;
     this.restartsCounter.inc();
-    const delay = Math.min(RESTART_DELAY_MS * 2 ** Math.min(entry.restarts - 1, 6), MAX_RESTART_DELAY_MS);
-    this.log.error({ slot, pid: worker.process.pid, code, signal, restartInMs: delay }, 'worker died; restarting');
+    const delay = Math.min(
+      RESTART_DELAY_MS * 2 ** Math.min(entry.restarts - 1, 6),
+      MAX_RESTART_DELAY_MS,
+    );
+    this.log.error(
+      { slot, pid: worker.process.pid, code, signal, restartInMs: delay },
+      'worker died; restarting',
+    );
     entry.status = undefined;
     setTimeout(() => {
       if (!this.shuttingDown && this.slots.get(slot)?.worker === worker) this.fork(slot);
@@ -227,7 +285,8 @@ export class Supervisor {
 
   private retire(worker: Worker): Promise<void> {
     if (worker.isDead()) return Promise.resolve();
-    const deadline = (this.options.gatehouse.shutdownWaitMs ?? 0) + this.options.gatehouse.drainTimeoutMs + 2000;
+    const deadline =
+      (this.options.gatehouse.shutdownWaitMs ?? 0) + this.options.gatehouse.drainTimeoutMs + 2000;
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.log.warn({ pid: worker.process.pid }, 'worker did not drain in time; killing it');
@@ -249,10 +308,15 @@ export class Supervisor {
   private readiness(): Readiness {
     const statuses = [...this.slots.values()].map((s) => s.status);
     const readyCount = statuses.filter((s) => s?.ready).length;
-    const checks: Record<string, string> = { workers: `${readyCount}/${this.options.workers} ready`, policies: `loaded ${this.policySet.version}` };
+    const checks: Record<string, string> = {
+      workers: `${readyCount}/${this.options.workers} ready`,
+      policies: `loaded ${this.policySet.version}`,
+    };
     const failing: string[] = [];
     // A worker whose only problem is Redis still serves; that is the `redis` check's to report.
-    const serving = statuses.filter((s) => s !== undefined && s.failing.every((f) => f === 'redis')).length;
+    const serving = statuses.filter(
+      (s) => s !== undefined && s.failing.every((f) => f === 'redis'),
+    ).length;
     if (serving < this.options.workers) failing.push('workers');
     const redis = statuses.find((s) => s?.checks['redis'])?.checks['redis'];
     if (redis) checks['redis'] = redis;
@@ -268,7 +332,12 @@ export class Supervisor {
     return {
       ...describePolicySet(this.policySet, this.policiesDir),
       history: this.history.records,
-      workers: [...this.slots.entries()].map(([slot, s]) => ({ slot, pid: s.worker.process.pid, version: s.status?.version ?? null, ready: s.status?.ready ?? false })),
+      workers: [...this.slots.entries()].map(([slot, s]) => ({
+        slot,
+        pid: s.worker.process.pid,
+        version: s.status?.version ?? null,
+        ready: s.status?.ready ?? false,
+      })),
     };
   }
 }

@@ -2,7 +2,13 @@ import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { Gatehouse, type GatehouseOptions } from '../app';
-import { isAdminRequest, type AdminReply, type AdminRequest, type ToWorker, type WorkerStatus } from './messages';
+import {
+  isAdminRequest,
+  type AdminReply,
+  type AdminRequest,
+  type ToWorker,
+  type WorkerStatus,
+} from './messages';
 
 const STATUS_INTERVAL_MS = 1000;
 
@@ -17,7 +23,14 @@ export async function runWorker(options: GatehouseOptions, log: Logger): Promise
 
   const report = (): void => {
     const readiness = app.readiness();
-    const status: WorkerStatus = { type: 'gatehouse:status', slot, ready: readiness.failing.length === 0, version: app.policies.version, checks: readiness.checks, failing: readiness.failing };
+    const status: WorkerStatus = {
+      type: 'gatehouse:status',
+      slot,
+      ready: readiness.failing.length === 0,
+      version: app.policies.version,
+      checks: readiness.checks,
+      failing: readiness.failing,
+    };
     if (process.connected) process.send?.(status);
   };
   report();
@@ -26,7 +39,8 @@ export async function runWorker(options: GatehouseOptions, log: Logger): Promise
 
   process.on('message', (message: ToWorker | AdminRequest) => {
     if (isAdminRequest(message)) void answerAdmin(app, message);
-    else if (message?.type === 'gatehouse:reload') void (message.dir ? app.switchDirectory(message.dir) : app.reload()).then(report);
+    else if (message?.type === 'gatehouse:reload')
+      void (message.dir ? app.switchDirectory(message.dir) : app.reload()).then(report);
     else if (message?.type === 'gatehouse:reopen-audit') app.reopenAudit();
   });
   const stop = (): void => {
@@ -50,12 +64,18 @@ async function answerAdmin(app: Gatehouse, request: AdminRequest): Promise<void>
   try {
     let value: unknown;
     if (request.op === 'quarantine.list') value = await providers.quarantine!.list();
-    else if (request.op === 'quarantine.release') value = (await providers.quarantine!.release(String(arg.caller))) ?? null;
+    else if (request.op === 'quarantine.release')
+      value = (await providers.quarantine!.release(String(arg.caller))) ?? null;
     else if (request.op === 'access.report') value = await providers.access!.report();
     else value = await providers.access!.renew(arg);
     reply = { type: 'gatehouse:admin-reply', id: request.id, ok: true, value };
   } catch (err) {
-    reply = { type: 'gatehouse:admin-reply', id: request.id, ok: false, error: (err as Error).message };
+    reply = {
+      type: 'gatehouse:admin-reply',
+      id: request.id,
+      ok: false,
+      error: (err as Error).message,
+    };
   }
   if (process.connected) process.send?.(reply);
 }

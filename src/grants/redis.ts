@@ -123,7 +123,9 @@ export class RedisGrantTracker implements GrantTracker {
         byVersion.set(grant.version, fields);
       }
       // Each call's reply is the hash with the renewal in it, so the mirror follows.
-      const results = await Promise.allSettled([...byVersion].map(([version, fields]) => this.syncVersion(version, fields)));
+      const results = await Promise.allSettled(
+        [...byVersion].map(([version, fields]) => this.syncVersion(version, fields)),
+      );
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed !== undefined) throw this.fail(failed.reason);
       return count;
@@ -172,7 +174,11 @@ export class RedisGrantTracker implements GrantTracker {
       // and only after an outage long enough to fill the buffer.
       if (!this.overflowReported) {
         this.overflowReported = true;
-        this.onError(new Error(`grant usage buffer full (${this.maxPending} uses awaiting Redis): new uses are not shared until a flush succeeds`));
+        this.onError(
+          new Error(
+            `grant usage buffer full (${this.maxPending} uses awaiting Redis): new uses are not shared until a flush succeeds`,
+          ),
+        );
       }
       return;
     }
@@ -204,7 +210,12 @@ export class RedisGrantTracker implements GrantTracker {
     const entries = [...work];
     const results = await Promise.allSettled(
       entries.map(([version, uses]) =>
-        this.syncVersion(version, uses === undefined ? [] : [...uses].map(([field, use]) => [field, use.lastUsed] as [string, number])),
+        this.syncVersion(
+          version,
+          uses === undefined
+            ? []
+            : [...uses].map(([field, use]) => [field, use.lastUsed] as [string, number]),
+        ),
       ),
     );
     let failure: unknown;
@@ -212,7 +223,8 @@ export class RedisGrantTracker implements GrantTracker {
       if (result.status === 'fulfilled') return;
       failure ??= result.reason;
       const uses = entries[i]![1];
-      if (uses !== undefined) for (const use of uses.values()) this.addPending(use.grant, use.caller, use.lastUsed);
+      if (uses !== undefined)
+        for (const use of uses.values()) this.addPending(use.grant, use.caller, use.lastUsed);
     });
     if (failure !== undefined) throw this.fail(failure);
     this.overflowReported = false;
@@ -224,17 +236,31 @@ export class RedisGrantTracker implements GrantTracker {
    * A call that missed its deadline is dropped here even if Redis runs it later; that late run
    * only raises maxima and TTLs, which the next sync would have done anyway.
    */
-  private async syncVersion(version: VersionState, fields: readonly [string, number][]): Promise<void> {
+  private async syncVersion(
+    version: VersionState,
+    fields: readonly [string, number][],
+  ): Promise<void> {
     const key = grantVersionKey(this.prefix, version.policy, version.version);
     const ttlMs = version.maxIdleMs * 2 + DAY_MS;
     const expectExisting = version.loaded && !version.removed;
     let reply = await this.call(key, ttlMs, version.since, expectExisting, fields);
-    if (reply === -1) reply = await this.call(key, ttlMs, version.since, false, [...mirrorFields(version), ...fields]);
-    if (!Array.isArray(reply)) throw new Error(`unexpected reply from the grant sync script for ${key}: ${String(reply)}`);
+    if (reply === -1)
+      reply = await this.call(key, ttlMs, version.since, false, [
+        ...mirrorFields(version),
+        ...fields,
+      ]);
+    if (!Array.isArray(reply))
+      throw new Error(`unexpected reply from the grant sync script for ${key}: ${String(reply)}`);
     if (!version.removed) this.applyPulled(version, reply);
   }
 
-  private call(key: string, ttlMs: number, since: number, expectExisting: boolean, fields: readonly [string, number][]): Promise<SyncReply> {
+  private call(
+    key: string,
+    ttlMs: number,
+    since: number,
+    expectExisting: boolean,
+    fields: readonly [string, number][],
+  ): Promise<SyncReply> {
     const args: (string | number)[] = [ttlMs, since, expectExisting ? 1 : 0];
     for (const [field, value] of fields) args.push(field, value);
     return withDeadline(this.client.gatehouseGrantSync(key, ...args), this.timeoutMs);
@@ -282,7 +308,8 @@ export class RedisGrantTracker implements GrantTracker {
         grant.callers.set(caller, { grant, caller, lastUsed, renewed: callerRenewed });
       }
     }
-    for (const use of this.pending.get(version)?.values() ?? []) this.table.touch(use.grant, use.caller, use.lastUsed);
+    for (const use of this.pending.get(version)?.values() ?? [])
+      this.table.touch(use.grant, use.caller, use.lastUsed);
     version.loaded = true;
   }
 
@@ -305,4 +332,3 @@ function mirrorFields(version: VersionState): [string, number][] {
   }
   return fields;
 }
-

@@ -76,7 +76,8 @@ export class GrantTable {
   get pairCount(): number {
     if (this.lru !== undefined) return this.lru.size;
     let n = 0;
-    for (const v of this.versionsByKey.values()) for (const g of v.grants.values()) n += g.callers.size;
+    for (const v of this.versionsByKey.values())
+      for (const g of v.grants.values()) n += g.callers.size;
     return n;
   }
 
@@ -91,7 +92,10 @@ export class GrantTable {
   }
 
   /** Returns the versions seen for the first time and the ones dropped. */
-  setGrants(grants: readonly GrantRef[], now: number): { added: VersionState[]; removed: VersionState[] } {
+  setGrants(
+    grants: readonly GrantRef[],
+    now: number,
+  ): { added: VersionState[]; removed: VersionState[] } {
     const added: VersionState[] = [];
     const keptGrants = new Set<GrantState>();
     for (const ref of grants) {

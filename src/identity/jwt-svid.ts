@@ -1,9 +1,27 @@
-import { decodeJwt, decodeProtectedHeader, errors, importJWK, jwtVerify, type JWK, type KeyLike } from 'jose';
+import {
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  importJWK,
+  jwtVerify,
+  type JWK,
+  type KeyLike,
+} from 'jose';
 import { parseSpiffeId, type Parsed, type SpiffeId } from './spiffe';
 import type { TrustBundle } from './trust-bundle';
 
 /** The JWT-SVID standard's algorithms: RSA, ECDSA and RSA-PSS. Never `none`, never HMAC. */
-const ALGORITHMS = new Set(['RS256', 'RS384', 'RS512', 'ES256', 'ES384', 'ES512', 'PS256', 'PS384', 'PS512']);
+const ALGORITHMS = new Set([
+  'RS256',
+  'RS384',
+  'RS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'PS256',
+  'PS384',
+  'PS512',
+]);
 export const MAX_TOKEN_LENGTH = 8 * 1024;
 
 export interface JwtSvidOptions {
@@ -27,7 +45,11 @@ export interface VerifiedJwtSvid {
   readonly audiences: readonly string[];
 }
 
-export async function verifyJwtSvid(token: string, bundles: ReadonlyMap<string, TrustBundle>, options: JwtSvidOptions): Promise<Parsed<VerifiedJwtSvid>> {
+export async function verifyJwtSvid(
+  token: string,
+  bundles: ReadonlyMap<string, TrustBundle>,
+  options: JwtSvidOptions,
+): Promise<Parsed<VerifiedJwtSvid>> {
   if (token.length > MAX_TOKEN_LENGTH) return fail('token is too large');
   let header: ReturnType<typeof decodeProtectedHeader>;
   let claims: ReturnType<typeof decodeJwt>;
@@ -41,21 +63,27 @@ export async function verifyJwtSvid(token: string, bundles: ReadonlyMap<string, 
   if (alg === 'none') return fail("token algorithm 'none' is not accepted");
   if (alg.startsWith('HS')) return fail('HMAC-signed tokens are not accepted');
   if (!ALGORITHMS.has(alg)) return fail(`token algorithm ${alg.slice(0, 16)} is not accepted`);
-  if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE') return fail('token typ must be JWT or JOSE');
+  if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE')
+    return fail('token typ must be JWT or JOSE');
   if (typeof header.kid !== 'string' || header.kid === '') return fail('token has no kid');
   if (typeof claims.sub !== 'string') return fail('token has no sub');
   const id = parseSpiffeId(claims.sub);
   if (!id.ok) return fail(`token sub: ${id.error}`);
-  if (id.value.path === '') return fail('token sub has no path (a trust domain ID names no workload)');
-  if (options.audiences.length === 0) return fail('no JWT audience is configured (--jwt-audience or the policy audience)');
+  if (id.value.path === '')
+    return fail('token sub has no path (a trust domain ID names no workload)');
+  if (options.audiences.length === 0)
+    return fail('no JWT audience is configured (--jwt-audience or the policy audience)');
   const bundle = bundles.get(id.value.trustDomain);
   if (!bundle) return fail(`no trust bundle for trust domain '${id.value.trustDomain}'`);
   const key = bundle.jwtKeys.get(header.kid);
-  if (!key) return fail(`token kid is not a JWT-SVID key of trust domain '${id.value.trustDomain}'`);
+  if (!key)
+    return fail(`token kid is not a JWT-SVID key of trust domain '${id.value.trustDomain}'`);
 
   let aud: unknown;
   try {
-    ({ payload: { aud } } = await jwtVerify(token, await importKey(bundle, key.kid, key.jwk, alg), {
+    ({
+      payload: { aud },
+    } = await jwtVerify(token, await importKey(bundle, key.kid, key.jwk, alg), {
       algorithms: [alg],
       audience: [...options.audiences],
       clockTolerance: options.leewaySeconds,
@@ -64,11 +92,21 @@ export async function verifyJwtSvid(token: string, bundles: ReadonlyMap<string, 
   } catch (err) {
     return fail(describe(err));
   }
-  const audiences = typeof aud === 'string' ? [aud] : Array.isArray(aud) ? aud.filter((a): a is string => typeof a === 'string') : [];
+  const audiences =
+    typeof aud === 'string'
+      ? [aud]
+      : Array.isArray(aud)
+        ? aud.filter((a): a is string => typeof a === 'string')
+        : [];
   return { ok: true, value: { id: id.value, audiences } };
 }
 
-function importKey(bundle: TrustBundle, kid: string, jwk: Record<string, unknown>, alg: string): Promise<KeyLike | Uint8Array> {
+function importKey(
+  bundle: TrustBundle,
+  kid: string,
+  jwk: Record<string, unknown>,
+  alg: string,
+): Promise<KeyLike | Uint8Array> {
   let byKid = keyCache.get(bundle);
   if (!byKid) keyCache.set(bundle, (byKid = new Map()));
   const cacheKey = `${kid}\u0000${alg}`;
@@ -104,7 +142,8 @@ function describe(err: unknown): string {
     if (err.claim === 'exp') return 'token has no exp';
     return `token claim ${err.claim} is invalid`;
   }
-  if (err instanceof errors.JWSSignatureVerificationFailed) return 'token signature does not verify';
+  if (err instanceof errors.JWSSignatureVerificationFailed)
+    return 'token signature does not verify';
   if (err instanceof errors.JOSEAlgNotAllowed) return 'token algorithm does not match its key';
   return 'token does not verify';
 }

@@ -26,7 +26,12 @@ export function isMtlsSource(source: IdentitySource): boolean {
 export type IdentityOutcome =
   /** `audiences`: for a JWT-SVID, the `aud` it carries (rules may ask for one of them). */
   | { ok: true; id: SpiffeId; source: IdentitySource; audiences?: readonly string[] }
-  | { ok: false; code: 'no_identity' | 'invalid_identity' | 'untrusted_domain'; reason: string; source?: IdentitySource };
+  | {
+      ok: false;
+      code: 'no_identity' | 'invalid_identity' | 'untrusted_domain';
+      reason: string;
+      source?: IdentitySource;
+    };
 
 /**
  * Stage 2: who is calling. Sources strongest first: peer principal, peer certificate, trusted
@@ -38,7 +43,11 @@ export type IdentityOutcome =
  * is not a JWT-SVID (an app's own opaque or OAuth token) is no SPIFFE credential and not read.
  * Synchronous except for a JWT-SVID, whose signature check is asynchronous in jose.
  */
-export function resolveIdentity(request: NormalizedRequest, config: IdentityConfig, audiences?: AudienceScope): IdentityOutcome | Promise<IdentityOutcome> {
+export function resolveIdentity(
+  request: NormalizedRequest,
+  config: IdentityConfig,
+  audiences?: AudienceScope,
+): IdentityOutcome | Promise<IdentityOutcome> {
   const outcome = strongestIdentity(request, config, audiences);
   // A JWT-SVID named the caller (nothing weaker to check), or the strongest credential failed.
   if (outcome instanceof Promise || !outcome.ok) return outcome;
@@ -51,32 +60,58 @@ export function resolveIdentity(request: NormalizedRequest, config: IdentityConf
   }
   const token = bearerToken(request.headers['authorization']);
   if (token === undefined || !presentsJwtSvid(token)) return outcome;
-  return fromJwt(token, config, audiences).then((presented) => (presented.ok ? outcome : alsoPresented(presented, outcome.source)));
+  return fromJwt(token, config, audiences).then((presented) =>
+    presented.ok ? outcome : alsoPresented(presented, outcome.source),
+  );
 }
 
 /** A failed credential beside one that verified: the request is still a 401, and the reason says why. */
-function alsoPresented(failure: Extract<IdentityOutcome, { ok: false }>, verified: IdentitySource): IdentityOutcome {
-  return { ok: false, code: 'invalid_identity', reason: `${failure.reason} (a presented credential must verify, even beside a verified ${verified} identity)`, ...(failure.source ? { source: failure.source } : {}) };
+function alsoPresented(
+  failure: Extract<IdentityOutcome, { ok: false }>,
+  verified: IdentitySource,
+): IdentityOutcome {
+  return {
+    ok: false,
+    code: 'invalid_identity',
+    reason: `${failure.reason} (a presented credential must verify, even beside a verified ${verified} identity)`,
+    ...(failure.source ? { source: failure.source } : {}),
+  };
 }
 
-function strongestIdentity(request: NormalizedRequest, config: IdentityConfig, audiences?: AudienceScope): IdentityOutcome | Promise<IdentityOutcome> {
+function strongestIdentity(
+  request: NormalizedRequest,
+  config: IdentityConfig,
+  audiences?: AudienceScope,
+): IdentityOutcome | Promise<IdentityOutcome> {
   const bundles = config.trustBundles;
   if (request.principal !== '') {
     const byPrincipal = fromSpiffeText(request.principal, 'principal', config);
     // Envoy verified the TLS chain; with trust bundles configured, a forwarded certificate is
     // verified too and must name the same workload.
-    if (!byPrincipal.ok || request.certificate === '' || !bundles || bundles.size === 0) return byPrincipal;
+    if (!byPrincipal.ok || request.certificate === '' || !bundles || bundles.size === 0)
+      return byPrincipal;
     const cert = fromCertificate(request.certificate, bundles, config);
     if (!cert.ok) return cert;
     if (cert.id.id !== byPrincipal.id.id) {
-      return { ok: false, code: 'invalid_identity', reason: 'peer certificate and peer principal name different workloads', source: 'certificate' };
+      return {
+        ok: false,
+        code: 'invalid_identity',
+        reason: 'peer certificate and peer principal name different workloads',
+        source: 'certificate',
+      };
     }
     return byPrincipal;
   }
 
   if (request.certificate !== '') {
     if (!bundles || bundles.size === 0) {
-      return { ok: false, code: 'invalid_identity', reason: 'a client certificate was forwarded but no trust bundle is configured (--trust-bundle)', source: 'certificate' };
+      return {
+        ok: false,
+        code: 'invalid_identity',
+        reason:
+          'a client certificate was forwarded but no trust bundle is configured (--trust-bundle)',
+        source: 'certificate',
+      };
     }
     return fromCertificate(request.certificate, bundles, config);
   }
@@ -90,21 +125,31 @@ function strongestIdentity(request: NormalizedRequest, config: IdentityConfig, a
   return {
     ok: false,
     code: 'no_identity',
-    reason: xfcc && !config.trustXfcc
-      ? 'no mTLS peer principal (x-forwarded-client-cert is present but not trusted; see --trust-xfcc)'
-      : 'no caller identity: no mTLS peer principal',
+    reason:
+      xfcc && !config.trustXfcc
+        ? 'no mTLS peer principal (x-forwarded-client-cert is present but not trusted; see --trust-xfcc)'
+        : 'no caller identity: no mTLS peer principal',
   };
 }
 
 function fromXfcc(xfcc: string, config: IdentityConfig): IdentityOutcome {
   const element = nearestXfccElement(xfcc);
-  if (!element.ok) return { ok: false, code: 'invalid_identity', reason: `x-forwarded-client-cert: ${element.error}`, source: 'xfcc' };
+  if (!element.ok)
+    return {
+      ok: false,
+      code: 'invalid_identity',
+      reason: `x-forwarded-client-cert: ${element.error}`,
+      source: 'xfcc',
+    };
   const uris = element.value.uri;
   if (uris.length !== 1) {
     return {
       ok: false,
       code: 'invalid_identity',
-      reason: uris.length === 0 ? 'x-forwarded-client-cert has no URI SAN' : 'x-forwarded-client-cert has more than one URI SAN',
+      reason:
+        uris.length === 0
+          ? 'x-forwarded-client-cert has no URI SAN'
+          : 'x-forwarded-client-cert has more than one URI SAN',
       source: 'xfcc',
     };
   }
@@ -118,16 +163,32 @@ export interface AudienceScope {
 }
 
 /** The audience a token must carry where a rule names none: the policy's, else --jwt-audience. */
-export function defaultAudience(config: IdentityConfig, policyAudience: string | undefined): string | undefined {
+export function defaultAudience(
+  config: IdentityConfig,
+  policyAudience: string | undefined,
+): string | undefined {
   return policyAudience ?? config.jwt?.audience;
 }
 
-async function fromJwt(token: string, config: IdentityConfig, scope: AudienceScope | undefined): Promise<IdentityOutcome> {
+async function fromJwt(
+  token: string,
+  config: IdentityConfig,
+  scope: AudienceScope | undefined,
+): Promise<IdentityOutcome> {
   const audience = defaultAudience(config, scope?.audience);
   // Any audience of the destination verifies here; the matched rule then asks for its own.
   const audiences = [...(audience ? [audience] : []), ...(scope?.ruleAudiences ?? [])];
-  const verified = await verifyJwtSvid(token, config.trustBundles ?? new Map(), { audiences, leewaySeconds: config.jwt?.leewaySeconds ?? 30 });
-  if (!verified.ok) return { ok: false, code: 'invalid_identity', reason: `JWT-SVID: ${verified.error}`, source: 'jwt' };
+  const verified = await verifyJwtSvid(token, config.trustBundles ?? new Map(), {
+    audiences,
+    leewaySeconds: config.jwt?.leewaySeconds ?? 30,
+  });
+  if (!verified.ok)
+    return {
+      ok: false,
+      code: 'invalid_identity',
+      reason: `JWT-SVID: ${verified.error}`,
+      source: 'jwt',
+    };
   const outcome = fromSpiffeText(verified.value.id.id, 'jwt', config);
   return outcome.ok ? { ...outcome, audiences: verified.value.audiences } : outcome;
 }
@@ -140,17 +201,32 @@ function bearerToken(header: string | undefined): string | undefined {
   return token === '' ? undefined : token;
 }
 
-function fromCertificate(certificate: string, bundles: ReadonlyMap<string, TrustBundle>, config: IdentityConfig): IdentityOutcome {
+function fromCertificate(
+  certificate: string,
+  bundles: ReadonlyMap<string, TrustBundle>,
+  config: IdentityConfig,
+): IdentityOutcome {
   const verified = verifyX509Svid(certificate, bundles);
-  if (!verified.ok) return { ok: false, code: 'invalid_identity', reason: verified.error, source: 'certificate' };
+  if (!verified.ok)
+    return { ok: false, code: 'invalid_identity', reason: verified.error, source: 'certificate' };
   return fromSpiffeText(verified.value.id, 'certificate', config);
 }
 
-function fromSpiffeText(text: string, source: IdentitySource, config: IdentityConfig): IdentityOutcome {
+function fromSpiffeText(
+  text: string,
+  source: IdentitySource,
+  config: IdentityConfig,
+): IdentityOutcome {
   const parsed = parseSpiffeId(text);
-  if (!parsed.ok) return { ok: false, code: 'invalid_identity', reason: `${source}: ${parsed.error}`, source };
+  if (!parsed.ok)
+    return { ok: false, code: 'invalid_identity', reason: `${source}: ${parsed.error}`, source };
   if (!config.trustDomains.has(parsed.value.trustDomain)) {
-    return { ok: false, code: 'untrusted_domain', reason: `trust domain '${parsed.value.trustDomain}' is not trusted`, source };
+    return {
+      ok: false,
+      code: 'untrusted_domain',
+      reason: `trust domain '${parsed.value.trustDomain}' is not trusted`,
+      source,
+    };
   }
   return { ok: true, id: parsed.value, source };
 }

@@ -32,13 +32,20 @@ function fail(error: string): { ok: false; error: string } {
 
 /** a-z 0-9 . - _ */
 function isTrustDomainChar(c: number): boolean {
-  return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f;
+  return (
+    (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f
+  );
 }
 
 /** a-z A-Z 0-9 . - _ */
 function isPathChar(c: number): boolean {
   return (
-    (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2e || c === 0x2d || c === 0x5f
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x30 && c <= 0x39) ||
+    c === 0x2e ||
+    c === 0x2d ||
+    c === 0x5f
   );
 }
 
@@ -58,10 +65,14 @@ export function parseSpiffeId(input: string): Parsed<SpiffeId> {
   if (input.length === 0) return fail('SPIFFE ID is empty');
   // Cheap bound first, so a megabyte of input costs nothing. Below it, the UTF-8 length is what
   // the standard limits (only ASCII is valid, but report the length rule for long non-ASCII).
-  if (input.length > MAX_ID_BYTES || (input.length > MAX_ID_BYTES / 3 && Buffer.byteLength(input, 'utf8') > MAX_ID_BYTES)) {
+  if (
+    input.length > MAX_ID_BYTES ||
+    (input.length > MAX_ID_BYTES / 3 && Buffer.byteLength(input, 'utf8') > MAX_ID_BYTES)
+  ) {
     return fail('SPIFFE ID is longer than 2048 bytes');
   }
-  if (!input.startsWith(SCHEME)) return fail('SPIFFE ID must start with spiffe:// (lower-case scheme)');
+  if (!input.startsWith(SCHEME))
+    return fail('SPIFFE ID must start with spiffe:// (lower-case scheme)');
 
   const n = input.length;
   let i = SCHEME.length;
@@ -77,11 +88,15 @@ export function parseSpiffeId(input: string): Parsed<SpiffeId> {
   }
   const tdLength = i - SCHEME.length;
   if (tdLength === 0) return fail('SPIFFE ID trust domain is empty');
-  if (tdLength > MAX_TRUST_DOMAIN) return fail('SPIFFE ID trust domain is longer than 255 characters');
+  if (tdLength > MAX_TRUST_DOMAIN)
+    return fail('SPIFFE ID trust domain is longer than 255 characters');
 
   const pathError = checkPath(input, i);
   if (pathError !== undefined) return fail(pathError);
-  return { ok: true, value: { id: input, trustDomain: input.slice(SCHEME.length, i), path: input.slice(i) } };
+  return {
+    ok: true,
+    value: { id: input, trustDomain: input.slice(SCHEME.length, i), path: input.slice(i) },
+  };
 }
 
 /**
@@ -96,8 +111,14 @@ function checkPath(s: string, start: number): string | undefined {
     const c = i < n ? s.charCodeAt(i) : SLASH;
     if (c === SLASH) {
       const len = i - segStart;
-      if (len === 0) return i === n ? 'SPIFFE ID path must not end with a slash' : 'SPIFFE ID path has an empty segment';
-      if (s.charCodeAt(segStart) === DOT && (len === 1 || (len === 2 && s.charCodeAt(segStart + 1) === DOT))) {
+      if (len === 0)
+        return i === n
+          ? 'SPIFFE ID path must not end with a slash'
+          : 'SPIFFE ID path has an empty segment';
+      if (
+        s.charCodeAt(segStart) === DOT &&
+        (len === 1 || (len === 2 && s.charCodeAt(segStart + 1) === DOT))
+      ) {
         return "SPIFFE ID path segment is '.' or '..'";
       }
       segStart = i + 1;
@@ -115,7 +136,8 @@ export interface SpiffePattern {
   matches(id: SpiffeId): boolean;
 }
 
-const WILDCARD_RULE = "a wildcard may only end a pattern, as '/*' (one segment) or '/**' (any depth)";
+const WILDCARD_RULE =
+  "a wildcard may only end a pattern, as '/*' (one segment) or '/**' (any depth)";
 
 /**
  * Compiles a caller pattern (at policy load, never per request):
@@ -139,7 +161,12 @@ export function compileSpiffePattern(pattern: string): Parsed<SpiffePattern> {
     if (star === n - 1 && n >= 2 && pattern.charCodeAt(n - 2) === SLASH) {
       kind = 'one';
       baseEnd = n - 2;
-    } else if (star === n - 2 && n >= 3 && pattern.charCodeAt(n - 1) === 0x2a && pattern.charCodeAt(n - 3) === SLASH) {
+    } else if (
+      star === n - 2 &&
+      n >= 3 &&
+      pattern.charCodeAt(n - 1) === 0x2a &&
+      pattern.charCodeAt(n - 3) === SLASH
+    ) {
       kind = 'any';
       baseEnd = n - 3;
     } else {
@@ -147,7 +174,9 @@ export function compileSpiffePattern(pattern: string): Parsed<SpiffePattern> {
     }
     // `spiffe://*`, `spiffe://**`: the '/' before the wildcard belongs to the scheme.
     if (baseEnd < SCHEME.length && pattern.startsWith(SCHEME)) {
-      return fail(`${quoted}: the trust domain cannot be a wildcard; ${WILDCARD_RULE}, after the trust domain`);
+      return fail(
+        `${quoted}: the trust domain cannot be a wildcard; ${WILDCARD_RULE}, after the trust domain`,
+      );
     }
   }
 
@@ -165,14 +194,22 @@ export function compileSpiffePattern(pattern: string): Parsed<SpiffePattern> {
       // The base itself, or the base followed by '/' (a segment boundary: /ns/a never matches /ns/ab).
       matches = (id) =>
         id.trustDomain === trustDomain &&
-        (id.path === base || (id.path.length > baseLength && id.path.charCodeAt(baseLength) === SLASH && id.path.startsWith(base)));
+        (id.path === base ||
+          (id.path.length > baseLength &&
+            id.path.charCodeAt(baseLength) === SLASH &&
+            id.path.startsWith(base)));
       break;
     case 'one':
       // base + '/' + one non-empty segment containing no further '/'.
       matches = (id) => {
         if (id.trustDomain !== trustDomain) return false;
         const p = id.path;
-        return p.length > baseLength + 1 && p.charCodeAt(baseLength) === SLASH && p.startsWith(base) && p.indexOf('/', baseLength + 1) === -1;
+        return (
+          p.length > baseLength + 1 &&
+          p.charCodeAt(baseLength) === SLASH &&
+          p.startsWith(base) &&
+          p.indexOf('/', baseLength + 1) === -1
+        );
       };
       break;
   }

@@ -26,7 +26,8 @@ export function endpointProblem(url: string): string | undefined {
   if (parsed.username || parsed.password) return 'a bundle endpoint URL must not carry credentials';
   if (parsed.protocol === 'https:') return undefined;
   const host = parsed.hostname;
-  if (host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)) return undefined;
+  if (host === 'localhost' || host === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host))
+    return undefined;
   return 'a bundle endpoint must be https:// (the https_web profile); plain http is accepted on loopback only';
 }
 
@@ -59,14 +60,22 @@ export class TrustBundleStore {
   private constructor(private readonly log: Logger) {}
 
   /** Files must load now (a typo should stop the server); URLs are fetched, and retried, in the background. */
-  static async open(sources: readonly { domain: string; source: string }[], log: Logger, options: { retryMs?: number } = {}): Promise<TrustBundleStore> {
+  static async open(
+    sources: readonly { domain: string; source: string }[],
+    log: Logger,
+    options: { retryMs?: number } = {},
+  ): Promise<TrustBundleStore> {
     const store = new TrustBundleStore(log);
     for (const { domain, source } of sources) {
       if (/^https?:\/\//.test(source)) {
         const refused = endpointProblem(source);
         if (refused) throw new Error(`${domain}=${source}: ${refused}`);
         const ok = await store.fetchUrl(domain, source, options.retryMs);
-        if (!ok) log.warn({ domain, source }, 'trust bundle endpoint not reachable yet; callers of this domain get 401 until it is');
+        if (!ok)
+          log.warn(
+            { domain, source },
+            'trust bundle endpoint not reachable yet; callers of this domain get 401 until it is',
+          );
       } else {
         const text = await readFile(source, 'utf8').catch((err: unknown) => {
           throw new Error(fileErrorText(err, `trust bundle of ${domain}`, source));
@@ -88,10 +97,12 @@ export class TrustBundleStore {
     const reload = (): void => {
       if (timer) clearTimeout(timer);
       timer = setTimeout(() => {
-        readFile(file, 'utf8').then(
-          (text) => this.accept(domain, parseTrustBundle(domain, text, file), file),
-          (err: Error) => this.failed(domain, file, err.message),
-        ).catch((err: Error) => this.failed(domain, file, err.message));
+        readFile(file, 'utf8')
+          .then(
+            (text) => this.accept(domain, parseTrustBundle(domain, text, file), file),
+            (err: Error) => this.failed(domain, file, err.message),
+          )
+          .catch((err: Error) => this.failed(domain, file, err.message));
       }, 200);
       timer.unref();
     };
@@ -113,16 +124,26 @@ export class TrustBundleStore {
     let nextS = RETRY_S;
     let ok = false;
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(10_000), headers: { accept: 'application/json' }, redirect: 'error' });
+      const res = await fetch(url, {
+        signal: AbortSignal.timeout(10_000),
+        headers: { accept: 'application/json' },
+        redirect: 'error',
+      });
       if (res.status !== 200) throw new Error(`answered ${res.status}`);
       const text = await readBounded(res, MAX_BUNDLE_BYTES);
       this.accept(domain, parseTrustBundle(domain, text, url), url);
-      nextS = Math.min(Math.max(refreshHintSeconds(text) ?? DEFAULT_REFRESH_S, MIN_REFRESH_S), MAX_REFRESH_S);
+      nextS = Math.min(
+        Math.max(refreshHintSeconds(text) ?? DEFAULT_REFRESH_S, MIN_REFRESH_S),
+        MAX_REFRESH_S,
+      );
       ok = true;
     } catch (err) {
       this.failed(domain, url, (err as Error).message);
     }
-    const timer = setTimeout(() => void this.fetchUrl(domain, url, retryMs), ok ? nextS * 1000 : (retryMs ?? RETRY_S * 1000));
+    const timer = setTimeout(
+      () => void this.fetchUrl(domain, url, retryMs),
+      ok ? nextS * 1000 : (retryMs ?? RETRY_S * 1000),
+    );
     timer.unref();
     this.timers.set(`${domain} ${url}`, timer);
     return ok;
@@ -132,12 +153,23 @@ export class TrustBundleStore {
     const had = this.bundles.has(domain);
     this.bundles.set(domain, bundle);
     this.lastError.delete(domain);
-    this.log.info({ domain, source, authorities: bundle.authorities.length, jwtKeys: bundle.jwtKeys.size }, had ? 'trust bundle refreshed' : 'trust bundle loaded');
+    this.log.info(
+      { domain, source, authorities: bundle.authorities.length, jwtKeys: bundle.jwtKeys.size },
+      had ? 'trust bundle refreshed' : 'trust bundle loaded',
+    );
   }
 
   private failed(domain: string, source: string, message: string): void {
     if (this.lastError.get(domain) !== message) {
-      this.log.error({ domain, source, err: message, keeping: this.bundles.has(domain) ? 'last good bundle' : 'none' }, 'trust bundle refresh failed');
+      this.log.error(
+        {
+          domain,
+          source,
+          err: message,
+          keeping: this.bundles.has(domain) ? 'last good bundle' : 'none',
+        },
+        'trust bundle refresh failed',
+      );
     }
     this.lastError.set(domain, message);
   }

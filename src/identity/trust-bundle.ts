@@ -26,8 +26,11 @@ export function readTrustBundle(trustDomain: string, file: string): TrustBundle 
 
 /** A bundle from its text (PEM or SPIFFE bundle JSON); `origin` names it in errors. */
 export function parseTrustBundle(trustDomain: string, text: string, origin: string): TrustBundle {
-  const bundle = text.trimStart().startsWith('{') ? fromSpiffeBundle(trustDomain, text, origin) : { trustDomain, authorities: fromPem(text), jwtKeys: new Map() };
-  if (bundle.authorities.length === 0 && bundle.jwtKeys.size === 0) throw new Error(`trust bundle ${origin} holds no X.509 authority and no JWT-SVID key`);
+  const bundle = text.trimStart().startsWith('{')
+    ? fromSpiffeBundle(trustDomain, text, origin)
+    : { trustDomain, authorities: fromPem(text), jwtKeys: new Map() };
+  if (bundle.authorities.length === 0 && bundle.jwtKeys.size === 0)
+    throw new Error(`trust bundle ${origin} holds no X.509 authority and no JWT-SVID key`);
   return bundle;
 }
 
@@ -60,19 +63,26 @@ function fromSpiffeBundle(trustDomain: string, text: string, file: string): Trus
     .map((k) => new X509Certificate(Buffer.from(k.x5c![0]!, 'base64')));
   const jwtKeys = new Map<string, JwtKey>();
   for (const k of keys) {
-    if (k.use === 'jwt-svid' && typeof k.kid === 'string' && k.kid !== '') jwtKeys.set(k.kid, { kid: k.kid, jwk: k });
+    if (k.use === 'jwt-svid' && typeof k.kid === 'string' && k.kid !== '')
+      jwtKeys.set(k.kid, { kid: k.kid, jwk: k });
   }
   return { trustDomain, authorities, jwtKeys };
 }
 
 /** `--trust-bundle DOMAIN=FILE|URL` values. */
-export function parseTrustBundleFlags(values: readonly string[]): { domain: string; source: string }[] {
+export function parseTrustBundleFlags(
+  values: readonly string[],
+): { domain: string; source: string }[] {
   return values.map((value) => {
     const eq = value.indexOf('=');
-    if (eq <= 0 || eq === value.length - 1) throw new Error(`--trust-bundle '${value.slice(0, 64)}' must be DOMAIN=FILE or DOMAIN=URL`);
+    if (eq <= 0 || eq === value.length - 1)
+      throw new Error(`--trust-bundle '${value.slice(0, 64)}' must be DOMAIN=FILE or DOMAIN=URL`);
     const domain = value.slice(0, eq);
     const id = parseSpiffeId(`spiffe://${domain}`);
-    if (!id.ok || id.value.path !== '') throw new Error(`--trust-bundle '${value.slice(0, 64)}': '${domain.slice(0, 64)}' is not a trust domain name`);
+    if (!id.ok || id.value.path !== '')
+      throw new Error(
+        `--trust-bundle '${value.slice(0, 64)}': '${domain.slice(0, 64)}' is not a trust domain name`,
+      );
     return { domain, source: value.slice(eq + 1) };
   });
 }

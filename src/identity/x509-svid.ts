@@ -10,8 +10,13 @@ const MAX_CERT_LENGTH = 16 * 1024;
  * SPIFFE ID, not a CA, within its validity window, and issued and signed by an authority in
  * the trust bundle of the ID's own trust domain.
  */
-export function verifyX509Svid(encodedPem: string, bundles: ReadonlyMap<string, TrustBundle>, nowMs = Date.now()): Parsed<SpiffeId> {
-  if (encodedPem.length > MAX_CERT_LENGTH) return { ok: false, error: 'client certificate is too large' };
+export function verifyX509Svid(
+  encodedPem: string,
+  bundles: ReadonlyMap<string, TrustBundle>,
+  nowMs = Date.now(),
+): Parsed<SpiffeId> {
+  if (encodedPem.length > MAX_CERT_LENGTH)
+    return { ok: false, error: 'client certificate is too large' };
   let cert: X509Certificate;
   try {
     const text = encodedPem.includes('%') ? decodeURIComponent(encodedPem) : encodedPem;
@@ -20,31 +25,60 @@ export function verifyX509Svid(encodedPem: string, bundles: ReadonlyMap<string, 
     return { ok: false, error: 'client certificate is not a PEM certificate' };
   }
   const uris = uriSans(cert.subjectAltName);
-  if (uris.length !== 1) return { ok: false, error: `client certificate must have exactly one URI SAN (has ${uris.length})` };
+  if (uris.length !== 1)
+    return {
+      ok: false,
+      error: `client certificate must have exactly one URI SAN (has ${uris.length})`,
+    };
   const id = parseSpiffeId(uris[0]!);
   if (!id.ok) return { ok: false, error: `client certificate URI SAN: ${id.error}` };
   // X509-SVID §2: a leaf's ID names a workload, so it has a path.
-  if (id.value.path === '') return { ok: false, error: 'client certificate SPIFFE ID has no path (a trust domain ID names no workload)' };
+  if (id.value.path === '')
+    return {
+      ok: false,
+      error: 'client certificate SPIFFE ID has no path (a trust domain ID names no workload)',
+    };
   // X509-SVID §5.2: a leaf with cA=true is refused. Read from the DER: Node's `ca` reports false
   // for a cA=true certificate whose key usage lacks keyCertSign.
   const isCa = basicConstraintsCa(cert.raw);
-  if (isCa === 'malformed') return { ok: false, error: 'client certificate basic constraints extension is malformed' };
+  if (isCa === 'malformed')
+    return { ok: false, error: 'client certificate basic constraints extension is malformed' };
   if (cert.ca || isCa) return { ok: false, error: 'client certificate is a CA certificate' };
   // X509-SVID §4.3: key usage is present, critical, digitalSignature, and never keyCertSign/cRLSign.
   const usage = keyUsage(cert.raw);
-  if (usage === 'malformed') return { ok: false, error: 'client certificate key usage extension is malformed' };
-  if (usage === undefined) return { ok: false, error: 'client certificate has no key usage extension' };
-  if (!usage.critical) return { ok: false, error: 'client certificate key usage extension is not critical' };
-  if (!usage.digitalSignature) return { ok: false, error: 'client certificate key usage lacks digitalSignature' };
-  if (usage.keyCertSign || usage.cRLSign) return { ok: false, error: 'client certificate key usage allows signing certificates or CRLs' };
+  if (usage === 'malformed')
+    return { ok: false, error: 'client certificate key usage extension is malformed' };
+  if (usage === undefined)
+    return { ok: false, error: 'client certificate has no key usage extension' };
+  if (!usage.critical)
+    return { ok: false, error: 'client certificate key usage extension is not critical' };
+  if (!usage.digitalSignature)
+    return { ok: false, error: 'client certificate key usage lacks digitalSignature' };
+  if (usage.keyCertSign || usage.cRLSign)
+    return { ok: false, error: 'client certificate key usage allows signing certificates or CRLs' };
   if (!withinValidity(cert, nowMs)) {
-    return { ok: false, error: nowMs < Date.parse(cert.validFrom) ? 'client certificate is not yet valid' : 'client certificate has expired' };
+    return {
+      ok: false,
+      error:
+        nowMs < Date.parse(cert.validFrom)
+          ? 'client certificate is not yet valid'
+          : 'client certificate has expired',
+    };
   }
   const bundle = bundles.get(id.value.trustDomain);
-  if (!bundle) return { ok: false, error: `no trust bundle for trust domain '${id.value.trustDomain}'` };
+  if (!bundle)
+    return { ok: false, error: `no trust bundle for trust domain '${id.value.trustDomain}'` };
   const issuer = bundle.authorities.find((ca) => cert.checkIssued(ca) && safeVerify(cert, ca));
-  if (!issuer) return { ok: false, error: `client certificate is not signed by an authority of '${id.value.trustDomain}'` };
-  if (!withinValidity(issuer, nowMs)) return { ok: false, error: `the authority of '${id.value.trustDomain}' that signed the client certificate is outside its validity window` };
+  if (!issuer)
+    return {
+      ok: false,
+      error: `client certificate is not signed by an authority of '${id.value.trustDomain}'`,
+    };
+  if (!withinValidity(issuer, nowMs))
+    return {
+      ok: false,
+      error: `the authority of '${id.value.trustDomain}' that signed the client certificate is outside its validity window`,
+    };
   return id;
 }
 
@@ -93,7 +127,12 @@ export function keyUsage(der: Buffer): KeyUsage | undefined | 'malformed' {
   const bits = tlv(der, found.value.start, found.value.end);
   if (!bits || bits.tag !== 0x03 || bits.end - bits.start < 2) return 'malformed';
   const first = der[bits.start + 1]!; // after the unused-bits byte; bit 0 is the most significant
-  return { critical: found.critical, digitalSignature: (first & 0x80) !== 0, keyCertSign: (first & 0x04) !== 0, cRLSign: (first & 0x02) !== 0 };
+  return {
+    critical: found.critical,
+    digitalSignature: (first & 0x80) !== 0,
+    keyCertSign: (first & 0x04) !== 0,
+    cRLSign: (first & 0x02) !== 0,
+  };
 }
 
 /**
@@ -118,19 +157,22 @@ export function basicConstraintsCa(der: Buffer): boolean | 'malformed' {
  * [3] extensions → Extension { OID, critical BOOLEAN DEFAULT FALSE, OCTET STRING value }.
  * `value` is the OCTET STRING's content; undefined: the certificate does not have it.
  */
-function extension(der: Buffer, oidBytes: Buffer): { critical: boolean; value: Tlv } | undefined | 'malformed' {
+function extension(
+  der: Buffer,
+  oidBytes: Buffer,
+): { critical: boolean; value: Tlv } | undefined | 'malformed' {
   const certificate = tlv(der, 0, der.length);
   if (!certificate || certificate.tag !== 0x30) return 'malformed';
   const tbs = tlv(der, certificate.start, certificate.end);
   if (!tbs || tbs.tag !== 0x30) return 'malformed';
-  for (let pos = tbs.start; pos < tbs.end; ) {
+  for (let pos = tbs.start; pos < tbs.end;) {
     const field = tlv(der, pos, tbs.end);
     if (!field) return 'malformed';
     pos = field.end;
     if (field.tag !== 0xa3) continue; // [3] extensions
     const extensions = tlv(der, field.start, field.end);
     if (!extensions || extensions.tag !== 0x30) return 'malformed';
-    for (let e = extensions.start; e < extensions.end; ) {
+    for (let e = extensions.start; e < extensions.end;) {
       const ext = tlv(der, e, extensions.end);
       if (!ext || ext.tag !== 0x30) return 'malformed';
       e = ext.end;

@@ -57,7 +57,12 @@ function isControl(c: number): boolean {
 /** Keys: letters, digits, '-', '_', '.'. Envoy's are all letters; the rest allows future keys. */
 function isKeyChar(c: number): boolean {
   return (
-    (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f || c === 0x2e
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x30 && c <= 0x39) ||
+    c === 0x2d ||
+    c === 0x5f ||
+    c === 0x2e
   );
 }
 
@@ -65,7 +70,10 @@ function isKeyChar(c: number): boolean {
 export function parseXfcc(header: string): Parsed<XfccElement[]> {
   if (typeof header !== 'string') return fail('header is not a string');
   const n = header.length;
-  if (n > MAX_XFCC_LENGTH || (n > MAX_XFCC_LENGTH / 3 && Buffer.byteLength(header, 'utf8') > MAX_XFCC_LENGTH)) {
+  if (
+    n > MAX_XFCC_LENGTH ||
+    (n > MAX_XFCC_LENGTH / 3 && Buffer.byteLength(header, 'utf8') > MAX_XFCC_LENGTH)
+  ) {
     return fail(`header is longer than ${MAX_XFCC_LENGTH} bytes`);
   }
   let i = skipOws(header, 0);
@@ -85,11 +93,13 @@ export function parseXfcc(header: string): Parsed<XfccElement[]> {
     const c = i < n ? header.charCodeAt(i) : -1;
     if (c !== EQUALS) {
       if (keyEnd === keyStart) {
-        if (c === -1 || c === COMMA) return fail(pairs === 0 ? `empty element at offset ${i}` : `empty pair at offset ${i}`);
+        if (c === -1 || c === COMMA)
+          return fail(pairs === 0 ? `empty element at offset ${i}` : `empty pair at offset ${i}`);
         if (c === SEMICOLON) return fail(`empty pair at offset ${i}`);
         return fail(`invalid character in a key at offset ${i}`);
       }
-      if (c === -1 || c === COMMA || c === SEMICOLON) return fail(`pair '${clip(header, keyStart, keyEnd)}' has no '='`);
+      if (c === -1 || c === COMMA || c === SEMICOLON)
+        return fail(`pair '${clip(header, keyStart, keyEnd)}' has no '='`);
       return fail(`invalid character in a key at offset ${i}`);
     }
     if (keyEnd === keyStart) return fail(`pair has an empty key at offset ${i}`);
@@ -126,7 +136,8 @@ export function parseXfcc(header: string): Parsed<XfccElement[]> {
       i = skipOws(header, i + 1); // past the closing quote
       if (i < n) {
         const after = header.charCodeAt(i);
-        if (after !== SEMICOLON && after !== COMMA) return fail(`unexpected text after a quoted value at offset ${i}`);
+        if (after !== SEMICOLON && after !== COMMA)
+          return fail(`unexpected text after a quoted value at offset ${i}`);
       }
     } else {
       const valueStart = i;
@@ -227,7 +238,8 @@ function keyOf(s: string, start: number, end: number): Key {
 function keyEquals(s: string, start: number, lower: string): boolean {
   for (let k = 0; k < lower.length; k++) {
     const c = s.charCodeAt(start + k);
-    if (c >= 0x41 && c <= 0x5a ? (c | 0x20) !== lower.charCodeAt(k) : c !== lower.charCodeAt(k)) return false;
+    if (c >= 0x41 && c <= 0x5a ? (c | 0x20) !== lower.charCodeAt(k) : c !== lower.charCodeAt(k))
+      return false;
   }
   return true;
 }

@@ -30,8 +30,22 @@ export class BoundsMetrics {
 
   constructor(registry: Registry, sources: BoundsSources) {
     const registers = [registry];
-    scrapedGauge({ name: 'gatehouse_buckets', help: 'In-process token buckets held (bounded by --max-buckets; 0 when buckets live in Redis).', registers }, () => sources.buckets());
-    scrapedCounter({ name: 'gatehouse_buckets_evicted_early_total', help: 'In-process buckets dropped before they had refilled (idle for --bucket-max-idle, or past --max-buckets); each could let its caller spend up to one capacity early.', registers }, () => sources.bucketsEvictedEarly());
+    scrapedGauge(
+      {
+        name: 'gatehouse_buckets',
+        help: 'In-process token buckets held (bounded by --max-buckets; 0 when buckets live in Redis).',
+        registers,
+      },
+      () => sources.buckets(),
+    );
+    scrapedCounter(
+      {
+        name: 'gatehouse_buckets_evicted_early_total',
+        help: 'In-process buckets dropped before they had refilled (idle for --bucket-max-idle, or past --max-buckets); each could let its caller spend up to one capacity early.',
+        registers,
+      },
+      () => sources.bucketsEvictedEarly(),
+    );
     new Gauge({
       name: 'gatehouse_state_entries',
       help: 'Entries held in this process by the enforcement state tables (table=quarantine|grant_uses).',
@@ -42,10 +56,39 @@ export class BoundsMetrics {
         this.set({ table: 'grant_uses' }, sources.grantUses());
       },
     });
-    scrapedGauge({ name: 'gatehouse_grpc_connections', help: 'Open gRPC connections (bounded by --grpc-max-connections).', registers }, () => sources.connections());
-    scrapedGauge({ name: 'gatehouse_checks_in_flight', help: 'gRPC checks being decided now (bounded by --max-in-flight).', registers }, () => sources.checksInFlight());
-    scrapedCounter({ name: 'gatehouse_audit_records_dropped_total', help: 'Audit records lost because the audit target could not be written or did not keep up.', registers }, () => sources.auditDropped());
-    scrapedGauge({ name: 'gatehouse_audit_failing', help: '1 while audit records are being lost (with --audit-required, checks are refused meanwhile).', registers, aggregator: 'max' }, () => (sources.auditFailing() ? 1 : 0));
+    scrapedGauge(
+      {
+        name: 'gatehouse_grpc_connections',
+        help: 'Open gRPC connections (bounded by --grpc-max-connections).',
+        registers,
+      },
+      () => sources.connections(),
+    );
+    scrapedGauge(
+      {
+        name: 'gatehouse_checks_in_flight',
+        help: 'gRPC checks being decided now (bounded by --max-in-flight).',
+        registers,
+      },
+      () => sources.checksInFlight(),
+    );
+    scrapedCounter(
+      {
+        name: 'gatehouse_audit_records_dropped_total',
+        help: 'Audit records lost because the audit target could not be written or did not keep up.',
+        registers,
+      },
+      () => sources.auditDropped(),
+    );
+    scrapedGauge(
+      {
+        name: 'gatehouse_audit_failing',
+        help: '1 while audit records are being lost (with --audit-required, checks are refused meanwhile).',
+        registers,
+        aggregator: 'max',
+      },
+      () => (sources.auditFailing() ? 1 : 0),
+    );
     this.shed = new Counter({
       name: 'gatehouse_checks_shed_total',
       help: 'gRPC checks not decided: reason=deadline (already past its grpc-timeout), in_flight or event_loop_lag (overload, answered RESOURCE_EXHAUSTED).',
@@ -58,8 +101,10 @@ export class BoundsMetrics {
       labelNames: ['reason'],
       registers,
     });
-    for (const reason of ['deadline', 'in_flight', 'event_loop_lag'] as const) this.shed.inc({ reason }, 0);
-    for (const reason of ['connection_limit', 'preface_timeout'] as const) this.refused.inc({ reason }, 0);
+    for (const reason of ['deadline', 'in_flight', 'event_loop_lag'] as const)
+      this.shed.inc({ reason }, 0);
+    for (const reason of ['connection_limit', 'preface_timeout'] as const)
+      this.refused.inc({ reason }, 0);
   }
 
   checkShed(reason: ShedReason): void {

@@ -7,13 +7,18 @@ import type { QuarantineCounts } from '../quarantine/types';
 const VERSION: string = (() => {
   try {
     // package.json sits two levels above both src/metrics and dist/metrics.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports -- outside rootDir, so not an import
     return (require('../../package.json') as { version: string }).version;
   } catch {
     return 'unknown';
   }
 })();
 
-export const BREAKER_STATE_VALUE: Record<BreakerState, number> = { closed: 0, 'half-open': 1, open: 2 };
+export const BREAKER_STATE_VALUE: Record<BreakerState, number> = {
+  closed: 0,
+  'half-open': 1,
+  open: 2,
+};
 
 /**
  * Prometheus metrics of one process. In worker mode each worker has its own and the
@@ -48,17 +53,28 @@ export class Metrics {
       name: 'gatehouse_check_duration_seconds',
       help: 'Time to decide one check, from decode to response (excludes gRPC transport).',
       labelNames: ['result'],
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+      buckets: [
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+      ],
       registers,
     });
-    this.redisErrors = new Counter({ name: 'gatehouse_redis_errors_total', help: 'Limited checks whose Redis call failed or was skipped by the open breaker.', registers });
+    this.redisErrors = new Counter({
+      name: 'gatehouse_redis_errors_total',
+      help: 'Limited checks whose Redis call failed or was skipped by the open breaker.',
+      registers,
+    });
     this.breaker = new Gauge({
       name: 'gatehouse_redis_breaker_state',
       help: 'Rate-limit backend breaker: 0 closed, 1 half-open, 2 open.',
       registers,
       aggregator: 'max',
     });
-    this.reloads = new Counter({ name: 'gatehouse_policy_reloads_total', help: 'Policy reloads by result (ok, rejected).', labelNames: ['result'], registers });
+    this.reloads = new Counter({
+      name: 'gatehouse_policy_reloads_total',
+      help: 'Policy reloads by result (ok, rejected).',
+      labelNames: ['result'],
+      registers,
+    });
     this.policyInfo = new Gauge({
       name: 'gatehouse_policy_info',
       help: 'The policy set version being served (value 1).',
@@ -94,7 +110,15 @@ export class Metrics {
         this.set({ mode: 'dry-run' }, counts.dryRun);
       },
     });
-    scrapedGauge({ name: 'gatehouse_dormant_grants', help: 'Grants lapsed from disuse (expiresAfterUnused): a caller\'s, or an allow entry nobody used in time; as this replica sees them (gatehouse access report lists them).', registers, aggregator: 'max' }, () => this.dormantGrants());
+    scrapedGauge(
+      {
+        name: 'gatehouse_dormant_grants',
+        help: "Grants lapsed from disuse (expiresAfterUnused): a caller's, or an allow entry nobody used in time; as this replica sees them (gatehouse access report lists them).",
+        registers,
+        aggregator: 'max',
+      },
+      () => this.dormantGrants(),
+    );
     this.enforcementErrors = new Counter({
       name: 'gatehouse_state_errors_total',
       help: 'Background errors of shared enforcement state (component=quarantine|grants).',

@@ -3,7 +3,13 @@ import { headerPresence } from '../audit/request-shape';
 import { MemoryGrantTracker } from '../grants/memory';
 import type { GrantRef, GrantTracker } from '../grants/types';
 import { MemoryQuarantineState } from '../quarantine/memory';
-import { defaultAudience, isMtlsSource, resolveIdentity, type IdentityConfig, type IdentityOutcome } from '../identity/resolve';
+import {
+  defaultAudience,
+  isMtlsSource,
+  resolveIdentity,
+  type IdentityConfig,
+  type IdentityOutcome,
+} from '../identity/resolve';
 import { authorize, authorizeTcp } from '../policy/authorize';
 import type { SpiffeId } from '../identity/spiffe';
 import { formatDuration } from '../policy/duration';
@@ -89,7 +95,11 @@ export class DecisionEngine {
       // A bug must never turn into an allow, not even under a dry-run policy.
       failed = true;
       // By class only: a message may quote the request, and the reason reaches the deny body.
-      verdict = deny(403, 'malformed_request', `internal error while deciding (${err instanceof Error ? err.name : typeof err})`);
+      verdict = deny(
+        403,
+        'malformed_request',
+        `internal error while deciding (${err instanceof Error ? err.name : typeof err})`,
+      );
     }
     let wouldDeny: Verdict | undefined;
     const policy = ctx.policy;
@@ -100,10 +110,17 @@ export class DecisionEngine {
     } else if (verdict.allowed && ctx.softDenial) {
       wouldDeny = ctx.softDenial;
     }
-    if (verdict.allowed && ctx.grant !== undefined && ctx.identity?.ok) this.grants.used(ctx.grant, ctx.identity.id.id, this.now());
+    if (verdict.allowed && ctx.grant !== undefined && ctx.identity?.ok)
+      this.grants.used(ctx.grant, ctx.identity.id.id, this.now());
     // Counted off the answer's path: the check does not wait for the quarantine backend.
     const rule = policy?.quarantine;
-    if (!denied.allowed && !failed && rule && ctx.identity?.ok && rule.countReasons.has(denied.code)) {
+    if (
+      !denied.allowed &&
+      !failed &&
+      rule &&
+      ctx.identity?.ok &&
+      rule.countReasons.has(denied.code)
+    ) {
       void this.quarantine.recordDenial(quarantineSubject(ctx.identity.id.id, rule), rule);
     }
     const decision = this.finish(ctx, verdict, wouldDeny);
@@ -121,7 +138,9 @@ export class DecisionEngine {
     const meshWide = this.quarantine.current(caller, now);
     if (meshWide !== undefined && isolatedHere(meshWide, ctx)) return meshWide;
     const rule = ctx.policy?.quarantine;
-    return rule?.scope === 'policy' ? this.quarantine.current(quarantineSubject(caller, rule), now) : undefined;
+    return rule?.scope === 'policy'
+      ? this.quarantine.current(quarantineSubject(caller, rule), now)
+      : undefined;
   }
 
   /** A denial that a dry-run source only reports; an enforcing one decides. */
@@ -133,7 +152,8 @@ export class DecisionEngine {
 
   private async evaluate(checkRequest: unknown, ctx: Context): Promise<Verdict> {
     const normalized = normalizeCheckRequest(checkRequest);
-    if (!normalized.ok) return deny(403, 'malformed_request', `malformed request: ${normalized.reason}`);
+    if (!normalized.ok)
+      return deny(403, 'malformed_request', `malformed request: ${normalized.reason}`);
     const request = (ctx.request = normalized.request);
     // Selected before identity: a JWT-SVID is verified against the destination's audiences.
     let refusal: SelectionRefusal | undefined;
@@ -145,7 +165,11 @@ export class DecisionEngine {
       ctx.policy = policyForDestination(ctx.set.destinations, request.host);
     }
 
-    const identity = (ctx.identity = await resolveIdentity(request, this.deps.identity, ctx.policy));
+    const identity = (ctx.identity = await resolveIdentity(
+      request,
+      this.deps.identity,
+      ctx.policy,
+    ));
     if (!identity.ok) return deny(401, identity.code, identity.reason);
 
     const policy = ctx.policy;
@@ -153,7 +177,15 @@ export class DecisionEngine {
     const quarantined = this.isolation(caller.id, ctx);
     if (quarantined) {
       const until = new Date(quarantined.until).toISOString();
-      const verdict = this.soft(ctx, quarantined.dryRun, deny(403, 'quarantined', `quarantined: caller ${caller.id} is isolated until ${until} after ${quarantined.denials} denials by policy ${quarantined.policy}`));
+      const verdict = this.soft(
+        ctx,
+        quarantined.dryRun,
+        deny(
+          403,
+          'quarantined',
+          `quarantined: caller ${caller.id} is isolated until ${until} after ${quarantined.denials} denials by policy ${quarantined.policy}`,
+        ),
+      );
       if (verdict) return verdict;
     }
     if (request.kind === 'tcp') {
@@ -165,29 +197,58 @@ export class DecisionEngine {
     const optOut = optOuts === undefined ? undefined : findOptOut(optOuts, request);
     if (optOut) {
       ctx.optOut = `${optOut.policy.name}/${optOut.refusal.name}`;
-      const verdict = this.soft(ctx, optOut.policy.mode === 'dry-run', deny(403, optOut.malformed ? 'malformed_request' : 'caller_opt_out', `caller ${caller.id} may not make this request: ${optOut.reason} (WorkloadPolicy ${optOut.policy.name})`));
+      const verdict = this.soft(
+        ctx,
+        optOut.policy.mode === 'dry-run',
+        deny(
+          403,
+          optOut.malformed ? 'malformed_request' : 'caller_opt_out',
+          `caller ${caller.id} may not make this request: ${optOut.reason} (WorkloadPolicy ${optOut.policy.name})`,
+        ),
+      );
       if (verdict) return verdict;
     }
     if (refusal !== undefined) return deny(403, refusal.code, refusal.reason);
-    if (policy === undefined) return deny(403, 'unknown_host', `no policy guards host '${clip(request.host)}'`);
+    if (policy === undefined)
+      return deny(403, 'unknown_host', `no policy guards host '${clip(request.host)}'`);
 
     ctx.policyDecides = true;
     const authz = authorize(policy, request, caller);
     switch (authz.kind) {
       case 'ambiguous':
         ctx.rule = authz.rule;
-        return deny(403, 'malformed_request', `malformed request: ${authz.reason} (read by the condition of rule ${authz.rule.name} of policy ${policy.name})`);
+        return deny(
+          403,
+          'malformed_request',
+          `malformed request: ${authz.reason} (read by the condition of rule ${authz.rule.name} of policy ${policy.name})`,
+        );
       case 'condition-error':
         ctx.rule = authz.rule;
-        return deny(403, 'condition_error', `condition of rule ${authz.rule.name} of policy ${policy.name} could not be evaluated: ${authz.error}`);
+        return deny(
+          403,
+          'condition_error',
+          `condition of rule ${authz.rule.name} of policy ${policy.name} could not be evaluated: ${authz.error}`,
+        );
       case 'no-route':
-        return deny(403, 'no_matching_rule', `no rule of policy ${policy.name} matches ${request.method} ${clip(request.path)}`);
+        return deny(
+          403,
+          'no_matching_rule',
+          `no rule of policy ${policy.name} matches ${request.method} ${clip(request.path)}`,
+        );
       case 'not-allowed':
-        return deny(403, 'caller_not_allowed', `caller ${identity.id.id} is not allowed by policy ${policy.name}`);
+        return deny(
+          403,
+          'caller_not_allowed',
+          `caller ${identity.id.id} is not allowed by policy ${policy.name}`,
+        );
       case 'refused':
         ctx.rule = authz.rule;
         ctx.entry = { list: 'deny', index: authz.entry };
-        return deny(403, 'caller_refused', `caller ${identity.id.id} is refused by rule ${authz.rule.name} of policy ${policy.name}`);
+        return deny(
+          403,
+          'caller_refused',
+          `caller ${identity.id.id} is refused by rule ${authz.rule.name} of policy ${policy.name}`,
+        );
       case 'allowed':
         ctx.rule = authz.rule;
         ctx.entry = { list: 'allow', index: authz.entry };
@@ -198,34 +259,66 @@ export class DecisionEngine {
       if (wanted === undefined || !identity.audiences.includes(wanted)) {
         // A credential that does not fit is an identity failure, which dry-run never softens.
         ctx.policyDecides = false;
-        return deny(401, 'invalid_identity', `JWT-SVID: token audience does not include '${wanted ?? '(none configured)'}', required by rule ${authz.rule.name}`);
+        return deny(
+          401,
+          'invalid_identity',
+          `JWT-SVID: token audience does not include '${wanted ?? '(none configured)'}', required by rule ${authz.rule.name}`,
+        );
       }
     }
     const rule = authz.rule;
     if (rule.requireMtls && !isMtlsSource(identity.source)) {
-      return deny(403, 'mtls_required', `rule ${rule.name} of policy ${policy.name} requires an mTLS identity, not a ${identity.source} credential`);
+      return deny(
+        403,
+        'mtls_required',
+        `rule ${rule.name} of policy ${policy.name} requires an mTLS identity, not a ${identity.source} credential`,
+      );
     }
     const grant = rule.grants[authz.entry];
     if (grant) {
       if (this.grants.isDormant(grant, caller.id, this.now())) {
-        return deny(403, 'grant_dormant', `grant dormant: allow entry ${authz.entry} of rule ${rule.name} of policy ${policy.name} has not been used by ${caller.id} for ${formatDuration(grant.maxIdleMs)}; change the policy or renew it (gatehouse access renew)`);
+        return deny(
+          403,
+          'grant_dormant',
+          `grant dormant: allow entry ${authz.entry} of rule ${rule.name} of policy ${policy.name} has not been used by ${caller.id} for ${formatDuration(grant.maxIdleMs)}; change the policy or renew it (gatehouse access renew)`,
+        );
       }
       ctx.grant = grant;
     }
     if (rule.residency !== null) {
       const violation = residencyViolation(rule.residency, request);
-      if (violation !== undefined) return deny(403, 'residency_violation', `rule ${rule.name} of policy ${policy.name}: ${violation}`);
+      if (violation !== undefined)
+        return deny(
+          403,
+          'residency_violation',
+          `rule ${rule.name} of policy ${policy.name}: ${violation}`,
+        );
     }
     if (rule.body !== null) {
       const violation = bodyContractViolation(rule.body, request);
-      if (violation !== undefined) return deny(403, violation.malformed ? 'malformed_request' : 'payload_rejected', `rule ${rule.name} of policy ${policy.name}: ${violation.reason}`);
+      if (violation !== undefined)
+        return deny(
+          403,
+          violation.malformed ? 'malformed_request' : 'payload_rejected',
+          `rule ${rule.name} of policy ${policy.name}: ${violation.reason}`,
+        );
     }
 
     const limit = rule.rateLimit;
     if (limit === null) return ALLOWED;
-    const keyAmbiguity = limit.per.kind === 'header' ? keyedHeaderAmbiguity(limit.per.name, request) : undefined;
-    if (keyAmbiguity !== undefined) return deny(403, 'malformed_request', `malformed request: ${keyAmbiguity} (rule ${rule.name} of policy ${policy.name})`);
-    const outcome = await applyLimit(this.deps.store, limit, bucketKey(limit, request, identity.id.id));
+    const keyAmbiguity =
+      limit.per.kind === 'header' ? keyedHeaderAmbiguity(limit.per.name, request) : undefined;
+    if (keyAmbiguity !== undefined)
+      return deny(
+        403,
+        'malformed_request',
+        `malformed request: ${keyAmbiguity} (rule ${rule.name} of policy ${policy.name})`,
+      );
+    const outcome = await applyLimit(
+      this.deps.store,
+      limit,
+      bucketKey(limit, request, identity.id.id),
+    );
     if (outcome.kind === 'backend-error') {
       ctx.limitBackendError = outcome.error;
       return outcome.action === 'allow'
@@ -234,22 +327,44 @@ export class DecisionEngine {
     }
     ctx.limit = outcome.result;
     if (!outcome.result.allowed) {
-      return deny(429, 'rate_limited', `rate limit of rule ${authz.rule.name} exceeded; retry after ${outcome.result.retryAfterSeconds}s`);
+      return deny(
+        429,
+        'rate_limited',
+        `rate limit of rule ${authz.rule.name} exceeded; retry after ${outcome.result.retryAfterSeconds}s`,
+      );
     }
     return ALLOWED;
   }
 
-  private authorizeConnection(policy: CompiledPolicy | undefined, workload: string, caller: SpiffeId, ctx: Context): Verdict {
-    if (policy === undefined) return deny(403, 'unknown_host', `no policy guards workload '${clip(workload)}' (TCP)`);
+  private authorizeConnection(
+    policy: CompiledPolicy | undefined,
+    workload: string,
+    caller: SpiffeId,
+    ctx: Context,
+  ): Verdict {
+    if (policy === undefined)
+      return deny(403, 'unknown_host', `no policy guards workload '${clip(workload)}' (TCP)`);
     const tcp = authorizeTcp(policy, caller);
     switch (tcp.kind) {
       case 'no-tcp-rules':
-        return deny(403, 'no_matching_rule', `policy ${policy.name} has no tcp rules for connections`);
+        return deny(
+          403,
+          'no_matching_rule',
+          `policy ${policy.name} has no tcp rules for connections`,
+        );
       case 'not-allowed':
-        return deny(403, 'caller_not_allowed', `caller ${caller.id} may not connect to ${workload} (policy ${policy.name})`);
+        return deny(
+          403,
+          'caller_not_allowed',
+          `caller ${caller.id} may not connect to ${workload} (policy ${policy.name})`,
+        );
       case 'refused':
         ctx.entry = { list: 'deny', index: tcp.entry };
-        return deny(403, 'caller_refused', `caller ${caller.id} is refused by tcp.deny of policy ${policy.name}`);
+        return deny(
+          403,
+          'caller_refused',
+          `caller ${caller.id} is refused by tcp.deny of policy ${policy.name}`,
+        );
       case 'allowed':
         ctx.entry = { list: 'allow', index: tcp.entry };
         return ALLOWED;
@@ -287,7 +402,8 @@ export class DecisionEngine {
       destination: request?.destinationPrincipal || undefined,
       query: request?.query || undefined,
       auditHeaders: ctx.set.auditHeaders,
-      headerPresence: request === undefined ? 0 : headerPresence(ctx.set.auditHeaders, request.headers),
+      headerPresence:
+        request === undefined ? 0 : headerPresence(ctx.set.auditHeaders, request.headers),
       bodyPresent: request !== undefined && bodyState(request).kind !== 'none',
     };
   }

@@ -22,7 +22,10 @@ export class TestCredentials {
   private readonly bundles = new Map<string, TrustBundle>();
 
   private signingKey(): Promise<{ privateKey: KeyLike; jwk: Record<string, unknown> }> {
-    this.key ??= generateKeyPair(ALG).then(async ({ privateKey, publicKey }) => ({ privateKey, jwk: { ...(await exportJWK(publicKey)), use: 'jwt-svid', kid: KID } }));
+    this.key ??= generateKeyPair(ALG).then(async ({ privateKey, publicKey }) => ({
+      privateKey,
+      jwk: { ...(await exportJWK(publicKey)), use: 'jwt-svid', kid: KID },
+    }));
     return this.key;
   }
 
@@ -36,10 +39,18 @@ export class TestCredentials {
     const { privateKey, jwk } = await this.signingKey();
     const id = parseSpiffeId(doc.sub);
     if (id.ok && !this.bundles.has(id.value.trustDomain)) {
-      this.bundles.set(id.value.trustDomain, parseTrustBundle(id.value.trustDomain, JSON.stringify({ keys: [jwk] }), 'gatehouse test'));
+      this.bundles.set(
+        id.value.trustDomain,
+        parseTrustBundle(id.value.trustDomain, JSON.stringify({ keys: [jwk] }), 'gatehouse test'),
+      );
     }
     const now = Math.floor(Date.now() / 1000);
-    return new SignJWT({ sub: doc.sub, aud: doc.aud ?? defaultAudience, iat: now, exp: now + (doc.expiresIn ?? 300) })
+    return new SignJWT({
+      sub: doc.sub,
+      aud: doc.aud ?? defaultAudience,
+      iat: now,
+      exp: now + (doc.expiresIn ?? 300),
+    })
       .setProtectedHeader({ alg: ALG, kid: KID, typ: 'JWT' })
       .sign(privateKey);
   }

@@ -35,7 +35,13 @@ export interface CoverageGap {
 }
 
 export type TestRun =
-  | { ok: true; results: CaseResult[]; coverage: CoverageGap[]; totalEntries: number; policyVersion: string }
+  | {
+      ok: true;
+      results: CaseResult[];
+      coverage: CoverageGap[];
+      totalEntries: number;
+      policyVersion: string;
+    }
   | { ok: false; problems: PolicyProblem[] };
 
 let validator: ReturnType<typeof compileSchema> | undefined;
@@ -44,15 +50,35 @@ let validator: ReturnType<typeof compileSchema> | undefined;
  * `gatehouse test`: every case runs through the server's own decision engine, on a fresh
  * in-process limiter (so cases do not leak budget into each other).
  */
-export async function runPolicyTests(dir: string, options: { trustDomains?: readonly string[] } = {}): Promise<TestRun> {
+export async function runPolicyTests(
+  dir: string,
+  options: { trustDomains?: readonly string[] } = {},
+): Promise<TestRun> {
   const loaded = await loadPolicyDir(dir);
   if (!loaded.ok) return { ok: false, problems: loaded.problems };
   const files = await listFiles(dir, isPolicyTestFile);
   if (files.length === 0) {
-    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: 'no policy tests (*.test.yaml) found' }] };
+    return {
+      ok: false,
+      problems: [
+        {
+          file: dir,
+          line: 0,
+          col: 0,
+          severity: 'error',
+          message: 'no policy tests (*.test.yaml) found',
+        },
+      ],
+    };
   }
   const { sources, tooLarge } = await readSources(files);
-  const problems: PolicyProblem[] = tooLarge.map((file) => ({ file, line: 1, col: 1, severity: 'error' as const, message: 'file is too large' }));
+  const problems: PolicyProblem[] = tooLarge.map((file) => ({
+    file,
+    line: 1,
+    col: 1,
+    severity: 'error' as const,
+    message: 'file is too large',
+  }));
   const suites: { located: LocatedDoc; doc: PolicyTestDoc }[] = [];
   validator ??= compileSchema(policyTestSchema);
   for (const source of sources) {
@@ -64,14 +90,35 @@ export async function runPolicyTests(dir: string, options: { trustDomains?: read
       if (docProblems.length === 0) {
         doc.spec.cases.forEach((c, i) => {
           const r = c.request;
-          if ((r.workload === undefined) === (r.host === undefined || r.path === undefined) || (r.workload !== undefined && (r.host ?? r.path ?? r.method) !== undefined)) {
-            docProblems.push(located.problem(['spec', 'cases', i, 'request'], 'a request names host and path (HTTP) or workload (a TCP connection), not both'));
+          if (
+            (r.workload === undefined) === (r.host === undefined || r.path === undefined) ||
+            (r.workload !== undefined && (r.host ?? r.path ?? r.method) !== undefined)
+          ) {
+            docProblems.push(
+              located.problem(
+                ['spec', 'cases', i, 'request'],
+                'a request names host and path (HTTP) or workload (a TCP connection), not both',
+              ),
+            );
           }
           if (r.workload !== undefined && r.destination !== undefined) {
-            docProblems.push(located.problem(['spec', 'cases', i, 'request', 'destination'], 'a TCP connection names its destination as workload; destination is for HTTP requests'));
+            docProblems.push(
+              located.problem(
+                ['spec', 'cases', i, 'request', 'destination'],
+                'a TCP connection names its destination as workload; destination is for HTTP requests',
+              ),
+            );
           }
-          if (typeof c.expect === 'object' && (c.expect.allow === undefined) === (c.expect.deny === undefined)) {
-            docProblems.push(located.problem(['spec', 'cases', i, 'expect'], 'expect must say allow: true or deny: 401|403|429 (exactly one)'));
+          if (
+            typeof c.expect === 'object' &&
+            (c.expect.allow === undefined) === (c.expect.deny === undefined)
+          ) {
+            docProblems.push(
+              located.problem(
+                ['spec', 'cases', i, 'expect'],
+                'expect must say allow: true or deny: 401|403|429 (exactly one)',
+              ),
+            );
           }
         });
       }
@@ -89,7 +136,16 @@ export async function runPolicyTests(dir: string, options: { trustDomains?: read
     const trustDomains = doc.spec.trustDomains ?? options.trustDomains ?? trustDomainsOf(set);
     for (const [i, testCase] of doc.spec.cases.entries()) {
       const start = performance.now();
-      const decision = await runCase(set, testCase, { trustDomains, trustXfcc: doc.spec.trustXfcc === true, jwtAudience: doc.spec.jwtAudience ?? DEFAULT_JWT_AUDIENCE }, credentials);
+      const decision = await runCase(
+        set,
+        testCase,
+        {
+          trustDomains,
+          trustXfcc: doc.spec.trustXfcc === true,
+          jwtAudience: doc.spec.jwtAudience ?? DEFAULT_JWT_AUDIENCE,
+        },
+        credentials,
+      );
       if (decision.policy && decision.entry) {
         // A TCP decision has no rule: its entries belong to the policy's `tcp` lists.
         const rule = decision.rule?.name ?? TCP_RULE;
@@ -125,15 +181,30 @@ interface SuiteIdentity {
 /** Cases run at a fixed instant, so a grant's age is exactly what the case says. */
 const CASE_EPOCH = Date.UTC(2030, 0, 1);
 
-async function runCase(set: PolicySet, testCase: CaseDoc, suite: SuiteIdentity, credentials: TestCredentials): Promise<Decision> {
+async function runCase(
+  set: PolicySet,
+  testCase: CaseDoc,
+  suite: SuiteIdentity,
+  credentials: TestCredentials,
+): Promise<Decision> {
   const store = new MemoryBucketStore();
   const quarantine = new MemoryQuarantineState({ onEvent: () => undefined, now: () => CASE_EPOCH });
   const grants = new MemoryGrantTracker();
   grants.setGrants(set.grants, CASE_EPOCH);
-  const unusedFor = testCase.state?.grantUnusedFor !== undefined ? parseDuration(testCase.state.grantUnusedFor)! : 0;
+  const unusedFor =
+    testCase.state?.grantUnusedFor !== undefined
+      ? parseDuration(testCase.state.grantUnusedFor)!
+      : 0;
   const now = CASE_EPOCH + unusedFor;
   if (testCase.state?.quarantined && testCase.request.caller !== undefined) {
-    quarantine.seed({ caller: testCase.request.caller, policy: 'policy-test', since: CASE_EPOCH, until: now + 3_600_000, denials: 0, dryRun: false });
+    quarantine.seed({
+      caller: testCase.request.caller,
+      policy: 'policy-test',
+      since: CASE_EPOCH,
+      until: now + 3_600_000,
+      denials: 0,
+      dryRun: false,
+    });
   }
   let last: Decision | undefined;
   let token: string | undefined;
@@ -145,7 +216,12 @@ async function runCase(set: PolicySet, testCase: CaseDoc, suite: SuiteIdentity, 
   }
   const engine = new DecisionEngine({
     policies: () => set,
-    identity: { trustDomains: new Set(suite.trustDomains), trustXfcc: suite.trustXfcc, trustBundles: credentials.trustBundles(), jwt: { audience: suite.jwtAudience, leewaySeconds: 0 } },
+    identity: {
+      trustDomains: new Set(suite.trustDomains),
+      trustXfcc: suite.trustXfcc,
+      trustBundles: credentials.trustBundles(),
+      jwt: { audience: suite.jwtAudience, leewaySeconds: 0 },
+    },
     store,
     sink: { record: (d) => void (last = d) },
     quarantine,
@@ -171,10 +247,20 @@ function checkRequestFor(testCase: CaseDoc, token: string | undefined): unknown 
   const r = testCase.request;
   if (r.workload !== undefined) {
     // Istio's network-level check: peers only, no HTTP attributes.
-    return { attributes: { source: r.caller !== undefined ? { principal: r.caller } : {}, destination: { principal: r.workload } } };
+    return {
+      attributes: {
+        source: r.caller !== undefined ? { principal: r.caller } : {},
+        destination: { principal: r.workload },
+      },
+    };
   }
   const method = r.method ?? 'GET';
-  const headers: Record<string, string> = { ':authority': r.host!, ':method': method, ':path': r.path!, ...r.headers };
+  const headers: Record<string, string> = {
+    ':authority': r.host!,
+    ':method': method,
+    ':path': r.path!,
+    ...r.headers,
+  };
   if (r.xfcc !== undefined) headers['x-forwarded-client-cert'] = r.xfcc;
   if (token !== undefined) headers['authorization'] = `Bearer ${token}`;
   const http: Record<string, unknown> = { host: r.host, method, path: r.path, headers };
@@ -186,7 +272,14 @@ function checkRequestFor(testCase: CaseDoc, token: string | undefined): unknown 
   return {
     attributes: {
       source: r.caller !== undefined ? { principal: r.caller } : {},
-      ...(r.labels || r.destination ? { destination: { ...(r.destination ? { principal: r.destination } : {}), ...(r.labels ? { labels: r.labels } : {}) } } : {}),
+      ...(r.labels || r.destination
+        ? {
+            destination: {
+              ...(r.destination ? { principal: r.destination } : {}),
+              ...(r.labels ? { labels: r.labels } : {}),
+            },
+          }
+        : {}),
       ...(r.context ? { contextExtensions: r.context } : {}),
       ...(r.metadata ? { metadataContext: { filterMetadata: r.metadata } } : {}),
       request: { http },
@@ -195,12 +288,18 @@ function checkRequestFor(testCase: CaseDoc, token: string | undefined): unknown 
 }
 
 /** Tests judge the policy's verdict: in dry-run that is the denial it would have made. */
-function judge(d: Decision, expect: ExpectDoc): { passed: boolean; actual: string; expected: string } {
+function judge(
+  d: Decision,
+  expect: ExpectDoc,
+): { passed: boolean; actual: string; expected: string } {
   const verdict = d.wouldDeny ?? d;
   const actual = verdict.allowed
     ? `allow${d.rule ? ` (rule ${d.rule.name})` : ''}`
     : `deny ${verdict.status} ${verdict.code}${d.rule ? ` (rule ${d.rule.name})` : ''}: ${verdict.reason}`;
-  const want = typeof expect === 'string' ? { allow: expect === 'allow' ? true : undefined, deny: undefined, any: expect === 'deny' } : { ...expect, any: false };
+  const want =
+    typeof expect === 'string'
+      ? { allow: expect === 'allow' ? true : undefined, deny: undefined, any: expect === 'deny' }
+      : { ...expect, any: false };
   let passed: boolean;
   let expected: string;
   if (want.allow) {
@@ -221,19 +320,32 @@ function judge(d: Decision, expect: ExpectDoc): { passed: boolean; actual: strin
   return { passed, actual, expected };
 }
 
-function coverage(set: PolicySet, used: ReadonlySet<string>): { gaps: CoverageGap[]; total: number } {
+function coverage(
+  set: PolicySet,
+  used: ReadonlySet<string>,
+): { gaps: CoverageGap[]; total: number } {
   const gaps: CoverageGap[] = [];
   let total = 0;
   for (const policy of set.policies) {
-    const rules: { name: string; allow: readonly { source: string }[]; deny: readonly { source: string }[] }[] = [...policy.rules];
+    const rules: {
+      name: string;
+      allow: readonly { source: string }[];
+      deny: readonly { source: string }[];
+    }[] = [...policy.rules];
     if (policy.tcp) rules.push({ name: TCP_RULE, ...policy.tcp });
     for (const rule of rules) {
-      if (!used.has(ruleKey(policy.name, rule.name))) gaps.push({ policy: policy.name, file: policy.file, rule: rule.name });
+      if (!used.has(ruleKey(policy.name, rule.name)))
+        gaps.push({ policy: policy.name, file: policy.file, rule: rule.name });
       for (const list of ['allow', 'deny'] as const) {
         rule[list].forEach((pattern, index) => {
           total++;
           if (!used.has(entryKey(policy.name, rule.name, list, index))) {
-            gaps.push({ policy: policy.name, file: policy.file, rule: rule.name, entry: { list, index, pattern: pattern.source } });
+            gaps.push({
+              policy: policy.name,
+              file: policy.file,
+              rule: rule.name,
+              entry: { list, index, pattern: pattern.source },
+            });
           }
         });
       }
@@ -246,11 +358,14 @@ function coverage(set: PolicySet, used: ReadonlySet<string>): { gaps: CoverageGa
 const TCP_RULE = 'tcp';
 
 const ruleKey = (policy: string, rule: string): string => `${policy}/${rule}`;
-const entryKey = (policy: string, rule: string, list: string, index: number): string => `${policy}/${rule}/${list}/${index}`;
+const entryKey = (policy: string, rule: string, list: string, index: number): string =>
+  `${policy}/${rule}/${list}/${index}`;
 
 /** Without an explicit list, the trust domains the policies name are trusted. */
 function trustDomainsOf(set: PolicySet): string[] {
   const domains = new Set<string>();
-  for (const p of set.policies) for (const r of p.rules) for (const pattern of [...r.allow, ...r.deny]) domains.add(pattern.trustDomain);
+  for (const p of set.policies)
+    for (const r of p.rules)
+      for (const pattern of [...r.allow, ...r.deny]) domains.add(pattern.trustDomain);
   return [...domains];
 }

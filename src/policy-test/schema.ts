@@ -44,7 +44,12 @@ export const policyTestSchema = {
                     required: ['sub'],
                     properties: {
                       sub: { type: 'string', minLength: 1 },
-                      aud: { anyOf: [{ type: 'string', minLength: 1 }, { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }] },
+                      aud: {
+                        anyOf: [
+                          { type: 'string', minLength: 1 },
+                          { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+                        ],
+                      },
                       expiresIn: { type: 'integer', minimum: -86400, maximum: 86400 },
                     },
                   },
@@ -93,7 +98,8 @@ export const policyTestSchema = {
   },
 } as const;
 
-export type ExpectDoc = 'allow' | 'deny' | { allow?: true; deny?: 401 | 403 | 429; reason?: string; rule?: string };
+export type ExpectDoc =
+  'allow' | 'deny' | { allow?: true; deny?: 401 | 403 | 429; reason?: string; rule?: string };
 
 export interface PolicyTestDoc {
   apiVersion: 'gatehouse/v1';

@@ -21,7 +21,11 @@ export type AuthzOutcome =
  * elsewhere; otherwise the first matching rule whose allow list names the caller admits
  * it (and its rate limit applies).
  */
-export function authorize(policy: CompiledPolicy, request: NormalizedRequest, caller: SpiffeId): AuthzOutcome {
+export function authorize(
+  policy: CompiledPolicy,
+  request: NormalizedRequest,
+  caller: SpiffeId,
+): AuthzOutcome {
   let allowedBy: CompiledRule | undefined;
   let allowEntry = -1;
   let routeMatched = false;
@@ -35,7 +39,8 @@ export function authorize(policy: CompiledPolicy, request: NormalizedRequest, ca
       try {
         holds = rule.when.evaluate((activation ??= conditionActivation(request, caller)));
       } catch (err) {
-        if (err instanceof AmbiguousRequest) return { kind: 'ambiguous', rule, reason: err.message };
+        if (err instanceof AmbiguousRequest)
+          return { kind: 'ambiguous', rule, reason: err.message };
         return { kind: 'condition-error', rule, error: conditionErrorClass(err) };
       }
       if (!holds) continue;
@@ -53,12 +58,17 @@ export function authorize(policy: CompiledPolicy, request: NormalizedRequest, ca
 }
 
 /** TCP checks: the policy's connection-level lists, refusals first. */
-export function authorizeTcp(policy: CompiledPolicy, caller: SpiffeId): { kind: 'allowed' | 'refused' | 'not-allowed' | 'no-tcp-rules'; entry: number } {
+export function authorizeTcp(
+  policy: CompiledPolicy,
+  caller: SpiffeId,
+): { kind: 'allowed' | 'refused' | 'not-allowed' | 'no-tcp-rules'; entry: number } {
   if (policy.tcp === null) return { kind: 'no-tcp-rules', entry: -1 };
   const refusedBy = firstMatch(policy.tcp.deny, caller);
   if (refusedBy !== -1) return { kind: 'refused', entry: refusedBy };
   const allowedBy = firstMatch(policy.tcp.allow, caller);
-  return allowedBy !== -1 ? { kind: 'allowed', entry: allowedBy } : { kind: 'not-allowed', entry: -1 };
+  return allowedBy !== -1
+    ? { kind: 'allowed', entry: allowedBy }
+    : { kind: 'not-allowed', entry: -1 };
 }
 
 export function methodMatches(rule: CompiledRule, method: string): boolean {
@@ -77,8 +87,10 @@ function routeMatches(rule: CompiledRule, request: NormalizedRequest): boolean {
 }
 
 /** Index of the first pattern naming the caller, or -1. */
-export function firstMatch(patterns: readonly { matches(id: SpiffeId): boolean }[], caller: SpiffeId): number {
+export function firstMatch(
+  patterns: readonly { matches(id: SpiffeId): boolean }[],
+  caller: SpiffeId,
+): number {
   for (let i = 0; i < patterns.length; i++) if (patterns[i]!.matches(caller)) return i;
   return -1;
 }
-

@@ -42,11 +42,21 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
       hosts: doc.spec.hosts ?? [],
       workloads: doc.spec.workloads ?? [],
       audience: doc.spec.audience,
-      ruleAudiences: [...new Set(doc.spec.rules.flatMap((r) => (r.audience !== undefined && r.audience !== doc.spec.audience ? [r.audience] : [])))],
+      ruleAudiences: [
+        ...new Set(
+          doc.spec.rules.flatMap((r) =>
+            r.audience !== undefined && r.audience !== doc.spec.audience ? [r.audience] : [],
+          ),
+        ),
+      ],
       tcp: doc.spec.tcp
         ? {
-            allow: (doc.spec.tcp.allow ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
-            deny: (doc.spec.tcp.deny ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
+            allow: (doc.spec.tcp.allow ?? []).map((p) =>
+              mustCompile<SpiffePattern>(compileSpiffePattern(p)),
+            ),
+            deny: (doc.spec.tcp.deny ?? []).map((p) =>
+              mustCompile<SpiffePattern>(compileSpiffePattern(p)),
+            ),
           }
         : null,
       rules: doc.spec.rules.map((rule, index) => compileRule(name, contentHash, rule, index)),
@@ -67,16 +77,35 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
     };
     policies.push(policy);
     for (const host of doc.spec.hosts ?? []) byHost.set(host, policy);
-    for (const workload of doc.spec.workloads ?? []) if (!workload.includes('*')) byWorkload.set(workload, policy);
+    for (const workload of doc.spec.workloads ?? [])
+      if (!workload.includes('*')) byWorkload.set(workload, policy);
   }
-  const grants = policies.flatMap((p) => p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)));
+  const grants = policies.flatMap((p) =>
+    p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)),
+  );
   const auditHeaders = trackedHeaderNames(policies, optOuts.values());
   const destinations = buildDestinationIndex(policies);
   const byName = new Map(policies.map((p) => [p.name, p]));
-  return { version, policies, byHost, byWorkload, destinations, byName, optOuts, grants, auditHeaders, files, loadedAt: new Date() };
+  return {
+    version,
+    policies,
+    byHost,
+    byWorkload,
+    destinations,
+    byName,
+    optOuts,
+    grants,
+    auditHeaders,
+    files,
+    loadedAt: new Date(),
+  };
 }
 
-function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: string): CompiledWorkloadPolicy {
+function compileWorkloadPolicy(
+  file: string,
+  doc: WorkloadPolicyDoc,
+  version: string,
+): CompiledWorkloadPolicy {
   return {
     name: doc.metadata.name,
     workload: doc.spec.workload,
@@ -95,7 +124,12 @@ function compileWorkloadPolicy(file: string, doc: WorkloadPolicyDoc, version: st
   };
 }
 
-function compileRule(policyName: string, contentHash: string, rule: RuleDoc, index: number): CompiledRule {
+function compileRule(
+  policyName: string,
+  contentHash: string,
+  rule: RuleDoc,
+  index: number,
+): CompiledRule {
   const allow = rule.allow ?? [];
   return {
     name: rule.name,
@@ -105,13 +139,25 @@ function compileRule(policyName: string, contentHash: string, rule: RuleDoc, ind
     allow: allow.map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(allowPattern(p)))),
     grants: allow.map((entry, i) =>
       typeof entry === 'object' && entry.expiresAfterUnused !== undefined
-        ? { policy: policyName, version: contentHash, rule: rule.name, entry: i, pattern: entry.caller, maxIdleMs: mustDuration(entry.expiresAfterUnused) }
+        ? {
+            policy: policyName,
+            version: contentHash,
+            rule: rule.name,
+            entry: i,
+            pattern: entry.caller,
+            maxIdleMs: mustDuration(entry.expiresAfterUnused),
+          }
         : null,
     ),
     deny: (rule.deny ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
     when: rule.when !== undefined ? mustCompile(compileCondition(rule.when)) : null,
     body: rule.body ? mustCompile(compileBodyContract(rule.body)) : null,
-    residency: rule.residency ? { regions: new Set(rule.residency.regions), from: mustDefined(parseRegionSource(rule.residency.regionFrom)) } : null,
+    residency: rule.residency
+      ? {
+          regions: new Set(rule.residency.regions),
+          from: mustDefined(parseRegionSource(rule.residency.regionFrom)),
+        }
+      : null,
     rateLimit: rule.rateLimit ? compileRateLimit(policyName, rule) : null,
     requireMtls: rule.require === 'mtls',
     stripToken: rule.stripToken === true,
@@ -133,7 +179,9 @@ function compileRateLimit(policyName: string, rule: RuleDoc): CompiledRateLimit 
   };
 }
 
-function mustCompile<T = PathPattern>(result: { ok: true; value: T } | { ok: false; error: string }): T {
+function mustCompile<T = PathPattern>(
+  result: { ok: true; value: T } | { ok: false; error: string },
+): T {
   // Validation has already rejected every pattern that fails here.
   if (!result.ok) throw new Error(result.error);
   return result.value;
@@ -153,7 +201,9 @@ function mustDefined<T>(value: T | undefined): T {
  * policy name, so formatting, comments, key order and file layout do not change it.
  */
 export function policySetVersion(docs: readonly PolicyDoc[]): string {
-  const sorted = [...docs].sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
+  const sorted = [...docs].sort((a, b) =>
+    a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0,
+  );
   return createHash('sha256').update(canonicalJson(sorted)).digest('hex').slice(0, 16);
 }
 

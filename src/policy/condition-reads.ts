@@ -71,7 +71,12 @@ export function conditionReads(source: string): ConditionReads | undefined {
       opaque[map] = true;
       return;
     }
-    if ((node.op === '.' || node.op === '.?') && Array.isArray(args) && isId(args[0], 'request') && typeof args[1] === 'string') {
+    if (
+      (node.op === '.' || node.op === '.?') &&
+      Array.isArray(args) &&
+      isId(args[0], 'request') &&
+      typeof args[1] === 'string'
+    ) {
       paths.add(`request.${args[1]}`);
       return;
     }
@@ -101,11 +106,14 @@ function isId(value: unknown, name: string): boolean {
 
 /** `request.headers` or `request.query` itself. */
 function requestMap(value: unknown): MapName | undefined {
-  if (!isNode(value) || (value.op !== '.' && value.op !== '.?') || !Array.isArray(value.args)) return undefined;
+  if (!isNode(value) || (value.op !== '.' && value.op !== '.?') || !Array.isArray(value.args))
+    return undefined;
   const [target, name] = value.args as [unknown, unknown];
   return isId(target, 'request') && (name === 'headers' || name === 'query') ? name : undefined;
 }
 
 function literal(value: unknown): string | undefined {
-  return isNode(value) && value.op === 'value' && typeof value.args === 'string' ? value.args : undefined;
+  return isNode(value) && value.op === 'value' && typeof value.args === 'string'
+    ? value.args
+    : undefined;
 }

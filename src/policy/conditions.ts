@@ -14,9 +14,28 @@ export const MAX_CONDITION_LENGTH = 4096;
 
 /** What a condition can see; documented in docs/policies.md. */
 function environment(): Environment {
-  return new Environment({ enableOptionalTypes: true, limits: { maxAstNodes: 512, maxDepth: 32, maxListElements: 256, maxMapEntries: 256, maxCallArguments: 16 } })
-    .registerVariable('request', { schema: { method: 'string', path: 'string', host: 'string', query: 'map<string, string>', headers: 'map<string, string>' } })
-    .registerVariable('caller', { schema: { id: 'string', trustDomain: 'string', path: 'string', segments: 'list<string>' } })
+  return new Environment({
+    enableOptionalTypes: true,
+    limits: {
+      maxAstNodes: 512,
+      maxDepth: 32,
+      maxListElements: 256,
+      maxMapEntries: 256,
+      maxCallArguments: 16,
+    },
+  })
+    .registerVariable('request', {
+      schema: {
+        method: 'string',
+        path: 'string',
+        host: 'string',
+        query: 'map<string, string>',
+        headers: 'map<string, string>',
+      },
+    })
+    .registerVariable('caller', {
+      schema: { id: 'string', trustDomain: 'string', path: 'string', segments: 'list<string>' },
+    })
     .registerVariable('context', 'map<string, string>')
     .registerVariable('destination', { schema: { labels: 'map<string, string>' } })
     .registerVariable('metadata', 'map<string, dyn>');
@@ -41,10 +60,20 @@ export type ConditionCompileResult =
  * hostile header could pin a core. Path patterns, startsWith, endsWith and contains cover
  * what policies need.
  */
-const REFUSED_FUNCTIONS = new Map([['matches', 'matches() is not available (regular expressions can backtrack on hostile input); use startsWith, endsWith, contains or a path pattern']]);
+const REFUSED_FUNCTIONS = new Map([
+  [
+    'matches',
+    'matches() is not available (regular expressions can backtrack on hostile input); use startsWith, endsWith, contains or a path pattern',
+  ],
+]);
 
 export function compileCondition(source: string): ConditionCompileResult {
-  if (source.length > MAX_CONDITION_LENGTH) return { ok: false, error: `condition is longer than ${MAX_CONDITION_LENGTH} characters`, offset: 0 };
+  if (source.length > MAX_CONDITION_LENGTH)
+    return {
+      ok: false,
+      error: `condition is longer than ${MAX_CONDITION_LENGTH} characters`,
+      offset: 0,
+    };
   let parsed: ReturnType<Environment['parse']>;
   try {
     parsed = env().parse(source);
@@ -54,14 +83,18 @@ export function compileCondition(source: string): ConditionCompileResult {
   const refused = findRefusedCall(parsed.ast);
   if (refused) {
     // The call node starts at its receiver; point at the function's name instead. Searched for
-    // from the receiver's end (fix: from its start, a string such as "matches" inside the
-    // receiver was taken for the name).
+    // from the receiver's end, because a string such as "matches" inside the receiver is not it.
     const name = source.indexOf(refused.name, refused.after);
     return { ok: false, error: refused.message, offset: name === -1 ? refused.offset : name };
   }
   const checked = parsed.check();
   if (!checked.valid) return celFailure(checked.error);
-  if (checked.type !== 'bool') return { ok: false, error: `condition must be a bool expression, not ${String(checked.type)}`, offset: 0 };
+  if (checked.type !== 'bool')
+    return {
+      ok: false,
+      error: `condition must be a bool expression, not ${String(checked.type)}`,
+      offset: 0,
+    };
   const evaluate = parsed as unknown as (activation: ConditionActivation) => unknown;
   return {
     ok: true,
@@ -70,7 +103,10 @@ export function compileCondition(source: string): ConditionCompileResult {
       // A non-bool at run time (dyn metadata) is an error, never truthiness.
       evaluate: (activation) => {
         const result = evaluate(activation);
-        if (typeof result !== 'boolean') throw Object.assign(new Error('condition did not produce a bool'), { code: 'not_a_bool' });
+        if (typeof result !== 'boolean')
+          throw Object.assign(new Error('condition did not produce a bool'), {
+            code: 'not_a_bool',
+          });
         return result;
       },
     },
@@ -79,11 +115,14 @@ export function compileCondition(source: string): ConditionCompileResult {
 
 function celFailure(err: unknown): { ok: false; error: string; offset: number } {
   const e = err as { summary?: string; message?: string; range?: { start: number } } | undefined;
-  // Clipped (fix): CEL quotes identifiers from the expression ("Unknown variable: xxx…"), and
+  // Clipped: CEL quotes identifiers from the expression ("Unknown variable: xxx…"), and
   // a 4 KiB name must not flood `validate` output or the reload log.
-  return { ok: false, error: clipText(firstLine(e?.summary ?? e?.message ?? 'invalid condition'), 160), offset: e?.range?.start ?? 0 };
+  return {
+    ok: false,
+    error: clipText(firstLine(e?.summary ?? e?.message ?? 'invalid condition'), 160),
+    offset: e?.range?.start ?? 0,
+  };
 }
-
 
 interface AstNode {
   op: string;
@@ -92,7 +131,9 @@ interface AstNode {
   end?: number;
 }
 
-function findRefusedCall(node: unknown): { name: string; message: string; offset: number; after: number } | undefined {
+function findRefusedCall(
+  node: unknown,
+): { name: string; message: string; offset: number; after: number } | undefined {
   if (Array.isArray(node)) {
     for (const child of node) {
       const found = findRefusedCall(child);
@@ -102,7 +143,11 @@ function findRefusedCall(node: unknown): { name: string; message: string; offset
   }
   if (node === null || typeof node !== 'object' || !('op' in node)) return undefined;
   const n = node as AstNode;
-  if ((n.op === 'call' || n.op === 'rcall') && Array.isArray(n.args) && typeof n.args[0] === 'string') {
+  if (
+    (n.op === 'call' || n.op === 'rcall') &&
+    Array.isArray(n.args) &&
+    typeof n.args[0] === 'string'
+  ) {
     const message = REFUSED_FUNCTIONS.get(n.args[0]);
     if (message) {
       const receiver = n.op === 'rcall' ? (n.args[1] as AstNode | undefined) : undefined;
@@ -152,7 +197,10 @@ function isErrorCode(code: string): boolean {
  * The activation for one request, built only when a matching rule has a condition (most
  * checks never pay for it), and at most once per check.
  */
-export function conditionActivation(request: NormalizedRequest, caller: SpiffeId): ConditionActivation {
+export function conditionActivation(
+  request: NormalizedRequest,
+  caller: SpiffeId,
+): ConditionActivation {
   const path = caller.path;
   return {
     request: {
@@ -162,7 +210,12 @@ export function conditionActivation(request: NormalizedRequest, caller: SpiffeId
       query: queryRecord(request.query),
       headers: request.headers,
     },
-    caller: { id: caller.id, trustDomain: caller.trustDomain, path, segments: path === '' ? [] : path.slice(1).split('/') },
+    caller: {
+      id: caller.id,
+      trustDomain: caller.trustDomain,
+      path,
+      segments: path === '' ? [] : path.slice(1).split('/'),
+    },
     context: request.contextExtensions,
     destination: { labels: request.destinationLabels },
     metadata: request.metadata,

@@ -41,7 +41,13 @@ async function recordedGitVersion(dir: string): Promise<GitVersion | undefined> 
 /** A GitVersion from untrusted JSON, or undefined when it is not one. */
 export function parseGitVersion(value: unknown): GitVersion | undefined {
   const v = value as { commit?: unknown; dirty?: unknown } | null | undefined;
-  if (!v || typeof v.commit !== 'string' || !/^[0-9a-f]{40,64}$/.test(v.commit) || typeof v.dirty !== 'boolean') return undefined;
+  if (
+    !v ||
+    typeof v.commit !== 'string' ||
+    !/^[0-9a-f]{40,64}$/.test(v.commit) ||
+    typeof v.dirty !== 'boolean'
+  )
+    return undefined;
   return { commit: v.commit, dirty: v.dirty };
 }
 
@@ -55,8 +61,11 @@ function safeJson(text: string): unknown {
 
 function git(cwd: string, args: string[]): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile('git', args, { cwd, timeout: 2000, windowsHide: true, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } }, (err, stdout) =>
-      resolve(err ? undefined : stdout.trim()),
+    execFile(
+      'git',
+      args,
+      { cwd, timeout: 2000, windowsHide: true, env: { ...process.env, GIT_OPTIONAL_LOCKS: '0' } },
+      (err, stdout) => resolve(err ? undefined : stdout.trim()),
     );
   });
 }

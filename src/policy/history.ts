@@ -13,7 +13,12 @@ export class ReloadHistory {
   readonly records: ReloadRecord[] = [];
 
   add(result: ReloadRecord['result'], version: string, errors?: readonly string[]): void {
-    this.records.unshift({ at: new Date().toISOString(), result, version, ...(errors ? { errors } : {}) });
+    this.records.unshift({
+      at: new Date().toISOString(),
+      result,
+      version,
+      ...(errors ? { errors } : {}),
+    });
     this.records.length = Math.min(this.records.length, HISTORY_LENGTH);
   }
 }

@@ -19,14 +19,40 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   try {
     files = await listFiles(dir, isPolicyFile);
   } catch (err) {
-    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: fileErrorText(err, 'policy directory') }] };
+    return {
+      ok: false,
+      problems: [
+        {
+          file: dir,
+          line: 0,
+          col: 0,
+          severity: 'error',
+          message: fileErrorText(err, 'policy directory'),
+        },
+      ],
+    };
   }
   if (files.length === 0) {
-    return { ok: false, problems: [{ file: dir, line: 0, col: 0, severity: 'error', message: 'no policy files (*.yaml, *.yml) found; every request would be denied' }] };
+    return {
+      ok: false,
+      problems: [
+        {
+          file: dir,
+          line: 0,
+          col: 0,
+          severity: 'error',
+          message: 'no policy files (*.yaml, *.yml) found; every request would be denied',
+        },
+      ],
+    };
   }
   const { sources, tooLarge } = await readSources(files);
   const problems: PolicyProblem[] = tooLarge.map((file) => ({
-    file, line: 1, col: 1, severity: 'error' as const, message: `file is larger than ${MAX_POLICY_FILE_BYTES} bytes`,
+    file,
+    line: 1,
+    col: 1,
+    severity: 'error' as const,
+    message: `file is larger than ${MAX_POLICY_FILE_BYTES} bytes`,
   }));
 
   const valid: ValidDoc[] = [];
@@ -44,26 +70,48 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
       if (!names) continue;
       const owner = policyNames.get(names.name);
       if (owner !== undefined) {
-        problems.push(located.problem(['metadata', 'name'], `duplicate policy name '${names.name}' (also in ${owner})`));
+        problems.push(
+          located.problem(
+            ['metadata', 'name'],
+            `duplicate policy name '${names.name}' (also in ${owner})`,
+          ),
+        );
         continue;
       }
       policyNames.set(names.name, source.file);
       if (names.callerWorkload !== undefined) {
         const other = optOutOwners.get(names.callerWorkload);
-        if (other !== undefined) problems.push(located.problem(['spec', 'workload'], `workload '${names.callerWorkload}' already has WorkloadPolicy ${other}; one per workload`));
+        if (other !== undefined)
+          problems.push(
+            located.problem(
+              ['spec', 'workload'],
+              `workload '${names.callerWorkload}' already has WorkloadPolicy ${other}; one per workload`,
+            ),
+          );
         else optOutOwners.set(names.callerWorkload, names.name);
       }
       names.workloads.forEach((workload, i) => {
         if (workload === undefined) return;
         const other = workloadOwners.get(workload);
-        if (other !== undefined) problems.push(located.problem(['spec', 'workloads', i], `workload '${workload}' is already guarded by policy ${other}`));
+        if (other !== undefined)
+          problems.push(
+            located.problem(
+              ['spec', 'workloads', i],
+              `workload '${workload}' is already guarded by policy ${other}`,
+            ),
+          );
         else workloadOwners.set(workload, names.name);
       });
       names.hosts.forEach((host, i) => {
         if (host === undefined) return;
         const other = hostOwners.get(host);
         if (other !== undefined) {
-          problems.push(located.problem(['spec', 'hosts', i], `host '${host}' is already guarded by policy ${other}; a host belongs to one policy`));
+          problems.push(
+            located.problem(
+              ['spec', 'hosts', i],
+              `host '${host}' is already guarded by policy ${other}; a host belongs to one policy`,
+            ),
+          );
         } else {
           hostOwners.set(host, names.name);
         }
@@ -76,9 +124,15 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   if (errors.length > 0) return { ok: false, problems: sortProblems(problems) };
   const git = await policyGitVersion(dir);
   const set = compilePolicySet(valid, files);
-  return { ok: true, set: git ? { ...set, git, gitLabel: describeGit(git)! } : set, warnings: sortProblems(problems) };
+  return {
+    ok: true,
+    set: git ? { ...set, git, gitLabel: describeGit(git)! } : set,
+    warnings: sortProblems(problems),
+  };
 }
 
 function sortProblems(problems: PolicyProblem[]): PolicyProblem[] {
-  return [...problems].sort((a, b) => (a.file === b.file ? a.line - b.line || a.col - b.col : a.file < b.file ? -1 : 1));
+  return [...problems].sort((a, b) =>
+    a.file === b.file ? a.line - b.line || a.col - b.col : a.file < b.file ? -1 : 1,
+  );
 }

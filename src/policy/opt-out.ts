@@ -38,19 +38,27 @@ export interface OptOutHit {
  * Stage between identity and authorisation: what the caller itself declared it never sends
  * or does. Checked before the destination's rules, so no allow there can outvote it.
  */
-export function findOptOut(policy: CompiledWorkloadPolicy, request: NormalizedRequest): OptOutHit | undefined {
+export function findOptOut(
+  policy: CompiledWorkloadPolicy,
+  request: NormalizedRequest,
+): OptOutHit | undefined {
   for (const refusal of policy.refusals) {
     const found = refusalApplies(refusal, request);
-    if (found !== undefined) return { policy, refusal, reason: found.reason, malformed: found.malformed };
+    if (found !== undefined)
+      return { policy, refusal, reason: found.reason, malformed: found.malformed };
   }
   return undefined;
 }
 
-function refusalApplies(r: CompiledRefusal, request: NormalizedRequest): { reason: string; malformed: boolean } | undefined {
+function refusalApplies(
+  r: CompiledRefusal,
+  request: NormalizedRequest,
+): { reason: string; malformed: boolean } | undefined {
   if (r.hosts !== null && !r.hosts.has(request.host)) return undefined;
   if (r.methods !== null && !r.methods.has(request.method)) return undefined;
   if (r.paths !== null && !r.paths.some((p) => p.matches(request.path))) return undefined;
-  let what = r.hosts !== null || r.methods !== null || r.paths !== null ? 'this route' : 'this request';
+  let what =
+    r.hosts !== null || r.methods !== null || r.paths !== null ? 'this route' : 'this request';
   if (r.headers !== null) {
     const sent = r.headers.find((h) => request.headers[h] !== undefined);
     if (sent === undefined) return undefined;
@@ -60,7 +68,11 @@ function refusalApplies(r: CompiledRefusal, request: NormalizedRequest): { reaso
     if (bodyState(request).kind === 'none') return undefined;
     const body = jsonBody(request);
     // A body that cannot be read cannot be shown to be free of the refused fields.
-    if (!body.ok) return { reason: `it refuses to send fields ${r.fields.map((f) => f.join('.')).join(', ')} and ${body.reason}`, malformed: body.malformed };
+    if (!body.ok)
+      return {
+        reason: `it refuses to send fields ${r.fields.map((f) => f.join('.')).join(', ')} and ${body.reason}`,
+        malformed: body.malformed,
+      };
     const index = r.foldedFields.findIndex((f) => hasField(body.value, f, 0));
     if (index === -1) return undefined;
     what = `field ${r.fields[index]!.join('.')}`;
@@ -75,7 +87,8 @@ function hasField(value: unknown, path: readonly string[], depth: number): boole
   if (value === null || typeof value !== 'object') return false;
   const wanted = path[depth]!;
   for (const key of Object.keys(value)) {
-    if (foldName(key) === wanted) return hasField((value as Record<string, unknown>)[key], path, depth + 1);
+    if (foldName(key) === wanted)
+      return hasField((value as Record<string, unknown>)[key], path, depth + 1);
   }
   return false;
 }

@@ -28,15 +28,27 @@ export function parseRegionSource(text: string): RegionSource | undefined {
   return undefined;
 }
 
-export function destinationRegion(source: RegionSource, request: NormalizedRequest): string | undefined {
-  const value = source.kind === 'label' ? request.destinationLabels[source.name] : source.kind === 'context' ? request.contextExtensions[source.name] : request.headers[source.name];
+export function destinationRegion(
+  source: RegionSource,
+  request: NormalizedRequest,
+): string | undefined {
+  const value =
+    source.kind === 'label'
+      ? request.destinationLabels[source.name]
+      : source.kind === 'context'
+        ? request.contextExtensions[source.name]
+        : request.headers[source.name];
   return typeof value === 'string' && value !== '' ? value : undefined;
 }
 
-export function residencyViolation(residency: CompiledResidency, request: NormalizedRequest): string | undefined {
+export function residencyViolation(
+  residency: CompiledResidency,
+  request: NormalizedRequest,
+): string | undefined {
   const region = destinationRegion(residency.from, request);
-  if (region === undefined) return `destination region is unknown (${residency.from.kind} '${residency.from.name}' is not set), so data residency cannot be shown`;
-  if (!residency.regions.has(region)) return `data may not flow to region '${clipText(region, 64)}' (allowed: ${[...residency.regions].join(', ')})`;
+  if (region === undefined)
+    return `destination region is unknown (${residency.from.kind} '${residency.from.name}' is not set), so data residency cannot be shown`;
+  if (!residency.regions.has(region))
+    return `data may not flow to region '${clipText(region, 64)}' (allowed: ${[...residency.regions].join(', ')})`;
   return undefined;
 }
-

@@ -35,7 +35,11 @@ export const servicePolicySchema = {
       additionalProperties: false,
       required: ['rules'],
       properties: {
-        hosts: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 253 } },
+        hosts: {
+          type: 'array',
+          minItems: 1,
+          items: { type: 'string', minLength: 1, maxLength: 253 },
+        },
         workloads: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
         tcp: {
           type: 'object',
@@ -55,7 +59,12 @@ export const servicePolicySchema = {
             denials: { type: 'integer', minimum: 1, maximum: 100000 },
             window: duration,
             duration,
-            countReasons: { type: 'array', minItems: 1, uniqueItems: true, items: { enum: [...QUARANTINE_REASONS] } },
+            countReasons: {
+              type: 'array',
+              minItems: 1,
+              uniqueItems: true,
+              items: { enum: [...QUARANTINE_REASONS] },
+            },
             scope: { enum: ['policy', 'mesh'] },
           },
         },
@@ -78,7 +87,10 @@ export const servicePolicySchema = {
                       type: 'object',
                       additionalProperties: false,
                       required: ['caller'],
-                      properties: { caller: { type: 'string', minLength: 1 }, expiresAfterUnused: duration },
+                      properties: {
+                        caller: { type: 'string', minLength: 1 },
+                        expiresAfterUnused: duration,
+                      },
                     },
                   ],
                 },
@@ -91,7 +103,11 @@ export const servicePolicySchema = {
                 minProperties: 1,
                 properties: {
                   maxBytes: { type: 'integer', minimum: 0, maximum: 104857600 },
-                  contentTypes: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 127 } },
+                  contentTypes: {
+                    type: 'array',
+                    minItems: 1,
+                    items: { type: 'string', minLength: 1, maxLength: 127 },
+                  },
                   schema: { type: 'object' },
                 },
               },
@@ -100,7 +116,11 @@ export const servicePolicySchema = {
                 additionalProperties: false,
                 required: ['regions', 'regionFrom'],
                 properties: {
-                  regions: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 128 } },
+                  regions: {
+                    type: 'array',
+                    minItems: 1,
+                    items: { type: 'string', minLength: 1, maxLength: 128 },
+                  },
                   regionFrom: { type: 'string', minLength: 1 },
                 },
               },
@@ -145,7 +165,13 @@ export interface ServicePolicyDoc {
      * identity decided (`countReasons` adds others), isolating it from this policy's workloads
      * (`scope: mesh`: from every destination).
      */
-    quarantine?: { denials: number; window: string; duration: string; countReasons?: string[]; scope?: 'policy' | 'mesh' };
+    quarantine?: {
+      denials: number;
+      window: string;
+      duration: string;
+      countReasons?: string[];
+      scope?: 'policy' | 'mesh';
+    };
     rules: RuleDoc[];
   };
 }
@@ -211,11 +237,23 @@ export const workloadPolicySchema = {
             minProperties: 2,
             properties: {
               name: { type: 'string', pattern: NAME },
-              hosts: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 253 } },
+              hosts: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1, maxLength: 253 },
+              },
               methods: { type: 'array', minItems: 1, items: { type: 'string', pattern: METHOD } },
               paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
-              headers: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 128 } },
-              fields: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1, maxLength: 256 } },
+              headers: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1, maxLength: 128 },
+              },
+              fields: {
+                type: 'array',
+                minItems: 1,
+                items: { type: 'string', minLength: 1, maxLength: 256 },
+              },
             },
           },
         },

@@ -11,7 +11,10 @@ export const POLICY_CONTEXT_KEY = 'gatehouse_policy';
 /** Destination SPIFFE ID → policy, built at load: exact IDs in a map, wildcard patterns most specific first. */
 export interface DestinationIndex {
   readonly exact: ReadonlyMap<string, CompiledPolicy>;
-  readonly patterns: readonly { readonly pattern: SpiffePattern; readonly policy: CompiledPolicy }[];
+  readonly patterns: readonly {
+    readonly pattern: SpiffePattern;
+    readonly policy: CompiledPolicy;
+  }[];
 }
 
 /** What selection needs of a policy set. */
@@ -42,12 +45,16 @@ export function buildDestinationIndex(policies: readonly CompiledPolicy[]): Dest
 }
 
 /** The policy guarding a destination workload; undefined when none names it. */
-export function policyForDestination(index: DestinationIndex, principal: string): CompiledPolicy | undefined {
+export function policyForDestination(
+  index: DestinationIndex,
+  principal: string,
+): CompiledPolicy | undefined {
   const exact = index.exact.get(principal);
   if (exact !== undefined || index.patterns.length === 0) return exact;
   const parsed = parseSpiffeId(principal);
   if (!parsed.ok) return undefined;
-  for (const { pattern, policy } of index.patterns) if (pattern.matches(parsed.value)) return policy;
+  for (const { pattern, policy } of index.patterns)
+    if (pattern.matches(parsed.value)) return policy;
   return undefined;
 }
 
@@ -71,15 +78,32 @@ export class SelectionRefusal {
  * `Host` select, and then only a policy bound to no workload. `Host` is otherwise only checked:
  * it must not belong to another policy, and must be one of the policy's `hosts` when it lists any.
  */
-export function selectHttpPolicy(index: SelectionIndex, request: NormalizedRequest): CompiledPolicy | undefined | SelectionRefusal {
+export function selectHttpPolicy(
+  index: SelectionIndex,
+  request: NormalizedRequest,
+): CompiledPolicy | undefined | SelectionRefusal {
   const principal = request.destinationPrincipal;
-  const byDestination = principal === '' ? undefined : policyForDestination(index.destinations, principal);
+  const byDestination =
+    principal === '' ? undefined : policyForDestination(index.destinations, principal);
   const named = request.contextExtensions[POLICY_CONTEXT_KEY];
   if (named !== undefined) {
     const policy = index.byName.get(named);
-    if (policy === undefined) return new SelectionRefusal(byDestination, 'route_mismatch', `the route names policy '${clip(named)}', which is not loaded`);
-    if (principal !== '' && byDestination !== policy && (byDestination !== undefined || policy.workloads.length > 0)) {
-      return new SelectionRefusal(byDestination, 'route_mismatch', `the route names policy ${policy.name}, but destination ${clip(principal)} is guarded by ${byDestination ? `policy ${byDestination.name}` : 'no policy'}`);
+    if (policy === undefined)
+      return new SelectionRefusal(
+        byDestination,
+        'route_mismatch',
+        `the route names policy '${clip(named)}', which is not loaded`,
+      );
+    if (
+      principal !== '' &&
+      byDestination !== policy &&
+      (byDestination !== undefined || policy.workloads.length > 0)
+    ) {
+      return new SelectionRefusal(
+        byDestination,
+        'route_mismatch',
+        `the route names policy ${policy.name}, but destination ${clip(principal)} is guarded by ${byDestination ? `policy ${byDestination.name}` : 'no policy'}`,
+      );
     }
     return checkHost(index, request.host, policy);
   }
@@ -88,15 +112,26 @@ export function selectHttpPolicy(index: SelectionIndex, request: NormalizedReque
   const byHost = index.byHost.get(request.host);
   if (byHost !== undefined && byHost.workloads.length > 0) {
     // Never selected by a Host alone: the caller would be choosing which rules apply to it.
-    return new SelectionRefusal(undefined, 'host_mismatch', `host '${clip(request.host)}' belongs to policy ${byHost.name}, which is selected only by its workload identity or its route`);
+    return new SelectionRefusal(
+      undefined,
+      'host_mismatch',
+      `host '${clip(request.host)}' belongs to policy ${byHost.name}, which is selected only by its workload identity or its route`,
+    );
   }
   return byHost;
 }
 
-function checkHost(index: SelectionIndex, host: string, policy: CompiledPolicy): CompiledPolicy | SelectionRefusal {
+function checkHost(
+  index: SelectionIndex,
+  host: string,
+  policy: CompiledPolicy,
+): CompiledPolicy | SelectionRefusal {
   const owner = index.byHost.get(host);
   if (owner === policy || (owner === undefined && policy.hosts.length === 0)) return policy;
-  const why = owner === undefined ? `is not one of the hosts of policy ${policy.name}` : `belongs to policy ${owner.name}, not ${policy.name}`;
+  const why =
+    owner === undefined
+      ? `is not one of the hosts of policy ${policy.name}`
+      : `belongs to policy ${owner.name}, not ${policy.name}`;
   return new SelectionRefusal(policy, 'host_mismatch', `host '${clip(host)}' ${why}`);
 }
 

@@ -16,7 +16,11 @@ export function findShadowedRules(rules: readonly RuleDoc[]): { index: number; b
       // A conditional rule lets what its condition rejects through to later rules.
       if (earlier.when !== undefined) continue;
       const earlierAllow = (earlier.allow ?? []).map(allowPattern);
-      if (methodsCover(earlier.methods, rule.methods) && pathsCover(earlier.paths, rule.paths) && rule.allow!.every((p) => earlierAllow.some((q) => callerCovers(q, allowPattern(p))))) {
+      if (
+        methodsCover(earlier.methods, rule.methods) &&
+        pathsCover(earlier.paths, rule.paths) &&
+        rule.allow!.every((p) => earlierAllow.some((q) => callerCovers(q, allowPattern(p))))
+      ) {
         out.push({ index, by });
         return;
       }
@@ -25,12 +29,18 @@ export function findShadowedRules(rules: readonly RuleDoc[]): { index: number; b
   return out;
 }
 
-function methodsCover(outer: readonly string[] | undefined, inner: readonly string[] | undefined): boolean {
+function methodsCover(
+  outer: readonly string[] | undefined,
+  inner: readonly string[] | undefined,
+): boolean {
   if (outer === undefined) return true;
   return inner !== undefined && inner.every((m) => outer.includes(m));
 }
 
-function pathsCover(outer: readonly string[] | undefined, inner: readonly string[] | undefined): boolean {
+function pathsCover(
+  outer: readonly string[] | undefined,
+  inner: readonly string[] | undefined,
+): boolean {
   if (outer === undefined) return true;
   if (inner === undefined) return outer.includes('/**');
   return inner.every((p) => outer.some((q) => pathCovers(q, p)));
@@ -49,7 +59,9 @@ function callerCovers(outer: string, inner: string): boolean {
   if (outer === inner) return true;
   if (outer.endsWith('/*') && !outer.endsWith('/**')) {
     const base = outer.slice(0, -1); // keeps the trailing slash
-    return !inner.includes('*') && inner.startsWith(base) && !inner.slice(base.length).includes('/');
+    return (
+      !inner.includes('*') && inner.startsWith(base) && !inner.slice(base.length).includes('/')
+    );
   }
   return prefixCovers(outer, inner);
 }

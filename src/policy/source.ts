@@ -27,7 +27,9 @@ export async function listFiles(dir: string, accept: (name: string) => boolean):
       const full = path.join(current, entry.name);
       // Kubernetes mounts ConfigMap keys as symlinks into a hidden ..data directory: follow
       // links to files; links to directories are not followed (no cycles).
-      const isFile = entry.isFile() || (entry.isSymbolicLink() && (await fs.stat(full).catch(() => undefined))?.isFile() === true);
+      const isFile =
+        entry.isFile() ||
+        (entry.isSymbolicLink() && (await fs.stat(full).catch(() => undefined))?.isFile() === true);
       if (entry.isDirectory()) await walk(full);
       else if (isFile && accept(entry.name)) out.push(full);
     }
@@ -36,7 +38,9 @@ export async function listFiles(dir: string, accept: (name: string) => boolean):
   return out.sort();
 }
 
-export async function readSources(files: readonly string[]): Promise<{ sources: SourceFile[]; tooLarge: string[] }> {
+export async function readSources(
+  files: readonly string[],
+): Promise<{ sources: SourceFile[]; tooLarge: string[] }> {
   const sources: SourceFile[] = [];
   const tooLarge: string[] = [];
   for (const file of files) {

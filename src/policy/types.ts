@@ -13,7 +13,8 @@ export type PolicyMode = 'enforce' | 'dry-run';
 export type BackendErrorAction = 'allow' | 'deny';
 
 /** Where a bucket's key comes from: the verified caller, or one request header's value. */
-export type LimitKeySource = { readonly kind: 'caller' } | { readonly kind: 'header'; readonly name: string };
+export type LimitKeySource =
+  { readonly kind: 'caller' } | { readonly kind: 'header'; readonly name: string };
 
 export interface CompiledRateLimit {
   readonly capacity: number;
@@ -56,7 +57,10 @@ export interface CompiledPolicy {
   /** Rule audiences other than `audience`: a token for one of them is verified, then matched to its rule. */
   readonly ruleAudiences: readonly string[];
   /** Connection-level rules for TCP checks to `workloads`; null when the policy has none. */
-  readonly tcp: { readonly allow: readonly SpiffePattern[]; readonly deny: readonly SpiffePattern[] } | null;
+  readonly tcp: {
+    readonly allow: readonly SpiffePattern[];
+    readonly deny: readonly SpiffePattern[];
+  } | null;
   readonly rules: readonly CompiledRule[];
   /** Denials by this policy that quarantine a caller mesh-wide; null: none do. */
   readonly quarantine: QuarantineRule | null;
@@ -117,7 +121,22 @@ export function describePolicySet(set: PolicySet, directory: string): Record<str
     loadedAt: set.loadedAt.toISOString(),
     directory,
     files: set.files,
-    policies: set.policies.map((p) => ({ name: p.name, mode: p.mode, hosts: p.hosts, workloads: p.workloads, rules: p.rules.map((r) => r.name), tcp: p.tcp !== null, quarantine: p.quarantine !== null, file: p.file })),
-    workloadPolicies: [...set.optOuts.values()].map((w) => ({ name: w.name, workload: w.workload, mode: w.mode, refuse: w.refusals.map((r) => r.name), file: w.file })),
+    policies: set.policies.map((p) => ({
+      name: p.name,
+      mode: p.mode,
+      hosts: p.hosts,
+      workloads: p.workloads,
+      rules: p.rules.map((r) => r.name),
+      tcp: p.tcp !== null,
+      quarantine: p.quarantine !== null,
+      file: p.file,
+    })),
+    workloadPolicies: [...set.optOuts.values()].map((w) => ({
+      name: w.name,
+      workload: w.workload,
+      mode: w.mode,
+      refuse: w.refusals.map((r) => r.name),
+      file: w.file,
+    })),
   };
 }

@@ -5,7 +5,13 @@ import { parseDuration } from './duration';
 import { compilePathPattern } from './path-pattern';
 import { compileBodyContract } from './payload';
 import { parseRegionSource } from './residency';
-import { DURATION, servicePolicySchema, workloadPolicySchema, type PolicyDoc, type ServicePolicyDoc } from './schema';
+import {
+  DURATION,
+  servicePolicySchema,
+  workloadPolicySchema,
+  type PolicyDoc,
+  type ServicePolicyDoc,
+} from './schema';
 import { findShadowedRules } from './shadow';
 import type { PolicyProblem } from './types';
 import { isHeaderName } from './header-name';
@@ -15,7 +21,9 @@ const validators = new Map<string, ValidateFunction>();
 function schemaValidator(kind: 'ServicePolicy' | 'WorkloadPolicy'): ValidateFunction {
   let validator = validators.get(kind);
   if (!validator) {
-    validator = compileSchema(kind === 'WorkloadPolicy' ? workloadPolicySchema : servicePolicySchema);
+    validator = compileSchema(
+      kind === 'WorkloadPolicy' ? workloadPolicySchema : servicePolicySchema,
+    );
     validators.set(kind, validator);
   }
   return validator;
@@ -30,23 +38,49 @@ const KNOWN_KINDS = ['ServicePolicy', 'WorkloadPolicy'];
  * typed document when it is sound, and `names` (policy name, hosts, workloads as written) for
  * the checks across documents whenever they can be read.
  */
-export function validateDocument(located: LocatedDoc): { doc?: PolicyDoc; names?: DocumentNames; problems: PolicyProblem[] } {
+export function validateDocument(located: LocatedDoc): {
+  doc?: PolicyDoc;
+  names?: DocumentNames;
+  problems: PolicyProblem[];
+} {
   const value = located.value;
   if (!isRecord(value)) {
-    return { problems: [located.problem([], 'a policy document must be a mapping with apiVersion, kind, metadata and spec')] };
+    return {
+      problems: [
+        located.problem(
+          [],
+          'a policy document must be a mapping with apiVersion, kind, metadata and spec',
+        ),
+      ],
+    };
   }
   const kind = value['kind'];
   if (typeof kind === 'string' && !KNOWN_KINDS.includes(kind)) {
-    return { problems: [located.problem(['kind'], `unknown kind '${clip(kind)}' (expected one of: ${KNOWN_KINDS.join(', ')})`)] };
+    return {
+      problems: [
+        located.problem(
+          ['kind'],
+          `unknown kind '${clip(kind)}' (expected one of: ${KNOWN_KINDS.join(', ')})`,
+        ),
+      ],
+    };
   }
   const workloadKind = kind === 'WorkloadPolicy';
-  const structural = schemaProblems(located, schemaValidator(workloadKind ? 'WorkloadPolicy' : 'ServicePolicy'));
+  const structural = schemaProblems(
+    located,
+    schemaValidator(workloadKind ? 'WorkloadPolicy' : 'ServicePolicy'),
+  );
   const taken = new Set(structural.map(where));
   // A semantic problem at a place the schema already complained about would say it twice.
-  const semantic = (workloadKind ? workloadProblems(located, value) : semanticProblems(located, value, structural.length === 0)).filter((p) => !taken.has(where(p)));
+  const semantic = (
+    workloadKind
+      ? workloadProblems(located, value)
+      : semanticProblems(located, value, structural.length === 0)
+  ).filter((p) => !taken.has(where(p)));
   const problems = [...structural, ...semantic];
   const names = documentNames(value);
-  if (problems.some((p) => p.severity === 'error')) return { ...(names ? { names } : {}), problems };
+  if (problems.some((p) => p.severity === 'error'))
+    return { ...(names ? { names } : {}), problems };
   return { doc: value as unknown as PolicyDoc, ...(names ? { names } : {}), problems };
 }
 
@@ -57,9 +91,21 @@ function workloadProblems(located: LocatedDoc, value: Record<string, unknown>): 
   if (!spec) return problems;
   if (typeof spec['workload'] === 'string') {
     const parsed = parseSpiffeId(spec['workload']);
-    // A pattern gets its own message (fix: it was "SPIFFE ID path contains invalid character").
-    if (spec['workload'].includes('*')) problems.push(located.problem(['spec', 'workload'], `workload: '${clip(spec['workload'])}' is a pattern; a WorkloadPolicy names one exact SPIFFE ID`));
-    else if (!parsed.ok) problems.push(located.problem(['spec', 'workload'], `workload: ${parsed.error} (a WorkloadPolicy names one exact SPIFFE ID)`));
+    // A pattern gets its own message: the parser's would say "invalid character" about the `*`.
+    if (spec['workload'].includes('*'))
+      problems.push(
+        located.problem(
+          ['spec', 'workload'],
+          `workload: '${clip(spec['workload'])}' is a pattern; a WorkloadPolicy names one exact SPIFFE ID`,
+        ),
+      );
+    else if (!parsed.ok)
+      problems.push(
+        located.problem(
+          ['spec', 'workload'],
+          `workload: ${parsed.error} (a WorkloadPolicy names one exact SPIFFE ID)`,
+        ),
+      );
   }
   const refusals = Array.isArray(spec['refuse']) ? (spec['refuse'] as unknown[]) : [];
   const names = new Set<string>();
@@ -68,7 +114,8 @@ function workloadProblems(located: LocatedDoc, value: Record<string, unknown>): 
     const at: YamlPath = ['spec', 'refuse', r];
     const name = refusal['name'];
     if (typeof name === 'string') {
-      if (names.has(name)) problems.push(located.problem([...at, 'name'], `duplicate refusal name '${name}'`));
+      if (names.has(name))
+        problems.push(located.problem([...at, 'name'], `duplicate refusal name '${name}'`));
       names.add(name);
     }
     strings(refusal['hosts']).forEach((host, i) => {
@@ -77,13 +124,23 @@ function workloadProblems(located: LocatedDoc, value: Record<string, unknown>): 
     });
     strings(refusal['paths']).forEach((p, i) => {
       const compiled = p === undefined ? undefined : compilePathPattern(p);
-      if (compiled && !compiled.ok) problems.push(located.problem([...at, 'paths', i], compiled.error));
+      if (compiled && !compiled.ok)
+        problems.push(located.problem([...at, 'paths', i], compiled.error));
     });
     strings(refusal['headers']).forEach((h, i) => {
-      if (h !== undefined && !isHeaderName(h)) problems.push(located.problem([...at, 'headers', i], `'${clip(h)}' is not a lower-case header name`));
+      if (h !== undefined && !isHeaderName(h))
+        problems.push(
+          located.problem([...at, 'headers', i], `'${clip(h)}' is not a lower-case header name`),
+        );
     });
     strings(refusal['fields']).forEach((f, i) => {
-      if (f !== undefined && f.split('.').some((segment) => segment === '')) problems.push(located.problem([...at, 'fields', i], `field '${clip(f)}' has an empty segment; write dotted names such as card.number`));
+      if (f !== undefined && f.split('.').some((segment) => segment === ''))
+        problems.push(
+          located.problem(
+            [...at, 'fields', i],
+            `field '${clip(f)}' has an empty segment; write dotted names such as card.number`,
+          ),
+        );
     });
   });
   return problems;
@@ -103,7 +160,13 @@ function documentNames(value: Record<string, unknown>): DocumentNames | undefine
   const name = isRecord(metadata) ? metadata['name'] : undefined;
   if (typeof name !== 'string') return undefined;
   const spec = isRecord(value['spec']) ? value['spec'] : {};
-  if (value['kind'] === 'WorkloadPolicy') return { name, hosts: [], workloads: [], ...(typeof spec['workload'] === 'string' ? { callerWorkload: spec['workload'] } : {}) };
+  if (value['kind'] === 'WorkloadPolicy')
+    return {
+      name,
+      hosts: [],
+      workloads: [],
+      ...(typeof spec['workload'] === 'string' ? { callerWorkload: spec['workload'] } : {}),
+    };
   return { name, hosts: strings(spec['hosts']), workloads: strings(spec['workloads']) };
 }
 
@@ -125,7 +188,11 @@ function integer(v: unknown): number | undefined {
 }
 
 /** `value` may not have passed the schema: every part is read through a type check. */
-function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, schemaClean: boolean): PolicyProblem[] {
+function semanticProblems(
+  located: LocatedDoc,
+  value: Record<string, unknown>,
+  schemaClean: boolean,
+): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
   const spec = isRecord(value['spec']) ? value['spec'] : undefined;
   if (!spec) return problems;
@@ -134,21 +201,40 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
     if (error) problems.push(located.problem(['spec', 'hosts', i], error));
   });
   if (spec['hosts'] === undefined && spec['workloads'] === undefined) {
-    problems.push(located.problem(['spec'], 'a policy must guard hosts (HTTP) or workloads (TCP): add spec.hosts or spec.workloads'));
+    problems.push(
+      located.problem(
+        ['spec'],
+        'a policy must guard hosts (HTTP) or workloads (TCP): add spec.hosts or spec.workloads',
+      ),
+    );
   }
   strings(spec['workloads']).forEach((workload, i) => {
     if (workload === undefined) return;
     const compiled = compileSpiffePattern(workload);
-    if (!compiled.ok) problems.push(located.problem(['spec', 'workloads', i], `workloads[${i}]: ${compiled.error} (workloads are the destination's SPIFFE IDs or patterns)`));
+    if (!compiled.ok)
+      problems.push(
+        located.problem(
+          ['spec', 'workloads', i],
+          `workloads[${i}]: ${compiled.error} (workloads are the destination's SPIFFE IDs or patterns)`,
+        ),
+      );
   });
   const tcp = isRecord(spec['tcp']) ? spec['tcp'] : undefined;
   if (tcp && spec['workloads'] === undefined) {
-    problems.push(located.problem(['spec', 'tcp'], 'tcp rules apply to spec.workloads (the destination SPIFFE IDs); list them'));
+    problems.push(
+      located.problem(
+        ['spec', 'tcp'],
+        'tcp rules apply to spec.workloads (the destination SPIFFE IDs); list them',
+      ),
+    );
   }
   for (const list of ['allow', 'deny'] as const) {
     strings(tcp?.[list]).forEach((p, i) => {
       const compiled = p === undefined ? undefined : compileSpiffePattern(p);
-      if (compiled && !compiled.ok) problems.push(located.problem(['spec', 'tcp', list, i], `tcp.${list}[${i}]: ${compiled.error}`));
+      if (compiled && !compiled.ok)
+        problems.push(
+          located.problem(['spec', 'tcp', list, i], `tcp.${list}[${i}]: ${compiled.error}`),
+        );
     });
   }
 
@@ -161,67 +247,125 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
     if (name !== undefined) {
       const earlier = ruleNames.get(name);
       if (earlier !== undefined) {
-        problems.push(located.problem([...at, 'name'], `duplicate rule name '${name}' (also rules[${earlier}]); rule names must be unique in a policy`));
+        problems.push(
+          located.problem(
+            [...at, 'name'],
+            `duplicate rule name '${name}' (also rules[${earlier}]); rule names must be unique in a policy`,
+          ),
+        );
       } else {
         ruleNames.set(name, r);
       }
     }
     strings(rule['paths']).forEach((p, i) => {
       const compiled = p === undefined ? undefined : compilePathPattern(p);
-      if (compiled && !compiled.ok) problems.push(located.problem([...at, 'paths', i], compiled.error));
+      if (compiled && !compiled.ok)
+        problems.push(located.problem([...at, 'paths', i], compiled.error));
     });
     for (const list of ['allow', 'deny'] as const) {
       allowEntries(rule[list]).forEach((p, i) => {
         const compiled = p === undefined ? undefined : compileSpiffePattern(p);
-        const place = isRecord((rule[list] as unknown[])[i]) ? [...at, list, i, 'caller'] : [...at, list, i];
-        if (compiled && !compiled.ok) problems.push(located.problem(place, `${list}[${i}]: ${compiled.error}`));
+        const place = isRecord((rule[list] as unknown[])[i])
+          ? [...at, list, i, 'caller']
+          : [...at, list, i];
+        if (compiled && !compiled.ok)
+          problems.push(located.problem(place, `${list}[${i}]: ${compiled.error}`));
       });
     }
     if (typeof rule['when'] === 'string') {
       const compiled = compileCondition(rule['when']);
-      if (!compiled.ok) problems.push(located.problemInText([...at, 'when'], compiled.offset, `when: ${compiled.error}`));
+      if (!compiled.ok)
+        problems.push(
+          located.problemInText([...at, 'when'], compiled.offset, `when: ${compiled.error}`),
+        );
     }
     const body = isRecord(rule['body']) ? rule['body'] : undefined;
     if (body && (body['schema'] === undefined || isRecord(body['schema']))) {
-      const compiled = compileBodyContract({ ...(isRecord(body['schema']) ? { schema: body['schema'] } : {}) });
-      // `body: …` (fix: was `body.${error}`, which read "body.'pattern' is not available…"); a
-      // refused keyword is pointed at by its key, as unknown keys are.
+      const compiled = compileBodyContract({
+        ...(isRecord(body['schema']) ? { schema: body['schema'] } : {}),
+      });
+      // Read as `body: …`, and a refused keyword is pointed at by its key, as unknown keys are.
       if (!compiled.ok) {
         const place = [...at, 'body', ...compiled.at];
         const key = place[place.length - 1];
         const message = `body: ${compiled.error}`;
-        problems.push(compiled.key && typeof key === 'string' ? located.keyProblem(place.slice(0, -1), key, message) : located.problem(place, message));
+        problems.push(
+          compiled.key && typeof key === 'string'
+            ? located.keyProblem(place.slice(0, -1), key, message)
+            : located.problem(place, message),
+        );
       }
     }
     const residency = isRecord(rule['residency']) ? rule['residency'] : undefined;
-    if (residency && typeof residency['regionFrom'] === 'string' && parseRegionSource(residency['regionFrom']) === undefined) {
-      problems.push(located.problem([...at, 'residency', 'regionFrom'], `regionFrom must be 'label:<key>', 'context:<key>' or 'header:<lower-case-name>', not '${clip(residency['regionFrom'])}'`));
+    if (
+      residency &&
+      typeof residency['regionFrom'] === 'string' &&
+      parseRegionSource(residency['regionFrom']) === undefined
+    ) {
+      problems.push(
+        located.problem(
+          [...at, 'residency', 'regionFrom'],
+          `regionFrom must be 'label:<key>', 'context:<key>' or 'header:<lower-case-name>', not '${clip(residency['regionFrom'])}'`,
+        ),
+      );
     }
     // A list that is not a list is the schema's complaint; missing and empty both mean none.
-    const entries = (v: unknown): number => (Array.isArray(v) ? v.length : v === undefined ? 0 : -1);
+    const entries = (v: unknown): number =>
+      Array.isArray(v) ? v.length : v === undefined ? 0 : -1;
     // Only on a clean document: after a misspelt `allow:` this would blame the wrong thing.
     if (schemaClean && entries(rule['allow']) === 0 && entries(rule['deny']) === 0) {
-      problems.push(located.problem(at, `rule '${name ?? r}' lists no callers: add allow (and optionally deny) SPIFFE ID patterns`));
+      problems.push(
+        located.problem(
+          at,
+          `rule '${name ?? r}' lists no callers: add allow (and optionally deny) SPIFFE ID patterns`,
+        ),
+      );
     }
     const limit = isRecord(rule['rateLimit']) ? rule['rateLimit'] : undefined;
     if (limit) {
       const per = limit['per'];
       if (typeof per === 'string' && parseLimitKey(per) === undefined) {
-        problems.push(located.problem([...at, 'rateLimit', 'per'], `per must be 'caller' or 'header:<header-name>' (lower-case), not '${clip(per)}'`));
+        problems.push(
+          located.problem(
+            [...at, 'rateLimit', 'per'],
+            `per must be 'caller' or 'header:<header-name>' (lower-case), not '${clip(per)}'`,
+          ),
+        );
       }
       const cost = integer(limit['cost']);
       const capacity = integer(limit['capacity']);
       if (cost !== undefined && capacity !== undefined && cost > capacity) {
-        problems.push(located.problem([...at, 'rateLimit', 'cost'], `cost ${cost} is larger than capacity ${capacity}, so no request could ever pass`));
+        problems.push(
+          located.problem(
+            [...at, 'rateLimit', 'cost'],
+            `cost ${cost} is larger than capacity ${capacity}, so no request could ever pass`,
+          ),
+        );
       }
     }
   });
   const quarantine = isRecord(spec['quarantine']) ? spec['quarantine'] : undefined;
   if (quarantine) {
-    const windowMs = typeof quarantine['window'] === 'string' ? parseDuration(quarantine['window']) : undefined;
-    const durationMs = typeof quarantine['duration'] === 'string' ? parseDuration(quarantine['duration']) : undefined;
-    if (windowMs !== undefined && windowMs > 7 * 86_400_000) problems.push(located.problem(['spec', 'quarantine', 'window'], 'window is longer than 7d; denials are counted over a sliding window held in memory or Redis'));
-    if (durationMs !== undefined && durationMs > 30 * 86_400_000) problems.push(located.problem(['spec', 'quarantine', 'duration'], 'duration is longer than 30d; use a deny entry for a permanent refusal'));
+    const windowMs =
+      typeof quarantine['window'] === 'string' ? parseDuration(quarantine['window']) : undefined;
+    const durationMs =
+      typeof quarantine['duration'] === 'string'
+        ? parseDuration(quarantine['duration'])
+        : undefined;
+    if (windowMs !== undefined && windowMs > 7 * 86_400_000)
+      problems.push(
+        located.problem(
+          ['spec', 'quarantine', 'window'],
+          'window is longer than 7d; denials are counted over a sliding window held in memory or Redis',
+        ),
+      );
+    if (durationMs !== undefined && durationMs > 30 * 86_400_000)
+      problems.push(
+        located.problem(
+          ['spec', 'quarantine', 'duration'],
+          'duration is longer than 30d; use a deny entry for a permanent refusal',
+        ),
+      );
   }
   // Shadowing is judged on sound rules only: a broken rule has no meaning to compare.
   if (schemaClean && problems.length === 0) {
@@ -230,12 +374,21 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
       const rule = typed[index]!.name;
       const earlier = typed[by]!.name;
       problems.push(
-        located.problem(['spec', 'rules', index, 'name'], `rule '${rule}' is shadowed by rule '${earlier}' (rules[${by}]): every request it allows is decided by '${earlier}' first, so it never applies`, 'warning'),
+        located.problem(
+          ['spec', 'rules', index, 'name'],
+          `rule '${rule}' is shadowed by rule '${earlier}' (rules[${by}]): every request it allows is decided by '${earlier}' first, so it never applies`,
+          'warning',
+        ),
       );
     }
   }
   // Said of sound documents only: next to an error it would bury what must be fixed.
-  if (schemaClean && !problems.some((p) => p.severity === 'error') && Array.isArray(spec['hosts']) && spec['workloads'] === undefined) {
+  if (
+    schemaClean &&
+    !problems.some((p) => p.severity === 'error') &&
+    Array.isArray(spec['hosts']) &&
+    spec['workloads'] === undefined
+  ) {
     problems.push(
       located.problem(
         ['spec', 'hosts'],
@@ -249,11 +402,21 @@ function semanticProblems(located: LocatedDoc, value: Record<string, unknown>, s
 
 /** Allow or deny entries as their patterns: a string, or an object's `caller`. */
 function allowEntries(v: unknown): (string | undefined)[] {
-  return Array.isArray(v) ? v.map((x) => (typeof x === 'string' ? x : isRecord(x) && typeof x['caller'] === 'string' ? x['caller'] : undefined)) : [];
+  return Array.isArray(v)
+    ? v.map((x) =>
+        typeof x === 'string'
+          ? x
+          : isRecord(x) && typeof x['caller'] === 'string'
+            ? x['caller']
+            : undefined,
+      )
+    : [];
 }
 
 /** Parses `per:`; undefined when invalid. */
-export function parseLimitKey(per: string): { kind: 'caller' } | { kind: 'header'; name: string } | undefined {
+export function parseLimitKey(
+  per: string,
+): { kind: 'caller' } | { kind: 'header'; name: string } | undefined {
   if (per === 'caller') return { kind: 'caller' };
   if (!per.startsWith('header:')) return undefined;
   const name = per.slice('header:'.length);
@@ -262,14 +425,19 @@ export function parseLimitKey(per: string): { kind: 'caller' } | { kind: 'header
 
 /** Host names as written in `hosts:`; lower-case DNS names or IP literals, no port, no wildcard. */
 export function hostError(host: string): string | undefined {
-  if (host.includes('*')) return `host '${clip(host)}': wildcards are not supported; list each host`;
+  if (host.includes('*'))
+    return `host '${clip(host)}': wildcards are not supported; list each host`;
   if (host.startsWith('[')) {
-    return /^\[[0-9a-fA-F:.]+\]$/.test(host) ? undefined : `host '${clip(host)}' is not a valid IPv6 literal`;
+    return /^\[[0-9a-fA-F:.]+\]$/.test(host)
+      ? undefined
+      : `host '${clip(host)}' is not a valid IPv6 literal`;
   }
-  if (host.includes(':')) return `host '${clip(host)}': hosts are matched without their port; remove ':${clip(host.slice(host.indexOf(':') + 1))}'`;
+  if (host.includes(':'))
+    return `host '${clip(host)}': hosts are matched without their port; remove ':${clip(host.slice(host.indexOf(':') + 1))}'`;
   if (host !== host.toLowerCase()) return `host '${clip(host)}' must be lower-case`;
   for (const label of host.split('.')) {
-    if (label.length === 0 || label.length > 63) return `host '${clip(host)}' has an empty or over-long label`;
+    if (label.length === 0 || label.length > 63)
+      return `host '${clip(host)}' has an empty or over-long label`;
     for (let i = 0; i < label.length; i++) {
       const c = label.charCodeAt(i);
       const ok = (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f;
@@ -296,25 +464,49 @@ function schemaProblem(located: LocatedDoc, error: ErrorObject): PolicyProblem {
   switch (error.keyword) {
     case 'additionalProperties': {
       const key = String((error.params as { additionalProperty: string }).additionalProperty);
-      const allowed = Object.keys((error.parentSchema as { properties?: object } | undefined)?.properties ?? {});
-      return located.keyProblem(path, key, `${prefix}unknown key '${clip(key)}' (allowed: ${allowed.join(', ')})`);
+      const allowed = Object.keys(
+        (error.parentSchema as { properties?: object } | undefined)?.properties ?? {},
+      );
+      return located.keyProblem(
+        path,
+        key,
+        `${prefix}unknown key '${clip(key)}' (allowed: ${allowed.join(', ')})`,
+      );
     }
     case 'required':
-      return located.problem(path, `${prefix}missing required key '${(error.params as { missingProperty: string }).missingProperty}'`);
+      return located.problem(
+        path,
+        `${prefix}missing required key '${(error.params as { missingProperty: string }).missingProperty}'`,
+      );
     case 'const':
-      return located.problem(path, `${prefix}must be '${String((error.params as { allowedValue: unknown }).allowedValue)}'`);
+      return located.problem(
+        path,
+        `${prefix}must be '${String((error.params as { allowedValue: unknown }).allowedValue)}'`,
+      );
     case 'enum':
-      return located.problem(path, `${prefix}must be one of: ${((error.params as { allowedValues: unknown[] }).allowedValues).join(', ')}`);
+      return located.problem(
+        path,
+        `${prefix}must be one of: ${(error.params as { allowedValues: unknown[] }).allowedValues.join(', ')}`,
+      );
     case 'type':
-      return located.problem(path, `${prefix}must be ${article(String((error.params as { type: string }).type))}`);
+      return located.problem(
+        path,
+        `${prefix}must be ${article(String((error.params as { type: string }).type))}`,
+      );
     case 'minProperties': {
-      // Fix: ajv's "must NOT have fewer than 2 properties" does not say what is missing.
+      // ajv's "must NOT have fewer than 2 properties" does not say what is missing.
       const schema = error.parentSchema as { properties?: object; required?: string[] } | undefined;
-      const optional = Object.keys(schema?.properties ?? {}).filter((k) => !(schema?.required ?? []).includes(k));
-      return located.problem(path, `${prefix}says nothing to check: add at least one of ${optional.join(', ')}`);
+      const optional = Object.keys(schema?.properties ?? {}).filter(
+        (k) => !(schema?.required ?? []).includes(k),
+      );
+      return located.problem(
+        path,
+        `${prefix}says nothing to check: add at least one of ${optional.join(', ')}`,
+      );
     }
     case 'pattern': {
-      if ((error.params as { pattern?: string }).pattern === DURATION) return located.problem(path, `${prefix}must be a duration such as 90s, 15m, 12h or 30d`);
+      if ((error.params as { pattern?: string }).pattern === DURATION)
+        return located.problem(path, `${prefix}must be a duration such as 90s, 15m, 12h or 30d`);
       const isMethod = path.includes('methods');
       return located.problem(
         path,
@@ -335,22 +527,32 @@ function schemaProblem(located: LocatedDoc, error: ErrorObject): PolicyProblem {
 function relevant(errors: ErrorObject[]): ErrorObject[] {
   const kept = errors.filter((e) => {
     const inAnyOf = e.schemaPath.includes('/anyOf/');
-    if (e.keyword === 'anyOf') return !errors.some((o) => o !== e && o.instancePath.startsWith(e.instancePath) && o.keyword !== 'anyOf');
-    // Fix: an allow entry `{caller: …, expiresAfterUnused: 30days}` also got "must be a string"
+    if (e.keyword === 'anyOf')
+      return !errors.some(
+        (o) => o !== e && o.instancePath.startsWith(e.instancePath) && o.keyword !== 'anyOf',
+      );
+    // An allow entry `{caller: …, expiresAfterUnused: 30days}` would also get "must be a string"
     // from the string branch; when another branch of the same anyOf accepted the value's type
     // and failed further in, only that branch's errors say what to change.
     if (inAnyOf && e.keyword === 'type') {
       const anyOf = e.schemaPath.slice(0, e.schemaPath.indexOf('/anyOf/') + '/anyOf/'.length);
       const branch = e.schemaPath.slice(anyOf.length).split('/')[0];
       const deeper = errors.some(
-        (o) => o.schemaPath.startsWith(anyOf) && o.schemaPath.slice(anyOf.length).split('/')[0] !== branch && o.instancePath.startsWith(e.instancePath) && o.keyword !== 'type' && o.keyword !== 'anyOf',
+        (o) =>
+          o.schemaPath.startsWith(anyOf) &&
+          o.schemaPath.slice(anyOf.length).split('/')[0] !== branch &&
+          o.instancePath.startsWith(e.instancePath) &&
+          o.keyword !== 'type' &&
+          o.keyword !== 'anyOf',
       );
       if (deeper) return false;
     }
     // A refusal with its name missing and a selector given is told about the name only.
     if (e.keyword === 'minProperties' && e.data !== null && typeof e.data === 'object') {
       const schema = e.parentSchema as { properties?: object; required?: string[] } | undefined;
-      const optional = Object.keys(schema?.properties ?? {}).filter((k) => !(schema?.required ?? []).includes(k));
+      const optional = Object.keys(schema?.properties ?? {}).filter(
+        (k) => !(schema?.required ?? []).includes(k),
+      );
       if (optional.some((k) => k in (e.data as object))) return false;
     }
     return !(inAnyOf && e.keyword === 'enum' && e.data !== null && typeof e.data === 'object');

@@ -5,7 +5,12 @@ import type { Logger } from 'pino';
  * Calls `onChange` once a burst of changes under `dir` has been quiet for `debounceMs`, so
  * an editor's save or a ConfigMap's symlink swap triggers one reload, not ten.
  */
-export function watchPolicyDir(dir: string, onChange: () => void, log: Logger, debounceMs = 250): { close(): void } {
+export function watchPolicyDir(
+  dir: string,
+  onChange: () => void,
+  log: Logger,
+  debounceMs = 250,
+): { close(): void } {
   let timer: NodeJS.Timeout | undefined;
   const changed = (): void => {
     if (timer) clearTimeout(timer);
@@ -17,10 +22,15 @@ export function watchPolicyDir(dir: string, onChange: () => void, log: Logger, d
   for (const recursive of [false, true]) {
     try {
       const watcher = watch(dir, { recursive, persistent: false }, changed);
-      watcher.on('error', (err) => log.warn({ err: err.message, dir }, 'policy directory watch failed; SIGHUP still reloads'));
+      watcher.on('error', (err) =>
+        log.warn({ err: err.message, dir }, 'policy directory watch failed; SIGHUP still reloads'),
+      );
       watchers.push(watcher);
     } catch (err) {
-      log.warn({ err: (err as Error).message, dir, recursive }, 'cannot watch the policy directory; SIGHUP still reloads');
+      log.warn(
+        { err: (err as Error).message, dir, recursive },
+        'cannot watch the policy directory; SIGHUP still reloads',
+      );
     }
   }
   return {

@@ -1,4 +1,13 @@
-import { isMap, isScalar, LineCounter, parseAllDocuments, Scalar, visit, type Document, type Node } from 'yaml';
+import {
+  isMap,
+  isScalar,
+  LineCounter,
+  parseAllDocuments,
+  Scalar,
+  visit,
+  type Document,
+  type Node,
+} from 'yaml';
 import type { PolicyProblem, Severity } from './types';
 import type { SourceFile } from './source';
 
@@ -21,14 +30,22 @@ export interface LocatedDoc {
 }
 
 /** Parses every document of a file, keeping positions. Syntax errors become problems. */
-export function parseYamlDocuments(source: SourceFile): { docs: LocatedDoc[]; problems: PolicyProblem[] } {
+export function parseYamlDocuments(source: SourceFile): {
+  docs: LocatedDoc[];
+  problems: PolicyProblem[];
+} {
   const lines = new LineCounter();
   const problems: PolicyProblem[] = [];
   const docs: LocatedDoc[] = [];
-  const parsed = parseAllDocuments(source.text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const parsed = parseAllDocuments(source.text, {
+    lineCounter: lines,
+    prettyErrors: false,
+    uniqueKeys: true,
+  });
   if ('empty' in parsed) {
     // A file of only comments or whitespace: an EmptyStream with its own errors.
-    for (const e of parsed.errors) problems.push(at(source.file, lines, e.pos[0], firstLine(e.message)));
+    for (const e of parsed.errors)
+      problems.push(at(source.file, lines, e.pos[0], firstLine(e.message)));
     return { docs, problems };
   }
   for (const doc of parsed) {
@@ -47,7 +64,13 @@ export function parseYamlDocuments(source: SourceFile): { docs: LocatedDoc[]; pr
   return { docs, problems };
 }
 
-function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: unknown, text: string): LocatedDoc {
+function locate(
+  file: string,
+  doc: Document.Parsed,
+  lines: LineCounter,
+  value: unknown,
+  text: string,
+): LocatedDoc {
   const offsetOf = (path: YamlPath): number => {
     for (let n = path.length; n >= 0; n--) {
       const node = doc.getIn(path.slice(0, n), true) as Node | undefined;
@@ -60,7 +83,8 @@ function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: u
     value,
     doc,
     lines,
-    problem: (path, message, severity = 'error') => at(file, lines, offsetOf(path), message, severity),
+    problem: (path, message, severity = 'error') =>
+      at(file, lines, offsetOf(path), message, severity),
     lineOf: (path) => lines.linePos(offsetOf(path)).line,
     problemInText: (path, offset, message) => {
       const node = doc.getIn(path, true);
@@ -86,20 +110,23 @@ function locate(file: string, doc: Document.Parsed, lines: LineCounter, value: u
  *
  * The value is rebuilt from the source text with YAML's folding and escaping rules, noting
  * where each character came from; the rebuilt value must equal the parsed one, else the
- * scalar's start is returned. (Fix: this used to add the value offset to the scalar's start,
- * which was wrong after an escape or a `''`, in any multi-line plain or quoted scalar, in a
- * folded block, and in a literal block line indented deeper than the block: columns ran past
- * the end of the line or onto the next one.)
+ * scalar's start is returned. Adding the value offset to the scalar's start is wrong after an
+ * escape or a `''`, in multi-line plain or quoted scalars, in folded blocks, and in literal
+ * lines indented deeper than their block.
  */
 function scalarOffset(node: Scalar, text: string, offset: number): number {
   const start = node.range![0];
   const end = node.range![1];
   const value = String(node.value);
   const block = node.type === Scalar.BLOCK_LITERAL || node.type === Scalar.BLOCK_FOLDED;
-  const mapped = block ? mapBlockScalar(text, start, end, node.type === Scalar.BLOCK_FOLDED) : mapFlowScalar(text, start, end, node.type);
+  const mapped = block
+    ? mapBlockScalar(text, start, end, node.type === Scalar.BLOCK_FOLDED)
+    : mapFlowScalar(text, start, end, node.type);
   if (mapped === undefined) return start;
   // Block scalars end with line breaks that chomping may keep or drop; they hold nothing to point at.
-  const same = block ? mapped.value.replace(/\n+$/, '') === value.replace(/\n+$/, '') : mapped.value === value;
+  const same = block
+    ? mapped.value.replace(/\n+$/, '') === value.replace(/\n+$/, '')
+    : mapped.value === value;
   if (!same) return start;
   if (offset < mapped.at.length) return mapped.at[offset]!;
   return mapped.end; // just past the last character: "unexpected end of expression"
@@ -114,12 +141,33 @@ interface MappedScalar {
 }
 
 const SIMPLE_ESCAPES: Record<string, string> = {
-  '0': '\0', a: '\x07', b: '\b', t: '\t', '\t': '\t', n: '\n', v: '\v', f: '\f', r: '\r', e: '\x1b', ' ': ' ', '"': '"', '/': '/', '\\': '\\',
-  N: '\u0085', _: '\u00a0', L: '\u2028', P: '\u2029',
+  '0': '\0',
+  a: '\x07',
+  b: '\b',
+  t: '\t',
+  '\t': '\t',
+  n: '\n',
+  v: '\v',
+  f: '\f',
+  r: '\r',
+  e: '\x1b',
+  ' ': ' ',
+  '"': '"',
+  '/': '/',
+  '\\': '\\',
+  N: '\u0085',
+  _: '\u00a0',
+  L: '\u2028',
+  P: '\u2029',
 };
 
 /** Plain, single- and double-quoted scalars: line folding, `''` and backslash escapes. */
-function mapFlowScalar(text: string, start: number, end: number, type: Scalar['type']): MappedScalar | undefined {
+function mapFlowScalar(
+  text: string,
+  start: number,
+  end: number,
+  type: Scalar['type'],
+): MappedScalar | undefined {
   const quote = type === Scalar.QUOTE_DOUBLE || type === Scalar.QUOTE_SINGLE ? 1 : 0;
   const from = start + quote;
   const to = end - quote;
@@ -129,7 +177,8 @@ function mapFlowScalar(text: string, start: number, end: number, type: Scalar['t
     value += chars;
     for (let k = 0; k < chars.length; k++) at.push(where);
   };
-  const isBreak = (i: number): boolean => text[i] === '\n' || (text[i] === '\r' && text[i + 1] === '\n');
+  const isBreak = (i: number): boolean =>
+    text[i] === '\n' || (text[i] === '\r' && text[i + 1] === '\n');
   const afterBreak = (i: number): number => (text[i] === '\r' ? i + 2 : i + 1);
   let i = from;
   while (i < to) {
@@ -137,7 +186,8 @@ function mapFlowScalar(text: string, start: number, end: number, type: Scalar['t
     if (c === ' ' || c === '\t') {
       let j = i;
       while (j < to && (text[j] === ' ' || text[j] === '\t')) j++;
-      if (j < to && isBreak(j)) i = j; // trailing white space of a line is folded away
+      if (j < to && isBreak(j))
+        i = j; // trailing white space of a line is folded away
       else for (; i < j; i++) emit(text[i]!, i);
       continue;
     }
@@ -191,8 +241,16 @@ function mapFlowScalar(text: string, start: number, end: number, type: Scalar['t
 }
 
 /** `|` and `>` scalars: content lines after the header, less the block's indentation. */
-function mapBlockScalar(text: string, start: number, end: number, folded: boolean): MappedScalar | undefined {
-  const header = text.slice(start, text.indexOf('\n', start) === -1 ? end : text.indexOf('\n', start));
+function mapBlockScalar(
+  text: string,
+  start: number,
+  end: number,
+  folded: boolean,
+): MappedScalar | undefined {
+  const header = text.slice(
+    start,
+    text.indexOf('\n', start) === -1 ? end : text.indexOf('\n', start),
+  );
   if (/[1-9]/.test(header.replace(/#.*$/, ''))) return undefined; // explicit indentation: rare, not mapped
   const lines: { start: number; text: string }[] = [];
   let lineStart = text.indexOf('\n', start) + 1;
@@ -218,7 +276,13 @@ function mapBlockScalar(text: string, start: number, end: number, folded: boolea
     const content = line.text.slice(indent);
     const kind = content.startsWith(' ') || content.startsWith('\t') ? 'more' : 'normal';
     const separator =
-      previous === 'none' ? '\n'.repeat(empty) : folded && previous === 'normal' && kind === 'normal' ? (empty === 0 ? ' ' : '\n'.repeat(empty)) : '\n'.repeat(empty + 1);
+      previous === 'none'
+        ? '\n'.repeat(empty)
+        : folded && previous === 'normal' && kind === 'normal'
+          ? empty === 0
+            ? ' '
+            : '\n'.repeat(empty)
+          : '\n'.repeat(empty + 1);
     value += separator;
     for (let k = 0; k < separator.length; k++) at.push(line.start + indent);
     for (let k = 0; k < content.length; k++) at.push(line.start + indent + k);
@@ -231,7 +295,12 @@ function mapBlockScalar(text: string, start: number, end: number, folded: boolea
 }
 
 /** Points at the alias that could not be resolved: in policies that is usually an unquoted `*`. */
-function unreadable(file: string, lines: LineCounter, doc: Document.Parsed, err: Error): PolicyProblem {
+function unreadable(
+  file: string,
+  lines: LineCounter,
+  doc: Document.Parsed,
+  err: Error,
+): PolicyProblem {
   let offset = doc.range[0];
   let hint = '';
   visit(doc, {
@@ -247,7 +316,13 @@ function unreadable(file: string, lines: LineCounter, doc: Document.Parsed, err:
   return at(file, lines, offset, `cannot read document: ${firstLine(err.message)}${hint}`);
 }
 
-function at(file: string, lines: LineCounter, offset: number, message: string, severity: Severity = 'error'): PolicyProblem {
+function at(
+  file: string,
+  lines: LineCounter,
+  offset: number,
+  message: string,
+  severity: Severity = 'error',
+): PolicyProblem {
   const pos = lines.linePos(offset);
   return { file, line: pos.line, col: pos.col, severity, message };
 }
@@ -270,6 +345,7 @@ export function pointerToPath(pointer: string): YamlPath {
 /** `spec.rules[0].name` from ['spec','rules',0,'name'], for messages. */
 export function describePath(path: YamlPath): string {
   let out = '';
-  for (const part of path) out += typeof part === 'number' ? `[${part}]` : out === '' ? part : `.${part}`;
+  for (const part of path)
+    out += typeof part === 'number' ? `[${part}]` : out === '' ? part : `.${part}`;
   return out;
 }

@@ -78,7 +78,14 @@ export class MemoryQuarantineState implements QuarantineState {
       const times = previous === undefined ? [] : previous.times.filter((t) => t > floor);
       times.push(now);
       if (times.length >= rule.denials) {
-        const entry: QuarantineEntry = { caller, policy: rule.policy, since: now, until: now + rule.durationMs, denials: times.length, dryRun: rule.dryRun };
+        const entry: QuarantineEntry = {
+          caller,
+          policy: rule.policy,
+          since: now,
+          until: now + rule.durationMs,
+          denials: times.length,
+          dryRun: rule.dryRun,
+        };
         this.entries.set(caller, entry);
         this.emit({ type: 'enter', entry });
         return entry;
@@ -129,7 +136,8 @@ export class MemoryQuarantineState implements QuarantineState {
   sweep(now: number = this.now()): void {
     for (const caller of [...this.entries.keys()]) this.expire(caller, now);
     for (const [key, w] of this.windows) {
-      if (w.times.length === 0 || w.times[w.times.length - 1]! <= now - w.windowMs) this.windows.delete(key);
+      if (w.times.length === 0 || w.times[w.times.length - 1]! <= now - w.windowMs)
+        this.windows.delete(key);
     }
   }
 

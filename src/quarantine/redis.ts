@@ -2,7 +2,14 @@ import { randomBytes } from 'node:crypto';
 import { withDeadline } from '../util/deadline';
 import type { EventEmitter } from 'node:events';
 import type { Cluster, Redis } from 'ioredis';
-import { EXPIRE_LUA, quarantineKeys, RECORD_DENIAL_LUA, RELEASE_LUA, SNAPSHOT_LUA, type QuarantineKeys } from './scripts';
+import {
+  EXPIRE_LUA,
+  quarantineKeys,
+  RECORD_DENIAL_LUA,
+  RELEASE_LUA,
+  SNAPSHOT_LUA,
+  type QuarantineKeys,
+} from './scripts';
 import {
   countActive,
   coversRule,
@@ -126,10 +133,16 @@ export class RedisQuarantineState implements QuarantineState {
     this.timeoutMs = options.timeoutMs ?? 1000;
     this.loaded = new Promise<void>((resolve) => (this.markLoaded = resolve));
 
-    this.client.defineCommand('gatehouseQuarantineRecord', { numberOfKeys: 3, lua: RECORD_DENIAL_LUA });
+    this.client.defineCommand('gatehouseQuarantineRecord', {
+      numberOfKeys: 3,
+      lua: RECORD_DENIAL_LUA,
+    });
     this.client.defineCommand('gatehouseQuarantineExpire', { numberOfKeys: 2, lua: EXPIRE_LUA });
     this.client.defineCommand('gatehouseQuarantineRelease', { numberOfKeys: 2, lua: RELEASE_LUA });
-    this.client.defineCommand('gatehouseQuarantineSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
+    this.client.defineCommand('gatehouseQuarantineSnapshot', {
+      numberOfKeys: 2,
+      lua: SNAPSHOT_LUA,
+    });
 
     const events = this.subscriber as EventEmitter;
     events.on('message', this.onMessage);
@@ -184,7 +197,10 @@ export class RedisQuarantineState implements QuarantineState {
   }
 
   activeCounts(now: number = this.now()): QuarantineCounts {
-    return countActive([...this.mirror.values()].map((r) => r.entry), now + this.offsetMs);
+    return countActive(
+      [...this.mirror.values()].map((r) => r.entry),
+      now + this.offsetMs,
+    );
   }
 
   /** Active entries as Redis has them now (not the mirror). Rejects on backend error. */
@@ -196,7 +212,13 @@ export class RedisQuarantineState implements QuarantineState {
   async release(caller: string): Promise<QuarantineEntry | undefined> {
     if (this.closed) throw new Error('quarantine state is closed');
     const messages = await this.call((deadline) =>
-      this.client.gatehouseQuarantineRelease(this.keys.entries, this.keys.seq, this.keys.channel, deadline, caller),
+      this.client.gatehouseQuarantineRelease(
+        this.keys.entries,
+        this.keys.seq,
+        this.keys.channel,
+        deadline,
+        caller,
+      ),
     );
     return this.handle(messages).find((m) => m.type === 'leave' && m.cause === 'released')?.entry;
   }
@@ -264,10 +286,20 @@ export class RedisQuarantineState implements QuarantineState {
     this.sweeping = true;
     try {
       const now = this.now() + this.offsetMs;
-      const due = [...this.mirror.values()].filter((r) => r.entry !== undefined && r.entry.until <= now).map((r) => r.entry!.caller);
+      const due = [...this.mirror.values()]
+        .filter((r) => r.entry !== undefined && r.entry.until <= now)
+        .map((r) => r.entry!.caller);
       const results = await Promise.allSettled(
         due.map((caller) =>
-          this.call((deadline) => this.client.gatehouseQuarantineExpire(this.keys.entries, this.keys.seq, this.keys.channel, deadline, caller)),
+          this.call((deadline) =>
+            this.client.gatehouseQuarantineExpire(
+              this.keys.entries,
+              this.keys.seq,
+              this.keys.channel,
+              deadline,
+              caller,
+            ),
+          ),
         ),
       );
       for (const r of results) {
@@ -287,14 +319,18 @@ export class RedisQuarantineState implements QuarantineState {
 
   private async loadSnapshot(): Promise<{ now: number; entries: QuarantineEntry[] }> {
     const before = this.now();
-    const [nowText, seqText, flat] = await withDeadline(this.client.gatehouseQuarantineSnapshot(this.keys.entries, this.keys.seq), this.timeoutMs);
+    const [nowText, seqText, flat] = await withDeadline(
+      this.client.gatehouseQuarantineSnapshot(this.keys.entries, this.keys.seq),
+      this.timeoutMs,
+    );
     const after = this.now();
     const redisNow = Number(nowText);
     const seq = Number(seqText);
     const entries: QuarantineEntry[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) {
       const entry = parseEntry(safeJson(flat[i + 1]!));
-      if (entry === undefined) this.onError(new Error(`quarantine: unreadable entry for ${flat[i]} in Redis`));
+      if (entry === undefined)
+        this.onError(new Error(`quarantine: unreadable entry for ${flat[i]} in Redis`));
       else entries.push(entry);
     }
     this.offsetMs = redisNow - (before + after) / 2;
@@ -330,7 +366,10 @@ export class RedisQuarantineState implements QuarantineState {
     const caller = message.entry.caller;
     const known = this.mirror.get(caller);
     if (known !== undefined && known.seq >= message.seq) return;
-    this.mirror.set(caller, { entry: message.type === 'enter' ? message.entry : undefined, seq: message.seq });
+    this.mirror.set(caller, {
+      entry: message.type === 'enter' ? message.entry : undefined,
+      seq: message.seq,
+    });
     if (message.seq > this.highestSeq) this.highestSeq = message.seq;
   }
 
@@ -346,7 +385,9 @@ export class RedisQuarantineState implements QuarantineState {
       messages.push(message);
       this.apply(message);
       const event: QuarantineEvent =
-        message.type === 'enter' ? { type: 'enter', entry: message.entry } : { type: 'leave', entry: message.entry, cause: message.cause ?? 'expired' };
+        message.type === 'enter'
+          ? { type: 'enter', entry: message.entry }
+          : { type: 'leave', entry: message.entry, cause: message.cause ?? 'expired' };
       try {
         this.onEvent(event);
       } catch (err) {
@@ -369,8 +410,21 @@ function parseEntry(value: unknown): QuarantineEntry | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
   const v = value as Record<string, unknown>;
   if (typeof v.caller !== 'string' || typeof v.policy !== 'string') return undefined;
-  if (typeof v.since !== 'number' || typeof v.until !== 'number' || typeof v.denials !== 'number' || typeof v.dryRun !== 'boolean') return undefined;
-  return { caller: v.caller, policy: v.policy, since: v.since, until: v.until, denials: v.denials, dryRun: v.dryRun };
+  if (
+    typeof v.since !== 'number' ||
+    typeof v.until !== 'number' ||
+    typeof v.denials !== 'number' ||
+    typeof v.dryRun !== 'boolean'
+  )
+    return undefined;
+  return {
+    caller: v.caller,
+    policy: v.policy,
+    since: v.since,
+    until: v.until,
+    denials: v.denials,
+    dryRun: v.dryRun,
+  };
 }
 
 function parseMessage(text: string): QuarantineMessage | undefined {
@@ -380,7 +434,7 @@ function parseMessage(text: string): QuarantineMessage | undefined {
   const entry = parseEntry(v.entry);
   if (entry === undefined || typeof v.seq !== 'number') return undefined;
   if (v.type === 'enter') return { type: 'enter', entry, seq: v.seq };
-  if (v.type === 'leave' && (v.cause === 'expired' || v.cause === 'released')) return { type: 'leave', cause: v.cause, entry, seq: v.seq };
+  if (v.type === 'leave' && (v.cause === 'expired' || v.cause === 'released'))
+    return { type: 'leave', cause: v.cause, entry, seq: v.seq };
   return undefined;
 }
-

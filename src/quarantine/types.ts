@@ -29,7 +29,10 @@ export type QuarantineScope = 'policy' | 'mesh';
  * the policy for a policy-scoped one, so isolations by different policies never overwrite or
  * suppress each other. '#' never occurs in a SPIFFE ID, so the caller is always recoverable.
  */
-export function quarantineSubject(caller: string, rule: Pick<QuarantineRule, 'policy' | 'scope'>): string {
+export function quarantineSubject(
+  caller: string,
+  rule: Pick<QuarantineRule, 'policy' | 'scope'>,
+): string {
   return rule.scope === 'mesh' ? caller : `${caller}#${rule.policy}`;
 }
 
@@ -44,10 +47,22 @@ export function subjectCaller(subject: string): string {
  * content (a bad body relayed for an end user, a condition, a dormant grant) counts only where
  * the policy lists it.
  */
-export const IDENTITY_DENIALS: readonly string[] = ['caller_not_allowed', 'caller_refused', 'mtls_required', 'host_mismatch'];
+export const IDENTITY_DENIALS: readonly string[] = [
+  'caller_not_allowed',
+  'caller_refused',
+  'mtls_required',
+  'host_mismatch',
+];
 
 /** The content-driven denials a policy may choose to count as well. */
-export const CONTENT_DENIALS: readonly string[] = ['payload_rejected', 'condition_error', 'residency_violation', 'caller_opt_out', 'grant_dormant', 'no_matching_rule'];
+export const CONTENT_DENIALS: readonly string[] = [
+  'payload_rejected',
+  'condition_error',
+  'residency_violation',
+  'caller_opt_out',
+  'grant_dormant',
+  'no_matching_rule',
+];
 
 export interface QuarantineEntry {
   readonly caller: string;
@@ -62,7 +77,11 @@ export interface QuarantineEntry {
 
 export type QuarantineEvent =
   | { readonly type: 'enter'; readonly entry: QuarantineEntry }
-  | { readonly type: 'leave'; readonly entry: QuarantineEntry; readonly cause: 'expired' | 'released' };
+  | {
+      readonly type: 'leave';
+      readonly entry: QuarantineEntry;
+      readonly cause: 'expired' | 'released';
+    };
 
 export interface QuarantineState {
   readonly kind: 'memory' | 'redis';
@@ -112,10 +131,14 @@ export function coversRule(active: QuarantineEntry, ruleDryRun: boolean): boolea
 
 /** The reason a rule cannot be applied, or undefined. Config validation should already refuse these. */
 export function ruleProblem(rule: QuarantineRule): string | undefined {
-  if (typeof rule.policy !== 'string' || rule.policy.length === 0) return 'quarantine rule has no policy';
-  if (!Number.isSafeInteger(rule.denials) || rule.denials < 1) return `quarantine rule of ${rule.policy}: denials must be an integer >= 1`;
-  if (!Number.isFinite(rule.windowMs) || rule.windowMs <= 0) return `quarantine rule of ${rule.policy}: windowMs must be > 0`;
-  if (!Number.isFinite(rule.durationMs) || rule.durationMs <= 0) return `quarantine rule of ${rule.policy}: durationMs must be > 0`;
+  if (typeof rule.policy !== 'string' || rule.policy.length === 0)
+    return 'quarantine rule has no policy';
+  if (!Number.isSafeInteger(rule.denials) || rule.denials < 1)
+    return `quarantine rule of ${rule.policy}: denials must be an integer >= 1`;
+  if (!Number.isFinite(rule.windowMs) || rule.windowMs <= 0)
+    return `quarantine rule of ${rule.policy}: windowMs must be > 0`;
+  if (!Number.isFinite(rule.durationMs) || rule.durationMs <= 0)
+    return `quarantine rule of ${rule.policy}: durationMs must be > 0`;
   return undefined;
 }
 
@@ -127,7 +150,10 @@ export function windowKey(policy: string, caller: string): string {
   return `${policy}|${caller}`;
 }
 
-export function countActive(entries: Iterable<QuarantineEntry | undefined>, now: number): QuarantineCounts {
+export function countActive(
+  entries: Iterable<QuarantineEntry | undefined>,
+  now: number,
+): QuarantineCounts {
   let enforce = 0;
   let dryRun = 0;
   for (const e of entries) {

@@ -10,14 +10,27 @@ export type LimitOutcome =
 const MAX_KEY_PART = 256;
 
 /** The bucket key: policy, rule, then the caller or the header's value (missing header → ''). */
-export function bucketKey(limit: CompiledRateLimit, request: NormalizedRequest, caller: string): string {
+export function bucketKey(
+  limit: CompiledRateLimit,
+  request: NormalizedRequest,
+  caller: string,
+): string {
   const part = limit.per.kind === 'caller' ? caller : (request.headers[limit.per.name] ?? '');
   // Header values are caller-controlled: bound key size without merging distinct values.
-  return limit.keyPrefix + (part.length > MAX_KEY_PART ? `#${createHash('sha256').update(part).digest('base64url')}` : part);
+  return (
+    limit.keyPrefix +
+    (part.length > MAX_KEY_PART
+      ? `#${createHash('sha256').update(part).digest('base64url')}`
+      : part)
+  );
 }
 
 /** Stage 4: within budget. A store failure is reported with the rule's onBackendError action. */
-export async function applyLimit(store: BucketStore, limit: CompiledRateLimit, key: string): Promise<LimitOutcome> {
+export async function applyLimit(
+  store: BucketStore,
+  limit: CompiledRateLimit,
+  key: string,
+): Promise<LimitOutcome> {
   try {
     const result = await store.take(key, limit, limit.cost);
     return { kind: 'checked', result };

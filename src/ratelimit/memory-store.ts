@@ -53,8 +53,10 @@ export class MemoryBucketStore implements BucketStore {
   constructor(options: MemoryStoreOptions = {}) {
     this.maxBuckets = options.maxBuckets ?? DEFAULT_MAX_BUCKETS;
     this.maxIdleMs = options.maxIdleMs ?? DEFAULT_BUCKET_MAX_IDLE_MS;
-    if (!Number.isSafeInteger(this.maxBuckets) || this.maxBuckets < 1) throw new RangeError(`maxBuckets must be a positive integer, not ${options.maxBuckets}`);
-    if (!(this.maxIdleMs > 0)) throw new RangeError(`maxIdleMs must be positive, not ${options.maxIdleMs}`);
+    if (!Number.isSafeInteger(this.maxBuckets) || this.maxBuckets < 1)
+      throw new RangeError(`maxBuckets must be a positive integer, not ${options.maxBuckets}`);
+    if (!(this.maxIdleMs > 0))
+      throw new RangeError(`maxIdleMs must be positive, not ${options.maxIdleMs}`);
     this.now = options.now ?? (() => performance.now());
     this.sweepTimer = setInterval(() => this.sweep(), options.sweepIntervalMs ?? DEFAULT_SWEEP_MS);
     this.sweepTimer.unref();

@@ -95,7 +95,8 @@ export class RedisBucketStore implements BucketStore {
     }
     this.client.defineCommand('gatehouseTake', { numberOfKeys: 1, lua: TOKEN_BUCKET_LUA });
     this.client.on('ready', () => {
-      if (!this.connectionUp) this.log.info({ backend: this.kind, target: describeTargets(options) }, 'redis connected');
+      if (!this.connectionUp)
+        this.log.info({ backend: this.kind, target: describeTargets(options) }, 'redis connected');
       this.connectionUp = true;
       this.connectionErrorLogged = false;
     });
@@ -103,10 +104,14 @@ export class RedisBucketStore implements BucketStore {
     this.client.on('error', (err: Error) => {
       if (this.connectionErrorLogged) return;
       this.connectionErrorLogged = true;
-      this.log.warn({ backend: this.kind, target: describeTargets(options), cause: describeBackendError(err) }, 'redis connection error; reconnecting');
+      this.log.warn(
+        { backend: this.kind, target: describeTargets(options), cause: describeBackendError(err) },
+        'redis connection error; reconnecting',
+      );
     });
     this.client.on('close', () => {
-      if (this.connectionUp) this.log.warn({ backend: this.kind }, 'redis connection lost; reconnecting');
+      if (this.connectionUp)
+        this.log.warn({ backend: this.kind }, 'redis connection lost; reconnecting');
       this.connectionUp = false;
     });
   }
@@ -118,7 +123,13 @@ export class RedisBucketStore implements BucketStore {
    */
   duplicateClient(): Redis | Cluster {
     const overrides = { enableOfflineQueue: true, commandTimeout: 2000, maxRetriesPerRequest: 2 };
-    const client = this.client instanceof Cluster ? this.client.duplicate(undefined, { enableOfflineQueue: true, redisOptions: { ...this.client.options.redisOptions, ...overrides } }) : this.client.duplicate(overrides);
+    const client =
+      this.client instanceof Cluster
+        ? this.client.duplicate(undefined, {
+            enableOfflineQueue: true,
+            redisOptions: { ...this.client.options.redisOptions, ...overrides },
+          })
+        : this.client.duplicate(overrides);
     // Errors reach the owners through their commands; without a listener ioredis would crash the process.
     client.on('error', () => undefined);
     return client;
@@ -186,7 +197,6 @@ export class RedisBucketStore implements BucketStore {
   }
 }
 
-
 interface ParsedRedisUrl {
   node: { host: string; port: number };
   auth: Pick<RedisOptions, 'username' | 'password' | 'tls'>;
@@ -199,7 +209,8 @@ export function parseRedisUrl(text: string): ParsedRedisUrl {
   } catch {
     throw new Error(`not a Redis URL: expected redis://host:port`);
   }
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') throw new Error(`not a Redis URL (${url.protocol}): expected redis://host:port`);
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:')
+    throw new Error(`not a Redis URL (${url.protocol}): expected redis://host:port`);
   const auth: ParsedRedisUrl['auth'] = {};
   if (url.username) auth.username = decodeURIComponent(url.username);
   if (url.password) auth.password = decodeURIComponent(url.password);
@@ -209,7 +220,12 @@ export function parseRedisUrl(text: string): ParsedRedisUrl {
 
 /** host:port list for logs; credentials never appear. */
 function describeTargets(options: RedisStoreOptions): string {
-  const urls = options.clusterUrls && options.clusterUrls.length > 0 ? options.clusterUrls : options.url ? [options.url] : [];
+  const urls =
+    options.clusterUrls && options.clusterUrls.length > 0
+      ? options.clusterUrls
+      : options.url
+        ? [options.url]
+        : [];
   return urls
     .map((u) => {
       try {

@@ -12,7 +12,12 @@ export interface BucketState {
  * enough. A denied take does not consume anything. Mutates `state` in place so the
  * in-process store allocates nothing per check beyond the result.
  */
-export function takeTokens(state: BucketState, spec: BucketSpec, cost: number, nowMs: number): LimitResult {
+export function takeTokens(
+  state: BucketState,
+  spec: BucketSpec,
+  cost: number,
+  nowMs: number,
+): LimitResult {
   const { capacity, refillPerSecond } = spec;
   const elapsedMs = nowMs > state.updatedAtMs ? nowMs - state.updatedAtMs : 0;
   let tokens = state.tokens + (elapsedMs * refillPerSecond) / 1000;
@@ -26,13 +31,20 @@ export function takeTokens(state: BucketState, spec: BucketSpec, cost: number, n
 }
 
 /** The answer for a take, from the tokens left after it. Shared by every store. */
-export function limitResult(spec: BucketSpec, cost: number, allowed: boolean, tokensLeft: number): LimitResult {
+export function limitResult(
+  spec: BucketSpec,
+  cost: number,
+  allowed: boolean,
+  tokensLeft: number,
+): LimitResult {
   return {
     allowed,
     limit: spec.capacity,
     remaining: Math.floor(tokensLeft),
     resetSeconds: secondsUntil(spec.capacity - tokensLeft, spec.refillPerSecond),
-    retryAfterSeconds: allowed ? 0 : Math.max(1, secondsUntil(cost - tokensLeft, spec.refillPerSecond)),
+    retryAfterSeconds: allowed
+      ? 0
+      : Math.max(1, secondsUntil(cost - tokensLeft, spec.refillPerSecond)),
   };
 }
 

@@ -19,7 +19,11 @@ export interface SourceCounts {
  * The lines of each audit file in turn (rotated pieces oldest first, as given; `-` is stdin),
  * streamed: memory holds one chunk and at most one line, whatever the files' size.
  */
-export async function* auditLines(files: readonly string[], counts: SourceCounts, stdin: Readable = process.stdin): AsyncGenerator<AuditLine> {
+export async function* auditLines(
+  files: readonly string[],
+  counts: SourceCounts,
+  stdin: Readable = process.stdin,
+): AsyncGenerator<AuditLine> {
   for (const file of files) {
     const stream = file === '-' ? stdin : createReadStream(file);
     const name = file === '-' ? '(stdin)' : file;

@@ -32,7 +32,10 @@ export interface ReplayRecord {
 const MAX_FIELD = 4096;
 const DECISION_MESSAGES = new Set(['decision', 'would deny (dry-run)']);
 
-export type ParsedLine = { kind: 'decision'; record: ReplayRecord } | { kind: 'other' } | { kind: 'invalid'; reason: string };
+export type ParsedLine =
+  | { kind: 'decision'; record: ReplayRecord }
+  | { kind: 'other' }
+  | { kind: 'invalid'; reason: string };
 
 export function parseAuditLine(text: string): ParsedLine {
   let json: unknown;
@@ -41,13 +44,23 @@ export function parseAuditLine(text: string): ParsedLine {
   } catch {
     return { kind: 'invalid', reason: 'not JSON' };
   }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) return { kind: 'invalid', reason: 'not a JSON object' };
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    return { kind: 'invalid', reason: 'not a JSON object' };
   const o = json as Record<string, unknown>;
-  if (typeof o['msg'] !== 'string' || !DECISION_MESSAGES.has(o['msg']) || o['decision_id'] === undefined) return { kind: 'other' };
+  if (
+    typeof o['msg'] !== 'string' ||
+    !DECISION_MESSAGES.has(o['msg']) ||
+    o['decision_id'] === undefined
+  )
+    return { kind: 'other' };
   const id = text_(o['decision_id']);
   const result = o['result'];
   const code = text_(o['reason_code']);
-  if (id === undefined || (result !== 'allow' && result !== 'deny') || code === undefined) return { kind: 'invalid', reason: 'decision record without decision_id, result or reason_code' };
+  if (id === undefined || (result !== 'allow' && result !== 'deny') || code === undefined)
+    return {
+      kind: 'invalid',
+      reason: 'decision record without decision_id, result or reason_code',
+    };
   const timeText = text_(o['time']) ?? '';
   const presence = o['header_presence'];
   const queryKeys = o['query_keys'];
@@ -68,7 +81,11 @@ export function parseAuditLine(text: string): ParsedLine {
       policyVersion: text_(o['policy_version']) ?? '',
       rule: textOrNull(o['rule']),
       destination: textOrNull(o['destination']),
-      queryKeys: Array.isArray(queryKeys) ? queryKeys.filter((k): k is string => typeof k === 'string').slice(0, 64) : o['destination'] === undefined ? undefined : [],
+      queryKeys: Array.isArray(queryKeys)
+        ? queryKeys.filter((k): k is string => typeof k === 'string').slice(0, 64)
+        : o['destination'] === undefined
+          ? undefined
+          : [],
       queryKeysTruncated: o['query_keys_truncated'] === true,
       headerPresence: presenceOf(presence),
       bodyPresent: 'destination' in o ? o['body_present'] === true : undefined,

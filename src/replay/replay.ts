@@ -91,7 +91,17 @@ export async function replay(set: PolicySet, options: ReplayOptions): Promise<Re
   const touched = new Set<string>();
   const recordedRules = new Set<string>();
   const newRules = new Set(set.policies.flatMap((p) => p.rules.map((r) => `${p.name}/${r.name}`)));
-  let records = 0, unchanged = 0, allowToDeny = 0, denyToAllow = 0, unknown = 0, independent = 0, skipped = 0, invalid = 0, older = 0, legacy = 0, ungrouped = 0;
+  let records = 0,
+    unchanged = 0,
+    allowToDeny = 0,
+    denyToAllow = 0,
+    unknown = 0,
+    independent = 0,
+    skipped = 0,
+    invalid = 0,
+    older = 0,
+    legacy = 0,
+    ungrouped = 0;
   let firstInvalid: string | undefined;
   const started = performance.now();
   let nextProgress = started + 1000;
@@ -114,8 +124,10 @@ export async function replay(set: PolicySet, options: ReplayOptions): Promise<Re
     }
     records++;
     if (record.legacy) legacy++;
-    if (versions.size < MAX_VERSIONS || versions.has(record.policyVersion)) versions.set(record.policyVersion, (versions.get(record.policyVersion) ?? 0) + 1);
-    if (record.rule !== null && record.policy !== null && recordedRules.size < MAX_RULE_NAMES) recordedRules.add(`${record.policy}/${record.rule}`);
+    if (versions.size < MAX_VERSIONS || versions.has(record.policyVersion))
+      versions.set(record.policyVersion, (versions.get(record.policyVersion) ?? 0) + 1);
+    if (record.rule !== null && record.policy !== null && recordedRules.size < MAX_RULE_NAMES)
+      recordedRules.add(`${record.policy}/${record.rule}`);
     const outcome = await redecider.redecide(record);
     if (outcome.kind === 'policy-independent') {
       independent++;
@@ -124,7 +136,14 @@ export async function replay(set: PolicySet, options: ReplayOptions): Promise<Re
       const key = `${outcome.reason}\u0000${record.host}\u0000${outcome.rule}`;
       const group = cannotTell.get(key);
       if (group) group.count++;
-      else if (cannotTell.size + changes.size < maxGroups) cannotTell.set(key, { reason: outcome.reason, host: record.host, rule: outcome.rule, count: 1, example: record.id });
+      else if (cannotTell.size + changes.size < maxGroups)
+        cannotTell.set(key, {
+          reason: outcome.reason,
+          host: record.host,
+          rule: outcome.rule,
+          count: 1,
+          example: record.id,
+        });
       else ungrouped++;
     } else if (outcome.allowed === record.allowed) {
       unchanged++;
@@ -132,9 +151,11 @@ export async function replay(set: PolicySet, options: ReplayOptions): Promise<Re
       const change: Change = record.allowed ? 'allow-to-deny' : 'deny-to-allow';
       if (change === 'allow-to-deny') allowToDeny++;
       else denyToAllow++;
-      const rule = change === 'allow-to-deny' ? (outcome.rule ?? record.rule) : (record.rule ?? outcome.rule);
+      const rule =
+        change === 'allow-to-deny' ? (outcome.rule ?? record.rule) : (record.rule ?? outcome.rule);
       const reason = change === 'allow-to-deny' ? outcome.code : record.code;
-      if (outcome.rule !== null && outcome.policy !== null) touched.add(`${outcome.policy}/${outcome.rule}`);
+      if (outcome.rule !== null && outcome.policy !== null)
+        touched.add(`${outcome.policy}/${outcome.rule}`);
       const key = `${change}\u0000${record.caller}\u0000${record.host}\u0000${rule}\u0000${reason}`;
       const group = changes.get(key);
       if (group) {
@@ -142,7 +163,17 @@ export async function replay(set: PolicySet, options: ReplayOptions): Promise<Re
         if (record.timeText < group.first) group.first = record.timeText;
         if (record.timeText > group.last) group.last = record.timeText;
       } else if (cannotTell.size + changes.size < maxGroups) {
-        changes.set(key, { change, caller: record.caller, host: record.host, rule, reason, count: 1, first: record.timeText, last: record.timeText, example: record.id });
+        changes.set(key, {
+          change,
+          caller: record.caller,
+          host: record.host,
+          rule,
+          reason,
+          count: 1,
+          first: record.timeText,
+          last: record.timeText,
+          example: record.id,
+        });
       } else {
         ungrouped++;
       }

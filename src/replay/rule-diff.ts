@@ -26,8 +26,15 @@ function fingerprints(set: PolicySet): Map<string, string> {
   const out = new Map<string, string>();
   for (const policy of set.policies) {
     // What selects the policy and how it enforces belongs to each of its rules' meaning.
-    const scope = JSON.stringify([policy.mode, [...policy.hosts].sort(), [...policy.workloads].sort(), policy.audience ?? null, policy.quarantine]);
-    for (const rule of policy.rules) out.set(`${policy.name}/${rule.name}`, `${scope}${ruleFingerprint(rule)}`);
+    const scope = JSON.stringify([
+      policy.mode,
+      [...policy.hosts].sort(),
+      [...policy.workloads].sort(),
+      policy.audience ?? null,
+      policy.quarantine,
+    ]);
+    for (const rule of policy.rules)
+      out.set(`${policy.name}/${rule.name}`, `${scope}${ruleFingerprint(rule)}`);
   }
   return out;
 }
@@ -41,7 +48,15 @@ function ruleFingerprint(rule: CompiledRule): string {
     rule.grants.map((g) => g?.maxIdleMs ?? null),
     rule.deny.map((p) => p.source),
     rule.when?.source ?? null,
-    rule.body !== null ? JSON.stringify(rule.body, (_k, v: unknown) => (v instanceof Set ? [...(v as Set<unknown>)] : typeof v === 'function' ? (v as { schema?: unknown }).schema : v)) : null,
+    rule.body !== null
+      ? JSON.stringify(rule.body, (_k, v: unknown) =>
+          v instanceof Set
+            ? [...(v as Set<unknown>)]
+            : typeof v === 'function'
+              ? (v as { schema?: unknown }).schema
+              : v,
+        )
+      : null,
     rule.residency ? [[...rule.residency.regions].sort(), rule.residency.from] : null,
     rule.rateLimit,
     rule.requireMtls,

@@ -24,9 +24,12 @@ export function keyedHeaderAmbiguity(name: string, request: NormalizedRequest): 
  * A Bearer credential never holds ',' (RFC 6750 b64token): one that does was sent on more than
  * one line, and a first-line reader upstream would see another credential than the join.
  */
-export function credentialHeaderAmbiguity(headers: Readonly<Record<string, string>>): string | undefined {
+export function credentialHeaderAmbiguity(
+  headers: Readonly<Record<string, string>>,
+): string | undefined {
   const authorization = headers['authorization'];
   if (authorization === undefined || !authorization.includes(',')) return undefined;
-  if (authorization.length < 7 || authorization.slice(0, 7).toLowerCase() !== 'bearer ') return undefined;
+  if (authorization.length < 7 || authorization.slice(0, 7).toLowerCase() !== 'bearer ')
+    return undefined;
   return 'the authorization header carries more than one bearer credential';
 }

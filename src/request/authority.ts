@@ -9,12 +9,14 @@ export function authorityPortError(raw: string): string | undefined {
     const close = raw.indexOf(']');
     if (close === -1) return 'request host has an unclosed IPv6 literal';
     if (close === raw.length - 1) return undefined;
-    if (raw.charCodeAt(close + 1) !== 0x3a /* : */) return 'request host has text after its IPv6 literal';
+    if (raw.charCodeAt(close + 1) !== 0x3a /* : */)
+      return 'request host has text after its IPv6 literal';
     portStart = close + 2;
   } else {
     const colon = raw.indexOf(':');
     if (colon === -1) return undefined;
-    if (raw.indexOf(':', colon + 1) !== -1) return 'request host has more than one \':\' (an IPv6 literal must be in brackets)';
+    if (raw.indexOf(':', colon + 1) !== -1)
+      return "request host has more than one ':' (an IPv6 literal must be in brackets)";
     portStart = colon + 1;
   }
   const digits = raw.length - portStart;

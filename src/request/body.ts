@@ -29,7 +29,10 @@ export type BodyState =
 const NONE: BodyState = { kind: 'none' };
 const NOT_FORWARDED = 'the body was not forwarded by the proxy (configure with_request_body)';
 const TRUNCATED = 'the proxy truncated the body (raise with_request_body.max_request_bytes)';
-const BAD_LENGTH: BodyState = { kind: 'too-large', why: 'its content-length is not a decimal number of at most 15 digits' };
+const BAD_LENGTH: BodyState = {
+  kind: 'too-large',
+  why: 'its content-length is not a decimal number of at most 15 digits',
+};
 
 /** Methods whose requests carry a body even when no header says so (an HTTP/2 POST has none). */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
@@ -50,9 +53,11 @@ export function bodyState(request: NormalizedRequest): BodyState {
   }
   const why = body === undefined ? NOT_FORWARDED : TRUNCATED;
   if (declared !== undefined && declared > 0) return { kind: 'sized', size: declared, why };
-  if (headers['transfer-encoding'] !== undefined || body !== undefined) return { kind: 'unknown', why };
+  if (headers['transfer-encoding'] !== undefined || body !== undefined)
+    return { kind: 'unknown', why };
   if (declared === 0) return NONE;
-  if (BODY_METHODS.has(request.method) || headers['content-type'] !== undefined) return { kind: 'unknown', why };
+  if (BODY_METHODS.has(request.method) || headers['content-type'] !== undefined)
+    return { kind: 'unknown', why };
   return NONE;
 }
 
@@ -70,7 +75,8 @@ function decimal(value: string): number {
 export const MAX_PARSED_BODY_BYTES = 1 << 20;
 
 /** `malformed`: upstreams could read this body otherwise than Gatehouse would (refused as malformed_request). */
-export type JsonBody = { ok: true; value: unknown } | { ok: false; reason: string; malformed: boolean };
+export type JsonBody =
+  { ok: true; value: unknown } | { ok: false; reason: string; malformed: boolean };
 
 const cache = new WeakMap<NormalizedRequest, JsonBody>();
 
@@ -93,11 +99,20 @@ function parseJsonBody(request: NormalizedRequest): JsonBody {
       return { ok: false, reason: 'the request has no body', malformed: false };
     case 'sized':
     case 'unknown':
-      return { ok: false, reason: `the request body cannot be read: ${state.why}`, malformed: true };
+      return {
+        ok: false,
+        reason: `the request body cannot be read: ${state.why}`,
+        malformed: true,
+      };
     case 'too-large':
       return { ok: false, reason: `the request body is too large: ${state.why}`, malformed: true };
     case 'whole':
-      if (state.size > MAX_PARSED_BODY_BYTES) return { ok: false, reason: `the request body is larger than ${MAX_PARSED_BODY_BYTES} bytes`, malformed: false };
+      if (state.size > MAX_PARSED_BODY_BYTES)
+        return {
+          ok: false,
+          reason: `the request body is larger than ${MAX_PARSED_BODY_BYTES} bytes`,
+          malformed: false,
+        };
   }
   const typeProblem = jsonTypeProblem(request);
   if (typeProblem !== undefined) return { ok: false, reason: typeProblem, malformed: true };
@@ -127,9 +142,17 @@ function jsonTypeProblem(request: NormalizedRequest): string | undefined {
   const value = request.headers['content-type'];
   if (value === undefined) return undefined;
   const type = mediaType(request);
-  if (type !== 'application/json' && !type.endsWith('+json')) return 'the request body is read as JSON by body rules but its content type is not JSON';
+  if (type !== 'application/json' && !type.endsWith('+json'))
+    return 'the request body is read as JSON by body rules but its content type is not JSON';
   const charset = value.toLowerCase().indexOf('charset=');
   if (charset === -1) return undefined;
-  const name = value.slice(charset + 8).split(';')[0]!.trim().replaceAll('"', '').toLowerCase();
-  return name === 'utf-8' || name === 'utf8' ? undefined : 'the request body is JSON in a charset other than UTF-8';
+  const name = value
+    .slice(charset + 8)
+    .split(';')[0]!
+    .trim()
+    .replaceAll('"', '')
+    .toLowerCase();
+  return name === 'utf-8' || name === 'utf8'
+    ? undefined
+    : 'the request body is JSON in a charset other than UTF-8';
 }

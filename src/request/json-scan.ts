@@ -43,17 +43,18 @@ export function jsonAmbiguity(text: string): string | undefined {
       const key = escaped ? decodeString(text.slice(start, i + 1)) : text.slice(start + 1, i);
       if (key === undefined) return undefined;
       const folded = foldName(key);
-      let set = sets[depth];
+      const set = sets[depth];
       if (set === undefined) {
         for (let k = from; k < keys.length; k++) if (keys[k] === folded) return DUPLICATE;
         keys.push(folded);
-        if (keys.length - from > LINEAR_KEYS) sets[depth] = set = new Set(keys.slice(from));
+        if (keys.length - from > LINEAR_KEYS) sets[depth] = new Set(keys.slice(from));
       } else {
         if (set.has(folded)) return DUPLICATE;
         set.add(folded);
       }
     } else if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
-      if (starts.length >= MAX_BODY_DEPTH) return `the JSON body nests deeper than ${MAX_BODY_DEPTH} levels`;
+      if (starts.length >= MAX_BODY_DEPTH)
+        return `the JSON body nests deeper than ${MAX_BODY_DEPTH} levels`;
       expectKey = c === 0x7b;
       starts.push(expectKey ? keys.length : -1);
       sets.push(undefined);
@@ -70,7 +71,8 @@ export function jsonAmbiguity(text: string): string | undefined {
 }
 
 const LINEAR_KEYS = 16;
-const DUPLICATE = 'the JSON body repeats a key (or has two differing only in case), which parsers read differently';
+const DUPLICATE =
+  'the JSON body repeats a key (or has two differing only in case), which parsers read differently';
 
 function decodeString(literal: string): string | undefined {
   try {

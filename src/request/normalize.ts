@@ -62,10 +62,13 @@ interface Obj {
 }
 
 /** Stands in for a CheckRequest whose bytes did not decode. */
-export const UNDECODABLE: Readonly<Record<string, unknown>> = Object.freeze({ [Symbol.for('gatehouse.undecodable')]: true });
+export const UNDECODABLE: Readonly<Record<string, unknown>> = Object.freeze({
+  [Symbol.for('gatehouse.undecodable')]: true,
+});
 
 export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
-  if (checkRequest === UNDECODABLE) return { ok: false, reason: 'CheckRequest bytes could not be decoded' };
+  if (checkRequest === UNDECODABLE)
+    return { ok: false, reason: 'CheckRequest bytes could not be decoded' };
   const attributes = field(checkRequest, 'attributes');
   const http = field(field(attributes, 'request'), 'http');
   if (http === undefined) return tcpRequest(attributes);
@@ -81,19 +84,37 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
   const portError = authorityPortError(rawHost);
   if (portError !== undefined) return { ok: false, reason: portError };
   const host = normalizeHost(rawHost);
-  if (rawMethod === '' || !isToken(rawMethod)) return { ok: false, reason: 'request has no valid method', host };
+  if (rawMethod === '' || !isToken(rawMethod))
+    return { ok: false, reason: 'request has no valid method', host };
   if (rawPath === '') return { ok: false, reason: 'request has no path', host, method: rawMethod };
-  if (rawPath.length > MAX_PATH) return { ok: false, reason: 'request path is too long', host, method: rawMethod };
+  if (rawPath.length > MAX_PATH)
+    return { ok: false, reason: 'request path is too long', host, method: rawMethod };
 
   const path = normalizePath(stripQuery(rawPath));
-  if (typeof path !== 'string') return { ok: false, reason: path.error, host, method: rawMethod, path: clipText(stripQuery(rawPath)) };
+  if (typeof path !== 'string')
+    return {
+      ok: false,
+      reason: path.error,
+      host,
+      method: rawMethod,
+      path: clipText(stripQuery(rawPath)),
+    };
   const credential = credentialHeaderAmbiguity(headers) ?? repeatedCredentialLine(http);
-  if (credential !== undefined) return { ok: false, reason: credential, host, method: rawMethod, path };
+  if (credential !== undefined)
+    return { ok: false, reason: credential, host, method: rawMethod, path };
   const metadata = metadataOf(attributes);
-  if (metadata === undefined) return { ok: false, reason: 'metadata nests too deeply', host, method: rawMethod, path };
+  if (metadata === undefined)
+    return { ok: false, reason: 'metadata nests too deeply', host, method: rawMethod, path };
   // It selects the policy: too long to be a workload's ID is malformed, never "absent".
   const destinationPrincipal = str(field(field(attributes, 'destination'), 'principal'));
-  if (destinationPrincipal.length > MAX_PRINCIPAL) return { ok: false, reason: 'destination principal is too long', host, method: rawMethod, path };
+  if (destinationPrincipal.length > MAX_PRINCIPAL)
+    return {
+      ok: false,
+      reason: 'destination principal is too long',
+      host,
+      method: rawMethod,
+      path,
+    };
 
   return {
     ok: true,
@@ -125,8 +146,13 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
  */
 function tcpRequest(attributes: unknown): NormalizeResult {
   const destination = str(field(field(attributes, 'destination'), 'principal'));
-  if (destination === '') return { ok: false, reason: 'CheckRequest has no HTTP request attributes and no destination principal' };
-  if (destination.length > MAX_PRINCIPAL) return { ok: false, reason: 'destination principal is too long' };
+  if (destination === '')
+    return {
+      ok: false,
+      reason: 'CheckRequest has no HTTP request attributes and no destination principal',
+    };
+  if (destination.length > MAX_PRINCIPAL)
+    return { ok: false, reason: 'destination principal is too long' };
   const source = field(attributes, 'source');
   return {
     ok: true,
@@ -214,7 +240,8 @@ const MAX_METADATA_DEPTH = 32;
 function metadataOf(attributes: unknown): Readonly<Record<string, unknown>> | undefined {
   const filterMetadata = field(field(attributes, 'metadataContext'), 'filterMetadata');
   if (!isObj(filterMetadata)) return EMPTY_METADATA;
-  if (Object.getPrototypeOf(filterMetadata) === null) return filterMetadata as Record<string, unknown>;
+  if (Object.getPrototypeOf(filterMetadata) === null)
+    return filterMetadata as Record<string, unknown>;
   const out = Object.create(null) as Record<string, unknown>;
   for (const ns of Object.keys(filterMetadata as Obj)) {
     const value = jsonCopy((filterMetadata as Obj)[ns], 1);
@@ -227,7 +254,13 @@ function metadataOf(attributes: unknown): Readonly<Record<string, unknown>> | un
 const TOO_DEEP = Symbol('too deep');
 
 function jsonCopy(value: unknown, depth: number): unknown {
-  if (value === null || typeof value === 'string' || typeof value === 'boolean' || typeof value === 'number') return value;
+  if (
+    value === null ||
+    typeof value === 'string' ||
+    typeof value === 'boolean' ||
+    typeof value === 'number'
+  )
+    return value;
   if (typeof value !== 'object') return null;
   if (depth > MAX_METADATA_DEPTH) return TOO_DEEP;
   if (Array.isArray(value)) {
@@ -254,7 +287,8 @@ function traceparent(value: unknown): string | undefined {
   for (let i = 0; i < 55; i++) {
     const c = value.charCodeAt(i);
     const dash = i === 2 || i === 35 || i === 52;
-    if (dash ? c !== 0x2d : !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return undefined;
+    if (dash ? c !== 0x2d : !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66)))
+      return undefined;
   }
   return value;
 }
@@ -328,7 +362,9 @@ export function normalizePath(path: string): string | { error: string } {
       if (byte === 0x2f || byte === 0x5c || byte === 0x00 || byte === 0x3b) {
         return { error: "request path has an encoded slash, backslash, ';' or NUL" };
       }
-      decoded += path.slice(last, i) + (isUnreserved(byte) ? String.fromCharCode(byte) : `%${hex.toUpperCase()}`);
+      decoded +=
+        path.slice(last, i) +
+        (isUnreserved(byte) ? String.fromCharCode(byte) : `%${hex.toUpperCase()}`);
       last = i + 3;
       i += 2;
     }
@@ -336,11 +372,19 @@ export function normalizePath(path: string): string | { error: string } {
   }
   for (let i = 0; i < out.length; i++) {
     const c = out.charCodeAt(i);
-    if (c === 0x5c || c < 0x21 || c === 0x7f) return { error: 'request path has a backslash, space or control character' };
-    if (c === 0x3b) return { error: "request path has a ';' parameter, which Tomcat and Jetty strip before routing" };
-    if (c === 0x2f && out.charCodeAt(i + 1) === 0x2f) return { error: "request path has an empty segment ('//'), which nginx, Tomcat and Jetty merge" };
+    if (c === 0x5c || c < 0x21 || c === 0x7f)
+      return { error: 'request path has a backslash, space or control character' };
+    if (c === 0x3b)
+      return {
+        error: "request path has a ';' parameter, which Tomcat and Jetty strip before routing",
+      };
+    if (c === 0x2f && out.charCodeAt(i + 1) === 0x2f)
+      return {
+        error: "request path has an empty segment ('//'), which nginx, Tomcat and Jetty merge",
+      };
   }
-  if (out.includes('/.') && hasDotSegment(out)) return { error: "request path has a '.' or '..' segment" };
+  if (out.includes('/.') && hasDotSegment(out))
+    return { error: "request path has a '.' or '..' segment" };
   return out;
 }
 
@@ -350,7 +394,11 @@ function hasDotSegment(path: string): boolean {
     let end = path.indexOf('/', start);
     if (end === -1) end = path.length;
     const len = end - start;
-    if ((len === 1 && path.charCodeAt(start) === 0x2e) || (len === 2 && path.startsWith('..', start))) return true;
+    if (
+      (len === 1 && path.charCodeAt(start) === 0x2e) ||
+      (len === 2 && path.startsWith('..', start))
+    )
+      return true;
     start = end + 1;
   }
   return false;
@@ -361,7 +409,15 @@ function isHex(c: number): boolean {
 }
 
 function isUnreserved(c: number): boolean {
-  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e;
+  return (
+    (c >= 0x41 && c <= 0x5a) ||
+    (c >= 0x61 && c <= 0x7a) ||
+    (c >= 0x30 && c <= 0x39) ||
+    c === 0x2d ||
+    c === 0x2e ||
+    c === 0x5f ||
+    c === 0x7e
+  );
 }
 
 /** RFC 9110 token. */
@@ -369,7 +425,11 @@ function isToken(s: string): boolean {
   if (s.length > 32) return false;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    const ok = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || '!#$%&\'*+-.^_`|~'.includes(s[i]!);
+    const ok =
+      (c >= 0x41 && c <= 0x5a) ||
+      (c >= 0x61 && c <= 0x7a) ||
+      (c >= 0x30 && c <= 0x39) ||
+      "!#$%&'*+-.^_`|~".includes(s[i]!);
     if (!ok) return false;
   }
   return true;

@@ -8,7 +8,8 @@ let root: protobuf.Root | undefined;
 function checkRequestType(): protobuf.Type {
   if (!root) {
     root = new protobuf.Root();
-    root.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target));
+    root.resolvePath = (_origin, target) =>
+      path.isAbsolute(target) ? target : path.join(PROTO_ROOT, target);
     root.loadSync('envoy/service/auth/v3/external_auth.proto', { keepCase: false });
     root.resolveAll();
   }
@@ -28,13 +29,25 @@ export function checkRequestFromJson(json: unknown): unknown {
   return decodeCheckRequest(type.encode(message).finish());
 }
 
-function toProtobufJsObject(type: protobuf.Type, json: unknown, where: string): Record<string, unknown> {
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error(`${where} must be a JSON object`);
+function toProtobufJsObject(
+  type: protobuf.Type,
+  json: unknown,
+  where: string,
+): Record<string, unknown> {
+  if (json === null || typeof json !== 'object' || Array.isArray(json))
+    throw new Error(`${where} must be a JSON object`);
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(json as Record<string, unknown>)) {
     // Own properties only: `constructor` or `__proto__` must not reach protobufjs as a field.
-    const field = Object.hasOwn(type.fields, key) ? type.fields[key] : Object.hasOwn(type.fields, camel(key)) ? type.fields[camel(key)] : undefined;
-    if (field === undefined) throw new Error(`${where}.${key.slice(0, 64)} is not a field of ${messageName(type)} (it has: ${Object.keys(type.fields).join(', ')})`);
+    const field = Object.hasOwn(type.fields, key)
+      ? type.fields[key]
+      : Object.hasOwn(type.fields, camel(key))
+        ? type.fields[camel(key)]
+        : undefined;
+    if (field === undefined)
+      throw new Error(
+        `${where}.${key.slice(0, 64)} is not a field of ${messageName(type)} (it has: ${Object.keys(type.fields).join(', ')})`,
+      );
     if (value === null) continue;
     field.resolve();
     out[field.name] = convertField(field, value, `${where}.${key}`);
@@ -47,8 +60,14 @@ function convertField(field: protobuf.Field, value: unknown, where: string): unk
   if (!(target instanceof protobuf.Type)) return value;
   const one = (v: unknown, w: string): unknown => convertMessage(target, v, w);
   if (field instanceof protobuf.MapField) {
-    if (value === null || typeof value !== 'object') throw new Error(`${where} must be a JSON object`);
-    return Object.fromEntries(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, one(v, `${where}.${k}`)]));
+    if (value === null || typeof value !== 'object')
+      throw new Error(`${where} must be a JSON object`);
+    return Object.fromEntries(
+      Object.entries(value as Record<string, unknown>).map(([k, v]) => [
+        k,
+        one(v, `${where}.${k}`),
+      ]),
+    );
   }
   if (field.repeated) {
     if (!Array.isArray(value)) throw new Error(`${where} must be a JSON array`);
@@ -73,7 +92,8 @@ function convertMessage(type: protobuf.Type, value: unknown, where: string): unk
 }
 
 function toStruct(value: unknown, where: string): unknown {
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error(`${where} must be a JSON object`);
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new Error(`${where} must be a JSON object`);
   return { fields: Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toValue(v)])) };
 }
 
@@ -89,7 +109,8 @@ function toValue(v: unknown): unknown {
 /** `AttributeContext.Peer`: the nested message name without its package. */
 function messageName(type: protobuf.Type): string {
   const parts = [type.name];
-  for (let parent = type.parent; parent instanceof protobuf.Type; parent = parent.parent) parts.unshift(parent.name);
+  for (let parent = type.parent; parent instanceof protobuf.Type; parent = parent.parent)
+    parts.unshift(parent.name);
   return parts.join('.');
 }
 

@@ -8,7 +8,8 @@
 /** Pairs read at most; a query with more is refused. The path bound (8 KiB) bounds the text. */
 export const MAX_QUERY_PAIRS = 100;
 
-export type QueryResult = { ok: true; value: ReadonlyMap<string, string> } | { ok: false; reason: string };
+export type QueryResult =
+  { ok: true; value: ReadonlyMap<string, string> } | { ok: false; reason: string };
 
 /**
  * application/x-www-form-urlencoded query text → name → value. The first value of a
@@ -17,7 +18,11 @@ export type QueryResult = { ok: true; value: ReadonlyMap<string, string> } | { o
  */
 export function readQuery(raw: string): QueryResult {
   // `??debug=1`: URLSearchParams drops one leading '?' from its text, URL's own parse keeps it.
-  if (raw.charCodeAt(0) === 0x3f) return { ok: false, reason: "the query starts with '?', which some readers drop and others keep" };
+  if (raw.charCodeAt(0) === 0x3f)
+    return {
+      ok: false,
+      reason: "the query starts with '?', which some readers drop and others keep",
+    };
   const out = new Map<string, string>();
   let start = 0;
   let pairs = 0;
@@ -25,12 +30,21 @@ export function readQuery(raw: string): QueryResult {
     let amp = raw.indexOf('&', start);
     if (amp === -1) amp = raw.length;
     if (amp > start) {
-      if (++pairs > MAX_QUERY_PAIRS) return { ok: false, reason: `the query has more than ${MAX_QUERY_PAIRS} pairs, more than a condition reads` };
+      if (++pairs > MAX_QUERY_PAIRS)
+        return {
+          ok: false,
+          reason: `the query has more than ${MAX_QUERY_PAIRS} pairs, more than a condition reads`,
+        };
       const eq = raw.indexOf('=', start);
       const split = eq !== -1 && eq < amp;
       const name = formDecode(raw.slice(start, split ? eq : amp));
       const value = split ? formDecode(raw.slice(eq + 1, amp)) : '';
-      if (name === undefined || value === undefined) return { ok: false, reason: 'the query has an escape that does not percent-decode, which upstreams read differently' };
+      if (name === undefined || value === undefined)
+        return {
+          ok: false,
+          reason:
+            'the query has an escape that does not percent-decode, which upstreams read differently',
+        };
       if (!out.has(name)) out.set(name, value);
     }
     start = amp + 1;

@@ -4,7 +4,12 @@ import type { Decision } from '../pipeline/decision';
 const OVERWRITE_IF_EXISTS_OR_ADD = 2;
 
 /** google.rpc.Code values carried in CheckResponse.status. */
-export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;
+export const RPC_CODE = {
+  OK: 0,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  UNAUTHENTICATED: 16,
+} as const;
 
 const RPC_CODE_FOR_STATUS: Record<number, number> = {
   401: RPC_CODE.UNAUTHENTICATED,
@@ -26,7 +31,11 @@ export interface HeaderOption {
 /** The wire shape of envoy.service.auth.v3.CheckResponse for proto-loader (camelCase). */
 export interface CheckResponseMessage {
   status: { code: number; message: string };
-  okResponse?: { headers: HeaderOption[]; headersToRemove: readonly string[]; responseHeadersToAdd: HeaderOption[] };
+  okResponse?: {
+    headers: HeaderOption[];
+    headersToRemove: readonly string[];
+    responseHeadersToAdd: HeaderOption[];
+  };
   deniedResponse?: { status: { code: number }; headers: HeaderOption[]; body: string };
 }
 
@@ -50,8 +59,13 @@ export function allowHeaders(decision: Decision): { upstream: HeaderPair[]; clie
 }
 
 export function denyHeaders(decision: Decision): HeaderPair[] {
-  const headers: HeaderPair[] = [['content-type', 'application/json'], ['x-gatehouse-decision', decision.id], ...rateLimitHeaders(decision)];
-  if (decision.status === 429) headers.push(['retry-after', String(Math.max(1, decision.limit?.retryAfterSeconds ?? 1))]);
+  const headers: HeaderPair[] = [
+    ['content-type', 'application/json'],
+    ['x-gatehouse-decision', decision.id],
+    ...rateLimitHeaders(decision),
+  ];
+  if (decision.status === 429)
+    headers.push(['retry-after', String(Math.max(1, decision.limit?.retryAfterSeconds ?? 1))]);
   return headers;
 }
 
@@ -69,8 +83,15 @@ export function toCheckResponse(decision: Decision): CheckResponseMessage {
     };
   }
   return {
-    status: { code: RPC_CODE_FOR_STATUS[decision.status] ?? RPC_CODE.PERMISSION_DENIED, message: decision.reason },
-    deniedResponse: { status: { code: decision.status }, headers: denyHeaders(decision).map(header), body: denyBody(decision) },
+    status: {
+      code: RPC_CODE_FOR_STATUS[decision.status] ?? RPC_CODE.PERMISSION_DENIED,
+      message: decision.reason,
+    },
+    deniedResponse: {
+      status: { code: decision.status },
+      headers: denyHeaders(decision).map(header),
+      body: denyBody(decision),
+    },
   };
 }
 
@@ -93,7 +114,11 @@ export function headersToRemove(decision: Decision): readonly string[] {
 
 /** The JSON body of a denial. Built from the reason only, which never holds a credential. */
 export function denyBody(decision: Decision): string {
-  return JSON.stringify({ error: ERROR_FOR_STATUS[decision.status] ?? 'forbidden', reason: decision.reason, decision_id: decision.id });
+  return JSON.stringify({
+    error: ERROR_FOR_STATUS[decision.status] ?? 'forbidden',
+    reason: decision.reason,
+    decision_id: decision.id,
+  });
 }
 
 function rateLimitHeaders(decision: Decision): HeaderPair[] {

@@ -15,7 +15,11 @@ import { UNDECODABLE } from '../request/normalize';
  */
 export interface AskerOptions {
   /** Serve the Check port over TLS and require client certificates signed by `clientCaFile`. */
-  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly clientCaFile: string };
+  readonly tls?: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    readonly clientCaFile: string;
+  };
   /** SPIFFE ID patterns of the proxies that may ask (`--askers`); empty: any authenticated asker. */
   readonly askers: readonly string[];
   /** Askers that may ask about any destination (`--gateway-askers`): ingress gateways. */
@@ -37,12 +41,22 @@ export interface AskerRefusal {
 
 /** Whether any asker control is configured; without it the port is open, as before. */
 export function askerControlConfigured(options: AskerOptions | undefined): options is AskerOptions {
-  return options !== undefined && (options.tls !== undefined || options.fromXfcc || options.askers.length > 0 || options.gateways.length > 0);
+  return (
+    options !== undefined &&
+    (options.tls !== undefined ||
+      options.fromXfcc ||
+      options.askers.length > 0 ||
+      options.gateways.length > 0)
+  );
 }
 
 /** Flags that make no sense together, as a start-up error; undefined when sound. */
 export function askerOptionsProblem(options: AskerOptions): string | undefined {
-  if ((options.askers.length > 0 || options.gateways.length > 0) && options.tls === undefined && !options.fromXfcc) {
+  if (
+    (options.askers.length > 0 || options.gateways.length > 0) &&
+    options.tls === undefined &&
+    !options.fromXfcc
+  ) {
     return '--askers and --gateway-askers need a way to identify askers: --tls-cert/--tls-key/--client-ca, or --asker-from-xfcc';
   }
   for (const pattern of [...options.askers, ...options.gateways]) {
@@ -74,10 +88,18 @@ export class AskerGate {
   }
 
   /** HTTPS server options for the HTTP mode: client certificates required; undefined without --tls-cert. */
-  httpsOptions(): { cert: Buffer; key: Buffer; ca: Buffer; requestCert: true; rejectUnauthorized: true } | undefined {
+  httpsOptions():
+    | { cert: Buffer; key: Buffer; ca: Buffer; requestCert: true; rejectUnauthorized: true }
+    | undefined {
     const tls = this.options.tls;
     if (tls === undefined) return undefined;
-    return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), ca: readFileSync(tls.clientCaFile), requestCert: true, rejectUnauthorized: true };
+    return {
+      cert: readFileSync(tls.certFile),
+      key: readFileSync(tls.keyFile),
+      ca: readFileSync(tls.clientCaFile),
+      requestCert: true,
+      rejectUnauthorized: true,
+    };
   }
 
   /**
@@ -102,11 +124,15 @@ export class AskerGate {
   private judge(asker: string | undefined, request: unknown): AskerRefusal | undefined {
     if (asker === undefined) return { reason: 'no_asker_identity', asker, destination: undefined };
     const parsed = parseSpiffeId(asker);
-    if (!parsed.ok) return { reason: 'no_asker_identity', asker: undefined, destination: undefined };
-    if (this.askers.length > 0 && !this.askers.some((p) => p.matches(parsed.value))) return { reason: 'asker_not_listed', asker, destination: undefined };
+    if (!parsed.ok)
+      return { reason: 'no_asker_identity', asker: undefined, destination: undefined };
+    if (this.askers.length > 0 && !this.askers.some((p) => p.matches(parsed.value)))
+      return { reason: 'asker_not_listed', asker, destination: undefined };
     if (this.gateways.some((p) => p.matches(parsed.value))) return undefined;
     const destination = destinationOf(request);
-    return destination === asker ? undefined : { reason: 'not_own_destination', asker, destination };
+    return destination === asker
+      ? undefined
+      : { reason: 'not_own_destination', asker, destination };
   }
 
   private askerOf(call: grpc.ServerUnaryCall<unknown, unknown>): string | undefined {
@@ -119,14 +145,22 @@ export class AskerGate {
       if (values.length !== 1 || typeof values[0] !== 'string') return undefined;
       // Our sidecar (SANITIZE_SET) writes exactly one element; a second means another hop added one: believe none.
       const elements = parseXfcc(values[0]);
-      return elements.ok && elements.value.length === 1 && elements.value[0]!.uri.length === 1 ? elements.value[0]!.uri[0] : undefined;
+      return elements.ok && elements.value.length === 1 && elements.value[0]!.uri.length === 1
+        ? elements.value[0]!.uri[0]
+        : undefined;
     }
     return undefined;
   }
 }
 
-export function serverTlsCredentials(tls: NonNullable<AskerOptions['tls']>): grpc.ServerCredentials {
-  return grpc.ServerCredentials.createSsl(readFileSync(tls.clientCaFile), [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile) }], true);
+export function serverTlsCredentials(
+  tls: NonNullable<AskerOptions['tls']>,
+): grpc.ServerCredentials {
+  return grpc.ServerCredentials.createSsl(
+    readFileSync(tls.clientCaFile),
+    [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile) }],
+    true,
+  );
 }
 
 /** The one SPIFFE URI SAN of a certificate (`URI:spiffe://…` in Node's subjectaltname); undefined when none or several. */
@@ -143,7 +177,8 @@ export function spiffeUriSan(subjectaltname: string | undefined): string | undef
 
 function destinationOf(request: unknown): string | undefined {
   if (request === UNDECODABLE || typeof request !== 'object' || request === null) return undefined;
-  const attributes = (request as { attributes?: { destination?: { principal?: unknown } } }).attributes;
+  const attributes = (request as { attributes?: { destination?: { principal?: unknown } } })
+    .attributes;
   const principal = attributes?.destination?.principal;
   return typeof principal === 'string' && principal !== '' ? principal : undefined;
 }

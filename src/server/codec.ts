@@ -22,7 +22,10 @@ class StrictReader extends Reader {
   override string(): string {
     const length = this.uint32();
     const start = this.pos;
-    if (start + length > this.len) throw new RangeError(`string of ${length} bytes runs past the message (${this.len - start} left)`);
+    if (start + length > this.len)
+      throw new RangeError(
+        `string of ${length} bytes runs past the message (${this.len - start} left)`,
+      );
     this.pos = start + length;
     return Buffer.prototype.utf8Slice.call(this.buf, start, this.pos);
   }
@@ -30,7 +33,9 @@ class StrictReader extends Reader {
 
 /** envoy.service.auth.v3.CheckRequest: 1 attributes. */
 export function decodeCheckRequest(bytes: Uint8Array): Obj {
-  const r = new StrictReader(Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  const r = new StrictReader(
+    Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+  );
   const out: Obj = {};
   while (r.pos < r.len) {
     const tag = r.uint32();
@@ -65,7 +70,11 @@ function decodeAttributes(r: Reader, length: number): Obj {
         readStringEntry(r, extensions);
         break;
       case (11 << 3) | 2:
-        out['metadataContext'] = decodeMetadata(r, r.uint32(), out['metadataContext'] as Obj | undefined);
+        out['metadataContext'] = decodeMetadata(
+          r,
+          r.uint32(),
+          out['metadataContext'] as Obj | undefined,
+        );
         break;
       default:
         r.skipType(tag & 7);
@@ -84,7 +93,8 @@ function decodePeer(r: Reader, length: number): Obj {
     const tag = r.uint32();
     if (tag === ((4 << 3) | 2)) out['principal'] = r.string();
     else if (tag === ((5 << 3) | 2)) out['certificate'] = r.string();
-    else if (tag === ((3 << 3) | 2)) readStringEntry(r, (labels ??= Object.create(null) as Record<string, string>));
+    else if (tag === ((3 << 3) | 2))
+      readStringEntry(r, (labels ??= Object.create(null) as Record<string, string>));
     else r.skipType(tag & 7);
   }
   if (labels) out['labels'] = labels;
@@ -295,7 +305,11 @@ const CREDENTIAL_HEADERS = new Set(['authorization', 'x-forwarded-client-cert'])
  * HeaderMap: 1 repeated HeaderValue (1 key, 2 value, 3 raw_value bytes). Returns the name of a
  * credential header that came on more than one line, for normalisation to refuse.
  */
-function decodeHeaderMap(r: Reader, length: number, headers: Record<string, string>): string | undefined {
+function decodeHeaderMap(
+  r: Reader,
+  length: number,
+  headers: Record<string, string>,
+): string | undefined {
   let repeatedCredential: string | undefined;
   const end = r.pos + length;
   while (r.pos < end) {
@@ -332,7 +346,11 @@ export function encodeCheckResponse(m: CheckResponseMessage): Buffer {
   if (m.deniedResponse) {
     const d = m.deniedResponse;
     w.uint32((2 << 3) | 2).fork();
-    w.uint32((1 << 3) | 2).fork().uint32((1 << 3) | 0).int32(d.status.code).ldelim(); // HttpStatus.code
+    w.uint32((1 << 3) | 2)
+      .fork()
+      .uint32((1 << 3) | 0)
+      .int32(d.status.code)
+      .ldelim(); // HttpStatus.code
     for (const h of d.headers) writeHeaderOption(w, 2, h);
     if (d.body !== '') w.uint32((3 << 3) | 2).string(d.body);
     w.ldelim();
@@ -350,7 +368,13 @@ export function encodeCheckResponse(m: CheckResponseMessage): Buffer {
 /** HeaderValueOption: 1 header (HeaderValue: 1 key, 2 value), 3 append_action; `append` (2) stays unset. */
 function writeHeaderOption(w: Writer, field: number, h: HeaderOption): void {
   w.uint32((field << 3) | 2).fork();
-  w.uint32((1 << 3) | 2).fork().uint32((1 << 3) | 2).string(h.header.key).uint32((2 << 3) | 2).string(h.header.value).ldelim();
+  w.uint32((1 << 3) | 2)
+    .fork()
+    .uint32((1 << 3) | 2)
+    .string(h.header.key)
+    .uint32((2 << 3) | 2)
+    .string(h.header.value)
+    .ldelim();
   if (h.appendAction !== 0) w.uint32((3 << 3) | 0).int32(h.appendAction);
   w.ldelim();
 }

@@ -8,7 +8,13 @@ import { loadProtos } from './protos';
 import { UNDECODABLE } from '../request/normalize';
 import { httpListenHost } from './listen-address';
 import type { AskerGate } from './askers';
-import { ConnectionGate, DEFAULT_TRANSPORT_LIMITS, grpcServerOptions, type RefusedConnection, type TransportLimits } from './limits';
+import {
+  ConnectionGate,
+  DEFAULT_TRANSPORT_LIMITS,
+  grpcServerOptions,
+  type RefusedConnection,
+  type TransportLimits,
+} from './limits';
 import { LoadShedder } from './shedding';
 
 export interface GrpcServerOptions {
@@ -46,8 +52,15 @@ export class GrpcServer {
     const protos = loadProtos();
     this.server.addService(tolerantDecoding(protos.authorization), { Check: this.check });
     this.server.addService(protos.health, this.health.handlers());
-    const injector = this.server.createConnectionInjector(options.askers?.credentials() ?? grpc.ServerCredentials.createInsecure());
-    this.gate = new ConnectionGate((socket) => injector.injectConnection(socket), limits, log, options.onConnectionRefused ? { onRefused: options.onConnectionRefused } : {});
+    const injector = this.server.createConnectionInjector(
+      options.askers?.credentials() ?? grpc.ServerCredentials.createInsecure(),
+    );
+    this.gate = new ConnectionGate(
+      (socket) => injector.injectConnection(socket),
+      limits,
+      log,
+      options.onConnectionRefused ? { onRefused: options.onConnectionRefused } : {},
+    );
   }
 
   get port(): number {
@@ -87,9 +100,16 @@ export class GrpcServer {
     this.shedder?.close();
   }
 
-  private readonly check = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>): void => {
+  private readonly check = (
+    call: grpc.ServerUnaryCall<unknown, unknown>,
+    callback: grpc.sendUnaryData<unknown>,
+  ): void => {
     // Before the engine: a refused asker changes no state and leaves no decision record.
-    if (this.options.askers?.refuse(call)) return callback({ code: grpc.status.PERMISSION_DENIED, details: 'asker is not authorised to ask about this destination' });
+    if (this.options.askers?.refuse(call))
+      return callback({
+        code: grpc.status.PERMISSION_DENIED,
+        details: 'asker is not authorised to ask about this destination',
+      });
     const unavailable = this.options.unavailable?.();
     if (unavailable !== undefined) {
       callback({ code: grpc.status.UNAVAILABLE, details: unavailable });
@@ -100,9 +120,18 @@ export class GrpcServer {
     if (shedder) {
       const deadline = call.getDeadline();
       // A call Envoy has already reset (its timeout passed while the check queued) has no reader.
-      const refused = call.cancelled ? 'deadline' : shedder.refuse(deadline instanceof Date ? deadline.getTime() : deadline);
+      const refused = call.cancelled
+        ? 'deadline'
+        : shedder.refuse(deadline instanceof Date ? deadline.getTime() : deadline);
       if (refused !== undefined) {
-        callback(refused === 'deadline' ? { code: grpc.status.DEADLINE_EXCEEDED, details: 'deadline passed before the check could be decided' } : { code: grpc.status.RESOURCE_EXHAUSTED, details: 'overloaded: check refused' });
+        callback(
+          refused === 'deadline'
+            ? {
+                code: grpc.status.DEADLINE_EXCEEDED,
+                details: 'deadline passed before the check could be decided',
+              }
+            : { code: grpc.status.RESOURCE_EXHAUSTED, details: 'overloaded: check refused' },
+        );
         return;
       }
       done = shedder.begin();

@@ -31,9 +31,13 @@ export class HealthService {
 
   handlers(): grpc.UntypedServiceImplementation {
     return {
-      Check: (call: grpc.ServerUnaryCall<{ service?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      Check: (
+        call: grpc.ServerUnaryCall<{ service?: string }, unknown>,
+        callback: grpc.sendUnaryData<unknown>,
+      ) => {
         const status = this.statusOf(call.request.service);
-        if (status === SERVICE_UNKNOWN) callback({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
+        if (status === SERVICE_UNKNOWN)
+          callback({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
         else callback(null, { status });
       },
       Watch: (call: Watcher) => {

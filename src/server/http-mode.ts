@@ -45,7 +45,10 @@ export interface HttpModeOptions {
 
 export const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
 
-const ORIGINAL: Record<Exclude<HttpDialect, 'envoy'>, { method: string; uri: string; host: string }> = {
+const ORIGINAL: Record<
+  Exclude<HttpDialect, 'envoy'>,
+  { method: string; uri: string; host: string }
+> = {
   nginx: { method: 'x-original-method', uri: 'x-original-uri', host: 'x-original-host' },
   traefik: { method: 'x-forwarded-method', uri: 'x-forwarded-uri', host: 'x-forwarded-host' },
 };
@@ -64,13 +67,18 @@ export class HttpAuthServer {
   ) {
     this.maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     // NaN or a negative bound would silently disable the bound itself (every comparison false).
-    if (!Number.isSafeInteger(this.maxBodyBytes) || this.maxBodyBytes < 0) throw new RangeError(`maxBodyBytes must be a non-negative integer, not ${options.maxBodyBytes}`);
+    if (!Number.isSafeInteger(this.maxBodyBytes) || this.maxBodyBytes < 0)
+      throw new RangeError(
+        `maxBodyBytes must be a non-negative integer, not ${options.maxBodyBytes}`,
+      );
     const headersTimeout = options.headersTimeoutMs ?? 5000;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       if (options.askers?.refuseHttp(req.socket)) {
         // Never reaches the engine: no state changes and no decision record for a refused asker.
         req.resume();
-        res.writeHead(403, { 'content-type': 'application/json' }).end('{"error":"forbidden","reason":"asker is not authorised to ask"}');
+        res
+          .writeHead(403, { 'content-type': 'application/json' })
+          .end('{"error":"forbidden","reason":"asker is not authorised to ask"}');
         return;
       }
       if (!announcesBody(req)) {
@@ -85,8 +93,15 @@ export class HttpAuthServer {
     // The checker runs often enough that a silent connection is closed near headersTimeout, not 30 s later.
     const requestTimeout = Math.max(10_000, headersTimeout);
     // requestTimeout is given at creation: node refuses a headersTimeout above it (default 300 s).
-    const serverOptions = { maxHeaderSize: 64 * 1024, headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1000, headersTimeout) };
-    this.server = tls ? https.createServer({ ...tls, ...serverOptions }, handler) : http.createServer(serverOptions, handler);
+    const serverOptions = {
+      maxHeaderSize: 64 * 1024,
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: Math.min(1000, headersTimeout),
+    };
+    this.server = tls
+      ? https.createServer({ ...tls, ...serverOptions }, handler)
+      : http.createServer(serverOptions, handler);
     this.server.maxConnections = options.maxConnections ?? 1024;
     this.server.keepAliveTimeout = 65_000;
   }
@@ -124,7 +139,12 @@ export class HttpAuthServer {
     });
   }
 
-  private decide(req: http.IncomingMessage, res: http.ServerResponse, body: string | undefined, partial: boolean): void {
+  private decide(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: string | undefined,
+    partial: boolean,
+  ): void {
     if (this.options.unavailable?.() !== undefined) {
       res.writeHead(503, { 'content-length': '0' }).end();
       return;
@@ -152,7 +172,10 @@ export class HttpAuthServer {
       req.off('data', onData);
       req.off('end', onEnd);
       // A declared length means a body even if empty here; chunked framing only if data came.
-      const body = size > 0 || hasContentLength(req) ? Buffer.concat(chunks, size).toString('utf8') : undefined;
+      const body =
+        size > 0 || hasContentLength(req)
+          ? Buffer.concat(chunks, size).toString('utf8')
+          : undefined;
       this.decide(req, res, body, partial);
     };
     const onData = (chunk: Buffer): void => {
@@ -174,7 +197,11 @@ export class HttpAuthServer {
   }
 
   /** The CheckRequest Envoy would have sent for this request, so the engine sees one shape. */
-  private checkRequest(req: http.IncomingMessage, body: string | undefined, partial: boolean): unknown {
+  private checkRequest(
+    req: http.IncomingMessage,
+    body: string | undefined,
+    partial: boolean,
+  ): unknown {
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers[key] = Array.isArray(value) ? value.join(',') : value;
@@ -192,7 +219,9 @@ export class HttpAuthServer {
       path = headers[names.uri] ?? '';
       host = headers[names.host] ?? host;
     }
-    const certificate = this.options.certificateHeader ? (headers[this.options.certificateHeader] ?? '') : '';
+    const certificate = this.options.certificateHeader
+      ? (headers[this.options.certificateHeader] ?? '')
+      : '';
     headers[':authority'] = host;
     headers[':method'] = method;
     headers[':path'] = path;
@@ -200,7 +229,9 @@ export class HttpAuthServer {
     if (partial) headers['x-envoy-auth-partial-body'] = 'true';
     const httpRequest: Record<string, unknown> = { method, path, host, headers };
     if (body !== undefined) httpRequest['body'] = body;
-    return { attributes: { source: certificate ? { certificate } : {}, request: { http: httpRequest } } };
+    return {
+      attributes: { source: certificate ? { certificate } : {}, request: { http: httpRequest } },
+    };
   }
 
   private respond(res: http.ServerResponse, decision: Decision): void {
@@ -211,7 +242,8 @@ export class HttpAuthServer {
       for (const [k, v] of client) res.setHeader(k, v);
       // Envoy consumes this control header and strips the listed headers upstream.
       const remove = headersToRemove(decision);
-      if (this.options.dialect === 'envoy' && remove.length > 0) res.setHeader('x-envoy-auth-headers-to-remove', remove.join(', '));
+      if (this.options.dialect === 'envoy' && remove.length > 0)
+        res.setHeader('x-envoy-auth-headers-to-remove', remove.join(', '));
       res.writeHead(200, { 'content-length': '0' });
       res.end();
       return;
@@ -236,5 +268,8 @@ function hasContentLength(req: http.IncomingMessage): boolean {
 
 /** JSON with every non-ASCII character escaped, so it is a valid header value. */
 function asciiJson(json: string): string {
-  return json.replace(/[^\x20-\x7e]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return json.replace(
+    /[^\x20-\x7e]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }

@@ -40,6 +40,11 @@ export function loadProtos(): LoadedProtos {
   };
   const AuthorizationClient = loaded.envoy.service.auth.v3.Authorization;
   const HealthClient = loaded.grpc.health.v1.Health;
-  cached = { authorization: AuthorizationClient.service, health: HealthClient.service, AuthorizationClient, HealthClient };
+  cached = {
+    authorization: AuthorizationClient.service,
+    health: HealthClient.service,
+    AuthorizationClient,
+    HealthClient,
+  };
   return cached;
 }

@@ -48,7 +48,8 @@ export class LoadShedder {
         const now = performance.now();
         if (now - expected > options.maxEventLoopLagMs) this.laggingSince ??= now;
         else this.laggingSince = undefined;
-        this.overloaded = this.laggingSince !== undefined && now - this.laggingSince >= OVERLOAD_SUSTAIN_MS;
+        this.overloaded =
+          this.laggingSince !== undefined && now - this.laggingSince >= OVERLOAD_SUSTAIN_MS;
         expected = now + LAG_SAMPLE_MS;
       }, LAG_SAMPLE_MS);
       this.sampler.unref();
@@ -62,8 +63,10 @@ export class LoadShedder {
   /** Why a check arriving now, due by `deadlineMs` (epoch ms; Infinity without one), is not decided; undefined to go ahead. */
   refuse(deadlineMs: number): ShedReason | undefined {
     let reason: ShedReason | undefined;
-    if (deadlineMs !== Infinity && deadlineMs - Date.now() <= this.expectedDurationMs) reason = 'deadline';
-    else if (this.options.maxInFlight > 0 && this.inFlightCount >= this.options.maxInFlight) reason = 'in_flight';
+    if (deadlineMs !== Infinity && deadlineMs - Date.now() <= this.expectedDurationMs)
+      reason = 'deadline';
+    else if (this.options.maxInFlight > 0 && this.inFlightCount >= this.options.maxInFlight)
+      reason = 'in_flight';
     else if (this.overloaded) reason = 'event_loop_lag';
     if (reason !== undefined) this.onShed(reason);
     return reason;
@@ -75,7 +78,8 @@ export class LoadShedder {
     const started = performance.now();
     return () => {
       this.inFlightCount--;
-      this.expectedDurationMs += (performance.now() - started - this.expectedDurationMs) * DURATION_WEIGHT;
+      this.expectedDurationMs +=
+        (performance.now() - started - this.expectedDurationMs) * DURATION_WEIGHT;
     };
   }
 

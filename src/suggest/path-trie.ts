@@ -111,7 +111,10 @@ function segmentsOf(path: string): string[] {
 /** Numbers, UUIDs, long hex, and long mixed letter-digit tokens: values, not names. */
 export function isIdLike(segment: string): boolean {
   if (segment.length === 0) return false;
-  let digits = 0, letters = 0, hex = 0, dashes = 0;
+  let digits = 0,
+    letters = 0,
+    hex = 0,
+    dashes = 0;
   for (let i = 0; i < segment.length; i++) {
     const c = segment.charCodeAt(i);
     if (c >= 0x30 && c <= 0x39) digits++;

@@ -15,9 +15,22 @@ export function policyYaml(policy: SuggestedPolicy, suggestion: Suggestion): str
     '# Least privilege: only the callers, methods and paths seen. Review it, then roll it out in',
     '# dry-run first and replay the audit log against it (`gatehouse replay`).',
   ];
-  if (suggestion.anonymous > 0) lines.push(`# ${n(suggestion.anonymous)} allowed requests had no verified caller; no rule admits those.`);
-  lines.push('apiVersion: gatehouse/v1', 'kind: ServicePolicy', 'metadata:', `  name: ${policy.name}`, 'spec:');
-  if (policy.workload !== null) lines.push('  # the destination workload the requests went to (Envoy\'s destination.principal)', `  workloads: [${q(policy.workload)}]`);
+  if (suggestion.anonymous > 0)
+    lines.push(
+      `# ${n(suggestion.anonymous)} allowed requests had no verified caller; no rule admits those.`,
+    );
+  lines.push(
+    'apiVersion: gatehouse/v1',
+    'kind: ServicePolicy',
+    'metadata:',
+    `  name: ${policy.name}`,
+    'spec:',
+  );
+  if (policy.workload !== null)
+    lines.push(
+      "  # the destination workload the requests went to (Envoy's destination.principal)",
+      `  workloads: [${q(policy.workload)}]`,
+    );
   lines.push('  hosts:');
   for (const [host, count] of policy.hosts) lines.push(`    - ${q(host)}   # ${requests(count)}`);
   lines.push('  mode: enforce', '  rules:');
@@ -29,13 +42,20 @@ export function policyYaml(policy: SuggestedPolicy, suggestion: Suggestion): str
       `      paths: [${q(rule.pattern)}]`,
       '      allow:',
     );
-    for (const [caller, e] of rule.callers) lines.push(`        - ${q(caller)}   # ${requests(e.count)}`);
+    for (const [caller, e] of rule.callers)
+      lines.push(`        - ${q(caller)}   # ${requests(e.count)}`);
   }
   return `${lines.join('\n')}\n`;
 }
 
 export function testYaml(policy: SuggestedPolicy): string {
-  const domains = [...new Set(policy.rules.flatMap((r) => r.callers.map(([caller]) => caller.slice('spiffe://'.length).split('/')[0]!)))].sort();
+  const domains = [
+    ...new Set(
+      policy.rules.flatMap((r) =>
+        r.callers.map(([caller]) => caller.slice('spiffe://'.length).split('/')[0]!),
+      ),
+    ),
+  ].sort();
   const lines = [
     '# One real request per suggested rule, from the audit log it was suggested from.',
     'apiVersion: gatehouse/v1',

@@ -87,15 +87,33 @@ const POLICY_METHOD = /^[A-Z][A-Z0-9_-]{0,31}$/;
  * Evidence a policy can be written from. The log is input too: a host, path, method or caller
  * that no policy could name (too long, not a SPIFFE ID) is not evidence, so the output validates.
  */
-function usable(record: ReplayRecord): record is ReplayRecord & { host: string; method: string; path: string } {
-  if (!record.allowed || record.code === 'malformed_request' || record.host === null || record.method === null || record.path === null) return false;
-  if (record.method === 'TCP' || !POLICY_METHOD.test(record.method) || hostError(record.host) !== undefined || record.path.length > 1024) return false;
+function usable(
+  record: ReplayRecord,
+): record is ReplayRecord & { host: string; method: string; path: string } {
+  if (
+    !record.allowed ||
+    record.code === 'malformed_request' ||
+    record.host === null ||
+    record.method === null ||
+    record.path === null
+  )
+    return false;
+  if (
+    record.method === 'TCP' ||
+    !POLICY_METHOD.test(record.method) ||
+    hostError(record.host) !== undefined ||
+    record.path.length > 1024
+  )
+    return false;
   // A path Gatehouse would not have admitted as it stands (a control character, a dot segment).
   if (normalizePath(record.path) !== record.path) return false;
   return record.caller === null || parseSpiffeId(record.caller).ok;
 }
 
-async function* decisions(files: readonly string[], counts: { invalid: number }): AsyncGenerator<ReplayRecord> {
+async function* decisions(
+  files: readonly string[],
+  counts: { invalid: number },
+): AsyncGenerator<ReplayRecord> {
   const source: SourceCounts = { overlong: 0 };
   for await (const line of auditLines(files, source)) {
     const parsed = parseAuditLine(line.text);
@@ -106,7 +124,8 @@ async function* decisions(files: readonly string[], counts: { invalid: number })
 }
 
 export async function suggest(options: SuggestOptions): Promise<Suggestion> {
-  if (options.files.includes('-')) throw new Error('suggest reads the logs twice; give files, not stdin');
+  if (options.files.includes('-'))
+    throw new Error('suggest reads the logs twice; give files, not stdin');
   const hosts = new Map<string, HostStats>();
   // One trie per destination, so ids spread over its several hosts are seen together.
   const tries = new Map<string, PathTrie>();
@@ -130,7 +149,8 @@ export async function suggest(options: SuggestOptions): Promise<Suggestion> {
     }
     trie.add(record.path);
     const destination = workloadOf(record) ?? '';
-    if (stats.destinations.size < 16 || stats.destinations.has(destination)) stats.destinations.set(destination, (stats.destinations.get(destination) ?? 0) + 1);
+    if (stats.destinations.size < 16 || stats.destinations.has(destination))
+      stats.destinations.set(destination, (stats.destinations.get(destination) ?? 0) + 1);
   }
   // A host belongs to the workload most of its requests went to.
   const policyOfHost = new Map<string, string>();
@@ -158,7 +178,9 @@ export async function suggest(options: SuggestOptions): Promise<Suggestion> {
       ignored++;
       continue;
     }
-    const pattern = (tries.get(key) ?? tries.get(`host:${record.host}`) ?? EMPTY_TRIE).patternOf(record.path);
+    const pattern = (tries.get(key) ?? tries.get(`host:${record.host}`) ?? EMPTY_TRIE).patternOf(
+      record.path,
+    );
     let byPattern = combos.get(key);
     if (!byPattern) combos.set(key, (byPattern = new Map()));
     let byMethod = byPattern.get(pattern);
@@ -172,14 +194,25 @@ export async function suggest(options: SuggestOptions): Promise<Suggestion> {
         continue;
       }
       held++;
-      combo.callers.set(record.caller, (evidence = { count: 0, first: record.timeText, last: record.timeText }));
+      combo.callers.set(
+        record.caller,
+        (evidence = { count: 0, first: record.timeText, last: record.timeText }),
+      );
     }
     evidence.count++;
     if (record.timeText < evidence.first) evidence.first = record.timeText;
     if (record.timeText > evidence.last) evidence.last = record.timeText;
     // Examples from distinct callers, so one can be found that no earlier rule admits.
-    if (combo.examples.length < MAX_EXAMPLES && !combo.examples.some((e) => e.caller === record.caller)) {
-      combo.examples.push({ caller: record.caller, method: record.method, host: record.host, path: record.path });
+    if (
+      combo.examples.length < MAX_EXAMPLES &&
+      !combo.examples.some((e) => e.caller === record.caller)
+    ) {
+      combo.examples.push({
+        caller: record.caller,
+        method: record.method,
+        host: record.host,
+        path: record.path,
+      });
     }
   }
 
@@ -187,10 +220,16 @@ export async function suggest(options: SuggestOptions): Promise<Suggestion> {
   const policyNames = new Set<string>();
   for (const [key, byPattern] of [...combos].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
     const workload = key.startsWith('host:') ? null : key;
-    const policyHosts = [...hosts].filter(([host]) => policyOfHost.get(host) === key).map(([host, s]): [string, number] => [host, s.records]).sort((a, b) => b[1] - a[1]);
+    const policyHosts = [...hosts]
+      .filter(([host]) => policyOfHost.get(host) === key)
+      .map(([host, s]): [string, number] => [host, s.records])
+      .sort((a, b) => b[1] - a[1]);
     const rules = buildRules(byPattern);
     policies.push({
-      name: uniqueName(`suggested-${workload !== null ? workload.replace(/^spiffe:\/\/[^/]*\//, '') : policyHosts[0]![0]}`, policyNames),
+      name: uniqueName(
+        `suggested-${workload !== null ? workload.replace(/^spiffe:\/\/[^/]*\//, '') : policyHosts[0]![0]}`,
+        policyNames,
+      ),
       workload,
       hosts: policyHosts,
       rules,
@@ -202,7 +241,9 @@ export async function suggest(options: SuggestOptions): Promise<Suggestion> {
 
 /** The destination workload a policy can be bound to: a SPIFFE ID, else none (the host decides). */
 function workloadOf(record: ReplayRecord): string | undefined {
-  return record.destination !== null && parseSpiffeId(record.destination).ok ? record.destination : undefined;
+  return record.destination !== null && parseSpiffeId(record.destination).ok
+    ? record.destination
+    : undefined;
 }
 
 function selected(key: string, host: string, options: SuggestOptions): boolean {
@@ -221,14 +262,26 @@ function wildcards(pattern: string): number {
  * own rule, not by `/v1/orders/*`.
  */
 function buildRules(byPattern: Map<string, Map<string, Combination>>): SuggestedRule[] {
-  const drafts: { pattern: string; methods: string[]; callers: Map<string, Evidence>; examples: Example[] }[] = [];
+  const drafts: {
+    pattern: string;
+    methods: string[];
+    callers: Map<string, Evidence>;
+    examples: Example[];
+  }[] = [];
   for (const [pattern, byMethod] of byPattern) {
-    const bySignature = new Map<string, { methods: string[]; callers: Map<string, Evidence>; examples: Example[] }>();
+    const bySignature = new Map<
+      string,
+      { methods: string[]; callers: Map<string, Evidence>; examples: Example[] }
+    >();
     for (const [method, combo] of [...byMethod].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
       const signature = [...combo.callers.keys()].sort().join('\n');
       const draft = bySignature.get(signature);
       if (!draft) {
-        bySignature.set(signature, { methods: [method], callers: new Map([...combo.callers].map(([c, e]) => [c, { ...e }])), examples: [...combo.examples] });
+        bySignature.set(signature, {
+          methods: [method],
+          callers: new Map([...combo.callers].map(([c, e]) => [c, { ...e }])),
+          examples: [...combo.examples],
+        });
         continue;
       }
       draft.methods.push(method);
@@ -242,13 +295,24 @@ function buildRules(byPattern: Map<string, Map<string, Combination>>): Suggested
     }
     for (const draft of bySignature.values()) drafts.push({ pattern, ...draft });
   }
-  drafts.sort((a, b) => wildcards(a.pattern) - wildcards(b.pattern) || (a.pattern < b.pattern ? -1 : a.pattern > b.pattern ? 1 : 0) || (a.methods.join() < b.methods.join() ? -1 : 1));
+  drafts.sort(
+    (a, b) =>
+      wildcards(a.pattern) - wildcards(b.pattern) ||
+      (a.pattern < b.pattern ? -1 : a.pattern > b.pattern ? 1 : 0) ||
+      (a.methods.join() < b.methods.join() ? -1 : 1),
+  );
   const names = new Set<string>();
   const rules: SuggestedRule[] = [];
   for (const draft of drafts) {
-    const callers = [...draft.callers].sort((a, b) => b[1].count - a[1].count || (a[0] < b[0] ? -1 : 1));
+    const callers = [...draft.callers].sort(
+      (a, b) => b[1].count - a[1].count || (a[0] < b[0] ? -1 : 1),
+    );
     const evidence = callers.reduce<Evidence>(
-      (acc, [, e]) => ({ count: acc.count + e.count, first: acc.first === '' || e.first < acc.first ? e.first : acc.first, last: e.last > acc.last ? e.last : acc.last }),
+      (acc, [, e]) => ({
+        count: acc.count + e.count,
+        first: acc.first === '' || e.first < acc.first ? e.first : acc.first,
+        last: e.last > acc.last ? e.last : acc.last,
+      }),
       { count: 0, first: '', last: '' },
     );
     const example = draft.examples.find((e) => !rules.some((r) => admits(r, e)));
@@ -272,7 +336,13 @@ function admits(rule: SuggestedRule, e: Example): boolean {
 
 /** A policy or rule name (`[a-z0-9-]`, at most 63) from any text, unique among `taken`. */
 function uniqueName(text: string, taken: Set<string>): string {
-  const base = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 56).replace(/-+$/, '') || 'rule';
+  const base =
+    text
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^-+|-+$/g, '')
+      .slice(0, 56)
+      .replace(/-+$/, '') || 'rule';
   let name = base;
   for (let i = 2; taken.has(name); i++) name = `${base}-${i}`;
   taken.add(name);

@@ -17,7 +17,11 @@ export class EpisodeLog {
    */
   constructor(
     private readonly log: Logger,
-    private readonly messages: { readonly failing: string; readonly recovered: string; readonly unit: string },
+    private readonly messages: {
+      readonly failing: string;
+      readonly recovered: string;
+      readonly unit: string;
+    },
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -38,7 +42,10 @@ export class EpisodeLog {
   recovered(extra: Record<string, unknown> = {}): void {
     if (this.startedAt === undefined) return;
     const durationMs = this.now() - this.startedAt;
-    this.log.info({ cause: this.cause, durationMs, [this.messages.unit]: this.count, ...extra }, this.messages.recovered);
+    this.log.info(
+      { cause: this.cause, durationMs, [this.messages.unit]: this.count, ...extra },
+      this.messages.recovered,
+    );
     this.startedAt = undefined;
     this.count = 0;
   }
@@ -53,16 +60,24 @@ export function describeBackendError(err: unknown): string {
   const error = err instanceof Error ? err : new Error(String(err));
   const code = (error as NodeJS.ErrnoException).code;
   const message = error.message;
-  if (/did not answer within/.test(message) || /timed? ?out/i.test(message) || code === 'ETIMEDOUT') return 'no answer in time';
+  if (/did not answer within/.test(message) || /timed? ?out/i.test(message) || code === 'ETIMEDOUT')
+    return 'no answer in time';
   if (code === 'ECONNREFUSED' || /ECONNREFUSED/.test(message)) return 'connection refused';
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || /ENOTFOUND|EAI_AGAIN/.test(message)) return 'host name does not resolve';
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN' || /ENOTFOUND|EAI_AGAIN/.test(message))
+    return 'host name does not resolve';
   if (code === 'ECONNRESET' || /ECONNRESET/.test(message)) return 'connection reset';
-  if (/max retries per request|Connection is closed|enableOfflineQueue|Stream isn't writeable|not connected/i.test(message)) return 'not connected';
+  if (
+    /max retries per request|Connection is closed|enableOfflineQueue|Stream isn't writeable|not connected/i.test(
+      message,
+    )
+  )
+    return 'not connected';
   if (/breaker open/.test(message)) return 'not connected';
   if (/NOAUTH|WRONGPASS|NOPERM/.test(message)) return 'authentication refused';
   if (/READONLY/.test(message)) return 'server is a read-only replica';
   if (/OOM/.test(message)) return 'server out of memory';
-  if (/CLUSTERDOWN|MOVED|ASK|TRYAGAIN|startup nodes|slots cache/.test(message)) return 'cluster unavailable';
+  if (/CLUSTERDOWN|MOVED|ASK|TRYAGAIN|startup nodes|slots cache/.test(message))
+    return 'cluster unavailable';
   if (code === 'ENOSPC') return 'no space left on device';
   if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
   if (code === 'EPIPE' || code === 'EBADF') return 'target closed';

@@ -6,17 +6,28 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 export const CLI = path.join(ROOT, 'dist', 'cli', 'main.js');
 
 function requireBuild(): void {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`make build\` (make test builds first)`);
+  if (!existsSync(CLI))
+    throw new Error(`${CLI} is missing: run \`make build\` (make test builds first)`);
 }
 
-export function runCli(args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
+export function runCli(
+  args: string[],
+  input?: string,
+): { status: number | null; stdout: string; stderr: string } {
   requireBuild();
-  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: ROOT, input, encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    cwd: ROOT,
+    input,
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** runCli without blocking the event loop (servers in this process keep answering). */
-export function runCliAsync(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+export function runCliAsync(
+  args: string[],
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   requireBuild();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, timeout: 20_000 });
@@ -40,16 +51,35 @@ export interface ServeProcess {
 }
 
 /** Spawns `gatehouse serve` on a free port and waits for its "serving" log line. */
-export async function spawnServe(args: string[], env: Record<string, string> = {}, options: { defaultWorkers?: boolean } = {}): Promise<ServeProcess> {
+export async function spawnServe(
+  args: string[],
+  env: Record<string, string> = {},
+  options: { defaultWorkers?: boolean } = {},
+): Promise<ServeProcess> {
   requireBuild();
   // One process unless the test asks for the server's own default.
   const workers = options.defaultWorkers ? [] : ['--workers', '1'];
   // jest sandboxes process.env; child_process needs the variables passed explicitly.
   // Defaults first: a later flag in `args` overrides them.
-  const child = spawn(process.execPath, [CLI, 'serve', '--grpc-port', '0', '--admin-port', '0', ...workers, '--listen-address', '127.0.0.1', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'serve',
+      '--grpc-port',
+      '0',
+      '--admin-port',
+      '0',
+      ...workers,
+      '--listen-address',
+      '127.0.0.1',
+      ...args,
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+    },
+  );
   let stderr = '';
   let stdout = '';
   child.stdout!.on('data', (b: Buffer) => (stdout += b.toString()));
@@ -75,5 +105,13 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
     });
   });
   const http = /"httpPort":(\d+)/.exec(stderr);
-  return { child, port, adminPort, httpPort: http ? Number(http[1]) : undefined, stderr: () => stderr, stdout: () => stdout, exited };
+  return {
+    child,
+    port,
+    adminPort,
+    httpPort: http ? Number(http[1]) : undefined,
+    stderr: () => stderr,
+    stdout: () => stdout,
+    exited,
+  };
 }

@@ -25,18 +25,26 @@ export interface EnforcementRequestSpec extends RequestSpec {
 
 export function enforcementRequest(spec: EnforcementRequestSpec): Record<string, unknown> {
   const request = envoyCheckRequest(spec) as {
-    attributes: Record<string, Record<string, unknown>> & { request: { http: Record<string, unknown> } };
+    attributes: Record<string, Record<string, unknown>> & {
+      request: { http: Record<string, unknown> };
+    };
   };
   const attributes = request.attributes;
   const http = attributes.request.http;
   if (spec.body !== undefined) http['body'] = spec.body;
   if (spec.rawBody !== undefined) http['rawBody'] = Buffer.from(spec.rawBody);
-  if (spec.contextExtensions !== undefined) attributes['contextExtensions'] = spec.contextExtensions;
+  if (spec.contextExtensions !== undefined)
+    attributes['contextExtensions'] = spec.contextExtensions;
   if (spec.labels !== undefined) attributes['destination']!['labels'] = spec.labels;
   if (spec.metadata !== undefined) {
-    attributes['metadataContext'] = { filterMetadata: Object.fromEntries(Object.entries(spec.metadata).map(([ns, value]) => [ns, toStruct(value)])) };
+    attributes['metadataContext'] = {
+      filterMetadata: Object.fromEntries(
+        Object.entries(spec.metadata).map(([ns, value]) => [ns, toStruct(value)]),
+      ),
+    };
   }
-  if (spec.rawMetadata !== undefined) attributes['metadataContext'] = { filterMetadata: spec.rawMetadata };
+  if (spec.rawMetadata !== undefined)
+    attributes['metadataContext'] = { filterMetadata: spec.rawMetadata };
   return request;
 }
 
@@ -63,14 +71,21 @@ export function deepStruct(depth: number): { fields: Record<string, unknown> } {
 
 /** The decision id the answer carries (upstream header on allow, client header on deny). */
 export function decisionIdOf(res: CheckResponseMessage): string {
-  const headers = res.okResponse ? headerMap(res.okResponse.headers) : headerMap(res.deniedResponse?.headers);
+  const headers = res.okResponse
+    ? headerMap(res.okResponse.headers)
+    : headerMap(res.deniedResponse?.headers);
   const id = headers['x-gatehouse-decision'];
-  if (id === undefined) throw new Error(`answer has no x-gatehouse-decision: ${JSON.stringify(res)}`);
+  if (id === undefined)
+    throw new Error(`answer has no x-gatehouse-decision: ${JSON.stringify(res)}`);
   return id;
 }
 
 export function isAllowed(res: CheckResponseMessage): boolean {
-  return (res.status?.code ?? 0) === 0 && res.okResponse !== undefined && res.deniedResponse === undefined;
+  return (
+    (res.status?.code ?? 0) === 0 &&
+    res.okResponse !== undefined &&
+    res.deniedResponse === undefined
+  );
 }
 
 export interface DeniedBody {
@@ -95,9 +110,13 @@ export function expect403(res: CheckResponseMessage): DeniedBody {
 }
 
 /** Reads the audit file (after a flush) and finds one decision's record. */
-export function auditRecordFor(records: readonly Record<string, unknown>[], decisionId: string): Record<string, unknown> {
+export function auditRecordFor(
+  records: readonly Record<string, unknown>[],
+  decisionId: string,
+): Record<string, unknown> {
   const record = records.find((r) => r['decision_id'] === decisionId);
-  if (record === undefined) throw new Error(`no audit record for decision ${decisionId} among ${records.length}`);
+  if (record === undefined)
+    throw new Error(`no audit record for decision ${decisionId} among ${records.length}`);
   return record;
 }
 

@@ -21,7 +21,10 @@ export async function engineFor(
   const store = options.store ?? new MemoryBucketStore();
   const engine = new DecisionEngine({
     policies: () => set,
-    identity: { trustDomains: new Set(options.trustDomains ?? ['shop.example']), trustXfcc: options.trustXfcc ?? false },
+    identity: {
+      trustDomains: new Set(options.trustDomains ?? ['shop.example']),
+      trustXfcc: options.trustXfcc ?? false,
+    },
     store,
     sink: { record: (d) => decisions.push(d) },
   });

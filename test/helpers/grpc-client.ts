@@ -15,21 +15,38 @@ export interface CheckClient {
 /** A real grpc-js client over loopback, using the project's own protos. */
 /** `ownConnection`: a TCP connection of its own (grpc-js otherwise shares one per address). */
 /** `host`: the address to dial (IPv6 literals in brackets); loopback IPv4 unless given. */
-export function checkClient(port: number, options: { ownConnection?: boolean; host?: string } = {}): CheckClient {
+export function checkClient(
+  port: number,
+  options: { ownConnection?: boolean; host?: string } = {},
+): CheckClient {
   const protos = loadProtos();
   const address = `${options.host ?? '127.0.0.1'}:${port}`;
   const creds = grpc.credentials.createInsecure();
-  const auth = new protos.AuthorizationClient(address, creds, options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}) as grpc.Client & Record<string, Function>;
+  const auth = new protos.AuthorizationClient(
+    address,
+    creds,
+    options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {},
+  ) as grpc.Client & Record<string, Function>;
   const health = new protos.HealthClient(address, creds) as grpc.Client & Record<string, Function>;
   const checkDef = protos.authorization['Check']!;
-  const unary = <T>(fn: (cb: (err: grpc.ServiceError | null, res?: T) => void) => void): Promise<T> =>
+  const unary = <T>(
+    fn: (cb: (err: grpc.ServiceError | null, res?: T) => void) => void,
+  ): Promise<T> =>
     new Promise((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res as T))));
   return {
     check: (request, deadlineMs = 5000) =>
-      unary<CheckResponseMessage>((cb) => auth['Check']!(request, { deadline: Date.now() + deadlineMs }, cb)),
+      unary<CheckResponseMessage>((cb) =>
+        auth['Check']!(request, { deadline: Date.now() + deadlineMs }, cb),
+      ),
     checkRaw: (bytes) =>
       unary<CheckResponseMessage>((cb) =>
-        auth.makeUnaryRequest(CHECK_PATH, (b: Buffer) => b, (b: Buffer) => checkDef.responseDeserialize(b) as CheckResponseMessage, bytes, cb),
+        auth.makeUnaryRequest(
+          CHECK_PATH,
+          (b: Buffer) => b,
+          (b: Buffer) => checkDef.responseDeserialize(b) as CheckResponseMessage,
+          bytes,
+          cb,
+        ),
       ),
     health: (service = '') => unary<{ status: number }>((cb) => health['Check']!({ service }, cb)),
     close: () => {
@@ -39,6 +56,8 @@ export function checkClient(port: number, options: { ownConnection?: boolean; ho
   };
 }
 
-export function headerMap(options: { header: { key: string; value: string } }[] | undefined): Record<string, string> {
+export function headerMap(
+  options: { header: { key: string; value: string } }[] | undefined,
+): Record<string, string> {
   return Object.fromEntries((options ?? []).map((h) => [h.header.key, h.header.value]));
 }

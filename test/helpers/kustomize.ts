@@ -12,21 +12,50 @@ import { parseAllDocuments } from 'yaml';
  */
 export type Obj = Record<string, unknown>;
 
-const KUSTOMIZATION_KEYS = new Set(['apiVersion', 'kind', 'namespace', 'labels', 'resources', 'components', 'configMapGenerator', 'images', 'patches']);
+const KUSTOMIZATION_KEYS = new Set([
+  'apiVersion',
+  'kind',
+  'namespace',
+  'labels',
+  'resources',
+  'components',
+  'configMapGenerator',
+  'images',
+  'patches',
+]);
 /** Kinds without a namespace: the namespace transformer leaves them alone. */
-const CLUSTER_SCOPED = new Set(['Namespace', 'PriorityClass', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'StorageClass', 'ValidatingWebhookConfiguration', 'MutatingWebhookConfiguration']);
+const CLUSTER_SCOPED = new Set([
+  'Namespace',
+  'PriorityClass',
+  'ClusterRole',
+  'ClusterRoleBinding',
+  'CustomResourceDefinition',
+  'StorageClass',
+  'ValidatingWebhookConfiguration',
+  'MutatingWebhookConfiguration',
+]);
 /** Lists that strategic merge patches merge by a key instead of replacing. */
-const MERGE_KEYS: Record<string, string> = { containers: 'name', initContainers: 'name', volumes: 'name', volumeMounts: 'mountPath', env: 'name', ports: 'containerPort', configMapGenerator: 'name' };
+const MERGE_KEYS: Record<string, string> = {
+  containers: 'name',
+  initContainers: 'name',
+  volumes: 'name',
+  volumeMounts: 'mountPath',
+  env: 'name',
+  ports: 'containerPort',
+  configMapGenerator: 'name',
+};
 
 function isObj(v: unknown): v is Obj {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 function loadDocs(file: string): Obj[] {
-  return parseAllDocuments(readFileSync(file, 'utf8')).map((d) => {
-    if (d.errors.length > 0) throw new Error(`${file}: ${d.errors[0]!.message}`);
-    return d.toJS() as Obj;
-  }).filter(isObj);
+  return parseAllDocuments(readFileSync(file, 'utf8'))
+    .map((d) => {
+      if (d.errors.length > 0) throw new Error(`${file}: ${d.errors[0]!.message}`);
+      return d.toJS() as Obj;
+    })
+    .filter(isObj);
 }
 
 function kustomizationOf(dir: string): Obj {
@@ -34,18 +63,23 @@ function kustomizationOf(dir: string): Obj {
   if (!existsSync(file)) throw new Error(`${dir} has no kustomization.yaml`);
   const [k] = loadDocs(file);
   if (!k) throw new Error(`${file} is empty`);
-  for (const key of Object.keys(k)) if (!KUSTOMIZATION_KEYS.has(key)) throw new Error(`${file}: '${key}' is not supported by this renderer`);
+  for (const key of Object.keys(k))
+    if (!KUSTOMIZATION_KEYS.has(key))
+      throw new Error(`${file}: '${key}' is not supported by this renderer`);
   return k;
 }
 
 /** Renders the kustomization in `dir` to the objects it would apply. */
 export function renderKustomization(dir: string): Obj[] {
   const k = kustomizationOf(dir);
-  if (k['kind'] === 'Component') throw new Error(`${dir} is a Component: render a Kustomization that uses it`);
+  if (k['kind'] === 'Component')
+    throw new Error(`${dir} is a Component: render a Kustomization that uses it`);
   const objects = build(dir, k);
   for (const o of objects) {
     const meta = o['metadata'] as Obj;
-    const annotations = Object.entries((meta['annotations'] as Obj | undefined) ?? {}).filter(([key]) => !key.startsWith('gatehouse.test/'));
+    const annotations = Object.entries((meta['annotations'] as Obj | undefined) ?? {}).filter(
+      ([key]) => !key.startsWith('gatehouse.test/'),
+    );
     if (annotations.length > 0) meta['annotations'] = Object.fromEntries(annotations);
     else delete meta['annotations'];
   }
@@ -56,14 +90,18 @@ function build(dir: string, k: Obj): Obj[] {
   let objects: Obj[] = [];
   for (const r of (k['resources'] as string[] | undefined) ?? []) {
     const target = path.resolve(dir, r);
-    objects.push(...(statSync(target).isDirectory() ? renderKustomization(target) : loadDocs(target)));
+    objects.push(
+      ...(statSync(target).isDirectory() ? renderKustomization(target) : loadDocs(target)),
+    );
   }
   objects = applyLayer(dir, k, objects);
   for (const c of (k['components'] as string[] | undefined) ?? []) {
     const cdir = path.resolve(dir, c);
     const component = kustomizationOf(cdir);
     if (component['kind'] !== 'Component') throw new Error(`${cdir} is not a Component`);
-    const added = ((component['resources'] as string[] | undefined) ?? []).flatMap((r) => loadDocs(path.resolve(cdir, r)));
+    const added = ((component['resources'] as string[] | undefined) ?? []).flatMap((r) =>
+      loadDocs(path.resolve(cdir, r)),
+    );
     objects = applyLayer(cdir, { ...component, resources: [] }, [...objects, ...added]);
     // A component's objects get the using kustomization's namespace and labels too.
     objects = applyLayer(dir, { namespace: k['namespace'], labels: k['labels'] }, objects);
@@ -78,37 +116,64 @@ function applyLayer(dir: string, k: Obj, input: Obj[]): Obj[] {
     const name = String(g['name']);
     const data: Record<string, string> = {};
     for (const entry of (g['files'] as string[] | undefined) ?? []) {
-      const [key, file] = entry.includes('=') ? [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)] : [path.basename(entry), entry];
+      const [key, file] = entry.includes('=')
+        ? [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]
+        : [path.basename(entry), entry];
       data[key] = readFileSync(path.resolve(dir, file), 'utf8');
     }
     const behavior = String(g['behavior'] ?? 'create');
     const options = (g['options'] as Obj | undefined) ?? {};
-    const existing = objects.find((o) => o['kind'] === 'ConfigMap' && (o['metadata'] as Obj)['name'] === name);
+    const existing = objects.find(
+      (o) => o['kind'] === 'ConfigMap' && (o['metadata'] as Obj)['name'] === name,
+    );
     let configMap: Obj;
     if (behavior === 'create') {
-      if (existing) throw new Error(`${dir}: ConfigMap ${name} already exists (use behavior: replace or merge)`);
+      if (existing)
+        throw new Error(
+          `${dir}: ConfigMap ${name} already exists (use behavior: replace or merge)`,
+        );
       configMap = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data };
       objects.push(configMap);
     } else {
-      if (!existing) throw new Error(`${dir}: behavior ${behavior} of ConfigMap ${name}, which no base generates`);
+      if (!existing)
+        throw new Error(
+          `${dir}: behavior ${behavior} of ConfigMap ${name}, which no base generates`,
+        );
       existing['data'] = behavior === 'replace' ? data : { ...(existing['data'] as Obj), ...data };
       configMap = existing;
     }
-    if (options['disableNameSuffixHash'] === true) (configMap['metadata'] as Obj)['annotations'] = { ...((configMap['metadata'] as Obj)['annotations'] as Obj), 'gatehouse.test/no-hash': 'true' };
+    if (options['disableNameSuffixHash'] === true)
+      (configMap['metadata'] as Obj)['annotations'] = {
+        ...((configMap['metadata'] as Obj)['annotations'] as Obj),
+        'gatehouse.test/no-hash': 'true',
+      };
   }
   for (const p of (k['patches'] as Obj[] | undefined) ?? []) {
-    const patch = p['path'] !== undefined ? loadDocs(path.resolve(dir, String(p['path'])))[0]! : (parseAllDocuments(String(p['patch']))[0]!.toJS() as Obj);
+    const patch =
+      p['path'] !== undefined
+        ? loadDocs(path.resolve(dir, String(p['path'])))[0]!
+        : (parseAllDocuments(String(p['patch']))[0]!.toJS() as Obj);
     const kind = patch['kind'];
     const name = (patch['metadata'] as Obj | undefined)?.['name'];
-    const target = objects.find((o) => o['kind'] === kind && (o['metadata'] as Obj)['name'] === name);
-    if (!target) throw new Error(`${dir}: patch for ${String(kind)} ${String(name)}, which is not in the resources`);
+    const target = objects.find(
+      (o) => o['kind'] === kind && (o['metadata'] as Obj)['name'] === name,
+    );
+    if (!target)
+      throw new Error(
+        `${dir}: patch for ${String(kind)} ${String(name)}, which is not in the resources`,
+      );
     objects = objects.map((o) => (o === target ? (strategicMerge(o, patch) as Obj) : o));
   }
   if (typeof k['namespace'] === 'string') {
-    for (const o of objects) if (!CLUSTER_SCOPED.has(String(o['kind']))) (o['metadata'] as Obj)['namespace'] = k['namespace'];
+    for (const o of objects)
+      if (!CLUSTER_SCOPED.has(String(o['kind'])))
+        (o['metadata'] as Obj)['namespace'] = k['namespace'];
   }
   for (const l of (k['labels'] as Obj[] | undefined) ?? []) {
-    if (l['includeSelectors'] === true || l['includeTemplates'] === true) throw new Error(`${dir}: labels with includeSelectors/includeTemplates are not supported by this renderer`);
+    if (l['includeSelectors'] === true || l['includeTemplates'] === true)
+      throw new Error(
+        `${dir}: labels with includeSelectors/includeTemplates are not supported by this renderer`,
+      );
     for (const o of objects) {
       const meta = o['metadata'] as Obj;
       meta['labels'] = { ...(meta['labels'] as Obj | undefined), ...(l['pairs'] as Obj) };
@@ -119,7 +184,12 @@ function applyLayer(dir: string, k: Obj, input: Obj[]): Obj[] {
       const ref = String(c['image']);
       const bare = ref.replace(/@.*$/, '').replace(/:[^/:]*$/, '');
       if (bare !== image['name']) continue;
-      const tag = image['digest'] !== undefined ? `@${String(image['digest'])}` : image['newTag'] !== undefined ? `:${String(image['newTag'])}` : ref.slice(bare.length);
+      const tag =
+        image['digest'] !== undefined
+          ? `@${String(image['digest'])}`
+          : image['newTag'] !== undefined
+            ? `:${String(image['newTag'])}`
+            : ref.slice(bare.length);
       c['image'] = `${String(image['newName'] ?? bare)}${tag}`;
     }
   }
@@ -128,14 +198,21 @@ function applyLayer(dir: string, k: Obj, input: Obj[]): Obj[] {
     if (o['kind'] !== 'ConfigMap') continue;
     const meta = o['metadata'] as Obj;
     const annotations = meta['annotations'] as Obj | undefined;
-    if (annotations?.['gatehouse.test/no-hash'] === 'true' || annotations?.['gatehouse.test/hashed'] === 'true' || !(k['configMapGenerator'] as Obj[] | undefined)?.some((g) => g['name'] === meta['name'])) continue;
+    if (
+      annotations?.['gatehouse.test/no-hash'] === 'true' ||
+      annotations?.['gatehouse.test/hashed'] === 'true' ||
+      !(k['configMapGenerator'] as Obj[] | undefined)?.some((g) => g['name'] === meta['name'])
+    )
+      continue;
     const hashed = `${String(meta['name'])}-${createHash('sha256').update(JSON.stringify(o['data'])).digest('hex').slice(0, 10)}`;
     renames.set(String(meta['name']), hashed);
     meta['name'] = hashed;
     meta['annotations'] = { ...annotations, 'gatehouse.test/hashed': 'true' };
   }
   for (const o of objects) {
-    for (const v of (((o['spec'] as Obj | undefined)?.['template'] as Obj | undefined)?.['spec'] as Obj | undefined)?.['volumes'] as Obj[] | undefined ?? []) {
+    for (const v of ((
+      ((o['spec'] as Obj | undefined)?.['template'] as Obj | undefined)?.['spec'] as Obj | undefined
+    )?.['volumes'] as Obj[] | undefined) ?? []) {
       const cm = v['configMap'] as Obj | undefined;
       if (cm && renames.has(String(cm['name']))) cm['name'] = renames.get(String(cm['name']));
     }
@@ -145,8 +222,13 @@ function applyLayer(dir: string, k: Obj, input: Obj[]): Obj[] {
 
 function containersOf(objects: Obj[]): Obj[] {
   return objects.flatMap((o) => {
-    const pod = (((o['spec'] as Obj | undefined)?.['template'] as Obj | undefined)?.['spec'] as Obj | undefined) ?? {};
-    return [...((pod['containers'] as Obj[] | undefined) ?? []), ...((pod['initContainers'] as Obj[] | undefined) ?? [])];
+    const pod =
+      (((o['spec'] as Obj | undefined)?.['template'] as Obj | undefined)?.['spec'] as
+        Obj | undefined) ?? {};
+    return [
+      ...((pod['containers'] as Obj[] | undefined) ?? []),
+      ...((pod['initContainers'] as Obj[] | undefined) ?? []),
+    ];
   });
 }
 
@@ -176,7 +258,13 @@ function strategicMerge(base: unknown, patch: unknown, field = ''): unknown {
 }
 
 function stripDirectives(v: unknown): unknown {
-  if (Array.isArray(v)) return v.filter((x) => !(isObj(x) && x['$patch'] === 'delete')).map(stripDirectives);
-  if (isObj(v)) return Object.fromEntries(Object.entries(v).filter(([k]) => k !== '$patch').map(([k, x]) => [k, stripDirectives(x)]));
+  if (Array.isArray(v))
+    return v.filter((x) => !(isObj(x) && x['$patch'] === 'delete')).map(stripDirectives);
+  if (isObj(v))
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([k]) => k !== '$patch')
+        .map(([k, x]) => [k, stripDirectives(x)]),
+    );
   return v;
 }

@@ -14,7 +14,12 @@ export function policyDir(files: Record<string, string>): string {
 
 export const EXAMPLE_POLICIES = path.resolve(__dirname, '..', '..', 'policies');
 
-export function servicePolicy(name: string, hosts: string[], rulesYaml: string, mode?: 'enforce' | 'dry-run'): string {
+export function servicePolicy(
+  name: string,
+  hosts: string[],
+  rulesYaml: string,
+  mode?: 'enforce' | 'dry-run',
+): string {
   return [
     'apiVersion: gatehouse/v1',
     'kind: ServicePolicy',
@@ -53,8 +58,12 @@ export function gatewayExamplePolicies(): string {
 /** A bundle-ready policy set that admits `caller`, with a policy test expecting `testExpect`. */
 export function bundlePolicySet(caller: string, testExpect = 'allow'): string {
   return policyDir({
-    'svc.yaml': servicePolicy('svc', ['svc'], `    - name: r
-      allow: [spiffe://shop.example/${caller}]`),
+    'svc.yaml': servicePolicy(
+      'svc',
+      ['svc'],
+      `    - name: r
+      allow: [spiffe://shop.example/${caller}]`,
+    ),
     'svc.test.yaml': `apiVersion: gatehouse/v1
 kind: PolicyTest
 metadata: { name: svc }

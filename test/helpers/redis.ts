@@ -5,10 +5,13 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
 
-const INSTALL_HINT = 'redis-server is not installed: run `make test-deps` (or `apt-get install -y redis-server`); `make test` installs it';
+const INSTALL_HINT =
+  'redis-server is not installed: run `make test-deps` (or `apt-get install -y redis-server`); `make test` installs it';
 
 export function requireRedisServer(): void {
-  const found = spawnSync('sh', ['-c', 'command -v redis-server && command -v redis-cli'], { encoding: 'utf8' });
+  const found = spawnSync('sh', ['-c', 'command -v redis-server && command -v redis-cli'], {
+    encoding: 'utf8',
+  });
   if (found.status !== 0) throw new Error(INSTALL_HINT);
 }
 
@@ -42,7 +45,21 @@ export async function startRedis(extraArgs: string[] = [], port?: number): Promi
   requireRedisServer();
   const chosen = port ?? (await freePort());
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-redis-'));
-  const args = ['--port', String(chosen), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', ...extraArgs];
+  const args = [
+    '--port',
+    String(chosen),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--daemonize',
+    'no',
+    ...extraArgs,
+  ];
   let child: ChildProcess = await launch(args, chosen);
   const handle: RedisProcess = {
     port: chosen,
@@ -79,7 +96,11 @@ async function launch(args: string[], port: number): Promise<ChildProcess> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
-    if (spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() === 'PONG') return child;
+    if (
+      spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() ===
+      'PONG'
+    )
+      return child;
     await new Promise((r) => setTimeout(r, 50));
   }
   child.kill('SIGKILL');
@@ -99,19 +120,39 @@ export async function startRedisCluster(masters = 3, replicas = 0): Promise<Redi
   const count = masters * (1 + replicas);
   const nodes: RedisProcess[] = [];
   for (let i = 0; i < count; i++) {
-    nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${i}.conf`, '--cluster-node-timeout', '2000']));
+    nodes.push(
+      await startRedis([
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        `nodes-${i}.conf`,
+        '--cluster-node-timeout',
+        '2000',
+      ]),
+    );
   }
   const create = spawnSync(
     'redis-cli',
-    ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'],
+    [
+      '--cluster',
+      'create',
+      ...nodes.map((n) => `127.0.0.1:${n.port}`),
+      '--cluster-replicas',
+      String(replicas),
+      '--cluster-yes',
+    ],
     { encoding: 'utf8', timeout: 30_000 },
   );
-  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
-  const cli = (port: number, ...args: string[]): string => spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).stdout.trim();
+  if (create.status !== 0)
+    throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  const cli = (port: number, ...args: string[]): string =>
+    spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).stdout.trim();
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     const ok = nodes.every((n) => cli(n.port, 'cluster', 'info').includes('cluster_state:ok'));
-    const replicasUp = replicas === 0 || nodes.filter((n) => cli(n.port, 'role').startsWith('slave')).length === masters * replicas;
+    const replicasUp =
+      replicas === 0 ||
+      nodes.filter((n) => cli(n.port, 'role').startsWith('slave')).length === masters * replicas;
     if (ok && replicasUp) break;
     await new Promise((r) => setTimeout(r, 100));
   }

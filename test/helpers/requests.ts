@@ -54,7 +54,9 @@ export function envoyCheckRequest(spec: RequestSpec = {}): Record<string, unknow
             ':path': path,
             ':scheme': 'https',
             // As clients send it: a content type on requests that carry a body.
-            ...(method === 'POST' || method === 'PUT' || method === 'PATCH' ? { 'content-type': 'application/json' } : {}),
+            ...(method === 'POST' || method === 'PUT' || method === 'PATCH'
+              ? { 'content-type': 'application/json' }
+              : {}),
             'user-agent': 'checkout/1.4',
             'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10',
             'x-forwarded-proto': 'https',

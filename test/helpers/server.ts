@@ -14,7 +14,9 @@ export interface TestServer {
 }
 
 /** Starts the real Gatehouse in this process on a free loopback port. */
-export async function startTestServer(overrides: Partial<GatehouseOptions> & { policiesDir: string; log?: Logger }): Promise<TestServer> {
+export async function startTestServer(
+  overrides: Partial<GatehouseOptions> & { policiesDir: string; log?: Logger },
+): Promise<TestServer> {
   const { log, ...options } = overrides;
   const auditFile = path.join(mkdtempSync(path.join(tmpdir(), 'gatehouse-audit-')), 'audit.log');
   const app = await Gatehouse.start(

@@ -1,5 +1,9 @@
 /** Polls every 50 ms until `predicate` holds; fails naming `what` after `ms`. Every wait in the tests is bounded. */
-export async function waitFor(predicate: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
+export async function waitFor(
+  predicate: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 10_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await predicate()) return;

@@ -30,17 +30,38 @@ interface Asker {
 
 function tlsAsker(port: number, ca: TestCa, identity: Issued | undefined): Asker {
   const protos = loadProtos();
-  const creds = grpc.credentials.createSsl(readFileSync(ca.cert), identity ? readFileSync(identity.key) : null, identity ? readFileSync(identity.cert) : null);
-  const client = new protos.AuthorizationClient(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': 'localhost', 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, Function>;
+  const creds = grpc.credentials.createSsl(
+    readFileSync(ca.cert),
+    identity ? readFileSync(identity.key) : null,
+    identity ? readFileSync(identity.cert) : null,
+  );
+  const client = new protos.AuthorizationClient(`127.0.0.1:${port}`, creds, {
+    'grpc.ssl_target_name_override': 'localhost',
+    'grpc.use_local_subchannel_pool': 1,
+  }) as grpc.Client & Record<string, Function>;
   return {
     check: (request, metadata = new grpc.Metadata()) =>
-      new Promise((resolve, reject) => client['Check']!(request, metadata, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, res: CheckResponseMessage) => (err ? reject(err) : resolve(res)))),
+      new Promise((resolve, reject) =>
+        client['Check']!(
+          request,
+          metadata,
+          { deadline: Date.now() + 5000 },
+          (err: grpc.ServiceError | null, res: CheckResponseMessage) =>
+            err ? reject(err) : resolve(res),
+        ),
+      ),
     close: () => client.close(),
   };
 }
 
 function charge(destination: string, principal = ORDERS): Record<string, unknown> {
-  return envoyCheckRequest({ principal, host: 'payments', destination, method: 'POST', path: '/v1/charges' });
+  return envoyCheckRequest({
+    principal,
+    host: 'payments',
+    destination,
+    method: 'POST',
+    path: '/v1/charges',
+  });
 }
 
 function quarantineOf(server: TestServer): QuarantineState {
@@ -58,10 +79,19 @@ describe('the Check port over TLS: only proxies may ask', () => {
   let payments: Asker;
 
   beforeAll(async () => {
-    const serverCert = ca.issue('gatehouse', 'DNS:localhost,IP:127.0.0.1', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth']);
+    const serverCert = ca.issue('gatehouse', 'DNS:localhost,IP:127.0.0.1', [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature',
+      'extendedKeyUsage=serverAuth',
+    ]);
     server = await startTestServer({
       policiesDir: EXAMPLE_POLICIES,
-      askers: { tls: { certFile: serverCert.cert, keyFile: serverCert.key, clientCaFile: ca.cert }, askers: [`${TD}/ns/payments/**`, `${TD}/ns/customers/**`, GATEWAY], gateways: [GATEWAY], fromXfcc: false },
+      askers: {
+        tls: { certFile: serverCert.cert, keyFile: serverCert.key, clientCaFile: ca.cert },
+        askers: [`${TD}/ns/payments/**`, `${TD}/ns/customers/**`, GATEWAY],
+        gateways: [GATEWAY],
+        fromXfcc: false,
+      },
     });
     payments = tlsAsker(server.port, ca, ca.issue('payments-sidecar', `URI:${PAYMENTS}`));
   });
@@ -76,29 +106,51 @@ describe('the Check port over TLS: only proxies may ask', () => {
   });
 
   test('forged checks about another workload are PERMISSION_DENIED and change nothing: no quarantine, no token, no decision record', async () => {
-    const before = (await server.auditRecords()).filter((r) => r['msg'] === 'decision' || r['msg'] === 'would deny (dry-run)').length;
+    const before = (await server.auditRecords()).filter(
+      (r) => r['msg'] === 'decision' || r['msg'] === 'would deny (dry-run)',
+    ).length;
     // Five forged checks naming orders against customers would quarantine it, if believed.
     for (let i = 0; i < 6; i++) {
-      const forged = envoyCheckRequest({ principal: ORDERS, host: 'customers', destination: CUSTOMERS, method: 'GET', path: '/v1/customers/export' });
-      await expect(payments.check(forged)).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+      const forged = envoyCheckRequest({
+        principal: ORDERS,
+        host: 'customers',
+        destination: CUSTOMERS,
+        method: 'GET',
+        path: '/v1/customers/export',
+      });
+      await expect(payments.check(forged)).rejects.toMatchObject({
+        code: grpc.status.PERMISSION_DENIED,
+      });
     }
     expect(await quarantineOf(server).list()).toEqual([]);
     const records = await server.auditRecords();
-    expect(records.filter((r) => r['msg'] === 'decision' || r['msg'] === 'would deny (dry-run)')).toHaveLength(before);
+    expect(
+      records.filter((r) => r['msg'] === 'decision' || r['msg'] === 'would deny (dry-run)'),
+    ).toHaveLength(before);
     const refused = records.filter((r) => r['event'] === 'asker.refused');
     expect(refused).toHaveLength(6);
-    expect(refused[0]).toMatchObject({ reason: 'not_own_destination', asker: PAYMENTS, destination: CUSTOMERS });
-    expect(await metricsText(server)).toMatch(/^gatehouse_asker_refusals_total\{reason="not_own_destination"\} 6$/m);
+    expect(refused[0]).toMatchObject({
+      reason: 'not_own_destination',
+      asker: PAYMENTS,
+      destination: CUSTOMERS,
+    });
+    expect(await metricsText(server)).toMatch(
+      /^gatehouse_asker_refusals_total\{reason="not_own_destination"\} 6$/m,
+    );
   });
 
-  test("an asker that is not the destination cannot drain its bucket; the gateway may ask about anyone", async () => {
+  test('an asker that is not the destination cannot drain its bucket; the gateway may ask about anyone', async () => {
     const customers = tlsAsker(server.port, ca, ca.issue('customers-sidecar', `URI:${CUSTOMERS}`));
     const gateway = tlsAsker(server.port, ca, ca.issue('gateway', `URI:${GATEWAY}`));
     try {
       // Believed, these would empty orders' charge bucket (capacity 5, 1/s).
-      for (let i = 0; i < 8; i++) await expect(customers.check(charge(PAYMENTS, ORDERS))).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+      for (let i = 0; i < 8; i++)
+        await expect(customers.check(charge(PAYMENTS, ORDERS))).rejects.toMatchObject({
+          code: grpc.status.PERMISSION_DENIED,
+        });
       const answers = [];
-      for (let i = 0; i < 5; i++) answers.push((await gateway.check(charge(PAYMENTS, ORDERS))).status?.code ?? 0);
+      for (let i = 0; i < 5; i++)
+        answers.push((await gateway.check(charge(PAYMENTS, ORDERS))).status?.code ?? 0);
       // One token may still be refilling from the first test's charge; an emptied bucket would admit at most one or two.
       expect(answers.filter((c) => c === 0).length).toBeGreaterThanOrEqual(4);
     } finally {
@@ -110,8 +162,20 @@ describe('the Check port over TLS: only proxies may ask', () => {
   test('an asker not listed in --askers is refused whatever it asks', async () => {
     const web = tlsAsker(server.port, ca, ca.issue('web-sidecar', `URI:${WEB}`));
     try {
-      await expect(web.check(envoyCheckRequest({ principal: ORDERS, host: 'frontend', destination: WEB, method: 'GET', path: '/' }))).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
-      expect(await metricsText(server)).toMatch(/^gatehouse_asker_refusals_total\{reason="asker_not_listed"\} 1$/m);
+      await expect(
+        web.check(
+          envoyCheckRequest({
+            principal: ORDERS,
+            host: 'frontend',
+            destination: WEB,
+            method: 'GET',
+            path: '/',
+          }),
+        ),
+      ).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+      expect(await metricsText(server)).toMatch(
+        /^gatehouse_asker_refusals_total\{reason="asker_not_listed"\} 1$/m,
+      );
     } finally {
       web.close();
     }
@@ -122,8 +186,12 @@ describe('the Check port over TLS: only proxies may ask', () => {
     const anonymous = tlsAsker(server.port, ca, undefined);
     const plaintext = checkClient(server.port, { ownConnection: true });
     try {
-      await expect(impostor.check(charge(PAYMENTS))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
-      await expect(anonymous.check(charge(PAYMENTS))).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+      await expect(impostor.check(charge(PAYMENTS))).rejects.toMatchObject({
+        code: grpc.status.UNAVAILABLE,
+      });
+      await expect(anonymous.check(charge(PAYMENTS))).rejects.toMatchObject({
+        code: grpc.status.UNAVAILABLE,
+      });
       await expect(plaintext.check(charge(PAYMENTS), 2000)).rejects.toBeDefined();
     } finally {
       impostor.close();
@@ -138,12 +206,21 @@ describe('the HTTP mode over TLS: only gateway askers (it carries no destination
   let server: TestServer;
 
   beforeAll(async () => {
-    const serverCert = ca.issue('gatehouse', 'DNS:localhost,IP:127.0.0.1', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth']);
+    const serverCert = ca.issue('gatehouse', 'DNS:localhost,IP:127.0.0.1', [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature',
+      'extendedKeyUsage=serverAuth',
+    ]);
     server = await startTestServer({
       policiesDir: gatewayExamplePolicies(),
       trustXfcc: true,
       http: { port: 0, dialect: 'envoy' },
-      askers: { tls: { certFile: serverCert.cert, keyFile: serverCert.key, clientCaFile: ca.cert }, askers: [], gateways: [GATEWAY], fromXfcc: false },
+      askers: {
+        tls: { certFile: serverCert.cert, keyFile: serverCert.key, clientCaFile: ca.cert },
+        askers: [],
+        gateways: [GATEWAY],
+        fromXfcc: false,
+      },
     });
   });
   afterAll(async () => {
@@ -154,8 +231,16 @@ describe('the HTTP mode over TLS: only gateway askers (it carries no destination
     new Promise((resolve, reject) => {
       const req = https.request(
         {
-          host: '127.0.0.1', port: server.app.http!.port, path: '/v1/orders/7', method: 'GET', servername: 'localhost', agent: false,
-          ca: readFileSync(ca.cert), ...(identity ? { cert: readFileSync(identity.cert), key: readFileSync(identity.key) } : {}),
+          host: '127.0.0.1',
+          port: server.app.http!.port,
+          path: '/v1/orders/7',
+          method: 'GET',
+          servername: 'localhost',
+          agent: false,
+          ca: readFileSync(ca.cert),
+          ...(identity
+            ? { cert: readFileSync(identity.cert), key: readFileSync(identity.key) }
+            : {}),
           headers: { host: 'orders', 'x-forwarded-client-cert': `URI=${WEB}` },
         },
         (res) => {
@@ -171,9 +256,14 @@ describe('the HTTP mode over TLS: only gateway askers (it carries no destination
   test('a gateway asks; a sidecar (no destination to match) is refused before deciding; no certificate fails TLS', async () => {
     expect((await get(ca.issue('gw', `URI:${GATEWAY}`))).status).toBe(200);
     const refused = await get(ca.issue('sidecar', `URI:${PAYMENTS}`));
-    expect(refused).toMatchObject({ status: 403, body: expect.stringContaining('asker is not authorised') });
+    expect(refused).toMatchObject({
+      status: 403,
+      body: expect.stringContaining('asker is not authorised'),
+    });
     await expect(get(undefined)).rejects.toBeDefined();
-    expect(await metricsText(server)).toMatch(/^gatehouse_asker_refusals_total\{reason="not_own_destination"\} 1$/m);
+    expect(await metricsText(server)).toMatch(
+      /^gatehouse_asker_refusals_total\{reason="not_own_destination"\} 1$/m,
+    );
   });
 });
 
@@ -181,7 +271,10 @@ describe("the asker from Gatehouse's own sidecar (x-forwarded-client-cert metada
   let server: TestServer;
 
   beforeAll(async () => {
-    server = await startTestServer({ policiesDir: EXAMPLE_POLICIES, askers: { askers: [], gateways: [], fromXfcc: true } });
+    server = await startTestServer({
+      policiesDir: EXAMPLE_POLICIES,
+      askers: { askers: [], gateways: [], fromXfcc: true },
+    });
   });
   afterAll(async () => {
     await server?.stop();
@@ -189,9 +282,18 @@ describe("the asker from Gatehouse's own sidecar (x-forwarded-client-cert metada
 
   const ask = (metadata: grpc.Metadata, request: unknown): Promise<CheckResponseMessage> => {
     const protos = loadProtos();
-    const client = new protos.AuthorizationClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    const client = new protos.AuthorizationClient(
+      `127.0.0.1:${server.port}`,
+      grpc.credentials.createInsecure(),
+    ) as grpc.Client & Record<string, Function>;
     return new Promise<CheckResponseMessage>((resolve, reject) =>
-      client['Check']!(request, metadata, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, res: CheckResponseMessage) => (err ? reject(err) : resolve(res))),
+      client['Check']!(
+        request,
+        metadata,
+        { deadline: Date.now() + 5000 },
+        (err: grpc.ServiceError | null, res: CheckResponseMessage) =>
+          err ? reject(err) : resolve(res),
+      ),
     ).finally(() => client.close());
   };
   const xfcc = (...values: string[]): grpc.Metadata => {
@@ -201,14 +303,29 @@ describe("the asker from Gatehouse's own sidecar (x-forwarded-client-cert metada
   };
 
   test('the sidecar-forwarded asker asks about itself; about another workload it is refused', async () => {
-    expect((await ask(xfcc(`By=spiffe://shop.example/ns/gatehouse-system/sa/gatehouse;URI=${PAYMENTS}`), charge(PAYMENTS))).status?.code ?? 0).toBe(0);
-    await expect(ask(xfcc(`URI=${PAYMENTS}`), charge(CUSTOMERS))).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+    expect(
+      (
+        await ask(
+          xfcc(`By=spiffe://shop.example/ns/gatehouse-system/sa/gatehouse;URI=${PAYMENTS}`),
+          charge(PAYMENTS),
+        )
+      ).status?.code ?? 0,
+    ).toBe(0);
+    await expect(ask(xfcc(`URI=${PAYMENTS}`), charge(CUSTOMERS))).rejects.toMatchObject({
+      code: grpc.status.PERMISSION_DENIED,
+    });
   });
 
   test('no XFCC, two XFCC values, or one that does not parse: refused', async () => {
-    await expect(ask(new grpc.Metadata(), charge(PAYMENTS))).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
-    await expect(ask(xfcc(`URI=${PAYMENTS}`, `URI=${PAYMENTS}`), charge(PAYMENTS))).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
-    await expect(ask(xfcc('URI="unterminated'), charge(PAYMENTS))).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+    await expect(ask(new grpc.Metadata(), charge(PAYMENTS))).rejects.toMatchObject({
+      code: grpc.status.PERMISSION_DENIED,
+    });
+    await expect(
+      ask(xfcc(`URI=${PAYMENTS}`, `URI=${PAYMENTS}`), charge(PAYMENTS)),
+    ).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+    await expect(ask(xfcc('URI="unterminated'), charge(PAYMENTS))).rejects.toMatchObject({
+      code: grpc.status.PERMISSION_DENIED,
+    });
   });
 });
 

@@ -26,12 +26,28 @@ describe('gatehouse serve --audit-key', () => {
     const dir = tmp();
     const audit = path.join(dir, 'audit.log');
     const key = keyFile(dir, 'audit.key', SECRET);
-    const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', audit, '--audit-key', key, '--log-level', 'trace']);
+    const server = await spawnServe([
+      '--policies',
+      EXAMPLE_POLICIES,
+      '--trust-domain',
+      'shop.example',
+      '--audit-log',
+      audit,
+      '--audit-key',
+      key,
+      '--log-level',
+      'trace',
+    ]);
     const client = checkClient(server.port);
-    let policyInfo = '';
+    let policyInfo: string;
     try {
-      expect((await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }))).status?.code ?? 0).toBe(0);
-      expect((await client.check(envoyCheckRequest({ principal: CHECKOUT_BATCH }))).status?.code).not.toBe(0);
+      expect(
+        (await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }))).status
+          ?.code ?? 0,
+      ).toBe(0);
+      expect(
+        (await client.check(envoyCheckRequest({ principal: CHECKOUT_BATCH }))).status?.code,
+      ).not.toBe(0);
       policyInfo = await (await fetch(`http://127.0.0.1:${server.adminPort}/v1/policy`)).text();
     } finally {
       client.close();
@@ -42,7 +58,8 @@ describe('gatehouse serve --audit-key', () => {
     expect(records).toHaveLength(2);
     for (const r of records) expect(r['mac']).toBe('hmac-sha256');
     // The key is in no record, log line or admin answer.
-    for (const text of [readFileSync(audit, 'utf8'), server.stderr(), server.stdout(), policyInfo]) expect(text).not.toContain(SECRET);
+    for (const text of [readFileSync(audit, 'utf8'), server.stderr(), server.stdout(), policyInfo])
+      expect(text).not.toContain(SECRET);
 
     const keyed = runCli(['audit', 'verify', audit, '--key', key]);
     expect(keyed.status).toBe(0);
@@ -61,7 +78,19 @@ describe('gatehouse serve --audit-key', () => {
   test('GATEHOUSE_AUDIT_KEY reaches every worker', async () => {
     const dir = tmp();
     const key = keyFile(dir, 'audit.key', SECRET);
-    const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', path.join(dir, 'audit.log'), '--workers', '2'], { GATEHOUSE_AUDIT_KEY: key });
+    const server = await spawnServe(
+      [
+        '--policies',
+        EXAMPLE_POLICIES,
+        '--trust-domain',
+        'shop.example',
+        '--audit-log',
+        path.join(dir, 'audit.log'),
+        '--workers',
+        '2',
+      ],
+      { GATEHOUSE_AUDIT_KEY: key },
+    );
     try {
       // spawnServe returns once the first worker serves; wait for both.
       const deadline = Date.now() + 10_000;
@@ -71,10 +100,29 @@ describe('gatehouse serve --audit-key', () => {
       }
       // Clients with their own channels spread over the workers.
       const { AuthorizationClient } = loadProtos();
-      const many = Array.from({ length: 6 }, () => new AuthorizationClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & { Check: Function });
+      const many = Array.from(
+        { length: 6 },
+        () =>
+          new AuthorizationClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure(), {
+            'grpc.use_local_subchannel_pool': 1,
+          }) as unknown as grpc.Client & { Check: Function },
+      );
       await Promise.all(
         many.flatMap((c) =>
-          Array.from({ length: 5 }, () => new Promise((resolve, reject) => c.Check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: '/v1/orders/1' }), (e: Error | null) => (e ? reject(e) : resolve(null))))),
+          Array.from(
+            { length: 5 },
+            () =>
+              new Promise((resolve, reject) =>
+                c.Check(
+                  envoyCheckRequest({
+                    principal: CHECKOUT_WEB,
+                    method: 'GET',
+                    path: '/v1/orders/1',
+                  }),
+                  (e: Error | null) => (e ? reject(e) : resolve(null)),
+                ),
+              ),
+          ),
         ),
       );
       many.forEach((c) => c.close());
@@ -96,13 +144,33 @@ describe('gatehouse serve --audit-key', () => {
   test('a key file under 32 bytes is refused before serving, without printing it', () => {
     const dir = tmp();
     const short = keyFile(dir, 'short.key', 'not-long-enough-secret');
-    const serve = runCli(['serve', '--policies', EXAMPLE_POLICIES, '--grpc-port', '0', '--admin-port', '0', '--audit-log', '/dev/null', '--audit-key', short]);
+    const serve = runCli([
+      'serve',
+      '--policies',
+      EXAMPLE_POLICIES,
+      '--grpc-port',
+      '0',
+      '--admin-port',
+      '0',
+      '--audit-log',
+      '/dev/null',
+      '--audit-key',
+      short,
+    ]);
     expect(serve.status).toBe(1);
-    expect(serve.stderr).toContain(`gatehouse: refusing to start: --audit-key: audit key ${short} is 22 byte(s); it needs at least 32`);
+    expect(serve.stderr).toContain(
+      `gatehouse: refusing to start: --audit-key: audit key ${short} is 22 byte(s); it needs at least 32`,
+    );
     expect(serve.stderr + serve.stdout).not.toContain('not-long-enough-secret');
     expect(serve.stderr).not.toContain('serving');
 
-    const missing = runCli(['serve', '--policies', EXAMPLE_POLICIES, '--audit-key', path.join(dir, 'nope')]);
+    const missing = runCli([
+      'serve',
+      '--policies',
+      EXAMPLE_POLICIES,
+      '--audit-key',
+      path.join(dir, 'nope'),
+    ]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toContain(`audit key ${path.join(dir, 'nope')} does not exist`);
     expect(missing.stderr).not.toContain('ENOENT');

@@ -1,4 +1,11 @@
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, truncateSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  truncateSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -14,10 +21,16 @@ import { waitFor } from '../helpers/wait';
  * server reopens it on SIGUSR1 or the admin call, and the pieces verify as one chain.
  */
 const CALLER = 'spiffe://shop.example/ns/a/sa/a';
-const dir = policyDir({ 'p.yaml': servicePolicy('rot', ['rot'], `    - name: r\n      allow: [${CALLER}]`) });
+const dir = policyDir({
+  'p.yaml': servicePolicy('rot', ['rot'], `    - name: r\n      allow: [${CALLER}]`),
+});
 
 function lineCount(file: string): number {
-  return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').length : 0;
+  return existsSync(file)
+    ? readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => l !== '').length
+    : 0;
 }
 
 describe('audit log rotation', () => {
@@ -27,7 +40,15 @@ describe('audit log rotation', () => {
 
   beforeAll(async () => {
     audit = path.join(mkdtempSync(path.join(tmpdir(), 'gh-rot-')), 'audit.log');
-    server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--no-watch', '--audit-log', audit]);
+    server = await spawnServe([
+      '--policies',
+      dir,
+      '--trust-domain',
+      'shop.example',
+      '--no-watch',
+      '--audit-log',
+      audit,
+    ]);
     client = checkClient(server.port);
   });
   afterAll(async () => {
@@ -37,7 +58,8 @@ describe('audit log rotation', () => {
   });
 
   const checks = async (n: number): Promise<void> => {
-    for (let i = 0; i < n; i++) await client.check(envoyCheckRequest({ principal: CALLER, host: 'rot', path: '/' }));
+    for (let i = 0; i < n; i++)
+      await client.check(envoyCheckRequest({ principal: CALLER, host: 'rot', path: '/' }));
   };
 
   test('rename + SIGUSR1, then copytruncate + admin call: every piece verifies in order, and alone from its anchor', async () => {
@@ -54,7 +76,10 @@ describe('audit log rotation', () => {
     // copytruncate: the file is copied and emptied in place; the admin call is harmless then.
     copyFileSync(audit, `${audit}.1`);
     truncateSync(audit, 0);
-    const res = await fetch(`http://127.0.0.1:${server.adminPort}/v1/audit/reopen`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`http://127.0.0.1:${server.adminPort}/v1/audit/reopen`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
     expect([res.status, await res.json()]).toEqual([200, { reopened: 1 }]);
     await checks(1);
     await waitFor(() => lineCount(audit) === 1, 'one record after the truncation');
@@ -74,7 +99,9 @@ describe('audit log rotation', () => {
 
     // Alone from the anchor the previous verify printed.
     const first = runCli(['audit', 'verify', `${audit}.2`]);
-    const anchor = /ends at (--from-seq \d+ --from-hash [0-9a-f]{64})/.exec(first.stdout)![1]!.split(' ');
+    const anchor = /ends at (--from-seq \d+ --from-hash [0-9a-f]{64})/
+      .exec(first.stdout)![1]!
+      .split(' ');
     expect(anchor.slice(0, 2)).toEqual(['--from-seq', '2']);
     const next = runCli(['audit', 'verify', `${audit}.1`, ...anchor]);
     expect(next.stdout).toMatch(/^ok: 2 record\(s\)/m);
@@ -88,23 +115,44 @@ describe('audit log rotation', () => {
   }, 30_000);
 
   test('flags are checked: --from-seq needs --from-hash, a hash is 64 hex digits', () => {
-    expect(runCli(['audit', 'verify', audit, '--from-seq', '3']).stderr).toContain('--from-seq and --from-hash go together');
-    expect(runCli(['audit', 'verify', audit, '--from-seq', '3', '--from-hash', 'abc']).stderr).toContain('--from-hash must be a record hash');
+    expect(runCli(['audit', 'verify', audit, '--from-seq', '3']).stderr).toContain(
+      '--from-seq and --from-hash go together',
+    );
+    expect(
+      runCli(['audit', 'verify', audit, '--from-seq', '3', '--from-hash', 'abc']).stderr,
+    ).toContain('--from-hash must be a record hash');
   });
 
   test('the reopen call is a change: a wrong admin token is refused and reopens nothing', async () => {
     let reopened = 0;
     const admin = new AdminServer(
-      { readiness: () => ({ checks: {}, failing: [] }), metrics: async () => ({ contentType: 'text/plain', body: '' }), policy: () => ({}), audit: { reopen: async () => ({ reopened: ++reopened }) } },
+      {
+        readiness: () => ({ checks: {}, failing: [] }),
+        metrics: async () => ({ contentType: 'text/plain', body: '' }),
+        policy: () => ({}),
+        audit: { reopen: async () => ({ reopened: ++reopened }) },
+      },
       pino({ level: 'silent' }),
       { token: Buffer.from('the-right-admin-token') },
     );
     const port = await admin.listen('127.0.0.1', 0);
     try {
-      const wrong = await fetch(`http://127.0.0.1:${port}/v1/audit/reopen`, { method: 'POST', headers: { authorization: 'Bearer not-the-admin-token', 'content-type': 'application/json' } });
+      const wrong = await fetch(`http://127.0.0.1:${port}/v1/audit/reopen`, {
+        method: 'POST',
+        headers: {
+          authorization: 'Bearer not-the-admin-token',
+          'content-type': 'application/json',
+        },
+      });
       expect(wrong.status).toBe(403);
       expect(reopened).toBe(0);
-      const right = await fetch(`http://127.0.0.1:${port}/v1/audit/reopen`, { method: 'POST', headers: { authorization: 'Bearer the-right-admin-token', 'content-type': 'application/json' } });
+      const right = await fetch(`http://127.0.0.1:${port}/v1/audit/reopen`, {
+        method: 'POST',
+        headers: {
+          authorization: 'Bearer the-right-admin-token',
+          'content-type': 'application/json',
+        },
+      });
       expect(right.status).toBe(200);
       expect(reopened).toBe(1);
     } finally {

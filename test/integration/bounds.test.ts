@@ -15,9 +15,13 @@ import { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from '../../src/server
 
 const LIMITED_HOST = 'limited';
 const limitedPolicy = (per: string) =>
-  servicePolicy('limited', [LIMITED_HOST], `    - name: r
+  servicePolicy(
+    'limited',
+    [LIMITED_HOST],
+    `    - name: r
       allow: ['${CHECKOUT_WEB}']
-      rateLimit: { capacity: 3, refillPerSecond: 0.001, per: '${per}' }`);
+      rateLimit: { capacity: 3, refillPerSecond: 0.001, per: '${per}' }`,
+  );
 
 async function metric(server: TestServer, line: string): Promise<number> {
   const text = await server.app.metrics.registry.metrics();
@@ -49,13 +53,19 @@ function rawConnection(port: number, send?: Buffer): Promise<net.Socket> {
   });
 }
 
-const PREFACE_AND_SETTINGS = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
+const PREFACE_AND_SETTINGS = Buffer.concat([
+  Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'),
+  Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+]);
 
 describe('bucket memory budget on a real server', () => {
   let server: TestServer;
   let client: CheckClient;
   beforeAll(async () => {
-    server = await startTestServer({ policiesDir: policyDir({ 'p.yaml': limitedPolicy('header:x-tenant') }), buckets: { maxBuckets: 50, maxIdleMs: 3_600_000 } });
+    server = await startTestServer({
+      policiesDir: policyDir({ 'p.yaml': limitedPolicy('header:x-tenant') }),
+      buckets: { maxBuckets: 50, maxIdleMs: 3_600_000 },
+    });
     client = checkClient(server.port);
   });
   afterAll(async () => {
@@ -64,9 +74,20 @@ describe('bucket memory budget on a real server', () => {
   });
 
   test('a flood of distinct long header keys holds at most --max-buckets buckets, and never over-admits a key', async () => {
-    const check = (tenant: string) => client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, host: LIMITED_HOST, method: 'GET', path: '/', headers: { 'x-tenant': tenant } }));
+    const check = (tenant: string) =>
+      client.check(
+        envoyCheckRequest({
+          principal: CHECKOUT_WEB,
+          host: LIMITED_HOST,
+          method: 'GET',
+          path: '/',
+          headers: { 'x-tenant': tenant },
+        }),
+      );
     for (let batch = 0; batch < 10; batch++) {
-      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => check(`${'t'.repeat(4000)}-${batch}-${i}`)));
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) => check(`${'t'.repeat(4000)}-${batch}-${i}`)),
+      );
       expect(results.every((r) => (r.status?.code ?? 0) === 0)).toBe(true);
       expect(await metric(server, 'gatehouse_buckets')).toBeLessThanOrEqual(50);
     }
@@ -82,7 +103,14 @@ describe('bucket memory budget on a real server', () => {
 
 describe('transport limits on a real server', () => {
   let server: TestServer;
-  const limits: TransportLimits = { ...DEFAULT_TRANSPORT_LIMITS, maxReceiveBytes: 64 * 1024, maxConcurrentStreams: 5, maxConnections: 4, prefaceTimeoutMs: 300, idleTimeoutMs: 1000 };
+  const limits: TransportLimits = {
+    ...DEFAULT_TRANSPORT_LIMITS,
+    maxReceiveBytes: 64 * 1024,
+    maxConcurrentStreams: 5,
+    maxConnections: 4,
+    prefaceTimeoutMs: 300,
+    idleTimeoutMs: 1000,
+  };
   beforeAll(async () => {
     server = await startTestServer({ policiesDir: EXAMPLE_POLICIES, transport: limits });
   });
@@ -94,31 +122,53 @@ describe('transport limits on a real server', () => {
     const silent = await rawConnection(server.port);
     const tookMs = await closedWithin(silent, 5000);
     expect(tookMs).toBeGreaterThanOrEqual(250);
-    expect(await metric(server, 'gatehouse_connections_refused_total{reason="preface_timeout"}')).toBe(1);
+    expect(
+      await metric(server, 'gatehouse_connections_refused_total{reason="preface_timeout"}'),
+    ).toBe(1);
   });
 
   test('a connection that speaks something else is closed at once', async () => {
-    const http1 = await rawConnection(server.port, Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    const http1 = await rawConnection(
+      server.port,
+      Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'),
+    );
     expect(await closedWithin(http1, 250)).toBeLessThan(250); // by HTTP/2 itself, well before the preface timeout
   });
 
   test('connections past the cap are closed on accept; those within it keep working', async () => {
-    const held = await Promise.all(Array.from({ length: limits.maxConnections }, () => rawConnection(server.port, PREFACE_AND_SETTINGS)));
-    await waitFor(async () => (await metric(server, 'gatehouse_grpc_connections')) === limits.maxConnections, 'connections counted');
+    const held = await Promise.all(
+      Array.from({ length: limits.maxConnections }, () =>
+        rawConnection(server.port, PREFACE_AND_SETTINGS),
+      ),
+    );
+    await waitFor(
+      async () => (await metric(server, 'gatehouse_grpc_connections')) === limits.maxConnections,
+      'connections counted',
+    );
     const extra = await rawConnection(server.port, PREFACE_AND_SETTINGS);
     await closedWithin(extra, 2000);
-    expect(await metric(server, 'gatehouse_connections_refused_total{reason="connection_limit"}')).toBe(1);
+    expect(
+      await metric(server, 'gatehouse_connections_refused_total{reason="connection_limit"}'),
+    ).toBe(1);
     for (const s of held) s.destroy();
-    await waitFor(async () => (await metric(server, 'gatehouse_grpc_connections')) === 0, 'connections released');
+    await waitFor(
+      async () => (await metric(server, 'gatehouse_grpc_connections')) === 0,
+      'connections released',
+    );
     const client = checkClient(server.port, { ownConnection: true });
-    expect((await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }))).status?.code ?? 0).toBe(0);
+    expect(
+      (await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }))).status
+        ?.code ?? 0,
+    ).toBe(0);
     client.close();
   });
 
   test('the stream limit is advertised in SETTINGS, and an idle connection is closed after the idle timeout', async () => {
     const session = http2.connect(`http://127.0.0.1:${server.port}`);
     session.on('error', () => undefined);
-    const settings = await new Promise<http2.Settings>((resolve) => session.once('remoteSettings', resolve));
+    const settings = await new Promise<http2.Settings>((resolve) =>
+      session.once('remoteSettings', resolve),
+    );
     expect(settings.maxConcurrentStreams).toBe(5);
     const started = Date.now();
     await new Promise<void>((resolve, reject) => {
@@ -134,9 +184,17 @@ describe('transport limits on a real server', () => {
 
   test('a message over the receive limit is refused before it is decoded', async () => {
     const client = checkClient(server.port, { ownConnection: true });
-    const big = envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', headers: { 'x-pad': 'p'.repeat(80 * 1024) } });
+    const big = envoyCheckRequest({
+      principal: CHECKOUT_WEB,
+      method: 'GET',
+      headers: { 'x-pad': 'p'.repeat(80 * 1024) },
+    });
     await expect(client.check(big)).rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
-    const small = envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', headers: { 'x-pad': 'p'.repeat(32 * 1024) } });
+    const small = envoyCheckRequest({
+      principal: CHECKOUT_WEB,
+      method: 'GET',
+      headers: { 'x-pad': 'p'.repeat(32 * 1024) },
+    });
     expect((await client.check(small)).status?.code ?? 0).toBe(0);
     client.close();
   });
@@ -183,7 +241,12 @@ describe('overload: in-flight checks are bounded and the rest refused fast', () 
 
   test('with Redis frozen, four checks wait for it and the other sixteen are refused with RESOURCE_EXHAUSTED at once', async () => {
     const client = checkClient(server.port, { ownConnection: true });
-    const request = envoyCheckRequest({ principal: CHECKOUT_WEB, host: LIMITED_HOST, method: 'GET', path: '/' });
+    const request = envoyCheckRequest({
+      principal: CHECKOUT_WEB,
+      host: LIMITED_HOST,
+      method: 'GET',
+      path: '/',
+    });
     await client.check(request); // connected, scripts loaded
     const auditedBefore = (await server.auditRecords()).length;
     redis.freeze();
@@ -192,7 +255,11 @@ describe('overload: in-flight checks are bounded and the rest refused fast', () 
       Array.from({ length: 20 }, () =>
         client.check(request, 3000).then(
           () => ({ answered: true, ms: Date.now() - started }),
-          (err: grpc.ServiceError) => ({ answered: false, code: err.code, ms: Date.now() - started }),
+          (err: grpc.ServiceError) => ({
+            answered: false,
+            code: err.code,
+            ms: Date.now() - started,
+          }),
         ),
       ),
     );
@@ -200,8 +267,12 @@ describe('overload: in-flight checks are bounded and the rest refused fast', () 
     const answered = outcomes.filter((o) => o.answered);
     const refused = outcomes.filter((o) => !o.answered);
     expect(answered).toHaveLength(4);
-    expect(refused.every((o) => 'code' in o && o.code === grpc.status.RESOURCE_EXHAUSTED)).toBe(true);
-    expect(Math.max(...refused.map((o) => o.ms))).toBeLessThan(Math.min(...answered.map((o) => o.ms)));
+    expect(refused.every((o) => 'code' in o && o.code === grpc.status.RESOURCE_EXHAUSTED)).toBe(
+      true,
+    );
+    expect(Math.max(...refused.map((o) => o.ms))).toBeLessThan(
+      Math.min(...answered.map((o) => o.ms)),
+    );
     expect(await metric(server, 'gatehouse_checks_shed_total{reason="in_flight"}')).toBe(16);
     // Refused checks were never decided: only the four are audited.
     expect((await server.auditRecords()).length - auditedBefore).toBe(4);
@@ -211,7 +282,17 @@ describe('overload: in-flight checks are bounded and the rest refused fast', () 
 
 describe('shutdown', () => {
   test('idle connections (with and without a preface) do not hold SIGTERM until --drain-timeout', async () => {
-    const serve = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--no-watch', '--drain-timeout', '20000', '--audit-log', path.join(mkdtempSync(path.join(tmpdir(), 'gh-bounds-')), 'a.log')]);
+    const serve = await spawnServe([
+      '--policies',
+      EXAMPLE_POLICIES,
+      '--trust-domain',
+      'shop.example',
+      '--no-watch',
+      '--drain-timeout',
+      '20000',
+      '--audit-log',
+      path.join(mkdtempSync(path.join(tmpdir(), 'gh-bounds-')), 'a.log'),
+    ]);
     const client = checkClient(serve.port);
     await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }));
     const silent = await rawConnection(serve.port);

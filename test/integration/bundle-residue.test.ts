@@ -21,13 +21,21 @@ const good = async (revision: number) => (await buildBundle(policySet('a'), priv
 
 /** Signed and newer, but its own tests fail: it unpacks, then is refused. */
 async function failingTests(revision: number): Promise<string> {
-  const payload = JSON.parse(Buffer.from((await good(revision)).split('.')[1]!, 'base64url').toString());
-  payload.files['svc.test.yaml'] = payload.files['svc.test.yaml'].replace('expect: allow', 'expect: { deny: 403 }');
+  const payload = JSON.parse(
+    Buffer.from((await good(revision)).split('.')[1]!, 'base64url').toString(),
+  );
+  payload.files['svc.test.yaml'] = payload.files['svc.test.yaml'].replace(
+    'expect: allow',
+    'expect: { deny: 403 }',
+  );
   const key = await importPKCS8(privPem, 'EdDSA');
-  return new CompactSign(Buffer.from(JSON.stringify(payload))).setProtectedHeader({ alg: 'EdDSA', typ: BUNDLE_TYPE }).sign(key);
+  return new CompactSign(Buffer.from(JSON.stringify(payload)))
+    .setProtectedHeader({ alg: 'EdDSA', typ: BUNDLE_TYPE })
+    .sign(key);
 }
 
-const foldersOf = (revision: number) => readdirSync(tmpdir()).filter((n) => n.startsWith(`gatehouse-bundle-${revision}-`));
+const foldersOf = (revision: number) =>
+  readdirSync(tmpdir()).filter((n) => n.startsWith(`gatehouse-bundle-${revision}-`));
 
 async function metricsText(registry: Registry): Promise<string> {
   return registry.metrics();
@@ -51,7 +59,9 @@ test('a failing bundle leaves no folder behind, is tried once per content, and i
   }
   expect(foldersOf(base + 1)).toEqual([]);
   expect(logs.lines().filter((l) => l['msg'] === 'bundle not activated')).toHaveLength(1);
-  expect(await metricsText(registry)).toContain('gatehouse_bundle_refusals_total{reason="tests_fail"} 1');
+  expect(await metricsText(registry)).toContain(
+    'gatehouse_bundle_refusals_total{reason="tests_fail"} 1',
+  );
   expect(activations).toBe(0);
 
   writeFileSync(file, await good(base + 2));
@@ -87,7 +97,10 @@ test('a bundle URL failing for a while is one episode: one line when it starts, 
     await poller.pollOnce(async () => true);
     const episode = logs.lines().filter((l) => /^bundle source/.test(String(l['msg'])));
     expect(episode).toEqual([
-      expect.objectContaining({ msg: 'bundle source cannot be read; the active bundle keeps serving', cause: 'bundle URL answered 500' }),
+      expect.objectContaining({
+        msg: 'bundle source cannot be read; the active bundle keeps serving',
+        cause: 'bundle URL answered 500',
+      }),
       expect.objectContaining({ msg: 'bundle source readable again', failedPolls: 6 }),
     ]);
     expect(await metricsText(registry)).toContain('gatehouse_bundle_fetch_failures_total 6');
@@ -115,7 +128,9 @@ test('a bundle activated while its state file cannot be written keeps its folder
   await poller.pollOnce(async (bundle) => ((served = bundle.dir), true));
   expect(served).toBeDefined();
   expect(existsSync(served!)).toBe(true); // the folder being served is still there
-  expect(await metricsText(registry)).not.toContain('gatehouse_bundle_refusals_total{reason="unverified"} 1');
+  expect(await metricsText(registry)).not.toContain(
+    'gatehouse_bundle_refusals_total{reason="unverified"} 1',
+  );
   expect(logs.lines().some((l) => l['msg'] === 'bundle activated')).toBe(true);
   rmSync(stateDir, { force: true });
   await poller.removeFiles();

@@ -8,9 +8,13 @@ import { readJsonLines } from '../helpers/server';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
-const BROKEN = servicePolicy('p', ['p:80'], `    - name: r
+const BROKEN = servicePolicy(
+  'p',
+  ['p:80'],
+  `    - name: r
       allow: [spiffe://td/ns/*/x]
-      colour: blue`);
+      colour: blue`,
+);
 
 describe('gatehouse validate', () => {
   test('exit 0 and a summary for the examples', () => {
@@ -35,45 +39,104 @@ describe('gatehouse validate', () => {
 
 describe('gatehouse check', () => {
   test('explains a decision for a CheckRequest in proto3 JSON', () => {
-    const r = runCli(['check', 'policies', '--input', 'examples/check-request.json', '--trust-domain', 'shop.example']);
+    const r = runCli([
+      'check',
+      'policies',
+      '--input',
+      'examples/check-request.json',
+      '--trust-domain',
+      'shop.example',
+    ]);
     expect(r.status).toBe(0);
     expect(r.stdout).toContain('decision: DENY 403');
     expect(r.stdout).toContain('[caller_refused]');
-    expect(r.stdout).toContain('2 identity: spiffe://shop.example/ns/checkout/sa/batch (from principal)');
+    expect(r.stdout).toContain(
+      '2 identity: spiffe://shop.example/ns/checkout/sa/batch (from principal)',
+    );
     expect(r.stdout).toMatch(/3 policy: {3}orders@[0-9a-f]{16} \(enforce/);
-    expect(r.stdout).toContain('    → create-order: route matches; caller REFUSED by deny[0] spiffe://shop.example/ns/checkout/sa/batch');
+    expect(r.stdout).toContain(
+      '    → create-order: route matches; caller REFUSED by deny[0] spiffe://shop.example/ns/checkout/sa/batch',
+    );
     expect(r.stdout).toContain('      read-orders: method POST not in [GET]');
     expect(r.stdout).toContain('5 limit:    capacity 20, refill 10/s per caller (not reached)');
   });
 
   test('explains why no rule matched, and a 401', () => {
     const input = (principal: string | undefined, path: string) =>
-      JSON.stringify({ attributes: { source: principal ? { principal } : {}, destination: { principal: ORDERS }, request: { http: { method: 'GET', path, host: 'orders' } } } });
-    const none = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'], input('spiffe://shop.example/ns/payments/sa/x', '/v1/orders/7'));
+      JSON.stringify({
+        attributes: {
+          source: principal ? { principal } : {},
+          destination: { principal: ORDERS },
+          request: { http: { method: 'GET', path, host: 'orders' } },
+        },
+      });
+    const none = runCli(
+      ['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'],
+      input('spiffe://shop.example/ns/payments/sa/x', '/v1/orders/7'),
+    );
     expect(none.stdout).toContain('[caller_not_allowed]');
-    expect(none.stdout).toContain('      read-orders: route matches; caller in none of allow [spiffe://shop.example/ns/frontend/sa/web, spiffe://shop.example/ns/checkout/**]');
+    expect(none.stdout).toContain(
+      '      read-orders: route matches; caller in none of allow [spiffe://shop.example/ns/frontend/sa/web, spiffe://shop.example/ns/checkout/**]',
+    );
     expect(none.stdout).toContain('      create-order: method GET not in [POST]');
-    const path = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'], input('spiffe://shop.example/ns/frontend/sa/web', '/v2/x'));
-    expect(path.stdout).toContain('read-orders: path /v2/x matches none of [/v1/orders, /v1/orders/*]');
-    const anon = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'], input(undefined, '/v1/orders'));
+    const path = runCli(
+      ['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'],
+      input('spiffe://shop.example/ns/frontend/sa/web', '/v2/x'),
+    );
+    expect(path.stdout).toContain(
+      'read-orders: path /v2/x matches none of [/v1/orders, /v1/orders/*]',
+    );
+    const anon = runCli(
+      ['check', 'policies', '--input', '-', '--trust-domain', 'shop.example'],
+      input(undefined, '/v1/orders'),
+    );
     expect(anon.stdout).toContain('2 identity: REJECTED: no caller identity');
   });
 
   test('--json prints the decision and the CheckResponse; snake_case input is read too', () => {
     const input = JSON.stringify({
-      attributes: { source: { principal: CHECKOUT_WEB }, destination: { principal: ORDERS }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders', headers: { 'x_custom_header': 'kept' } } } },
+      attributes: {
+        source: { principal: CHECKOUT_WEB },
+        destination: { principal: ORDERS },
+        request: {
+          http: {
+            method: 'POST',
+            path: '/v1/orders',
+            host: 'orders',
+            headers: { x_custom_header: 'kept' },
+          },
+        },
+      },
     });
-    const r = runCli(['check', 'policies', '--input', '-', '--trust-domain', 'shop.example', '--json'], input);
+    const r = runCli(
+      ['check', 'policies', '--input', '-', '--trust-domain', 'shop.example', '--json'],
+      input,
+    );
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout);
-    expect(out.decision).toMatchObject({ result: 'allow', caller: CHECKOUT_WEB, rule: 'create-order', limit: { limit: 20, remaining: 19 } });
-    expect(out.rules[0]).toMatchObject({ rule: 'create-order', methodMatches: true, pathMatches: true, allowedBy: 'spiffe://shop.example/ns/checkout/sa/*' });
-    expect(out.response.okResponse.headers.map((h: { header: { key: string } }) => h.header.key)).toContain('x-gatehouse-caller');
+    expect(out.decision).toMatchObject({
+      result: 'allow',
+      caller: CHECKOUT_WEB,
+      rule: 'create-order',
+      limit: { limit: 20, remaining: 19 },
+    });
+    expect(out.rules[0]).toMatchObject({
+      rule: 'create-order',
+      methodMatches: true,
+      pathMatches: true,
+      allowedBy: 'spiffe://shop.example/ns/checkout/sa/*',
+    });
+    expect(
+      out.response.okResponse.headers.map((h: { header: { key: string } }) => h.header.key),
+    ).toContain('x-gatehouse-caller');
   });
 
   test('bad input is a clear error, exit 1', () => {
     expect(runCli(['check', 'policies', '--input', '-'], '{not json').status).toBe(1);
-    const r = runCli(['check', 'policies', '--input', '-'], '{"attributes": {"request": {"http": {"headers": "nope"}}}}');
+    const r = runCli(
+      ['check', 'policies', '--input', '-'],
+      '{"attributes": {"request": {"http": {"headers": "nope"}}}}',
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toContain('input is not a CheckRequest');
     const missing = runCli(['check', 'policies', '--input', '/nonexistent.json']);
@@ -82,10 +145,17 @@ describe('gatehouse check', () => {
   });
 
   test('a misspelt input field is refused with its path, not decided as a request without it', () => {
-    const input = JSON.stringify({ attributes: { source: { princpal: 'spiffe://shop.example/ns/checkout/sa/web' }, request: { http: { method: 'POST', path: '/v1/orders', host: 'orders' } } } });
+    const input = JSON.stringify({
+      attributes: {
+        source: { princpal: 'spiffe://shop.example/ns/checkout/sa/web' },
+        request: { http: { method: 'POST', path: '/v1/orders', host: 'orders' } },
+      },
+    });
     const r = runCli(['check', 'policies', '--input', '-'], input);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/CheckRequest\.attributes\.source\.princpal is not a field of AttributeContext\.Peer \(it has: [^)]*principal/);
+    expect(r.stderr).toMatch(
+      /CheckRequest\.attributes\.source\.princpal is not a field of AttributeContext\.Peer \(it has: [^)]*principal/,
+    );
     expect(r.stdout).toBe('');
   });
 });
@@ -101,21 +171,44 @@ describe('gatehouse serve', () => {
 
   test('rejects bad flags clearly', () => {
     expect(runCli(['serve', '--grpc-port', '99999']).stderr).toContain('must be a port number');
-    expect(runCli(['serve', '--trust-domain', 'spiffe://x']).stderr).toContain('is not a valid trust domain');
-    expect(runCli(['serve', '--jwt-leeway', '86400']).stderr).toContain('must be seconds from 0 to 300');
-    expect(runCli(['serve', '--trust-bundle', 'Shop.Example:443=/tmp/x.json']).stderr).toContain('is not a trust domain name');
-    expect(runCli(['serve', '--trust-bundle', 'shop.example=http://bundles.example/b']).stderr).toContain('must be https://');
+    expect(runCli(['serve', '--trust-domain', 'spiffe://x']).stderr).toContain(
+      'is not a valid trust domain',
+    );
+    expect(runCli(['serve', '--jwt-leeway', '86400']).stderr).toContain(
+      'must be seconds from 0 to 300',
+    );
+    expect(runCli(['serve', '--trust-bundle', 'Shop.Example:443=/tmp/x.json']).stderr).toContain(
+      'is not a trust domain name',
+    );
+    expect(
+      runCli(['serve', '--trust-bundle', 'shop.example=http://bundles.example/b']).stderr,
+    ).toContain('must be https://');
   });
 
   test('serves, audits to --audit-log, and on SIGTERM finishes checks in flight and exits 0', async () => {
     const audit = path.join(mkdtempSync(path.join(tmpdir(), 'gh-audit-')), 'audit.log');
     // 200 streams on one connection: past the default --grpc-max-streams (8) the client would hold the rest back unsent.
-    const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', audit, '--grpc-max-streams', '256']);
+    const server = await spawnServe([
+      '--policies',
+      EXAMPLE_POLICIES,
+      '--trust-domain',
+      'shop.example',
+      '--audit-log',
+      audit,
+      '--grpc-max-streams',
+      '256',
+    ]);
     const client = checkClient(server.port);
     try {
-      const first = await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }));
+      const first = await client.check(
+        envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }),
+      );
       expect(first.status?.code ?? 0).toBe(0);
-      const inFlight = Array.from({ length: 200 }, (_, i) => client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: `/v1/orders/${i}` })));
+      const inFlight = Array.from({ length: 200 }, (_, i) =>
+        client.check(
+          envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: `/v1/orders/${i}` }),
+        ),
+      );
       await Promise.race(inFlight);
       server.child.kill('SIGTERM');
       const settled = await Promise.allSettled(inFlight);
@@ -132,7 +225,18 @@ describe('gatehouse serve', () => {
   });
 
   test('without Redis the default is one process, and several workers are warned about', async () => {
-    const single = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null'], {}, { defaultWorkers: true });
+    const single = await spawnServe(
+      [
+        '--policies',
+        EXAMPLE_POLICIES,
+        '--trust-domain',
+        'shop.example',
+        '--audit-log',
+        '/dev/null',
+      ],
+      {},
+      { defaultWorkers: true },
+    );
     try {
       // In-process buckets are per process: N workers by default would multiply every limit.
       expect(single.stderr()).toContain('"limiter":"memory"');
@@ -141,7 +245,16 @@ describe('gatehouse serve', () => {
       single.child.kill('SIGTERM');
       await single.exited;
     }
-    const two = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--workers', '2']);
+    const two = await spawnServe([
+      '--policies',
+      EXAMPLE_POLICIES,
+      '--trust-domain',
+      'shop.example',
+      '--audit-log',
+      '/dev/null',
+      '--workers',
+      '2',
+    ]);
     try {
       expect(two.stderr()).toContain('in-process rate limits are per worker');
     } finally {
@@ -151,12 +264,23 @@ describe('gatehouse serve', () => {
   });
 
   test('environment twins configure the server', async () => {
-    const dir = policyDir({ 'p.yaml': servicePolicy('p', ['p'], `    - name: r
-      allow: [spiffe://env.example/**]`) });
-    const server = await spawnServe([], { GATEHOUSE_POLICIES: dir, GATEHOUSE_TRUST_DOMAIN: 'other.example,env.example' });
+    const dir = policyDir({
+      'p.yaml': servicePolicy(
+        'p',
+        ['p'],
+        `    - name: r
+      allow: [spiffe://env.example/**]`,
+      ),
+    });
+    const server = await spawnServe([], {
+      GATEHOUSE_POLICIES: dir,
+      GATEHOUSE_TRUST_DOMAIN: 'other.example,env.example',
+    });
     const client = checkClient(server.port);
     try {
-      const r = await client.check(envoyCheckRequest({ principal: 'spiffe://env.example/svc', host: 'p', path: '/' }));
+      const r = await client.check(
+        envoyCheckRequest({ principal: 'spiffe://env.example/svc', host: 'p', path: '/' }),
+      );
       expect(r.status?.code ?? 0).toBe(0);
     } finally {
       client.close();
@@ -166,19 +290,41 @@ describe('gatehouse serve', () => {
   });
 
   test('SIGHUP reloads a good version and keeps the last good one on a bad version', async () => {
-    const dir = policyDir({ 'p.yaml': servicePolicy('p', ['p'], `    - name: r
-      allow: [spiffe://shop.example/a]`) });
-    const server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--no-watch']);
+    const dir = policyDir({
+      'p.yaml': servicePolicy(
+        'p',
+        ['p'],
+        `    - name: r
+      allow: [spiffe://shop.example/a]`,
+      ),
+    });
+    const server = await spawnServe([
+      '--policies',
+      dir,
+      '--trust-domain',
+      'shop.example',
+      '--no-watch',
+    ]);
     const client = checkClient(server.port);
-    const decide = async (caller: string) => (await client.check(envoyCheckRequest({ principal: caller, host: 'p', path: '/' }))).status?.code ?? 0;
+    const decide = async (caller: string) =>
+      (await client.check(envoyCheckRequest({ principal: caller, host: 'p', path: '/' }))).status
+        ?.code ?? 0;
     const waitFor = async (text: string) => {
-      for (let i = 0; i < 100 && !server.stderr().includes(text); i++) await new Promise((r) => setTimeout(r, 50));
+      for (let i = 0; i < 100 && !server.stderr().includes(text); i++)
+        await new Promise((r) => setTimeout(r, 50));
       expect(server.stderr()).toContain(text);
     };
     try {
       expect(await decide('spiffe://shop.example/b')).toBe(7);
-      writeFileSync(path.join(dir, 'p.yaml'), servicePolicy('p', ['p'], `    - name: r
-      allow: [spiffe://shop.example/b]`));
+      writeFileSync(
+        path.join(dir, 'p.yaml'),
+        servicePolicy(
+          'p',
+          ['p'],
+          `    - name: r
+      allow: [spiffe://shop.example/b]`,
+        ),
+      );
       server.child.kill('SIGHUP');
       await waitFor('policies reloaded');
       expect(await decide('spiffe://shop.example/b')).toBe(0);
@@ -200,7 +346,9 @@ test('the example CheckRequest in the README exists', () => {
 
 describe('gatehouse --version', () => {
   test('prints the package version and exits 0', () => {
-    const version = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+    const version = (
+      JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string }
+    ).version;
     for (const flag of ['--version', '-V']) {
       const r = runCli([flag]);
       expect(r.status).toBe(0);
@@ -211,7 +359,15 @@ describe('gatehouse --version', () => {
 
 describe('gatehouse access renew', () => {
   test('a policy or rule that is not served is an error, not a success that renewed nothing', async () => {
-    const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--no-watch', '--audit-log', path.join(mkdtempSync(path.join(tmpdir(), 'gh-renew-')), 'a.log')]);
+    const server = await spawnServe([
+      '--policies',
+      EXAMPLE_POLICIES,
+      '--trust-domain',
+      'shop.example',
+      '--no-watch',
+      '--audit-log',
+      path.join(mkdtempSync(path.join(tmpdir(), 'gh-renew-')), 'a.log'),
+    ]);
     const admin = ['--admin', `http://127.0.0.1:${server.adminPort}`];
     try {
       const nope = await runCliAsync(['access', 'renew', 'nope', ...admin]);
@@ -231,7 +387,18 @@ describe('gatehouse access renew', () => {
 });
 
 test('serve with the HTTP mode starts at any accepted --grpc-preface-timeout (it is the HTTP headers timeout too)', async () => {
-  const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--http-port', '0', '--grpc-preface-timeout', '600000']);
+  const server = await spawnServe([
+    '--policies',
+    EXAMPLE_POLICIES,
+    '--trust-domain',
+    'shop.example',
+    '--audit-log',
+    '/dev/null',
+    '--http-port',
+    '0',
+    '--grpc-preface-timeout',
+    '600000',
+  ]);
   try {
     expect(server.httpPort).toBeGreaterThan(0);
   } finally {

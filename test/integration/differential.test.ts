@@ -22,7 +22,10 @@ import { EXPORTER } from '../helpers/requests';
 const WEB = 'spiffe://shop.example/ns/frontend/sa/web';
 
 const POLICIES = {
-  'api.yaml': servicePolicy('api', ['api'], `
+  'api.yaml': servicePolicy(
+    'api',
+    ['api'],
+    `
     - name: admin
       paths: [/admin/**, /internal]
       deny: [spiffe://shop.example/**]
@@ -34,7 +37,8 @@ const POLICIES = {
     - name: everything-else
       paths: ['/**']
       allow: [${WEB}, ${EXPORTER}]
-`),
+`,
+  ),
   'exporter.yaml': `apiVersion: gatehouse/v1
 kind: WorkloadPolicy
 metadata: { name: exporter }
@@ -50,11 +54,25 @@ beforeAll(async () => {
   ({ engine } = await engineFor(policyDir(POLICIES)));
 });
 
-async function allowed(method: string, rawPath: string, caller: string, headers: Record<string, string> = {}, body?: string): Promise<boolean> {
+async function allowed(
+  method: string,
+  rawPath: string,
+  caller: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<boolean> {
   const decision = await engine.decide({
     attributes: {
       source: { principal: caller },
-      request: { http: { method, path: rawPath, host: 'api', headers: { ':authority': 'api', ':method': method, ':path': rawPath, ...headers }, ...(body !== undefined ? { body } : {}) } },
+      request: {
+        http: {
+          method,
+          path: rawPath,
+          host: 'api',
+          headers: { ':authority': 'api', ':method': method, ':path': rawPath, ...headers },
+          ...(body !== undefined ? { body } : {}),
+        },
+      },
     },
   });
   return decision.allowed;
@@ -63,7 +81,8 @@ async function allowed(method: string, rawPath: string, caller: string, headers:
 /** A path reader: the path the upstream routes on, or null where it rejects the request. */
 type PathReader = (rawPath: string) => string | null | Promise<string | null>;
 
-const isRefusedRoute = (p: string): boolean => p === '/internal' || p === '/admin' || p.startsWith('/admin/');
+const isRefusedRoute = (p: string): boolean =>
+  p === '/internal' || p === '/admin' || p.startsWith('/admin/');
 
 function decodeOnce(p: string): string | null {
   try {
@@ -86,7 +105,10 @@ const nodeUrl: PathReader = (rawPath) => {
 /** Tomcat and Jetty: strip ';' parameters from each segment, merge '//', decode, resolve dots. */
 const servletContainer: PathReader = (rawPath) => {
   const noQuery = rawPath.split(/[?#]/, 1)[0]!;
-  const stripped = noQuery.split('/').map((segment) => segment.split(';', 1)[0]!).join('/');
+  const stripped = noQuery
+    .split('/')
+    .map((segment) => segment.split(';', 1)[0]!)
+    .join('/');
   const decoded = decodeOnce(stripped.replace(/\/{2,}/g, '/'));
   if (decoded === null) return null;
   const out: string[] = [];
@@ -101,25 +123,67 @@ const servletContainer: PathReader = (rawPath) => {
 
 describe('paths', () => {
   const corpus = [
-    '/admin/users', '/admin', '/internal', '/public/a', '/public/',
-    '/admin;jsessionid=1/users', '/admin;/users', '/internal;x', '/internal;', '/public/..;/admin/users', '/public;x/../admin/users',
-    '//admin/users', '/admin//users', '///internal', '/public//../admin/users',
-    '/%61dmin/users', '/adm%69n/users', '/%2561dmin/users', '/admin%2Fusers', '/admin%2fusers', '/admin%252Fusers',
-    '/admin%3Busers', '/admin%3b/users', '/internal%3B', '/internal%23x', '/internal%3Fx', '/internal?x=1', '/internal#frag',
-    '/public/../admin/users', '/public/%2e%2e/admin/users', '/public/.%2e/admin', '/./admin/users', '/admin/./users', '/public/%2E/../internal',
-    '/public\\..\\admin', '/public%5C..%5Cadmin', '/public%00/../admin', '/ADMIN/users', '/internal/', '/internal.', '/internal%20',
-    '/admin%u0073', '/%E2%80%A8admin', '/public/%2e%2e%2fadmin', '/public;/%2e%2e/internal',
+    '/admin/users',
+    '/admin',
+    '/internal',
+    '/public/a',
+    '/public/',
+    '/admin;jsessionid=1/users',
+    '/admin;/users',
+    '/internal;x',
+    '/internal;',
+    '/public/..;/admin/users',
+    '/public;x/../admin/users',
+    '//admin/users',
+    '/admin//users',
+    '///internal',
+    '/public//../admin/users',
+    '/%61dmin/users',
+    '/adm%69n/users',
+    '/%2561dmin/users',
+    '/admin%2Fusers',
+    '/admin%2fusers',
+    '/admin%252Fusers',
+    '/admin%3Busers',
+    '/admin%3b/users',
+    '/internal%3B',
+    '/internal%23x',
+    '/internal%3Fx',
+    '/internal?x=1',
+    '/internal#frag',
+    '/public/../admin/users',
+    '/public/%2e%2e/admin/users',
+    '/public/.%2e/admin',
+    '/./admin/users',
+    '/admin/./users',
+    '/public/%2E/../internal',
+    '/public\\..\\admin',
+    '/public%5C..%5Cadmin',
+    '/public%00/../admin',
+    '/ADMIN/users',
+    '/internal/',
+    '/internal.',
+    '/internal%20',
+    '/admin%u0073',
+    '/%E2%80%A8admin',
+    '/public/%2e%2e%2fadmin',
+    '/public;/%2e%2e/internal',
   ];
   let nginx: ChildProcess | undefined;
   let nginxPort = 0;
 
   beforeAll(async () => {
-    if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0) throw new Error('nginx is not installed: run `make test-deps` (or `apt-get install -y nginx-light`)');
+    if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0)
+      throw new Error(
+        'nginx is not installed: run `make test-deps` (or `apt-get install -y nginx-light`)',
+      );
     nginxPort = await freePort();
     const prefix = mkdtempSync(path.join(tmpdir(), 'gh-nginx-diff-'));
     for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(path.join(prefix, d));
     // nginx answers with $uri: the request path as its own location matching reads it.
-    writeFileSync(path.join(prefix, 'nginx.conf'), `
+    writeFileSync(
+      path.join(prefix, 'nginx.conf'),
+      `
 ${process.getuid?.() === 0 ? 'user root;' : ''}
 daemon off;
 worker_processes 1;
@@ -138,11 +202,17 @@ http {
     location / { return 200 "$uri"; }
   }
 }
-`);
-    nginx = spawn('nginx', ['-p', prefix, '-c', path.join(prefix, 'nginx.conf')], { stdio: 'ignore' });
+`,
+    );
+    nginx = spawn('nginx', ['-p', prefix, '-c', path.join(prefix, 'nginx.conf')], {
+      stdio: 'ignore',
+    });
     const deadline = Date.now() + 10_000;
     while ((await viaNginx('/')) !== '/') {
-      if (nginx.exitCode !== null || Date.now() > deadline) throw new Error(`nginx did not start: ${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`);
+      if (nginx.exitCode !== null || Date.now() > deadline)
+        throw new Error(
+          `nginx did not start: ${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`,
+        );
       await new Promise((r) => setTimeout(r, 100));
     }
   }, 20_000);
@@ -161,7 +231,9 @@ http {
       const socket = net.connect(nginxPort, '127.0.0.1');
       let reply = '';
       socket.setTimeout(5000, () => socket.destroy());
-      socket.on('connect', () => socket.write(`GET ${rawPath} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n`));
+      socket.on('connect', () =>
+        socket.write(`GET ${rawPath} HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n`),
+      );
       socket.on('data', (b: Buffer) => (reply += b.toString('latin1')));
       socket.on('error', () => resolve(null));
       socket.on('close', () => {
@@ -172,7 +244,11 @@ http {
   }
 
   test('no path that a reader routes to a refused route is allowed', async () => {
-    const readers: Record<string, PathReader> = { nginx: viaNginx, 'node URL': nodeUrl, 'tomcat/jetty': servletContainer };
+    const readers: Record<string, PathReader> = {
+      nginx: viaNginx,
+      'node URL': nodeUrl,
+      'tomcat/jetty': servletContainer,
+    };
     const bypasses: string[] = [];
     let reachingRefused = 0;
     for (const rawPath of corpus) {
@@ -199,9 +275,33 @@ describe('queries a condition reads', () => {
   const hundred = Array.from({ length: 100 }, (_, i) => `p${i}=1`).join('&');
   const thousand = Array.from({ length: 1000 }, (_, i) => `p${i}=1`).join('&');
   const corpus = [
-    'q=1', 'debug=1', 'DEBUG=1', 'debug', 'debug=', '&&debug', 'x=1&debug=1', '%64ebug=1', 'de%62ug=1', 'debug=1%', 'x=%zz&debug=1',
-    'debug%=1', `${hundred}&debug=1`, `${thousand}&debug=1`, 'debug%00=1', 'debug+=1', '+debug=1', 'de+bug=1', 'debug%3D1', 'x=1%26debug=1',
-    'x=1;debug=1', '?debug=1', 'debug=%E0%A4', 'debug=1#x', 'x#&debug=1', 'x=1&debug=1&debug=2', '%E2%80%A8debug=1',
+    'q=1',
+    'debug=1',
+    'DEBUG=1',
+    'debug',
+    'debug=',
+    '&&debug',
+    'x=1&debug=1',
+    '%64ebug=1',
+    'de%62ug=1',
+    'debug=1%',
+    'x=%zz&debug=1',
+    'debug%=1',
+    `${hundred}&debug=1`,
+    `${thousand}&debug=1`,
+    'debug%00=1',
+    'debug+=1',
+    '+debug=1',
+    'de+bug=1',
+    'debug%3D1',
+    'x=1%26debug=1',
+    'x=1;debug=1',
+    '?debug=1',
+    'debug=%E0%A4',
+    'debug=1#x',
+    'x#&debug=1',
+    'x=1&debug=1&debug=2',
+    '%E2%80%A8debug=1',
   ];
 
   const readers: Record<string, (raw: string) => string[]> = {
@@ -245,7 +345,7 @@ function readAllMembers(text: string): unknown {
       i++;
       const members: Members = [];
       ws();
-      if (text[i] === '}') return i++, { members };
+      if (text[i] === '}') return (i++, { members });
       for (;;) {
         ws();
         const key = string();
@@ -262,7 +362,7 @@ function readAllMembers(text: string): unknown {
       i++;
       const items: unknown[] = [];
       ws();
-      if (text[i] === ']') return i++, items;
+      if (text[i] === ']') return (i++, items);
       for (;;) {
         items.push(value());
         ws();
@@ -272,7 +372,9 @@ function readAllMembers(text: string): unknown {
       }
     }
     if (c === '"') return string();
-    const literal = /^(?:-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)/.exec(text.slice(i, i + 64))?.[0];
+    const literal = /^(?:-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)/.exec(
+      text.slice(i, i + 64),
+    )?.[0];
     if (!literal) throw new Error('unexpected');
     i += literal.length;
     return JSON.parse(literal) as unknown;
@@ -300,49 +402,73 @@ function someReaderFinds(node: unknown, path: readonly string[]): boolean {
   if (Array.isArray(node)) return node.some((item) => someReaderFinds(item, path));
   const members = (node as { members?: Members } | null)?.members;
   if (!members) return false;
-  return members.some(([key, value]) => key.toLowerCase() === path[0] && someReaderFinds(value, path.slice(1)));
+  return members.some(
+    ([key, value]) => key.toLowerCase() === path[0] && someReaderFinds(value, path.slice(1)),
+  );
 }
 
 describe('bodies with a refused field', () => {
   const json = { 'content-type': 'application/json' };
   const corpus: Array<[string, Record<string, string>]> = [
-    ['{"card":{"number":"4111"}}', json], ['{"card":{"brand":"visa"}}', json], ['{}', json],
-    ['{"card":{"number":"4111"},"card":{}}', json], ['{"card":{},"card":{"number":"4111"}}', json],
-    ['{"Card":{"Number":"4111"}}', json], ['{"CARD":{"nUmBeR":"4111"}}', json], ['{"card":{"num\\u0062er":"4111"}}', json],
-    ['{"\\u0063ard":{"number":"4111"},"card":{}}', json], ['{"card":[{"number":"4111"}]}', json], ['[{"card":{"number":"4111"}}]', json],
-    ['{"card":{"number":"4111"}} ', json], ['{"x":"{\\"card\\":{\\"number\\":1}}"}', json], ['{"card":{"ſumber":1}}', json],
-    ['{"card":{"number":"4111"}}', { 'content-type': 'text/plain' }], ['{"card":{"number":"4111"}}', { 'content-type': 'application/x-www-form-urlencoded' }],
-    ['{"card":{"number":"4111"}}', {}], ['{"card":{"number":"4111"}}', { 'content-type': 'application/vnd.api+json' }],
-    [`${'{"a":'.repeat(40)}{"card":{"number":1}}${'}'.repeat(40)}`, json], ['{"card":{"number":"4111"}', json], ['\ufeff{"card":{"number":"4111"}}', json],
-    ['{"card":{"number":"4111"},"card":{"number":null}}', json], ['{"a":1,"A":{"card":{"number":1}}}', json],
+    ['{"card":{"number":"4111"}}', json],
+    ['{"card":{"brand":"visa"}}', json],
+    ['{}', json],
+    ['{"card":{"number":"4111"},"card":{}}', json],
+    ['{"card":{},"card":{"number":"4111"}}', json],
+    ['{"Card":{"Number":"4111"}}', json],
+    ['{"CARD":{"nUmBeR":"4111"}}', json],
+    ['{"card":{"num\\u0062er":"4111"}}', json],
+    ['{"\\u0063ard":{"number":"4111"},"card":{}}', json],
+    ['{"card":[{"number":"4111"}]}', json],
+    ['[{"card":{"number":"4111"}}]', json],
+    ['{"card":{"number":"4111"}} ', json],
+    ['{"x":"{\\"card\\":{\\"number\\":1}}"}', json],
+    ['{"card":{"ſumber":1}}', json],
+    ['{"card":{"number":"4111"}}', { 'content-type': 'text/plain' }],
+    ['{"card":{"number":"4111"}}', { 'content-type': 'application/x-www-form-urlencoded' }],
+    ['{"card":{"number":"4111"}}', {}],
+    ['{"card":{"number":"4111"}}', { 'content-type': 'application/vnd.api+json' }],
+    [`${'{"a":'.repeat(40)}{"card":{"number":1}}${'}'.repeat(40)}`, json],
+    ['{"card":{"number":"4111"}', json],
+    ['\ufeff{"card":{"number":"4111"}}', json],
+    ['{"card":{"number":"4111"},"card":{"number":null}}', json],
+    ['{"a":1,"A":{"card":{"number":1}}}', json],
   ];
 
   /** Form readers (PHP, Rails, qs) read `card[number]` as the nested field. */
   const formFinds = (body: string): boolean =>
-    Object.keys(querystring.parse(body)).some((key) => ['card[number]', 'card.number'].includes(key.toLowerCase()));
+    Object.keys(querystring.parse(body)).some((key) =>
+      ['card[number]', 'card.number'].includes(key.toLowerCase()),
+    );
 
   test('no body in which a reader finds the refused field is allowed', async () => {
     const bypasses: string[] = [];
     let reachingRefused = 0;
     for (const [body, headers] of corpus) {
       const gatehouseAllows = await allowed('POST', '/orders', EXPORTER, headers, body);
-      let found = false;
+      let found: boolean;
       try {
         found = someReaderFinds(readAllMembers(body), ['card', 'number']);
       } catch {
         found = false; // not JSON to a strict reader
       }
-      if (headers['content-type'] === 'application/x-www-form-urlencoded') found ||= formFinds(body);
+      if (headers['content-type'] === 'application/x-www-form-urlencoded')
+        found ||= formFinds(body);
       if (!found) continue;
       reachingRefused++;
-      if (gatehouseAllows) bypasses.push(`${body.slice(0, 60)} (${headers['content-type'] ?? 'no type'})`);
+      if (gatehouseAllows)
+        bypasses.push(`${body.slice(0, 60)} (${headers['content-type'] ?? 'no type'})`);
     }
     expect(bypasses).toEqual([]);
     expect(reachingRefused).toBeGreaterThan(12);
   });
 
   test('a benign body is still allowed: the readers and Gatehouse agree on what is harmless', async () => {
-    expect(await allowed('POST', '/orders', EXPORTER, json, '{"card":{"brand":"visa"}}')).toBe(true);
-    expect(await allowed('POST', '/orders', EXPORTER, json, '{"x":"{\\"card\\":{\\"number\\":1}}"}')).toBe(true);
+    expect(await allowed('POST', '/orders', EXPORTER, json, '{"card":{"brand":"visa"}}')).toBe(
+      true,
+    );
+    expect(
+      await allowed('POST', '/orders', EXPORTER, json, '{"x":"{\\"card\\":{\\"number\\":1}}"}'),
+    ).toBe(true);
   });
 });

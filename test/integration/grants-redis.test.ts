@@ -10,10 +10,22 @@ const WEB = 'spiffe://shop.example/ns/checkout/sa/web';
 const API = 'spiffe://shop.example/ns/checkout/sa/api';
 
 function grant(overrides: Partial<GrantRef> = {}): GrantRef {
-  return { policy: 'orders', version: 'v1', rule: 'read', entry: 0, pattern: 'spiffe://shop.example/ns/checkout/**', maxIdleMs: 30 * DAY, ...overrides };
+  return {
+    policy: 'orders',
+    version: 'v1',
+    rule: 'read',
+    entry: 0,
+    pattern: 'spiffe://shop.example/ns/checkout/**',
+    maxIdleMs: 30 * DAY,
+    ...overrides,
+  };
 }
 
-async function waitFor(what: string, condition: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
+async function waitFor(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
     if (await condition()) return;
@@ -39,11 +51,20 @@ describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
   let prefixes = 0;
 
   /** A replica: its own connection and tracker; the timer is off unless asked, so tests drive sync. */
-  function replica(prefix: string, options: Partial<RedisGrantTrackerOptions> = {}): RedisGrantTracker {
+  function replica(
+    prefix: string,
+    options: Partial<RedisGrantTrackerOptions> = {},
+  ): RedisGrantTracker {
     const client = redis.client();
     client.on('error', () => undefined);
     clients.push(client);
-    const tracker = new RedisGrantTracker({ client, keyPrefix: prefix, flushMs: 3_600_000, timeoutMs: 1000, ...options });
+    const tracker = new RedisGrantTracker({
+      client,
+      keyPrefix: prefix,
+      flushMs: 3_600_000,
+      timeoutMs: 1000,
+      ...options,
+    });
     trackers.push(tracker);
     return tracker;
   }
@@ -86,7 +107,9 @@ describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
     expect(b.isDormant(g, API, T0 + 35 * DAY)).toBe(true);
 
     const rows = await b.report(T0 + 45 * DAY);
-    expect(rows.map((r) => [r.caller, r.lastUsed, r.since, r.dormant])).toEqual([[WEB, T0 + 20 * DAY, T0, false]]);
+    expect(rows.map((r) => [r.caller, r.lastUsed, r.since, r.dormant])).toEqual([
+      [WEB, T0 + 20 * DAY, T0, false],
+    ]);
 
     // State outlives the longest idle limit (twice it plus a day), then vanishes on its own.
     const ttl = await admin.pttl(key);
@@ -126,7 +149,9 @@ describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
     await a.sync();
     expect(a.isDormant(v2, WEB, T0 + 40 * DAY)).toBe(false);
     expect(a.isDormant(v1, WEB, T0 + 40 * DAY)).toBe(false); // forgotten locally
-    expect(await admin.hget(grantVersionKey(prefix, 'orders', 'v2'), 'since')).toBe(String(T0 + 40 * DAY));
+    expect(await admin.hget(grantVersionKey(prefix, 'orders', 'v2'), 'since')).toBe(
+      String(T0 + 40 * DAY),
+    );
     expect((await a.report(T0 + 40 * DAY)).map((r) => r.version)).toEqual(['v2']);
   });
 
@@ -201,11 +226,21 @@ describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
 
   test('with Redis unreachable from the start: isDormant is false, sync rejects, onError is told, ready waits', async () => {
     const port = await freePort(); // nothing listens there
-    const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 200 });
+    const client = new Redis(port, '127.0.0.1', {
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: () => 200,
+    });
     client.on('error', () => undefined);
     clients.push(client);
     const errors: Error[] = [];
-    const t = new RedisGrantTracker({ client, keyPrefix: newPrefix(), flushMs: 3_600_000, timeoutMs: 300, onError: (e) => errors.push(e) });
+    const t = new RedisGrantTracker({
+      client,
+      keyPrefix: newPrefix(),
+      flushMs: 3_600_000,
+      timeoutMs: 300,
+      onError: (e) => errors.push(e),
+    });
     trackers.push(t);
     const g = grant();
     t.setGrants([g], T0);
@@ -225,7 +260,11 @@ describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
     a.setGrants([g], T0);
     await a.ready();
     a.used(g, WEB, T0 + DAY);
-    await waitFor('the use to reach Redis', async () => (await admin.hget(key, `u:read|0|${WEB}`)) === String(T0 + DAY), 5000);
+    await waitFor(
+      'the use to reach Redis',
+      async () => (await admin.hget(key, `u:read|0|${WEB}`)) === String(T0 + DAY),
+      5000,
+    );
   });
 });
 
@@ -249,7 +288,13 @@ describe('RedisGrantTracker: Redis stops and comes back empty', () => {
     const client = redis.client();
     client.on('error', () => undefined);
     clients.push(client);
-    const t = new RedisGrantTracker({ client, flushMs: 3_600_000, timeoutMs: 500, onError, maxPending });
+    const t = new RedisGrantTracker({
+      client,
+      flushMs: 3_600_000,
+      timeoutMs: 500,
+      onError,
+      maxPending,
+    });
     trackers.push(t);
     return t;
   }
@@ -269,7 +314,9 @@ describe('RedisGrantTracker: Redis stops and comes back empty', () => {
     expect(() => a.used(g, WEB, T0 + 20 * DAY)).not.toThrow();
     expect(() => a.used(g, API, T0 + 21 * DAY)).not.toThrow();
     // Over maxPending (2): kept locally, reported once.
-    expect(() => a.used(g, 'spiffe://shop.example/ns/checkout/sa/extra', T0 + 21 * DAY)).not.toThrow();
+    expect(() =>
+      a.used(g, 'spiffe://shop.example/ns/checkout/sa/extra', T0 + 21 * DAY),
+    ).not.toThrow();
     expect(errors.some((e) => e.message.includes('buffer full'))).toBe(true);
     expect(a.isDormant(g, WEB, T0 + 45 * DAY)).toBe(false);
     expect(a.isDormant(g, 'spiffe://shop.example/ns/checkout/sa/other', T0 + 45 * DAY)).toBe(true);
@@ -284,10 +331,11 @@ describe('RedisGrantTracker: Redis stops and comes back empty', () => {
     await redis.restart();
     await waitFor(
       'a sync to succeed after the restart',
-      () => a.sync().then(
-        () => true,
-        () => false,
-      ),
+      () =>
+        a.sync().then(
+          () => true,
+          () => false,
+        ),
       15_000,
     );
     admin = redis.client();
@@ -312,7 +360,9 @@ describe('RedisGrantTracker on Redis Cluster', () => {
     const cluster = await startRedisCluster(3, 0);
     const seeds = cluster.urls.map((u) => ({ host: '127.0.0.1', port: Number(new URL(u).port) }));
     const clients = [new Cluster(seeds), new Cluster(seeds)];
-    const trackers = clients.map((client) => new RedisGrantTracker({ client, flushMs: 3_600_000, timeoutMs: 2000 }));
+    const trackers = clients.map(
+      (client) => new RedisGrantTracker({ client, flushMs: 3_600_000, timeoutMs: 2000 }),
+    );
     try {
       const [a, b] = trackers as [RedisGrantTracker, RedisGrantTracker];
       const g = grant();

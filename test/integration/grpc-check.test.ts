@@ -1,7 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
 import { checkClient, headerMap, type CheckClient } from '../helpers/grpc-client';
 import { EXAMPLE_POLICIES } from '../helpers/policies';
-import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest, FRONTEND_WEB, ORDERS } from '../helpers/requests';
+import {
+  CHECKOUT_BATCH,
+  CHECKOUT_WEB,
+  envoyCheckRequest,
+  FRONTEND_WEB,
+  ORDERS,
+} from '../helpers/requests';
 import { startTestServer, type TestServer } from '../helpers/server';
 
 describe('gRPC Check over loopback against the example policies', () => {
@@ -18,7 +24,15 @@ describe('gRPC Check over loopback against the example policies', () => {
   });
 
   test('allow: OK status, ok_response with the SPEC headers', async () => {
-    const r = await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, headers: { 'x-gatehouse-caller': 'spiffe://shop.example/ns/admin/sa/root', 'x-gatehouse-extra': '1' } }));
+    const r = await client.check(
+      envoyCheckRequest({
+        principal: CHECKOUT_WEB,
+        headers: {
+          'x-gatehouse-caller': 'spiffe://shop.example/ns/admin/sa/root',
+          'x-gatehouse-extra': '1',
+        },
+      }),
+    );
     expect(r.status?.code ?? 0).toBe(0);
     expect(r.deniedResponse).toBeUndefined();
     const upstream = headerMap(r.okResponse!.headers);
@@ -30,22 +44,37 @@ describe('gRPC Check over loopback against the example policies', () => {
       expect((h as { append?: unknown }).append).toBeUndefined();
     }
     expect(r.okResponse!.headersToRemove).toEqual(['x-gatehouse-extra']);
-    expect(headerMap(r.okResponse!.responseHeadersToAdd)).toEqual({ 'ratelimit-limit': '20', 'ratelimit-remaining': '19', 'ratelimit-reset': '1' });
+    expect(headerMap(r.okResponse!.responseHeadersToAdd)).toEqual({
+      'ratelimit-limit': '20',
+      'ratelimit-remaining': '19',
+      'ratelimit-reset': '1',
+    });
   });
 
   test('401, 403 and 429 are successful RPCs with denied_response and JSON bodies', async () => {
-    const unauth = await client.check(envoyCheckRequest({ headers: { authorization: 'Bearer super-secret-token' } }));
+    const unauth = await client.check(
+      envoyCheckRequest({ headers: { authorization: 'Bearer super-secret-token' } }),
+    );
     expect(unauth.status.code).toBe(16);
     expect(unauth.deniedResponse!.status.code).toBe(401);
-    expect(JSON.parse(unauth.deniedResponse!.body)).toMatchObject({ error: 'unauthenticated', decision_id: headerMap(unauth.deniedResponse!.headers)['x-gatehouse-decision'] });
+    expect(JSON.parse(unauth.deniedResponse!.body)).toMatchObject({
+      error: 'unauthenticated',
+      decision_id: headerMap(unauth.deniedResponse!.headers)['x-gatehouse-decision'],
+    });
     expect(JSON.stringify(unauth)).not.toContain('super-secret-token');
 
     const refused = await client.check(envoyCheckRequest({ principal: CHECKOUT_BATCH }));
     expect(refused.status.code).toBe(7);
     expect(refused.deniedResponse!.status.code).toBe(403);
-    expect(JSON.parse(refused.deniedResponse!.body).reason).toContain('refused by rule create-order');
+    expect(JSON.parse(refused.deniedResponse!.body).reason).toContain(
+      'refused by rule create-order',
+    );
 
-    const req = envoyCheckRequest({ principal: ORDERS, host: 'payments.shop.svc.cluster.local', path: '/v1/charges' });
+    const req = envoyCheckRequest({
+      principal: ORDERS,
+      host: 'payments.shop.svc.cluster.local',
+      path: '/v1/charges',
+    });
     const statuses: number[] = [];
     let last = await client.check(req);
     statuses.push(last.deniedResponse?.status.code ?? 200);
@@ -66,7 +95,12 @@ describe('gRPC Check over loopback against the example policies', () => {
       {},
       { attributes: {} },
       { attributes: { request: { http: {} } } },
-      { attributes: { source: { principal: CHECKOUT_WEB }, request: { http: { host: 'orders', method: 'POST' } } } },
+      {
+        attributes: {
+          source: { principal: CHECKOUT_WEB },
+          request: { http: { host: 'orders', method: 'POST' } },
+        },
+      },
       envoyCheckRequest({ principal: `spiffe://shop.example/${'a/'.repeat(5000)}x` }),
       envoyCheckRequest({ principal: 'spiffe://shop.example/ns/checkout/sa/web\u0000' }),
       envoyCheckRequest({ principal: 'spiffe://shop.example:443/ns/checkout/sa/web' }),
@@ -89,13 +123,20 @@ describe('gRPC Check over loopback against the example policies', () => {
   });
 
   test('garbage bytes are denied as undecodable, and the server keeps serving', async () => {
-    for (const bytes of [Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]), Buffer.from('not protobuf at all'), Buffer.alloc(0), Buffer.from([0x0a, 0x80])]) {
+    for (const bytes of [
+      Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]),
+      Buffer.from('not protobuf at all'),
+      Buffer.alloc(0),
+      Buffer.from([0x0a, 0x80]),
+    ]) {
       const r = await client.checkRaw(bytes);
       expect(r.status.code).not.toBe(0);
       expect(r.deniedResponse!.status.code).toBe(403);
     }
     const r = await client.checkRaw(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]));
-    expect(JSON.parse(r.deniedResponse!.body).reason).toMatch(/could not be decoded|no HTTP request attributes/);
+    expect(JSON.parse(r.deniedResponse!.body).reason).toMatch(
+      /could not be decoded|no HTTP request attributes/,
+    );
     const ok = await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET' }));
     expect(ok.status?.code ?? 0).toBe(0);
   });
@@ -103,13 +144,23 @@ describe('gRPC Check over loopback against the example policies', () => {
   test('thousands of headers in one request', async () => {
     const headers: Record<string, string> = {};
     for (let i = 0; i < 3000; i++) headers[`x-header-${i}`] = `value-${i}`;
-    const r = await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', headers }));
+    const r = await client.check(
+      envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', headers }),
+    );
     expect(r.status?.code ?? 0).toBe(0);
   });
 
   test('concurrent checks are all answered', async () => {
     const results = await Promise.all(
-      Array.from({ length: 300 }, (_, i) => client.check(envoyCheckRequest({ principal: i % 2 ? CHECKOUT_WEB : CHECKOUT_BATCH, method: 'GET', path: `/v1/orders/${i}` }))),
+      Array.from({ length: 300 }, (_, i) =>
+        client.check(
+          envoyCheckRequest({
+            principal: i % 2 ? CHECKOUT_WEB : CHECKOUT_BATCH,
+            method: 'GET',
+            path: `/v1/orders/${i}`,
+          }),
+        ),
+      ),
     );
     expect(results.filter((r) => (r.status?.code ?? 0) === 0)).toHaveLength(300);
   });
@@ -118,22 +169,36 @@ describe('gRPC Check over loopback against the example policies', () => {
     const connect = (caller: string | undefined, workload: string | undefined) =>
       client.check({
         attributes: {
-          source: { address: { socketAddress: { address: '10.0.3.7', portValue: 40000 } }, ...(caller ? { principal: caller } : {}) },
-          destination: { address: { socketAddress: { address: '10.0.9.9', portValue: 5432 } }, ...(workload ? { principal: workload } : {}) },
+          source: {
+            address: { socketAddress: { address: '10.0.3.7', portValue: 40000 } },
+            ...(caller ? { principal: caller } : {}),
+          },
+          destination: {
+            address: { socketAddress: { address: '10.0.9.9', portValue: 5432 } },
+            ...(workload ? { principal: workload } : {}),
+          },
         },
       });
     const DB = 'spiffe://shop.example/ns/data/sa/orders-db';
     expect((await connect(ORDERS, DB)).status?.code ?? 0).toBe(0);
     const refused = await connect('spiffe://shop.example/ns/frontend/sa/web', DB);
     expect(refused.status.code).toBe(7);
-    expect(JSON.parse(refused.deniedResponse!.body).reason).toContain('refused by tcp.deny of policy orders-db');
+    expect(JSON.parse(refused.deniedResponse!.body).reason).toContain(
+      'refused by tcp.deny of policy orders-db',
+    );
     expect((await connect(undefined, DB)).status.code).toBe(16);
     const unknown = await connect(ORDERS, 'spiffe://shop.example/ns/data/sa/other-db');
-    expect(JSON.parse(unknown.deniedResponse!.body).reason).toContain("no policy guards workload 'spiffe://shop.example/ns/data/sa/other-db'");
+    expect(JSON.parse(unknown.deniedResponse!.body).reason).toContain(
+      "no policy guards workload 'spiffe://shop.example/ns/data/sa/other-db'",
+    );
     const anonymousDestination = await connect(ORDERS, undefined);
-    expect(JSON.parse(anonymousDestination.deniedResponse!.body).reason).toContain('no HTTP request attributes and no destination principal');
+    expect(JSON.parse(anonymousDestination.deniedResponse!.body).reason).toContain(
+      'no HTTP request attributes and no destination principal',
+    );
     // An HTTP policy without tcp rules does not admit connections to its workloads.
-    expect((await connect(ORDERS, 'spiffe://shop.example/ns/orders/sa/orders')).status.code).toBe(7);
+    expect((await connect(ORDERS, 'spiffe://shop.example/ns/orders/sa/orders')).status.code).toBe(
+      7,
+    );
   });
 
   test('health: SERVING for the server and the Authorization service, NOT_FOUND otherwise', async () => {
@@ -143,7 +208,14 @@ describe('gRPC Check over loopback against the example policies', () => {
   });
 
   test('every decision is audited with the policy version and without secrets', async () => {
-    await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: '/v1/orders/audit-me?token=abc', headers: { authorization: 'Bearer audit-secret', 'x-request-id': 'req-audit-1' } }));
+    await client.check(
+      envoyCheckRequest({
+        principal: CHECKOUT_WEB,
+        method: 'GET',
+        path: '/v1/orders/audit-me?token=abc',
+        headers: { authorization: 'Bearer audit-secret', 'x-request-id': 'req-audit-1' },
+      }),
+    );
     const records = await server.auditRecords();
     const rec = records.find((r) => r['request_id'] === 'req-audit-1');
     expect(rec).toMatchObject({
@@ -170,15 +242,31 @@ describe('gRPC Check over loopback against the example policies', () => {
   });
 
   test('dry-run allows and audits "would deny"', async () => {
-    const r = await client.check(envoyCheckRequest({ principal: CHECKOUT_WEB, host: 'inventory', path: '/v1/reservations', headers: { 'x-request-id': 'dry-1' } }));
+    const r = await client.check(
+      envoyCheckRequest({
+        principal: CHECKOUT_WEB,
+        host: 'inventory',
+        path: '/v1/reservations',
+        headers: { 'x-request-id': 'dry-1' },
+      }),
+    );
     expect(r.status?.code ?? 0).toBe(0);
     expect(headerMap(r.okResponse!.headers)['x-gatehouse-caller']).toBe(CHECKOUT_WEB);
     const rec = (await server.auditRecords()).find((x) => x['request_id'] === 'dry-1');
-    expect(rec).toMatchObject({ msg: 'would deny (dry-run)', result: 'allow', dry_run: true, would_deny: { status: 403, reason_code: 'caller_not_allowed' } });
+    expect(rec).toMatchObject({
+      msg: 'would deny (dry-run)',
+      result: 'allow',
+      dry_run: true,
+      would_deny: { status: 403, reason_code: 'caller_not_allowed' },
+    });
   });
 
   test('encode_raw_headers: headers in header_map are read (spoofed x-gatehouse-* removed, request id audited)', async () => {
-    const request = envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: '/v1/orders/7' }) as { attributes: { request: { http: Record<string, unknown> } } };
+    const request = envoyCheckRequest({
+      principal: CHECKOUT_WEB,
+      method: 'GET',
+      path: '/v1/orders/7',
+    }) as { attributes: { request: { http: Record<string, unknown> } } };
     delete request.attributes.request.http['headers'];
     request.attributes.request.http['headerMap'] = {
       headers: [
@@ -189,12 +277,23 @@ describe('gRPC Check over loopback against the example policies', () => {
     const r = await client.check(request);
     expect(r.status?.code ?? 0).toBe(0);
     expect(r.okResponse!.headersToRemove).toEqual(['x-gatehouse-role']);
-    expect((await server.auditRecords()).some((x) => x['request_id'] === 'raw-headers-1')).toBe(true);
+    expect((await server.auditRecords()).some((x) => x['request_id'] === 'raw-headers-1')).toBe(
+      true,
+    );
   });
 
   test('dry-run would-deny: a client-sent x-gatehouse-caller is replaced by the verified caller, never passed on', async () => {
     const r = await client.check(
-      envoyCheckRequest({ principal: FRONTEND_WEB, host: 'inventory', path: '/v1/reservations', headers: { 'x-gatehouse-caller': ORDERS, 'x-gatehouse-policy': 'forged', 'x-gatehouse-decision': 'forged' } }),
+      envoyCheckRequest({
+        principal: FRONTEND_WEB,
+        host: 'inventory',
+        path: '/v1/reservations',
+        headers: {
+          'x-gatehouse-caller': ORDERS,
+          'x-gatehouse-policy': 'forged',
+          'x-gatehouse-decision': 'forged',
+        },
+      }),
     );
     expect(r.status?.code ?? 0).toBe(0);
     const upstream = headerMap(r.okResponse!.headers);
@@ -206,7 +305,13 @@ describe('gRPC Check over loopback against the example policies', () => {
   });
 
   test('dry-run without an identity: still a 401, the dry-run destination lifts no identity failure', async () => {
-    const r = await client.check(envoyCheckRequest({ host: 'inventory', path: '/v1/reservations', headers: { 'x-gatehouse-caller': ORDERS } }));
+    const r = await client.check(
+      envoyCheckRequest({
+        host: 'inventory',
+        path: '/v1/reservations',
+        headers: { 'x-gatehouse-caller': ORDERS },
+      }),
+    );
     expect(r.status?.code).toBe(16);
     expect(r.deniedResponse?.status?.code).toBe(401);
   });

@@ -15,10 +15,12 @@ import { freePort } from '../helpers/redis';
  * certificates, asks Gatehouse (HTTP mode, nginx dialect) with auth_request, and proxies to
  * an upstream that echoes what it receives.
  */
-const NGINX_HINT = 'nginx is not installed: run `make test-deps` (or `apt-get install -y nginx-light`); `make test` installs it';
+const NGINX_HINT =
+  'nginx is not installed: run `make test-deps` (or `apt-get install -y nginx-light`); `make test` installs it';
 
 function requireNginx(): void {
-  if (spawnSync('sh', ['-c', 'command -v nginx && command -v openssl']).status !== 0) throw new Error(NGINX_HINT);
+  if (spawnSync('sh', ['-c', 'command -v nginx && command -v openssl']).status !== 0)
+    throw new Error(NGINX_HINT);
 }
 
 interface Reply {
@@ -48,7 +50,11 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
     web = ca.issue('web', 'URI:spiffe://shop.example/ns/frontend/sa/web');
     batch = ca.issue('batch', 'URI:spiffe://shop.example/ns/checkout/sa/batch');
     impostor = rogue.issue('impostor', 'URI:spiffe://shop.example/ns/frontend/sa/web');
-    const server = ca.issue('server', 'DNS:localhost,IP:127.0.0.1', ['basicConstraints=critical,CA:FALSE', 'keyUsage=critical,digitalSignature', 'extendedKeyUsage=serverAuth']);
+    const server = ca.issue('server', 'DNS:localhost,IP:127.0.0.1', [
+      'basicConstraints=critical,CA:FALSE',
+      'keyUsage=critical,digitalSignature',
+      'extendedKeyUsage=serverAuth',
+    ]);
 
     upstream = http.createServer((req, res) => {
       upstreamSeen.push(req.headers);
@@ -59,26 +65,44 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
     const upstreamPort = (upstream.address() as { port: number }).port;
 
     const policies = policyDir({
-      'app.yaml': servicePolicy('app', ['localhost'], `    - name: limited
+      'app.yaml': servicePolicy(
+        'app',
+        ['localhost'],
+        `    - name: limited
       paths: [/limited]
       allow: [spiffe://shop.example/ns/frontend/sa/web]
       rateLimit: { capacity: 2, refillPerSecond: 0.01 }
     - name: pages
       paths: ["/**"]
       allow: [spiffe://shop.example/ns/frontend/**, spiffe://shop.example/ns/checkout/**]
-      deny: [spiffe://shop.example/ns/checkout/sa/batch]`),
+      deny: [spiffe://shop.example/ns/checkout/sa/batch]`,
+      ),
     });
     gatehouse = await spawnServe([
-      '--policies', policies, '--trust-domain', 'shop.example', '--audit-log', '/dev/null',
-      '--http-port', '0', '--http-dialect', 'nginx', '--http-client-cert-header', 'x-ssl-client-cert',
-      '--trust-bundle', `shop.example=${ca.cert}`,
+      '--policies',
+      policies,
+      '--trust-domain',
+      'shop.example',
+      '--audit-log',
+      '/dev/null',
+      '--http-port',
+      '0',
+      '--http-dialect',
+      'nginx',
+      '--http-client-cert-header',
+      'x-ssl-client-cert',
+      '--trust-bundle',
+      `shop.example=${ca.cert}`,
     ]);
 
     counter = net.createServer((socket) => {
       gatehouseConnections++;
       const target = net.connect(gatehouse.httpPort!, '127.0.0.1');
       socket.pipe(target).pipe(socket);
-      const close = (): void => { socket.destroy(); target.destroy(); };
+      const close = (): void => {
+        socket.destroy();
+        target.destroy();
+      };
       socket.on('error', close);
       target.on('error', close);
     });
@@ -87,13 +111,26 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
     prefix = mkdtempSync(path.join(tmpdir(), 'gh-nginx-'));
     for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(path.join(prefix, d));
     const conf = path.join(prefix, 'nginx.conf');
-    writeFileSync(conf, nginxConf({ prefix, nginxPort, gatehousePort: (counter.address() as net.AddressInfo).port, upstreamPort, cert: server.cert, key: server.key }));
+    writeFileSync(
+      conf,
+      nginxConf({
+        prefix,
+        nginxPort,
+        gatehousePort: (counter.address() as net.AddressInfo).port,
+        upstreamPort,
+        cert: server.cert,
+        key: server.key,
+      }),
+    );
     nginx = spawn('nginx', ['-p', prefix, '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     nginx.stderr!.on('data', (b: Buffer) => (log += b.toString()));
     const deadline = Date.now() + 10_000;
     for (;;) {
-      if (nginx.exitCode !== null) throw new Error(`nginx exited: ${log}${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`);
+      if (nginx.exitCode !== null)
+        throw new Error(
+          `nginx exited: ${log}${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`,
+        );
       try {
         await request('/', web);
         break;
@@ -119,7 +156,11 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
     }
   });
 
-  function request(urlPath: string, client: Issued | undefined, headers: Record<string, string> = {}): Promise<Reply> {
+  function request(
+    urlPath: string,
+    client: Issued | undefined,
+    headers: Record<string, string> = {},
+  ): Promise<Reply> {
     return new Promise((resolve, reject) => {
       const req = https.request(
         {
@@ -155,7 +196,10 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
   });
 
   test('a spoofed x-gatehouse-caller from the client never reaches the upstream', async () => {
-    const r = await request('/products/1', web, { 'x-gatehouse-caller': 'spiffe://shop.example/ns/admin/sa/root', 'x-gatehouse-policy': 'forged@0' });
+    const r = await request('/products/1', web, {
+      'x-gatehouse-caller': 'spiffe://shop.example/ns/admin/sa/root',
+      'x-gatehouse-policy': 'forged@0',
+    });
     expect(r.status).toBe(200);
     const seen = upstreamSeen[upstreamSeen.length - 1]!;
     expect(seen['x-gatehouse-caller']).toBe('spiffe://shop.example/ns/frontend/sa/web');
@@ -169,7 +213,10 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
     expect(r.status).toBe(403);
     expect(r.headers['content-type']).toContain('application/json');
     const body = JSON.parse(r.body) as Record<string, string>;
-    expect(body).toMatchObject({ error: 'forbidden', reason: expect.stringContaining('refused by rule pages') });
+    expect(body).toMatchObject({
+      error: 'forbidden',
+      reason: expect.stringContaining('refused by rule pages'),
+    });
     expect(body['decision_id']).toBe(r.headers['x-gatehouse-decision']);
     expect(upstreamSeen.length).toBe(before);
   });
@@ -183,13 +230,17 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
     expect(JSON.parse(r.body)).toMatchObject({ error: 'rate_limited' });
     expect(r.headers['x-gatehouse-decision']).toMatch(/^[0-9a-f-]{36}$/);
     // A 429 is a decision, not an error: nothing about it at [error] in nginx's log.
-    expect(readFileSync(path.join(prefix, 'error.log'), 'utf8')).not.toMatch(/\[error\].*(unexpected status|429)/);
+    expect(readFileSync(path.join(prefix, 'error.log'), 'utf8')).not.toMatch(
+      /\[error\].*(unexpected status|429)/,
+    );
   });
 
-  test('the app sees the client\'s Host, and checks reuse kept-alive connections to Gatehouse', async () => {
+  test("the app sees the client's Host, and checks reuse kept-alive connections to Gatehouse", async () => {
     const r = await request('/products/7', web);
     expect(r.status).toBe(200);
-    expect((JSON.parse(r.body) as { headers: Record<string, string> }).headers['host']).toBe('localhost');
+    expect((JSON.parse(r.body) as { headers: Record<string, string> }).headers['host']).toBe(
+      'localhost',
+    );
     const before = gatehouseConnections;
     for (let i = 0; i < 5; i++) expect((await request('/products/7', web)).status).toBe(200);
     // Five checks over the connection(s) nginx keeps open, not five new ones.
@@ -199,13 +250,23 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
   test('a certificate from an unknown CA is rejected, and so is no certificate', async () => {
     const rogueReply = await request('/products/1', impostor);
     expect(rogueReply.status).toBe(401);
-    expect(JSON.parse(rogueReply.body)).toMatchObject({ error: 'unauthenticated', reason: expect.stringContaining('not signed by an authority') });
+    expect(JSON.parse(rogueReply.body)).toMatchObject({
+      error: 'unauthenticated',
+      reason: expect.stringContaining('not signed by an authority'),
+    });
     const none = await request('/products/1', undefined);
     expect(none.status).toBe(401);
   });
 });
 
-function nginxConf(o: { prefix: string; nginxPort: number; gatehousePort: number; upstreamPort: number; cert: string; key: string }): string {
+function nginxConf(o: {
+  prefix: string;
+  nginxPort: number;
+  gatehousePort: number;
+  upstreamPort: number;
+  cert: string;
+  key: string;
+}): string {
   const root = process.getuid?.() === 0 ? 'user root;' : '';
   return `
 ${root}
@@ -221,7 +282,10 @@ http {
   fastcgi_temp_path ${o.prefix}/fastcgi;
   uwsgi_temp_path ${o.prefix}/uwsgi;
   scgi_temp_path ${o.prefix}/scgi;
-${readFileSync(path.join(__dirname, '..', '..', 'examples', 'nginx', 'gatehouse-server.conf'), 'utf8')
+${readFileSync(
+  path.join(__dirname, '..', '..', 'examples', 'nginx', 'gatehouse-server.conf'),
+  'utf8',
+)
   .replace(/__LISTEN__/g, `127.0.0.1:${o.nginxPort}`)
   .replace(/__CERT__/g, o.cert)
   .replace(/__KEY__/g, o.key)

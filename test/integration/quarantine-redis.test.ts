@@ -2,11 +2,29 @@ import { spawnSync } from 'node:child_process';
 import { Cluster, type Redis } from 'ioredis';
 import { RedisQuarantineState, type RedisQuarantineOptions } from '../../src/quarantine/redis';
 import { quarantineKeys } from '../../src/quarantine/scripts';
-import { IDENTITY_DENIALS, type QuarantineEntry, type QuarantineEvent, type QuarantineRule } from '../../src/quarantine/types';
-import { startRedis, startRedisCluster, type RedisCluster, type RedisProcess } from '../helpers/redis';
+import {
+  IDENTITY_DENIALS,
+  type QuarantineEntry,
+  type QuarantineEvent,
+  type QuarantineRule,
+} from '../../src/quarantine/types';
+import {
+  startRedis,
+  startRedisCluster,
+  type RedisCluster,
+  type RedisProcess,
+} from '../helpers/redis';
 
 const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
-const RULE: QuarantineRule = { policy: 'payments', denials: 10, windowMs: 5000, durationMs: 60_000, dryRun: false, countReasons: new Set(IDENTITY_DENIALS), scope: 'policy' };
+const RULE: QuarantineRule = {
+  policy: 'payments',
+  denials: 10,
+  windowMs: 5000,
+  durationMs: 60_000,
+  dryRun: false,
+  countReasons: new Set(IDENTITY_DENIALS),
+  scope: 'policy',
+};
 
 /** How long pub/sub may take to reach another replica in these tests ("promptly"). */
 const PROPAGATION_MS = 1000;
@@ -35,7 +53,9 @@ async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
 
 /** How many script calls Redis refused as arriving after their deadline. */
 function lateRefusals(redis: RedisProcess): number {
-  const info = spawnSync('redis-cli', ['-p', String(redis.port), 'info', 'errorstats'], { encoding: 'utf8' }).stdout;
+  const info = spawnSync('redis-cli', ['-p', String(redis.port), 'info', 'errorstats'], {
+    encoding: 'utf8',
+  }).stdout;
   const match = /errorstat_GATEHOUSE_LATE:count=(\d+)/.exec(info);
   return match ? Number(match[1]) : 0;
 }
@@ -57,7 +77,11 @@ class Mesh {
     readonly keyPrefix: string,
   ) {}
 
-  async replica(name: string, options: Partial<RedisQuarantineOptions> = {}, waitReady = true): Promise<Replica> {
+  async replica(
+    name: string,
+    options: Partial<RedisQuarantineOptions> = {},
+    waitReady = true,
+  ): Promise<Replica> {
     const client = this.redis.client();
     const subscriber = this.redis.client();
     for (const c of [client, subscriber]) {
@@ -84,7 +108,9 @@ class Mesh {
   }
 
   eventsOf(type: 'enter' | 'leave', caller?: string) {
-    return this.events.filter((e) => e.event.type === type && (caller === undefined || e.event.entry.caller === caller));
+    return this.events.filter(
+      (e) => e.event.type === type && (caller === undefined || e.event.entry.caller === caller),
+    );
   }
 
   async close(): Promise<void> {
@@ -120,7 +146,12 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     const b = await mesh.replica('b');
     const callers = Array.from({ length: 5 }, (_, i) => `${CALLER}-${i}`);
     const results = await Promise.all(
-      callers.flatMap((caller) => Array.from({ length: 10 }, () => [a.state.recordDenial(caller, RULE), b.state.recordDenial(caller, RULE)]).flat()),
+      callers.flatMap((caller) =>
+        Array.from({ length: 10 }, () => [
+          a.state.recordDenial(caller, RULE),
+          b.state.recordDenial(caller, RULE),
+        ]).flat(),
+      ),
     );
     for (const caller of callers) {
       const entered = results.filter((r) => r?.caller === caller);
@@ -133,7 +164,15 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     expect(results.filter((r) => r !== undefined)).toHaveLength(callers.length);
 
     // Both replicas deny every one of them: the tripping replica at once, the other via pub/sub.
-    expect(await waitFor(() => callers.every((c) => a.state.current(c) !== undefined && b.state.current(c) !== undefined), PROPAGATION_MS)).toBe(true);
+    expect(
+      await waitFor(
+        () =>
+          callers.every(
+            (c) => a.state.current(c) !== undefined && b.state.current(c) !== undefined,
+          ),
+        PROPAGATION_MS,
+      ),
+    ).toBe(true);
     expect(a.state.activeCounts()).toEqual({ enforce: 5, dryRun: 0 });
     expect(b.state.activeCounts()).toEqual({ enforce: 5, dryRun: 0 });
 
@@ -159,7 +198,9 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
   test('release on one replica: the other stops denying promptly, exactly one leave(released)', async () => {
     const a = await mesh.replica('a');
     const b = await mesh.replica('b');
-    const results = await Promise.all(Array.from({ length: RULE.denials }, () => a.state.recordDenial(CALLER, RULE)));
+    const results = await Promise.all(
+      Array.from({ length: RULE.denials }, () => a.state.recordDenial(CALLER, RULE)),
+    );
     const entry = results.find((r) => r !== undefined)!;
     expect(entry).toBeDefined();
     expect(await waitFor(() => b.state.current(CALLER) !== undefined, PROPAGATION_MS)).toBe(true);
@@ -179,17 +220,27 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     const a = await mesh.replica('a');
     const b = await mesh.replica('b');
     const rule = { ...RULE, denials: 2, durationMs: 300 };
-    const [x, y] = await Promise.all([a.state.recordDenial(CALLER, rule), b.state.recordDenial(CALLER, rule)]);
+    const [x, y] = await Promise.all([
+      a.state.recordDenial(CALLER, rule),
+      b.state.recordDenial(CALLER, rule),
+    ]);
     const entry = (x ?? y) as QuarantineEntry;
     expect(entry).toBeDefined();
-    expect(await waitFor(() => a.state.current(CALLER) !== undefined && b.state.current(CALLER) !== undefined, PROPAGATION_MS)).toBe(true);
+    expect(
+      await waitFor(
+        () => a.state.current(CALLER) !== undefined && b.state.current(CALLER) !== undefined,
+        PROPAGATION_MS,
+      ),
+    ).toBe(true);
 
     expect(await waitFor(() => mesh.eventsOf('leave').length > 0, 3000)).toBe(true);
     expect(a.state.current(CALLER)).toBeUndefined();
     expect(b.state.current(CALLER)).toBeUndefined();
     // Let every sweep on both replicas have its go at it.
     await sleep(400);
-    expect(mesh.eventsOf('leave').map((e) => e.event)).toEqual([{ type: 'leave', entry, cause: 'expired' }]);
+    expect(mesh.eventsOf('leave').map((e) => e.event)).toEqual([
+      { type: 'leave', entry, cause: 'expired' },
+    ]);
     expect(await a.state.list()).toEqual([]);
     expect(a.errors).toEqual([]);
     expect(b.errors).toEqual([]);
@@ -203,20 +254,26 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     await a.state.recordDenial(CALLER, dry);
     const dryEntry = await a.state.recordDenial(CALLER, dry);
     expect(dryEntry).toMatchObject({ dryRun: true, policy: 'payments-shadow' });
-    expect(await waitFor(() => b.state.current(CALLER)?.dryRun === true, PROPAGATION_MS)).toBe(true);
+    expect(await waitFor(() => b.state.current(CALLER)?.dryRun === true, PROPAGATION_MS)).toBe(
+      true,
+    );
     // Dry-run denials are covered by the dry-run entry.
     for (let i = 0; i < 4; i++) expect(await b.state.recordDenial(CALLER, dry)).toBeUndefined();
 
     await b.state.recordDenial(CALLER, enforce);
     const enforced = await b.state.recordDenial(CALLER, enforce);
     expect(enforced).toMatchObject({ dryRun: false, policy: 'payments' });
-    expect(await waitFor(() => a.state.current(CALLER)?.dryRun === false, PROPAGATION_MS)).toBe(true);
+    expect(await waitFor(() => a.state.current(CALLER)?.dryRun === false, PROPAGATION_MS)).toBe(
+      true,
+    );
     expect(mesh.eventsOf('enter').map((e) => e.event.entry)).toEqual([dryEntry, enforced]);
   });
 
   test('a replica started after the entry was created sees it once ready()', async () => {
     const a = await mesh.replica('a');
-    const results = await Promise.all(Array.from({ length: RULE.denials }, () => a.state.recordDenial(CALLER, RULE)));
+    const results = await Promise.all(
+      Array.from({ length: RULE.denials }, () => a.state.recordDenial(CALLER, RULE)),
+    );
     const entry = results.find((r) => r !== undefined);
     expect(entry).toBeDefined();
     const late = await mesh.replica('late');
@@ -231,7 +288,14 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     try {
       // Written behind every replica's back: no message, only the resync can find it.
       const now = Date.now();
-      const entry: QuarantineEntry = { caller: CALLER, policy: 'payments', since: now, until: now + 60_000, denials: 10, dryRun: false };
+      const entry: QuarantineEntry = {
+        caller: CALLER,
+        policy: 'payments',
+        since: now,
+        until: now + 60_000,
+        denials: 10,
+        dryRun: false,
+      };
       await direct.hset(keys.entries, CALLER, JSON.stringify(entry));
       expect(await waitFor(() => a.state.current(CALLER) !== undefined, 2000)).toBe(true);
       await direct.hdel(keys.entries, CALLER);
@@ -273,7 +337,10 @@ describe('RedisQuarantineState: Redis frozen, stopped and restarted', () => {
     redis.freeze();
     try {
       const start = Date.now();
-      const results = await Promise.all([a.state.recordDenial(other, one), b.state.recordDenial(other, one)]);
+      const results = await Promise.all([
+        a.state.recordDenial(other, one),
+        b.state.recordDenial(other, one),
+      ]);
       const elapsed = Date.now() - start;
       expect(results).toEqual([undefined, undefined]);
       // timeoutMs 300 + reply grace 200, with slack for a loaded machine.
@@ -314,12 +381,16 @@ describe('RedisQuarantineState: Redis frozen, stopped and restarted', () => {
     expect(a!.state.current(CALLER)).toBeDefined();
     await redis.restart();
     // Resync (every 200 ms) finds an empty Redis whose change counter restarted at 0.
-    expect(await waitFor(() => mesh.replicas.every((r) => r.state.current(CALLER) === undefined), 5000)).toBe(true);
+    expect(
+      await waitFor(() => mesh.replicas.every((r) => r.state.current(CALLER) === undefined), 5000),
+    ).toBe(true);
 
     // Pub/sub resumed after reconnect: a new entry reaches the other replica.
     const entry = await a!.state.recordDenial(CALLER, { ...RULE, denials: 1 });
     expect(entry).toBeDefined();
-    expect(await waitFor(() => mesh.replicas.every((r) => r.state.current(CALLER) !== undefined), 3000)).toBe(true);
+    expect(
+      await waitFor(() => mesh.replicas.every((r) => r.state.current(CALLER) !== undefined), 3000),
+    ).toBe(true);
   });
 });
 
@@ -340,7 +411,9 @@ describe('RedisQuarantineState on a Redis Cluster', () => {
 
   function clusterReplica(events: QuarantineEvent[], errors: Error[]): RedisQuarantineState {
     const connect = (): Cluster => {
-      const c = new Cluster(cluster.urls.map((u) => ({ host: '127.0.0.1', port: Number(new URL(u).port) })));
+      const c = new Cluster(
+        cluster.urls.map((u) => ({ host: '127.0.0.1', port: Number(new URL(u).port) })),
+      );
       c.on('error', () => undefined);
       connections.push(c);
       return c;
@@ -364,10 +437,19 @@ describe('RedisQuarantineState on a Redis Cluster', () => {
     const b = clusterReplica(events, errors);
     expect(await within(Promise.all([a.ready(), b.ready()]), 10_000)).toBe(true);
 
-    const results = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).recordDenial(CALLER, { ...RULE, denials: 5 })));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        (i % 2 ? a : b).recordDenial(CALLER, { ...RULE, denials: 5 }),
+      ),
+    );
     const entry = results.find((r) => r !== undefined);
     expect(results.filter((r) => r !== undefined)).toHaveLength(1);
-    expect(await waitFor(() => a.current(CALLER) !== undefined && b.current(CALLER) !== undefined, PROPAGATION_MS)).toBe(true);
+    expect(
+      await waitFor(
+        () => a.current(CALLER) !== undefined && b.current(CALLER) !== undefined,
+        PROPAGATION_MS,
+      ),
+    ).toBe(true);
     expect(await a.release(CALLER)).toEqual(entry);
     expect(await waitFor(() => b.current(CALLER) === undefined, PROPAGATION_MS)).toBe(true);
     expect(events.map((e) => e.type)).toEqual(['enter', 'leave']);

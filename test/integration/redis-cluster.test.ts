@@ -25,7 +25,10 @@ describe('Redis Cluster: three masters with a replica each, on loopback', () => 
     await cluster.stop();
   });
 
-  const masterPorts = (): number[] => cluster.nodes.filter((n) => cluster.cli(n.port, 'role').startsWith('master')).map((n) => n.port);
+  const masterPorts = (): number[] =>
+    cluster.nodes
+      .filter((n) => cluster.cli(n.port, 'role').startsWith('master'))
+      .map((n) => n.port);
   const nodeId = (port: number): string => cluster.cli(port, 'cluster', 'myid');
   const ownerOf = (key: string): number => {
     const slot = Number(cluster.cli(cluster.nodes[0]!.port, 'cluster', 'keyslot', key));
@@ -37,7 +40,8 @@ describe('Redis Cluster: three masters with a replica each, on loopback', () => 
 
   test('buckets work and keys spread over every master', async () => {
     const results = [];
-    for (let i = 0; i < 5; i++) results.push((await store.take('p|r|spiffe://td/one', spec, 1)).allowed);
+    for (let i = 0; i < 5; i++)
+      results.push((await store.take('p|r|spiffe://td/one', spec, 1)).allowed);
     expect(results).toEqual([true, true, true, false, false]);
     for (let i = 0; i < 60; i++) await store.take(`p|r|spiffe://td/caller-${i}`, spec, 1);
     const sizes = masterPorts().map((port) => Number(cluster.cli(port, 'dbsize')));
@@ -55,8 +59,11 @@ describe('Redis Cluster: three masters with a replica each, on loopback', () => 
     const slot = cluster.cli(source, 'cluster', 'keyslot', key);
     cluster.cli(target, 'cluster', 'setslot', slot, 'importing', nodeId(source));
     cluster.cli(source, 'cluster', 'setslot', slot, 'migrating', nodeId(target));
-    expect(cluster.cli(source, 'migrate', '127.0.0.1', String(target), '', '0', '5000', 'keys', key)).toBe('OK');
-    for (const port of masterPorts()) cluster.cli(port, 'cluster', 'setslot', slot, 'node', nodeId(target));
+    expect(
+      cluster.cli(source, 'migrate', '127.0.0.1', String(target), '', '0', '5000', 'keys', key),
+    ).toBe('OK');
+    for (const port of masterPorts())
+      cluster.cli(port, 'cluster', 'setslot', slot, 'node', nodeId(target));
     expect(ownerOf(key)).toBe(target);
 
     expect(await store.take(bucket, spec, 1)).toMatchObject({ allowed: true, remaining: 1 });
@@ -70,10 +77,15 @@ describe('Redis Cluster: three masters with a replica each, on loopback', () => 
     expect(await store.take(bucket, spec, 1)).toMatchObject({ allowed: true, remaining: 2 });
     const oldMaster = ownerOf(key);
     cluster.cli(oldMaster, 'wait', '1', '2000'); // the replica has the bucket
-    const replica = cluster.nodes.find((n) => cluster.cli(n.port, 'role').startsWith('slave') && cluster.cli(n.port, 'role').includes(String(oldMaster)))!;
+    const replica = cluster.nodes.find(
+      (n) =>
+        cluster.cli(n.port, 'role').startsWith('slave') &&
+        cluster.cli(n.port, 'role').includes(String(oldMaster)),
+    )!;
     expect(replica).toBeDefined();
     expect(cluster.cli(replica.port, 'cluster', 'failover')).toBe('OK');
-    for (let i = 0; i < 100 && !cluster.cli(replica.port, 'role').startsWith('master'); i++) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 100 && !cluster.cli(replica.port, 'role').startsWith('master'); i++)
+      await new Promise((r) => setTimeout(r, 100));
     expect(cluster.cli(replica.port, 'role').startsWith('master')).toBe(true);
 
     let result;
@@ -90,7 +102,16 @@ describe('Redis Cluster: three masters with a replica each, on loopback', () => 
   });
 
   test('gatehouse serve --redis-cluster shares buckets through the cluster', async () => {
-    const server = await spawnServe(['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example', '--redis-cluster', cluster.urls.join(','), '--audit-log', '/dev/null']);
+    const server = await spawnServe([
+      '--policies',
+      EXAMPLE_POLICIES,
+      '--trust-domain',
+      'shop.example',
+      '--redis-cluster',
+      cluster.urls.join(','),
+      '--audit-log',
+      '/dev/null',
+    ]);
     const client = checkClient(server.port);
     try {
       expect(server.stderr()).toContain('"limiter":"redis-cluster"');
@@ -98,10 +119,22 @@ describe('Redis Cluster: three masters with a replica each, on loopback', () => 
       const remaining = [];
       for (let i = 0; i < 6; i++) {
         const r = await client.check(req);
-        remaining.push(headerMap(r.okResponse?.responseHeadersToAdd ?? r.deniedResponse?.headers)['ratelimit-remaining']);
+        remaining.push(
+          headerMap(r.okResponse?.responseHeadersToAdd ?? r.deniedResponse?.headers)[
+            'ratelimit-remaining'
+          ],
+        );
       }
       expect(remaining).toEqual(['4', '3', '2', '1', '0', '0']);
-      expect(Number(cluster.cli(ownerOf(redisBucketKey(`payments|charge|${ORDERS}`)), 'exists', redisBucketKey(`payments|charge|${ORDERS}`)))).toBe(1);
+      expect(
+        Number(
+          cluster.cli(
+            ownerOf(redisBucketKey(`payments|charge|${ORDERS}`)),
+            'exists',
+            redisBucketKey(`payments|charge|${ORDERS}`),
+          ),
+        ),
+      ).toBe(1);
     } finally {
       client.close();
       server.child.kill('SIGTERM');

@@ -22,17 +22,33 @@ describe('mesh-wide exactness: three replicas share one bucket through Redis', (
   beforeAll(async () => {
     redis = await startRedis();
     const dir = policyDir({
-      'p.yaml': servicePolicy('shared', ['shared'], `    - name: budget
+      'p.yaml': servicePolicy(
+        'shared',
+        ['shared'],
+        `    - name: budget
       allow: [spiffe://shop.example/**]
-      rateLimit: { capacity: ${CAPACITY}, refillPerSecond: ${REFILL}, per: caller }`),
+      rateLimit: { capacity: ${CAPACITY}, refillPerSecond: ${REFILL}, per: caller }`,
+      ),
     });
     const auditDir = mkdtempSync(path.join(tmpdir(), 'gh-exact-'));
     for (let i = 0; i < 3; i++) {
       replicas.push(
-        await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--redis', redis.url, '--redis-timeout', '200', '--audit-log', path.join(auditDir, `audit-${i}.log`)]),
+        await spawnServe([
+          '--policies',
+          dir,
+          '--trust-domain',
+          'shop.example',
+          '--redis',
+          redis.url,
+          '--redis-timeout',
+          '200',
+          '--audit-log',
+          path.join(auditDir, `audit-${i}.log`),
+        ]),
       );
     }
-    for (const replica of replicas) for (let c = 0; c < CLIENTS_PER_REPLICA; c++) clients.push(checkClient(replica.port));
+    for (const replica of replicas)
+      for (let c = 0; c < CLIENTS_PER_REPLICA; c++) clients.push(checkClient(replica.port));
   });
 
   afterAll(async () => {
@@ -43,7 +59,11 @@ describe('mesh-wide exactness: three replicas share one bucket through Redis', (
   });
 
   test('admitted ≤ capacity + rate × t, and not more than a few short of it', async () => {
-    const request = envoyCheckRequest({ principal: CHECKOUT_WEB, host: 'shared', path: '/anything' });
+    const request = envoyCheckRequest({
+      principal: CHECKOUT_WEB,
+      host: 'shared',
+      path: '/anything',
+    });
     let sent = 0;
     let admitted = 0;
     let denied = 0;
@@ -67,7 +87,11 @@ describe('mesh-wide exactness: three replicas share one bucket through Redis', (
       }
     };
     await Promise.all(
-      clients.flatMap((client, i) => Array.from({ length: CONCURRENCY_PER_CLIENT }, () => worker(client, Math.floor(i / CLIENTS_PER_REPLICA)))),
+      clients.flatMap((client, i) =>
+        Array.from({ length: CONCURRENCY_PER_CLIENT }, () =>
+          worker(client, Math.floor(i / CLIENTS_PER_REPLICA)),
+        ),
+      ),
     );
     const seconds = (performance.now() - start) / 1000;
     const ceiling = CAPACITY + REFILL * seconds;
@@ -79,6 +103,8 @@ describe('mesh-wide exactness: three replicas share one bucket through Redis', (
     // Every replica admitted some: one budget, shared.
     for (const n of perReplica) expect(n).toBeGreaterThan(0);
     // Printed for the issue note: what the run did.
-    process.stdout.write(`exactness: ${sent} checks in ${seconds.toFixed(2)}s over 3 replicas; admitted ${admitted} (ceiling ${ceiling.toFixed(1)}), per replica ${perReplica.join('/')}\n`);
+    process.stdout.write(
+      `exactness: ${sent} checks in ${seconds.toFixed(2)}s over 3 replicas; admitted ${admitted} (ceiling ${ceiling.toFixed(1)}), per replica ${perReplica.join('/')}\n`,
+    );
   });
 });

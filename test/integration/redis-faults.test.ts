@@ -10,7 +10,10 @@ const TIMEOUT_MS = 50;
 const BUDGET_SLACK_MS = 150;
 
 const POLICIES = policyDir({
-  'p.yaml': servicePolicy('limits', ['limits'], `    - name: fail-open
+  'p.yaml': servicePolicy(
+    'limits',
+    ['limits'],
+    `    - name: fail-open
       paths: [/open]
       allow: [spiffe://shop.example/**]
       rateLimit: { capacity: 1000, refillPerSecond: 1 }
@@ -20,17 +23,26 @@ const POLICIES = policyDir({
       rateLimit: { capacity: 1000, refillPerSecond: 1, onBackendError: deny }
     - name: unlimited
       paths: [/free]
-      allow: [spiffe://shop.example/ns/checkout/**]`),
+      allow: [spiffe://shop.example/ns/checkout/**]`,
+  ),
 });
 
 type Outcome = { status: number; ms: number; remaining?: string };
 
-async function timedCheck(client: CheckClient, path: string, principal = CHECKOUT_WEB): Promise<Outcome> {
+async function timedCheck(
+  client: CheckClient,
+  path: string,
+  principal = CHECKOUT_WEB,
+): Promise<Outcome> {
   const start = performance.now();
   const r = await client.check(envoyCheckRequest({ principal, host: 'limits', path }), 2000);
   const ms = performance.now() - start;
   const status = r.deniedResponse?.status.code ?? 200;
-  return { status, ms, remaining: headerMap(r.okResponse?.responseHeadersToAdd)['ratelimit-remaining'] };
+  return {
+    status,
+    ms,
+    remaining: headerMap(r.okResponse?.responseHeadersToAdd)['ratelimit-remaining'],
+  };
 }
 
 function unhandledRejections(): { count: () => number; dispose: () => void } {
@@ -68,7 +80,11 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
   test('Redis unreachable at start: the server starts; limits follow onBackendError; identity and permissions apply', async () => {
     const port = await freePort(); // nothing listens there
     const logs = memoryLogger();
-    server = await startTestServer({ policiesDir: POLICIES, redis: { url: `redis://127.0.0.1:${port}`, timeoutMs: TIMEOUT_MS }, log: logs.log });
+    server = await startTestServer({
+      policiesDir: POLICIES,
+      redis: { url: `redis://127.0.0.1:${port}`, timeoutMs: TIMEOUT_MS },
+      log: logs.log,
+    });
     client = checkClient(server.port);
     for (let i = 0; i < 20; i++) {
       const open = await timedCheck(client, '/open');
@@ -79,19 +95,32 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
     }
     expect((await timedCheck(client, '/free')).status).toBe(200);
     expect((await timedCheck(client, '/open', 'spiffe://evil.example/x')).status).toBe(401);
-    expect((await timedCheck(client, '/free', 'spiffe://shop.example/ns/other/sa/x')).status).toBe(403);
+    expect((await timedCheck(client, '/free', 'spiffe://shop.example/ns/other/sa/x')).status).toBe(
+      403,
+    );
     const records = await server.auditRecords();
-    expect(records.find((r) => r['rule'] === 'fail-closed')).toMatchObject({ status: 429, reason_code: 'limit_backend_error' });
-    expect(records.find((r) => r['rule'] === 'fail-open')).toMatchObject({ status: 200, limit_backend_error: expect.any(String) });
+    expect(records.find((r) => r['rule'] === 'fail-closed')).toMatchObject({
+      status: 429,
+      reason_code: 'limit_backend_error',
+    });
+    expect(records.find((r) => r['rule'] === 'fail-open')).toMatchObject({
+      status: 200,
+      limit_backend_error: expect.any(String),
+    });
     // Connection trouble is logged once, not per check.
-    const redisWarnings = logs.lines().filter((l) => l['component'] === 'redis' && (l['level'] as number) >= 40);
+    const redisWarnings = logs
+      .lines()
+      .filter((l) => l['component'] === 'redis' && (l['level'] as number) >= 40);
     expect(redisWarnings.length).toBeGreaterThanOrEqual(1);
     expect(redisWarnings.length).toBeLessThanOrEqual(3);
   });
 
   test('Redis stopped mid-run, then back: fast fallback, then the store reconnects by itself', async () => {
     redis = await startRedis();
-    server = await startTestServer({ policiesDir: POLICIES, redis: { url: redis.url, timeoutMs: TIMEOUT_MS } });
+    server = await startTestServer({
+      policiesDir: POLICIES,
+      redis: { url: redis.url, timeoutMs: TIMEOUT_MS },
+    });
     client = checkClient(server.port);
     expect(await timedCheck(client, '/open')).toMatchObject({ status: 200, remaining: '999' });
     // Refill is 1/s: the second check sees the first one's token gone (unless a whole second passed).
@@ -99,7 +128,10 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
 
     await redis.stop();
     for (let i = 0; i < 30; i++) {
-      const [open, closed] = await Promise.all([timedCheck(client, '/open'), timedCheck(client, '/closed')]);
+      const [open, closed] = await Promise.all([
+        timedCheck(client, '/open'),
+        timedCheck(client, '/closed'),
+      ]);
       expect(open).toMatchObject({ status: 200, remaining: undefined });
       expect(closed.status).toBe(429);
       expect(Math.max(open.ms, closed.ms)).toBeLessThan(TIMEOUT_MS + BUDGET_SLACK_MS);
@@ -114,20 +146,28 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
     }
     expect(back).toMatchObject({ status: 200, remaining: '999' });
     const admin = redis.client();
-    expect(await admin.keys('gatehouse:*')).toEqual(['gatehouse:{limits|fail-closed|spiffe://shop.example/ns/checkout/sa/web}']);
+    expect(await admin.keys('gatehouse:*')).toEqual([
+      'gatehouse:{limits|fail-closed|spiffe://shop.example/ns/checkout/sa/web}',
+    ]);
     admin.disconnect();
   });
 
   test('Redis frozen (SIGSTOP) with checks in flight: budget kept, breaker stops paying the timeout, recovery after SIGCONT', async () => {
     redis = await startRedis();
     const logs = memoryLogger();
-    server = await startTestServer({ policiesDir: POLICIES, redis: { url: redis.url, timeoutMs: TIMEOUT_MS }, log: logs.log });
+    server = await startTestServer({
+      policiesDir: POLICIES,
+      redis: { url: redis.url, timeoutMs: TIMEOUT_MS },
+      log: logs.log,
+    });
     client = checkClient(server.port);
     expect((await timedCheck(client, '/closed')).status).toBe(200);
 
     redis.freeze();
     // A burst in flight while frozen: all answered, none later than the budget.
-    const burst = await Promise.all(Array.from({ length: 50 }, (_, i) => timedCheck(client!, i % 2 ? '/open' : '/closed')));
+    const burst = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => timedCheck(client!, i % 2 ? '/open' : '/closed')),
+    );
     for (const [i, r] of burst.entries()) {
       expect(r.status).toBe(i % 2 ? 200 : 429);
       expect(r.ms).toBeLessThan(TIMEOUT_MS + BUDGET_SLACK_MS);
@@ -150,7 +190,9 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
     }
     expect(recovered).toBe(true);
     expect(await metric(server, 'gatehouse_redis_breaker_state')).toBe(0);
-    const transitions = logs.lines().filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).includes('breaker'));
+    const transitions = logs
+      .lines()
+      .filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).includes('breaker'));
     expect(transitions.map((l) => l['msg'])).toEqual([
       'rate-limit backend failing: breaker open, limits follow onBackendError',
       'rate-limit backend recovered: breaker closed',
@@ -158,13 +200,18 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
     // The closing line says how much the episode cost, in Gatehouse's words.
     expect(transitions[0]).toMatchObject({ cause: 'no answer in time' });
     expect(transitions[1]!['checksAffected']).toBeGreaterThanOrEqual(25 + 20);
-    expect(JSON.stringify(logs.lines())).not.toMatch(/max retries|enableOfflineQueue|Stream isn't writeable|Connection is closed/);
+    expect(JSON.stringify(logs.lines())).not.toMatch(
+      /max retries|enableOfflineQueue|Stream isn't writeable|Connection is closed/,
+    );
   });
 
   test('Redis answering: start-up does not sit out the 2 s wait meant for an unreachable Redis', async () => {
     redis = await startRedis();
     const started = performance.now();
-    server = await startTestServer({ policiesDir: POLICIES, redis: { url: redis.url, timeoutMs: TIMEOUT_MS } });
+    server = await startTestServer({
+      policiesDir: POLICIES,
+      redis: { url: redis.url, timeoutMs: TIMEOUT_MS },
+    });
     // 405 ms measured on the shared machine; the wait it must not pay is 2000 ms.
     expect(performance.now() - started).toBeLessThan(1800);
   });
@@ -173,33 +220,56 @@ describe('Redis faults: every check answers within budget, onBackendError is hon
     redis = await startRedis();
     const logs = memoryLogger();
     const dir = policyDir({
-      'q.yaml': servicePolicy('vault', ['vault'], `    - name: secrets
-      allow: [spiffe://shop.example/ns/ops/**]`).replace('  rules:', '  quarantine: { denials: 1000, window: 1m, duration: 1m }\n  rules:'),
+      'q.yaml': servicePolicy(
+        'vault',
+        ['vault'],
+        `    - name: secrets
+      allow: [spiffe://shop.example/ns/ops/**]`,
+      ).replace('  rules:', '  quarantine: { denials: 1000, window: 1m, duration: 1m }\n  rules:'),
     });
-    server = await startTestServer({ policiesDir: dir, redis: { url: redis.url, timeoutMs: TIMEOUT_MS }, log: logs.log });
+    server = await startTestServer({
+      policiesDir: dir,
+      redis: { url: redis.url, timeoutMs: TIMEOUT_MS },
+      log: logs.log,
+    });
     client = checkClient(server.port);
-    const deny = () => client!.check(envoyCheckRequest({ principal: CHECKOUT_WEB, host: 'vault', path: '/x' }), 5000);
+    const deny = () =>
+      client!.check(
+        envoyCheckRequest({ principal: CHECKOUT_WEB, host: 'vault', path: '/x' }),
+        5000,
+      );
     expect((await deny()).status.code).toBe(7);
     redis.freeze();
     for (let batch = 0; batch < 6; batch++) {
       const answers = await Promise.all(Array.from({ length: 10 }, deny));
       expect(answers.every((a) => a.status.code === 7)).toBe(true); // still decided: a denial is a denial
     }
-    const episodeLines = () => logs.lines().filter((l) => /^quarantine state/.test(String(l['msg'])));
+    const episodeLines = () =>
+      logs.lines().filter((l) => /^quarantine state/.test(String(l['msg'])));
     await waitFor(() => episodeLines().length >= 1, 'the episode to open', 10_000);
     // Every denial's count has failed (each waits its own Redis budget) before Redis is back.
     const stateErrors = async () => {
-      const line = (await server!.app.metrics.registry.metrics()).split('\n').find((l) => l.startsWith('gatehouse_state_errors_total{component="quarantine"} '));
+      const line = (await server!.app.metrics.registry.metrics())
+        .split('\n')
+        .find((l) => l.startsWith('gatehouse_state_errors_total{component="quarantine"} '));
       return line === undefined ? 0 : Number(line.split(' ')[1]);
     };
     await waitFor(async () => (await stateErrors()) >= 60, 'every denial count to fail', 15_000);
     redis.thaw();
     await waitFor(() => episodeLines().length >= 2, 'the episode to close', 15_000);
     const [opened, closed] = episodeLines();
-    expect(opened).toMatchObject({ msg: expect.stringContaining('quarantine state unavailable'), cause: 'no answer in time' });
-    expect(closed).toMatchObject({ msg: 'quarantine state available again', cause: 'no answer in time' });
+    expect(opened).toMatchObject({
+      msg: expect.stringContaining('quarantine state unavailable'),
+      cause: 'no answer in time',
+    });
+    expect(closed).toMatchObject({
+      msg: 'quarantine state available again',
+      cause: 'no answer in time',
+    });
     expect(closed!['failedOperations']).toBeGreaterThanOrEqual(60);
     expect(episodeLines()).toHaveLength(2);
-    expect(JSON.stringify(logs.lines())).not.toMatch(/max retries|enableOfflineQueue|Stream isn't writeable|Connection is closed|backend error/);
+    expect(JSON.stringify(logs.lines())).not.toMatch(
+      /max retries|enableOfflineQueue|Stream isn't writeable|Connection is closed|backend error/,
+    );
   });
 });

@@ -90,10 +90,18 @@ describe('Redis bucket store against a real redis-server', () => {
     await engine.decide(envoyCheckRequest({ principal: CHECKOUT_WEB })); // warms the script on the connection
     const before = await scriptCalls(admin);
     for (let i = 0; i < 10; i++) {
-      expect((await engine.decide(envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: `/v1/orders/${i}` }))).allowed).toBe(true);
+      expect(
+        (
+          await engine.decide(
+            envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: `/v1/orders/${i}` }),
+          )
+        ).allowed,
+      ).toBe(true);
     }
     expect(await scriptCalls(admin)).toBe(before);
-    const limited = await engine.decide(envoyCheckRequest({ principal: ORDERS, host: 'payments', path: '/v1/charges' }));
+    const limited = await engine.decide(
+      envoyCheckRequest({ principal: ORDERS, host: 'payments', path: '/v1/charges' }),
+    );
     expect(limited.limit).toMatchObject({ limit: 5, remaining: 4 });
     expect(await scriptCalls(admin)).toBe(before + 1);
   });

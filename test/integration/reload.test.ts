@@ -14,16 +14,24 @@ import { readJsonLines } from '../helpers/server';
 import { waitFor } from '../helpers/wait';
 
 const policyFor = (caller: string, extra = ''): string =>
-  servicePolicy('svc', ['svc'], `    - name: r
-      allow: [spiffe://shop.example/${caller}]${extra}`);
+  servicePolicy(
+    'svc',
+    ['svc'],
+    `    - name: r
+      allow: [spiffe://shop.example/${caller}]${extra}`,
+  );
 
 async function policyInfo(server: ServeProcess): Promise<Record<string, unknown>> {
-  return (await fetch(`http://127.0.0.1:${server.adminPort}/v1/policy`)).json() as Promise<Record<string, unknown>>;
+  return (await fetch(`http://127.0.0.1:${server.adminPort}/v1/policy`)).json() as Promise<
+    Record<string, unknown>
+  >;
 }
 
-
 const git = (cwd: string, ...args: string[]): string =>
-  execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example', ...args], { cwd, encoding: 'utf8' }).trim();
+  execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@example', ...args], {
+    cwd,
+    encoding: 'utf8',
+  }).trim();
 
 describe('hot reload', () => {
   test('a file change reloads without a signal; the version carries the git commit and a dirty flag', async () => {
@@ -33,18 +41,40 @@ describe('hot reload', () => {
     git(dir, 'commit', '-qm', 'policies');
     const head = git(dir, 'rev-parse', 'HEAD');
     const audit = path.join(dir, '..', `${path.basename(dir)}-audit.log`);
-    const server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--audit-log', audit]);
+    const server = await spawnServe([
+      '--policies',
+      dir,
+      '--trust-domain',
+      'shop.example',
+      '--audit-log',
+      audit,
+    ]);
     const client = checkClient(server.port);
     try {
       expect(await policyInfo(server)).toMatchObject({ git: { commit: head, dirty: false } });
-      const call = async (caller: string) => (await client.check(envoyCheckRequest({ principal: `spiffe://shop.example/${caller}`, host: 'svc', path: '/' }))).status?.code ?? 0;
+      const call = async (caller: string) =>
+        (
+          await client.check(
+            envoyCheckRequest({
+              principal: `spiffe://shop.example/${caller}`,
+              host: 'svc',
+              path: '/',
+            }),
+          )
+        ).status?.code ?? 0;
       expect(await call('b')).toBe(7);
       writeFileSync(path.join(dir, 'svc.yaml'), policyFor('b'));
       await waitFor(async () => (await call('b')) === 0, 'reload on change');
-      expect(await policyInfo(server)).toMatchObject({ git: { commit: head, dirty: true }, history: [{ result: 'reloaded' }, { result: 'loaded' }] });
+      expect(await policyInfo(server)).toMatchObject({
+        git: { commit: head, dirty: true },
+        history: [{ result: 'reloaded' }, { result: 'loaded' }],
+      });
       const records = readJsonLines(audit);
       expect(records[0]).toMatchObject({ policy_commit: head.slice(0, 12) });
-      expect(records[records.length - 1]).toMatchObject({ policy_commit: `${head.slice(0, 12)}-dirty`, result: 'allow' });
+      expect(records[records.length - 1]).toMatchObject({
+        policy_commit: `${head.slice(0, 12)}-dirty`,
+        result: 'allow',
+      });
     } finally {
       client.close();
       server.child.kill('SIGTERM');
@@ -60,10 +90,26 @@ describe('hot reload', () => {
     writeFileSync(path.join(dir, '..v2', 'svc.yaml'), policyFor('b'));
     symlinkSync('..v1', path.join(dir, '..data'));
     symlinkSync('..data/svc.yaml', path.join(dir, 'svc.yaml'));
-    const server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--audit-log', '/dev/null']);
+    const server = await spawnServe([
+      '--policies',
+      dir,
+      '--trust-domain',
+      'shop.example',
+      '--audit-log',
+      '/dev/null',
+    ]);
     const client = checkClient(server.port);
     try {
-      const call = async (caller: string) => (await client.check(envoyCheckRequest({ principal: `spiffe://shop.example/${caller}`, host: 'svc', path: '/' }))).status?.code ?? 0;
+      const call = async (caller: string) =>
+        (
+          await client.check(
+            envoyCheckRequest({
+              principal: `spiffe://shop.example/${caller}`,
+              host: 'svc',
+              path: '/',
+            }),
+          )
+        ).status?.code ?? 0;
       expect(await call('a')).toBe(0);
       symlinkSync('..v2', path.join(dir, '..data_tmp'));
       renameSync(path.join(dir, '..data_tmp'), path.join(dir, '..data')); // what the kubelet does
@@ -78,7 +124,16 @@ describe('hot reload', () => {
 
   test('a reload storm with broken versions in it, while checks run: every check answered, a broken version never served', async () => {
     const dir = policyDir({ 'svc.yaml': policyFor('v0') });
-    const server = await spawnServe(['--policies', dir, '--trust-domain', 'shop.example', '--audit-log', '/dev/null', '--workers', '2']);
+    const server = await spawnServe([
+      '--policies',
+      dir,
+      '--trust-domain',
+      'shop.example',
+      '--audit-log',
+      '/dev/null',
+      '--workers',
+      '2',
+    ]);
     const clients = Array.from({ length: 3 }, () => checkClient(server.port));
     let answered = 0;
     let errors = 0;
@@ -88,7 +143,13 @@ describe('hot reload', () => {
       clients.map(async (client, k) => {
         for (let i = 0; storming && i < 50_000; i++) {
           try {
-            const r = await client.check(envoyCheckRequest({ principal: `spiffe://shop.example/v${(i + k) % 41}`, host: 'svc', path: '/' }));
+            const r = await client.check(
+              envoyCheckRequest({
+                principal: `spiffe://shop.example/v${(i + k) % 41}`,
+                host: 'svc',
+                path: '/',
+              }),
+            );
             answered++;
             const policy = headerMap(r.okResponse?.headers)['x-gatehouse-policy'];
             if (policy) versions.add(policy);
@@ -99,19 +160,35 @@ describe('hot reload', () => {
       }),
     );
     const served = async (): Promise<unknown> => (await policyInfo(server))['version'];
-    const versionOf = async (n: number): Promise<string> => (await loadSet(policyDir({ 'svc.yaml': policyFor(`v${n}`) }))).version;
+    const versionOf = async (n: number): Promise<string> =>
+      (await loadSet(policyDir({ 'svc.yaml': policyFor(`v${n}`) }))).version;
     try {
       // Bursts of writes (each burst coalesces into one reload), with a pause after every tenth.
       for (let n = 1; n <= 40; n++) {
-        writeFileSync(path.join(dir, 'svc.yaml'), n === 20 ? 'apiVersion: [broken' : n === 30 ? 'kind: ServicePolicy\nspec: {}\n' : policyFor(`v${n}`));
+        writeFileSync(
+          path.join(dir, 'svc.yaml'),
+          n === 20
+            ? 'apiVersion: [broken'
+            : n === 30
+              ? 'kind: ServicePolicy\nspec: {}\n'
+              : policyFor(`v${n}`),
+        );
         await new Promise((r) => setTimeout(r, 10));
         if (n % 10 === 0) {
           if (n === 20 || n === 30) {
             // A broken burst end: rejected, and a good version written before it keeps serving. Usually
             // the burst coalesces into one reload and that is v10; on a loaded machine the debounce can
             // fire mid-burst, so any earlier good version of this storm is the right answer.
-            await waitFor(async () => server.stderr().split('policy reload rejected').length - 1 >= (n === 20 ? 1 : 2), `rejection ${n}`);
-            const good = await Promise.all(Array.from({ length: n - 10 }, (_, k) => 10 + k).filter((v) => v !== 20).map(versionOf));
+            await waitFor(
+              async () =>
+                server.stderr().split('policy reload rejected').length - 1 >= (n === 20 ? 1 : 2),
+              `rejection ${n}`,
+            );
+            const good = await Promise.all(
+              Array.from({ length: n - 10 }, (_, k) => 10 + k)
+                .filter((v) => v !== 20)
+                .map(versionOf),
+            );
             expect(good).toContain(await served());
           } else {
             const want = await versionOf(n);
@@ -127,7 +204,13 @@ describe('hot reload', () => {
       const info = await policyInfo(server);
       const last = await versionOf(40);
       expect(info['version']).toBe(last);
-      await waitFor(async () => ((await policyInfo(server))['workers'] as { version: string }[]).every((w) => w.version === last), 'workers on v40');
+      await waitFor(
+        async () =>
+          ((await policyInfo(server))['workers'] as { version: string }[]).every(
+            (w) => w.version === last,
+          ),
+        'workers on v40',
+      );
       // The primary keeps the reload history too: the two rejections are in it, newest first.
       const history = info['history'] as { result: string; version: string; errors?: string[] }[];
       expect(history[0]).toMatchObject({ result: 'reloaded', version: last });
@@ -142,8 +225,16 @@ describe('hot reload', () => {
   });
 
   test('a check in flight finishes on the version it started with', async () => {
-    const v1 = await loadSet(policyDir({ 'svc.yaml': policyFor('a', '\n      rateLimit: { capacity: 5, refillPerSecond: 1 }') }));
-    const v2 = await loadSet(policyDir({ 'svc.yaml': policyFor('b', '\n      rateLimit: { capacity: 5, refillPerSecond: 1 }') }));
+    const v1 = await loadSet(
+      policyDir({
+        'svc.yaml': policyFor('a', '\n      rateLimit: { capacity: 5, refillPerSecond: 1 }'),
+      }),
+    );
+    const v2 = await loadSet(
+      policyDir({
+        'svc.yaml': policyFor('b', '\n      rateLimit: { capacity: 5, refillPerSecond: 1 }'),
+      }),
+    );
     let current: PolicySet = v1;
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
@@ -155,8 +246,15 @@ describe('hot reload', () => {
       },
       close: async () => undefined,
     };
-    const engine = new DecisionEngine({ policies: () => current, identity: { trustDomains: new Set(['shop.example']), trustXfcc: false }, store: slowStore, sink: { record: () => undefined } });
-    const inFlight = engine.decide(envoyCheckRequest({ principal: 'spiffe://shop.example/a', host: 'svc', path: '/' }));
+    const engine = new DecisionEngine({
+      policies: () => current,
+      identity: { trustDomains: new Set(['shop.example']), trustXfcc: false },
+      store: slowStore,
+      sink: { record: () => undefined },
+    });
+    const inFlight = engine.decide(
+      envoyCheckRequest({ principal: 'spiffe://shop.example/a', host: 'svc', path: '/' }),
+    );
     current = v2; // a reload lands while the check waits on the limiter
     release();
     const decision: Decision = await inFlight;

@@ -11,7 +11,10 @@ const dir = mkdtempSync(path.join(tmpdir(), 'gh-tb-'));
 
 async function spiffeBundle(kid: string, hint?: number): Promise<string> {
   const { publicKey } = await generateKeyPair('ES256');
-  return JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), use: 'jwt-svid', kid }], ...(hint ? { spiffe_refresh_hint: hint } : {}) });
+  return JSON.stringify({
+    keys: [{ ...(await exportJWK(publicKey)), use: 'jwt-svid', kid }],
+    ...(hint ? { spiffe_refresh_hint: hint } : {}),
+  });
 }
 
 async function waitFor(predicate: () => boolean, what: string, ms = 10_000): Promise<void> {
@@ -20,7 +23,9 @@ async function waitFor(predicate: () => boolean, what: string, ms = 10_000): Pro
   if (!predicate()) throw new Error(`timed out waiting for ${what}`);
 }
 
-const kids = (store: TrustBundleStore, domain: string): string[] => [...(store.bundles.get(domain)?.jwtKeys.keys() ?? [])];
+const kids = (store: TrustBundleStore, domain: string): string[] => [
+  ...(store.bundles.get(domain)?.jwtKeys.keys() ?? []),
+];
 
 describe('trust bundles stay current off the hot path', () => {
   test('a file is read again when it is replaced (rotation by rename); a broken file keeps the last good bundle', async () => {
@@ -34,7 +39,10 @@ describe('trust bundles stay current off the hot path', () => {
       renameSync(`${file}.tmp`, file);
       await waitFor(() => kids(store, 'shop.example')[0] === 'k2', 'k2');
       writeFileSync(file, '{ not json');
-      await waitFor(() => logs.lines().some((l) => l['msg'] === 'trust bundle refresh failed'), 'the failure log');
+      await waitFor(
+        () => logs.lines().some((l) => l['msg'] === 'trust bundle refresh failed'),
+        'the failure log',
+      );
       expect(kids(store, 'shop.example')).toEqual(['k2']);
     } finally {
       store.close();
@@ -47,9 +55,16 @@ describe('trust bundles stay current off the hot path', () => {
     expect(endpointProblem('http://localhost:8443/bundle')).toBeUndefined();
     expect(endpointProblem('http://bundle.shop.example/bundle')).toContain('must be https://');
     expect(endpointProblem('http://127.0.0.1.evil.example/bundle')).toContain('must be https://');
-    expect(endpointProblem('https://user:secret@bundle.shop.example/')).toContain('must not carry credentials');
+    expect(endpointProblem('https://user:secret@bundle.shop.example/')).toContain(
+      'must not carry credentials',
+    );
     const { log } = memoryLogger();
-    await expect(TrustBundleStore.open([{ domain: 'shop.example', source: 'http://bundle.shop.example/b' }], log)).rejects.toThrow('must be https://');
+    await expect(
+      TrustBundleStore.open(
+        [{ domain: 'shop.example', source: 'http://bundle.shop.example/b' }],
+        log,
+      ),
+    ).rejects.toThrow('must be https://');
   });
 
   test('an oversized bundle from an endpoint is refused without reading it all', async () => {
@@ -59,7 +74,15 @@ describe('trust bundles stay current off the hot path', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const { log, lines } = memoryLogger();
-    const store = await TrustBundleStore.open([{ domain: 'shop.example', source: `http://127.0.0.1:${(server.address() as { port: number }).port}/b` }], log);
+    const store = await TrustBundleStore.open(
+      [
+        {
+          domain: 'shop.example',
+          source: `http://127.0.0.1:${(server.address() as { port: number }).port}/b`,
+        },
+      ],
+      log,
+    );
     try {
       expect(store.bundles.has('shop.example')).toBe(false);
       expect(lines().some((l) => l['err'] === 'bundle is too large')).toBe(true);
@@ -71,7 +94,12 @@ describe('trust bundles stay current off the hot path', () => {
   });
 
   test('a missing file stops the server from starting', async () => {
-    await expect(TrustBundleStore.open([{ domain: 'shop.example', source: path.join(dir, 'nope.json') }], memoryLogger().log)).rejects.toThrow(/trust bundle of shop\.example .*nope\.json does not exist/);
+    await expect(
+      TrustBundleStore.open(
+        [{ domain: 'shop.example', source: path.join(dir, 'nope.json') }],
+        memoryLogger().log,
+      ),
+    ).rejects.toThrow(/trust bundle of shop\.example .*nope\.json does not exist/);
   });
 
   test('a bundle endpoint URL is refreshed on its refresh hint, and its last good bundle survives failures', async () => {
@@ -86,7 +114,9 @@ describe('trust bundles stay current off the hot path', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/bundle`;
     const logs = memoryLogger();
-    const store = await TrustBundleStore.open([{ domain: 'shop.example', source: url }], logs.log, { retryMs: 200 });
+    const store = await TrustBundleStore.open([{ domain: 'shop.example', source: url }], logs.log, {
+      retryMs: 200,
+    });
     try {
       expect(kids(store, 'shop.example')).toEqual(['u1']);
       body = await spiffeBundle('u2', 1);
@@ -95,7 +125,9 @@ describe('trust bundles stay current off the hot path', () => {
       const before = hits;
       await waitFor(() => hits >= before + 3, 'retries while failing');
       expect(kids(store, 'shop.example')).toEqual(['u2']);
-      expect(logs.lines().filter((l) => l['msg'] === 'trust bundle refresh failed')).toHaveLength(1);
+      expect(logs.lines().filter((l) => l['msg'] === 'trust bundle refresh failed')).toHaveLength(
+        1,
+      );
     } finally {
       store.close();
       server.close();
@@ -106,7 +138,9 @@ describe('trust bundles stay current off the hot path', () => {
     const port = await freePort();
     const url = `http://127.0.0.1:${port}/bundle`;
     const logs = memoryLogger();
-    const store = await TrustBundleStore.open([{ domain: 'late.example', source: url }], logs.log, { retryMs: 200 });
+    const store = await TrustBundleStore.open([{ domain: 'late.example', source: url }], logs.log, {
+      retryMs: 200,
+    });
     const body = await spiffeBundle('late', 60);
     const server = http.createServer((_req, res) => res.end(body));
     try {

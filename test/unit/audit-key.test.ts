@@ -13,7 +13,11 @@ const newKey = (): KeyObject => createSecretKey(randomBytes(32));
 const sha256 = (body: string): string => createHash('sha256').update(body).digest('hex');
 
 function chainOf(n: number, chain: HashChain): string[] {
-  return Array.from({ length: n }, (_, i) => chain.seal(`{"level":30,"msg":"decision","i":${i},"result":"deny","reason":"a \\"quoted\\" }"}\n`));
+  return Array.from({ length: n }, (_, i) =>
+    chain.seal(
+      `{"level":30,"msg":"decision","i":${i},"result":"deny","reason":"a \\"quoted\\" }"}\n`,
+    ),
+  );
 }
 
 /** The record's text without its hash, exactly as the writer hashed it. */
@@ -28,7 +32,11 @@ function bodyOf(line: string): string {
 function rehashFrom(lines: string[], from: number, digest: (body: string) => string): void {
   for (let i = from; i < lines.length; i++) {
     let body = bodyOf(lines[i]!);
-    if (i > 0) body = body.replace(/"prev_hash":"[0-9a-f]{64}"/, `"prev_hash":"${(JSON.parse(lines[i - 1]!) as { hash: string }).hash}"`);
+    if (i > 0)
+      body = body.replace(
+        /"prev_hash":"[0-9a-f]{64}"/,
+        `"prev_hash":"${(JSON.parse(lines[i - 1]!) as { hash: string }).hash}"`,
+      );
     lines[i] = `${body.slice(0, -1)},"hash":"${digest(body)}"}\n`;
   }
 }
@@ -39,10 +47,23 @@ describe('keyed audit chain (HMAC-SHA256)', () => {
     const lines = chainOf(5, new HashChain(key));
     expect(verifyAuditText(lines.join(''), key)).toMatchObject({ ok: true, records: 5, chains: 1 });
     for (const line of lines) {
-      expect(Object.keys(JSON.parse(line) as object)).toEqual(['chain', 'seq', 'prev_hash', 'mac', 'level', 'msg', 'i', 'result', 'reason', 'hash']);
+      expect(Object.keys(JSON.parse(line) as object)).toEqual([
+        'chain',
+        'seq',
+        'prev_hash',
+        'mac',
+        'level',
+        'msg',
+        'i',
+        'result',
+        'reason',
+        'hash',
+      ]);
       expect(JSON.parse(line)).toMatchObject({ mac: 'hmac-sha256' });
       // The MAC covers the mac member itself, so it cannot be stripped or changed unnoticed.
-      expect((JSON.parse(line) as { hash: string }).hash).toBe(createHmac('sha256', key).update(bodyOf(line)).digest('hex'));
+      expect((JSON.parse(line) as { hash: string }).hash).toBe(
+        createHmac('sha256', key).update(bodyOf(line)).digest('hex'),
+      );
     }
   });
 
@@ -53,7 +74,10 @@ describe('keyed audit chain (HMAC-SHA256)', () => {
     rehashFrom(lines, 2, sha256);
     const result = verifyAuditText(lines.join(''), key);
     expect(result.ok).toBe(false);
-    expect(result.error).toEqual({ line: 3, message: expect.stringContaining('does not match its HMAC') });
+    expect(result.error).toEqual({
+      line: 3,
+      message: expect.stringContaining('does not match its HMAC'),
+    });
     expect(result.records).toBe(2);
 
     // Nor does an HMAC under a key of the attacker's own help.
@@ -75,7 +99,10 @@ describe('keyed audit chain (HMAC-SHA256)', () => {
     rehashFrom(lines, 0, sha256);
     const result = verifyAuditText(lines.join(''), key);
     expect(result.ok).toBe(false);
-    expect(result.error).toEqual({ line: 1, message: expect.stringContaining('not keyed, but a key was given') });
+    expect(result.error).toEqual({
+      line: 1,
+      message: expect.stringContaining('not keyed, but a key was given'),
+    });
   });
 
   test('a wrong key fails at record 1', () => {
@@ -102,7 +129,10 @@ describe('keyed audit chain (HMAC-SHA256)', () => {
     const key = newKey();
     const lines = chainOf(2, new HashChain(key));
     lines[1] = lines[1]!.replace('"mac":"hmac-sha256"', '"mac":"none"');
-    expect(verifyAuditText(lines.join(''), key).error).toEqual({ line: 2, message: expect.stringContaining('unknown mac') });
+    expect(verifyAuditText(lines.join(''), key).error).toEqual({
+      line: 2,
+      message: expect.stringContaining('unknown mac'),
+    });
     expect(verifyAuditText(lines.join('')).error?.line).toBe(1);
   });
 });
@@ -138,7 +168,9 @@ describe('AuditLog with a key', () => {
     const text = readFileSync(file, 'utf8');
     expect(verifyAuditText(text, key)).toMatchObject({ ok: true, records: 3, chains: 1 });
     expect(verifyAuditText(text).error?.message).toContain('a key is needed');
-    expect(text.split('\n')[0]).toMatch(/^\{"chain":"[0-9a-f]{16}","seq":0,"prev_hash":"0{64}","mac":"hmac-sha256","level":30,"time":/);
+    expect(text.split('\n')[0]).toMatch(
+      /^\{"chain":"[0-9a-f]{16}","seq":0,"prev_hash":"0{64}","mac":"hmac-sha256","level":30,"time":/,
+    );
   });
 });
 
@@ -152,7 +184,11 @@ describe('readAuditKey', () => {
 
   test('the key is the file less one trailing newline; 32 bytes are enough', async () => {
     const secret = 'k'.repeat(MIN_AUDIT_KEY_BYTES);
-    for (const file of [write('lf', `${secret}\n`), write('crlf', `${secret}\r\n`), write('bare', secret)]) {
+    for (const file of [
+      write('lf', `${secret}\n`),
+      write('crlf', `${secret}\r\n`),
+      write('bare', secret),
+    ]) {
       const key = await readAuditKey(file);
       expect(key.export().toString('latin1')).toBe(secret);
     }
@@ -164,14 +200,18 @@ describe('readAuditKey', () => {
   test('a short key is refused with its length, never its bytes', async () => {
     const secret = 'short-secret-abcdefghijklmnopqr'; // 31 bytes
     const file = write('short', `${secret}\n`);
-    await expect(readAuditKey(file)).rejects.toThrow(`audit key ${file} is 31 byte(s); it needs at least 32`);
+    await expect(readAuditKey(file)).rejects.toThrow(
+      `audit key ${file} is 31 byte(s); it needs at least 32`,
+    );
     const message = await readAuditKey(file).catch((e: Error) => e.message);
     expect(message).not.toContain(secret);
     await expect(readAuditKey(write('empty', '\n'))).rejects.toThrow('is 0 byte(s)');
   });
 
   test('an unreadable file is named with its error code', async () => {
-    await expect(readAuditKey(path.join(dir, 'missing'))).rejects.toThrow(`audit key ${path.join(dir, 'missing')} does not exist`);
+    await expect(readAuditKey(path.join(dir, 'missing'))).rejects.toThrow(
+      `audit key ${path.join(dir, 'missing')} does not exist`,
+    );
   });
 
   test('the key prints and serializes without its material', async () => {

@@ -15,7 +15,13 @@ describe('audit log records', () => {
     const policy = { name: 'or"ders', mode: 'dry-run' } as unknown as Decision['policy'];
     const decisions: Decision[] = [
       decision('plain'),
-      decision('escapes', { path: '/a"b\\c\n\u0001/ü/😀', requestId: 'lone \ud800 surrogate', reason: 'tab\there', caller: undefined, identitySource: undefined }),
+      decision('escapes', {
+        path: '/a"b\\c\n\u0001/ü/😀',
+        requestId: 'lone \ud800 surrogate',
+        reason: 'tab\there',
+        caller: undefined,
+        identitySource: undefined,
+      }),
       decision('dry', {
         allowed: true,
         policy,
@@ -27,7 +33,13 @@ describe('audit log records', () => {
         allowed: false,
         status: 429,
         code: 'rate_limited',
-        limit: { allowed: false, limit: 5, remaining: 0, resetSeconds: 2, retryAfterSeconds: Infinity },
+        limit: {
+          allowed: false,
+          limit: 5,
+          remaining: 0,
+          resetSeconds: 2,
+          retryAfterSeconds: Infinity,
+        },
         limitBackendError: 'timeout',
         latencyMs: 1.23456789,
       }),
@@ -43,10 +55,20 @@ describe('audit log records', () => {
     await audit.flush();
     const text = readFileSync(file, 'utf8');
     expect(verifyAuditText(text)).toMatchObject({ ok: true, records: 5, chains: 1 });
-    const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     lines.forEach((line, i) => {
       const { chain, seq, prev_hash: prev, hash, level, time, msg, ...record } = line;
-      expect([chain, seq, typeof prev, typeof hash, level, typeof time]).toEqual([audit.chain.id, i, 'string', 'string', 30, 'string']);
+      expect([chain, seq, typeof prev, typeof hash, level, typeof time]).toEqual([
+        audit.chain.id,
+        i,
+        'string',
+        'string',
+        30,
+        'string',
+      ]);
       expect(msg).toBe(decisions[i]!.wouldDeny ? 'would deny (dry-run)' : 'decision');
       expect(JSON.stringify(record)).toBe(JSON.stringify(auditRecord(decisions[i]!)));
     });
@@ -56,7 +78,12 @@ describe('audit log records', () => {
 describe('audit record request shape', () => {
   test('keeps the destination, query keys without values and tracked header presence without values', () => {
     const record = auditRecord(
-      decision('shape', { destination: 'spiffe://shop.example/ns/orders/sa/api', query: 'token=s3cret&page=2&token=x&a+b=1', auditHeaders: ['authorization', 'x-debug'], headerPresence: 0b01 }),
+      decision('shape', {
+        destination: 'spiffe://shop.example/ns/orders/sa/api',
+        query: 'token=s3cret&page=2&token=x&a+b=1',
+        auditHeaders: ['authorization', 'x-debug'],
+        headerPresence: 0b01,
+      }),
     );
     expect(record.destination).toBe('spiffe://shop.example/ns/orders/sa/api');
     expect(record.query_keys).toEqual(['token', 'page', 'a b']);
@@ -91,7 +118,9 @@ describe('audit records stay one line each', () => {
     const file = path.join(mkdtempSync(path.join(tmpdir(), 'gatehouse-audit-')), 'audit.log');
     const audit = new AuditLog(file);
     const breaks = 'a\u0085b\u2028c\u2029d';
-    audit.record(decision('breaks', { path: `/${breaks}`, requestId: breaks, reason: `why ${breaks}` }));
+    audit.record(
+      decision('breaks', { path: `/${breaks}`, requestId: breaks, reason: `why ${breaks}` }),
+    );
     audit.record(decision('breaks-plain', { path: '/plain\u2028' }));
     audit.event('quarantine_entered', { caller: `spiffe://x/${breaks}` }, 'entered');
     await audit.flush();

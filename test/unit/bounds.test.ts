@@ -134,13 +134,29 @@ describe('load shedding', () => {
 
 describe('background errors in our words', () => {
   test.each([
-    [new Error('Reached the max retries per request limit (which is 2). Refer to "maxRetriesPerRequest" option for details.'), 'not connected'],
+    [
+      new Error(
+        'Reached the max retries per request limit (which is 2). Refer to "maxRetriesPerRequest" option for details.',
+      ),
+      'not connected',
+    ],
     [new Error("Stream isn't writeable and enableOfflineQueue options is false"), 'not connected'],
     [new Error('Connection is closed.'), 'not connected'],
     [new Error('redis did not answer within 50 ms'), 'no answer in time'],
-    [Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' }), 'connection refused'],
-    [Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }), 'no space left on device'],
-    [Object.assign(new Error('NOSCRIPT No matching script. Please use EVAL.'), { name: 'ReplyError' }), 'Redis refused the command (NOSCRIPT)'],
+    [
+      Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6379'), { code: 'ECONNREFUSED' }),
+      'connection refused',
+    ],
+    [
+      Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }),
+      'no space left on device',
+    ],
+    [
+      Object.assign(new Error('NOSCRIPT No matching script. Please use EVAL.'), {
+        name: 'ReplyError',
+      }),
+      'Redis refused the command (NOSCRIPT)',
+    ],
   ])('%s', (error, words) => {
     expect(describeBackendError(error)).toBe(words);
   });

@@ -25,10 +25,21 @@ describe('mutated CheckRequest bytes (seeded fuzzing through the real decoder an
   test('never a throw, never an allow without a verified caller and a rule (dry-run aside), statuses from the contract only', async () => {
     const { engine } = await engineFor(EXAMPLE_POLICIES);
     const seeds = [
-      envoyCheckRequest({ principal: CHECKOUT_WEB, method: 'GET', path: '/v1/orders/7', headers: { 'x-request-id': 'r', authorization: 'Bearer x.y.z' } }),
+      envoyCheckRequest({
+        principal: CHECKOUT_WEB,
+        method: 'GET',
+        path: '/v1/orders/7',
+        headers: { 'x-request-id': 'r', authorization: 'Bearer x.y.z' },
+      }),
       envoyCheckRequest({ principal: CHECKOUT_BATCH }),
       envoyCheckRequest({ principal: ORDERS, host: 'payments', path: '/v1/charges' }),
-      envoyCheckRequest({ host: 'inventory', path: '/v1/reservations', headers: { 'x-forwarded-client-cert': 'By=spiffe://a/b;URI=spiffe://shop.example/ns/x/sa/y' } }),
+      envoyCheckRequest({
+        host: 'inventory',
+        path: '/v1/reservations',
+        headers: {
+          'x-forwarded-client-cert': 'By=spiffe://a/b;URI=spiffe://shop.example/ns/x/sa/y',
+        },
+      }),
     ].map((r) => Buffer.from(def.requestSerialize(r)));
     const random = prng(0x9a7e);
     let decoded = 0;
@@ -71,10 +82,47 @@ describe('mutated CheckRequest bytes (seeded fuzzing through the real decoder an
 });
 
 describe('hostile text through the identity parsers (seeded)', () => {
-  const ALPHABET = ['s', 'p', 'i', 'f', 'e', ':', '/', '/', '.', '..', '-', '_', 'a', 'Z', '9', '%', '?', '#', '@', '"', '\\', ',', ';', '=', ' ', '\t', '\u0000', 'é', '\ud800', 'URI', 'By', 'spiffe://', 'shop.example', '/ns/', '*'];
+  const ALPHABET = [
+    's',
+    'p',
+    'i',
+    'f',
+    'e',
+    ':',
+    '/',
+    '/',
+    '.',
+    '..',
+    '-',
+    '_',
+    'a',
+    'Z',
+    '9',
+    '%',
+    '?',
+    '#',
+    '@',
+    '"',
+    '\\',
+    ',',
+    ';',
+    '=',
+    ' ',
+    '\t',
+    '\u0000',
+    'é',
+    '\ud800',
+    'URI',
+    'By',
+    'spiffe://',
+    'shop.example',
+    '/ns/',
+    '*',
+  ];
   const text = (random: () => number): string => {
     let s = '';
-    for (let n = Math.floor(random() * 40); n > 0; n--) s += ALPHABET[Math.floor(random() * ALPHABET.length)];
+    for (let n = Math.floor(random() * 40); n > 0; n--)
+      s += ALPHABET[Math.floor(random() * ALPHABET.length)];
     return s;
   };
 

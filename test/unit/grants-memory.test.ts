@@ -8,7 +8,15 @@ const API = 'spiffe://shop.example/ns/checkout/sa/api';
 const OTHER = 'spiffe://shop.example/ns/billing/sa/job';
 
 function grant(overrides: Partial<GrantRef> = {}): GrantRef {
-  return { policy: 'orders', version: 'v1', rule: 'read', entry: 0, pattern: 'spiffe://shop.example/ns/checkout/**', maxIdleMs: 30 * DAY, ...overrides };
+  return {
+    policy: 'orders',
+    version: 'v1',
+    rule: 'read',
+    entry: 0,
+    pattern: 'spiffe://shop.example/ns/checkout/**',
+    maxIdleMs: 30 * DAY,
+    ...overrides,
+  };
 }
 
 describe('MemoryGrantTracker', () => {

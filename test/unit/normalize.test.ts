@@ -1,36 +1,95 @@
-import { normalizeCheckRequest, normalizeHost, normalizePath, UNDECODABLE, type NormalizedRequest } from '../../src/request/normalize';
+import {
+  normalizeCheckRequest,
+  normalizeHost,
+  normalizePath,
+  UNDECODABLE,
+  type NormalizedRequest,
+} from '../../src/request/normalize';
 import { envoyCheckRequest } from '../helpers/requests';
 
 describe('normalise stage', () => {
   test('reads host without port, method, path without query, principal, request id', () => {
-    const r = normalizeCheckRequest(envoyCheckRequest({ principal: 'spiffe://a/b', host: 'Orders.Shop:8080', path: '/v1/orders?token=secret#x' }));
-    expect(r).toMatchObject({ ok: true, request: { host: 'orders.shop', method: 'POST', path: '/v1/orders', principal: 'spiffe://a/b', requestId: 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10' } });
+    const r = normalizeCheckRequest(
+      envoyCheckRequest({
+        principal: 'spiffe://a/b',
+        host: 'Orders.Shop:8080',
+        path: '/v1/orders?token=secret#x',
+      }),
+    );
+    expect(r).toMatchObject({
+      ok: true,
+      request: {
+        host: 'orders.shop',
+        method: 'POST',
+        path: '/v1/orders',
+        principal: 'spiffe://a/b',
+        requestId: 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10',
+      },
+    });
   });
 
   test('falls back to pseudo-headers when the http fields are empty', () => {
-    const req = { attributes: { request: { http: { headers: { ':authority': 'orders', ':method': 'GET', ':path': '/x' } } } } };
-    expect(normalizeCheckRequest(req)).toMatchObject({ ok: true, request: { host: 'orders', method: 'GET', path: '/x', principal: '' } });
+    const req = {
+      attributes: {
+        request: { http: { headers: { ':authority': 'orders', ':method': 'GET', ':path': '/x' } } },
+      },
+    };
+    expect(normalizeCheckRequest(req)).toMatchObject({
+      ok: true,
+      request: { host: 'orders', method: 'GET', path: '/x', principal: '' },
+    });
   });
 
   test('lists every client-sent x-gatehouse-* header, lower-cased', () => {
     const r = normalizeCheckRequest(
-      envoyCheckRequest({ headers: { 'x-gatehouse-caller': 'spoof', 'x-gatehouse-admin': 'yes', 'X-Gatehouse-Role': 'root', 'x-other': '1' } }),
+      envoyCheckRequest({
+        headers: {
+          'x-gatehouse-caller': 'spoof',
+          'x-gatehouse-admin': 'yes',
+          'X-Gatehouse-Role': 'root',
+          'x-other': '1',
+        },
+      }),
     );
-    expect(r.ok && [...r.request.spoofedHeaders].sort()).toEqual(['x-gatehouse-admin', 'x-gatehouse-caller', 'x-gatehouse-role']);
+    expect(r.ok && [...r.request.spoofedHeaders].sort()).toEqual([
+      'x-gatehouse-admin',
+      'x-gatehouse-caller',
+      'x-gatehouse-role',
+    ]);
   });
 
   test('query is the raw text after ? of the original :path; the matched path never has it', () => {
-    const r = normalizeCheckRequest(envoyCheckRequest({ path: '/v1/orders?token=a%20b&x=1#frag?y=2' }));
-    expect(r).toMatchObject({ ok: true, request: { path: '/v1/orders', query: 'token=a%20b&x=1' } });
-    expect(normalizeCheckRequest(envoyCheckRequest({ path: '/v1/orders' }))).toMatchObject({ ok: true, request: { query: '' } });
+    const r = normalizeCheckRequest(
+      envoyCheckRequest({ path: '/v1/orders?token=a%20b&x=1#frag?y=2' }),
+    );
+    expect(r).toMatchObject({
+      ok: true,
+      request: { path: '/v1/orders', query: 'token=a%20b&x=1' },
+    });
+    expect(normalizeCheckRequest(envoyCheckRequest({ path: '/v1/orders' }))).toMatchObject({
+      ok: true,
+      request: { query: '' },
+    });
     // Falls back to :path like the path does.
-    const pseudo = { attributes: { request: { http: { headers: { ':authority': 'o', ':method': 'GET', ':path': '/x?a=1' } } } } };
-    expect(normalizeCheckRequest(pseudo)).toMatchObject({ ok: true, request: { path: '/x', query: 'a=1' } });
+    const pseudo = {
+      attributes: {
+        request: { http: { headers: { ':authority': 'o', ':method': 'GET', ':path': '/x?a=1' } } },
+      },
+    };
+    expect(normalizeCheckRequest(pseudo)).toMatchObject({
+      ok: true,
+      request: { path: '/x', query: 'a=1' },
+    });
   });
 
   test('body: the string body, else raw bytes, else undefined; bodyPartial only for the exact "true"', () => {
-    const withHttp = (http: Record<string, unknown>, headers: Record<string, string> = {}): NormalizedRequest => {
-      const req = envoyCheckRequest({ headers }) as { attributes: { request: { http: Record<string, unknown> } } };
+    const withHttp = (
+      http: Record<string, unknown>,
+      headers: Record<string, string> = {},
+    ): NormalizedRequest => {
+      const req = envoyCheckRequest({ headers }) as {
+        attributes: { request: { http: Record<string, unknown> } };
+      };
       Object.assign(req.attributes.request.http, http);
       const r = normalizeCheckRequest(req);
       if (!r.ok) throw new Error(r.reason);
@@ -43,23 +102,37 @@ describe('normalise stage', () => {
     expect(withHttp({ body: 'text', rawBody: bytes }).body).toBe('text');
     expect(withHttp({ body: 42, rawBody: 'not bytes' }).body).toBeUndefined();
     expect(withHttp({ body: 'x' }, { 'x-envoy-auth-partial-body': 'true' }).bodyPartial).toBe(true);
-    expect(withHttp({ body: 'x' }, { 'x-envoy-auth-partial-body': 'TRUE' }).bodyPartial).toBe(false);
-    expect(withHttp({ body: 'x' }, { 'x-envoy-auth-partial-body': 'false' }).bodyPartial).toBe(false);
+    expect(withHttp({ body: 'x' }, { 'x-envoy-auth-partial-body': 'TRUE' }).bodyPartial).toBe(
+      false,
+    );
+    expect(withHttp({ body: 'x' }, { 'x-envoy-auth-partial-body': 'false' }).bodyPartial).toBe(
+      false,
+    );
   });
 
   test("a caller's plain objects become null-prototype records: string values only, no inherited names", () => {
     const req = envoyCheckRequest({}) as { attributes: Record<string, Record<string, unknown>> };
     req.attributes['contextExtensions'] = { region: 'eu', n: 7 };
     req.attributes['destination']!['labels'] = { zone: 'a' };
-    req.attributes['metadataContext'] = { filterMetadata: { ns: { claims: { tenant: 'a', l: [1, { x: null }], f: () => 1 } }, bad: 'not an object' } };
+    req.attributes['metadataContext'] = {
+      filterMetadata: {
+        ns: { claims: { tenant: 'a', l: [1, { x: null }], f: () => 1 } },
+        bad: 'not an object',
+      },
+    };
     const r = normalizeCheckRequest(req);
     if (!r.ok) throw new Error(r.reason);
     expect(Object.getPrototypeOf(r.request.contextExtensions)).toBeNull();
     expect({ ...r.request.contextExtensions }).toEqual({ region: 'eu' });
     expect(r.request.contextExtensions['constructor']).toBeUndefined();
     expect({ ...r.request.destinationLabels }).toEqual({ zone: 'a' });
-    expect(JSON.parse(JSON.stringify(r.request.metadata))).toEqual({ ns: { claims: { tenant: 'a', l: [1, { x: null }], f: null } }, bad: {} });
-    expect(Object.getPrototypeOf((r.request.metadata['ns'] as Record<string, unknown>)['claims'])).toBeNull();
+    expect(JSON.parse(JSON.stringify(r.request.metadata))).toEqual({
+      ns: { claims: { tenant: 'a', l: [1, { x: null }], f: null } },
+      bad: {},
+    });
+    expect(
+      Object.getPrototypeOf((r.request.metadata['ns'] as Record<string, unknown>)['claims']),
+    ).toBeNull();
   });
 
   test("a caller's metadata nested past 32 levels is malformed", () => {
@@ -67,8 +140,13 @@ describe('normalise stage', () => {
     for (let i = 0; i < 33; i++) deep = { a: deep };
     const req = envoyCheckRequest({}) as { attributes: Record<string, unknown> };
     req.attributes['metadataContext'] = { filterMetadata: { ns: deep } };
-    expect(normalizeCheckRequest(req)).toMatchObject({ ok: false, reason: 'metadata nests too deeply' });
-    (req.attributes['metadataContext'] as { filterMetadata: { ns: unknown } }).filterMetadata.ns = (deep as { a: unknown }).a;
+    expect(normalizeCheckRequest(req)).toMatchObject({
+      ok: false,
+      reason: 'metadata nests too deeply',
+    });
+    (req.attributes['metadataContext'] as { filterMetadata: { ns: unknown } }).filterMetadata.ns = (
+      deep as { a: unknown }
+    ).a;
     expect(normalizeCheckRequest(req).ok).toBe(true);
   });
 
@@ -81,9 +159,16 @@ describe('normalise stage', () => {
       },
     };
     const r = normalizeCheckRequest(tcp);
-    expect(r).toMatchObject({ ok: true, request: { kind: 'tcp', query: '', body: undefined, bodyPartial: false } });
+    expect(r).toMatchObject({
+      ok: true,
+      request: { kind: 'tcp', query: '', body: undefined, bodyPartial: false },
+    });
     if (!r.ok) return;
-    for (const record of [r.request.contextExtensions, r.request.destinationLabels, r.request.metadata]) {
+    for (const record of [
+      r.request.contextExtensions,
+      r.request.destinationLabels,
+      r.request.metadata,
+    ]) {
       expect(Object.keys(record)).toEqual([]);
       expect(Object.isFrozen(record)).toBe(true);
     }
@@ -99,9 +184,22 @@ describe('normalise stage', () => {
     [{ attributes: { request: { http: {} } } }, 'no host'],
     [{ attributes: { request: { http: { host: 'a' } } } }, 'no valid method'],
     [{ attributes: { request: { http: { host: 'a', method: 'GET' } } } }, 'no path'],
-    [{ attributes: { request: { http: { host: 'a', method: 'G ET', path: '/' } } } }, 'no valid method'],
-    [{ attributes: { request: { http: { host: 'a', method: 'GET', path: '/' + 'x'.repeat(9000) } } } }, 'too long'],
-    [{ attributes: { request: { http: { host: 'a'.repeat(2000), method: 'GET', path: '/' } } } }, 'too long'],
+    [
+      { attributes: { request: { http: { host: 'a', method: 'G ET', path: '/' } } } },
+      'no valid method',
+    ],
+    [
+      {
+        attributes: {
+          request: { http: { host: 'a', method: 'GET', path: '/' + 'x'.repeat(9000) } },
+        },
+      },
+      'too long',
+    ],
+    [
+      { attributes: { request: { http: { host: 'a'.repeat(2000), method: 'GET', path: '/' } } } },
+      'too long',
+    ],
     [{ attributes: { request: { http: { host: 7, method: ['GET'], path: {} } } } }, 'no host'],
     [UNDECODABLE, 'could not be decoded'],
   ])('malformed %#: %s', (input, reason) => {

@@ -31,13 +31,21 @@ describe('path patterns from observed paths', () => {
 
   test('the trie stays bounded however many distinct values a position holds', () => {
     const trie = new PathTrie();
-    for (let i = 0; i < 20 * MAX_CHILDREN; i++) trie.add(`/u/name${String.fromCharCode(97 + (i % 26))}${i}x/profile`);
+    for (let i = 0; i < 20 * MAX_CHILDREN; i++)
+      trie.add(`/u/name${String.fromCharCode(97 + (i % 26))}${i}x/profile`);
     trie.finish();
     expect(trie.patternOf('/u/namea0x/profile')).toBe('/u/*/profile');
   });
 
   test('id-like values', () => {
-    for (const id of ['42', '7f3c2a9e-1b2c-4d5e-8f90-a1b2c3d4e5f6', 'deadbeefcafe01', 'AbC123xyz987QwE456']) expect(isIdLike(id)).toBe(true);
-    for (const name of ['orders', 'export', 'v1', 'items', 'customer-address', '']) expect(isIdLike(name)).toBe(false);
+    for (const id of [
+      '42',
+      '7f3c2a9e-1b2c-4d5e-8f90-a1b2c3d4e5f6',
+      'deadbeefcafe01',
+      'AbC123xyz987QwE456',
+    ])
+      expect(isIdLike(id)).toBe(true);
+    for (const name of ['orders', 'export', 'v1', 'items', 'customer-address', ''])
+      expect(isIdLike(name)).toBe(false);
   });
 });

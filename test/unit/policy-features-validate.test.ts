@@ -13,14 +13,22 @@ async function problemsOf(files: Record<string, string>): Promise<string[]> {
   const dir = policyDir(files);
   const result = await loadPolicyDir(dir);
   expect(result.ok).toBe(false);
-  return result.ok ? [] : result.problems.filter((p) => !isHostOnlyWarning(p)).map((p) => formatProblem(p).slice(dir.length + 1));
+  return result.ok
+    ? []
+    : result.problems
+        .filter((p) => !isHostOnlyWarning(p))
+        .map((p) => formatProblem(p).slice(dir.length + 1));
 }
 
 async function warningsOf(files: Record<string, string>): Promise<string[]> {
   const dir = policyDir(files);
   const result = await loadPolicyDir(dir);
   expect(result.ok ? [] : result.problems.map(formatProblem)).toEqual([]);
-  return result.ok ? result.warnings.filter((p) => !isHostOnlyWarning(p)).map((p) => formatProblem(p).slice(dir.length + 1)) : [];
+  return result.ok
+    ? result.warnings
+        .filter((p) => !isHostOnlyWarning(p))
+        .map((p) => formatProblem(p).slice(dir.length + 1))
+    : [];
 }
 
 /**
@@ -29,11 +37,15 @@ async function warningsOf(files: Record<string, string>): Promise<string[]> {
  */
 function withRule(extra: string): Record<string, string> {
   return {
-    'p.yaml': servicePolicy('p', ['p'], `    - name: r
+    'p.yaml': servicePolicy(
+      'p',
+      ['p'],
+      `    - name: r
       methods: [GET]
       paths: [/a]
       allow: [spiffe://td/x]
-${extra}`),
+${extra}`,
+    ),
   };
 }
 
@@ -52,19 +64,35 @@ function withQuarantine(quarantine: string): Record<string, string> {
 
 describe('when: CEL conditions are located inside the expression', () => {
   test('a type error in a plain scalar points at the comparison, not at the start of the value', async () => {
-    expect(await problemsOf(withRule('      when: request.method == 1'))).toEqual([`p.yaml:12:13 ${WHEN_TYPE_ERROR}`]);
-    expect(await problemsOf(withRule('      when: request.method == "GET" && request.method == 1'))).toEqual([`p.yaml:12:40 ${WHEN_TYPE_ERROR}`]);
+    expect(await problemsOf(withRule('      when: request.method == 1'))).toEqual([
+      `p.yaml:12:13 ${WHEN_TYPE_ERROR}`,
+    ]);
+    expect(
+      await problemsOf(withRule('      when: request.method == "GET" && request.method == 1')),
+    ).toEqual([`p.yaml:12:40 ${WHEN_TYPE_ERROR}`]);
   });
 
   test('single- and double-quoted scalars: the opening quote is counted', async () => {
-    expect(await problemsOf(withRule(`      when: 'request.method == "GET" && request.method == 1'`))).toEqual([`p.yaml:12:41 ${WHEN_TYPE_ERROR}`]);
-    expect(await problemsOf(withRule(`      when: "request.method == 'GET' && request.method == 1"`))).toEqual([`p.yaml:12:41 ${WHEN_TYPE_ERROR}`]);
+    expect(
+      await problemsOf(withRule(`      when: 'request.method == "GET" && request.method == 1'`)),
+    ).toEqual([`p.yaml:12:41 ${WHEN_TYPE_ERROR}`]);
+    expect(
+      await problemsOf(withRule(`      when: "request.method == 'GET' && request.method == 1"`)),
+    ).toEqual([`p.yaml:12:41 ${WHEN_TYPE_ERROR}`]);
   });
 
   test("quoted scalars with escapes: '' and \\\" before the error still give its column", async () => {
     // Value: request.headers['x'] == "a" && request.method == 1 (error at value offset 31).
-    expect(await problemsOf(withRule(`      when: 'request.headers[''x''] == "a" && request.method == 1'`))).toEqual([`p.yaml:12:47 ${WHEN_TYPE_ERROR}`]);
-    expect(await problemsOf(withRule(`      when: "request.headers[\\"x\\"] == \\"a\\" && request.method == 1"`))).toEqual([`p.yaml:12:49 ${WHEN_TYPE_ERROR}`]);
+    expect(
+      await problemsOf(
+        withRule(`      when: 'request.headers[''x''] == "a" && request.method == 1'`),
+      ),
+    ).toEqual([`p.yaml:12:47 ${WHEN_TYPE_ERROR}`]);
+    expect(
+      await problemsOf(
+        withRule(`      when: "request.headers[\\"x\\"] == \\"a\\" && request.method == 1"`),
+      ),
+    ).toEqual([`p.yaml:12:49 ${WHEN_TYPE_ERROR}`]);
   });
 
   test('a block literal over two lines: the error on the second line, at the block indent and deeper', async () => {
@@ -102,30 +130,51 @@ describe('when: CEL conditions are located inside the expression', () => {
   });
 
   test('syntax errors: at the unexpected character, or just past the end', async () => {
-    expect(await problemsOf(withRule('      when: request.method =='))).toEqual(['p.yaml:12:30 when: Unexpected token: EOF']);
-    expect(await problemsOf(withRule('      when: request.method == "GET" && @'))).toEqual(['p.yaml:12:40 when: Unexpected character: @']);
+    expect(await problemsOf(withRule('      when: request.method =='))).toEqual([
+      'p.yaml:12:30 when: Unexpected token: EOF',
+    ]);
+    expect(await problemsOf(withRule('      when: request.method == "GET" && @'))).toEqual([
+      'p.yaml:12:40 when: Unexpected character: @',
+    ]);
   });
 
   test('unknown fields and variables', async () => {
-    expect(await problemsOf(withRule('      when: request.nope == "x"'))).toEqual(['p.yaml:12:21 when: No such key: nope']);
-    expect(await problemsOf(withRule('      when: nope == 1'))).toEqual(['p.yaml:12:13 when: Unknown variable: nope']);
+    expect(await problemsOf(withRule('      when: request.nope == "x"'))).toEqual([
+      'p.yaml:12:21 when: No such key: nope',
+    ]);
+    expect(await problemsOf(withRule('      when: nope == 1'))).toEqual([
+      'p.yaml:12:13 when: Unknown variable: nope',
+    ]);
   });
 
   test('a condition must be a bool', async () => {
-    expect(await problemsOf(withRule('      when: request.method'))).toEqual(['p.yaml:12:13 when: condition must be a bool expression, not string']);
+    expect(await problemsOf(withRule('      when: request.method'))).toEqual([
+      'p.yaml:12:13 when: condition must be a bool expression, not string',
+    ]);
   });
 
   test('matches() is refused, pointing at matches (not at its receiver, not at a string that says "matches")', async () => {
-    const refused = 'matches() is not available (regular expressions can backtrack on hostile input); use startsWith, endsWith, contains or a path pattern';
-    expect(await problemsOf(withRule('      when: request.path.matches("^/a")'))).toEqual([`p.yaml:12:26 when: ${refused}`]);
-    expect(await problemsOf(withRule('      when: matches(request.path, "^/a")'))).toEqual([`p.yaml:12:13 when: ${refused}`]);
-    expect(await problemsOf(withRule(`      when: 'request.headers["matches"].matches("^a")'`))).toEqual([`p.yaml:12:41 when: ${refused}`]);
+    const refused =
+      'matches() is not available (regular expressions can backtrack on hostile input); use startsWith, endsWith, contains or a path pattern';
+    expect(await problemsOf(withRule('      when: request.path.matches("^/a")'))).toEqual([
+      `p.yaml:12:26 when: ${refused}`,
+    ]);
+    expect(await problemsOf(withRule('      when: matches(request.path, "^/a")'))).toEqual([
+      `p.yaml:12:13 when: ${refused}`,
+    ]);
+    expect(
+      await problemsOf(withRule(`      when: 'request.headers["matches"].matches("^a")'`)),
+    ).toEqual([`p.yaml:12:41 when: ${refused}`]);
     // Inside a macro's body too.
-    expect(await problemsOf(withRule(`      when: 'caller.segments.exists(s, s.matches("^a"))'`))).toEqual([`p.yaml:12:42 when: ${refused}`]);
+    expect(
+      await problemsOf(withRule(`      when: 'caller.segments.exists(s, s.matches("^a"))'`)),
+    ).toEqual([`p.yaml:12:42 when: ${refused}`]);
   });
 
   test('an over-long expression is refused before it is parsed', async () => {
-    expect(await problemsOf(withRule(`      when: ${'true && '.repeat(600)}true`))).toEqual(['p.yaml:12:13 when: condition is longer than 4096 characters']);
+    expect(await problemsOf(withRule(`      when: ${'true && '.repeat(600)}true`))).toEqual([
+      'p.yaml:12:13 when: condition is longer than 4096 characters',
+    ]);
   });
 
   test('an identifier echoed by CEL is clipped: a long name does not flood the output', async () => {
@@ -136,8 +185,12 @@ describe('when: CEL conditions are located inside the expression', () => {
   });
 
   test('expressions too deep or too large are refused, not run', async () => {
-    expect(await problemsOf(withRule(`      when: ${'('.repeat(100)}true${')'.repeat(100)}`))).toEqual([expect.stringMatching(/^p\.yaml:12:\d+ when: Exceeded maxDepth \(32\)$/)]);
-    expect(await problemsOf(withRule(`      when: ${Array(400).fill('1').join(' + ')} > 0`))).toEqual([expect.stringMatching(/^p\.yaml:12:\d+ when: Exceeded maxAstNodes \(512\)$/)]);
+    expect(
+      await problemsOf(withRule(`      when: ${'('.repeat(100)}true${')'.repeat(100)}`)),
+    ).toEqual([expect.stringMatching(/^p\.yaml:12:\d+ when: Exceeded maxDepth \(32\)$/)]);
+    expect(
+      await problemsOf(withRule(`      when: ${Array(400).fill('1').join(' + ')} > 0`)),
+    ).toEqual([expect.stringMatching(/^p\.yaml:12:\d+ when: Exceeded maxAstNodes \(512\)$/)]);
   });
 });
 
@@ -168,7 +221,9 @@ describe('body: contracts', () => {
           type: object
           patternProperties: { "^x": { type: string } }`),
       ),
-    ).toEqual(["p.yaml:15:11 body: 'patternProperties' is not available in body schemas (regular expressions can backtrack on hostile input)"]);
+    ).toEqual([
+      "p.yaml:15:11 body: 'patternProperties' is not available in body schemas (regular expressions can backtrack on hostile input)",
+    ]);
     expect(
       await problemsOf(
         withRule(`      body:
@@ -179,7 +234,9 @@ describe('body: contracts', () => {
               type: string
               pattern: "^(a+)+$"`),
       ),
-    ).toEqual(["p.yaml:18:15 body: 'pattern' is not available in body schemas (regular expressions can backtrack on hostile input)"]);
+    ).toEqual([
+      "p.yaml:18:15 body: 'pattern' is not available in body schemas (regular expressions can backtrack on hostile input)",
+    ]);
   });
 
   test('an invalid JSON Schema is refused at the bad keyword, with the allowed values', async () => {
@@ -189,7 +246,9 @@ describe('body: contracts', () => {
         schema:
           type: strin`),
       ),
-    ).toEqual(['p.yaml:14:17 body: invalid JSON Schema: type must be one of: array, boolean, integer, null, number, object, string']);
+    ).toEqual([
+      'p.yaml:14:17 body: invalid JSON Schema: type must be one of: array, boolean, integer, null, number, object, string',
+    ]);
     expect(
       await problemsOf(
         withRule(`      body:
@@ -216,17 +275,24 @@ describe('body: contracts', () => {
         schema:
           $ref: "https://schemas.example/order.json"`),
       ),
-    ).toEqual(["p.yaml:14:11 body: invalid JSON Schema: can't resolve reference https://schemas.example/order.json from id #"]);
+    ).toEqual([
+      "p.yaml:14:11 body: invalid JSON Schema: can't resolve reference https://schemas.example/order.json from id #",
+    ]);
   });
 
   test('an empty body says what to add; contentTypes must be a non-empty list', async () => {
-    expect(await problemsOf(withRule('      body: {}'))).toEqual(['p.yaml:12:13 spec.rules[0].body: says nothing to check: add at least one of maxBytes, contentTypes, schema']);
-    expect(await problemsOf(withRule('      body: { contentTypes: [] }'))).toEqual(['p.yaml:12:29 spec.rules[0].body.contentTypes: must NOT have fewer than 1 items']);
+    expect(await problemsOf(withRule('      body: {}'))).toEqual([
+      'p.yaml:12:13 spec.rules[0].body: says nothing to check: add at least one of maxBytes, contentTypes, schema',
+    ]);
+    expect(await problemsOf(withRule('      body: { contentTypes: [] }'))).toEqual([
+      'p.yaml:12:29 spec.rules[0].body.contentTypes: must NOT have fewer than 1 items',
+    ]);
   });
 });
 
 describe('residency:', () => {
-  const message = (from: string): string => `regionFrom must be 'label:<key>', 'context:<key>' or 'header:<lower-case-name>', not '${from}'`;
+  const message = (from: string): string =>
+    `regionFrom must be 'label:<key>', 'context:<key>' or 'header:<lower-case-name>', not '${from}'`;
 
   test('empty regions and an unknown region source, both reported', async () => {
     expect(
@@ -235,7 +301,10 @@ describe('residency:', () => {
         regions: []
         regionFrom: zone:x`),
       ),
-    ).toEqual(['p.yaml:13:18 spec.rules[0].residency.regions: must NOT have fewer than 1 items', `p.yaml:14:21 ${message('zone:x')}`]);
+    ).toEqual([
+      'p.yaml:13:18 spec.rules[0].residency.regions: must NOT have fewer than 1 items',
+      `p.yaml:14:21 ${message('zone:x')}`,
+    ]);
   });
 
   test('header sources must be header names: not upper case, not empty, no spaces', async () => {
@@ -268,14 +337,18 @@ describe('allow entries with expiresAfterUnused', () => {
   test('a bad caller pattern, a bad duration, an unknown key and a missing caller: each said once, without "must be a string"', async () => {
     expect(
       await problemsOf({
-        'p.yaml': servicePolicy('p', ['p'], `    - name: r
+        'p.yaml': servicePolicy(
+          'p',
+          ['p'],
+          `    - name: r
       allow:
         - caller: spiffe://td/ns/*/sa
           expiresAfterUnused: 30days
         - caller: spiffe://td/y
           colour: red
         - expiresAfterUnused: 1d
-        - spiffe://td/plain`),
+        - spiffe://td/plain`,
+        ),
       }),
     ).toEqual([
       "p.yaml:10:19 allow[0]: 'spiffe://td/ns/*/sa': a wildcard may only end a pattern, as '/*' (one segment) or '/**' (any depth)",
@@ -286,7 +359,11 @@ describe('allow entries with expiresAfterUnused', () => {
   });
 
   test('an entry that is neither a pattern nor a mapping says both forms', async () => {
-    expect(await problemsOf({ 'p.yaml': servicePolicy('p', ['p'], '    - name: r\n      allow: [[spiffe://td/x]]') })).toEqual([
+    expect(
+      await problemsOf({
+        'p.yaml': servicePolicy('p', ['p'], '    - name: r\n      allow: [[spiffe://td/x]]'),
+      }),
+    ).toEqual([
       'p.yaml:9:15 spec.rules[0].allow[0]: must be a string',
       'p.yaml:9:15 spec.rules[0].allow[0]: must be an object',
     ]);
@@ -310,7 +387,9 @@ describe('quarantine:', () => {
   });
 
   test('bad durations and unknown keys', async () => {
-    expect(await problemsOf(withQuarantine('{ denials: 3, window: 1 minute, duration: 0s, after: 2 }'))).toEqual([
+    expect(
+      await problemsOf(withQuarantine('{ denials: 3, window: 1 minute, duration: 0s, after: 2 }')),
+    ).toEqual([
       'p.yaml:6:37 spec.quarantine.window: must be a duration such as 90s, 15m, 12h or 30d',
       'p.yaml:6:57 spec.quarantine.duration: must be a duration such as 90s, 15m, 12h or 30d',
       "p.yaml:6:61 spec.quarantine: unknown key 'after' (allowed: denials, window, duration, countReasons, scope)",
@@ -318,22 +397,43 @@ describe('quarantine:', () => {
   });
 
   test('exactly 7d and 30d (in other units) are accepted', async () => {
-    expect(await warningsOf(withQuarantine('{ denials: 3, window: 168h, duration: 720h }'))).toEqual([]);
+    expect(
+      await warningsOf(withQuarantine('{ denials: 3, window: 168h, duration: 720h }')),
+    ).toEqual([]);
   });
 
   test('countReasons adds content-driven denials to the identity-decided ones; scope: mesh is an opt-in', async () => {
-    const dir = policyDir(withQuarantine('{ denials: 3, window: 1m, duration: 5m, countReasons: [payload_rejected], scope: mesh }'));
+    const dir = policyDir(
+      withQuarantine(
+        '{ denials: 3, window: 1m, duration: 5m, countReasons: [payload_rejected], scope: mesh }',
+      ),
+    );
     const result = await loadPolicyDir(dir);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     const rule = result.set.byName.get('p')!.quarantine!;
-    expect([...rule.countReasons].sort()).toEqual(['caller_not_allowed', 'caller_refused', 'host_mismatch', 'mtls_required', 'payload_rejected']);
+    expect([...rule.countReasons].sort()).toEqual([
+      'caller_not_allowed',
+      'caller_refused',
+      'host_mismatch',
+      'mtls_required',
+      'payload_rejected',
+    ]);
     expect(rule.scope).toBe('mesh');
   });
 
   test('an unknown count reason or scope is an error', async () => {
-    const problems = await problemsOf(withQuarantine('{ denials: 3, window: 1m, duration: 5m, countReasons: [rate_limited], scope: everywhere }'));
-    expect(problems).toEqual([expect.stringMatching(/spec\.quarantine\.countReasons\[0\]: must be one of: caller_not_allowed, .*payload_rejected/), expect.stringMatching(/spec\.quarantine\.scope: must be one of: policy, mesh/)]);
+    const problems = await problemsOf(
+      withQuarantine(
+        '{ denials: 3, window: 1m, duration: 5m, countReasons: [rate_limited], scope: everywhere }',
+      ),
+    );
+    expect(problems).toEqual([
+      expect.stringMatching(
+        /spec\.quarantine\.countReasons\[0\]: must be one of: caller_not_allowed, .*payload_rejected/,
+      ),
+      expect.stringMatching(/spec\.quarantine\.scope: must be one of: policy, mesh/),
+    ]);
   });
 });
 
@@ -341,10 +441,18 @@ describe('kind: WorkloadPolicy', () => {
   const REFUSE = '  refuse:\n    - name: a\n      headers: [cookie]\n';
 
   test('the workload must be one exact SPIFFE ID, not a pattern', async () => {
-    expect(await problemsOf({ 'w.yaml': workloadPolicy('w', `  workload: reports-exporter\n${REFUSE}`) })).toEqual([
+    expect(
+      await problemsOf({
+        'w.yaml': workloadPolicy('w', `  workload: reports-exporter\n${REFUSE}`),
+      }),
+    ).toEqual([
       'w.yaml:6:13 workload: SPIFFE ID must start with spiffe:// (lower-case scheme) (a WorkloadPolicy names one exact SPIFFE ID)',
     ]);
-    expect(await problemsOf({ 'w.yaml': workloadPolicy('w', `  workload: spiffe://td/ns/reports/sa/*\n${REFUSE}`) })).toEqual([
+    expect(
+      await problemsOf({
+        'w.yaml': workloadPolicy('w', `  workload: spiffe://td/ns/reports/sa/*\n${REFUSE}`),
+      }),
+    ).toEqual([
       "w.yaml:6:13 workload: 'spiffe://td/ns/reports/sa/*' is a pattern; a WorkloadPolicy names one exact SPIFFE ID",
     ]);
   });
@@ -382,25 +490,38 @@ describe('kind: WorkloadPolicy', () => {
   });
 
   test('a refusal with a selector but no name is told about the name only; an empty refuse list is an error', async () => {
-    expect(await problemsOf({ 'w.yaml': workloadPolicy('w', '  workload: spiffe://td/x\n  refuse:\n    - headers: [cookie]\n') })).toEqual([
-      "w.yaml:8:7 spec.refuse[0]: missing required key 'name'",
-    ]);
-    expect(await problemsOf({ 'w.yaml': workloadPolicy('w', '  workload: spiffe://td/x\n  refuse: []\n') })).toEqual([
-      'w.yaml:7:11 spec.refuse: must NOT have fewer than 1 items',
-    ]);
+    expect(
+      await problemsOf({
+        'w.yaml': workloadPolicy(
+          'w',
+          '  workload: spiffe://td/x\n  refuse:\n    - headers: [cookie]\n',
+        ),
+      }),
+    ).toEqual(["w.yaml:8:7 spec.refuse[0]: missing required key 'name'"]);
+    expect(
+      await problemsOf({
+        'w.yaml': workloadPolicy('w', '  workload: spiffe://td/x\n  refuse: []\n'),
+      }),
+    ).toEqual(['w.yaml:7:11 spec.refuse: must NOT have fewer than 1 items']);
   });
 
   test('rule-only keys (allow, rules) are unknown in a WorkloadPolicy', async () => {
-    expect(await problemsOf({ 'w.yaml': workloadPolicy('w', `  workload: spiffe://td/x\n  rules: []\n${REFUSE}`) })).toEqual([
-      "w.yaml:7:3 spec: unknown key 'rules' (allowed: workload, mode, refuse)",
-    ]);
+    expect(
+      await problemsOf({
+        'w.yaml': workloadPolicy('w', `  workload: spiffe://td/x\n  rules: []\n${REFUSE}`),
+      }),
+    ).toEqual(["w.yaml:7:3 spec: unknown key 'rules' (allowed: workload, mode, refuse)"]);
   });
 
   test('two WorkloadPolicies for one workload: the error is on the second, in the same file or another', async () => {
     const first = workloadPolicy('w1', `  workload: spiffe://td/x\n${REFUSE}`);
     const second = workloadPolicy('w2', `  workload: spiffe://td/x\n${REFUSE}`);
-    expect(await problemsOf({ 'w.yaml': `${first}---\n${second}` })).toEqual(["w.yaml:16:13 workload 'spiffe://td/x' already has WorkloadPolicy w1; one per workload"]);
-    expect(await problemsOf({ 'a.yaml': first, 'b.yaml': second })).toEqual(["b.yaml:6:13 workload 'spiffe://td/x' already has WorkloadPolicy w1; one per workload"]);
+    expect(await problemsOf({ 'w.yaml': `${first}---\n${second}` })).toEqual([
+      "w.yaml:16:13 workload 'spiffe://td/x' already has WorkloadPolicy w1; one per workload",
+    ]);
+    expect(await problemsOf({ 'a.yaml': first, 'b.yaml': second })).toEqual([
+      "b.yaml:6:13 workload 'spiffe://td/x' already has WorkloadPolicy w1; one per workload",
+    ]);
   });
 });
 
@@ -491,7 +612,11 @@ spec:
 
   test('loads and compiles: grants, quarantine, opt-outs, conditions, contracts and residency', async () => {
     const result = await loadPolicyDir(policyDir({ 'customers.yaml': ALL }));
-    expect(result.ok ? result.warnings.filter((p) => !isHostOnlyWarning(p)) : result.problems.map(formatProblem)).toEqual([]);
+    expect(
+      result.ok
+        ? result.warnings.filter((p) => !isHostOnlyWarning(p))
+        : result.problems.map(formatProblem),
+    ).toEqual([]);
     if (!result.ok) return;
     const set = result.set;
     const policy = set.byHost.get('customers')!;
@@ -501,22 +626,48 @@ spec:
       windowMs: 7 * 86_400_000,
       durationMs: 30 * 86_400_000,
       dryRun: false,
-      countReasons: new Set(['caller_not_allowed', 'caller_refused', 'mtls_required', 'host_mismatch']),
+      countReasons: new Set([
+        'caller_not_allowed',
+        'caller_refused',
+        'mtls_required',
+        'host_mismatch',
+      ]),
       scope: 'policy',
     });
     expect(set.grants).toEqual([
-      { policy: 'customers', version: policy.contentHash, rule: 'export', entry: 0, pattern: 'spiffe://td/ns/reports/sa/exporter', maxIdleMs: 30 * 86_400_000 },
+      {
+        policy: 'customers',
+        version: policy.contentHash,
+        rule: 'export',
+        entry: 0,
+        pattern: 'spiffe://td/ns/reports/sa/exporter',
+        maxIdleMs: 30 * 86_400_000,
+      },
     ]);
     const [exportRule, updateRule] = policy.rules;
     expect(exportRule!.grants.map((g) => g !== null)).toEqual([true, false]);
-    expect(exportRule!.residency?.from).toEqual({ kind: 'label', name: 'topology.kubernetes.io/region' });
+    expect(exportRule!.residency?.from).toEqual({
+      kind: 'label',
+      name: 'topology.kubernetes.io/region',
+    });
     expect([...exportRule!.residency!.regions]).toEqual(['eu-west-1', 'eu-central-1']);
     expect(exportRule!.when).toBeNull();
 
     const when = updateRule!.when!;
     const activation = (tenant: string | undefined) => ({
-      request: { method: 'PUT', path: '/v1/customers/1', host: 'customers', query: {}, headers: tenant === undefined ? {} : { 'x-tenant': tenant } },
-      caller: { id: 'spiffe://td/ns/support/sa/acme', trustDomain: 'td', path: '/ns/support/sa/acme', segments: ['ns', 'support', 'sa', 'acme'] },
+      request: {
+        method: 'PUT',
+        path: '/v1/customers/1',
+        host: 'customers',
+        query: {},
+        headers: tenant === undefined ? {} : { 'x-tenant': tenant },
+      },
+      caller: {
+        id: 'spiffe://td/ns/support/sa/acme',
+        trustDomain: 'td',
+        path: '/ns/support/sa/acme',
+        segments: ['ns', 'support', 'sa', 'acme'],
+      },
       context: {},
       destination: { labels: {} },
       metadata: {},
@@ -536,7 +687,11 @@ spec:
     const optOut = set.optOuts.get('spiffe://td/ns/reports/sa/exporter')!;
     expect(optOut.name).toBe('exporter');
     expect(optOut.mode).toBe('dry-run');
-    expect(optOut.refusals.map((r) => r.name)).toEqual(['never-payments', 'no-card-data', 'no-cookies']);
+    expect(optOut.refusals.map((r) => r.name)).toEqual([
+      'never-payments',
+      'no-card-data',
+      'no-cookies',
+    ]);
     expect([...optOut.refusals[0]!.hosts!]).toEqual(['payments']);
     expect(optOut.refusals[0]!.paths!.map((p) => p.matches('/v1/charges/1'))).toEqual([true]);
     expect(optOut.refusals[1]!.fields).toEqual([['card', 'number']]);
@@ -550,12 +705,20 @@ spec:
     for (let i = 0; i < 3; i++) {
       const result = await loadPolicyDir(dir);
       expect(result.ok).toBe(true);
-      if (result.ok) expect(result.set.byHost.get('customers')!.rules[1]!.body!.schema!({ street: 'x' })).toBe(true);
+      if (result.ok)
+        expect(result.set.byHost.get('customers')!.rules[1]!.body!.schema!({ street: 'x' })).toBe(
+          true,
+        );
     }
   });
 
   test('a compiled contract keeps working after compile (ajv does not keep it cached)', () => {
-    const schema = { $id: 'https://gatehouse.test/same-id', type: 'object', properties: { a: {} }, required: ['a'] };
+    const schema = {
+      $id: 'https://gatehouse.test/same-id',
+      type: 'object',
+      properties: { a: {} },
+      required: ['a'],
+    };
     const a = compileBodyContract({ schema });
     const b = compileBodyContract({ schema: { ...schema } });
     expect(a.ok && b.ok).toBe(true);
@@ -568,9 +731,19 @@ spec:
     const result = await loadPolicyDir(EXAMPLE_POLICIES);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.set.optOuts.get('spiffe://shop.example/ns/reports/sa/exporter')?.refusals.map((r) => r.name)).toEqual(['never-payments', 'no-card-data', 'no-session-cookies']);
-    expect(result.set.grants.map((g) => `${g.policy}/${g.rule}/${g.pattern}`)).toEqual(['customers/export/spiffe://shop.example/ns/reports/sa/exporter']);
-    expect(result.set.byHost.get('customers')?.quarantine).toMatchObject({ denials: 5, windowMs: 60_000, durationMs: 900_000 });
+    expect(
+      result.set.optOuts
+        .get('spiffe://shop.example/ns/reports/sa/exporter')
+        ?.refusals.map((r) => r.name),
+    ).toEqual(['never-payments', 'no-card-data', 'no-session-cookies']);
+    expect(result.set.grants.map((g) => `${g.policy}/${g.rule}/${g.pattern}`)).toEqual([
+      'customers/export/spiffe://shop.example/ns/reports/sa/exporter',
+    ]);
+    expect(result.set.byHost.get('customers')?.quarantine).toMatchObject({
+      denials: 5,
+      windowMs: 60_000,
+      durationMs: 900_000,
+    });
   });
 });
 
@@ -583,10 +756,14 @@ describe('shadowing and when:', () => {
   test('a rule after a conditional rule that covers it is not shadowed: what the condition rejects falls through', async () => {
     expect(
       await warningsOf({
-        'p.yaml': servicePolicy('p', ['p'], `    - name: earlier
+        'p.yaml': servicePolicy(
+          'p',
+          ['p'],
+          `    - name: earlier
       allow: [spiffe://td/x]
       when: request.headers[?"x-canary"].hasValue()
-${LATER}`),
+${LATER}`,
+        ),
       }),
     ).toEqual([]);
   });
@@ -594,31 +771,49 @@ ${LATER}`),
   test('without when: it is shadowed (a warning, the set still loads)', async () => {
     expect(
       await warningsOf({
-        'p.yaml': servicePolicy('p', ['p'], `    - name: earlier
+        'p.yaml': servicePolicy(
+          'p',
+          ['p'],
+          `    - name: earlier
       allow: [spiffe://td/x]
-${LATER}`),
+${LATER}`,
+        ),
       }),
-    ).toEqual(["p.yaml:10:13 warning: rule 'later' is shadowed by rule 'earlier' (rules[0]): every request it allows is decided by 'earlier' first, so it never applies"]);
+    ).toEqual([
+      "p.yaml:10:13 warning: rule 'later' is shadowed by rule 'earlier' (rules[0]): every request it allows is decided by 'earlier' first, so it never applies",
+    ]);
   });
 
   test('an earlier rule whose allow entry can go dormant still decides first (a dormant grant denies), so it shadows', async () => {
     expect(
       await warningsOf({
-        'p.yaml': servicePolicy('p', ['p'], `    - name: earlier
+        'p.yaml': servicePolicy(
+          'p',
+          ['p'],
+          `    - name: earlier
       allow: [{ caller: spiffe://td/x, expiresAfterUnused: 30d }]
-${LATER}`),
+${LATER}`,
+        ),
       }),
-    ).toEqual([expect.stringMatching(/^p\.yaml:10:13 warning: rule 'later' is shadowed by rule 'earlier'/)]);
+    ).toEqual([
+      expect.stringMatching(/^p\.yaml:10:13 warning: rule 'later' is shadowed by rule 'earlier'/),
+    ]);
   });
 
   test('a later rule with its own when: is still shadowed by an unconditional earlier rule', async () => {
     expect(
       await warningsOf({
-        'p.yaml': servicePolicy('p', ['p'], `    - name: earlier
+        'p.yaml': servicePolicy(
+          'p',
+          ['p'],
+          `    - name: earlier
       allow: [spiffe://td/x]
 ${LATER}
-      when: request.method == "GET"`),
+      when: request.method == "GET"`,
+        ),
       }),
-    ).toEqual([expect.stringMatching(/^p\.yaml:10:13 warning: rule 'later' is shadowed by rule 'earlier'/)]);
+    ).toEqual([
+      expect.stringMatching(/^p\.yaml:10:13 warning: rule 'later' is shadowed by rule 'earlier'/),
+    ]);
   });
 });

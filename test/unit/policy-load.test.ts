@@ -8,7 +8,11 @@ async function problemsOf(files: Record<string, string>): Promise<string[]> {
   const dir = policyDir(files);
   const result = await loadPolicyDir(dir);
   expect(result.ok).toBe(false);
-  return result.ok ? [] : result.problems.filter((p) => !isHostOnlyWarning(p)).map((p) => formatProblem(p).slice(dir.length + 1));
+  return result.ok
+    ? []
+    : result.problems
+        .filter((p) => !isHostOnlyWarning(p))
+        .map((p) => formatProblem(p).slice(dir.length + 1));
 }
 
 const RULE = `    - name: r
@@ -21,8 +25,17 @@ describe('policy loading', () => {
     const result = await loadPolicyDir(EXAMPLE_POLICIES);
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.set.policies.map((p) => p.name).sort()).toEqual(['customers', 'frontend', 'inventory', 'orders', 'orders-db', 'payments']);
-    expect(result.set.byWorkload.get('spiffe://shop.example/ns/data/sa/orders-db')?.name).toBe('orders-db');
+    expect(result.set.policies.map((p) => p.name).sort()).toEqual([
+      'customers',
+      'frontend',
+      'inventory',
+      'orders',
+      'orders-db',
+      'payments',
+    ]);
+    expect(result.set.byWorkload.get('spiffe://shop.example/ns/data/sa/orders-db')?.name).toBe(
+      'orders-db',
+    );
     expect(result.set.byHost.get('orders')?.name).toBe('orders');
     expect(result.set.byHost.get('orders.shop.svc.cluster.local')?.name).toBe('orders');
     expect(result.set.byHost.get('inventory')?.mode).toBe('dry-run');
@@ -33,9 +46,13 @@ describe('policy loading', () => {
   test('version is a content hash: formatting, comments and file layout do not change it; content does', async () => {
     const a = await loadPolicyDir(policyDir({ 'p.yaml': servicePolicy('p', ['p'], RULE) }));
     const b = await loadPolicyDir(
-      policyDir({ 'sub/other-name.yml': `# comment\nkind: ServicePolicy\napiVersion: gatehouse/v1\nspec:\n  rules:\n    - {allow: ["spiffe://td/x"], paths: ["/a"], methods: [GET], name: r}\n  hosts: [p]\nmetadata: {name: p}\n` }),
+      policyDir({
+        'sub/other-name.yml': `# comment\nkind: ServicePolicy\napiVersion: gatehouse/v1\nspec:\n  rules:\n    - {allow: ["spiffe://td/x"], paths: ["/a"], methods: [GET], name: r}\n  hosts: [p]\nmetadata: {name: p}\n`,
+      }),
     );
-    const c = await loadPolicyDir(policyDir({ 'p.yaml': servicePolicy('p', ['p'], RULE.replace('/a]', '/b]')) }));
+    const c = await loadPolicyDir(
+      policyDir({ 'p.yaml': servicePolicy('p', ['p'], RULE.replace('/a]', '/b]')) }),
+    );
     expect(a.ok && b.ok && c.ok).toBe(true);
     if (!a.ok || !b.ok || !c.ok) return;
     expect(b.set.version).toBe(a.set.version);
@@ -52,9 +69,13 @@ describe('policy loading', () => {
   });
 
   test('unknown keys are errors pointing at the key, with the allowed keys listed', async () => {
-    const text = servicePolicy('p', ['p'], `    - name: r
+    const text = servicePolicy(
+      'p',
+      ['p'],
+      `    - name: r
       methods: [GET]
-      allwo: [spiffe://td/x]`);
+      allwo: [spiffe://td/x]`,
+    );
     expect(await problemsOf({ 'p.yaml': text })).toEqual([
       "p.yaml:10:7 spec.rules[0]: unknown key 'allwo' (allowed: name, methods, paths, allow, deny, when, body, residency, require, stripToken, audience, rateLimit)",
     ]);
@@ -62,14 +83,19 @@ describe('policy loading', () => {
 
   test('every problem of every file is reported at once, sorted, with line and column', async () => {
     const problems = await problemsOf({
-      'a.yaml': servicePolicy('a', ['a:8080', 'Upper'], `    - name: r
+      'a.yaml': servicePolicy(
+        'a',
+        ['a:8080', 'Upper'],
+        `    - name: r
       paths: [/v1/**/x, v1]
       allow: [spiffe://td/ns/*/sa, "spiffe://TD/x"]
       rateLimit: { capacity: 0, refillPerSecond: -1, per: ip }
     - name: r
       methods: [get]
-      allow: [spiffe://td/ok]`),
-      'b.yaml': 'apiVersion: gatehouse/v1\nkind: ServicePolicy\nmetadata: {name: b}\nspec:\n  hosts: [b]\n  rules: [ {name: x\n',
+      allow: [spiffe://td/ok]`,
+      ),
+      'b.yaml':
+        'apiVersion: gatehouse/v1\nkind: ServicePolicy\nmetadata: {name: b}\nspec:\n  hosts: [b]\n  rules: [ {name: x\n',
     });
     // Structural errors do not hide the semantic ones of the same document.
     expect(problems).toEqual([
@@ -91,14 +117,18 @@ describe('policy loading', () => {
 
   test('semantic problems once the structure is right', async () => {
     const problems = await problemsOf({
-      'a.yaml': servicePolicy('a', ['a:8080', 'Upper', '"*.shop"'], `    - name: r
+      'a.yaml': servicePolicy(
+        'a',
+        ['a:8080', 'Upper', '"*.shop"'],
+        `    - name: r
       paths: [/v1/**/x, v1]
       allow: [spiffe://td/ns/*/sa, "spiffe://TD/x"]
       rateLimit: { capacity: 2, refillPerSecond: 1, per: ip, cost: 3 }
     - name: r
       methods: [GET]
     - name: s
-      deny: [spiffe://td/ok]`),
+      deny: [spiffe://td/ok]`,
+      ),
     });
     expect(problems).toEqual([
       "a.yaml:6:11 host 'a:8080': hosts are matched without their port; remove ':8080'",
@@ -109,7 +139,7 @@ describe('policy loading', () => {
       "a.yaml:10:15 allow[0]: 'spiffe://td/ns/*/sa': a wildcard may only end a pattern, as '/*' (one segment) or '/**' (any depth)",
       "a.yaml:10:36 allow[1]: 'spiffe://TD/x': SPIFFE ID trust domain must be lower-case",
       "a.yaml:11:58 per must be 'caller' or 'header:<header-name>' (lower-case), not 'ip'",
-      "a.yaml:11:68 cost 3 is larger than capacity 2, so no request could ever pass",
+      'a.yaml:11:68 cost 3 is larger than capacity 2, so no request could ever pass',
       "a.yaml:12:7 rule 'r' lists no callers: add allow (and optionally deny) SPIFFE ID patterns",
       "a.yaml:12:13 duplicate rule name 'r' (also rules[0]); rule names must be unique in a policy",
     ]);
@@ -138,8 +168,12 @@ describe('policy loading', () => {
     expect(
       await problemsOf({
         'a.yaml': servicePolicy('a', ['shared'], RULE),
-        'b.yaml': servicePolicy('b', ['shared'], `${RULE}
-      colour: red`),
+        'b.yaml': servicePolicy(
+          'b',
+          ['shared'],
+          `${RULE}
+      colour: red`,
+        ),
       }),
     ).toEqual([
       "b.yaml:6:11 host 'shared' is already guarded by policy a; a host belongs to one policy",
@@ -148,7 +182,14 @@ describe('policy loading', () => {
   });
 
   test('hostile and broken files: syntax errors, wrong kinds, non-mappings, duplicate keys, alias bombs', async () => {
-    const bomb = ['a: &a [x,x,x,x,x,x,x,x,x,x]', ...Array.from({ length: 12 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)}]`)].join('\n');
+    const bomb = [
+      'a: &a [x,x,x,x,x,x,x,x,x,x]',
+      ...Array.from(
+        { length: 12 },
+        (_, i) =>
+          `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)},*${String.fromCharCode(97 + i)}]`,
+      ),
+    ].join('\n');
     const problems = await problemsOf({
       '1-syntax.yaml': 'spec: [unclosed\n',
       '2-kind.yaml': 'apiVersion: gatehouse/v1\nkind: Secret\n',
@@ -180,6 +221,8 @@ describe('policy loading', () => {
     const dir = policyDir({ 'ok.yaml': servicePolicy('p', ['p'], RULE) });
     writeFileSync(path.join(dir, 'huge.yaml'), `# ${'x'.repeat(1024 * 1024 + 10)}\n`);
     const result = await loadPolicyDir(dir);
-    expect(!result.ok && result.problems.filter((p) => !isHostOnlyWarning(p)).map((p) => p.message)).toEqual(['file is larger than 1048576 bytes']);
+    expect(
+      !result.ok && result.problems.filter((p) => !isHostOnlyWarning(p)).map((p) => p.message),
+    ).toEqual(['file is larger than 1048576 bytes']);
   });
 });

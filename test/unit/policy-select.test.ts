@@ -34,17 +34,23 @@ describe('destination index', () => {
     expect(set.destinations.patterns).toHaveLength(2);
   });
 
-  test('a Host narrows a bound policy; another policy\'s Host is refused; Host alone selects only unbound policies', async () => {
+  test("a Host narrows a bound policy; another policy's Host is refused; Host alone selects only unbound policies", async () => {
     const set = await load({
       'pay.yaml': policy('pay', `  workloads: ["${TD}/ns/pay/sa/api"]\n  hosts: [pay]`),
       'edge.yaml': policy('edge', '  hosts: [edge]'),
     });
     const select = (host: string, destination: string, context?: Record<string, string>) => {
-      const normalized = normalizeCheckRequest(envoyCheckRequest({ host, destination, path: '/x' }));
+      const normalized = normalizeCheckRequest(
+        envoyCheckRequest({ host, destination, path: '/x' }),
+      );
       if (!normalized.ok) throw new Error(normalized.reason);
-      const request = context ? { ...normalized.request, contextExtensions: context } : normalized.request;
+      const request = context
+        ? { ...normalized.request, contextExtensions: context }
+        : normalized.request;
       const selected = selectHttpPolicy(set, request);
-      return selected instanceof SelectionRefusal ? `${selected.code}:${selected.policy?.name ?? '-'}` : selected?.name;
+      return selected instanceof SelectionRefusal
+        ? `${selected.code}:${selected.policy?.name ?? '-'}`
+        : selected?.name;
     };
     expect(select('pay', `${TD}/ns/pay/sa/api`)).toBe('pay');
     expect(select('edge', `${TD}/ns/pay/sa/api`)).toBe('host_mismatch:pay');
@@ -55,28 +61,55 @@ describe('destination index', () => {
     // A destination no policy binds falls back to the unbound policies' Hosts.
     expect(select('edge', `${TD}/ns/other/sa/x`)).toBe('edge');
     expect(select('pay', '', { gatehouse_policy: 'pay' })).toBe('pay');
-    expect(select('pay', `${TD}/ns/other/sa/x`, { gatehouse_policy: 'pay' })).toBe('route_mismatch:-');
+    expect(select('pay', `${TD}/ns/other/sa/x`, { gatehouse_policy: 'pay' })).toBe(
+      'route_mismatch:-',
+    );
   });
 });
 
 describe('validation', () => {
   test('workloads take SPIFFE ID patterns; a bad one is an error', async () => {
-    const result = await loadPolicyDir(policyDir({ 'p.yaml': policy('p', `  workloads: ["${TD}/ns/*/sa/x"]`) }));
-    expect(!result.ok && result.problems.map((p) => p.message)).toEqual([expect.stringMatching(/^workloads\[0\]: .*a wildcard may only end a pattern/)]);
+    const result = await loadPolicyDir(
+      policyDir({ 'p.yaml': policy('p', `  workloads: ["${TD}/ns/*/sa/x"]`) }),
+    );
+    expect(!result.ok && result.problems.map((p) => p.message)).toEqual([
+      expect.stringMatching(/^workloads\[0\]: .*a wildcard may only end a pattern/),
+    ]);
   });
 
   test('a policy selected by Host alone gets a warning (exit 0); a bound one does not', async () => {
-    const result = await loadPolicyDir(policyDir({ 'edge.yaml': policy('edge', '  hosts: [edge]'), 'pay.yaml': policy('pay', `  workloads: ["${TD}/ns/pay/sa/api"]\n  hosts: [pay]`) }));
+    const result = await loadPolicyDir(
+      policyDir({
+        'edge.yaml': policy('edge', '  hosts: [edge]'),
+        'pay.yaml': policy('pay', `  workloads: ["${TD}/ns/pay/sa/api"]\n  hosts: [pay]`),
+      }),
+    );
     expect(result.ok).toBe(true);
     if (!result.ok) return;
-    expect(result.warnings.filter(isHostOnlyWarning).map((w) => w.file.split('/').pop())).toEqual(['edge.yaml']);
+    expect(result.warnings.filter(isHostOnlyWarning).map((w) => w.file.split('/').pop())).toEqual([
+      'edge.yaml',
+    ]);
     expect(result.warnings[0]!.message).toContain('trusts the route configuration');
   });
 });
 
 describe('authority ports', () => {
-  test.each(['payments', 'payments:8080', 'payments:65535', '[::1]', '[::1]:443', '10.0.0.1:1'])('%s is accepted', (host) => expect(authorityPortError(host)).toBeUndefined());
-  test.each(['payments:abc', 'payments:', 'payments:0', 'payments:65536', 'payments:123456', 'a:b:c', '::1', '[::1', '[::1]:', '[::1]x', 'payments:+80', 'payments: 80'])('%s is refused', (host) =>
-    expect(authorityPortError(host)).toEqual(expect.any(String)),
+  test.each(['payments', 'payments:8080', 'payments:65535', '[::1]', '[::1]:443', '10.0.0.1:1'])(
+    '%s is accepted',
+    (host) => expect(authorityPortError(host)).toBeUndefined(),
   );
+  test.each([
+    'payments:abc',
+    'payments:',
+    'payments:0',
+    'payments:65536',
+    'payments:123456',
+    'a:b:c',
+    '::1',
+    '[::1',
+    '[::1]:',
+    '[::1]x',
+    'payments:+80',
+    'payments: 80',
+  ])('%s is refused', (host) => expect(authorityPortError(host)).toEqual(expect.any(String)));
 });

@@ -1,11 +1,23 @@
 import { MemoryQuarantineState } from '../../src/quarantine/memory';
-import { IDENTITY_DENIALS, type QuarantineEvent, type QuarantineRule } from '../../src/quarantine/types';
+import {
+  IDENTITY_DENIALS,
+  type QuarantineEvent,
+  type QuarantineRule,
+} from '../../src/quarantine/types';
 
 const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
 const OTHER = 'spiffe://shop.example/ns/checkout/sa/batch';
 const T0 = Date.UTC(2030, 0, 1);
 
-const RULE: QuarantineRule = { policy: 'payments', denials: 5, windowMs: 10_000, durationMs: 60_000, dryRun: false, countReasons: new Set(IDENTITY_DENIALS), scope: 'policy' };
+const RULE: QuarantineRule = {
+  policy: 'payments',
+  denials: 5,
+  windowMs: 10_000,
+  durationMs: 60_000,
+  dryRun: false,
+  countReasons: new Set(IDENTITY_DENIALS),
+  scope: 'policy',
+};
 const DRY: QuarantineRule = { ...RULE, policy: 'payments-shadow', dryRun: true };
 
 function harness(options: { maxTrackedKeys?: number } = {}) {
@@ -61,7 +73,14 @@ describe('MemoryQuarantineState', () => {
     await h.deny(RULE.denials - 1, RULE, CALLER, 1000);
     const entry = await h.state.recordDenial(CALLER, RULE);
     const now = h.now();
-    expect(entry).toEqual({ caller: CALLER, policy: 'payments', since: now, until: now + RULE.durationMs, denials: RULE.denials, dryRun: false });
+    expect(entry).toEqual({
+      caller: CALLER,
+      policy: 'payments',
+      since: now,
+      until: now + RULE.durationMs,
+      denials: RULE.denials,
+      dryRun: false,
+    });
     expect(h.events).toEqual([{ type: 'enter', entry }]);
     expect(h.state.current(CALLER)).toEqual(entry);
     expect(h.state.current(OTHER)).toBeUndefined();
@@ -112,18 +131,25 @@ describe('MemoryQuarantineState', () => {
     await h.deny(RULE.denials);
     h.advance(RULE.durationMs + 1);
     expect(await h.state.release(CALLER)).toBeUndefined();
-    expect(h.events.map((e) => (e.type === 'leave' ? `leave:${e.cause}` : e.type))).toEqual(['enter', 'leave:expired']);
+    expect(h.events.map((e) => (e.type === 'leave' ? `leave:${e.cause}` : e.type))).toEqual([
+      'enter',
+      'leave:expired',
+    ]);
   });
 
   it('the sweep timer emits leave(expired) on its own', async () => {
     const events: QuarantineEvent[] = [];
     const state = new MemoryQuarantineState({ onEvent: (e) => events.push(e), sweepMs: 10 });
     open.push(state);
-    for (let i = 0; i < 2; i++) await state.recordDenial(CALLER, { ...RULE, denials: 2, durationMs: 30 });
+    for (let i = 0; i < 2; i++)
+      await state.recordDenial(CALLER, { ...RULE, denials: 2, durationMs: 30 });
     expect(events.map((e) => e.type)).toEqual(['enter']);
     const deadline = Date.now() + 2000;
     while (events.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(events.map((e) => (e.type === 'leave' ? e.cause : e.type))).toEqual(['enter', 'expired']);
+    expect(events.map((e) => (e.type === 'leave' ? e.cause : e.type))).toEqual([
+      'enter',
+      'expired',
+    ]);
   });
 
   it('release: removes the entry, one leave(released) event; releasing again is a no-op', async () => {
@@ -183,7 +209,8 @@ describe('MemoryQuarantineState', () => {
 
   it('keeps at most maxTrackedKeys windows, evicting the least recently touched', async () => {
     const h = make({ maxTrackedKeys: 100 });
-    for (let i = 0; i < 1000; i++) await h.state.recordDenial(`spiffe://shop.example/caller-${i}`, RULE);
+    for (let i = 0; i < 1000; i++)
+      await h.state.recordDenial(`spiffe://shop.example/caller-${i}`, RULE);
     expect(h.state.trackedKeys).toBe(100);
     // caller-900.. are the newest; caller-0 was evicted, so its count restarted.
     await h.deny(RULE.denials - 1, RULE, 'spiffe://shop.example/caller-999');
@@ -194,7 +221,8 @@ describe('MemoryQuarantineState', () => {
 
   it('drops windows whose denials all fell out of the window', async () => {
     const h = make();
-    for (let i = 0; i < 50; i++) await h.state.recordDenial(`spiffe://shop.example/caller-${i}`, RULE);
+    for (let i = 0; i < 50; i++)
+      await h.state.recordDenial(`spiffe://shop.example/caller-${i}`, RULE);
     expect(h.state.trackedKeys).toBe(50);
     h.advance(RULE.windowMs - 1);
     h.state.sweep();
@@ -234,7 +262,14 @@ describe('MemoryQuarantineState', () => {
 
   it('seed() puts an entry in place without an event', async () => {
     const h = make();
-    const entry = { caller: CALLER, policy: 'policy-test', since: T0, until: T0 + 1000, denials: 0, dryRun: false };
+    const entry = {
+      caller: CALLER,
+      policy: 'policy-test',
+      since: T0,
+      until: T0 + 1000,
+      denials: 0,
+      dryRun: false,
+    };
     h.state.seed(entry);
     expect(h.state.current(CALLER)).toEqual(entry);
     expect(h.events).toEqual([]);

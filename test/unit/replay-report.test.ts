@@ -18,10 +18,50 @@ function report(extra: Partial<ReplayReport> = {}): ReplayReport {
     older: 0,
     legacy: 0,
     changes: [
-      { change: 'allow-to-deny', caller: 'spiffe://a/x', host: 'h', rule: 'r', reason: 'caller_not_allowed', count: 2, first: 't1', last: 't2', example: 'd1' },
-      { change: 'allow-to-deny', caller: 'spiffe://a/y', host: 'h', rule: 'r', reason: 'caller_not_allowed', count: 1, first: 't1', last: 't1', example: 'd2' },
-      { change: 'allow-to-deny', caller: HOSTILE, host: HOSTILE, rule: HOSTILE, reason: 'caller_not_allowed', count: 1, first: HOSTILE, last: HOSTILE, example: HOSTILE },
-      { change: 'deny-to-allow', caller: 'spiffe://a/z', host: 'h', rule: 'r', reason: 'caller_not_allowed', count: 1, first: 't', last: 't', example: 'd3' },
+      {
+        change: 'allow-to-deny',
+        caller: 'spiffe://a/x',
+        host: 'h',
+        rule: 'r',
+        reason: 'caller_not_allowed',
+        count: 2,
+        first: 't1',
+        last: 't2',
+        example: 'd1',
+      },
+      {
+        change: 'allow-to-deny',
+        caller: 'spiffe://a/y',
+        host: 'h',
+        rule: 'r',
+        reason: 'caller_not_allowed',
+        count: 1,
+        first: 't1',
+        last: 't1',
+        example: 'd2',
+      },
+      {
+        change: 'allow-to-deny',
+        caller: HOSTILE,
+        host: HOSTILE,
+        rule: HOSTILE,
+        reason: 'caller_not_allowed',
+        count: 1,
+        first: HOSTILE,
+        last: HOSTILE,
+        example: HOSTILE,
+      },
+      {
+        change: 'deny-to-allow',
+        caller: 'spiffe://a/z',
+        host: 'h',
+        rule: 'r',
+        reason: 'caller_not_allowed',
+        count: 1,
+        first: 't',
+        last: 't',
+        example: 'd3',
+      },
     ],
     cannotTellGroups: [],
     ungrouped: 0,
@@ -35,7 +75,9 @@ function report(extra: Partial<ReplayReport> = {}): ReplayReport {
 
 describe('replay report', () => {
   test('summary line counts callers, not records', () => {
-    expect(summaryLine(report())).toBe('3 callers lose access, 1 gains it, 12,840 decisions unchanged');
+    expect(summaryLine(report())).toBe(
+      '3 callers lose access, 1 gains it, 12,840 decisions unchanged',
+    );
   });
 
   test('log text cannot inject terminal escapes into the text report', () => {
@@ -52,6 +94,11 @@ describe('replay report', () => {
       expect((line.match(/`/g) ?? []).length % 2).toBe(0);
       expect(line).not.toContain('`y');
     }
-    expect(md.split('\n').find((l) => l.includes('evil') && l.startsWith('|'))!.split(/(?<!\\)\|/).length).toBe(10);
+    expect(
+      md
+        .split('\n')
+        .find((l) => l.includes('evil') && l.startsWith('|'))!
+        .split(/(?<!\\)\|/).length,
+    ).toBe(10);
   });
 });

@@ -14,7 +14,10 @@ import { EXPORTER } from '../helpers/requests';
 
 const WEB = 'spiffe://shop.example/ns/frontend/sa/web';
 
-const SERVICE = servicePolicy('api', ['api'], `
+const SERVICE = servicePolicy(
+  'api',
+  ['api'],
+  `
     - name: admin
       paths: [/admin/**, /internal]
       deny: [spiffe://shop.example/**]
@@ -57,7 +60,8 @@ const SERVICE = servicePolicy('api', ['api'], `
     - name: everything-else
       paths: ['/**']
       allow: [${WEB}, ${EXPORTER}]
-`);
+`,
+);
 
 const EXPORTER_OPT_OUT = `apiVersion: gatehouse/v1
 kind: WorkloadPolicy
@@ -72,7 +76,9 @@ spec:
 
 let engine: DecisionEngine;
 beforeAll(async () => {
-  ({ engine } = await engineFor(policyDir({ 'api.yaml': SERVICE, 'exporter.yaml': EXPORTER_OPT_OUT })));
+  ({ engine } = await engineFor(
+    policyDir({ 'api.yaml': SERVICE, 'exporter.yaml': EXPORTER_OPT_OUT }),
+  ));
 });
 
 interface Req {
@@ -89,7 +95,15 @@ function check(r: Req): Record<string, unknown> {
   return {
     attributes: {
       source: { principal: r.caller ?? WEB },
-      request: { http: { method, path: r.path, host: 'api', headers: { ':authority': 'api', ':method': method, ':path': r.path, ...r.headers }, ...(r.body !== undefined ? { body: r.body } : {}) } },
+      request: {
+        http: {
+          method,
+          path: r.path,
+          host: 'api',
+          headers: { ':authority': 'api', ':method': method, ':path': r.path, ...r.headers },
+          ...(r.body !== undefined ? { body: r.body } : {}),
+        },
+      },
     },
   };
 }
@@ -98,44 +112,72 @@ const decide = (r: Req): Promise<Decision> => engine.decide(check(r));
 
 async function expectMalformed(r: Req, reason: string | RegExp): Promise<void> {
   const d = await decide(r);
-  expect({ allowed: d.allowed, status: d.status, code: d.code }).toEqual({ allowed: false, status: 403, code: 'malformed_request' });
+  expect({ allowed: d.allowed, status: d.status, code: d.code }).toEqual({
+    allowed: false,
+    status: 403,
+    code: 'malformed_request',
+  });
   expect(d.reason).toMatch(reason);
 }
 
 describe('paths: parameters and empty segments', () => {
   test('the refused route is refused and the rest allowed (the baseline the attacks step around)', async () => {
-    expect(await decide({ path: '/admin/users' })).toMatchObject({ allowed: false, code: 'caller_refused' });
-    expect(await decide({ path: '/internal' })).toMatchObject({ allowed: false, code: 'caller_refused' });
+    expect(await decide({ path: '/admin/users' })).toMatchObject({
+      allowed: false,
+      code: 'caller_refused',
+    });
+    expect(await decide({ path: '/internal' })).toMatchObject({
+      allowed: false,
+      code: 'caller_refused',
+    });
     expect(await decide({ path: '/public/a' })).toMatchObject({ allowed: true });
   });
 
-  test.each([['/admin;jsessionid=1/users'], ['/admin;/users'], ['/internal;x'], ['/public;x']])("';' parameters are refused: %s", async (path) => {
-    await expectMalformed({ path }, /';' parameter/);
-  });
+  test.each([['/admin;jsessionid=1/users'], ['/admin;/users'], ['/internal;x'], ['/public;x']])(
+    "';' parameters are refused: %s",
+    async (path) => {
+      await expectMalformed({ path }, /';' parameter/);
+    },
+  );
 
-  test.each([['/admin%3B/users'], ['/internal%3bx']])("an encoded ';' is refused too: %s", async (path) => {
-    await expectMalformed({ path }, /encoded slash, backslash, ';' or NUL/);
-  });
+  test.each([['/admin%3B/users'], ['/internal%3bx']])(
+    "an encoded ';' is refused too: %s",
+    async (path) => {
+      await expectMalformed({ path }, /encoded slash, backslash, ';' or NUL/);
+    },
+  );
 
-  test.each([['//admin/users'], ['/admin//users'], ['/public//'], ['//']])('empty segments are refused: %s', async (path) => {
-    await expectMalformed({ path }, /empty segment/);
-  });
+  test.each([['//admin/users'], ['/admin//users'], ['/public//'], ['//']])(
+    'empty segments are refused: %s',
+    async (path) => {
+      await expectMalformed({ path }, /empty segment/);
+    },
+  );
 });
 
 describe('queries a condition reads', () => {
   test('the condition sees the pairs it is about', async () => {
-    expect(await decide({ path: '/search?q=1' })).toMatchObject({ allowed: true, rule: { name: 'no-debug' } });
+    expect(await decide({ path: '/search?q=1' })).toMatchObject({
+      allowed: true,
+      rule: { name: 'no-debug' },
+    });
     expect((await decide({ path: '/search?q=1&debug=1' })).rule?.name).not.toBe('no-debug');
   });
 
   test('a pair past the 100th is not skipped: the query is refused', async () => {
     const pairs = Array.from({ length: 100 }, (_, i) => `p${i}=1`).join('&');
-    await expectMalformed({ path: `/search?${pairs}&debug=1` }, /more than 100 pairs.*rule no-debug/);
+    await expectMalformed(
+      { path: `/search?${pairs}&debug=1` },
+      /more than 100 pairs.*rule no-debug/,
+    );
   });
 
-  test.each([['debug=1%'], ['q=%zz&debug=1'], ['debug%=1']])('an undecodable escape is not skipped: the query is refused: %s', async (query) => {
-    await expectMalformed({ path: `/search?${query}` }, /does not percent-decode/);
-  });
+  test.each([['debug=1%'], ['q=%zz&debug=1'], ['debug%=1']])(
+    'an undecodable escape is not skipped: the query is refused: %s',
+    async (query) => {
+      await expectMalformed({ path: `/search?${query}` }, /does not percent-decode/);
+    },
+  );
 
   test('a route without a condition never reads the query, so its odd queries are left alone', async () => {
     expect(await decide({ path: '/public?debug=1%' })).toMatchObject({ allowed: true });
@@ -144,22 +186,44 @@ describe('queries a condition reads', () => {
 
 describe('header names and repeated headers', () => {
   test('mixed-case names are lower-cased when decoded, from the wire and from a plain object', async () => {
-    expect(await decide({ path: '/tenant', headers: { 'X-Tenant': 'a' } })).toMatchObject({ allowed: true, rule: { name: 'tenant' } });
+    expect(await decide({ path: '/tenant', headers: { 'X-Tenant': 'a' } })).toMatchObject({
+      allowed: true,
+      rule: { name: 'tenant' },
+    });
     const wire = checkRequestFromJson(check({ path: '/tenant', headers: { 'X-Tenant': 'a' } }));
     expect(await engine.decide(wire)).toMatchObject({ allowed: true, rule: { name: 'tenant' } });
   });
 
   test('a keyed header sent twice (joined with ",") is refused, not a fresh bucket', async () => {
-    expect(await decide({ path: '/keyed', headers: { 'x-api-key': 'KEY1' } })).toMatchObject({ allowed: true });
-    expect(await decide({ path: '/keyed', headers: { 'x-api-key': 'KEY1' } })).toMatchObject({ allowed: false, code: 'rate_limited' });
-    await expectMalformed({ path: '/keyed', headers: { 'x-api-key': 'KEY1,1' } }, /x-api-key, which keys a rate limit/);
-    await expectMalformed({ path: '/keyed', headers: { 'x-api-key': 'KEY1', 'X-Api-Key': '2' } }, /x-api-key, which keys a rate limit/);
+    expect(await decide({ path: '/keyed', headers: { 'x-api-key': 'KEY1' } })).toMatchObject({
+      allowed: true,
+    });
+    expect(await decide({ path: '/keyed', headers: { 'x-api-key': 'KEY1' } })).toMatchObject({
+      allowed: false,
+      code: 'rate_limited',
+    });
+    await expectMalformed(
+      { path: '/keyed', headers: { 'x-api-key': 'KEY1,1' } },
+      /x-api-key, which keys a rate limit/,
+    );
+    await expectMalformed(
+      { path: '/keyed', headers: { 'x-api-key': 'KEY1', 'X-Api-Key': '2' } },
+      /x-api-key, which keys a rate limit/,
+    );
   });
 
   test('an authorization header carrying two bearer credentials is refused, whichever identity decides', async () => {
-    await expectMalformed({ path: '/public', headers: { authorization: 'Bearer a.b.c,Bearer d.e.f' } }, /more than one bearer credential/);
+    await expectMalformed(
+      { path: '/public', headers: { authorization: 'Bearer a.b.c,Bearer d.e.f' } },
+      /more than one bearer credential/,
+    );
     // Schemes whose syntax has commas are not credentials Gatehouse reads.
-    expect(await decide({ path: '/public', headers: { authorization: 'Digest username="u", realm="r"' } })).toMatchObject({ allowed: true });
+    expect(
+      await decide({
+        path: '/public',
+        headers: { authorization: 'Digest username="u", realm="r"' },
+      }),
+    ).toMatchObject({ allowed: true });
   });
 });
 
@@ -167,7 +231,9 @@ describe('nothing from the request reaches a reason unless put there on purpose'
   test('a CEL error is reported by its class, not its message quoting the header', async () => {
     const d = await decide({ path: '/window', headers: { 'x-window': 'sk_live_SECRETKEY' } });
     expect(d).toMatchObject({ allowed: false, code: 'condition_error' });
-    expect(d.reason).toBe('condition of rule window of policy api could not be evaluated: invalid_duration');
+    expect(d.reason).toBe(
+      'condition of rule window of policy api could not be evaluated: invalid_duration',
+    );
     expect(d.reason).not.toContain('SECRETKEY');
   });
 
@@ -177,11 +243,20 @@ describe('nothing from the request reaches a reason unless put there on purpose'
       throw new TypeError('cannot read sk_live_SECRETKEY');
     };
     const d = await failing.decide(check({ path: '/public' }));
-    expect(d).toMatchObject({ allowed: false, code: 'malformed_request', reason: 'internal error while deciding (TypeError)' });
+    expect(d).toMatchObject({
+      allowed: false,
+      code: 'malformed_request',
+      reason: 'internal error while deciding (TypeError)',
+    });
   });
 
   test('a digit-only payload key is masked like any undeclared name', async () => {
-    const d = await decide({ method: 'POST', path: '/counts', headers: { 'content-type': 'application/json' }, body: '{"4111111111111111": "x"}' });
+    const d = await decide({
+      method: 'POST',
+      path: '/counts',
+      headers: { 'content-type': 'application/json' },
+      body: '{"4111111111111111": "x"}',
+    });
     expect(d).toMatchObject({ allowed: false, code: 'payload_rejected' });
     expect(d.reason).toContain('/* must be integer');
     expect(d.reason).not.toContain('4111');
@@ -192,40 +267,98 @@ describe('bodies that were needed but not forwarded', () => {
   const card = '{"card":{"number":"4111111111111111"}}';
 
   test('an HTTP/2 POST without content-length is a body of unknown content: a fields refusal cannot pass it', async () => {
-    await expectMalformed({ method: 'POST', path: '/public', caller: EXPORTER, headers: { 'content-type': 'application/json' } }, /card\.number.*not forwarded/);
+    await expectMalformed(
+      {
+        method: 'POST',
+        path: '/public',
+        caller: EXPORTER,
+        headers: { 'content-type': 'application/json' },
+      },
+      /card\.number.*not forwarded/,
+    );
     await expectMalformed({ method: 'PUT', path: '/public', caller: EXPORTER }, /not forwarded/);
     // A GET that declares no body has none, and an empty POST says so with content-length: 0.
     expect(await decide({ path: '/public', caller: EXPORTER })).toMatchObject({ allowed: true });
-    expect(await decide({ method: 'POST', path: '/public', caller: EXPORTER, headers: { 'content-length': '0' } })).toMatchObject({ allowed: true });
+    expect(
+      await decide({
+        method: 'POST',
+        path: '/public',
+        caller: EXPORTER,
+        headers: { 'content-length': '0' },
+      }),
+    ).toMatchObject({ allowed: true });
   });
 
   test('any request with a content type may carry a body', async () => {
-    await expectMalformed({ method: 'DELETE', path: '/public', caller: EXPORTER, headers: { 'content-type': 'application/json' } }, /not forwarded/);
+    await expectMalformed(
+      {
+        method: 'DELETE',
+        path: '/public',
+        caller: EXPORTER,
+        headers: { 'content-type': 'application/json' },
+      },
+      /not forwarded/,
+    );
   });
 
   test('maxBytes: a POST without content-length and no forwarded body is refused; a 16-digit length is too large', async () => {
-    await expectMalformed({ method: 'POST', path: '/sized' }, /cannot be shown to be within 64 bytes/);
-    await expectMalformed({ method: 'POST', path: '/sized', headers: { 'content-length': '1000000000000000' } }, /too large/);
-    await expectMalformed({ method: 'POST', path: '/sized', headers: { 'content-length': '1e3' } }, /too large/);
-    expect(await decide({ method: 'POST', path: '/sized', headers: { 'content-length': '10' } })).toMatchObject({ allowed: true });
+    await expectMalformed(
+      { method: 'POST', path: '/sized' },
+      /cannot be shown to be within 64 bytes/,
+    );
+    await expectMalformed(
+      { method: 'POST', path: '/sized', headers: { 'content-length': '1000000000000000' } },
+      /too large/,
+    );
+    await expectMalformed(
+      { method: 'POST', path: '/sized', headers: { 'content-length': '1e3' } },
+      /too large/,
+    );
+    expect(
+      await decide({ method: 'POST', path: '/sized', headers: { 'content-length': '10' } }),
+    ).toMatchObject({ allowed: true });
   });
 
   test('contentTypes: a POST without content-length still has its type checked', async () => {
-    expect(await decide({ method: 'POST', path: '/typed', headers: { 'content-type': 'text/plain' } })).toMatchObject({ allowed: false, code: 'payload_rejected' });
-    expect(await decide({ method: 'POST', path: '/typed', headers: { 'content-type': 'application/json' } })).toMatchObject({ allowed: true });
+    expect(
+      await decide({ method: 'POST', path: '/typed', headers: { 'content-type': 'text/plain' } }),
+    ).toMatchObject({ allowed: false, code: 'payload_rejected' });
+    expect(
+      await decide({
+        method: 'POST',
+        path: '/typed',
+        headers: { 'content-type': 'application/json' },
+      }),
+    ).toMatchObject({ allowed: true });
   });
 
   test('the whole body, forwarded, is read: the refused field is found', async () => {
-    expect(await decide({ method: 'POST', path: '/public', caller: EXPORTER, headers: { 'content-type': 'application/json' }, body: card })).toMatchObject({ allowed: false, code: 'caller_opt_out' });
+    expect(
+      await decide({
+        method: 'POST',
+        path: '/public',
+        caller: EXPORTER,
+        headers: { 'content-type': 'application/json' },
+        body: card,
+      }),
+    ).toMatchObject({ allowed: false, code: 'caller_opt_out' });
   });
 });
 
 describe('JSON that parsers disagree on', () => {
-  const post = (body: string, type = 'application/json', caller = EXPORTER, path = '/public'): Req => ({ method: 'POST', path, caller, headers: { 'content-type': type }, body });
+  const post = (
+    body: string,
+    type = 'application/json',
+    caller = EXPORTER,
+    path = '/public',
+  ): Req => ({ method: 'POST', path, caller, headers: { 'content-type': type }, body });
 
   test.each([
     ['a repeated key, the last one empty', '{"card":{"number":"4111111111111111"},"card":{}}'],
-    ['a repeated key spelled with an escape', '{"card":{"number":"4111111111111111"},"\\u0063ard":{}}'],
+    [
+      'a repeated key spelled with an escape',
+      '{"card":{"number":"4111111111111111"},"\\u0063ard":{}}',
+    ],
     ['keys differing only in case', '{"card":{},"Card":{"number":"4111111111111111"}}'],
     ['a repeated key inside an array element', '{"items":[{"a":1,"a":2}]}'],
   ])('%s is refused', async (_name, body) => {
@@ -233,19 +366,36 @@ describe('JSON that parsers disagree on', () => {
   });
 
   test('an integer schema is not passed by a duplicate the parser drops', async () => {
-    await expectMalformed(post('{"qty":"x","qty":1}', 'application/json', WEB, '/counts'), /repeats a key/);
+    await expectMalformed(
+      post('{"qty":"x","qty":1}', 'application/json', WEB, '/counts'),
+      /repeats a key/,
+    );
   });
 
   test('a refused field is matched regardless of case, as Go and .NET bind it', async () => {
-    expect(await decide(post('{"Card":{"Number":"4111111111111111"}}'))).toMatchObject({ allowed: false, code: 'caller_opt_out' });
-    expect(await decide(post('{"CARD":[{"nUmBeR":"4111111111111111"}]}'))).toMatchObject({ allowed: false, code: 'caller_opt_out' });
+    expect(await decide(post('{"Card":{"Number":"4111111111111111"}}'))).toMatchObject({
+      allowed: false,
+      code: 'caller_opt_out',
+    });
+    expect(await decide(post('{"CARD":[{"nUmBeR":"4111111111111111"}]}'))).toMatchObject({
+      allowed: false,
+      code: 'caller_opt_out',
+    });
     expect(await decide(post('{"card":{"ſumber":1},"x":1}'))).toMatchObject({ allowed: true }); // 'ſ' folds to 's', not 'n'
   });
 
   test('a JSON text sent as form data is form data upstream: refused where body rules read JSON', async () => {
-    await expectMalformed(post('{"card":{"number":"4111"}}', 'application/x-www-form-urlencoded'), /content type is not JSON/);
-    await expectMalformed(post('{}', 'application/json; charset=utf-16'), /charset other than UTF-8/);
-    expect(await decide(post('{"ok":1}', 'application/problem+json'))).toMatchObject({ allowed: true });
+    await expectMalformed(
+      post('{"card":{"number":"4111"}}', 'application/x-www-form-urlencoded'),
+      /content type is not JSON/,
+    );
+    await expectMalformed(
+      post('{}', 'application/json; charset=utf-16'),
+      /charset other than UTF-8/,
+    );
+    expect(await decide(post('{"ok":1}', 'application/problem+json'))).toMatchObject({
+      allowed: true,
+    });
   });
 
   test('nesting deeper than the bound is refused before parsing', async () => {

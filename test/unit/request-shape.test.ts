@@ -9,14 +9,20 @@ import { normalizeCheckRequest } from '../../src/request/normalize';
 
 describe('condition reads', () => {
   test('literal header keys are told apart by presence test and value read; macros make the map opaque', () => {
-    const reads = conditionReads('"x-debug" in request.headers && request.headers[?"x-tenant"].orValue("") == caller.segments[3] && request.method == "GET"')!;
+    const reads = conditionReads(
+      '"x-debug" in request.headers && request.headers[?"x-tenant"].orValue("") == caller.segments[3] && request.method == "GET"',
+    )!;
     expect(reads.presence.headers).toEqual(['x-debug']);
     expect(reads.values.headers).toEqual(['x-tenant']);
     expect(reads.opaque.headers).toBe(false);
     expect([...reads.paths].sort()).toEqual(['caller', 'request.headers', 'request.method']);
-    expect(conditionReads('request.headers.exists(k, k.startsWith("x-"))')!.opaque.headers).toBe(true);
+    expect(conditionReads('request.headers.exists(k, k.startsWith("x-"))')!.opaque.headers).toBe(
+      true,
+    );
     expect(conditionReads('"page" in request.query')!.presence.query).toEqual(['page']);
-    expect([...conditionReads('metadata["jwt"].sub == "a" || context["tier"] == "b"')!.paths].sort()).toEqual(['context', 'metadata']);
+    expect(
+      [...conditionReads('metadata["jwt"].sub == "a" || context["tier"] == "b"')!.paths].sort(),
+    ).toEqual(['context', 'metadata']);
   });
 
   test('a key both tested and read counts as read', () => {
@@ -59,13 +65,21 @@ spec:
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
     // X-Upper can never be sent (Envoy lower-cases keys), so it has no presence worth keeping.
     expect(loaded.set.auditHeaders).toEqual(['cookie', 'x-api-key', 'x-debug', 'x-region']);
-    expect(headerPresence(loaded.set.auditHeaders, { cookie: 'session=1', 'x-region': 'eu' })).toBe(0b1001);
+    expect(headerPresence(loaded.set.auditHeaders, { cookie: 'session=1', 'x-region': 'eu' })).toBe(
+      0b1001,
+    );
   });
 
   test('the tracked set is bounded', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-shape-'));
-    const when = Array.from({ length: 40 }, (_, i) => `"x-h${String(i).padStart(2, '0')}" in request.headers`).join(' || ');
-    writeFileSync(path.join(dir, 'p.yaml'), `apiVersion: gatehouse/v1\nkind: ServicePolicy\nmetadata: { name: p }\nspec:\n  hosts: [p]\n  rules:\n    - name: a\n      allow: [spiffe://shop.example/ns/a/sa/a]\n      when: '${when}'\n`);
+    const when = Array.from(
+      { length: 40 },
+      (_, i) => `"x-h${String(i).padStart(2, '0')}" in request.headers`,
+    ).join(' || ');
+    writeFileSync(
+      path.join(dir, 'p.yaml'),
+      `apiVersion: gatehouse/v1\nkind: ServicePolicy\nmetadata: { name: p }\nspec:\n  hosts: [p]\n  rules:\n    - name: a\n      allow: [spiffe://shop.example/ns/a/sa/a]\n      when: '${when}'\n`,
+    );
     const loaded = await loadPolicyDir(dir);
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
     expect(loaded.set.auditHeaders).toHaveLength(MAX_TRACKED_HEADERS);
@@ -73,7 +87,12 @@ spec:
 });
 
 describe('destination principal', () => {
-  const request = (principal: unknown): unknown => ({ attributes: { destination: { principal }, request: { http: { host: 'orders', method: 'GET', path: '/v1/orders', headers: {} } } } });
+  const request = (principal: unknown): unknown => ({
+    attributes: {
+      destination: { principal },
+      request: { http: { host: 'orders', method: 'GET', path: '/v1/orders', headers: {} } },
+    },
+  });
 
   test('is carried from attributes.destination.principal, empty when absent or not a string', () => {
     const spiffe = 'spiffe://shop.example/ns/orders/sa/orders';
@@ -84,7 +103,9 @@ describe('destination principal', () => {
   });
 
   test('one too long to be a workload ID is malformed, never read as absent', () => {
-    expect(normalizeCheckRequest(request(`spiffe://shop.example/${'a'.repeat(3000)}`))).toMatchObject({ ok: false, reason: 'destination principal is too long' });
+    expect(
+      normalizeCheckRequest(request(`spiffe://shop.example/${'a'.repeat(3000)}`)),
+    ).toMatchObject({ ok: false, reason: 'destination principal is too long' });
   });
 });
 

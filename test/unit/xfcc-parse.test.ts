@@ -25,24 +25,47 @@ describe('x-forwarded-client-cert parsing', () => {
     expect(all.ok && all.value.length).toBe(2);
     expect(nearestXfccElement(header)).toEqual({
       ok: true,
-      value: { by: ['spiffe://td/ns/orders/sa/orders'], hash: 'bb', subject: '', uri: ['spiffe://td/ns/near/sa/caller'], dns: [] },
+      value: {
+        by: ['spiffe://td/ns/orders/sa/orders'],
+        hash: 'bb',
+        subject: '',
+        uri: ['spiffe://td/ns/near/sa/caller'],
+        dns: [],
+      },
     });
   });
 
   test('quoted values keep commas, semicolons, equals and escaped quotes', () => {
     const r = nearestXfccElement('Subject="CN=a,O=b;c=\\"quoted\\" \\\\ end";URI=spiffe://td/x');
-    expect(r).toMatchObject({ ok: true, value: { subject: 'CN=a,O=b;c="quoted" \\ end', uri: ['spiffe://td/x'] } });
+    expect(r).toMatchObject({
+      ok: true,
+      value: { subject: 'CN=a,O=b;c="quoted" \\ end', uri: ['spiffe://td/x'] },
+    });
   });
 
   test('repeated URI, DNS and By pairs; URI= empty means none; keys are case-insensitive', () => {
-    const r = nearestXfccElement('by=spiffe://p/1;BY=spiffe://p/2;uri=spiffe://td/a;Uri=spiffe://td/b;DNS=a.example;dns=b.example;URI=');
-    expect(r).toEqual({ ok: true, value: { by: ['spiffe://p/1', 'spiffe://p/2'], uri: ['spiffe://td/a', 'spiffe://td/b'], dns: ['a.example', 'b.example'] } });
-    expect(nearestXfccElement('Hash=ab;URI=')).toEqual({ ok: true, value: { by: [], hash: 'ab', uri: [], dns: [] } });
+    const r = nearestXfccElement(
+      'by=spiffe://p/1;BY=spiffe://p/2;uri=spiffe://td/a;Uri=spiffe://td/b;DNS=a.example;dns=b.example;URI=',
+    );
+    expect(r).toEqual({
+      ok: true,
+      value: {
+        by: ['spiffe://p/1', 'spiffe://p/2'],
+        uri: ['spiffe://td/a', 'spiffe://td/b'],
+        dns: ['a.example', 'b.example'],
+      },
+    });
+    expect(nearestXfccElement('Hash=ab;URI=')).toEqual({
+      ok: true,
+      value: { by: [], hash: 'ab', uri: [], dns: [] },
+    });
   });
 
   test('Cert and Chain stay URL-encoded; unknown keys are ignored; spaces around separators tolerated', () => {
     const cert = '"-----BEGIN%20CERTIFICATE-----%0AMIIB%2Fabc%3D%0A-----END%20CERTIFICATE-----%0A"';
-    const r = nearestXfccElement(`Hash=ab; Cert=${cert}; Chain=${cert}; Future=thing ; URI=spiffe://td/x`);
+    const r = nearestXfccElement(
+      `Hash=ab; Cert=${cert}; Chain=${cert}; Future=thing ; URI=spiffe://td/x`,
+    );
     expect(r).toMatchObject({
       ok: true,
       value: { cert: cert.slice(1, -1), chain: cert.slice(1, -1), uri: ['spiffe://td/x'] },
@@ -50,7 +73,11 @@ describe('x-forwarded-client-cert parsing', () => {
   });
 
   test('Istio sidecar style', () => {
-    expect(nearestXfccElement('By=spiffe://cluster.local/ns/a/sa/b;Hash=abc;Subject="";URI=spiffe://cluster.local/ns/c/sa/d')).toMatchObject({
+    expect(
+      nearestXfccElement(
+        'By=spiffe://cluster.local/ns/a/sa/b;Hash=abc;Subject="";URI=spiffe://cluster.local/ns/c/sa/d',
+      ),
+    ).toMatchObject({
       ok: true,
       value: { uri: ['spiffe://cluster.local/ns/c/sa/d'], subject: '' },
     });
