@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { Gatehouse, type GatehouseOptions } from '../../src/app';
+import { DEFAULT_SHEDDING } from '../../src/server/shedding';
 
 export interface TestServer {
   app: Gatehouse;
@@ -27,6 +28,8 @@ export async function startTestServer(
       trustXfcc: false,
       auditLog: auditFile,
       drainTimeoutMs: 5000,
+      // A test machine that is busy lags its event loop; only the tests of shedding ask for it.
+      shedding: { ...DEFAULT_SHEDDING, maxEventLoopLagMs: 0 },
       ...options,
     },
     log ?? pino({ level: 'silent' }),

@@ -6,8 +6,11 @@ import { memoryLogger, startTestServer, type TestServer } from '../helpers/serve
 import { waitFor } from '../helpers/wait';
 
 const TIMEOUT_MS = 50;
-/** What "answered within the budget" allows on a shared, noisy 2-core machine. */
-const BUDGET_SLACK_MS = 150;
+/**
+ * What "answered within the budget" allows on a shared, noisy 2-core machine. A frozen Redis
+ * without the budget would hold every check until the client gives up (5 s), so this still tells.
+ */
+const BUDGET_SLACK_MS = 450;
 
 const POLICIES = policyDir({
   'p.yaml': servicePolicy(
