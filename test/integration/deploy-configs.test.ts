@@ -1745,7 +1745,7 @@ function istioProblems(mesh: Obj, policies: Obj[], base: Base): string[] {
 
   if (policies.length === 0) problems.push('no AuthorizationPolicy');
   for (const policy of policies) {
-    const who = `AuthorizationPolicy ${str(dig(policy, 'metadata', 'name'))}`;
+    const who = `AuthorizationPolicy ${str(dig(policy, 'metadata', 'namespace'))}/${str(dig(policy, 'metadata', 'name'))}`;
     if (
       policy['kind'] !== 'AuthorizationPolicy' ||
       !/^security\.istio\.io\/v1(beta1)?$/.test(str(policy['apiVersion']))
@@ -1896,6 +1896,45 @@ describe('istio/', () => {
         (p) => p['port'] === DEFAULT_GRPC_PORT,
       ) ?? {};
     expect(isGrpcServicePort(grpcServicePort)).toBe(true);
+  });
+
+  /** The namespaces whose workloads the shipped (cluster.local) ServicePolicies guard. */
+  const guardedNamespaces = (): Set<string> => {
+    const namespaces = new Set<string>();
+    const dir = path.join(ROOT, BASE, 'policies');
+    for (const f of readdirSync(dir).filter((n) => n.endsWith('.yaml')))
+      for (const doc of loadYaml(path.join(BASE, 'policies', f)).map(obj)) {
+        if (doc['kind'] !== 'ServicePolicy') continue;
+        for (const id of list(dig(doc, 'spec', 'workloads')).map(str)) {
+          const ns = /^spiffe:\/\/cluster\.local\/ns\/([^/]+)\/sa\/[^/]+$/.exec(id)?.[1];
+          expect([id, ns !== undefined]).toEqual([id, true]);
+          namespaces.add(ns!);
+        }
+      }
+    return namespaces;
+  };
+  const customNamespaces = (docs: Obj[]): string[] =>
+    docs
+      .filter((d) => dig(d, 'spec', 'action') === 'CUSTOM')
+      .map((d) => str(dig(d, 'metadata', 'namespace')))
+      .sort();
+
+  test('every workload a shipped policy guards is sent to Gatehouse, whatever its labels', () => {
+    const guarded = guardedNamespaces();
+    expect(guarded.size).toBeGreaterThanOrEqual(5);
+    // One namespace-wide CUSTOM policy per guarded namespace: a policy outside them guards
+    // nothing the policies know, and a selector could miss a guarded workload by a label.
+    expect(customNamespaces(policies)).toEqual([...guarded].sort());
+    for (const policy of policies) expect(dig(policy, 'spec', 'selector')).toBeUndefined();
+  });
+
+  test('the coverage check notices a guarded namespace left out or a wrong namespace', () => {
+    const guarded = [...guardedNamespaces()].sort();
+    const without = policies.filter((p) => dig(p, 'metadata', 'namespace') !== 'payments');
+    expect(customNamespaces(without)).not.toEqual(guarded);
+    const moved = structuredClone(policies);
+    (obj(moved[0])['metadata'] as Obj)['namespace'] = 'shop';
+    expect(customNamespaces(moved)).not.toEqual(guarded);
   });
 
   test('the commented-out HTTP provider example is a working HTTP provider', () => {
@@ -2122,14 +2161,14 @@ describe('istio/', () => {
         (_m, p) => {
           obj(p[1]?.['spec'])['action'] = 'DENY';
         },
-        /payments-gatehouse: action is not CUSTOM/,
+        /payments\/gatehouse: action is not CUSTOM/,
       ],
       [
         'the second policy on an unknown provider',
         (_m, p) => {
           obj(dig(p[1], 'spec', 'provider'))['name'] = 'gatehouse-http';
         },
-        /payments-gatehouse: provider 'gatehouse-http' is not in mesh-config/,
+        /payments\/gatehouse: provider 'gatehouse-http' is not in mesh-config/,
       ],
       [
         'fail open',
