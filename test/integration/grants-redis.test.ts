@@ -3,6 +3,7 @@ import { RedisGrantTracker, type RedisGrantTrackerOptions } from '../../src/gran
 import { grantVersionKey } from '../../src/grants/sync-script';
 import type { GrantRef } from '../../src/grants/types';
 import { freePort, startRedis, startRedisCluster, type RedisProcess } from '../helpers/redis';
+import { describeGrantTrackerContract } from '../contracts/grants.contract';
 
 const DAY = 24 * 60 * 60 * 1000;
 const T0 = Date.UTC(2025, 0, 1);
@@ -42,6 +43,29 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   clearTimeout(timer);
   return result;
 }
+
+describe('RedisGrantTracker: one replica on a real redis-server', () => {
+  let redis: RedisProcess;
+  let n = 0;
+  beforeAll(async () => {
+    redis = await startRedis();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  describeGrantTrackerContract('redis', async () => {
+    const client = redis.client();
+    // The timer is off: the contract drives sync itself.
+    const tracker = new RedisGrantTracker({
+      client,
+      keyPrefix: `contract${++n}`,
+      flushMs: 3_600_000,
+      timeoutMs: 1000,
+    });
+    return { tracker, close: async () => client.disconnect() };
+  });
+});
 
 describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
   let redis: RedisProcess;
