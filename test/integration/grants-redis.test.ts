@@ -2,7 +2,8 @@ import Redis, { Cluster } from 'ioredis';
 import { RedisGrantTracker, type RedisGrantTrackerOptions } from '../../src/grants/redis';
 import { grantVersionKey } from '../../src/grants/sync-script';
 import type { GrantRef } from '../../src/grants/types';
-import { freePort, startRedis, startRedisCluster, type RedisProcess } from '../helpers/redis';
+import { freePort } from '../helpers/ports';
+import { startRedis, startRedisCluster, type RedisProcess } from '../helpers/redis';
 import { describeGrantTrackerContract } from '../contracts/grants.contract';
 
 const DAY = 24 * 60 * 60 * 1000;

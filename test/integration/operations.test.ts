@@ -6,7 +6,7 @@ import { loadProtos } from '../../src/server/protos';
 import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient, type CheckClient } from '../helpers/grpc-client';
 import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
-import { freePort } from '../helpers/redis';
+import { freePort } from '../helpers/ports';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
 import { waitFor } from '../helpers/wait';

@@ -4,7 +4,7 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { endpointProblem, TrustBundleStore } from '../../src/identity/trust-bundle-store';
-import { freePort } from '../helpers/redis';
+import { freePort } from '../helpers/ports';
 import { memoryLogger } from '../helpers/server';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'gh-tb-'));
