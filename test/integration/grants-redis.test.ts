@@ -4,6 +4,7 @@ import { grantVersionKey } from '../../src/grants/sync-script';
 import type { GrantRef } from '../../src/grants/types';
 import { freePort } from '../helpers/ports';
 import { startRedis, startRedisCluster, type RedisProcess } from '../helpers/redis';
+import { settlesWithin, waitFor } from '../helpers/wait';
 import { describeGrantTrackerContract } from '../contracts/grants.contract';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -21,28 +22,6 @@ function grant(overrides: Partial<GrantRef> = {}): GrantRef {
     maxIdleMs: 30 * DAY,
     ...overrides,
   };
-}
-
-async function waitFor(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  ms = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
-
-/** Whether the promise settles within `ms` (without waiting longer). */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
-  const result = await Promise.race([promise.then(() => true), timeout]);
-  clearTimeout(timer);
-  return result;
 }
 
 describe('RedisGrantTracker: one replica on a real redis-server', () => {
@@ -286,8 +265,8 @@ describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
     await a.ready();
     a.used(g, WEB, T0 + DAY);
     await waitFor(
-      'the use to reach Redis',
       async () => (await admin.hget(key, `u:read|0|${WEB}`)) === String(T0 + DAY),
+      'the use to reach Redis',
       5000,
     );
   });
@@ -355,12 +334,12 @@ describe('RedisGrantTracker: Redis stops and comes back empty', () => {
     // pulled before plus what it buffered since, instead of starting from nothing.
     await redis.restart();
     await waitFor(
-      'a sync to succeed after the restart',
       () =>
         a.sync().then(
           () => true,
           () => false,
         ),
+      'a sync to succeed after the restart',
       15_000,
     );
     admin = redis.client();

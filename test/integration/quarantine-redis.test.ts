@@ -14,6 +14,7 @@ import {
   type RedisCluster,
   type RedisProcess,
 } from '../helpers/redis';
+import { settlesWithin, waitFor } from '../helpers/wait';
 import { describeQuarantineContract } from '../contracts/quarantine.contract';
 
 const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
@@ -30,27 +31,7 @@ const RULE: QuarantineRule = {
 /** How long pub/sub may take to reach another replica in these tests ("promptly"). */
 const PROPAGATION_MS = 1000;
 
-async function waitFor(predicate: () => boolean, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (predicate()) return true;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return predicate();
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Whether `promise` settles within `ms`, without leaving a timer behind. */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)));
-  try {
-    return await Promise.race([promise.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** How many script calls Redis refused as arriving after their deadline. */
 function lateRefusals(redis: RedisProcess): number {
@@ -104,7 +85,7 @@ class Mesh {
     });
     const replica = { name, state, errors };
     this.replicas.push(replica);
-    if (waitReady) expect(await within(state.ready(), 5000)).toBe(true);
+    if (waitReady) expect(await settlesWithin(state.ready(), 5000)).toBe(true);
     return replica;
   }
 
@@ -198,15 +179,12 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     expect(results.filter((r) => r !== undefined)).toHaveLength(callers.length);
 
     // Both replicas deny every one of them: the tripping replica at once, the other via pub/sub.
-    expect(
-      await waitFor(
-        () =>
-          callers.every(
-            (c) => a.state.current(c) !== undefined && b.state.current(c) !== undefined,
-          ),
-        PROPAGATION_MS,
-      ),
-    ).toBe(true);
+    await waitFor(
+      () =>
+        callers.every((c) => a.state.current(c) !== undefined && b.state.current(c) !== undefined),
+      'callers.every((c) => a.state.current(c) !== undefined && b.state.current(c) !== undefined)',
+      PROPAGATION_MS,
+    );
     expect(a.state.activeCounts()).toEqual({ enforce: 5, dryRun: 0 });
     expect(b.state.activeCounts()).toEqual({ enforce: 5, dryRun: 0 });
 
@@ -227,14 +205,23 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     );
     const entry = results.find((r) => r !== undefined)!;
     expect(entry).toBeDefined();
-    expect(await waitFor(() => b.state.current(CALLER) !== undefined, PROPAGATION_MS)).toBe(true);
+    await waitFor(
+      () => b.state.current(CALLER) !== undefined,
+      'b.state.current(CALLER) !== undefined',
+      PROPAGATION_MS,
+    );
 
     expect(await b.state.release(CALLER)).toEqual(entry);
     expect(b.state.current(CALLER)).toBeUndefined();
-    expect(await waitFor(() => a.state.current(CALLER) === undefined, PROPAGATION_MS)).toBe(true);
+    await waitFor(
+      () => a.state.current(CALLER) === undefined,
+      'a.state.current(CALLER) === undefined',
+      PROPAGATION_MS,
+    );
     expect(await a.state.release(CALLER)).toBeUndefined();
     expect(await a.state.list()).toEqual([]);
 
+    // Negative, so time-based: long enough for a second (wrong) leave to arrive over pub/sub.
     await sleep(200);
     const leaves = mesh.eventsOf('leave');
     expect(leaves).toEqual([{ replica: 'b', event: { type: 'leave', entry, cause: 'released' } }]);
@@ -250,14 +237,17 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     ]);
     const entry = (x ?? y) as QuarantineEntry;
     expect(entry).toBeDefined();
-    expect(
-      await waitFor(
-        () => a.state.current(CALLER) !== undefined && b.state.current(CALLER) !== undefined,
-        PROPAGATION_MS,
-      ),
-    ).toBe(true);
+    await waitFor(
+      () => a.state.current(CALLER) !== undefined && b.state.current(CALLER) !== undefined,
+      'a.state.current(CALLER) !== undefined && b.state.current(CALLER) !== undefined',
+      PROPAGATION_MS,
+    );
 
-    expect(await waitFor(() => mesh.eventsOf('leave').length > 0, 3000)).toBe(true);
+    await waitFor(
+      () => mesh.eventsOf('leave').length > 0,
+      "mesh.eventsOf('leave').length > 0",
+      3000,
+    );
     expect(a.state.current(CALLER)).toBeUndefined();
     expect(b.state.current(CALLER)).toBeUndefined();
     // Let every sweep on both replicas have its go at it.
@@ -278,8 +268,10 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     await a.state.recordDenial(CALLER, dry);
     const dryEntry = await a.state.recordDenial(CALLER, dry);
     expect(dryEntry).toMatchObject({ dryRun: true, policy: 'payments-shadow' });
-    expect(await waitFor(() => b.state.current(CALLER)?.dryRun === true, PROPAGATION_MS)).toBe(
-      true,
+    await waitFor(
+      () => b.state.current(CALLER)?.dryRun === true,
+      'b.state.current(CALLER)?.dryRun === true',
+      PROPAGATION_MS,
     );
     // Dry-run denials are covered by the dry-run entry.
     for (let i = 0; i < 4; i++) expect(await b.state.recordDenial(CALLER, dry)).toBeUndefined();
@@ -287,8 +279,10 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
     await b.state.recordDenial(CALLER, enforce);
     const enforced = await b.state.recordDenial(CALLER, enforce);
     expect(enforced).toMatchObject({ dryRun: false, policy: 'payments' });
-    expect(await waitFor(() => a.state.current(CALLER)?.dryRun === false, PROPAGATION_MS)).toBe(
-      true,
+    await waitFor(
+      () => a.state.current(CALLER)?.dryRun === false,
+      'a.state.current(CALLER)?.dryRun === false',
+      PROPAGATION_MS,
     );
     expect(mesh.eventsOf('enter').map((e) => e.event.entry)).toEqual([dryEntry, enforced]);
   });
@@ -321,9 +315,17 @@ describe('RedisQuarantineState: replicas sharing one real Redis', () => {
         dryRun: false,
       };
       await direct.hset(keys.entries, CALLER, JSON.stringify(entry));
-      expect(await waitFor(() => a.state.current(CALLER) !== undefined, 2000)).toBe(true);
+      await waitFor(
+        () => a.state.current(CALLER) !== undefined,
+        'a.state.current(CALLER) !== undefined',
+        2000,
+      );
       await direct.hdel(keys.entries, CALLER);
-      expect(await waitFor(() => a.state.current(CALLER) === undefined, 2000)).toBe(true);
+      await waitFor(
+        () => a.state.current(CALLER) === undefined,
+        'a.state.current(CALLER) === undefined',
+        2000,
+      );
     } finally {
       direct.disconnect();
     }
@@ -355,7 +357,11 @@ describe('RedisQuarantineState: Redis frozen, stopped and restarted', () => {
     const one = { ...RULE, denials: 1 };
     const entry = await a.state.recordDenial(CALLER, one);
     expect(entry).toBeDefined();
-    expect(await waitFor(() => b.state.current(CALLER) !== undefined, PROPAGATION_MS)).toBe(true);
+    await waitFor(
+      () => b.state.current(CALLER) !== undefined,
+      'b.state.current(CALLER) !== undefined',
+      PROPAGATION_MS,
+    );
 
     const other = `${CALLER}-frozen`;
     redis.freeze();
@@ -376,14 +382,16 @@ describe('RedisQuarantineState: Redis frozen, stopped and restarted', () => {
       // The hot path never waits on Redis and keeps what it knew.
       expect(a.state.current(CALLER)).toEqual(entry);
       expect(b.state.current(CALLER)).toEqual(entry);
-      await sleep(600); // several failed resyncs and sweeps
+      // Several resyncs fail meanwhile (each tells onError); the mirror must survive them.
+      const failedBefore = b.errors.length;
+      await waitFor(() => b.errors.length >= failedBefore + 2, 'two failed resyncs on b', 5000);
       expect(b.state.current(CALLER)).toEqual(entry);
     } finally {
       redis.thaw();
     }
 
     // The calls given up on ran once Redis woke: past their deadline, they changed nothing.
-    expect(await waitFor(() => lateRefusals(redis) >= 2, 3000)).toBe(true);
+    await waitFor(() => lateRefusals(redis) >= 2, 'lateRefusals(redis) >= 2', 3000);
     const listed = await a.state.list();
     expect(listed.map((e) => e.caller)).toEqual([CALLER]);
     expect(a.state.current(other)).toBeUndefined();
@@ -401,20 +409,24 @@ describe('RedisQuarantineState: Redis frozen, stopped and restarted', () => {
     expect(a!.state.current(CALLER)).toBeDefined();
     await redis.stop();
     const errorsBefore = a!.errors.length;
-    expect(await waitFor(() => a!.errors.length > errorsBefore, 2000)).toBe(true);
+    await waitFor(() => a!.errors.length > errorsBefore, 'a!.errors.length > errorsBefore', 2000);
     expect(a!.state.current(CALLER)).toBeDefined();
     await redis.restart();
     // Resync (every 200 ms) finds an empty Redis whose change counter restarted at 0.
-    expect(
-      await waitFor(() => mesh.replicas.every((r) => r.state.current(CALLER) === undefined), 5000),
-    ).toBe(true);
+    await waitFor(
+      () => mesh.replicas.every((r) => r.state.current(CALLER) === undefined),
+      'mesh.replicas.every((r) => r.state.current(CALLER) === undefined)',
+      5000,
+    );
 
     // Pub/sub resumed after reconnect: a new entry reaches the other replica.
     const entry = await a!.state.recordDenial(CALLER, { ...RULE, denials: 1 });
     expect(entry).toBeDefined();
-    expect(
-      await waitFor(() => mesh.replicas.every((r) => r.state.current(CALLER) !== undefined), 3000),
-    ).toBe(true);
+    await waitFor(
+      () => mesh.replicas.every((r) => r.state.current(CALLER) !== undefined),
+      'mesh.replicas.every((r) => r.state.current(CALLER) !== undefined)',
+      3000,
+    );
   });
 });
 
@@ -459,7 +471,7 @@ describe('RedisQuarantineState on a Redis Cluster', () => {
     const errors: Error[] = [];
     const a = clusterReplica(events, errors);
     const b = clusterReplica(events, errors);
-    expect(await within(Promise.all([a.ready(), b.ready()]), 10_000)).toBe(true);
+    expect(await settlesWithin(Promise.all([a.ready(), b.ready()]), 10_000)).toBe(true);
 
     const results = await Promise.all(
       Array.from({ length: 10 }, (_, i) =>
@@ -468,14 +480,17 @@ describe('RedisQuarantineState on a Redis Cluster', () => {
     );
     const entry = results.find((r) => r !== undefined);
     expect(results.filter((r) => r !== undefined)).toHaveLength(1);
-    expect(
-      await waitFor(
-        () => a.current(CALLER) !== undefined && b.current(CALLER) !== undefined,
-        PROPAGATION_MS,
-      ),
-    ).toBe(true);
+    await waitFor(
+      () => a.current(CALLER) !== undefined && b.current(CALLER) !== undefined,
+      'a.current(CALLER) !== undefined && b.current(CALLER) !== undefined',
+      PROPAGATION_MS,
+    );
     expect(await a.release(CALLER)).toEqual(entry);
-    expect(await waitFor(() => b.current(CALLER) === undefined, PROPAGATION_MS)).toBe(true);
+    await waitFor(
+      () => b.current(CALLER) === undefined,
+      'b.current(CALLER) === undefined',
+      PROPAGATION_MS,
+    );
     expect(events.map((e) => e.type)).toEqual(['enter', 'leave']);
     expect(errors).toEqual([]);
   });
