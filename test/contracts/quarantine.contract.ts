@@ -22,10 +22,10 @@ export type QuarantineFactory = (
   options: QuarantineFactoryOptions,
 ) => Promise<{ state: QuarantineState; close?: () => Promise<void> }>;
 
-const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
+export const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
 const OTHER = 'spiffe://shop.example/ns/checkout/sa/batch';
 
-const RULE: QuarantineRule = {
+export const RULE: QuarantineRule = {
   policy: 'payments',
   denials: 5,
   windowMs: 10_000,
@@ -34,7 +34,7 @@ const RULE: QuarantineRule = {
   countReasons: new Set(IDENTITY_DENIALS),
   scope: 'policy',
 };
-const DRY: QuarantineRule = { ...RULE, policy: 'payments-shadow', dryRun: true };
+export const DRY: QuarantineRule = { ...RULE, policy: 'payments-shadow', dryRun: true };
 const SWEEP_MS = 20;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

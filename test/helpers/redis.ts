@@ -187,3 +187,18 @@ export async function startRedisCluster(masters = 3, replicas = 0): Promise<Redi
     },
   };
 }
+
+/** One redis-server for the enclosing describe: started before its tests, stopped after them. */
+export function redisForSuite(extraArgs: string[] = []): () => RedisProcess {
+  let redis: RedisProcess | undefined;
+  beforeAll(async () => {
+    redis = await startRedis(extraArgs);
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+  return () => {
+    if (!redis) throw new Error('redis-server is not running: use it inside a test');
+    return redis;
+  };
+}

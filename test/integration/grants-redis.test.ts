@@ -1,41 +1,24 @@
 import Redis, { Cluster } from 'ioredis';
 import { RedisGrantTracker, type RedisGrantTrackerOptions } from '../../src/grants/redis';
 import { grantVersionKey } from '../../src/grants/sync-script';
-import type { GrantRef } from '../../src/grants/types';
 import { freePort } from '../helpers/ports';
-import { startRedis, startRedisCluster, type RedisProcess } from '../helpers/redis';
+import { redisForSuite, startRedis, startRedisCluster, type RedisProcess } from '../helpers/redis';
 import { settlesWithin, waitFor } from '../helpers/wait';
-import { describeGrantTrackerContract } from '../contracts/grants.contract';
-
-const DAY = 24 * 60 * 60 * 1000;
-const T0 = Date.UTC(2025, 0, 1);
-const WEB = 'spiffe://shop.example/ns/checkout/sa/web';
-const API = 'spiffe://shop.example/ns/checkout/sa/api';
-
-function grant(overrides: Partial<GrantRef> = {}): GrantRef {
-  return {
-    policy: 'orders',
-    version: 'v1',
-    rule: 'read',
-    entry: 0,
-    pattern: 'spiffe://shop.example/ns/checkout/**',
-    maxIdleMs: 30 * DAY,
-    ...overrides,
-  };
-}
+import {
+  API,
+  DAY,
+  describeGrantTrackerContract,
+  grant,
+  T0,
+  WEB,
+} from '../contracts/grants.contract';
 
 describe('RedisGrantTracker: one replica on a real redis-server', () => {
-  let redis: RedisProcess;
+  const redis = redisForSuite();
   let n = 0;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis?.stop();
-  });
 
   describeGrantTrackerContract('redis', async () => {
-    const client = redis.client();
+    const client = redis().client();
     // The timer is off: the contract drives sync itself.
     const tracker = new RedisGrantTracker({
       client,

@@ -3,30 +3,25 @@ import { Cluster, type Redis } from 'ioredis';
 import { RedisQuarantineState, type RedisQuarantineOptions } from '../../src/quarantine/redis';
 import { quarantineKeys } from '../../src/quarantine/scripts';
 import {
-  IDENTITY_DENIALS,
   type QuarantineEntry,
   type QuarantineEvent,
   type QuarantineRule,
 } from '../../src/quarantine/types';
 import {
+  redisForSuite,
   startRedis,
   startRedisCluster,
   type RedisCluster,
   type RedisProcess,
 } from '../helpers/redis';
 import { settlesWithin, waitFor } from '../helpers/wait';
-import { describeQuarantineContract } from '../contracts/quarantine.contract';
+import {
+  CALLER,
+  describeQuarantineContract,
+  RULE as CONTRACT_RULE,
+} from '../contracts/quarantine.contract';
 
-const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
-const RULE: QuarantineRule = {
-  policy: 'payments',
-  denials: 10,
-  windowMs: 5000,
-  durationMs: 60_000,
-  dryRun: false,
-  countReasons: new Set(IDENTITY_DENIALS),
-  scope: 'policy',
-};
+const RULE: QuarantineRule = { ...CONTRACT_RULE, denials: 10, windowMs: 5000 };
 
 /** How long pub/sub may take to reach another replica in these tests ("promptly"). */
 const PROPAGATION_MS = 1000;
@@ -102,18 +97,12 @@ class Mesh {
 }
 
 describe('RedisQuarantineState: one replica on a real Redis', () => {
-  let redis: RedisProcess;
+  const redis = redisForSuite();
   let n = 0;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis?.stop();
-  });
 
   describeQuarantineContract('redis', async (options) => {
-    const client = redis.client();
-    const subscriber = redis.client();
+    const client = redis().client();
+    const subscriber = redis().client();
     const state = new RedisQuarantineState({
       client,
       subscriber,

@@ -1,24 +1,8 @@
 import { MemoryQuarantineState } from '../../src/quarantine/memory';
-import { describeQuarantineContract } from '../contracts/quarantine.contract';
-import {
-  IDENTITY_DENIALS,
-  type QuarantineEvent,
-  type QuarantineRule,
-} from '../../src/quarantine/types';
+import { type QuarantineEvent, type QuarantineRule } from '../../src/quarantine/types';
+import { CALLER, describeQuarantineContract, DRY, RULE } from '../contracts/quarantine.contract';
 
-const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
 const T0 = Date.UTC(2030, 0, 1);
-
-const RULE: QuarantineRule = {
-  policy: 'payments',
-  denials: 5,
-  windowMs: 10_000,
-  durationMs: 60_000,
-  dryRun: false,
-  countReasons: new Set(IDENTITY_DENIALS),
-  scope: 'policy',
-};
-const DRY: QuarantineRule = { ...RULE, policy: 'payments-shadow', dryRun: true };
 
 describeQuarantineContract('memory', async (options) => ({
   state: new MemoryQuarantineState(options),
