@@ -11,12 +11,12 @@ export async function loadSet(dir: string): Promise<PolicySet> {
   return loaded.set;
 }
 
-/** The real decision engine over a policy directory, recording decisions in memory. */
+/** The real decision engine over a policy directory or a built set, recording decisions in memory. */
 export async function engineFor(
-  dir: string,
+  policies: string | PolicySet,
   options: { trustDomains?: string[]; trustXfcc?: boolean; store?: BucketStore } = {},
 ): Promise<{ engine: DecisionEngine; decisions: Decision[]; store: BucketStore }> {
-  const set = await loadSet(dir);
+  const set = typeof policies === 'string' ? await loadSet(policies) : policies;
   const decisions: Decision[] = [];
   const store = options.store ?? new MemoryBucketStore();
   const engine = new DecisionEngine({

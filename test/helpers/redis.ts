@@ -1,9 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import Redis from 'ioredis';
+import { PortInUseError, startOnFreePort, type StartOnFreePortOptions } from './ports';
 
 const INSTALL_HINT =
   'redis-server is not installed: run `make test-deps` (or `apt-get install -y redis-server`); `make test` installs it';
@@ -15,17 +15,8 @@ export function requireRedisServer(): void {
   if (found.status !== 0) throw new Error(INSTALL_HINT);
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
+/** Kept for callers that import it from here; see ports.ts for what it may be used for. */
+export { freePort } from './ports';
 
 export interface RedisProcess {
   readonly port: number;
@@ -40,14 +31,20 @@ export interface RedisProcess {
   client(): Redis;
 }
 
-/** A real redis-server on a free loopback port, no persistence, stopped by PID. */
-export async function startRedis(extraArgs: string[] = [], port?: number): Promise<RedisProcess> {
+/**
+ * A real redis-server on a free loopback port, no persistence, stopped by PID. Ready once the
+ * child itself says so: a port taken by another process between choosing and binding makes the
+ * child exit, and the start is tried again on another port.
+ */
+export async function startRedis(
+  extraArgs: string[] = [],
+  ports: StartOnFreePortOptions = {},
+): Promise<RedisProcess> {
   requireRedisServer();
-  const chosen = port ?? (await freePort());
   const dir = mkdtempSync(path.join(tmpdir(), 'gatehouse-redis-'));
-  const args = [
+  const argsFor = (port: number): string[] => [
     '--port',
-    String(chosen),
+    String(port),
     '--bind',
     '127.0.0.1',
     '--save',
@@ -60,7 +57,13 @@ export async function startRedis(extraArgs: string[] = [], port?: number): Promi
     'no',
     ...extraArgs,
   ];
-  let child: ChildProcess = await launch(args, chosen);
+  let chosen = 0;
+  let child: ChildProcess = await startOnFreePort(async (port) => {
+    const started = await launch(argsFor(port), port);
+    chosen = port;
+    return started;
+  }, ports);
+  const args = argsFor(chosen);
   const handle: RedisProcess = {
     port: chosen,
     url: `redis://127.0.0.1:${chosen}`,
@@ -88,23 +91,42 @@ export async function startRedis(extraArgs: string[] = [], port?: number): Promi
   return handle;
 }
 
-async function launch(args: string[], port: number): Promise<ChildProcess> {
+/**
+ * Spawns redis-server and resolves once it is listening: its own log line, not a PING that
+ * another server holding the port could answer.
+ */
+function launch(args: string[], port: number): Promise<ChildProcess> {
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout!.on('data', (b: Buffer) => (output += b.toString()));
-  child.stderr!.on('data', (b: Buffer) => (output += b.toString()));
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
-    if (
-      spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8' }).stdout.trim() ===
-      'PONG'
-    )
-      return child;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`redis-server on ${port} did not answer PING: ${output}`);
+  let settled = false;
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(child);
+    };
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      settle(new Error(`redis-server on ${port} was not ready within 10 s: ${output}`));
+    }, 10_000);
+    // The pipes are read for the child's whole life, so its log never fills them and blocks it.
+    const collect = (b: Buffer): void => {
+      if (settled) return;
+      output += b.toString();
+      if (output.includes('Ready to accept connections')) settle();
+    };
+    child.stdout!.on('data', collect);
+    child.stderr!.on('data', collect);
+    child.once('exit', () =>
+      settle(
+        output.includes('Address already in use')
+          ? new PortInUseError(port, 'redis-server could not bind it')
+          : new Error(`redis-server exited: ${output}`),
+      ),
+    );
+  });
 }
 
 export interface RedisCluster {
@@ -163,5 +185,20 @@ export async function startRedisCluster(masters = 3, replicas = 0): Promise<Redi
     stop: async () => {
       await Promise.all(nodes.map((n) => n.stop()));
     },
+  };
+}
+
+/** One redis-server for the enclosing describe: started before its tests, stopped after them. */
+export function redisForSuite(extraArgs: string[] = []): () => RedisProcess {
+  let redis: RedisProcess | undefined;
+  beforeAll(async () => {
+    redis = await startRedis(extraArgs);
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+  return () => {
+    if (!redis) throw new Error('redis-server is not running: use it inside a test');
+    return redis;
   };
 }

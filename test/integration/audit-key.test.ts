@@ -8,6 +8,7 @@ import { checkClient } from '../helpers/grpc-client';
 import { EXAMPLE_POLICIES } from '../helpers/policies';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
+import { waitFor } from '../helpers/wait';
 
 const tmp = (): string => mkdtempSync(path.join(tmpdir(), 'gh-audit-key-'));
 
@@ -93,11 +94,10 @@ describe('gatehouse serve --audit-key', () => {
     );
     try {
       // spawnServe returns once the first worker serves; wait for both.
-      const deadline = Date.now() + 10_000;
-      while ((await fetch(`http://127.0.0.1:${server.adminPort}/readyz`)).status !== 200) {
-        if (Date.now() > deadline) throw new Error('workers not ready');
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      await waitFor(
+        async () => (await fetch(`http://127.0.0.1:${server.adminPort}/readyz`)).status === 200,
+        'both workers ready',
+      );
       // Clients with their own channels spread over the workers.
       const { AuthorizationClient } = loadProtos();
       const many = Array.from(

@@ -5,6 +5,7 @@ import { runCli, runCliAsync, spawnServe, ROOT } from '../helpers/cli';
 import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
 import { CHECKOUT_WEB, envoyCheckRequest, ORDERS } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
+import { waitFor } from '../helpers/wait';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 
@@ -309,11 +310,7 @@ describe('gatehouse serve', () => {
     const decide = async (caller: string) =>
       (await client.check(envoyCheckRequest({ principal: caller, host: 'p', path: '/' }))).status
         ?.code ?? 0;
-    const waitFor = async (text: string) => {
-      for (let i = 0; i < 100 && !server.stderr().includes(text); i++)
-        await new Promise((r) => setTimeout(r, 50));
-      expect(server.stderr()).toContain(text);
-    };
+    const logged = (text: string) => waitFor(() => server.stderr().includes(text), text, 5000);
     try {
       expect(await decide('spiffe://shop.example/b')).toBe(7);
       writeFileSync(
@@ -326,11 +323,11 @@ describe('gatehouse serve', () => {
         ),
       );
       server.child.kill('SIGHUP');
-      await waitFor('policies reloaded');
+      await logged('policies reloaded');
       expect(await decide('spiffe://shop.example/b')).toBe(0);
       writeFileSync(path.join(dir, 'p.yaml'), 'kind: [broken');
       server.child.kill('SIGHUP');
-      await waitFor('policy reload rejected');
+      await logged('policy reload rejected');
       expect(await decide('spiffe://shop.example/b')).toBe(0);
     } finally {
       client.close();

@@ -1,13 +1,9 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
-import * as path from 'node:path';
 import * as querystring from 'node:querystring';
 import type { DecisionEngine } from '../../src/pipeline/engine';
 import { engineFor } from '../helpers/engine';
 import { policyDir, servicePolicy } from '../helpers/policies';
-import { freePort } from '../helpers/redis';
+import { startNginx, type NginxProcess } from '../helpers/nginx';
 import { EXPORTER } from '../helpers/requests';
 
 /*
@@ -169,60 +165,25 @@ describe('paths', () => {
     '/public/%2e%2e%2fadmin',
     '/public;/%2e%2e/internal',
   ];
-  let nginx: ChildProcess | undefined;
+  let nginx: NginxProcess | undefined;
   let nginxPort = 0;
 
   beforeAll(async () => {
-    if (spawnSync('sh', ['-c', 'command -v nginx']).status !== 0)
-      throw new Error(
-        'nginx is not installed: run `make test-deps` (or `apt-get install -y nginx-light`)',
-      );
-    nginxPort = await freePort();
-    const prefix = mkdtempSync(path.join(tmpdir(), 'gh-nginx-diff-'));
-    for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(path.join(prefix, d));
     // nginx answers with $uri: the request path as its own location matching reads it.
-    writeFileSync(
-      path.join(prefix, 'nginx.conf'),
-      `
-${process.getuid?.() === 0 ? 'user root;' : ''}
-daemon off;
-worker_processes 1;
-pid ${prefix}/nginx.pid;
-error_log ${prefix}/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
+    nginx = await startNginx({
+      name: 'nginx-diff',
+      http: (port) => `
   server {
-    listen 127.0.0.1:${nginxPort};
+    listen 127.0.0.1:${port};
     location / { return 200 "$uri"; }
-  }
-}
-`,
-    );
-    nginx = spawn('nginx', ['-p', prefix, '-c', path.join(prefix, 'nginx.conf')], {
-      stdio: 'ignore',
+  }`,
     });
-    const deadline = Date.now() + 10_000;
-    while ((await viaNginx('/')) !== '/') {
-      if (nginx.exitCode !== null || Date.now() > deadline)
-        throw new Error(
-          `nginx did not start: ${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`,
-        );
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    nginxPort = nginx.port;
+    expect(await viaNginx('/')).toBe('/');
   }, 20_000);
 
   afterAll(async () => {
-    if (nginx && nginx.exitCode === null) {
-      const exited = new Promise((r) => nginx!.once('exit', r));
-      nginx.kill('SIGQUIT');
-      await exited;
-    }
+    await nginx?.stop();
   });
 
   /** The raw request line goes out byte for byte (no client-side normalisation); null on an nginx error. */

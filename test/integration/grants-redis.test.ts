@@ -1,47 +1,34 @@
 import Redis, { Cluster } from 'ioredis';
 import { RedisGrantTracker, type RedisGrantTrackerOptions } from '../../src/grants/redis';
 import { grantVersionKey } from '../../src/grants/sync-script';
-import type { GrantRef } from '../../src/grants/types';
-import { freePort, startRedis, startRedisCluster, type RedisProcess } from '../helpers/redis';
+import { freePort } from '../helpers/ports';
+import { redisForSuite, startRedis, startRedisCluster, type RedisProcess } from '../helpers/redis';
+import { settlesWithin, waitFor } from '../helpers/wait';
+import {
+  API,
+  DAY,
+  describeGrantTrackerContract,
+  grant,
+  T0,
+  WEB,
+} from '../contracts/grants.contract';
 
-const DAY = 24 * 60 * 60 * 1000;
-const T0 = Date.UTC(2025, 0, 1);
-const WEB = 'spiffe://shop.example/ns/checkout/sa/web';
-const API = 'spiffe://shop.example/ns/checkout/sa/api';
+describe('RedisGrantTracker: one replica on a real redis-server', () => {
+  const redis = redisForSuite();
+  let n = 0;
 
-function grant(overrides: Partial<GrantRef> = {}): GrantRef {
-  return {
-    policy: 'orders',
-    version: 'v1',
-    rule: 'read',
-    entry: 0,
-    pattern: 'spiffe://shop.example/ns/checkout/**',
-    maxIdleMs: 30 * DAY,
-    ...overrides,
-  };
-}
-
-async function waitFor(
-  what: string,
-  condition: () => boolean | Promise<boolean>,
-  ms = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await condition()) return;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
-
-/** Whether the promise settles within `ms` (without waiting longer). */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
-  const result = await Promise.race([promise.then(() => true), timeout]);
-  clearTimeout(timer);
-  return result;
-}
+  describeGrantTrackerContract('redis', async () => {
+    const client = redis().client();
+    // The timer is off: the contract drives sync itself.
+    const tracker = new RedisGrantTracker({
+      client,
+      keyPrefix: `contract${++n}`,
+      flushMs: 3_600_000,
+      timeoutMs: 1000,
+    });
+    return { tracker, close: async () => client.disconnect() };
+  });
+});
 
 describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
   let redis: RedisProcess;
@@ -261,8 +248,8 @@ describe('RedisGrantTracker: replicas sharing one real redis-server', () => {
     await a.ready();
     a.used(g, WEB, T0 + DAY);
     await waitFor(
-      'the use to reach Redis',
       async () => (await admin.hget(key, `u:read|0|${WEB}`)) === String(T0 + DAY),
+      'the use to reach Redis',
       5000,
     );
   });
@@ -330,12 +317,12 @@ describe('RedisGrantTracker: Redis stops and comes back empty', () => {
     // pulled before plus what it buffered since, instead of starting from nothing.
     await redis.restart();
     await waitFor(
-      'a sync to succeed after the restart',
       () =>
         a.sync().then(
           () => true,
           () => false,
         ),
+      'a sync to succeed after the restart',
       15_000,
     );
     admin = redis.client();

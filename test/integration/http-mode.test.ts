@@ -17,6 +17,7 @@ import { HttpAuthServer, type HttpModeOptions } from '../../src/server/http-mode
 import type { DecisionEngine } from '../../src/pipeline/engine';
 import { normalizeCheckRequest, type NormalizedRequest } from '../../src/request/normalize';
 import { sampleDecision } from '../helpers/decision';
+import { waitFor } from '../helpers/wait';
 
 /** node:http rather than fetch: fetch refuses to set the Host header, which Envoy does set. */
 function call(
@@ -231,10 +232,12 @@ test('HTTP mode drains: a keep-alive connection busy at SIGTERM gets its answer 
   socket.write(
     'GET / HTTP/1.1\r\nHost: gatehouse\r\nConnection: keep-alive\r\nX-Forwarded-Method: GET\r\n',
   );
+  // Nothing reports that the server has read the half request: allow it a bounded moment.
   await new Promise((r) => setTimeout(r, 200));
   const killedAt = Date.now();
   server.child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 300));
+  // The server logs this just before it closes its HTTP listener and connections.
+  await waitFor(() => server.stderr().includes('"msg":"draining"'), 'the drain to start', 5000);
   socket.write('X-Forwarded-Uri: /v1/orders/1\r\nX-Forwarded-Host: orders\r\n\r\n');
   const code = await server.exited;
   const tookMs = Date.now() - killedAt;

@@ -16,6 +16,7 @@ import { checkClient } from '../helpers/grpc-client';
 import { TestCa } from '../helpers/pki';
 import { policyDir, servicePolicy } from '../helpers/policies';
 import { envoyCheckRequest } from '../helpers/requests';
+import { waitFor } from '../helpers/wait';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'gh-jwt-'));
 const CALLER = 'spiffe://shop.example/ns/jobs/sa/reporter';
@@ -349,7 +350,11 @@ describe('JWT-SVIDs', () => {
     const untrusting = await spawnServe(args);
     const client2 = checkClient(untrusting.port);
     try {
-      await new Promise((res) => setTimeout(res, 500));
+      await waitFor(
+        () => untrusting.stderr().includes('trust bundle refresh failed'),
+        'the bundle fetch to fail',
+        5000,
+      );
       const r = await client2.check(
         envoyCheckRequest({
           host: 'reports',

@@ -1,14 +1,13 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import * as net from 'node:net';
-import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { spawnServe, type ServeProcess } from '../helpers/cli';
 import { TestCa, type Issued } from '../helpers/pki';
 import { policyDir, servicePolicy } from '../helpers/policies';
-import { freePort } from '../helpers/redis';
+import { startNginx, type NginxProcess } from '../helpers/nginx';
 
 /**
  * The product end to end through a real proxy: nginx terminates mTLS with SPIFFE client
@@ -35,7 +34,7 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
   let web: Issued;
   let batch: Issued;
   let impostor: Issued;
-  let nginx: ChildProcess;
+  let nginx: NginxProcess | undefined;
   let nginxPort: number;
   let gatehouse: ServeProcess;
   let upstream: http.Server;
@@ -107,47 +106,26 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
       target.on('error', close);
     });
     await new Promise<void>((r) => counter.listen(0, '127.0.0.1', () => r()));
-    nginxPort = await freePort();
-    prefix = mkdtempSync(path.join(tmpdir(), 'gh-nginx-'));
-    for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(path.join(prefix, d));
-    const conf = path.join(prefix, 'nginx.conf');
-    writeFileSync(
-      conf,
-      nginxConf({
-        prefix,
-        nginxPort,
-        gatehousePort: (counter.address() as net.AddressInfo).port,
-        upstreamPort,
-        cert: server.cert,
-        key: server.key,
-      }),
-    );
-    nginx = spawn('nginx', ['-p', prefix, '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    nginx.stderr!.on('data', (b: Buffer) => (log += b.toString()));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (nginx.exitCode !== null)
-        throw new Error(
-          `nginx exited: ${log}${readFileSync(path.join(prefix, 'error.log'), 'utf8')}`,
-        );
-      try {
-        await request('/', web);
-        break;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    nginx = await startNginx({
+      name: 'nginx-e2e',
+      workerConnections: 128,
+      http: (port) =>
+        nginxServer({
+          nginxPort: port,
+          gatehousePort: (counter.address() as net.AddressInfo).port,
+          upstreamPort,
+          cert: server.cert,
+          key: server.key,
+        }),
+    });
+    nginxPort = nginx.port;
+    prefix = nginx.prefix;
+    await request('/', web);
     upstreamSeen = [];
   }, 60_000);
 
   afterAll(async () => {
-    if (nginx && nginx.exitCode === null) {
-      const exited = new Promise((r) => nginx.once('exit', r));
-      nginx.kill('SIGQUIT');
-      await exited;
-    }
+    await nginx?.stop();
     upstream?.close();
     counter?.close();
     if (gatehouse) {
@@ -259,38 +237,21 @@ describe('nginx auth_request → Gatehouse → upstream, with mTLS SPIFFE client
   });
 });
 
-function nginxConf(o: {
-  prefix: string;
+/** The example server block, filled in for this test's ports and certificate. */
+function nginxServer(o: {
   nginxPort: number;
   gatehousePort: number;
   upstreamPort: number;
   cert: string;
   key: string;
 }): string {
-  const root = process.getuid?.() === 0 ? 'user root;' : '';
-  return `
-${root}
-daemon off;
-worker_processes 1;
-pid ${o.prefix}/nginx.pid;
-error_log ${o.prefix}/error.log warn;
-events { worker_connections 128; }
-http {
-  access_log off;
-  client_body_temp_path ${o.prefix}/body;
-  proxy_temp_path ${o.prefix}/proxy;
-  fastcgi_temp_path ${o.prefix}/fastcgi;
-  uwsgi_temp_path ${o.prefix}/uwsgi;
-  scgi_temp_path ${o.prefix}/scgi;
-${readFileSync(
-  path.join(__dirname, '..', '..', 'examples', 'nginx', 'gatehouse-server.conf'),
-  'utf8',
-)
-  .replace(/__LISTEN__/g, `127.0.0.1:${o.nginxPort}`)
-  .replace(/__CERT__/g, o.cert)
-  .replace(/__KEY__/g, o.key)
-  .replace(/__GATEHOUSE__/g, `127.0.0.1:${o.gatehousePort}`)
-  .replace(/__UPSTREAM__/g, `127.0.0.1:${o.upstreamPort}`)}
-}
-`;
+  return readFileSync(
+    path.join(__dirname, '..', '..', 'examples', 'nginx', 'gatehouse-server.conf'),
+    'utf8',
+  )
+    .replace(/__LISTEN__/g, `127.0.0.1:${o.nginxPort}`)
+    .replace(/__CERT__/g, o.cert)
+    .replace(/__KEY__/g, o.key)
+    .replace(/__GATEHOUSE__/g, `127.0.0.1:${o.gatehousePort}`)
+    .replace(/__UPSTREAM__/g, `127.0.0.1:${o.upstreamPort}`);
 }

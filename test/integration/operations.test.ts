@@ -6,7 +6,7 @@ import { loadProtos } from '../../src/server/protos';
 import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient, type CheckClient } from '../helpers/grpc-client';
 import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
-import { freePort } from '../helpers/redis';
+import { freePort } from '../helpers/ports';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
 import { waitFor } from '../helpers/wait';
@@ -262,8 +262,12 @@ test('--shutdown-wait: after SIGTERM, unary health Check says NOT_SERVING and /r
     expect(await client.health('')).toEqual({ status: 1 });
     const killedAt = Date.now();
     server.child.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 300));
     // What a polling health checker (Envoy's grpc_health_check) sees during the wait.
+    await waitFor(
+      async () => (await client.health('')).status === 2,
+      'NOT_SERVING once SIGTERM arrived',
+      1000,
+    );
     expect(await client.health('')).toEqual({ status: 2 });
     expect((await get(server.adminPort, '/readyz')).status).toBe(503);
     const r = await client.check(
@@ -403,7 +407,8 @@ describe('--workers 2', () => {
       }
     };
     const load = Promise.all(pool.flatMap((c) => [worker(c), worker(c)]));
-    await new Promise((r) => setTimeout(r, 300));
+    // The restart starts with checks in flight on every connection.
+    await waitFor(() => answered >= 20, 'checks answered before the restart', 5000);
     server.child.kill('SIGUSR2');
     await waitFor(
       () => server.stderr().includes('rolling restart complete'),

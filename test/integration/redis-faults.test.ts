@@ -1,6 +1,7 @@
 import { checkClient, headerMap, type CheckClient } from '../helpers/grpc-client';
 import { policyDir, servicePolicy } from '../helpers/policies';
-import { freePort, startRedis, type RedisProcess } from '../helpers/redis';
+import { freePort } from '../helpers/ports';
+import { startRedis, type RedisProcess } from '../helpers/redis';
 import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { memoryLogger, startTestServer, type TestServer } from '../helpers/server';
 import { waitFor } from '../helpers/wait';

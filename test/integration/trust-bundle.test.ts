@@ -4,7 +4,8 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { endpointProblem, TrustBundleStore } from '../../src/identity/trust-bundle-store';
-import { freePort } from '../helpers/redis';
+import { freePort } from '../helpers/ports';
+import { waitFor } from '../helpers/wait';
 import { memoryLogger } from '../helpers/server';
 
 const dir = mkdtempSync(path.join(tmpdir(), 'gh-tb-'));
@@ -15,12 +16,6 @@ async function spiffeBundle(kid: string, hint?: number): Promise<string> {
     keys: [{ ...(await exportJWK(publicKey)), use: 'jwt-svid', kid }],
     ...(hint ? { spiffe_refresh_hint: hint } : {}),
   });
-}
-
-async function waitFor(predicate: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline && !predicate()) await new Promise((r) => setTimeout(r, 50));
-  if (!predicate()) throw new Error(`timed out waiting for ${what}`);
 }
 
 const kids = (store: TrustBundleStore, domain: string): string[] => [

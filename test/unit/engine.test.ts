@@ -3,7 +3,8 @@ import { DecisionEngine } from '../../src/pipeline/engine';
 import type { Decision } from '../../src/pipeline/decision';
 import { MemoryBucketStore } from '../../src/ratelimit/memory-store';
 import { engineFor, loadSet } from '../helpers/engine';
-import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
+import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { buildPolicySet, servicePolicyDoc } from '../helpers/policy-builder';
 import {
   CHECKOUT_BATCH,
   CHECKOUT_WEB,
@@ -156,16 +157,20 @@ describe('decision engine over the example mesh', () => {
   });
 
   test('per: header keys buckets by the header value', async () => {
-    const dir = policyDir({
-      'p.yaml': servicePolicy(
+    const set = buildPolicySet(
+      servicePolicyDoc(
         'p',
         ['p'],
-        `    - name: r
-      allow: [spiffe://shop.example/**]
-      rateLimit: { capacity: 1, refillPerSecond: 0.001, per: "header:x-tenant" }`,
+        [
+          {
+            name: 'r',
+            allow: ['spiffe://shop.example/**'],
+            rateLimit: { capacity: 1, refillPerSecond: 0.001, per: 'header:x-tenant' },
+          },
+        ],
       ),
-    });
-    const { engine } = await engineFor(dir);
+    );
+    const { engine } = await engineFor(set);
     const req = (tenant?: string) =>
       envoyCheckRequest({
         principal: CHECKOUT_WEB,
@@ -185,21 +190,27 @@ describe('decision engine over the example mesh', () => {
       take: () => Promise.reject(new Error('down')),
       close: async () => undefined,
     };
-    const dir = policyDir({
-      'p.yaml': servicePolicy(
+    const set = buildPolicySet(
+      servicePolicyDoc(
         'p',
         ['p', 'q'],
-        `    - name: open
-      paths: [/open]
-      allow: [spiffe://shop.example/**]
-      rateLimit: { capacity: 1, refillPerSecond: 1 }
-    - name: closed
-      paths: [/closed]
-      allow: [spiffe://shop.example/**]
-      rateLimit: { capacity: 1, refillPerSecond: 1, onBackendError: deny }`,
+        [
+          {
+            name: 'open',
+            paths: ['/open'],
+            allow: ['spiffe://shop.example/**'],
+            rateLimit: { capacity: 1, refillPerSecond: 1 },
+          },
+          {
+            name: 'closed',
+            paths: ['/closed'],
+            allow: ['spiffe://shop.example/**'],
+            rateLimit: { capacity: 1, refillPerSecond: 1, onBackendError: 'deny' },
+          },
+        ],
       ),
-    });
-    const { engine } = await engineFor(dir, { store: failing });
+    );
+    const { engine } = await engineFor(set, { store: failing });
     expect(
       await engine.decide(envoyCheckRequest({ principal: CHECKOUT_WEB, host: 'p', path: '/open' })),
     ).toMatchObject({ allowed: true });

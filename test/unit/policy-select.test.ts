@@ -1,10 +1,10 @@
 import { loadPolicyDir } from '../../src/policy/load';
 import { policyForDestination, selectHttpPolicy, SelectionRefusal } from '../../src/policy/select';
-import { formatProblem, type PolicySet } from '../../src/policy/types';
 import { authorityPortError } from '../../src/request/authority';
 import { normalizeCheckRequest } from '../../src/request/normalize';
 import { envoyCheckRequest } from '../helpers/requests';
 import { isHostOnlyWarning, policyDir } from '../helpers/policies';
+import { buildPolicySet, type PolicyDocument } from '../helpers/policy-builder';
 
 const TD = 'spiffe://shop.example';
 
@@ -12,19 +12,26 @@ function policy(name: string, spec: string): string {
   return `apiVersion: gatehouse/v1\nkind: ServicePolicy\nmetadata: { name: ${name} }\nspec:\n${spec}\n  rules:\n    - { name: r, allow: ["${TD}/**"] }\n`;
 }
 
-async function load(files: Record<string, string>): Promise<PolicySet> {
-  const result = await loadPolicyDir(policyDir(files));
-  if (!result.ok) throw new Error(result.problems.map(formatProblem).join('\n'));
-  return result.set;
+const ANY_CALLER = { name: 'r', allow: [`${TD}/**`] };
+
+/** A policy admitting the whole trust domain, selected as `spec` says. */
+function bound(name: string, spec: Record<string, unknown>): PolicyDocument {
+  return { kind: 'ServicePolicy', metadata: { name }, spec: { ...spec, rules: [ANY_CALLER] } };
 }
 
 describe('destination index', () => {
   test('exact IDs beat patterns, and a longer pattern beats a shorter one whatever the file order', async () => {
-    const set = await load({
-      'a.yaml': policy('ns-wide', `  workloads: ["${TD}/ns/pay/**"]`),
-      'b.yaml': policy('accounts', `  workloads: ["${TD}/ns/pay/sa/*"]`),
-      'c.yaml': policy('exact', `  workloads: ["${TD}/ns/pay/sa/ledger"]`),
-    });
+    const docs = [
+      bound('ns-wide', { workloads: [`${TD}/ns/pay/**`] }),
+      bound('accounts', { workloads: [`${TD}/ns/pay/sa/*`] }),
+      bound('exact', { workloads: [`${TD}/ns/pay/sa/ledger`] }),
+    ];
+    const reversed = buildPolicySet(...[...docs].reverse());
+    const set = buildPolicySet(...docs);
+    for (const id of [`${TD}/ns/pay/sa/ledger`, `${TD}/ns/pay/sa/api`, `${TD}/ns/pay/jobs/x/y`])
+      expect(policyForDestination(reversed.destinations, id)?.name).toBe(
+        policyForDestination(set.destinations, id)?.name,
+      );
     expect(policyForDestination(set.destinations, `${TD}/ns/pay/sa/ledger`)?.name).toBe('exact');
     expect(policyForDestination(set.destinations, `${TD}/ns/pay/sa/api`)?.name).toBe('accounts');
     expect(policyForDestination(set.destinations, `${TD}/ns/pay/jobs/x/y`)?.name).toBe('ns-wide');
@@ -35,10 +42,10 @@ describe('destination index', () => {
   });
 
   test("a Host narrows a bound policy; another policy's Host is refused; Host alone selects only unbound policies", async () => {
-    const set = await load({
-      'pay.yaml': policy('pay', `  workloads: ["${TD}/ns/pay/sa/api"]\n  hosts: [pay]`),
-      'edge.yaml': policy('edge', '  hosts: [edge]'),
-    });
+    const set = buildPolicySet(
+      bound('pay', { workloads: [`${TD}/ns/pay/sa/api`], hosts: ['pay'] }),
+      bound('edge', { hosts: ['edge'] }),
+    );
     const select = (host: string, destination: string, context?: Record<string, string>) => {
       const normalized = normalizeCheckRequest(
         envoyCheckRequest({ host, destination, path: '/x' }),

@@ -1,24 +1,12 @@
 import { MemoryQuarantineState } from '../../src/quarantine/memory';
-import {
-  IDENTITY_DENIALS,
-  type QuarantineEvent,
-  type QuarantineRule,
-} from '../../src/quarantine/types';
+import { type QuarantineEvent, type QuarantineRule } from '../../src/quarantine/types';
+import { CALLER, describeQuarantineContract, DRY, RULE } from '../contracts/quarantine.contract';
 
-const CALLER = 'spiffe://shop.example/ns/checkout/sa/web';
-const OTHER = 'spiffe://shop.example/ns/checkout/sa/batch';
 const T0 = Date.UTC(2030, 0, 1);
 
-const RULE: QuarantineRule = {
-  policy: 'payments',
-  denials: 5,
-  windowMs: 10_000,
-  durationMs: 60_000,
-  dryRun: false,
-  countReasons: new Set(IDENTITY_DENIALS),
-  scope: 'policy',
-};
-const DRY: QuarantineRule = { ...RULE, policy: 'payments-shadow', dryRun: true };
+describeQuarantineContract('memory', async (options) => ({
+  state: new MemoryQuarantineState(options),
+}));
 
 function harness(options: { maxTrackedKeys?: number } = {}) {
   let now = T0;
@@ -59,16 +47,7 @@ describe('MemoryQuarantineState', () => {
     return h;
   }
 
-  it('N-1 denials within the window quarantine nobody', async () => {
-    const h = make();
-    const results = await h.deny(RULE.denials - 1, RULE, CALLER, 1000);
-    expect(results.every((r) => r === undefined)).toBe(true);
-    expect(h.state.current(CALLER)).toBeUndefined();
-    expect(h.events).toEqual([]);
-    expect(await h.state.list()).toEqual([]);
-  });
-
-  it('the Nth denial within the window quarantines, once, with the entry', async () => {
+  it('stamps entries with its clock; current() stops at `until` before any sweep runs', async () => {
     const h = make();
     await h.deny(RULE.denials - 1, RULE, CALLER, 1000);
     const entry = await h.state.recordDenial(CALLER, RULE);
@@ -81,34 +60,6 @@ describe('MemoryQuarantineState', () => {
       denials: RULE.denials,
       dryRun: false,
     });
-    expect(h.events).toEqual([{ type: 'enter', entry }]);
-    expect(h.state.current(CALLER)).toEqual(entry);
-    expect(h.state.current(OTHER)).toBeUndefined();
-    expect(await h.state.list()).toEqual([entry]);
-    expect(h.state.activeCounts()).toEqual({ enforce: 1, dryRun: 0 });
-    expect(h.errors).toEqual([]);
-  });
-
-  it('denials spread over longer than the window never trip', async () => {
-    const h = make();
-    // One denial every 2.5 s: at most 4 of them are ever inside a 10 s window.
-    const results = await h.deny(50, RULE, CALLER, 2500);
-    expect(results.every((r) => r === undefined)).toBe(true);
-    expect(h.events).toEqual([]);
-    expect(h.state.current(CALLER)).toBeUndefined();
-  });
-
-  it('the window is per policy: denials under different policies do not add up', async () => {
-    const h = make();
-    await h.deny(RULE.denials - 1, RULE);
-    await h.deny(RULE.denials - 1, { ...RULE, policy: 'orders' });
-    expect(h.events).toEqual([]);
-  });
-
-  it('expiry: current() stops at `until`, one leave(expired) event', async () => {
-    const h = make();
-    const [entry] = (await h.deny(RULE.denials)).slice(-1);
-    expect(entry).toBeDefined();
     expect(h.state.current(CALLER, entry!.until - 1)).toEqual(entry);
     // No sweep has run yet: the hot path alone must already stop denying.
     expect(h.state.current(CALLER, entry!.until)).toBeUndefined();
@@ -120,9 +71,22 @@ describe('MemoryQuarantineState', () => {
       { type: 'enter', entry },
       { type: 'leave', entry, cause: 'expired' },
     ]);
-    expect(await h.state.list()).toEqual([]);
-    // The counter was cleared at entry: it takes a full N again.
-    await h.deny(RULE.denials - 1);
+  });
+
+  it('an enforce entry replacing a dry-run one starts at its own trip', async () => {
+    const h = make();
+    await h.deny(DRY.denials, DRY);
+    h.advance(1000);
+    const [enforced] = (await h.deny(RULE.denials)).slice(-1);
+    expect(enforced).toMatchObject({ policy: 'payments', dryRun: false, since: h.now() });
+  });
+
+  it('denials spread over longer than the window never trip, however many', async () => {
+    const h = make();
+    // One denial every 2.5 s: at most 4 of them are ever inside a 10 s window.
+    const results = await h.deny(50, RULE, CALLER, 2500);
+    expect(results.every((r) => r === undefined)).toBe(true);
+    expect(h.events).toEqual([]);
     expect(h.state.current(CALLER)).toBeUndefined();
   });
 
@@ -135,76 +99,6 @@ describe('MemoryQuarantineState', () => {
       'enter',
       'leave:expired',
     ]);
-  });
-
-  it('the sweep timer emits leave(expired) on its own', async () => {
-    const events: QuarantineEvent[] = [];
-    const state = new MemoryQuarantineState({ onEvent: (e) => events.push(e), sweepMs: 10 });
-    open.push(state);
-    for (let i = 0; i < 2; i++)
-      await state.recordDenial(CALLER, { ...RULE, denials: 2, durationMs: 30 });
-    expect(events.map((e) => e.type)).toEqual(['enter']);
-    const deadline = Date.now() + 2000;
-    while (events.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    expect(events.map((e) => (e.type === 'leave' ? e.cause : e.type))).toEqual([
-      'enter',
-      'expired',
-    ]);
-  });
-
-  it('release: removes the entry, one leave(released) event; releasing again is a no-op', async () => {
-    const h = make();
-    const [entry] = (await h.deny(RULE.denials)).slice(-1);
-    expect(await h.state.release(CALLER)).toEqual(entry);
-    expect(h.state.current(CALLER)).toBeUndefined();
-    expect(await h.state.release(CALLER)).toBeUndefined();
-    expect(await h.state.release(OTHER)).toBeUndefined();
-    h.advance(RULE.durationMs + 1);
-    h.state.sweep();
-    expect(h.events).toEqual([
-      { type: 'enter', entry },
-      { type: 'leave', entry, cause: 'released' },
-    ]);
-  });
-
-  it('a dry-run rule makes dry-run entries; an enforce rule tripping replaces them', async () => {
-    const h = make();
-    const [dry] = (await h.deny(DRY.denials, DRY)).slice(-1);
-    expect(dry).toMatchObject({ policy: 'payments-shadow', dryRun: true });
-    expect(h.state.current(CALLER)).toEqual(dry);
-    expect(h.state.activeCounts()).toEqual({ enforce: 0, dryRun: 1 });
-
-    // Further dry-run denials are covered by the dry-run entry.
-    expect(await h.deny(DRY.denials, DRY)).toEqual(Array(DRY.denials).fill(undefined));
-
-    h.advance(1000);
-    const [enforced] = (await h.deny(RULE.denials)).slice(-1);
-    expect(enforced).toMatchObject({ policy: 'payments', dryRun: false, since: h.now() });
-    expect(h.state.current(CALLER)).toEqual(enforced);
-    expect(h.events).toEqual([
-      { type: 'enter', entry: dry },
-      { type: 'enter', entry: enforced },
-    ]);
-
-    // An enforce entry covers dry-run rules too.
-    await h.deny(DRY.denials, DRY);
-    expect(h.state.current(CALLER)).toEqual(enforced);
-    expect(h.events).toHaveLength(2);
-  });
-
-  it('denials while quarantined neither extend nor re-enter, nor count afterwards', async () => {
-    const h = make();
-    const [entry] = (await h.deny(RULE.denials)).slice(-1);
-    h.advance(1000);
-    const during = await h.deny(RULE.denials * 3, RULE, CALLER, 100);
-    expect(during.every((r) => r === undefined)).toBe(true);
-    expect(h.state.current(CALLER)).toEqual(entry);
-    expect(h.events).toHaveLength(1);
-
-    await h.state.release(CALLER);
-    // What was denied during the quarantine did not accumulate towards the next one.
-    expect((await h.deny(RULE.denials - 1)).every((r) => r === undefined)).toBe(true);
-    expect(h.state.current(CALLER)).toBeUndefined();
   });
 
   it('keeps at most maxTrackedKeys windows, evicting the least recently touched', async () => {
