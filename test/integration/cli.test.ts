@@ -93,6 +93,31 @@ describe('gatehouse check', () => {
     expect(anon.stdout).toContain('2 identity: REJECTED: no caller identity');
   });
 
+  test('a rule whose condition is false is explained as not applying, as the decision says', () => {
+    const dir = policyDir({
+      'p.yaml': servicePolicy(
+        'p',
+        ['p'],
+        `    - name: weekday
+      when: request.method == "POST"
+      allow: [spiffe://shop.example/ns/frontend/sa/web]`,
+      ),
+    });
+    const input = JSON.stringify({
+      attributes: {
+        source: { principal: 'spiffe://shop.example/ns/frontend/sa/web' },
+        request: { http: { method: 'GET', path: '/x', host: 'p' } },
+      },
+    });
+    const r = runCli(['check', dir, '--input', '-', '--trust-domain', 'shop.example'], input);
+    expect(r.stdout).toContain('decision: DENY 403');
+    expect(r.stdout).toContain('[no_matching_rule]');
+    expect(r.stdout).toContain(
+      '      weekday: route matches; when request.method == "POST" is false: the rule does not apply',
+    );
+    expect(r.stdout).not.toContain('allowed by');
+  });
+
   test('--json prints the decision and the CheckResponse; snake_case input is read too', () => {
     const input = JSON.stringify({
       attributes: {
