@@ -13,7 +13,7 @@ import { defaultWorkers } from '../cluster/cpus';
 import { Supervisor } from '../cluster/supervisor';
 import { buildBundle } from '../bundle/bundle';
 import { BundlePoller } from '../bundle/poller';
-import { watchPolicyDir } from '../policy/watch';
+import { watchPolicyDir } from '../policy/document/watch';
 import { parseTrustBundleFlags } from '../identity/trust-bundle';
 import { TrustBundleStore } from '../identity/trust-bundle-store';
 import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';

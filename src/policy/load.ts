@@ -1,10 +1,10 @@
-import { compilePolicySet, type ValidDoc } from './compile';
-import { describeGit, policyGitVersion } from './git';
-import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './source';
+import { compilePolicySet, type ValidDoc } from './compile/policy-set';
+import { describeGit, policyGitVersion } from './document/git';
+import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './document/source';
 import type { PolicyProblem, PolicySet } from './types';
-import { validateDocument } from './validate';
+import { validateDocument } from './compile/validate';
 import { fileErrorText } from '../util/file-error';
-import { parseYamlDocuments } from './yaml-docs';
+import { parseYamlDocuments } from './document/yaml-docs';
 
 export type LoadResult =
   | { ok: true; set: PolicySet; warnings: PolicyProblem[] }

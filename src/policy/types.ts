@@ -1,13 +1,13 @@
 import type { GrantRef } from '../grants/types';
 import type { SpiffePattern } from '../identity/spiffe';
 import type { QuarantineRule } from '../quarantine/types';
-import type { CompiledCondition } from './conditions';
-import type { GitVersion } from './git';
-import type { CompiledWorkloadPolicy } from './opt-out';
-import type { PathPattern } from './path-pattern';
-import type { CompiledBodyContract } from './payload';
-import type { CompiledResidency } from './residency';
-import type { DestinationIndex } from './select';
+import type { CompiledCondition } from './features/conditions';
+import type { GitVersion } from './document/git';
+import type { CompiledWorkloadPolicy } from './features/opt-out';
+import type { PathPattern } from './features/path-pattern';
+import type { CompiledBodyContract } from './features/payload';
+import type { CompiledResidency } from './features/residency';
+import type { DestinationIndex } from './features/select';
 
 export type PolicyMode = 'enforce' | 'dry-run';
 export type BackendErrorAction = 'allow' | 'deny';

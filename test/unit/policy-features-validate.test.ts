@@ -1,5 +1,5 @@
 import { loadPolicyDir } from '../../src/policy/load';
-import { compileBodyContract } from '../../src/policy/payload';
+import { compileBodyContract } from '../../src/policy/features/payload';
 import { formatProblem } from '../../src/policy/types';
 import { EXAMPLE_POLICIES, isHostOnlyWarning, policyDir, servicePolicy } from '../helpers/policies';
 

@@ -1,5 +1,5 @@
-import { findShadowedRules } from '../../src/policy/shadow';
-import type { RuleDoc } from '../../src/policy/schema';
+import { findShadowedRules } from '../../src/policy/features/shadow';
+import type { RuleDoc } from '../../src/policy/document/schema';
 import { loadPolicyDir } from '../../src/policy/load';
 import { formatProblem } from '../../src/policy/types';
 import { isHostOnlyWarning, policyDir, servicePolicy } from '../helpers/policies';

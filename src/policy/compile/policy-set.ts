@@ -1,18 +1,18 @@
 import { createHash } from 'node:crypto';
-import { trackedHeaderNames } from '../audit/request-shape';
-import { compileSpiffePattern, type SpiffePattern } from '../identity/spiffe';
-import type { GrantRef } from '../grants/types';
-import { foldName } from '../request/json-scan';
-import { compileCondition } from './conditions';
-import { parseDuration } from './duration';
-import type { CompiledWorkloadPolicy } from './opt-out';
-import { compilePathPattern, type PathPattern } from './path-pattern';
-import { compileBodyContract } from './payload';
-import { parseRegionSource } from './residency';
-import { IDENTITY_DENIALS } from '../quarantine/types';
-import { buildDestinationIndex } from './select';
-import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from './schema';
-import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from './types';
+import { trackedHeaderNames } from '../../audit/request-shape';
+import { compileSpiffePattern, type SpiffePattern } from '../../identity/spiffe';
+import type { GrantRef } from '../../grants/types';
+import { foldName } from '../../request/json-scan';
+import { compileCondition } from '../features/conditions';
+import { parseDuration } from '../duration';
+import type { CompiledWorkloadPolicy } from '../features/opt-out';
+import { compilePathPattern, type PathPattern } from '../features/path-pattern';
+import { compileBodyContract } from '../features/payload';
+import { parseRegionSource } from '../features/residency';
+import { IDENTITY_DENIALS } from '../../quarantine/types';
+import { buildDestinationIndex } from '../features/select';
+import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from '../document/schema';
+import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from '../types';
 import { parseLimitKey } from './validate';
 
 export interface ValidDoc {

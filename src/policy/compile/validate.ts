@@ -1,21 +1,21 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { compileSpiffePattern, parseSpiffeId } from '../identity/spiffe';
-import { compileCondition } from './conditions';
-import { parseDuration } from './duration';
-import { compilePathPattern } from './path-pattern';
-import { compileBodyContract } from './payload';
-import { parseRegionSource } from './residency';
+import { compileSpiffePattern, parseSpiffeId } from '../../identity/spiffe';
+import { compileCondition } from '../features/conditions';
+import { parseDuration } from '../duration';
+import { compilePathPattern } from '../features/path-pattern';
+import { compileBodyContract } from '../features/payload';
+import { parseRegionSource } from '../features/residency';
 import {
   DURATION,
   servicePolicySchema,
   workloadPolicySchema,
   type PolicyDoc,
   type ServicePolicyDoc,
-} from './schema';
-import { findShadowedRules } from './shadow';
-import type { PolicyProblem } from './types';
-import { isHeaderName } from './header-name';
-import { describePath, pointerToPath, type LocatedDoc, type YamlPath } from './yaml-docs';
+} from '../document/schema';
+import { findShadowedRules } from '../features/shadow';
+import type { PolicyProblem } from '../types';
+import { isHeaderName } from '../features/header-name';
+import { describePath, pointerToPath, type LocatedDoc, type YamlPath } from '../document/yaml-docs';
 
 const validators = new Map<string, ValidateFunction>();
 function schemaValidator(kind: 'ServicePolicy' | 'WorkloadPolicy'): ValidateFunction {

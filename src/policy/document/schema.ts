@@ -3,7 +3,7 @@
  * only; meaning (SPIFFE patterns, path patterns, duplicates) is checked in validate.ts
  * where the message can say what to write instead.
  */
-import { CONTENT_DENIALS, IDENTITY_DENIALS } from '../quarantine/types';
+import { CONTENT_DENIALS, IDENTITY_DENIALS } from '../../quarantine/types';
 
 const NAME = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 const METHOD = '^[A-Z][A-Z0-9_-]{0,31}$';

@@ -8,7 +8,7 @@ import {
   type Document,
   type Node,
 } from 'yaml';
-import type { PolicyProblem, Severity } from './types';
+import type { PolicyProblem, Severity } from '../types';
 import type { SourceFile } from './source';
 
 export type YamlPath = readonly (string | number)[];

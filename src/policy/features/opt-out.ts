@@ -1,8 +1,8 @@
-import { bodyState, jsonBody } from '../request/body';
-import { foldName } from '../request/json-scan';
-import type { NormalizedRequest } from '../request/normalize';
+import { bodyState, jsonBody } from '../../request/body';
+import { foldName } from '../../request/json-scan';
+import type { NormalizedRequest } from '../../request/normalize';
 import type { PathPattern } from './path-pattern';
-import type { PolicyMode } from './types';
+import type { PolicyMode } from '../types';
 
 /** A compiled `refuse:` entry of a WorkloadPolicy. */
 export interface CompiledRefusal {

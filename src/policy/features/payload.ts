@@ -1,7 +1,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { bodyState, jsonBody, mediaType } from '../request/body';
-import { clipText, type NormalizedRequest } from '../request/normalize';
-import { pointerToPath } from './yaml-docs';
+import { bodyState, jsonBody, mediaType } from '../../request/body';
+import { clipText, type NormalizedRequest } from '../../request/normalize';
+import { pointerToPath } from '../document/yaml-docs';
 
 /** A rule's `body:` contract, compiled once at load. */
 export interface CompiledBodyContract {

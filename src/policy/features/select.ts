@@ -1,6 +1,6 @@
-import { compileSpiffePattern, parseSpiffeId, type SpiffePattern } from '../identity/spiffe';
-import type { NormalizedRequest } from '../request/normalize';
-import type { CompiledPolicy } from './types';
+import { compileSpiffePattern, parseSpiffeId, type SpiffePattern } from '../../identity/spiffe';
+import type { NormalizedRequest } from '../../request/normalize';
+import type { CompiledPolicy } from '../types';
 
 /**
  * The per-route `context_extensions` key that names the policy of a route. Route configuration

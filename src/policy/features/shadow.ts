@@ -1,5 +1,5 @@
 import { compilePathPattern } from './path-pattern';
-import { allowPattern, type RuleDoc } from './schema';
+import { allowPattern, type RuleDoc } from '../document/schema';
 
 /**
  * Finds rules that can never decide a request: every request they would allow matches an
