@@ -1,7 +1,11 @@
 import type { SpiffeId } from '../identity/spiffe';
 import type { NormalizedRequest } from '../request/normalize';
 import { AmbiguousRequest } from '../request/ambiguity';
-import { conditionActivation, conditionErrorClass, type ConditionActivation } from './features/conditions';
+import {
+  conditionActivation,
+  conditionErrorClass,
+  type ConditionActivation,
+} from './features/conditions';
 import type { CompiledPolicy, CompiledRule } from './types';
 
 /** Which allow or deny entry decided, by index in the rule's list (coverage, explanations). */

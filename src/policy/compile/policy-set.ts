@@ -11,7 +11,12 @@ import { compileBodyContract } from '../features/payload';
 import { parseRegionSource } from '../features/residency';
 import { IDENTITY_DENIALS } from '../../quarantine/types';
 import { buildDestinationIndex } from '../features/select';
-import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from '../document/schema';
+import {
+  allowPattern,
+  type PolicyDoc,
+  type RuleDoc,
+  type WorkloadPolicyDoc,
+} from '../document/schema';
 import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from '../types';
 import { parseLimitKey } from './validate';
 
