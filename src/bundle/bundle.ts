@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { runPolicyTests } from '../policy-test/run';
 import { loadPolicyDir } from '../policy/load';
 import { isPolicyFile, isPolicyTestFile, listFiles } from '../policy/document/source';
-import { formatProblem } from '../policy/types';
+import { formatProblem } from '../policy/document/problems';
 import { GIT_VERSION_FILE, parseGitVersion, type GitVersion } from '../policy/document/git';
 import { keyKindProblem } from './key-pem';
 

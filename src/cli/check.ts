@@ -1,7 +1,7 @@
 import { DecisionEngine } from '../pipeline/engine';
 import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
-import { formatProblem } from '../policy/types';
+import { formatProblem } from '../policy/document/problems';
 import { MemoryBucketStore } from '../ratelimit/memory-store';
 import { checkRequestFromJson } from '../request/proto-json';
 import { toCheckResponse } from '../respond/check-response';

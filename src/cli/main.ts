@@ -21,7 +21,7 @@ import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
 import { GATEHOUSE_VERSION } from '../metrics/metrics';
 import { loadPolicyDir } from '../policy/load';
-import { formatProblem } from '../policy/types';
+import { formatProblem } from '../policy/document/problems';
 import { parseRedisUrl } from '../ratelimit/redis-store';
 import {
   adminCall,

@@ -1,7 +1,8 @@
 import { compilePolicySet, type ValidDoc } from './compile/policy-set';
 import { describeGit, policyGitVersion } from './document/git';
 import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './document/source';
-import type { PolicyProblem, PolicySet } from './types';
+import type { PolicyProblem } from './document/problems';
+import type { PolicySet } from './types';
 import { validateDocument } from './compile/validate';
 import { fileErrorText } from '../util/file-error';
 import { parseYamlDocuments } from './document/yaml-docs';
@@ -64,7 +65,7 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
     const parsed = parseYamlDocuments(source);
     problems.push(...parsed.problems);
     for (const located of parsed.docs) {
-      const { doc, names, problems: docProblems } = validateDocument(located);
+      const { doc, parts, names, problems: docProblems } = validateDocument(located);
       problems.push(...docProblems);
       // Names are checked across documents even when this one has errors: all problems at once.
       if (!names) continue;
@@ -116,8 +117,8 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
           hostOwners.set(host, names.name);
         }
       });
-      if (!doc) continue;
-      valid.push({ file: source.file, doc });
+      if (!doc || !parts) continue;
+      valid.push({ file: source.file, doc, parts });
     }
   }
   const errors = problems.filter((p) => p.severity === 'error');

@@ -4,7 +4,8 @@ import {
   selectHttpPolicy,
   SelectionRefusal,
 } from '../../src/policy/features/select';
-import { formatProblem, type PolicySet } from '../../src/policy/types';
+import { formatProblem } from '../../src/policy/document/problems';
+import type { PolicySet } from '../../src/policy/types';
 import { authorityPortError } from '../../src/request/authority';
 import { normalizeCheckRequest } from '../../src/request/normalize';
 import { envoyCheckRequest } from '../helpers/requests';

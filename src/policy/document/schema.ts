@@ -1,6 +1,6 @@
 /**
  * JSON Schema (draft-07, checked by ajv) for `kind: ServicePolicy`. Structure and types
- * only; meaning (SPIFFE patterns, path patterns, duplicates) is checked in validate.ts
+ * only; meaning (SPIFFE patterns, path patterns, duplicates) is checked in compile/validate.ts
  * where the message can say what to write instead.
  */
 import { CONTENT_DENIALS, IDENTITY_DENIALS } from '../../quarantine/types';

@@ -1,7 +1,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { bodyState, jsonBody, mediaType } from '../../request/body';
 import { clipText, type NormalizedRequest } from '../../request/normalize';
-import { pointerToPath } from '../document/yaml-docs';
+import { pointerToPath } from '../json-pointer';
 
 /** A rule's `body:` contract, compiled once at load. */
 export interface CompiledBodyContract {
@@ -58,8 +58,8 @@ export function compileBodyContract(doc: BodyContractDoc): ContractCompileResult
         at: ['schema'],
       };
     } finally {
-      // ajv caches every schema object it compiles, and each load (validate, then compile,
-      // on every reload) brings new objects: without this the cache would grow for the life of the process.
+      // ajv caches every schema object it compiles, and every reload brings new objects:
+      // without this the cache would grow for the life of the process.
       contractAjv().removeSchema(doc.schema);
     }
   }
