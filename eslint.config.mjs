@@ -39,7 +39,8 @@ export default tseslint.config(
           patterns: [
             {
               group: ['**/document', '**/document/**', '**/compile', '**/compile/**'],
-              message: 'features/ and authorize evaluate compiled policies: they never read documents',
+              message:
+                'features/ and authorize evaluate compiled policies: they never read documents',
             },
             { group: ['yaml'], message: 'no YAML on the hot path' },
           ],
