@@ -57,7 +57,8 @@ describe('gatehouse check', () => {
     expect(r.stdout).toContain(
       '    → create-order: route matches; caller REFUSED by deny[0] spiffe://shop.example/ns/checkout/sa/batch',
     );
-    expect(r.stdout).toContain('      read-orders: method POST not in [GET]');
+    // authorize stops at the refusal: the rule after it was never looked at.
+    expect(r.stdout).toContain('      read-orders: not evaluated: rule create-order decided first');
     expect(r.stdout).toContain('5 limit:    capacity 20, refill 10/s per caller (not reached)');
   });
 
