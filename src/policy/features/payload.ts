@@ -12,12 +12,6 @@ export interface CompiledBodyContract {
   readonly names: ReadonlySet<string>;
 }
 
-export interface BodyContractDoc {
-  maxBytes?: number;
-  contentTypes?: string[];
-  schema?: Record<string, unknown>;
-}
-
 /**
  * Keywords refused in contract schemas: ajv turns `pattern` into a JavaScript RegExp that
  * would run over request bodies, and a backtracking pattern is a denial of service.
@@ -36,7 +30,12 @@ export type ContractCompileResult =
   | { ok: true; value: CompiledBodyContract }
   | { ok: false; error: string; at: readonly (string | number)[]; key?: boolean };
 
-export function compileBodyContract(doc: BodyContractDoc): ContractCompileResult {
+/** A rule's `body:` as the document gives it (the compile pass passes the schema-derived `RuleDoc['body']`). */
+export function compileBodyContract(doc: {
+  readonly maxBytes?: number | undefined;
+  readonly contentTypes?: readonly string[];
+  readonly schema?: Record<string, unknown>;
+}): ContractCompileResult {
   let schema: ValidateFunction | null = null;
   if (doc.schema !== undefined) {
     const refused = findRefusedKeyword(doc.schema, [], false);
