@@ -41,6 +41,7 @@ export const servicePolicySchema = {
           minItems: 1,
           items: { type: 'string', minLength: 1, maxLength: 253 },
         },
+        // Destination SPIFFE IDs guarded at the TCP level (Istio's network ext_authz).
         workloads: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
         tcp: {
           type: 'object',
@@ -51,7 +52,11 @@ export const servicePolicySchema = {
           },
         },
         mode: { enum: ['enforce', 'dry-run'] },
+        // The `aud` JWT-SVIDs presented to this policy's hosts must carry (else --jwt-audience).
         audience: { type: 'string', minLength: 1 },
+        // Denials by this policy that put a caller into quarantine: by default only those its
+        // identity decided (`countReasons` adds others), isolating it from this policy's workloads
+        // (`scope: mesh`: from every destination).
         quarantine: {
           type: 'object',
           additionalProperties: false,
@@ -97,7 +102,9 @@ export const servicePolicySchema = {
                 },
               },
               deny: { type: 'array', items: { type: 'string', minLength: 1 } },
+              // A CEL expression that must hold for the rule to apply.
               when: { type: 'string', minLength: 1 },
+              // What the request body must be (Envoy forwards it with `with_request_body`).
               body: {
                 type: 'object',
                 additionalProperties: false,
@@ -112,6 +119,7 @@ export const servicePolicySchema = {
                   schema: { type: 'object' },
                 },
               },
+              // Where the data may flow: the destination's region must be listed.
               residency: {
                 type: 'object',
                 additionalProperties: false,
@@ -125,8 +133,11 @@ export const servicePolicySchema = {
                   regionFrom: { type: 'string', minLength: 1 },
                 },
               },
+              // `mtls`: a JWT-SVID alone is not enough for this rule.
               require: { enum: ['mtls'] },
+              // Remove the caller's `authorization` header before the request goes upstream.
               stripToken: { type: 'boolean' },
+              // The `aud` a JWT-SVID must carry for this rule (else the policy's, else --jwt-audience).
               audience: { type: 'string', minLength: 1 },
               rateLimit: {
                 type: 'object',
@@ -168,6 +179,7 @@ export const workloadPolicySchema = {
       additionalProperties: false,
       required: ['workload', 'refuse'],
       properties: {
+        // The caller this applies to: one exact SPIFFE ID.
         workload: { type: 'string', minLength: 1 },
         mode: { enum: ['enforce', 'dry-run'] },
         refuse: {
@@ -187,11 +199,13 @@ export const workloadPolicySchema = {
               },
               methods: { type: 'array', minItems: 1, items: { type: 'string', pattern: METHOD } },
               paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+              // Request headers it never sends (lower-case names).
               headers: {
                 type: 'array',
                 minItems: 1,
                 items: { type: 'string', minLength: 1, maxLength: 128 },
               },
+              // JSON body fields it never sends, dotted (`card.number`); arrays are searched element by element.
               fields: {
                 type: 'array',
                 minItems: 1,
