@@ -29,6 +29,26 @@ export default tseslint.config(
     },
   },
   {
+    // The hot path evaluates compiled policies; reading and checking policy files stays on the
+    // load side, so no request can reach a YAML parser or a document type.
+    files: ['src/policy/features/**/*.ts', 'src/policy/authorize.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/document', '**/document/**', '**/compile', '**/compile/**'],
+              message:
+                'features/ and authorize evaluate compiled policies: they never read documents',
+            },
+            { group: ['yaml'], message: 'no YAML on the hot path' },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: {
       // grpc-js generated clients are indexed by method name; tests call them untyped.

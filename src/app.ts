@@ -7,12 +7,8 @@ import { AuditLog, type AuditLogOptions } from './audit/audit-log';
 import { Metrics } from './metrics/metrics';
 import { DecisionEngine } from './pipeline/engine';
 import { loadPolicyDir } from './policy/load';
-import {
-  describePolicySet,
-  formatProblem,
-  type PolicyProblem,
-  type PolicySet,
-} from './policy/types';
+import { formatProblem, type PolicyProblem } from './policy/document/problems';
+import { describePolicySet, type PolicySet } from './policy/types';
 import { MemoryBucketStore, type MemoryStoreOptions } from './ratelimit/memory-store';
 import { BoundsMetrics, sizeOf } from './metrics/bounds-metrics';
 import { describeBackendError, EpisodeLog } from './util/episode-log';

@@ -1,7 +1,6 @@
-import { conditionReads } from '../policy/condition-reads';
-import { isHeaderName } from '../policy/header-name';
-import type { CompiledWorkloadPolicy } from '../policy/opt-out';
-import type { CompiledPolicy } from '../policy/types';
+import { conditionReads } from '../policy/features/condition-reads';
+import { isHeaderName } from '../policy/features/header-name';
+import type { CompiledPolicy, CompiledWorkloadPolicy } from '../policy/types';
 import { clipText } from '../request/normalize';
 import { readQuery } from '../request/query';
 

@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { runPolicyTests } from '../policy-test/run';
 import { loadPolicyDir } from '../policy/load';
-import { isPolicyFile, isPolicyTestFile, listFiles } from '../policy/source';
-import { formatProblem } from '../policy/types';
-import { GIT_VERSION_FILE, parseGitVersion, type GitVersion } from '../policy/git';
+import { isPolicyFile, isPolicyTestFile, listFiles } from '../policy/document/source';
+import { formatProblem } from '../policy/document/problems';
+import { GIT_VERSION_FILE, parseGitVersion, type GitVersion } from '../policy/document/git';
 import { keyKindProblem } from './key-pem';
 
 export const BUNDLE_TYPE = 'gatehouse-bundle+jws';

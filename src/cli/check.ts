@@ -1,12 +1,14 @@
 import { DecisionEngine } from '../pipeline/engine';
 import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
-import { formatProblem } from '../policy/types';
+import { formatProblem } from '../policy/document/problems';
 import { MemoryBucketStore } from '../ratelimit/memory-store';
 import { checkRequestFromJson } from '../request/proto-json';
 import { toCheckResponse } from '../respond/check-response';
 import { auditRecord } from '../audit/audit-log';
-import { explainRules } from '../policy/explain';
+import { authorize, type RuleStep } from '../policy/authorize';
+import { parseSpiffeId } from '../identity/spiffe';
+import { normalizeCheckRequest } from '../request/normalize';
 
 export interface CheckOptions {
   trustDomains: readonly string[];
@@ -43,7 +45,7 @@ export async function runCheck(
   });
   const decision = await engine.decide(request);
   await store.close();
-  const rules = ruleExplanations(decision);
+  const rules = ruleExplanations(decision, request);
   process.stdout.write(
     options.json
       ? `${JSON.stringify({ decision: auditRecord(decision), rules, response: toCheckResponse(decision) }, null, 2)}\n`
@@ -52,14 +54,95 @@ export async function runCheck(
   return 0;
 }
 
-/** Per-rule explanation, when the request got as far as a policy. */
-function ruleExplanations(decision: Decision): ReturnType<typeof explainRules> {
-  return decision.policy && decision.method && decision.path
-    ? explainRules(decision.policy, decision.method, decision.path, decision.caller)
-    : [];
+export interface RuleExplanation {
+  readonly rule: string;
+  /** Absent where authorize did not look: after the deciding rule, or after a method that differs. */
+  readonly methodMatches?: boolean;
+  readonly pathMatches?: boolean;
+  /** Entry that refused the caller. */
+  readonly refusedBy?: string;
+  /** Entry that allowed the caller. */
+  readonly allowedBy?: string;
+  readonly summary: string;
 }
 
-function explain(d: Decision, rules: ReturnType<typeof explainRules>): string {
+/**
+ * Per-rule explanation, when the request got as far as a policy with a verified caller: the
+ * steps authorize records when handed a trace, on the same request the engine decided.
+ */
+function ruleExplanations(decision: Decision, checkRequest: unknown): RuleExplanation[] {
+  const policy = decision.policy;
+  const caller = decision.caller === undefined ? undefined : parseSpiffeId(decision.caller);
+  const normalized = normalizeCheckRequest(checkRequest);
+  if (policy === undefined || !caller?.ok || !normalized.ok) return [];
+  const trace: RuleStep[] = [];
+  authorize(policy, normalized.request, caller.value, trace);
+  const decidedBy = trace[trace.length - 1];
+  return policy.rules.map((rule) => {
+    const step = trace.find((s) => s.rule === rule);
+    return step
+      ? describeStep(step, normalized.request.method, normalized.request.path)
+      : { rule: rule.name, summary: `not evaluated: rule ${decidedBy?.rule.name} decided first` };
+  });
+}
+
+function describeStep(step: RuleStep, method: string, path: string): RuleExplanation {
+  const rule = step.rule;
+  const route = { rule: rule.name, methodMatches: true, pathMatches: true };
+  const matched = `route matches${rule.when ? `, when ${rule.when.source}` : ''}`;
+  switch (step.step) {
+    case 'method-differs':
+      return {
+        rule: rule.name,
+        methodMatches: false,
+        summary: `method ${method} not in [${[...rule.methods!].join(', ')}]`,
+      };
+    case 'path-differs':
+      return {
+        ...route,
+        pathMatches: false,
+        summary: `path ${path} matches none of [${rule.paths!.map((x) => x.source).join(', ')}]`,
+      };
+    case 'condition-false':
+      return {
+        ...route,
+        summary: `route matches; when ${rule.when!.source} is false: the rule does not apply`,
+      };
+    case 'condition-failed':
+      return {
+        ...route,
+        summary: `route matches; when ${rule.when!.source} could not be evaluated (${step.why}): denied`,
+      };
+    case 'refused': {
+      const entry = rule.deny[step.entry]!.source;
+      return {
+        ...route,
+        refusedBy: entry,
+        summary: `${matched}; caller REFUSED by deny[${step.entry}] ${entry}`,
+      };
+    }
+    case 'allowed': {
+      const entry = rule.allow[step.entry]!.source;
+      return {
+        ...route,
+        allowedBy: entry,
+        summary: `${matched}; caller allowed by allow[${step.entry}] ${entry}`,
+      };
+    }
+    case 'not-allowed':
+      return {
+        ...route,
+        summary: `${matched}; caller in none of allow [${rule.allow.map((x) => x.source).join(', ')}]`,
+      };
+    case 'not-refused':
+      return {
+        ...route,
+        summary: `${matched}; caller in none of deny (an earlier rule allowed it)`,
+      };
+  }
+}
+
+function explain(d: Decision, rules: readonly RuleExplanation[]): string {
   const verdict = d.wouldDeny ?? d;
   const lines = [
     `decision: ${d.allowed ? 'ALLOW' : 'DENY'} ${d.status}${d.wouldDeny ? ` (dry-run: would deny ${d.wouldDeny.status} ${d.wouldDeny.code})` : ''}`,

@@ -13,7 +13,7 @@ import { defaultWorkers } from '../cluster/cpus';
 import { Supervisor } from '../cluster/supervisor';
 import { buildBundle } from '../bundle/bundle';
 import { BundlePoller } from '../bundle/poller';
-import { watchPolicyDir } from '../policy/watch';
+import { watchPolicyDir } from '../policy/document/watch';
 import { parseTrustBundleFlags } from '../identity/trust-bundle';
 import { TrustBundleStore } from '../identity/trust-bundle-store';
 import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';
@@ -21,7 +21,7 @@ import { runWorker } from '../cluster/worker';
 import { createLogger, LOG_LEVELS } from '../log';
 import { GATEHOUSE_VERSION } from '../metrics/metrics';
 import { loadPolicyDir } from '../policy/load';
-import { formatProblem } from '../policy/types';
+import { formatProblem } from '../policy/document/problems';
 import { parseRedisUrl } from '../ratelimit/redis-store';
 import {
   adminCall,

@@ -1,7 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { junitXml } from '../policy-test/junit';
 import { runPolicyTests } from '../policy-test/run';
-import { formatProblem } from '../policy/types';
+import { formatProblem } from '../policy/document/problems';
 
 /** `gatehouse test`: a line per case, a summary, optional JUnit and coverage. Returns the exit code. */
 export async function runTestCommand(

@@ -5,7 +5,8 @@ import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import { AdminServer, type Readiness } from '../admin/admin-server';
 import { PolicyLoadError, type GatehouseOptions } from '../app';
 import { loadPolicyDir } from '../policy/load';
-import { describePolicySet, formatProblem, type PolicySet } from '../policy/types';
+import { formatProblem } from '../policy/document/problems';
+import { describePolicySet, type PolicySet } from '../policy/types';
 import {
   isAdminReply,
   isAuditBatch,

@@ -13,10 +13,14 @@ import {
 import { authorize, authorizeTcp } from '../policy/authorize';
 import type { SpiffeId } from '../identity/spiffe';
 import { formatDuration } from '../policy/duration';
-import { findOptOut } from '../policy/opt-out';
-import { bodyContractViolation } from '../policy/payload';
-import { residencyViolation } from '../policy/residency';
-import { policyForDestination, selectHttpPolicy, SelectionRefusal } from '../policy/select';
+import { findOptOut } from '../policy/features/opt-out';
+import { bodyContractViolation } from '../policy/features/payload';
+import { residencyViolation } from '../policy/features/residency';
+import {
+  policyForDestination,
+  selectHttpPolicy,
+  SelectionRefusal,
+} from '../policy/features/select';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
 import { quarantineSubject, type QuarantineEntry, type QuarantineState } from '../quarantine/types';
 import { applyLimit, bucketKey } from '../ratelimit/limit';

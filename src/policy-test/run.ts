@@ -1,11 +1,12 @@
 import { DecisionEngine } from '../pipeline/engine';
 import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
-import { isPolicyTestFile, listFiles, readSources } from '../policy/source';
-import { POLICY_CONTEXT_KEY, policyForDestination } from '../policy/select';
-import type { CompiledPolicy, PolicyProblem, PolicySet } from '../policy/types';
-import { compileSchema, schemaProblems } from '../policy/validate';
-import { parseYamlDocuments, type LocatedDoc } from '../policy/yaml-docs';
+import { isPolicyTestFile, listFiles, readSources } from '../policy/document/source';
+import { POLICY_CONTEXT_KEY, policyForDestination } from '../policy/features/select';
+import type { PolicyProblem } from '../policy/document/problems';
+import type { CompiledPolicy, PolicySet } from '../policy/types';
+import { compileSchema, schemaProblems } from '../policy/compile/validate';
+import { parseYamlDocuments, type LocatedDoc } from '../policy/document/yaml-docs';
 import { MemoryGrantTracker } from '../grants/memory';
 import { parseDuration } from '../policy/duration';
 import { MemoryQuarantineState } from '../quarantine/memory';

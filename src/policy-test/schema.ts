@@ -1,4 +1,4 @@
-import { DURATION } from '../policy/schema';
+import { DURATION } from '../policy/document/schema';
 import type { JwtCredentialDoc } from './credentials';
 
 /** JSON Schema for `kind: PolicyTest` (`*.test.yaml` beside the policies). */

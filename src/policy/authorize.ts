@@ -1,7 +1,11 @@
 import type { SpiffeId } from '../identity/spiffe';
 import type { NormalizedRequest } from '../request/normalize';
 import { AmbiguousRequest } from '../request/ambiguity';
-import { conditionActivation, conditionErrorClass, type ConditionActivation } from './conditions';
+import {
+  conditionActivation,
+  conditionErrorClass,
+  type ConditionActivation,
+} from './features/conditions';
 import type { CompiledPolicy, CompiledRule } from './types';
 
 /** Which allow or deny entry decided, by index in the rule's list (coverage, explanations). */
@@ -16,15 +20,32 @@ export type AuthzOutcome =
   | { kind: 'ambiguous'; rule: CompiledRule; reason: string };
 
 /**
+ * How authorize treated one rule, in the order it looked at them: what `gatehouse check`
+ * prints, so the explanation is the decision's own. A rule after the one that decided is not
+ * in the trace, because authorize did not look at it.
+ */
+export type RuleStep =
+  | { readonly rule: CompiledRule; readonly step: 'method-differs' | 'path-differs' }
+  | { readonly rule: CompiledRule; readonly step: 'condition-false' }
+  /** The condition could not be evaluated, or read an ambiguous part of the request. */
+  | { readonly rule: CompiledRule; readonly step: 'condition-failed'; readonly why: string }
+  | { readonly rule: CompiledRule; readonly step: 'refused' | 'allowed'; readonly entry: number }
+  | { readonly rule: CompiledRule; readonly step: 'not-allowed' }
+  /** Its deny list does not name the caller; an earlier rule already allowed it. */
+  | { readonly rule: CompiledRule; readonly step: 'not-refused' };
+
+/**
  * Stage 3: may this caller do this. Every rule whose methods and paths match the request
  * is considered: a deny entry in any of them refuses the request, whatever allows it
  * elsewhere; otherwise the first matching rule whose allow list names the caller admits
- * it (and its rate limit applies).
+ * it (and its rate limit applies). `trace`, when given, receives each step; without it
+ * nothing is recorded or allocated.
  */
 export function authorize(
   policy: CompiledPolicy,
   request: NormalizedRequest,
   caller: SpiffeId,
+  trace?: RuleStep[],
 ): AuthzOutcome {
   let allowedBy: CompiledRule | undefined;
   let allowEntry = -1;
@@ -33,25 +54,47 @@ export function authorize(
   const rules = policy.rules;
   for (let i = 0; i < rules.length; i++) {
     const rule = rules[i]!;
-    if (!routeMatches(rule, request)) continue;
+    if (!methodMatches(rule, request.method)) {
+      trace?.push({ rule, step: 'method-differs' });
+      continue;
+    }
+    if (!pathMatches(rule, request.path)) {
+      trace?.push({ rule, step: 'path-differs' });
+      continue;
+    }
     if (rule.when !== null) {
       let holds: boolean;
       try {
         holds = rule.when.evaluate((activation ??= conditionActivation(request, caller)));
       } catch (err) {
-        if (err instanceof AmbiguousRequest)
+        if (err instanceof AmbiguousRequest) {
+          trace?.push({ rule, step: 'condition-failed', why: err.message });
           return { kind: 'ambiguous', rule, reason: err.message };
-        return { kind: 'condition-error', rule, error: conditionErrorClass(err) };
+        }
+        const error = conditionErrorClass(err);
+        trace?.push({ rule, step: 'condition-failed', why: error });
+        return { kind: 'condition-error', rule, error };
       }
-      if (!holds) continue;
+      if (!holds) {
+        trace?.push({ rule, step: 'condition-false' });
+        continue;
+      }
     }
     routeMatched = true;
     const refusedBy = firstMatch(rule.deny, caller);
-    if (refusedBy !== -1) return { kind: 'refused', rule, entry: refusedBy };
+    if (refusedBy !== -1) {
+      trace?.push({ rule, step: 'refused', entry: refusedBy });
+      return { kind: 'refused', rule, entry: refusedBy };
+    }
     if (allowedBy === undefined) {
       allowEntry = firstMatch(rule.allow, caller);
       if (allowEntry !== -1) allowedBy = rule;
-    }
+      trace?.push(
+        allowEntry !== -1
+          ? { rule, step: 'allowed', entry: allowEntry }
+          : { rule, step: 'not-allowed' },
+      );
+    } else trace?.push({ rule, step: 'not-refused' });
   }
   if (allowedBy !== undefined) return { kind: 'allowed', rule: allowedBy, entry: allowEntry };
   return routeMatched ? { kind: 'not-allowed' } : { kind: 'no-route' };
@@ -80,10 +123,6 @@ export function pathMatches(rule: CompiledRule, path: string): boolean {
   if (paths === null) return true;
   for (let i = 0; i < paths.length; i++) if (paths[i]!.matches(path)) return true;
   return false;
-}
-
-function routeMatches(rule: CompiledRule, request: NormalizedRequest): boolean {
-  return methodMatches(rule, request.method) && pathMatches(rule, request.path);
 }
 
 /** Index of the first pattern naming the caller, or -1. */

@@ -1,10 +1,17 @@
-import { compilePolicySet, type ValidDoc } from './compile';
-import { describeGit, policyGitVersion } from './git';
-import { isPolicyFile, listFiles, MAX_POLICY_FILE_BYTES, readSources } from './source';
-import type { PolicyProblem, PolicySet } from './types';
-import { validateDocument } from './validate';
+import { compilePolicySet, type ValidDoc } from './compile/policy-set';
+import { describeGit, policyGitVersion } from './document/git';
+import {
+  isPolicyFile,
+  listFiles,
+  MAX_POLICY_FILE_BYTES,
+  readSources,
+  type SourceFile,
+} from './document/source';
+import type { PolicyProblem } from './document/problems';
+import type { PolicySet } from './types';
+import { validateDocument } from './compile/validate';
 import { fileErrorText } from '../util/file-error';
-import { parseYamlDocuments } from './yaml-docs';
+import { parseYamlDocuments } from './document/yaml-docs';
 
 export type LoadResult =
   | { ok: true; set: PolicySet; warnings: PolicyProblem[] }
@@ -54,7 +61,22 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
     severity: 'error' as const,
     message: `file is larger than ${MAX_POLICY_FILE_BYTES} bytes`,
   }));
+  const result = compileSources(sources, files, problems);
+  if (!result.ok) return result;
+  const git = await policyGitVersion(dir);
+  return git ? { ...result, set: { ...result.set, git, gitLabel: describeGit(git)! } } : result;
+}
 
+/**
+ * Parses, validates and compiles policy sources already in memory (a directory's files, or
+ * documents a test builds): the checks across documents included. `problems` found before
+ * (unreadable files) are reported with the rest.
+ */
+export function compileSources(
+  sources: readonly SourceFile[],
+  files: readonly string[],
+  problems: PolicyProblem[] = [],
+): LoadResult {
   const valid: ValidDoc[] = [];
   const policyNames = new Map<string, string>();
   const hostOwners = new Map<string, string>();
@@ -64,7 +86,7 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
     const parsed = parseYamlDocuments(source);
     problems.push(...parsed.problems);
     for (const located of parsed.docs) {
-      const { doc, names, problems: docProblems } = validateDocument(located);
+      const { doc, parts, names, problems: docProblems } = validateDocument(located);
       problems.push(...docProblems);
       // Names are checked across documents even when this one has errors: all problems at once.
       if (!names) continue;
@@ -116,19 +138,13 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
           hostOwners.set(host, names.name);
         }
       });
-      if (!doc) continue;
-      valid.push({ file: source.file, doc });
+      if (!doc || !parts) continue;
+      valid.push({ file: source.file, doc, parts });
     }
   }
   const errors = problems.filter((p) => p.severity === 'error');
   if (errors.length > 0) return { ok: false, problems: sortProblems(problems) };
-  const git = await policyGitVersion(dir);
-  const set = compilePolicySet(valid, files);
-  return {
-    ok: true,
-    set: git ? { ...set, git, gitLabel: describeGit(git)! } : set,
-    warnings: sortProblems(problems),
-  };
+  return { ok: true, set: compilePolicySet(valid, files), warnings: sortProblems(problems) };
 }
 
 function sortProblems(problems: PolicyProblem[]): PolicyProblem[] {

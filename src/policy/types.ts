@@ -1,13 +1,11 @@
 import type { GrantRef } from '../grants/types';
 import type { SpiffePattern } from '../identity/spiffe';
 import type { QuarantineRule } from '../quarantine/types';
-import type { CompiledCondition } from './conditions';
-import type { GitVersion } from './git';
-import type { CompiledWorkloadPolicy } from './opt-out';
-import type { PathPattern } from './path-pattern';
-import type { CompiledBodyContract } from './payload';
-import type { CompiledResidency } from './residency';
-import type { DestinationIndex } from './select';
+import type { CompiledCondition } from './features/conditions';
+import type { GitVersion } from './document/git';
+import type { PathPattern } from './features/path-pattern';
+import type { CompiledBodyContract } from './features/payload';
+import type { CompiledResidency } from './features/residency';
 
 export type PolicyMode = 'enforce' | 'dry-run';
 export type BackendErrorAction = 'allow' | 'deny';
@@ -71,6 +69,37 @@ export interface CompiledPolicy {
   readonly contentHash: string;
 }
 
+/** A compiled `refuse:` entry of a WorkloadPolicy. */
+export interface CompiledRefusal {
+  readonly name: string;
+  readonly hosts: ReadonlySet<string> | null;
+  readonly methods: ReadonlySet<string> | null;
+  readonly paths: readonly PathPattern[] | null;
+  readonly headers: readonly string[] | null;
+  /** Each field as its path segments, as written (for reasons). */
+  readonly fields: readonly (readonly string[])[] | null;
+  /** The same, each segment case-folded: Go and .NET bind JSON names regardless of case. */
+  readonly foldedFields: readonly (readonly string[])[] | null;
+}
+
+export interface CompiledWorkloadPolicy {
+  readonly name: string;
+  readonly workload: string;
+  readonly mode: PolicyMode;
+  readonly refusals: readonly CompiledRefusal[];
+  readonly file: string;
+  readonly label: string;
+}
+
+/** Destination SPIFFE ID → policy, built at load: exact IDs in a map, wildcard patterns most specific first. */
+export interface DestinationIndex {
+  readonly exact: ReadonlyMap<string, CompiledPolicy>;
+  readonly patterns: readonly {
+    readonly pattern: SpiffePattern;
+    readonly policy: CompiledPolicy;
+  }[];
+}
+
 /** One immutable, fully compiled policy set; swapped whole on reload. */
 export interface PolicySet {
   /** Content hash of the canonical policy documents. */
@@ -95,22 +124,6 @@ export interface PolicySet {
   readonly git?: GitVersion;
   /** `commit` or `commit-dirty`, for audit records; built once. */
   readonly gitLabel?: string;
-}
-
-export type Severity = 'error' | 'warning';
-
-export interface PolicyProblem {
-  readonly file: string;
-  readonly line: number;
-  readonly col: number;
-  readonly severity: Severity;
-  readonly message: string;
-}
-
-export function formatProblem(p: PolicyProblem): string {
-  // Line 0 means the problem is with the file or directory as a whole: no position to show.
-  const where = p.line > 0 ? `${p.file}:${p.line}:${p.col}` : `${p.file}:`;
-  return `${where} ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
 }
 
 /** The served set as the admin endpoint /v1/policy shows it. */

@@ -3,7 +3,7 @@ import type { IdentityConfig } from '../identity/resolve';
 import type { Decision } from '../pipeline/decision';
 import { DecisionEngine } from '../pipeline/engine';
 import { methodMatches, pathMatches } from '../policy/authorize';
-import { conditionReads, type ConditionReads } from '../policy/condition-reads';
+import { conditionReads, type ConditionReads } from '../policy/features/condition-reads';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
 import type { QuarantineState } from '../quarantine/types';
 import type { BucketStore } from '../ratelimit/types';

@@ -1,4 +1,4 @@
-import { compilePathPattern } from '../policy/path-pattern';
+import { compilePathPattern } from '../policy/features/path-pattern';
 
 /**
  * Observed request paths folded into path patterns: at a position where many distinct id-like

@@ -1,8 +1,8 @@
 import { auditLines, type SourceCounts } from '../replay/audit-source';
 import { parseAuditLine, type ReplayRecord } from '../replay/record';
 import { parseSpiffeId } from '../identity/spiffe';
-import { compilePathPattern } from '../policy/path-pattern';
-import { hostError } from '../policy/validate';
+import { compilePathPattern } from '../policy/features/path-pattern';
+import { hostError } from '../policy/compile/validate';
 import { normalizePath } from '../request/normalize';
 import { PathTrie, type TrieOptions } from './path-trie';
 

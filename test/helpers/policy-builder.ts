@@ -1,7 +1,6 @@
-import { compilePolicySet, type ValidDoc } from '../../src/policy/compile';
-import { formatProblem, type PolicyProblem, type PolicySet } from '../../src/policy/types';
-import { validateDocument } from '../../src/policy/validate';
-import { parseYamlDocuments } from '../../src/policy/yaml-docs';
+import { compileSources, type LoadResult } from '../../src/policy/load';
+import { formatProblem } from '../../src/policy/document/problems';
+import type { PolicySet } from '../../src/policy/types';
 
 /** A policy document as a file would hold it, written as a JS object. */
 export interface PolicyDocument {
@@ -11,33 +10,23 @@ export interface PolicyDocument {
   readonly spec: Record<string, unknown>;
 }
 
-export type CompileResult =
-  | { readonly ok: true; readonly set: PolicySet; readonly warnings: PolicyProblem[] }
-  | { readonly ok: false; readonly problems: PolicyProblem[] };
+export type CompileResult = LoadResult;
 
 /**
  * The one place the builders meet src/policy: documents in, problems or a compiled set out,
- * through the same validation and compilation a policy directory gets. Each document is
- * handed over as JSON text (YAML's subset), so problems still carry a line and column.
- * Checks across documents (duplicate names, hosts, workloads) run where a directory is
- * loaded; a set built here must not depend on them.
+ * through the same compile pass a policy directory gets (checks across documents included).
+ * Each document is handed over as JSON text (YAML's subset), so problems still carry a line
+ * and column.
  */
 export function compileDocuments(documents: readonly PolicyDocument[]): CompileResult {
-  const problems: PolicyProblem[] = [];
-  const valid: ValidDoc[] = [];
-  const files = documents.map((d, i) => `memory/${i}-${d.metadata.name}.yaml`);
-  documents.forEach((document, i) => {
-    const text = JSON.stringify({ apiVersion: 'gatehouse/v1', ...document }, null, 2);
-    const parsed = parseYamlDocuments({ file: files[i]!, text });
-    problems.push(...parsed.problems);
-    for (const located of parsed.docs) {
-      const { doc, problems: docProblems } = validateDocument(located);
-      problems.push(...docProblems);
-      if (doc) valid.push({ file: files[i]!, doc });
-    }
-  });
-  if (problems.some((p) => p.severity === 'error')) return { ok: false, problems };
-  return { ok: true, set: compilePolicySet(valid, files), warnings: problems };
+  const sources = documents.map((document, i) => ({
+    file: `memory/${i}-${document.metadata.name}.yaml`,
+    text: JSON.stringify({ apiVersion: 'gatehouse/v1', ...document }, null, 2),
+  }));
+  return compileSources(
+    sources,
+    sources.map((s) => s.file),
+  );
 }
 
 /** A compiled set of `documents`; throws naming every problem when one is invalid. */

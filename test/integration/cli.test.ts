@@ -58,7 +58,8 @@ describe('gatehouse check', () => {
     expect(r.stdout).toContain(
       '    → create-order: route matches; caller REFUSED by deny[0] spiffe://shop.example/ns/checkout/sa/batch',
     );
-    expect(r.stdout).toContain('      read-orders: method POST not in [GET]');
+    // authorize stops at the refusal: the rule after it was never looked at.
+    expect(r.stdout).toContain('      read-orders: not evaluated: rule create-order decided first');
     expect(r.stdout).toContain('5 limit:    capacity 20, refill 10/s per caller (not reached)');
   });
 
@@ -92,6 +93,31 @@ describe('gatehouse check', () => {
       input(undefined, '/v1/orders'),
     );
     expect(anon.stdout).toContain('2 identity: REJECTED: no caller identity');
+  });
+
+  test('a rule whose condition is false is explained as not applying, as the decision says', () => {
+    const dir = policyDir({
+      'p.yaml': servicePolicy(
+        'p',
+        ['p'],
+        `    - name: weekday
+      when: request.method == "POST"
+      allow: [spiffe://shop.example/ns/frontend/sa/web]`,
+      ),
+    });
+    const input = JSON.stringify({
+      attributes: {
+        source: { principal: 'spiffe://shop.example/ns/frontend/sa/web' },
+        request: { http: { method: 'GET', path: '/x', host: 'p' } },
+      },
+    });
+    const r = runCli(['check', dir, '--input', '-', '--trust-domain', 'shop.example'], input);
+    expect(r.stdout).toContain('decision: DENY 403');
+    expect(r.stdout).toContain('[no_matching_rule]');
+    expect(r.stdout).toContain(
+      '      weekday: route matches; when request.method == "POST" is false: the rule does not apply',
+    );
+    expect(r.stdout).not.toContain('allowed by');
   });
 
   test('--json prints the decision and the CheckResponse; snake_case input is read too', () => {

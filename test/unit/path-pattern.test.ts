@@ -1,4 +1,4 @@
-import { compilePathPattern } from '../../src/policy/path-pattern';
+import { compilePathPattern } from '../../src/policy/features/path-pattern';
 
 function matcher(pattern: string): (path: string) => boolean {
   const compiled = compilePathPattern(pattern);

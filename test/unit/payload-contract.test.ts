@@ -2,7 +2,7 @@ import {
   compileBodyContract,
   bodyContractViolation,
   type CompiledBodyContract,
-} from '../../src/policy/payload';
+} from '../../src/policy/features/payload';
 import { normalizeCheckRequest, type NormalizedRequest } from '../../src/request/normalize';
 
 function request(

@@ -1,6 +1,6 @@
 import { loadPolicyDir } from '../../src/policy/load';
-import { compileBodyContract } from '../../src/policy/payload';
-import { formatProblem } from '../../src/policy/types';
+import { compileBodyContract } from '../../src/policy/features/payload';
+import { formatProblem } from '../../src/policy/document/problems';
 import { EXAMPLE_POLICIES, isHostOnlyWarning, policyDir, servicePolicy } from '../helpers/policies';
 
 /**

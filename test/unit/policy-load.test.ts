@@ -1,7 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import * as spiffeModule from '../../src/identity/spiffe';
+import * as conditionsModule from '../../src/policy/features/conditions';
+import * as pathPatternModule from '../../src/policy/features/path-pattern';
+import * as payloadModule from '../../src/policy/features/payload';
 import { loadPolicyDir } from '../../src/policy/load';
-import { formatProblem } from '../../src/policy/types';
+import { formatProblem } from '../../src/policy/document/problems';
 import { EXAMPLE_POLICIES, isHostOnlyWarning, policyDir, servicePolicy } from '../helpers/policies';
 
 async function problemsOf(files: Record<string, string>): Promise<string[]> {
@@ -224,5 +228,36 @@ describe('policy loading', () => {
     expect(
       !result.ok && result.problems.filter((p) => !isHostOnlyWarning(p)).map((p) => p.message),
     ).toEqual(['file is larger than 1048576 bytes']);
+  });
+});
+
+describe('one compile pass', () => {
+  test('each condition, pattern and body schema is compiled once per load', async () => {
+    const conditions = jest.spyOn(conditionsModule, 'compileCondition');
+    const paths = jest.spyOn(pathPatternModule, 'compilePathPattern');
+    const callers = jest.spyOn(spiffeModule, 'compileSpiffePattern');
+    const bodies = jest.spyOn(payloadModule, 'compileBodyContract');
+    try {
+      const dir = policyDir({
+        'p.yaml': servicePolicy(
+          'p',
+          ['p'],
+          `    - name: r
+      paths: [/a/*]
+      when: request.method == "POST"
+      body: { schema: { type: object } }
+      allow: [spiffe://td/ns/a/sa/x]
+      deny: [spiffe://td/ns/a/sa/y]`,
+        ),
+      });
+      const result = await loadPolicyDir(dir);
+      expect(result.ok).toBe(true);
+      expect(conditions).toHaveBeenCalledTimes(1);
+      expect(paths).toHaveBeenCalledTimes(1);
+      expect(callers).toHaveBeenCalledTimes(2);
+      expect(bodies).toHaveBeenCalledTimes(1);
+    } finally {
+      jest.restoreAllMocks();
+    }
   });
 });

@@ -1,5 +1,9 @@
 import { loadPolicyDir } from '../../src/policy/load';
-import { policyForDestination, selectHttpPolicy, SelectionRefusal } from '../../src/policy/select';
+import {
+  policyForDestination,
+  selectHttpPolicy,
+  SelectionRefusal,
+} from '../../src/policy/features/select';
 import { authorityPortError } from '../../src/request/authority';
 import { normalizeCheckRequest } from '../../src/request/normalize';
 import { envoyCheckRequest } from '../helpers/requests';

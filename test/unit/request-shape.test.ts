@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { headerPresence, MAX_TRACKED_HEADERS } from '../../src/audit/request-shape';
-import { conditionReads } from '../../src/policy/condition-reads';
+import { conditionReads } from '../../src/policy/features/condition-reads';
 import { parseSince } from '../../src/cli/replay';
 import { loadPolicyDir } from '../../src/policy/load';
 import { normalizeCheckRequest } from '../../src/request/normalize';

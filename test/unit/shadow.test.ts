@@ -1,7 +1,9 @@
-import { findShadowedRules } from '../../src/policy/shadow';
-import type { RuleDoc } from '../../src/policy/schema';
+import { compileSpiffePattern } from '../../src/identity/spiffe';
+import { compilePathPattern } from '../../src/policy/features/path-pattern';
+import { findShadowedRules, type ShadowCandidate } from '../../src/policy/features/shadow';
+import type { RuleDoc } from '../../src/policy/document/schema';
 import { loadPolicyDir } from '../../src/policy/load';
-import { formatProblem } from '../../src/policy/types';
+import { formatProblem } from '../../src/policy/document/problems';
 import { isHostOnlyWarning, policyDir, servicePolicy } from '../helpers/policies';
 
 const rule = (name: string, extra: Partial<RuleDoc>): RuleDoc => ({
@@ -9,6 +11,22 @@ const rule = (name: string, extra: Partial<RuleDoc>): RuleDoc => ({
   allow: ['spiffe://td/ns/a/sa/x'],
   ...extra,
 });
+
+function candidate(doc: RuleDoc): ShadowCandidate {
+  const value = <T>(r: { ok: true; value: T } | { ok: false; error: string }): T => {
+    if (!r.ok) throw new Error(r.error);
+    return r.value;
+  };
+  return {
+    methods: doc.methods ? new Set(doc.methods) : null,
+    paths: doc.paths ? doc.paths.map((p) => value(compilePathPattern(p))) : null,
+    allow: (doc.allow ?? []).map((p) =>
+      value(compileSpiffePattern(typeof p === 'string' ? p : p.caller)),
+    ),
+    deny: (doc.deny ?? []).map((p) => value(compileSpiffePattern(p))),
+    conditional: doc.when !== undefined,
+  };
+}
 
 describe('shadowed rules', () => {
   test.each<[string, RuleDoc, RuleDoc, boolean]>([
@@ -81,7 +99,9 @@ describe('shadowed rules', () => {
       false,
     ],
   ])('%s', (_name, earlier, later, shadowed) => {
-    expect(findShadowedRules([earlier, later])).toEqual(shadowed ? [{ index: 1, by: 0 }] : []);
+    expect(findShadowedRules([candidate(earlier), candidate(later)])).toEqual(
+      shadowed ? [{ index: 1, by: 0 }] : [],
+    );
   });
 
   test('validate reports it as a warning at the rule name; the set still loads', async () => {

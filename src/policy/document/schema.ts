@@ -1,9 +1,10 @@
 /**
  * JSON Schema (draft-07, checked by ajv) for `kind: ServicePolicy`. Structure and types
- * only; meaning (SPIFFE patterns, path patterns, duplicates) is checked in validate.ts
+ * only; meaning (SPIFFE patterns, path patterns, duplicates) is checked in compile/validate.ts
  * where the message can say what to write instead.
  */
-import { CONTENT_DENIALS, IDENTITY_DENIALS } from '../quarantine/types';
+import { CONTENT_DENIALS, IDENTITY_DENIALS } from '../../quarantine/types';
+import type { FromSchema } from './from-schema';
 
 const NAME = '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$';
 const METHOD = '^[A-Z][A-Z0-9_-]{0,31}$';
@@ -40,6 +41,7 @@ export const servicePolicySchema = {
           minItems: 1,
           items: { type: 'string', minLength: 1, maxLength: 253 },
         },
+        // Destination SPIFFE IDs guarded at the TCP level (Istio's network ext_authz).
         workloads: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
         tcp: {
           type: 'object',
@@ -50,7 +52,11 @@ export const servicePolicySchema = {
           },
         },
         mode: { enum: ['enforce', 'dry-run'] },
+        // The `aud` JWT-SVIDs presented to this policy's hosts must carry (else --jwt-audience).
         audience: { type: 'string', minLength: 1 },
+        // Denials by this policy that put a caller into quarantine: by default only those its
+        // identity decided (`countReasons` adds others), isolating it from this policy's workloads
+        // (`scope: mesh`: from every destination).
         quarantine: {
           type: 'object',
           additionalProperties: false,
@@ -96,7 +102,9 @@ export const servicePolicySchema = {
                 },
               },
               deny: { type: 'array', items: { type: 'string', minLength: 1 } },
+              // A CEL expression that must hold for the rule to apply.
               when: { type: 'string', minLength: 1 },
+              // What the request body must be (Envoy forwards it with `with_request_body`).
               body: {
                 type: 'object',
                 additionalProperties: false,
@@ -111,6 +119,7 @@ export const servicePolicySchema = {
                   schema: { type: 'object' },
                 },
               },
+              // Where the data may flow: the destination's region must be listed.
               residency: {
                 type: 'object',
                 additionalProperties: false,
@@ -124,8 +133,11 @@ export const servicePolicySchema = {
                   regionFrom: { type: 'string', minLength: 1 },
                 },
               },
+              // `mtls`: a JWT-SVID alone is not enough for this rule.
               require: { enum: ['mtls'] },
+              // Remove the caller's `authorization` header before the request goes upstream.
               stripToken: { type: 'boolean' },
+              // The `aud` a JWT-SVID must carry for this rule (else the policy's, else --jwt-audience).
               audience: { type: 'string', minLength: 1 },
               rateLimit: {
                 type: 'object',
@@ -148,67 +160,9 @@ export const servicePolicySchema = {
 } as const;
 
 /** The shape a document has once it passed the schema. */
-export interface ServicePolicyDoc {
-  apiVersion: 'gatehouse/v1';
-  kind: 'ServicePolicy';
-  metadata: { name: string; labels?: Record<string, string>; description?: string };
-  spec: {
-    hosts?: string[];
-    /** Destination SPIFFE IDs guarded at the TCP level (Istio's network ext_authz). */
-    workloads?: string[];
-    tcp?: { allow?: string[]; deny?: string[] };
-    mode?: 'enforce' | 'dry-run';
-    /** The `aud` JWT-SVIDs presented to this policy's hosts must carry (else --jwt-audience). */
-    audience?: string;
-    /**
-     * Denials by this policy that put a caller into quarantine: by default only those its
-     * identity decided (`countReasons` adds others), isolating it from this policy's workloads
-     * (`scope: mesh`: from every destination).
-     */
-    quarantine?: {
-      denials: number;
-      window: string;
-      duration: string;
-      countReasons?: string[];
-      scope?: 'policy' | 'mesh';
-    };
-    rules: RuleDoc[];
-  };
-}
+export type ServicePolicyDoc = FromSchema<typeof servicePolicySchema>;
 
-/** An allow entry: a SPIFFE ID pattern, or one with a disuse expiry. */
-export type AllowEntryDoc = string | { caller: string; expiresAfterUnused?: string };
-
-export function allowPattern(entry: AllowEntryDoc): string {
-  return typeof entry === 'string' ? entry : entry.caller;
-}
-
-export interface RuleDoc {
-  name: string;
-  methods?: string[];
-  paths?: string[];
-  allow?: AllowEntryDoc[];
-  deny?: string[];
-  /** A CEL expression that must hold for the rule to apply. */
-  when?: string;
-  /** What the request body must be (Envoy forwards it with `with_request_body`). */
-  body?: { maxBytes?: number; contentTypes?: string[]; schema?: Record<string, unknown> };
-  /** Where the data may flow: the destination's region must be listed. */
-  residency?: { regions: string[]; regionFrom: string };
-  /** `mtls`: a JWT-SVID alone is not enough for this rule. */
-  require?: 'mtls';
-  /** Remove the caller's `authorization` header before the request goes upstream. */
-  stripToken?: boolean;
-  /** The `aud` a JWT-SVID must carry for this rule (else the policy's, else --jwt-audience). */
-  audience?: string;
-  rateLimit?: {
-    capacity: number;
-    refillPerSecond: number;
-    per?: string;
-    cost?: number;
-    onBackendError?: 'allow' | 'deny';
-  };
-}
+export type RuleDoc = ServicePolicyDoc['spec']['rules'][number];
 
 /** JSON Schema for `kind: WorkloadPolicy`: what one workload refuses to send or do as a caller. */
 export const workloadPolicySchema = {
@@ -225,6 +179,7 @@ export const workloadPolicySchema = {
       additionalProperties: false,
       required: ['workload', 'refuse'],
       properties: {
+        // The caller this applies to: one exact SPIFFE ID.
         workload: { type: 'string', minLength: 1 },
         mode: { enum: ['enforce', 'dry-run'] },
         refuse: {
@@ -244,11 +199,13 @@ export const workloadPolicySchema = {
               },
               methods: { type: 'array', minItems: 1, items: { type: 'string', pattern: METHOD } },
               paths: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } },
+              // Request headers it never sends (lower-case names).
               headers: {
                 type: 'array',
                 minItems: 1,
                 items: { type: 'string', minLength: 1, maxLength: 128 },
               },
+              // JSON body fields it never sends, dotted (`card.number`); arrays are searched element by element.
               fields: {
                 type: 'array',
                 minItems: 1,
@@ -262,28 +219,6 @@ export const workloadPolicySchema = {
   },
 } as const;
 
-export interface WorkloadPolicyDoc {
-  apiVersion: 'gatehouse/v1';
-  kind: 'WorkloadPolicy';
-  metadata: { name: string; labels?: Record<string, string>; description?: string };
-  spec: {
-    /** The caller this applies to: one exact SPIFFE ID. */
-    workload: string;
-    mode?: 'enforce' | 'dry-run';
-    refuse: RefusalDoc[];
-  };
-}
-
-/** One thing the workload never does; every selector given must match for it to apply. */
-export interface RefusalDoc {
-  name: string;
-  hosts?: string[];
-  methods?: string[];
-  paths?: string[];
-  /** Request headers it never sends (lower-case names). */
-  headers?: string[];
-  /** JSON body fields it never sends, dotted (`card.number`); arrays are searched element by element. */
-  fields?: string[];
-}
+export type WorkloadPolicyDoc = FromSchema<typeof workloadPolicySchema>;
 
 export type PolicyDoc = ServicePolicyDoc | WorkloadPolicyDoc;

@@ -1,35 +1,32 @@
 import { createHash } from 'node:crypto';
-import { trackedHeaderNames } from '../audit/request-shape';
-import { compileSpiffePattern, type SpiffePattern } from '../identity/spiffe';
-import type { GrantRef } from '../grants/types';
-import { foldName } from '../request/json-scan';
-import { compileCondition } from './conditions';
-import { parseDuration } from './duration';
-import type { CompiledWorkloadPolicy } from './opt-out';
-import { compilePathPattern, type PathPattern } from './path-pattern';
-import { compileBodyContract } from './payload';
-import { parseRegionSource } from './residency';
-import { IDENTITY_DENIALS } from '../quarantine/types';
-import { buildDestinationIndex } from './select';
-import { allowPattern, type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from './schema';
-import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from './types';
-import { parseLimitKey } from './validate';
+import { trackedHeaderNames } from '../../audit/request-shape';
+import type { GrantRef } from '../../grants/types';
+import type { SpiffePattern } from '../../identity/spiffe';
+import { foldName } from '../../request/json-scan';
+import type { CompiledWorkloadPolicy } from '../types';
+import { IDENTITY_DENIALS } from '../../quarantine/types';
+import { buildDestinationIndex } from '../features/select';
+import { type PolicyDoc, type RuleDoc, type WorkloadPolicyDoc } from '../document/schema';
+import type { CompiledPolicy, CompiledRateLimit, CompiledRule, PolicySet } from '../types';
+import type { CompiledParts, RuleParts } from './validate';
 
 export interface ValidDoc {
   readonly file: string;
   readonly doc: PolicyDoc;
+  readonly parts: CompiledParts;
 }
 
-/** Compiles validated documents into the immutable, indexed set the hot path reads. */
+/** Assembles checked documents, and what checking them compiled, into the set the hot path reads. */
 export function compilePolicySet(docs: readonly ValidDoc[], files: readonly string[]): PolicySet {
   const version = policySetVersion(docs.map((d) => d.doc));
   const policies: CompiledPolicy[] = [];
   const byHost = new Map<string, CompiledPolicy>();
   const byWorkload = new Map<string, CompiledPolicy>();
   const optOuts = new Map<string, CompiledWorkloadPolicy>();
-  for (const { file, doc } of docs) {
+  const destinationEntries: { policy: CompiledPolicy; workloads: readonly SpiffePattern[] }[] = [];
+  for (const { file, doc, parts } of docs) {
     if (doc.kind === 'WorkloadPolicy') {
-      optOuts.set(doc.spec.workload, compileWorkloadPolicy(file, doc, version));
+      optOuts.set(doc.spec.workload, compileWorkloadPolicy(file, doc, parts, version));
       continue;
     }
     const name = doc.metadata.name;
@@ -49,33 +46,28 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
           ),
         ),
       ],
-      tcp: doc.spec.tcp
-        ? {
-            allow: (doc.spec.tcp.allow ?? []).map((p) =>
-              mustCompile<SpiffePattern>(compileSpiffePattern(p)),
-            ),
-            deny: (doc.spec.tcp.deny ?? []).map((p) =>
-              mustCompile<SpiffePattern>(compileSpiffePattern(p)),
-            ),
-          }
-        : null,
-      rules: doc.spec.rules.map((rule, index) => compileRule(name, contentHash, rule, index)),
-      quarantine: quarantine
-        ? {
-            policy: name,
-            denials: quarantine.denials,
-            windowMs: mustDuration(quarantine.window),
-            durationMs: mustDuration(quarantine.duration),
-            dryRun: mode === 'dry-run',
-            countReasons: new Set([...IDENTITY_DENIALS, ...(quarantine.countReasons ?? [])]),
-            scope: quarantine.scope ?? 'policy',
-          }
-        : null,
+      tcp: doc.spec.tcp ? parts.tcp : null,
+      rules: doc.spec.rules.map((rule, index) =>
+        compileRule(name, contentHash, rule, index, parts.rules[index]!),
+      ),
+      quarantine:
+        quarantine && parts.quarantine
+          ? {
+              policy: name,
+              denials: quarantine.denials,
+              windowMs: parts.quarantine.windowMs,
+              durationMs: parts.quarantine.durationMs,
+              dryRun: mode === 'dry-run',
+              countReasons: new Set([...IDENTITY_DENIALS, ...(quarantine.countReasons ?? [])]),
+              scope: quarantine.scope ?? 'policy',
+            }
+          : null,
       file,
       label: `${name}@${version}`,
       contentHash,
     };
     policies.push(policy);
+    destinationEntries.push({ policy, workloads: parts.workloads });
     for (const host of doc.spec.hosts ?? []) byHost.set(host, policy);
     for (const workload of doc.spec.workloads ?? [])
       if (!workload.includes('*')) byWorkload.set(workload, policy);
@@ -84,7 +76,7 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
     p.rules.flatMap((r) => r.grants.filter((g): g is GrantRef => g !== null)),
   );
   const auditHeaders = trackedHeaderNames(policies, optOuts.values());
-  const destinations = buildDestinationIndex(policies);
+  const destinations = buildDestinationIndex(destinationEntries);
   const byName = new Map(policies.map((p) => [p.name, p]));
   return {
     version,
@@ -104,17 +96,18 @@ export function compilePolicySet(docs: readonly ValidDoc[], files: readonly stri
 function compileWorkloadPolicy(
   file: string,
   doc: WorkloadPolicyDoc,
+  parts: CompiledParts,
   version: string,
 ): CompiledWorkloadPolicy {
   return {
     name: doc.metadata.name,
     workload: doc.spec.workload,
     mode: doc.spec.mode ?? 'enforce',
-    refusals: doc.spec.refuse.map((r) => ({
+    refusals: doc.spec.refuse.map((r, i) => ({
       name: r.name,
       hosts: r.hosts ? new Set(r.hosts) : null,
       methods: r.methods ? new Set(r.methods) : null,
-      paths: r.paths ? r.paths.map((p) => mustCompile(compilePathPattern(p))) : null,
+      paths: r.paths ? parts.refusalPaths[i]! : null,
       headers: r.headers ?? null,
       fields: r.fields ? r.fields.map((f) => f.split('.')) : null,
       foldedFields: r.fields ? r.fields.map((f) => f.split('.').map(foldName)) : null,
@@ -129,71 +122,57 @@ function compileRule(
   contentHash: string,
   rule: RuleDoc,
   index: number,
+  parts: RuleParts,
 ): CompiledRule {
-  const allow = rule.allow ?? [];
   return {
     name: rule.name,
     index,
     methods: rule.methods ? new Set(rule.methods) : null,
-    paths: rule.paths ? rule.paths.map((p) => mustCompile(compilePathPattern(p))) : null,
-    allow: allow.map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(allowPattern(p)))),
-    grants: allow.map((entry, i) =>
-      typeof entry === 'object' && entry.expiresAfterUnused !== undefined
+    paths: rule.paths ? parts.paths : null,
+    allow: parts.allow,
+    grants: (rule.allow ?? []).map((entry, i) => {
+      const maxIdleMs = parts.idleLimits[i];
+      return typeof entry === 'object' && maxIdleMs !== undefined
         ? {
             policy: policyName,
             version: contentHash,
             rule: rule.name,
             entry: i,
             pattern: entry.caller,
-            maxIdleMs: mustDuration(entry.expiresAfterUnused),
+            maxIdleMs,
           }
+        : null;
+    }),
+    deny: parts.deny,
+    when: parts.when ?? null,
+    body: parts.body ?? null,
+    residency:
+      rule.residency && parts.regionFrom
+        ? { regions: new Set(rule.residency.regions), from: parts.regionFrom }
         : null,
-    ),
-    deny: (rule.deny ?? []).map((p) => mustCompile<SpiffePattern>(compileSpiffePattern(p))),
-    when: rule.when !== undefined ? mustCompile(compileCondition(rule.when)) : null,
-    body: rule.body ? mustCompile(compileBodyContract(rule.body)) : null,
-    residency: rule.residency
-      ? {
-          regions: new Set(rule.residency.regions),
-          from: mustDefined(parseRegionSource(rule.residency.regionFrom)),
-        }
+    rateLimit: rule.rateLimit
+      ? compileRateLimit(policyName, rule.name, rule.rateLimit, parts)
       : null,
-    rateLimit: rule.rateLimit ? compileRateLimit(policyName, rule) : null,
     requireMtls: rule.require === 'mtls',
     stripToken: rule.stripToken === true,
     audience: rule.audience,
   };
 }
 
-function compileRateLimit(policyName: string, rule: RuleDoc): CompiledRateLimit {
-  const limit = rule.rateLimit!;
-  const per = parseLimitKey(limit.per ?? 'caller');
-  if (!per) throw new Error(`invalid rateLimit.per in rule ${rule.name}`); // validate.ts rejects this first
+function compileRateLimit(
+  policyName: string,
+  ruleName: string,
+  limit: NonNullable<RuleDoc['rateLimit']>,
+  parts: RuleParts,
+): CompiledRateLimit {
   return {
     capacity: limit.capacity,
     refillPerSecond: limit.refillPerSecond,
     cost: limit.cost ?? 1,
-    per,
+    per: parts.per,
     onBackendError: limit.onBackendError ?? 'allow',
-    keyPrefix: `${policyName}|${rule.name}|`,
+    keyPrefix: `${policyName}|${ruleName}|`,
   };
-}
-
-function mustCompile<T = PathPattern>(
-  result: { ok: true; value: T } | { ok: false; error: string },
-): T {
-  // Validation has already rejected every pattern that fails here.
-  if (!result.ok) throw new Error(result.error);
-  return result.value;
-}
-
-function mustDuration(text: string): number {
-  return mustDefined(parseDuration(text));
-}
-
-function mustDefined<T>(value: T | undefined): T {
-  if (value === undefined) throw new Error('validation let an invalid value through');
-  return value;
 }
 
 /**

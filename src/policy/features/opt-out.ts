@@ -1,30 +1,7 @@
-import { bodyState, jsonBody } from '../request/body';
-import { foldName } from '../request/json-scan';
-import type { NormalizedRequest } from '../request/normalize';
-import type { PathPattern } from './path-pattern';
-import type { PolicyMode } from './types';
-
-/** A compiled `refuse:` entry of a WorkloadPolicy. */
-export interface CompiledRefusal {
-  readonly name: string;
-  readonly hosts: ReadonlySet<string> | null;
-  readonly methods: ReadonlySet<string> | null;
-  readonly paths: readonly PathPattern[] | null;
-  readonly headers: readonly string[] | null;
-  /** Each field as its path segments, as written (for reasons). */
-  readonly fields: readonly (readonly string[])[] | null;
-  /** The same, each segment case-folded: Go and .NET bind JSON names regardless of case. */
-  readonly foldedFields: readonly (readonly string[])[] | null;
-}
-
-export interface CompiledWorkloadPolicy {
-  readonly name: string;
-  readonly workload: string;
-  readonly mode: PolicyMode;
-  readonly refusals: readonly CompiledRefusal[];
-  readonly file: string;
-  readonly label: string;
-}
+import { bodyState, jsonBody } from '../../request/body';
+import { foldName } from '../../request/json-scan';
+import type { NormalizedRequest } from '../../request/normalize';
+import type { CompiledRefusal, CompiledWorkloadPolicy } from '../types';
 
 export interface OptOutHit {
   readonly policy: CompiledWorkloadPolicy;

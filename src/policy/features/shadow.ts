@@ -1,5 +1,14 @@
-import { compilePathPattern } from './path-pattern';
-import { allowPattern, type RuleDoc } from './schema';
+import type { SpiffePattern } from '../../identity/spiffe';
+import type { PathPattern } from './path-pattern';
+
+/** A rule as shadowing judges it: compiled patterns, null for any method or path. */
+export interface ShadowCandidate {
+  readonly methods: ReadonlySet<string> | null;
+  readonly paths: readonly PathPattern[] | null;
+  readonly allow: readonly SpiffePattern[];
+  readonly deny: readonly SpiffePattern[];
+  readonly conditional: boolean;
+}
 
 /**
  * Finds rules that can never decide a request: every request they would allow matches an
@@ -7,19 +16,20 @@ import { allowPattern, type RuleDoc } from './schema';
  * its limit applies). A rule with deny entries is never shadowed: refusals count from every
  * matching rule. The check is conservative: it may miss a shadowed rule, never invent one.
  */
-export function findShadowedRules(rules: readonly RuleDoc[]): { index: number; by: number }[] {
+export function findShadowedRules(
+  rules: readonly ShadowCandidate[],
+): { index: number; by: number }[] {
   const out: { index: number; by: number }[] = [];
   rules.forEach((rule, index) => {
-    if ((rule.deny?.length ?? 0) > 0 || (rule.allow?.length ?? 0) === 0) return;
+    if (rule.deny.length > 0 || rule.allow.length === 0) return;
     for (let by = 0; by < index; by++) {
       const earlier = rules[by]!;
       // A conditional rule lets what its condition rejects through to later rules.
-      if (earlier.when !== undefined) continue;
-      const earlierAllow = (earlier.allow ?? []).map(allowPattern);
+      if (earlier.conditional) continue;
       if (
         methodsCover(earlier.methods, rule.methods) &&
         pathsCover(earlier.paths, rule.paths) &&
-        rule.allow!.every((p) => earlierAllow.some((q) => callerCovers(q, allowPattern(p))))
+        rule.allow.every((p) => earlier.allow.some((q) => callerCovers(q.source, p.source)))
       ) {
         out.push({ index, by });
         return;
@@ -30,29 +40,26 @@ export function findShadowedRules(rules: readonly RuleDoc[]): { index: number; b
 }
 
 function methodsCover(
-  outer: readonly string[] | undefined,
-  inner: readonly string[] | undefined,
+  outer: ReadonlySet<string> | null,
+  inner: ReadonlySet<string> | null,
 ): boolean {
-  if (outer === undefined) return true;
-  return inner !== undefined && inner.every((m) => outer.includes(m));
+  if (outer === null) return true;
+  return inner !== null && [...inner].every((m) => outer.has(m));
 }
 
 function pathsCover(
-  outer: readonly string[] | undefined,
-  inner: readonly string[] | undefined,
+  outer: readonly PathPattern[] | null,
+  inner: readonly PathPattern[] | null,
 ): boolean {
-  if (outer === undefined) return true;
-  if (inner === undefined) return outer.includes('/**');
-  return inner.every((p) => outer.some((q) => pathCovers(q, p)));
+  if (outer === null) return true;
+  if (inner === null) return outer.some((q) => q.source === '/**');
+  return inner.every((p) => outer.some((q) => pathCovers(q, p.source)));
 }
 
-function pathCovers(outer: string, inner: string): boolean {
-  if (outer === inner || outer === '/**') return true;
-  if (!inner.includes('*')) {
-    const compiled = compilePathPattern(outer);
-    return compiled.ok && compiled.value.matches(inner);
-  }
-  return prefixCovers(outer, inner);
+function pathCovers(outer: PathPattern, inner: string): boolean {
+  if (outer.source === inner || outer.source === '/**') return true;
+  if (!inner.includes('*')) return outer.matches(inner);
+  return prefixCovers(outer.source, inner);
 }
 
 function callerCovers(outer: string, inner: string): boolean {

@@ -1,7 +1,7 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { bodyState, jsonBody, mediaType } from '../request/body';
-import { clipText, type NormalizedRequest } from '../request/normalize';
-import { pointerToPath } from './yaml-docs';
+import { bodyState, jsonBody, mediaType } from '../../request/body';
+import { clipText, type NormalizedRequest } from '../../request/normalize';
+import { pointerToPath } from '../json-pointer';
 
 /** A rule's `body:` contract, compiled once at load. */
 export interface CompiledBodyContract {
@@ -10,12 +10,6 @@ export interface CompiledBodyContract {
   readonly schema: ValidateFunction | null;
   /** Property names the schema declares: the only names a denial reason may repeat. */
   readonly names: ReadonlySet<string>;
-}
-
-export interface BodyContractDoc {
-  maxBytes?: number;
-  contentTypes?: string[];
-  schema?: Record<string, unknown>;
 }
 
 /**
@@ -36,7 +30,12 @@ export type ContractCompileResult =
   | { ok: true; value: CompiledBodyContract }
   | { ok: false; error: string; at: readonly (string | number)[]; key?: boolean };
 
-export function compileBodyContract(doc: BodyContractDoc): ContractCompileResult {
+/** A rule's `body:` as the document gives it (the compile pass passes the schema-derived `RuleDoc['body']`). */
+export function compileBodyContract(doc: {
+  readonly maxBytes?: number | undefined;
+  readonly contentTypes?: readonly string[];
+  readonly schema?: Record<string, unknown>;
+}): ContractCompileResult {
   let schema: ValidateFunction | null = null;
   if (doc.schema !== undefined) {
     const refused = findRefusedKeyword(doc.schema, [], false);
@@ -58,8 +57,8 @@ export function compileBodyContract(doc: BodyContractDoc): ContractCompileResult
         at: ['schema'],
       };
     } finally {
-      // ajv caches every schema object it compiles, and each load (validate, then compile,
-      // on every reload) brings new objects: without this the cache would grow for the life of the process.
+      // ajv caches every schema object it compiles, and every reload brings new objects:
+      // without this the cache would grow for the life of the process.
       contractAjv().removeSchema(doc.schema);
     }
   }

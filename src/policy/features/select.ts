@@ -1,21 +1,12 @@
-import { compileSpiffePattern, parseSpiffeId, type SpiffePattern } from '../identity/spiffe';
-import type { NormalizedRequest } from '../request/normalize';
-import type { CompiledPolicy } from './types';
+import { parseSpiffeId, type SpiffePattern } from '../../identity/spiffe';
+import type { NormalizedRequest } from '../../request/normalize';
+import type { CompiledPolicy, DestinationIndex } from '../types';
 
 /**
  * The per-route `context_extensions` key that names the policy of a route. Route configuration
  * is the operator's, so it may name a policy; client headers never may.
  */
 export const POLICY_CONTEXT_KEY = 'gatehouse_policy';
-
-/** Destination SPIFFE ID → policy, built at load: exact IDs in a map, wildcard patterns most specific first. */
-export interface DestinationIndex {
-  readonly exact: ReadonlyMap<string, CompiledPolicy>;
-  readonly patterns: readonly {
-    readonly pattern: SpiffePattern;
-    readonly policy: CompiledPolicy;
-  }[];
-}
 
 /** What selection needs of a policy set. */
 export interface SelectionIndex {
@@ -24,19 +15,16 @@ export interface SelectionIndex {
   readonly destinations: DestinationIndex;
 }
 
-export function buildDestinationIndex(policies: readonly CompiledPolicy[]): DestinationIndex {
+/** Each policy with its `workloads:` as compiled patterns. */
+export function buildDestinationIndex(
+  policies: readonly { policy: CompiledPolicy; workloads: readonly SpiffePattern[] }[],
+): DestinationIndex {
   const exact = new Map<string, CompiledPolicy>();
   const patterns: { pattern: SpiffePattern; policy: CompiledPolicy }[] = [];
-  for (const policy of policies) {
-    for (const workload of policy.workloads) {
-      if (!workload.includes('*')) {
-        exact.set(workload, policy);
-        continue;
-      }
-      const compiled = compileSpiffePattern(workload);
-      // validate.ts has rejected every pattern that fails here.
-      if (!compiled.ok) throw new Error(compiled.error);
-      patterns.push({ pattern: compiled.value, policy });
+  for (const { policy, workloads } of policies) {
+    for (const pattern of workloads) {
+      if (!pattern.source.includes('*')) exact.set(pattern.source, policy);
+      else patterns.push({ pattern, policy });
     }
   }
   // A longer base is more specific: `/ns/pay/sa/*` wins over `/ns/pay/**`, whatever the file order.

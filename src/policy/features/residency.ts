@@ -1,4 +1,4 @@
-import { clipText, type NormalizedRequest } from '../request/normalize';
+import { clipText, type NormalizedRequest } from '../../request/normalize';
 import { isHeaderName } from './header-name';
 
 /**

@@ -1,21 +1,22 @@
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import { compileSpiffePattern, parseSpiffeId } from '../identity/spiffe';
-import { compileCondition } from './conditions';
-import { parseDuration } from './duration';
-import { compilePathPattern } from './path-pattern';
-import { compileBodyContract } from './payload';
-import { parseRegionSource } from './residency';
+import { compileSpiffePattern, parseSpiffeId, type SpiffePattern } from '../../identity/spiffe';
+import { compileCondition, type CompiledCondition } from '../features/conditions';
+import { parseDuration } from '../duration';
+import { compilePathPattern, type PathPattern } from '../features/path-pattern';
+import { compileBodyContract, type CompiledBodyContract } from '../features/payload';
+import { parseRegionSource, type RegionSource } from '../features/residency';
 import {
   DURATION,
   servicePolicySchema,
   workloadPolicySchema,
   type PolicyDoc,
-  type ServicePolicyDoc,
-} from './schema';
-import { findShadowedRules } from './shadow';
-import type { PolicyProblem } from './types';
-import { isHeaderName } from './header-name';
-import { describePath, pointerToPath, type LocatedDoc, type YamlPath } from './yaml-docs';
+} from '../document/schema';
+import { findShadowedRules } from '../features/shadow';
+import type { PolicyProblem } from '../document/problems';
+import type { LimitKeySource } from '../types';
+import { isHeaderName } from '../features/header-name';
+import { describePath, type LocatedDoc, type YamlPath } from '../document/yaml-docs';
+import { pointerToPath } from '../json-pointer';
 
 const validators = new Map<string, ValidateFunction>();
 function schemaValidator(kind: 'ServicePolicy' | 'WorkloadPolicy'): ValidateFunction {
@@ -32,6 +33,37 @@ function schemaValidator(kind: 'ServicePolicy' | 'WorkloadPolicy'): ValidateFunc
 const KNOWN_KINDS = ['ServicePolicy', 'WorkloadPolicy'];
 
 /**
+ * What checking a document compiled on the way, by position in the document: the set is
+ * assembled from these, so each pattern, condition and schema is compiled once per load.
+ * Complete only for a document without errors.
+ */
+export interface CompiledParts {
+  /** `spec.workloads`, as patterns. */
+  readonly workloads: SpiffePattern[];
+  readonly tcp: { readonly allow: SpiffePattern[]; readonly deny: SpiffePattern[] };
+  readonly rules: RuleParts[];
+  quarantine?: { readonly windowMs: number; readonly durationMs: number };
+  /** A WorkloadPolicy's `refuse[i].paths`. */
+  readonly refusalPaths: PathPattern[][];
+}
+
+export interface RuleParts {
+  readonly paths: PathPattern[];
+  readonly allow: SpiffePattern[];
+  /** Per allow entry: `expiresAfterUnused` in milliseconds, when given. */
+  readonly idleLimits: (number | undefined)[];
+  readonly deny: SpiffePattern[];
+  when?: { readonly source: string; readonly evaluate: CompiledCondition };
+  body?: CompiledBodyContract;
+  regionFrom?: RegionSource;
+  per: LimitKeySource;
+}
+
+function emptyParts(): CompiledParts {
+  return { workloads: [], tcp: { allow: [], deny: [] }, rules: [], refusalPaths: [] };
+}
+
+/**
  * Structural and semantic checks of one document, all reported at once: the semantic checks
  * also run on a document the schema rejected, reading only the parts that have the right
  * shape, so one unknown key does not hide a bad pattern three lines further down. Returns the
@@ -40,6 +72,7 @@ const KNOWN_KINDS = ['ServicePolicy', 'WorkloadPolicy'];
  */
 export function validateDocument(located: LocatedDoc): {
   doc?: PolicyDoc;
+  parts?: CompiledParts;
   names?: DocumentNames;
   problems: PolicyProblem[];
 } {
@@ -72,20 +105,25 @@ export function validateDocument(located: LocatedDoc): {
   );
   const taken = new Set(structural.map(where));
   // A semantic problem at a place the schema already complained about would say it twice.
+  const parts = emptyParts();
   const semantic = (
     workloadKind
-      ? workloadProblems(located, value)
-      : semanticProblems(located, value, structural.length === 0)
+      ? workloadProblems(located, value, parts)
+      : semanticProblems(located, value, structural.length === 0, parts)
   ).filter((p) => !taken.has(where(p)));
   const problems = [...structural, ...semantic];
   const names = documentNames(value);
   if (problems.some((p) => p.severity === 'error'))
     return { ...(names ? { names } : {}), problems };
-  return { doc: value as unknown as PolicyDoc, ...(names ? { names } : {}), problems };
+  return { doc: value as unknown as PolicyDoc, parts, ...(names ? { names } : {}), problems };
 }
 
 /** A WorkloadPolicy: its workload is one exact SPIFFE ID; its refusals use the same patterns as rules. */
-function workloadProblems(located: LocatedDoc, value: Record<string, unknown>): PolicyProblem[] {
+function workloadProblems(
+  located: LocatedDoc,
+  value: Record<string, unknown>,
+  parts: CompiledParts,
+): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
   const spec = isRecord(value['spec']) ? value['spec'] : undefined;
   if (!spec) return problems;
@@ -112,6 +150,7 @@ function workloadProblems(located: LocatedDoc, value: Record<string, unknown>): 
   refusals.forEach((refusal, r) => {
     if (!isRecord(refusal)) return;
     const at: YamlPath = ['spec', 'refuse', r];
+    const paths: PathPattern[] = (parts.refusalPaths[r] = []);
     const name = refusal['name'];
     if (typeof name === 'string') {
       if (names.has(name))
@@ -124,8 +163,8 @@ function workloadProblems(located: LocatedDoc, value: Record<string, unknown>): 
     });
     strings(refusal['paths']).forEach((p, i) => {
       const compiled = p === undefined ? undefined : compilePathPattern(p);
-      if (compiled && !compiled.ok)
-        problems.push(located.problem([...at, 'paths', i], compiled.error));
+      if (compiled?.ok) paths[i] = compiled.value;
+      else if (compiled) problems.push(located.problem([...at, 'paths', i], compiled.error));
     });
     strings(refusal['headers']).forEach((h, i) => {
       if (h !== undefined && !isHeaderName(h))
@@ -192,6 +231,7 @@ function semanticProblems(
   located: LocatedDoc,
   value: Record<string, unknown>,
   schemaClean: boolean,
+  parts: CompiledParts,
 ): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
   const spec = isRecord(value['spec']) ? value['spec'] : undefined;
@@ -211,7 +251,8 @@ function semanticProblems(
   strings(spec['workloads']).forEach((workload, i) => {
     if (workload === undefined) return;
     const compiled = compileSpiffePattern(workload);
-    if (!compiled.ok)
+    if (compiled.ok) parts.workloads[i] = compiled.value;
+    else
       problems.push(
         located.problem(
           ['spec', 'workloads', i],
@@ -231,7 +272,8 @@ function semanticProblems(
   for (const list of ['allow', 'deny'] as const) {
     strings(tcp?.[list]).forEach((p, i) => {
       const compiled = p === undefined ? undefined : compileSpiffePattern(p);
-      if (compiled && !compiled.ok)
+      if (compiled?.ok) parts.tcp[list][i] = compiled.value;
+      else if (compiled)
         problems.push(
           located.problem(['spec', 'tcp', list, i], `tcp.${list}[${i}]: ${compiled.error}`),
         );
@@ -243,6 +285,13 @@ function semanticProblems(
   rules.forEach((rule, r) => {
     if (!isRecord(rule)) return;
     const at: YamlPath = ['spec', 'rules', r];
+    const compiledRule: RuleParts = (parts.rules[r] = {
+      paths: [],
+      allow: [],
+      idleLimits: [],
+      deny: [],
+      per: { kind: 'caller' },
+    });
     const name = typeof rule['name'] === 'string' ? rule['name'] : undefined;
     if (name !== undefined) {
       const earlier = ruleNames.get(name);
@@ -259,22 +308,28 @@ function semanticProblems(
     }
     strings(rule['paths']).forEach((p, i) => {
       const compiled = p === undefined ? undefined : compilePathPattern(p);
-      if (compiled && !compiled.ok)
-        problems.push(located.problem([...at, 'paths', i], compiled.error));
+      if (compiled?.ok) compiledRule.paths[i] = compiled.value;
+      else if (compiled) problems.push(located.problem([...at, 'paths', i], compiled.error));
     });
     for (const list of ['allow', 'deny'] as const) {
       allowEntries(rule[list]).forEach((p, i) => {
         const compiled = p === undefined ? undefined : compileSpiffePattern(p);
-        const place = isRecord((rule[list] as unknown[])[i])
-          ? [...at, list, i, 'caller']
-          : [...at, list, i];
-        if (compiled && !compiled.ok)
+        const entry = (rule[list] as unknown[])[i];
+        const place = isRecord(entry) ? [...at, list, i, 'caller'] : [...at, list, i];
+        if (compiled?.ok) compiledRule[list][i] = compiled.value;
+        else if (compiled)
           problems.push(located.problem(place, `${list}[${i}]: ${compiled.error}`));
+        if (list === 'allow')
+          compiledRule.idleLimits[i] =
+            isRecord(entry) && typeof entry['expiresAfterUnused'] === 'string'
+              ? parseDuration(entry['expiresAfterUnused'])
+              : undefined;
       });
     }
     if (typeof rule['when'] === 'string') {
       const compiled = compileCondition(rule['when']);
-      if (!compiled.ok)
+      if (compiled.ok) compiledRule.when = compiled.value;
+      else
         problems.push(
           located.problemInText([...at, 'when'], compiled.offset, `when: ${compiled.error}`),
         );
@@ -283,7 +338,12 @@ function semanticProblems(
     if (body && (body['schema'] === undefined || isRecord(body['schema']))) {
       const compiled = compileBodyContract({
         ...(isRecord(body['schema']) ? { schema: body['schema'] } : {}),
+        maxBytes: integer(body['maxBytes']),
+        ...(Array.isArray(body['contentTypes'])
+          ? { contentTypes: strings(body['contentTypes']).filter((t) => t !== undefined) }
+          : {}),
       });
+      if (compiled.ok) compiledRule.body = compiled.value;
       // Read as `body: …`, and a refused keyword is pointed at by its key, as unknown keys are.
       if (!compiled.ok) {
         const place = [...at, 'body', ...compiled.at];
@@ -297,15 +357,14 @@ function semanticProblems(
       }
     }
     const residency = isRecord(rule['residency']) ? rule['residency'] : undefined;
-    if (
-      residency &&
-      typeof residency['regionFrom'] === 'string' &&
-      parseRegionSource(residency['regionFrom']) === undefined
-    ) {
+    const regionFrom =
+      typeof residency?.['regionFrom'] === 'string' ? residency['regionFrom'] : undefined;
+    if (regionFrom !== undefined) compiledRule.regionFrom = parseRegionSource(regionFrom);
+    if (regionFrom !== undefined && compiledRule.regionFrom === undefined) {
       problems.push(
         located.problem(
           [...at, 'residency', 'regionFrom'],
-          `regionFrom must be 'label:<key>', 'context:<key>' or 'header:<lower-case-name>', not '${clip(residency['regionFrom'])}'`,
+          `regionFrom must be 'label:<key>', 'context:<key>' or 'header:<lower-case-name>', not '${clip(regionFrom)}'`,
         ),
       );
     }
@@ -324,7 +383,9 @@ function semanticProblems(
     const limit = isRecord(rule['rateLimit']) ? rule['rateLimit'] : undefined;
     if (limit) {
       const per = limit['per'];
-      if (typeof per === 'string' && parseLimitKey(per) === undefined) {
+      const key = typeof per === 'string' ? parseLimitKey(per) : undefined;
+      if (key !== undefined) compiledRule.per = key;
+      else if (typeof per === 'string') {
         problems.push(
           located.problem(
             [...at, 'rateLimit', 'per'],
@@ -352,6 +413,8 @@ function semanticProblems(
       typeof quarantine['duration'] === 'string'
         ? parseDuration(quarantine['duration'])
         : undefined;
+    if (windowMs !== undefined && durationMs !== undefined)
+      parts.quarantine = { windowMs, durationMs };
     if (windowMs !== undefined && windowMs > 7 * 86_400_000)
       problems.push(
         located.problem(
@@ -369,8 +432,18 @@ function semanticProblems(
   }
   // Shadowing is judged on sound rules only: a broken rule has no meaning to compare.
   if (schemaClean && problems.length === 0) {
-    const typed = rules as ServicePolicyDoc['spec']['rules'];
-    for (const { index, by } of findShadowedRules(typed)) {
+    const typed = rules as { name: string; methods?: string[]; paths?: string[]; when?: string }[];
+    const candidates = typed.map((rule, r) => {
+      const compiled = parts.rules[r]!;
+      return {
+        methods: rule.methods ? new Set(rule.methods) : null,
+        paths: rule.paths === undefined ? null : compiled.paths,
+        allow: compiled.allow,
+        deny: compiled.deny,
+        conditional: rule.when !== undefined,
+      };
+    });
+    for (const { index, by } of findShadowedRules(candidates)) {
       const rule = typed[index]!.name;
       const earlier = typed[by]!.name;
       problems.push(
@@ -414,9 +487,7 @@ function allowEntries(v: unknown): (string | undefined)[] {
 }
 
 /** Parses `per:`; undefined when invalid. */
-export function parseLimitKey(
-  per: string,
-): { kind: 'caller' } | { kind: 'header'; name: string } | undefined {
+export function parseLimitKey(per: string): LimitKeySource | undefined {
   if (per === 'caller') return { kind: 'caller' };
   if (!per.startsWith('header:')) return undefined;
   const name = per.slice('header:'.length);

@@ -1,8 +1,8 @@
 import { Environment } from '@marcbachmann/cel-js';
-import type { SpiffeId } from '../identity/spiffe';
-import { AmbiguousRequest } from '../request/ambiguity';
-import { clipText, type NormalizedRequest } from '../request/normalize';
-import { readQuery } from '../request/query';
+import type { SpiffeId } from '../../identity/spiffe';
+import { AmbiguousRequest } from '../../request/ambiguity';
+import { clipText, type NormalizedRequest } from '../../request/normalize';
+import { readQuery } from '../../request/query';
 
 /**
  * Rule conditions (`when:`) in CEL. Every expression is parsed and type-checked once, at load,

@@ -8,10 +8,12 @@ import {
   type Document,
   type Node,
 } from 'yaml';
-import type { PolicyProblem, Severity } from './types';
+import type { PolicyProblem, Severity } from './problems';
 import type { SourceFile } from './source';
 
-export type YamlPath = readonly (string | number)[];
+import type { JsonPath } from '../json-pointer';
+
+export type YamlPath = JsonPath;
 
 /** One YAML document with what is needed to point at any of its nodes. */
 export interface LocatedDoc {
@@ -330,16 +332,6 @@ function at(
 function firstLine(message: string): string {
   const i = message.indexOf('\n');
   return i === -1 ? message : message.slice(0, i);
-}
-
-/** A JSON pointer (`/spec/rules/0`, as ajv reports) as a YAML path; array indexes as numbers. */
-export function pointerToPath(pointer: string): YamlPath {
-  if (pointer === '') return [];
-  return pointer
-    .slice(1)
-    .split('/')
-    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
-    .map((s) => (/^(0|[1-9][0-9]*)$/.test(s) ? Number(s) : s));
 }
 
 /** `spec.rules[0].name` from ['spec','rules',0,'name'], for messages. */
