@@ -3,7 +3,7 @@ import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
 import { MemoryBucketStore } from '../ratelimit/memory-store';
-import { checkRequestFromJson } from '../request/proto-json';
+import { checkRequestFromJson } from '../envoy/proto-json';
 import { toCheckResponse } from '../respond/check-response';
 import { auditRecord } from '../audit/audit-log';
 import { explainRules } from '../policy/explain';

@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { DecisionEngine } from '../pipeline/engine';
 import { toCheckResponse, type CheckResponseMessage } from '../respond/check-response';
-import { decodeCheckRequest, encodeCheckResponse } from './codec';
+import { decodeCheckRequest, encodeCheckResponse } from '../envoy/codec';
 import { HealthService } from './health';
 import { loadProtos } from './protos';
 import { UNDECODABLE } from '../request/normalize';

@@ -1,6 +1,6 @@
 import { parseSpiffeId } from '../../src/identity/spiffe';
 import { parseXfcc } from '../../src/identity/xfcc';
-import { decodeCheckRequest } from '../../src/server/codec';
+import { decodeCheckRequest } from '../../src/envoy/codec';
 import { loadProtos } from '../../src/server/protos';
 import { UNDECODABLE } from '../../src/request/normalize';
 import { engineFor } from '../helpers/engine';

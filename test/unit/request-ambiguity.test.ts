@@ -1,6 +1,6 @@
 import type { Decision } from '../../src/pipeline/decision';
 import type { DecisionEngine } from '../../src/pipeline/engine';
-import { checkRequestFromJson } from '../../src/request/proto-json';
+import { checkRequestFromJson } from '../../src/envoy/proto-json';
 import { engineFor } from '../helpers/engine';
 import { policyDir, servicePolicy } from '../helpers/policies';
 import { EXPORTER } from '../helpers/requests';

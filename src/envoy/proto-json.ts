@@ -1,7 +1,7 @@
 import * as protobuf from 'protobufjs';
 import * as path from 'node:path';
 import { PROTO_ROOT } from '../server/protos';
-import { decodeCheckRequest } from '../server/codec';
+import { decodeCheckRequest } from './codec';
 
 let root: protobuf.Root | undefined;
 
