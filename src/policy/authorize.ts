@@ -16,7 +16,7 @@ export type AuthzOutcome =
   | { kind: 'ambiguous'; rule: CompiledRule; reason: string };
 
 /**
- * Stage 3: may this caller do this. Every rule whose methods and paths match the request
+ * May this caller do this. Every rule whose methods and paths match the request
  * is considered: a deny entry in any of them refuses the request, whatever allows it
  * elsewhere; otherwise the first matching rule whose allow list names the caller admits
  * it (and its rate limit applies).

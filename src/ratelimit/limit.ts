@@ -25,7 +25,7 @@ export function bucketKey(
   );
 }
 
-/** Stage 4: within budget. A store failure is reported with the rule's onBackendError action. */
+/** Within budget? A store failure is reported with the rule's onBackendError action. */
 export async function applyLimit(
   store: BucketStore,
   limit: CompiledRateLimit,

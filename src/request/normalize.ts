@@ -2,7 +2,7 @@ import { credentialHeaderAmbiguity } from './ambiguity';
 import { authorityPortError } from './authority';
 
 /**
- * Stage 1: turn Envoy's CheckRequest (as decoded by the server's codec: camelCase, defaults
+ * Turn Envoy's CheckRequest (as decoded by the server's codec: camelCase, defaults
  * off, google.protobuf.Struct in its JSON form) into the few fields the decision needs. Everything here is hostile input: missing
  * sub-messages, odd types, giant values. Anything that cannot be read safely is reported
  * as malformed so the pipeline denies it.
