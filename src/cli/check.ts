@@ -3,6 +3,7 @@ import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/types';
 import { MemoryBucketStore } from '../ratelimit/memory-store';
+import type { CheckInput } from '../envoy/check-input';
 import { checkRequestFromJson } from '../envoy/proto-json';
 import { toCheckResponse } from '../respond/check-response';
 import { auditRecord } from '../audit/audit-log';
@@ -25,7 +26,7 @@ export async function runCheck(
     for (const p of loaded.problems) process.stderr.write(`${formatProblem(p)}\n`);
     return 1;
   }
-  let request: unknown;
+  let request: CheckInput;
   try {
     request = checkRequestFromJson(JSON.parse(inputText));
   } catch (err) {

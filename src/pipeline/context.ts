@@ -1,3 +1,4 @@
+import type { CheckInput } from '../envoy/check-input';
 import type { GrantRef, GrantTracker } from '../grants/types';
 import type { IdentityConfig, IdentityOutcome } from '../identity/resolve';
 import type { CompiledPolicy, CompiledRule, PolicySet } from '../policy/types';
@@ -23,7 +24,7 @@ export interface CheckContext {
   readonly start: number;
   readonly set: PolicySet;
   /** The CheckRequest as its producer handed it over; only the normalise stage reads it. */
-  readonly input: unknown;
+  readonly input: CheckInput;
   readonly services: EngineServices;
   request?: NormalizedRequest;
   /** Host or route refused the destination's policy; reported after the caller's own opt-outs. */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { headerPresence } from '../audit/request-shape';
+import type { CheckInput } from '../envoy/check-input';
 import { MemoryGrantTracker } from '../grants/memory';
 import type { GrantTracker } from '../grants/types';
 import type { IdentityConfig } from '../identity/resolve';
@@ -80,7 +81,7 @@ export class DecisionEngine {
     };
   }
 
-  async decide(checkRequest: unknown): Promise<Decision> {
+  async decide(checkRequest: CheckInput): Promise<Decision> {
     const services = this.services;
     const ctx: CheckContext = {
       start: performance.now(),
