@@ -1,5 +1,6 @@
 import type { CompiledRateLimit, CompiledRule } from '../../policy/types';
-import { applyLimit, bucketKey } from '../../ratelimit/limit';
+import { bucketKey } from '../../ratelimit/limit';
+import type { LimitResult } from '../../ratelimit/types';
 import { keyedHeaderAmbiguity } from '../../request/ambiguity';
 import {
   admittedBy,
@@ -32,25 +33,32 @@ export const rateLimit: Stage = {
   },
 };
 
+/**
+ * One await on the store and no async layer between it and the engine's loop: each one adds
+ * promises and microtasks to every limited check. A store failure is answered with the rule's
+ * onBackendError action.
+ */
 async function take(
   ctx: CheckContext,
   rule: CompiledRule,
   limit: CompiledRateLimit,
   key: string,
 ): Promise<StageOutcome> {
-  const outcome = await applyLimit(ctx.services.store, limit, key);
-  if (outcome.kind === 'backend-error') {
-    ctx.limitBackendError = outcome.error;
-    return outcome.action === 'allow'
+  let result: LimitResult;
+  try {
+    result = await ctx.services.store.take(key, limit, limit.cost);
+  } catch (err) {
+    ctx.limitBackendError = (err as Error).message;
+    return limit.onBackendError === 'allow'
       ? ALLOWED
       : deny(429, 'limit_backend_error', `rate limit of rule ${rule.name} is unavailable`);
   }
-  ctx.limit = outcome.result;
-  if (!outcome.result.allowed) {
+  ctx.limit = result;
+  if (!result.allowed) {
     return deny(
       429,
       'rate_limited',
-      `rate limit of rule ${rule.name} exceeded; retry after ${outcome.result.retryAfterSeconds}s`,
+      `rate limit of rule ${rule.name} exceeded; retry after ${result.retryAfterSeconds}s`,
     );
   }
   return undefined;
