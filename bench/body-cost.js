@@ -9,7 +9,7 @@ const { DecisionEngine } = require(path.join(ROOT, 'dist/pipeline/engine'));
 const { loadPolicyDir } = require(path.join(ROOT, 'dist/policy/load'));
 const { MemoryBucketStore } = require(path.join(ROOT, 'dist/ratelimit/memory-store'));
 // Through the wire decoder, as the gRPC server hands requests to the engine.
-const { checkRequestFromJson } = require(path.join(ROOT, 'dist/request/proto-json'));
+const { checkRequestFromJson } = require(path.join(ROOT, 'dist/envoy/proto-json'));
 (async () => {
   const loaded = await loadPolicyDir(path.join(ROOT, 'policies'));
   if (!loaded.ok) throw new Error('policies invalid');

@@ -159,7 +159,7 @@ async function overGrpc(checks, callers) {
 async function inProcess(checks, callers) {
   const pino = require('pino');
   const { Gatehouse } = require(path.join(ROOT, 'dist/app'));
-  const { decodeCheckRequest } = require(path.join(ROOT, 'dist/server/codec'));
+  const { decodeCheckRequest } = require(path.join(ROOT, 'dist/envoy/codec'));
   const app = await Gatehouse.start(
     {
       policiesDir: path.join(ROOT, 'policies'),

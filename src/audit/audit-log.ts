@@ -47,7 +47,7 @@ export interface AuditRecord {
 }
 
 /**
- * Stage 6: one JSON record per decision. The record is built from the decision only, never
+ * One JSON record per decision. The record is built from the decision only, never
  * from headers, so no authorization header or token can reach it.
  */
 export function auditRecord(d: Decision): AuditRecord {

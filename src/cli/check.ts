@@ -3,11 +3,11 @@ import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/document/problems';
 import { MemoryBucketStore } from '../ratelimit/memory-store';
-import { checkRequestFromJson } from '../request/proto-json';
+import type { CheckInput } from '../envoy/check-input';
+import { checkRequestFromJson } from '../envoy/proto-json';
 import { toCheckResponse } from '../respond/check-response';
 import { auditRecord } from '../audit/audit-log';
-import { authorize, type RuleStep } from '../policy/authorize';
-import { parseSpiffeId } from '../identity/spiffe';
+import type { RuleStep } from '../policy/authorize';
 import { normalizeCheckRequest } from '../request/normalize';
 
 export interface CheckOptions {
@@ -27,7 +27,7 @@ export async function runCheck(
     for (const p of loaded.problems) process.stderr.write(`${formatProblem(p)}\n`);
     return 1;
   }
-  let request: unknown;
+  let request: CheckInput;
   try {
     request = checkRequestFromJson(JSON.parse(inputText));
   } catch (err) {
@@ -43,9 +43,10 @@ export async function runCheck(
     store,
     sink: { record: () => undefined },
   });
-  const decision = await engine.decide(request);
+  const trace: RuleStep[] = [];
+  const decision = await engine.decide(request, trace);
   await store.close();
-  const rules = ruleExplanations(decision, request);
+  const rules = ruleExplanations(decision, request, trace);
   process.stdout.write(
     options.json
       ? `${JSON.stringify({ decision: auditRecord(decision), rules, response: toCheckResponse(decision) }, null, 2)}\n`
@@ -67,16 +68,17 @@ export interface RuleExplanation {
 }
 
 /**
- * Per-rule explanation, when the request got as far as a policy with a verified caller: the
- * steps authorize records when handed a trace, on the same request the engine decided.
+ * Per-rule explanation, when the request got as far as authorising: the steps authorize
+ * recorded while the engine decided this very request.
  */
-function ruleExplanations(decision: Decision, checkRequest: unknown): RuleExplanation[] {
+function ruleExplanations(
+  decision: Decision,
+  checkRequest: CheckInput,
+  trace: readonly RuleStep[],
+): RuleExplanation[] {
   const policy = decision.policy;
-  const caller = decision.caller === undefined ? undefined : parseSpiffeId(decision.caller);
   const normalized = normalizeCheckRequest(checkRequest);
-  if (policy === undefined || !caller?.ok || !normalized.ok) return [];
-  const trace: RuleStep[] = [];
-  authorize(policy, normalized.request, caller.value, trace);
+  if (policy === undefined || trace.length === 0 || !normalized.ok) return [];
   const decidedBy = trace[trace.length - 1];
   return policy.rules.map((rule) => {
     const step = trace.find((s) => s.rule === rule);

@@ -34,7 +34,7 @@ export type IdentityOutcome =
     };
 
 /**
- * Stage 2: who is calling. Sources strongest first: peer principal, peer certificate, trusted
+ * Who is calling. Sources strongest first: peer principal, peer certificate, trusted
  * XFCC, then a JWT-SVID bearer token. The strongest credential present names the caller; a
  * present but invalid one is a failure, never a fall-back to a weaker one. Every other
  * credential the request presents must verify too, as Istio's RequestAuthentication rejects an

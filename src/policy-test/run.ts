@@ -1,3 +1,4 @@
+import type { CheckInput } from '../envoy/check-input';
 import { DecisionEngine } from '../pipeline/engine';
 import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
@@ -244,7 +245,7 @@ function casePolicy(set: PolicySet, r: CaseDoc['request']): CompiledPolicy | und
 }
 
 /** The CheckRequest Envoy would send for the case. */
-function checkRequestFor(testCase: CaseDoc, token: string | undefined): unknown {
+function checkRequestFor(testCase: CaseDoc, token: string | undefined): CheckInput {
   const r = testCase.request;
   if (r.workload !== undefined) {
     // Istio's network-level check: peers only, no HTTP attributes.

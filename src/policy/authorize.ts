@@ -35,7 +35,7 @@ export type RuleStep =
   | { readonly rule: CompiledRule; readonly step: 'not-refused' };
 
 /**
- * Stage 3: may this caller do this. Every rule whose methods and paths match the request
+ * May this caller do this. Every rule whose methods and paths match the request
  * is considered: a deny entry in any of them refuses the request, whatever allows it
  * elsewhere; otherwise the first matching rule whose allow list names the caller admits
  * it (and its rate limit applies). `trace`, when given, receives each step; without it

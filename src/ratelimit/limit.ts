@@ -1,11 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { CompiledRateLimit } from '../policy/types';
 import type { NormalizedRequest } from '../request/normalize';
-import type { BucketStore, LimitResult } from './types';
-
-export type LimitOutcome =
-  | { kind: 'checked'; result: LimitResult }
-  | { kind: 'backend-error'; action: 'allow' | 'deny'; error: string };
 
 const MAX_KEY_PART = 256;
 
@@ -23,18 +18,4 @@ export function bucketKey(
       ? `#${createHash('sha256').update(part).digest('base64url')}`
       : part)
   );
-}
-
-/** Stage 4: within budget. A store failure is reported with the rule's onBackendError action. */
-export async function applyLimit(
-  store: BucketStore,
-  limit: CompiledRateLimit,
-  key: string,
-): Promise<LimitOutcome> {
-  try {
-    const result = await store.take(key, limit, limit.cost);
-    return { kind: 'checked', result };
-  } catch (err) {
-    return { kind: 'backend-error', action: limit.onBackendError, error: (err as Error).message };
-  }
 }

@@ -1,3 +1,4 @@
+import type { CheckInput } from '../envoy/check-input';
 import type { GrantTracker } from '../grants/types';
 import type { IdentityConfig } from '../identity/resolve';
 import type { Decision } from '../pipeline/decision';
@@ -251,7 +252,7 @@ export class Redecider {
  * verified when recorded), the destination principal, method, host and path, the query's keys
  * with empty values and the tracked headers that were present with empty values.
  */
-export function checkRequestOf(record: ReplayRecord): unknown {
+export function checkRequestOf(record: ReplayRecord): CheckInput {
   const source = record.caller !== null ? { principal: record.caller } : {};
   const destination = record.destination !== null ? { principal: record.destination } : {};
   if (record.method === 'TCP')

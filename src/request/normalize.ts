@@ -1,8 +1,9 @@
+import { UNDECODABLE, type CheckInput } from '../envoy/check-input';
 import { credentialHeaderAmbiguity } from './ambiguity';
 import { authorityPortError } from './authority';
 
 /**
- * Stage 1: turn Envoy's CheckRequest (as decoded by the server's codec: camelCase, defaults
+ * Turn Envoy's CheckRequest (as decoded by the server's codec: camelCase, defaults
  * off, google.protobuf.Struct in its JSON form) into the few fields the decision needs. Everything here is hostile input: missing
  * sub-messages, odd types, giant values. Anything that cannot be read safely is reported
  * as malformed so the pipeline denies it.
@@ -61,12 +62,7 @@ interface Obj {
   [k: string]: unknown;
 }
 
-/** Stands in for a CheckRequest whose bytes did not decode. */
-export const UNDECODABLE: Readonly<Record<string, unknown>> = Object.freeze({
-  [Symbol.for('gatehouse.undecodable')]: true,
-});
-
-export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
+export function normalizeCheckRequest(checkRequest: CheckInput): NormalizeResult {
   if (checkRequest === UNDECODABLE)
     return { ok: false, reason: 'CheckRequest bytes could not be decoded' };
   const attributes = field(checkRequest, 'attributes');
@@ -74,6 +70,8 @@ export function normalizeCheckRequest(checkRequest: unknown): NormalizeResult {
   if (http === undefined) return tcpRequest(attributes);
 
   const headers = headerRecord(field(http, 'headers'));
+  if (typeof headers === 'string')
+    return { ok: false, reason: `request header '${clipText(headers, 64)}' is not a string` };
 
   const rawHost = str(field(http, 'host')) || str(headers[':authority']) || str(headers['host']);
   const rawMethod = str(field(http, 'method')) || str(headers[':method']);
@@ -182,15 +180,19 @@ function tcpRequest(attributes: unknown): NormalizeResult {
  * Header names are case-insensitive and Envoy sends them lower-case, which is how every stage
  * looks them up. The codec's record (null prototype) is lower-cased already; a caller's plain
  * object is copied with lower-cased names, a name given twice joined with ',' as Envoy joins
- * repeated lines, so `X-Api-Key` is never a header that rules do not see.
+ * repeated lines, so `X-Api-Key` is never a header that rules do not see. A value that is not a
+ * string is no header a rule could read, nor one to ignore: its name is returned, to refuse.
  */
-function headerRecord(value: unknown): Readonly<Record<string, string>> {
+function headerRecord(value: unknown): Readonly<Record<string, string>> | string {
   if (!isObj(value)) return EMPTY_HEADERS;
-  if (Object.getPrototypeOf(value) === null) return value as Record<string, string>;
+  if (Object.getPrototypeOf(value) === null) {
+    for (const key in value as Obj) if (typeof (value as Obj)[key] !== 'string') return key;
+    return value as Record<string, string>;
+  }
   const out = Object.create(null) as Record<string, string>;
   for (const key of Object.keys(value as Obj)) {
     const v = (value as Obj)[key];
-    if (typeof v !== 'string') continue;
+    if (typeof v !== 'string') return key;
     const name = key.toLowerCase();
     const previous = out[name];
     out[name] = previous === undefined ? v : `${previous},${v}`;
@@ -221,13 +223,19 @@ function bodyOf(http: unknown): string | Uint8Array | undefined {
  */
 function stringRecord(value: unknown): Readonly<Record<string, string>> {
   if (!isObj(value)) return EMPTY_STRINGS;
-  if (Object.getPrototypeOf(value) === null) return value as Record<string, string>;
+  if (Object.getPrototypeOf(value) === null && allStrings(value as Obj))
+    return value as Record<string, string>;
   let out: Record<string, string> | undefined;
   for (const key of Object.keys(value as Obj)) {
     const v = (value as Obj)[key];
     if (typeof v === 'string') (out ??= Object.create(null) as Record<string, string>)[key] = v;
   }
   return out ?? EMPTY_STRINGS;
+}
+
+function allStrings(record: Obj): boolean {
+  for (const key in record) if (typeof record[key] !== 'string') return false;
+  return true;
 }
 
 const MAX_METADATA_DEPTH = 32;

@@ -47,7 +47,7 @@ function header([key, value]: HeaderPair): HeaderOption {
 export type HeaderPair = readonly [key: string, value: string];
 
 /**
- * Stage 5, dialect-neutral: the headers a decision produces. On allow: for the upstream
+ * Dialect-neutral: the headers a decision produces. On allow: for the upstream
  * request (caller, policy, decision id) and for the client response (rate limit state).
  * On deny: for the client's reply.
  */

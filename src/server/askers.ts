@@ -4,7 +4,7 @@ import { TLSSocket } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { compileSpiffePattern, parseSpiffeId, type SpiffePattern } from '../identity/spiffe';
 import { parseXfcc } from '../identity/xfcc';
-import { UNDECODABLE } from '../request/normalize';
+import { UNDECODABLE, type CheckInput } from '../envoy/check-input';
 
 /**
  * Who may ask Gatehouse. Envoy's attributes are believed only from a proxy that is entitled to
@@ -114,14 +114,17 @@ export class AskerGate {
   }
 
   /** Undefined when the asker may ask this; else the refusal, already reported. */
-  refuse(call: grpc.ServerUnaryCall<unknown, unknown>): AskerRefusal | undefined {
+  refuse(call: grpc.ServerUnaryCall<CheckInput, unknown>): AskerRefusal | undefined {
     const asker = this.askerOf(call);
     const refusal = this.judge(asker, call.request);
     if (refusal !== undefined) this.onRefused(refusal);
     return refusal;
   }
 
-  private judge(asker: string | undefined, request: unknown): AskerRefusal | undefined {
+  private judge(
+    asker: string | undefined,
+    request: CheckInput | undefined,
+  ): AskerRefusal | undefined {
     if (asker === undefined) return { reason: 'no_asker_identity', asker, destination: undefined };
     const parsed = parseSpiffeId(asker);
     if (!parsed.ok)
@@ -175,11 +178,10 @@ export function spiffeUriSan(subjectaltname: string | undefined): string | undef
   return found;
 }
 
-function destinationOf(request: unknown): string | undefined {
-  if (request === UNDECODABLE || typeof request !== 'object' || request === null) return undefined;
-  const attributes = (request as { attributes?: { destination?: { principal?: unknown } } })
-    .attributes;
-  const principal = attributes?.destination?.principal;
+function destinationOf(request: CheckInput | undefined): string | undefined {
+  if (request === undefined || request === UNDECODABLE) return undefined;
+  // Typed, not trusted: a value of another type names no destination.
+  const principal: unknown = request.attributes?.destination?.principal;
   return typeof principal === 'string' && principal !== '' ? principal : undefined;
 }
 

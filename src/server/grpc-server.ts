@@ -2,10 +2,10 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { DecisionEngine } from '../pipeline/engine';
 import { toCheckResponse, type CheckResponseMessage } from '../respond/check-response';
-import { decodeCheckRequest, encodeCheckResponse } from './codec';
+import { decodeCheckRequest, encodeCheckResponse } from '../envoy/codec';
 import { HealthService } from './health';
 import { loadProtos } from './protos';
-import { UNDECODABLE } from '../request/normalize';
+import { UNDECODABLE, type CheckInput } from '../envoy/check-input';
 import { httpListenHost } from './listen-address';
 import type { AskerGate } from './askers';
 import {
@@ -101,7 +101,7 @@ export class GrpcServer {
   }
 
   private readonly check = (
-    call: grpc.ServerUnaryCall<unknown, unknown>,
+    call: grpc.ServerUnaryCall<CheckInput, unknown>,
     callback: grpc.sendUnaryData<unknown>,
   ): void => {
     // Before the engine: a refused asker changes no state and leaves no decision record.

@@ -2,6 +2,7 @@ import * as https from 'node:https';
 import type { AskerGate } from './askers';
 import * as http from 'node:http';
 import type { Logger } from 'pino';
+import type { CheckInput, HttpRequestInput } from '../envoy/check-input';
 import type { Decision } from '../pipeline/decision';
 import type { DecisionEngine } from '../pipeline/engine';
 import { allowHeaders, denyBody, denyHeaders, headersToRemove } from '../respond/check-response';
@@ -201,7 +202,7 @@ export class HttpAuthServer {
     req: http.IncomingMessage,
     body: string | undefined,
     partial: boolean,
-  ): unknown {
+  ): CheckInput {
     const headers: Record<string, string> = {};
     for (const [key, value] of Object.entries(req.headers)) {
       if (value !== undefined) headers[key] = Array.isArray(value) ? value.join(',') : value;
@@ -227,8 +228,8 @@ export class HttpAuthServer {
     headers[':path'] = path;
     // Envoy's own marker for a body cut at its buffer limit; ours is cut the same way.
     if (partial) headers['x-envoy-auth-partial-body'] = 'true';
-    const httpRequest: Record<string, unknown> = { method, path, host, headers };
-    if (body !== undefined) httpRequest['body'] = body;
+    const httpRequest: HttpRequestInput =
+      body === undefined ? { method, path, host, headers } : { method, path, host, headers, body };
     return {
       attributes: { source: certificate ? { certificate } : {}, request: { http: httpRequest } },
     };

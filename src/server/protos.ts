@@ -1,9 +1,6 @@
-import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-
-/** protos/ sits beside src/ and dist/, so one relative path serves both. */
-export const PROTO_ROOT = path.resolve(__dirname, '..', '..', 'protos');
+import { PROTO_ROOT } from '../envoy/proto-root';
 
 /**
  * Decode options for the hot path: no defaults are filled in (absent fields stay

@@ -1,3 +1,5 @@
+import type { CheckInput } from '../../src/envoy/check-input';
+
 /** Builds CheckRequests shaped the way Envoy sends them (camelCase, as proto-loader encodes). */
 export interface RequestSpec {
   principal?: string;
@@ -24,12 +26,16 @@ export function destinationFor(host: string): string {
   return Object.hasOwn(EXAMPLE_WORKLOADS, label) ? EXAMPLE_WORKLOADS[label]! : '';
 }
 
-export function envoyCheckRequest(spec: RequestSpec = {}): Record<string, unknown> {
+/**
+ * A CheckInput, as the engine takes it, and a message a gRPC client can send. Fields Gatehouse
+ * does not read (addresses, time, scheme) ride along as Envoy sends them, for the codec to skip.
+ */
+export function envoyCheckRequest(spec: RequestSpec = {}): CheckInput {
   const host = spec.host ?? 'orders.shop.svc.cluster.local:8080';
   const method = spec.method ?? 'POST';
   const path = spec.path ?? '/v1/orders';
   const destination = spec.destination ?? destinationFor(host);
-  return {
+  const request = {
     attributes: {
       source: {
         address: { socketAddress: { address: '10.0.3.7', portValue: 51234 } },
@@ -66,6 +72,7 @@ export function envoyCheckRequest(spec: RequestSpec = {}): Record<string, unknow
       },
     },
   };
+  return request;
 }
 
 export const CHECKOUT_WEB = 'spiffe://shop.example/ns/checkout/sa/web';

@@ -10,6 +10,7 @@ import { TestCa, type Issued } from '../helpers/pki';
 import { envoyCheckRequest, ORDERS } from '../helpers/requests';
 import { startTestServer, type TestServer } from '../helpers/server';
 import { checkClient } from '../helpers/grpc-client';
+import type { CheckInput } from '../../src/envoy/check-input';
 
 /**
  * Only proxies may ask: the Check port over TLS with client certificates, askers named by their
@@ -54,7 +55,7 @@ function tlsAsker(port: number, ca: TestCa, identity: Issued | undefined): Asker
   };
 }
 
-function charge(destination: string, principal = ORDERS): Record<string, unknown> {
+function charge(destination: string, principal = ORDERS): CheckInput {
   return envoyCheckRequest({
     principal,
     host: 'payments',

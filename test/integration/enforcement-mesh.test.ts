@@ -10,6 +10,7 @@ import { policyDir } from '../helpers/policies';
 import { startRedis, type RedisProcess } from '../helpers/redis';
 import { envoyCheckRequest, FRONTEND_WEB, ORDERS, EXPORTER } from '../helpers/requests';
 import { waitFor } from '../helpers/wait';
+import type { CheckInput } from '../../src/envoy/check-input';
 
 /**
  * The mesh-wide parts of enforcement against real servers: two `gatehouse serve` replicas
@@ -57,7 +58,7 @@ spec:
 `,
 };
 
-function request(caller: string, host: string, path: string): Record<string, unknown> {
+function request(caller: string, host: string, path: string): CheckInput {
   return envoyCheckRequest({ principal: caller, host, method: 'GET', path });
 }
 

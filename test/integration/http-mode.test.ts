@@ -15,6 +15,7 @@ import { CHECKOUT_BATCH, CHECKOUT_WEB, ORDERS } from '../helpers/requests';
 import pino from 'pino';
 import { HttpAuthServer, type HttpModeOptions } from '../../src/server/http-mode';
 import type { DecisionEngine } from '../../src/pipeline/engine';
+import type { CheckInput } from '../../src/envoy/check-input';
 import { normalizeCheckRequest, type NormalizedRequest } from '../../src/request/normalize';
 import { sampleDecision } from '../helpers/decision';
 import { waitFor } from '../helpers/wait';
@@ -451,10 +452,10 @@ describe('HTTP mode request bodies (Envoy with_request_body)', () => {
   /** The adapter alone, in front of an engine that records each CheckRequest and allows. */
   async function adapter(
     options: Partial<HttpModeOptions> = {},
-  ): Promise<{ server: HttpAuthServer; seen: unknown[] }> {
-    const seen: unknown[] = [];
+  ): Promise<{ server: HttpAuthServer; seen: CheckInput[] }> {
+    const seen: CheckInput[] = [];
     const engine = {
-      decide: async (checkRequest: unknown) => (seen.push(checkRequest), sampleDecision('d')),
+      decide: async (checkRequest: CheckInput) => (seen.push(checkRequest), sampleDecision('d')),
     } as unknown as DecisionEngine;
     const server = new HttpAuthServer(engine, pino({ level: 'silent' }), {
       host: '127.0.0.1',
@@ -466,7 +467,7 @@ describe('HTTP mode request bodies (Envoy with_request_body)', () => {
     await server.listen();
     return { server, seen };
   }
-  const normalized = (checkRequest: unknown): NormalizedRequest => {
+  const normalized = (checkRequest: CheckInput): NormalizedRequest => {
     const r = normalizeCheckRequest(checkRequest);
     if (!r.ok) throw new Error(r.reason);
     return r.request;

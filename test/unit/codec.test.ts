@@ -1,4 +1,4 @@
-import { decodeCheckRequest, encodeCheckResponse } from '../../src/server/codec';
+import { decodeCheckRequest, encodeCheckResponse } from '../../src/envoy/codec';
 import { normalizeCheckRequest } from '../../src/request/normalize';
 import { loadProtos } from '../../src/server/protos';
 import { toCheckResponse, type CheckResponseMessage } from '../../src/respond/check-response';

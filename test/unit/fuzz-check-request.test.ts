@@ -1,8 +1,8 @@
 import { parseSpiffeId } from '../../src/identity/spiffe';
 import { parseXfcc } from '../../src/identity/xfcc';
-import { decodeCheckRequest } from '../../src/server/codec';
+import { decodeCheckRequest } from '../../src/envoy/codec';
 import { loadProtos } from '../../src/server/protos';
-import { UNDECODABLE } from '../../src/request/normalize';
+import { UNDECODABLE, type CheckInput } from '../../src/envoy/check-input';
 import { engineFor } from '../helpers/engine';
 import { EXAMPLE_POLICIES } from '../helpers/policies';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest, ORDERS } from '../helpers/requests';
@@ -56,7 +56,7 @@ describe('mutated CheckRequest bytes (seeded fuzzing through the real decoder an
         else bytes.copyWithin(at, Math.floor(random() * bytes.length));
       }
       const cut = random() < 0.1 ? bytes.subarray(0, Math.floor(random() * bytes.length)) : bytes;
-      let request: unknown;
+      let request: CheckInput;
       try {
         request = decodeCheckRequest(cut);
         decoded++;

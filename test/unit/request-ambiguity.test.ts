@@ -1,6 +1,7 @@
 import type { Decision } from '../../src/pipeline/decision';
 import type { DecisionEngine } from '../../src/pipeline/engine';
-import { checkRequestFromJson } from '../../src/request/proto-json';
+import { checkRequestFromJson } from '../../src/envoy/proto-json';
+import { MemoryQuarantineState } from '../../src/quarantine/memory';
 import { engineFor } from '../helpers/engine';
 import { policyDir, servicePolicy } from '../helpers/policies';
 import { EXPORTER } from '../helpers/requests';
@@ -238,10 +239,13 @@ describe('nothing from the request reaches a reason unless put there on purpose'
   });
 
   test('an internal error is reported by its class, not a message that may quote the request', async () => {
-    const { engine: failing } = await engineFor(policyDir({ 'api.yaml': SERVICE }));
-    (failing as unknown as { quarantine: { current: () => never } }).quarantine.current = () => {
+    const quarantine = new MemoryQuarantineState({ onEvent: () => undefined });
+    quarantine.current = () => {
       throw new TypeError('cannot read sk_live_SECRETKEY');
     };
+    const { engine: failing } = await engineFor(policyDir({ 'api.yaml': SERVICE }), {
+      quarantine,
+    });
     const d = await failing.decide(check({ path: '/public' }));
     expect(d).toMatchObject({
       allowed: false,

@@ -1,8 +1,8 @@
 import { Writer } from 'protobufjs';
-import { decodeCheckRequest } from '../../src/server/codec';
+import { decodeCheckRequest } from '../../src/envoy/codec';
 import { normalizeCheckRequest, type NormalizedRequest } from '../../src/request/normalize';
 import { readQuery } from '../../src/request/query';
-import { checkRequestFromJson } from '../../src/request/proto-json';
+import { checkRequestFromJson } from '../../src/envoy/proto-json';
 
 /*
  * The request inputs policies read beyond host/method/path (query, body, context extensions,

@@ -6,6 +6,7 @@ import { conditionReads } from '../../src/policy/features/condition-reads';
 import { parseSince } from '../../src/cli/replay';
 import { loadPolicyDir } from '../../src/policy/load';
 import { normalizeCheckRequest } from '../../src/request/normalize';
+import type { CheckInput } from '../../src/envoy/check-input';
 
 describe('condition reads', () => {
   test('literal header keys are told apart by presence test and value read; macros make the map opaque', () => {
@@ -87,12 +88,14 @@ spec:
 });
 
 describe('destination principal', () => {
-  const request = (principal: unknown): unknown => ({
-    attributes: {
-      destination: { principal },
-      request: { http: { host: 'orders', method: 'GET', path: '/v1/orders', headers: {} } },
-    },
-  });
+  // The principal's type is the attack: a producer may hand over any value.
+  const request = (principal: unknown): CheckInput =>
+    ({
+      attributes: {
+        destination: { principal },
+        request: { http: { host: 'orders', method: 'GET', path: '/v1/orders', headers: {} } },
+      },
+    }) as CheckInput;
 
   test('is carried from attributes.destination.principal, empty when absent or not a string', () => {
     const spiffe = 'spiffe://shop.example/ns/orders/sa/orders';

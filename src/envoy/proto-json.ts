@@ -1,7 +1,8 @@
 import * as protobuf from 'protobufjs';
 import * as path from 'node:path';
-import { PROTO_ROOT } from '../server/protos';
-import { decodeCheckRequest } from '../server/codec';
+import type { CheckInput } from './check-input';
+import { decodeCheckRequest } from './codec';
+import { PROTO_ROOT } from './proto-root';
 
 let root: protobuf.Root | undefined;
 
@@ -23,7 +24,7 @@ function checkRequestType(): protobuf.Type {
  * An unknown field name is an error naming its path, as protobuf's JSON parsers do unless told
  * to ignore them: a misspelt `princpal` would otherwise be a request without a caller.
  */
-export function checkRequestFromJson(json: unknown): unknown {
+export function checkRequestFromJson(json: unknown): CheckInput {
   const type = checkRequestType();
   const message = type.fromObject(toProtobufJsObject(type, json, 'CheckRequest'));
   return decodeCheckRequest(type.encode(message).finish());

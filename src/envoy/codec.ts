@@ -1,5 +1,6 @@
 import { Reader, Writer } from 'protobufjs';
 import type { CheckResponseMessage, HeaderOption } from '../respond/check-response';
+import type { CheckInput } from './check-input';
 
 /**
  * The hot path's own CheckRequest decoder and CheckResponse encoder, on protobufjs's Reader
@@ -32,11 +33,11 @@ class StrictReader extends Reader {
 }
 
 /** envoy.service.auth.v3.CheckRequest: 1 attributes. */
-export function decodeCheckRequest(bytes: Uint8Array): Obj {
+export function decodeCheckRequest(bytes: Uint8Array): CheckInput {
   const r = new StrictReader(
     Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
   );
-  const out: Obj = {};
+  const out: { attributes?: Obj } = {};
   while (r.pos < r.len) {
     const tag = r.uint32();
     if (tag === ((1 << 3) | 2)) out['attributes'] = decodeAttributes(r, r.uint32());
