@@ -97,7 +97,8 @@ export class Gatehouse {
 
   static async start(options: GatehouseOptions, log: Logger): Promise<Gatehouse> {
     const metrics = new Metrics();
-    const holder = await PolicyHolder.load(options.policiesDir, log, {
+    const holder = await PolicyHolder.load(options.policiesDir, log);
+    holder.listen({
       applied: (set) => {
         metrics.reloaded(true);
         metrics.policyVersion(set.version);

@@ -52,7 +52,6 @@ export class Supervisor {
   private readonly admin: AdminServer;
   private shuttingDown = false;
   private rolling = false;
-  private policies!: PolicyHolder;
   /** Workers without --audit-log send their records here: one writer on stdout. */
   private readonly auditOut = new LineWriter(undefined, {
     onTrouble: ({ error }) =>
@@ -67,7 +66,20 @@ export class Supervisor {
   private constructor(
     private readonly options: SupervisorOptions,
     private readonly log: Logger,
+    private readonly policies: PolicyHolder,
   ) {
+    policies.listen({
+      applied: (set, _previous, directoryChanged) => {
+        this.countReload('ok');
+        this.broadcast(
+          directoryChanged
+            ? { type: 'gatehouse:reload', dir: policies.directory }
+            : { type: 'gatehouse:reload' },
+        );
+        log.info({ version: set.version }, 'workers told to reload');
+      },
+      rejected: () => this.countReload('rejected'),
+    });
     this.restartsCounter = new Counter({
       name: 'gatehouse_worker_restarts_total',
       help: 'Workers restarted after dying.',
@@ -119,24 +131,13 @@ export class Supervisor {
   }
 
   static async start(options: SupervisorOptions, log: Logger): Promise<Supervisor> {
-    const supervisor = new Supervisor(options, log);
     // Validated here first, so `serve` refuses bad policies before any worker starts.
-    supervisor.policies = await PolicyHolder.load(options.gatehouse.policiesDir, log, {
-      applied: (set, _previous, directoryChanged) => {
-        supervisor.countReload('ok');
-        supervisor.broadcast(
-          directoryChanged
-            ? { type: 'gatehouse:reload', dir: supervisor.policies.directory }
-            : { type: 'gatehouse:reload' },
-        );
-        log.info({ version: set.version }, 'workers told to reload');
-      },
-      rejected: () => supervisor.countReload('rejected'),
-    });
+    const policies = await PolicyHolder.load(options.gatehouse.policiesDir, log);
+    const supervisor = new Supervisor(options, log, policies);
     const adminPort = await supervisor.admin.listen(options.adminHost, options.adminPort);
     for (let slot = 1; slot <= options.workers; slot++) supervisor.fork(slot);
     log.info(
-      { workers: options.workers, adminPort, policyVersion: supervisor.policies.current.version },
+      { workers: options.workers, adminPort, policyVersion: policies.current.version },
       'gatehouse primary started',
     );
     return supervisor;

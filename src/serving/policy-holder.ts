@@ -47,12 +47,12 @@ export class PolicyHolder {
   private wantedDir: string;
   private running: Promise<ReloadResult> | undefined;
   private queued: Promise<ReloadResult> | undefined;
+  private events: PolicyHolderEvents = {};
 
   private constructor(
     set: PolicySet,
     dir: string,
     private readonly log: Logger,
-    private readonly events: PolicyHolderEvents,
   ) {
     this.set = set;
     this.servedDir = dir;
@@ -61,15 +61,16 @@ export class PolicyHolder {
   }
 
   /** Loads `dir` once; invalid policies refuse the start with every problem (PolicyLoadError). */
-  static async load(
-    dir: string,
-    log: Logger,
-    events: PolicyHolderEvents = {},
-  ): Promise<PolicyHolder> {
+  static async load(dir: string, log: Logger): Promise<PolicyHolder> {
     const loaded = await loadPolicyDir(dir);
     if (!loaded.ok) throw new PolicyLoadError(loaded.problems);
     for (const w of loaded.warnings) log.warn(formatProblem(w));
-    return new PolicyHolder(loaded.set, dir, log, events);
+    return new PolicyHolder(loaded.set, dir, log);
+  }
+
+  /** The owner's part of every later reload (one owner: a second call replaces the first). */
+  listen(events: PolicyHolderEvents): void {
+    this.events = events;
   }
 
   /** The set in force; one reference, swapped whole, so a check that reads it once never mixes versions. */

@@ -68,7 +68,8 @@ describe('PolicyHolder', () => {
   test('a burst of reloads during one in flight costs one more load, which sees the latest files', async () => {
     const dir = policyDir({ 'svc.yaml': policyFor('v0') });
     const { events, seen } = recorder();
-    const holder = await PolicyHolder.load(dir, silent, events);
+    const holder = await PolicyHolder.load(dir, silent);
+    holder.listen(events);
     const v0 = holder.current.version;
 
     writeFileSync(path.join(dir, 'svc.yaml'), policyFor('v1'));
@@ -101,7 +102,8 @@ describe('PolicyHolder', () => {
   test('a reload asked for after the queued one started waits for it: versions apply in order', async () => {
     const dir = policyDir({ 'svc.yaml': policyFor('v0') });
     const { events, seen } = recorder();
-    const holder = await PolicyHolder.load(dir, silent, events);
+    const holder = await PolicyHolder.load(dir, silent);
+    holder.listen(events);
     const applied: string[] = [];
     for (let n = 1; n <= 6; n++) {
       writeFileSync(path.join(dir, 'svc.yaml'), policyFor(`v${n}`));
@@ -122,7 +124,8 @@ describe('PolicyHolder', () => {
   test('a failed reload keeps the current set and records the rejection', async () => {
     const dir = policyDir({ 'svc.yaml': policyFor('v0') });
     const { events, seen } = recorder();
-    const holder = await PolicyHolder.load(dir, silent, events);
+    const holder = await PolicyHolder.load(dir, silent);
+    holder.listen(events);
     const before = holder.current;
     writeFileSync(path.join(dir, 'svc.yaml'), BROKEN);
     const result = await holder.reload();
@@ -141,7 +144,8 @@ describe('PolicyHolder', () => {
   test('an unchanged directory reloads to nothing: no event, no history entry', async () => {
     const dir = policyDir({ 'svc.yaml': policyFor('v0') });
     const { events, seen } = recorder();
-    const holder = await PolicyHolder.load(dir, silent, events);
+    const holder = await PolicyHolder.load(dir, silent);
+    holder.listen(events);
     const before = holder.current;
     expect(await holder.reload()).toMatchObject({ ok: true, version: before.version });
     expect(holder.current).toBe(before);
@@ -154,7 +158,8 @@ describe('PolicyHolder', () => {
     const second = policyDir({ 'svc.yaml': policyFor('b') });
     const bad = policyDir({ 'svc.yaml': BROKEN });
     const { events, seen } = recorder();
-    const holder = await PolicyHolder.load(first, silent, events);
+    const holder = await PolicyHolder.load(first, silent);
+    holder.listen(events);
     const [va, vb] = [holder.current.version, await versionOf('b')];
 
     expect(await holder.switchDirectory(second)).toMatchObject({
@@ -193,7 +198,8 @@ describe('PolicyHolder', () => {
     const first = policyDir({ 'svc.yaml': policyFor('a') });
     const second = policyDir({ 'svc.yaml': policyFor('a') });
     const { events, seen } = recorder();
-    const holder = await PolicyHolder.load(first, silent, events);
+    const holder = await PolicyHolder.load(first, silent);
+    holder.listen(events);
     const version = holder.current.version;
     expect(await holder.switchDirectory(second)).toMatchObject({ ok: true, version });
     expect(holder.directory).toBe(second);
