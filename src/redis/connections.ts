@@ -35,6 +35,7 @@ export class RedisConnections {
   private stateClient: Redis | Cluster | undefined;
   private subscriberClient: Redis | Cluster | undefined;
   private up = false;
+  private closing = false;
   private errorLogged = false;
 
   constructor(target: RedisTarget, log: Logger) {
@@ -84,7 +85,8 @@ export class RedisConnections {
       );
     });
     this.buckets.on('close', () => {
-      if (this.up) redisLog.warn({ backend: this.kind }, 'redis connection lost; reconnecting');
+      if (this.up && !this.closing)
+        redisLog.warn({ backend: this.kind }, 'redis connection lost; reconnecting');
       this.up = false;
     });
   }
@@ -125,10 +127,12 @@ export class RedisConnections {
 
   /** Call after the stores closed (their last writes go through `state`); the check connection goes last. */
   async close(): Promise<void> {
+    this.closing = true;
     const background = this.background;
     this.background = [];
     await Promise.allSettled(background.map((c) => quit(c)));
     await quit(this.buckets);
+    this.up = false;
   }
 
   private openBackground(): Redis | Cluster {
@@ -152,6 +156,8 @@ export class RedisConnections {
 }
 
 async function quit(client: Redis | Cluster): Promise<void> {
+  // Not connected: nothing to flush, and a reconnect timer must not keep the process alive.
+  if (client.status !== 'ready') return client.disconnect();
   try {
     await withDeadline(client.quit(), QUIT_DEADLINE_MS);
   } catch {
