@@ -2,34 +2,26 @@ import { AskerGate, askerControlConfigured, type AskerOptions } from './server/a
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { AdminProviders, Readiness } from './admin/admin-server';
-import { ReloadHistory } from './policy/history';
 import { AuditLog, type AuditLogOptions } from './audit/audit-log';
 import { Metrics } from './metrics/metrics';
 import { DecisionEngine } from './pipeline/engine';
-import { loadPolicyDir } from './policy/load';
-import { formatProblem, type PolicyProblem } from './policy/document/problems';
-import { describePolicySet, type PolicySet } from './policy/types';
+import type { PolicySet } from './policy/types';
+import { PolicyHolder, type ReloadResult } from './serving/policy-holder';
 import { MemoryBucketStore, type MemoryStoreOptions } from './ratelimit/memory-store';
 import { BoundsMetrics, sizeOf } from './metrics/bounds-metrics';
 import { describeBackendError, EpisodeLog } from './util/episode-log';
 import type { TransportLimits } from './server/limits';
 import { DEFAULT_SHEDDING, LoadShedder, type SheddingOptions } from './server/shedding';
 import { RedisBucketStore } from './ratelimit/redis-store';
-import type { BucketStore } from './ratelimit/types';
 import { GrpcServer } from './server/grpc-server';
 import { HttpAuthServer, type HttpModeOptions } from './server/http-mode';
 import type { TrustBundle } from './identity/trust-bundle';
-import { MemoryGrantTracker } from './grants/memory';
-import { RedisGrantTracker } from './grants/redis';
-import type { GrantTracker } from './grants/types';
-import { MemoryQuarantineState } from './quarantine/memory';
-import { RedisQuarantineState } from './quarantine/redis';
 import {
-  subjectCaller,
-  type QuarantineEntry,
-  type QuarantineEvent,
-  type QuarantineState,
-} from './quarantine/types';
+  listQuarantine,
+  openEnforcementState,
+  releaseQuarantine,
+  type EnforcementState,
+} from './serving/enforcement-state';
 
 export interface GatehouseOptions {
   readonly policiesDir: string;
@@ -76,7 +68,6 @@ export interface GatehouseOptions {
   };
 }
 
-const REDIS_STARTUP_WAIT_MS = 2000;
 /** Audit events for refused askers per second; beyond it only the metric counts them. */
 const MAX_ASKER_EVENTS_PER_SECOND = 50;
 
@@ -85,49 +76,40 @@ function clipText(text: string | undefined): string | null {
   return text.length <= 256 ? text : `${text.slice(0, 256)}…`;
 }
 
-export class PolicyLoadError extends Error {
-  constructor(readonly problems: readonly PolicyProblem[]) {
-    super(`invalid policies:\n${problems.map(formatProblem).join('\n')}`);
-  }
-}
+export { PolicyLoadError } from './serving/policy-holder';
 
 /** A running Gatehouse: policies, engine and gRPC server, with reload, metrics and graceful stop. */
-type ReloadResult = { ok: boolean; version: string; problems: readonly PolicyProblem[] };
-
 export class Gatehouse {
   private stopping: Promise<void> | undefined;
-  private readonly history = new ReloadHistory();
-  private policiesDir: string;
-  private reloadRunning: Promise<ReloadResult> | undefined;
-  private reloadQueued: Promise<ReloadResult> | undefined;
   private auditProbe: NodeJS.Timeout | undefined;
 
   private constructor(
-    private policySet: PolicySet,
+    private readonly holder: PolicyHolder,
     readonly engine: DecisionEngine,
     readonly grpc: GrpcServer,
     readonly http: HttpAuthServer | undefined,
     readonly metrics: Metrics,
     private readonly audit: AuditLog,
-    private readonly store: BucketStore,
     private readonly state: EnforcementState,
     private readonly options: GatehouseOptions,
     private readonly log: Logger,
-  ) {
-    this.policiesDir = options.policiesDir;
-    this.history.add('loaded', policySet.version);
-    metrics.policyVersion(policySet.version);
-  }
+  ) {}
 
   static async start(options: GatehouseOptions, log: Logger): Promise<Gatehouse> {
-    const loaded = await loadPolicyDir(options.policiesDir);
-    if (!loaded.ok) throw new PolicyLoadError(loaded.problems);
-    for (const w of loaded.warnings) log.warn(formatProblem(w));
+    const metrics = new Metrics();
+    const holder = await PolicyHolder.load(options.policiesDir, log);
+    holder.listen({
+      applied: (set) => {
+        metrics.reloaded(true);
+        metrics.policyVersion(set.version);
+      },
+      rejected: () => metrics.reloaded(false),
+    });
+    metrics.policyVersion(holder.current.version);
     if (options.trustDomains.length === 0) {
       log.warn('no --trust-domain given: every caller will be refused with 401');
     }
 
-    const metrics = new Metrics();
     const auditEpisode = new EpisodeLog(log, {
       failing: 'audit log cannot be written; records are being lost',
       recovered: 'audit log written again',
@@ -151,11 +133,10 @@ export class Gatehouse {
         );
       },
     });
-    const store = await openStore(options, log, metrics);
-    const state = await openEnforcementState(store, log, metrics, audit);
-    let app: Gatehouse | undefined;
+    const state = await openEnforcementState(options, log, metrics, audit);
+    const store = state.store;
     const engine = new DecisionEngine({
-      policies: () => app!.policySet,
+      policies: () => holder.current,
       identity: {
         trustDomains: new Set(options.trustDomains),
         trustXfcc: options.trustXfcc,
@@ -230,8 +211,8 @@ export class Gatehouse {
             : {}),
         })
       : undefined;
-    state.grants.setGrants(loaded.set.grants, Date.now());
-    app = new Gatehouse(loaded.set, engine, grpc, http, metrics, audit, store, state, options, log);
+    state.grants.setGrants(holder.current.grants, Date.now());
+    const app = new Gatehouse(holder, engine, grpc, http, metrics, audit, state, options, log);
     if (options.auditRequired) app.auditProbe = probeAuditWhileFailing(audit);
     await grpc.listen();
     if (http) await http.listen();
@@ -239,8 +220,8 @@ export class Gatehouse {
       {
         grpcPort: grpc.port,
         ...(http ? { httpPort: http.port, httpDialect: options.http!.dialect } : {}),
-        policyVersion: loaded.set.version,
-        policies: loaded.set.policies.map((p) => p.name),
+        policyVersion: holder.current.version,
+        policies: holder.current.policies.map((p) => p.name),
         limiter: store.kind,
       },
       'gatehouse serving',
@@ -249,69 +230,21 @@ export class Gatehouse {
   }
 
   get policies(): PolicySet {
-    return this.policySet;
+    return this.holder.current;
   }
 
-  /**
-   * Loads the directory again, off the hot path; a bad version is rejected and the current one
-   * keeps serving. Reloads never overlap: during one, any number of requests coalesce into
-   * exactly one more, which sees the latest files.
-   */
+  /** See PolicyHolder: coalesced, and a bad version keeps the current one serving. */
   reload(): Promise<ReloadResult> {
-    if (this.reloadQueued) return this.reloadQueued;
-    if (this.reloadRunning) {
-      this.reloadQueued = this.reloadRunning.then(() => {
-        this.reloadQueued = undefined;
-        return this.startReload();
-      });
-      return this.reloadQueued;
-    }
-    return this.startReload();
-  }
-
-  private startReload(): Promise<ReloadResult> {
-    const running = this.reloadOnce().finally(() => {
-      if (this.reloadRunning === running) this.reloadRunning = undefined;
-    });
-    this.reloadRunning = running;
-    return running;
+    return this.holder.reload();
   }
 
   /** Serves the policies of another directory (a new bundle); on failure the old one stays. */
-  async switchDirectory(dir: string): Promise<ReloadResult> {
-    const previous = this.policiesDir;
-    this.policiesDir = dir;
-    const result = await this.reload();
-    if (!result.ok) this.policiesDir = previous;
-    return result;
-  }
-
-  private async reloadOnce(): Promise<ReloadResult> {
-    const loaded = await loadPolicyDir(this.policiesDir);
-    if (!loaded.ok) {
-      const errors = loaded.problems.map(formatProblem);
-      this.log.error(
-        { problems: errors, keptVersion: this.policySet.version },
-        'policy reload rejected',
-      );
-      this.metrics.reloaded(false);
-      this.history.add('rejected', this.policySet.version, errors);
-      return { ok: false, version: this.policySet.version, problems: loaded.problems };
-    }
-    const previous = this.policySet.version;
-    if (loaded.set.version === previous && loaded.set.git?.commit === this.policySet.git?.commit) {
-      return { ok: true, version: previous, problems: loaded.warnings }; // nothing changed
-    }
-    this.policySet = loaded.set; // one reference swap: a check reads the set once, so it never mixes versions
-    this.metrics.reloaded(true);
-    this.metrics.policyVersion(loaded.set.version);
-    this.history.add('reloaded', loaded.set.version);
-    this.log.info({ previous, version: loaded.set.version }, 'policies reloaded');
-    return { ok: true, version: loaded.set.version, problems: loaded.warnings };
+  switchDirectory(dir: string): Promise<ReloadResult> {
+    return this.holder.switchDirectory(dir);
   }
 
   readiness(): Readiness {
-    const checks: Record<string, string> = { policies: `loaded ${this.policySet.version}` };
+    const checks: Record<string, string> = { policies: this.holder.readinessCheck() };
     const failing: string[] = [];
     if (this.stopping) {
       checks['server'] = 'draining';
@@ -321,19 +254,17 @@ export class Gatehouse {
       checks['audit'] = this.audit.failing ? 'cannot be written' : 'writable';
       if (this.audit.failing) failing.push('audit');
     }
-    if (this.store instanceof RedisBucketStore) {
-      checks['redis'] = this.store.healthy ? 'reachable' : 'unreachable';
-      if (!this.store.healthy) failing.push('redis');
+    const store = this.state.store;
+    if (store instanceof RedisBucketStore) {
+      checks['redis'] = store.healthy ? 'reachable' : 'unreachable';
+      if (!store.healthy) failing.push('redis');
     }
     return { checks, failing };
   }
 
   /** What /v1/policy shows: the version served, its policies, and the reload history. */
   policyInfo(): Record<string, unknown> {
-    return {
-      ...describePolicySet(this.policySet, this.policiesDir),
-      history: this.history.records,
-    };
+    return this.holder.info();
   }
 
   adminProviders(): AdminProviders {
@@ -395,154 +326,10 @@ export class Gatehouse {
       await this.state.close();
       clearInterval(this.auditProbe);
       await this.audit.flush();
-      await this.store.close();
       this.log.info('stopped');
     })();
     return this.stopping;
   }
-}
-
-/** Entries as operators know them: by caller, with the policy whose workloads it is isolated from. */
-async function listQuarantine(state: QuarantineState): Promise<QuarantineEntry[]> {
-  return (await state.list()).map((e) => ({ ...e, caller: subjectCaller(e.caller) }));
-}
-
-/** Releases every isolation of the caller: mesh-wide and per policy. The first released entry answers. */
-async function releaseQuarantine(
-  state: QuarantineState,
-  caller: string,
-): Promise<QuarantineEntry | undefined> {
-  const subjects = [
-    caller,
-    ...(await state.list())
-      .map((e) => e.caller)
-      .filter((s) => s !== caller && subjectCaller(s) === caller),
-  ];
-  let first: QuarantineEntry | undefined;
-  for (const subject of subjects) {
-    const released = await state.release(subject);
-    if (released !== undefined) first ??= { ...released, caller };
-  }
-  return first;
-}
-
-/** Quarantine and grant-use state: in Redis beside the buckets when configured, else in this process. */
-interface EnforcementState {
-  readonly quarantine: QuarantineState;
-  readonly grants: GrantTracker;
-  close(): Promise<void>;
-}
-
-async function openEnforcementState(
-  store: BucketStore,
-  log: Logger,
-  metrics: Metrics,
-  audit: AuditLog,
-): Promise<EnforcementState> {
-  const onEvent = (event: QuarantineEvent): void => {
-    const e = event.entry;
-    const details = {
-      caller: subjectCaller(e.caller),
-      policy: e.policy,
-      since: new Date(e.since).toISOString(),
-      until: new Date(e.until).toISOString(),
-      denials: e.denials,
-      dry_run: e.dryRun,
-    };
-    if (event.type === 'enter') {
-      audit.event(
-        'quarantine.enter',
-        details,
-        e.dryRun ? 'would quarantine caller (dry-run)' : 'caller quarantined',
-      );
-      metrics.quarantineEvent('enter', 'denials', e.dryRun);
-      log.warn(details, e.dryRun ? 'caller would be quarantined (dry-run)' : 'caller quarantined');
-    } else {
-      audit.event('quarantine.leave', { ...details, cause: event.cause }, 'caller left quarantine');
-      metrics.quarantineEvent('leave', event.cause, e.dryRun);
-      log.info({ ...details, cause: event.cause }, 'caller left quarantine');
-    }
-  };
-  // Once per episode, not per denial: a frozen Redis fails every quarantine count at once.
-  const quarantineEpisode = new EpisodeLog(log, {
-    failing:
-      'quarantine state unavailable: denials are not counted towards quarantine and the mirror is not refreshed',
-    recovered: 'quarantine state available again',
-    unit: 'failedOperations',
-  });
-  const grantsEpisode = new EpisodeLog(log, {
-    failing: 'grant usage state unavailable: uses are kept in this process until Redis answers',
-    recovered: 'grant usage state available again',
-    unit: 'failedSyncs',
-  });
-  const quarantineError = (err: Error): void => {
-    metrics.stateError('quarantine');
-    quarantineEpisode.failed(describeBackendError(err));
-  };
-  const grantsError = (err: Error): void => {
-    metrics.stateError('grants');
-    grantsEpisode.failed(describeBackendError(err));
-  };
-  let quarantine: QuarantineState;
-  let grants: GrantTracker;
-  const extra: { quit(): Promise<unknown> }[] = [];
-  if (store instanceof RedisBucketStore) {
-    const client = store.duplicateClient();
-    const subscriber = store.duplicateClient();
-    extra.push(client, subscriber);
-    quarantine = new RedisQuarantineState({
-      client,
-      subscriber,
-      onEvent,
-      onError: quarantineError,
-      onSuccess: () => quarantineEpisode.recovered(),
-    });
-    // Uses reach Redis within 2 s: a report from any replica is that fresh, at one script call per policy version per replica.
-    grants = new RedisGrantTracker({
-      client,
-      flushMs: 2000,
-      onError: grantsError,
-      onSuccess: () => grantsEpisode.recovered(),
-    });
-    // The first sync now, not at the first timer tick: readiness below must not cost flushMs.
-    grants.sync().catch(() => undefined);
-    // Startup does not wait long for shared state: an unknown quarantine allows, an unknown grant is not dormant.
-    await Promise.race([
-      Promise.all([quarantine.ready(), grants.ready()]),
-      new Promise((resolve) => setTimeout(resolve, REDIS_STARTUP_WAIT_MS).unref()),
-    ]);
-  } else {
-    quarantine = new MemoryQuarantineState({ onEvent, onError: quarantineError });
-    grants = new MemoryGrantTracker({ onWarn: (message: string) => log.warn(message) });
-  }
-  metrics.countQuarantinedWith(() => quarantine.activeCounts());
-  metrics.countDormantGrantsWith(() => grants.dormantCount(Date.now()));
-  return {
-    quarantine,
-    grants,
-    close: async () => {
-      await Promise.allSettled([grants.sync()]);
-      await Promise.allSettled([quarantine.close(), grants.close()]);
-      await Promise.allSettled(extra.map((c) => c.quit()));
-    },
-  };
-}
-
-async function openStore(
-  options: GatehouseOptions,
-  log: Logger,
-  metrics: Metrics,
-): Promise<BucketStore> {
-  if (!options.redis) return new MemoryBucketStore(options.buckets);
-  const redis = new RedisBucketStore({
-    ...options.redis,
-    log,
-    onBreakerChange: (state) => metrics.breakerChanged(state),
-  });
-  if (!(await redis.waitUntilConnected(REDIS_STARTUP_WAIT_MS))) {
-    log.warn('starting without Redis: limited routes follow onBackendError until it is reachable');
-  }
-  return redis;
 }
 
 /**

@@ -1,12 +1,9 @@
-import { ReloadHistory } from '../policy/history';
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import { AdminServer, type Readiness } from '../admin/admin-server';
-import { PolicyLoadError, type GatehouseOptions } from '../app';
-import { loadPolicyDir } from '../policy/load';
-import { formatProblem } from '../policy/document/problems';
-import { describePolicySet, type PolicySet } from '../policy/types';
+import type { GatehouseOptions } from '../app';
+import { PolicyHolder } from '../serving/policy-holder';
 import {
   isAdminReply,
   isAuditBatch,
@@ -55,9 +52,6 @@ export class Supervisor {
   private readonly admin: AdminServer;
   private shuttingDown = false;
   private rolling = false;
-  private policySet: PolicySet;
-  private policiesDir: string;
-  private readonly history = new ReloadHistory();
   /** Workers without --audit-log send their records here: one writer on stdout. */
   private readonly auditOut = new LineWriter(undefined, {
     onTrouble: ({ error }) =>
@@ -72,11 +66,20 @@ export class Supervisor {
   private constructor(
     private readonly options: SupervisorOptions,
     private readonly log: Logger,
-    policySet: PolicySet,
+    private readonly policies: PolicyHolder,
   ) {
-    this.policySet = policySet;
-    this.policiesDir = options.gatehouse.policiesDir;
-    this.history.add('loaded', policySet.version);
+    policies.listen({
+      applied: (set, _previous, directoryChanged) => {
+        this.countReload('ok');
+        this.broadcast(
+          directoryChanged
+            ? { type: 'gatehouse:reload', dir: policies.directory }
+            : { type: 'gatehouse:reload' },
+        );
+        log.info({ version: set.version }, 'workers told to reload');
+      },
+      rejected: () => this.countReload('rejected'),
+    });
     this.restartsCounter = new Counter({
       name: 'gatehouse_worker_restarts_total',
       help: 'Workers restarted after dying.',
@@ -128,19 +131,17 @@ export class Supervisor {
   }
 
   static async start(options: SupervisorOptions, log: Logger): Promise<Supervisor> {
-    const loaded = await loadPolicyDir(options.gatehouse.policiesDir);
-    if (!loaded.ok) throw new PolicyLoadError(loaded.problems);
-    const supervisor = new Supervisor(options, log, loaded.set);
+    // Validated here first, so `serve` refuses bad policies before any worker starts.
+    const policies = await PolicyHolder.load(options.gatehouse.policiesDir, log);
+    const supervisor = new Supervisor(options, log, policies);
     const adminPort = await supervisor.admin.listen(options.adminHost, options.adminPort);
     for (let slot = 1; slot <= options.workers; slot++) supervisor.fork(slot);
     log.info(
-      { workers: options.workers, adminPort, policyVersion: loaded.set.version },
+      { workers: options.workers, adminPort, policyVersion: policies.current.version },
       'gatehouse primary started',
     );
     return supervisor;
   }
-
-  private reloads: Promise<unknown> = Promise.resolve();
 
   /** The primary's own metrics, served beside the workers' aggregate. */
   get metricsRegistry(): Registry {
@@ -151,41 +152,16 @@ export class Supervisor {
    * SIGHUP, a file change or a new bundle (`dir`): validate here first, then every worker
    * loads the same directory. Returns whether the new version was accepted.
    */
-  reload(dir?: string): Promise<boolean> {
-    // One at a time, so the version the primary reports is the last one loaded.
-    const next = this.reloads.then(() => this.reloadOnce(dir));
-    this.reloads = next.then(() => undefined);
-    return next;
+  async reload(dir?: string): Promise<boolean> {
+    const result = await (dir === undefined
+      ? this.policies.reload()
+      : this.policies.switchDirectory(dir));
+    return result.ok;
   }
 
-  private async reloadOnce(dir: string | undefined): Promise<boolean> {
-    const loaded = await loadPolicyDir(dir ?? this.policiesDir);
-    if (!loaded.ok) {
-      this.reloadsCounter.inc({ result: 'rejected' });
-      this.policyReloads.inc({ result: 'rejected' });
-      this.history.add('rejected', this.policySet.version, loaded.problems.map(formatProblem));
-      this.log.error(
-        { problems: loaded.problems.map(formatProblem), keptVersion: this.policySet.version },
-        'policy reload rejected',
-      );
-      return false;
-    }
-    if (
-      dir === undefined &&
-      loaded.set.version === this.policySet.version &&
-      loaded.set.gitLabel === this.policySet.gitLabel
-    )
-      return true;
-    if (dir !== undefined) this.policiesDir = dir;
-    this.policySet = loaded.set;
-    this.reloadsCounter.inc({ result: 'ok' });
-    this.policyReloads.inc({ result: 'ok' });
-    this.history.add('reloaded', loaded.set.version);
-    this.broadcast(
-      dir !== undefined ? { type: 'gatehouse:reload', dir } : { type: 'gatehouse:reload' },
-    );
-    this.log.info({ version: loaded.set.version }, 'policies reloaded; workers told');
-    return true;
+  private countReload(result: 'ok' | 'rejected'): void {
+    this.reloadsCounter.inc({ result });
+    this.policyReloads.inc({ result });
   }
 
   /** SIGUSR1 or the admin call: each worker reopens its own audit file (workers on stdout have none). */
@@ -229,7 +205,7 @@ export class Supervisor {
     // come back on the directory the primary started with.
     const worker = cluster.fork({
       GATEHOUSE_WORKER_SLOT: String(slot),
-      GATEHOUSE_WORKER_POLICIES: this.policiesDir,
+      GATEHOUSE_WORKER_POLICIES: this.policies.directory,
     });
     const previous = this.slots.get(slot);
     this.slots.set(slot, { worker, restarts: previous?.restarts ?? 0 });
@@ -311,7 +287,7 @@ export class Supervisor {
     const readyCount = statuses.filter((s) => s?.ready).length;
     const checks: Record<string, string> = {
       workers: `${readyCount}/${this.options.workers} ready`,
-      policies: `loaded ${this.policySet.version}`,
+      policies: this.policies.readinessCheck(),
     };
     const failing: string[] = [];
     // A worker whose only problem is Redis still serves; that is the `redis` check's to report.
@@ -331,8 +307,7 @@ export class Supervisor {
 
   private policyInfo(): Record<string, unknown> {
     return {
-      ...describePolicySet(this.policySet, this.policiesDir),
-      history: this.history.records,
+      ...this.policies.info(),
       workers: [...this.slots.entries()].map(([slot, s]) => ({
         slot,
         pid: s.worker.process.pid,

@@ -1,6 +1,7 @@
 import pino from 'pino';
 import { redisBucketKey } from '../../src/ratelimit/bucket-script';
 import { RedisBucketStore } from '../../src/ratelimit/redis-store';
+import { RedisConnections } from '../../src/redis/connections';
 import { spawnServe } from '../helpers/cli';
 import { checkClient, headerMap } from '../helpers/grpc-client';
 import { EXAMPLE_POLICIES } from '../helpers/policies';
@@ -12,16 +13,18 @@ const spec = { capacity: 3, refillPerSecond: 0.01 };
 
 describe('Redis Cluster: three masters with a replica each, on loopback', () => {
   let cluster: RedisCluster;
+  let connections: RedisConnections;
   let store: RedisBucketStore;
 
   beforeAll(async () => {
     cluster = await startRedisCluster(3, 1);
-    store = new RedisBucketStore({ clusterUrls: cluster.urls, timeoutMs: 1000, log: silent });
-    expect(await store.waitUntilConnected(10_000)).toBe(true);
+    connections = new RedisConnections({ clusterUrls: cluster.urls, timeoutMs: 1000 }, silent);
+    store = new RedisBucketStore({ connections, log: silent });
+    expect(await connections.waitUntilConnected(10_000)).toBe(true);
   }, 60_000);
 
   afterAll(async () => {
-    await store.close();
+    await connections.close();
     await cluster.stop();
   });
 

@@ -2,6 +2,7 @@ import type Redis from 'ioredis';
 import pino from 'pino';
 import { redisBucketKey } from '../../src/ratelimit/bucket-script';
 import { RedisBucketStore } from '../../src/ratelimit/redis-store';
+import { RedisConnections } from '../../src/redis/connections';
 import { engineFor } from '../helpers/engine';
 import { EXAMPLE_POLICIES } from '../helpers/policies';
 import { startRedis, type RedisProcess } from '../helpers/redis';
@@ -21,12 +22,12 @@ async function scriptCalls(client: Redis): Promise<number> {
 describe('Redis bucket store against a real redis-server', () => {
   let redis: RedisProcess;
   let admin: Redis;
-  const stores: RedisBucketStore[] = [];
+  const connections: RedisConnections[] = [];
   const store = async (): Promise<RedisBucketStore> => {
-    const s = new RedisBucketStore({ url: redis.url, timeoutMs: 500, log: silent });
-    stores.push(s);
-    expect(await s.waitUntilConnected(5000)).toBe(true);
-    return s;
+    const c = new RedisConnections({ url: redis.url, timeoutMs: 500 }, silent);
+    connections.push(c);
+    expect(await c.waitUntilConnected(5000)).toBe(true);
+    return new RedisBucketStore({ connections: c, log: silent });
   };
 
   beforeAll(async () => {
@@ -34,7 +35,7 @@ describe('Redis bucket store against a real redis-server', () => {
     admin = redis.client();
   });
   afterAll(async () => {
-    await Promise.all(stores.map((s) => s.close()));
+    await Promise.all(connections.map((c) => c.close()));
     admin.disconnect();
     await redis.stop();
   });
