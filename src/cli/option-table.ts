@@ -111,6 +111,10 @@ function defaultCell(row: AnyRow, docs: FlagDocs): string {
   return row.default === undefined ? 'none' : `\`${String(row.default)}\``;
 }
 
+function tableRow(cells: readonly string[]): string {
+  return `|${cells.map((c) => (c === '' ? ' ' : ` ${c} `)).join('|')}|`;
+}
+
 /** The markdown flag table of `table`, one row per flag or group, in table order. */
 export function renderFlagTable(
   table: Record<string, AnyRow>,
@@ -123,7 +127,7 @@ export function renderFlagTable(
     const docs = row.docs;
     if (!('group' in docs)) {
       lines.push(
-        `| ${flagCell(row, docs.value)} | ${envCell(row)} | ${defaultCell(row, docs)} | ${docs.meaning} |`,
+        tableRow([flagCell(row, docs.value), envCell(row), defaultCell(row, docs), docs.meaning]),
       );
       continue;
     }
@@ -134,7 +138,7 @@ export function renderFlagTable(
     const members = rows.filter((r) => 'group' in r.docs && r.docs.group === docs.group);
     const flags = members.map((r) => flagCell(r, (r.docs as FlagDocsGroup).value)).join(', ');
     const env = text.env ?? members.map(envCell).join(', ');
-    lines.push(`| ${flags} | ${env} | ${text.default} | ${text.meaning} |`);
+    lines.push(tableRow([flags, env, text.default, text.meaning]));
   }
   return `${lines.join('\n')}\n`;
 }

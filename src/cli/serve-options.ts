@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { LOG_LEVELS } from '../log';
 import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';
-import { BOUNDS_DOCS_GROUP, BOUNDS_OPTIONS } from './bounds-flags';
+import { BOUNDS_OPTIONS } from './bounds-flags';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
 import {
   addOptionTable,
   option,
-  renderFlagTable,
   type FlagsOf,
   flagName,
   parseValue,
@@ -353,18 +352,6 @@ export function addServeOptions(command: Command): Command {
   return addOptionTable(command, SERVE_OPTIONS);
 }
 
-/** The `serve` flag table of docs/cli.md. */
-export function serveFlagTable(): string {
-  return renderFlagTable(SERVE_OPTIONS, {
-    tls: {
-      default: 'off',
-      meaning:
-        "serve the gRPC port (and the HTTP mode) over TLS and require client certificates chaining to `--client-ca`; the certificate's SPIFFE URI SAN names the asker (see Security model)",
-    },
-    bounds: BOUNDS_DOCS_GROUP,
-  });
-}
-
 /**
  * `value` as ServeFlags, or what is wrong with it: every row's value checked again (a number
  * or a listen address through its parser, a choice against the choices), no key outside the
@@ -375,7 +362,7 @@ export function serveFlagsProblem(value: unknown): ServeFlags | string {
     return 'not an object of flags';
   const rows: Record<string, AnyRow> = SERVE_OPTIONS;
   for (const [key, v] of Object.entries(value)) {
-    const row = rows[key];
+    const row = Object.hasOwn(rows, key) ? rows[key] : undefined;
     if (!row) return `${key.slice(0, 64)} is not a serve flag`;
     const problem = valueProblem(row, v);
     if (problem) return `${flagName(row)} ${problem}`;
