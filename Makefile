@@ -11,7 +11,7 @@ export PATH := $(NODE_DIR):$(PATH)
 TRUST_DOMAIN ?= shop.example
 ARGS ?=
 
-.PHONY: all install build run test test-unit test-integration validate-examples test-deps lint format bench clean
+.PHONY: all install build run test test-unit test-integration validate-examples test-deps lint format docs bench clean
 
 all: build
 
@@ -46,6 +46,10 @@ lint: install
 
 format: install
 	$(NODE_BIN)/prettier --write src test bench k6
+
+# The `serve` flag table of docs/cli.md, from src/cli/serve-options.ts.
+docs: build
+	node scripts/gen-cli-docs.js
 
 test: build test-deps lint validate-examples
 	$(NODE_BIN)/tsc -p tsconfig.json --noEmit

@@ -76,8 +76,6 @@ function clipText(text: string | undefined): string | null {
   return text.length <= 256 ? text : `${text.slice(0, 256)}…`;
 }
 
-export { PolicyLoadError } from './serving/policy-holder';
-
 /** A running Gatehouse: policies, engine and gRPC server, with reload, metrics and graceful stop. */
 export class Gatehouse {
   private stopping: Promise<void> | undefined;

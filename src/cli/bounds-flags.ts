@@ -1,153 +1,131 @@
-import { Option, type Command } from 'commander';
 import type { GatehouseOptions } from '../app';
 import { DEFAULT_BUCKET_MAX_IDLE_MS, DEFAULT_MAX_BUCKETS } from '../ratelimit/memory-store';
 import { DEFAULT_TRANSPORT_LIMITS, HEADERS_MARGIN_BYTES } from '../server/limits';
 import { DEFAULT_SHEDDING } from '../server/shedding';
+import { option, type FlagsOf } from './option-table';
 import { intInRange } from './options';
 
-/** `serve` flags that bound what callers can make a replica hold or do (docs/operations.md "Bounds"). */
-export interface BoundsFlags {
-  maxBuckets: number;
-  bucketMaxIdle: number;
-  grpcMaxReceive?: number;
-  httpMaxBody: number;
-  grpcMaxStreams: number;
-  grpcMaxConnections: number;
-  grpcPrefaceTimeout: number;
-  grpcIdleTimeout: number;
-  grpcKeepalive: number;
-  grpcKeepaliveTimeout: number;
-  maxInFlight: number;
-  shedLag: number;
-  auditRequired?: boolean;
-}
-
 const T = DEFAULT_TRANSPORT_LIMITS;
+const BOUNDS = { group: 'bounds' } as const;
 
-export function withBoundsOptions(command: Command): Command {
-  const option = (
-    flags: string,
-    help: string,
-    env: string,
-    fallback: number | undefined,
-    parse: (v: string) => number,
-  ): Option => {
-    const o = new Option(flags, help).argParser(parse).env(env);
-    return fallback === undefined ? o : o.default(fallback);
-  };
-  return command
-    .addOption(
-      option(
-        '--max-buckets <n>',
-        'in-process token buckets held at most (about 380 bytes of RSS each); past it the least recently used is dropped',
-        'GATEHOUSE_MAX_BUCKETS',
-        DEFAULT_MAX_BUCKETS,
-        intInRange(1, 50_000_000, 'buckets'),
-      ),
-    )
-    .addOption(
-      option(
-        '--bucket-max-idle <seconds>',
-        'drop an in-process bucket unused this long even if it has not refilled',
-        'GATEHOUSE_BUCKET_MAX_IDLE',
-        DEFAULT_BUCKET_MAX_IDLE_MS / 1000,
-        intInRange(1, 30 * 86_400, 'seconds'),
-      ),
-    )
-    .addOption(
-      option(
-        '--grpc-max-receive <bytes>',
-        `largest CheckRequest accepted (default: --http-max-body + ${HEADERS_MARGIN_BYTES / 1024} KiB for headers)`,
-        'GATEHOUSE_GRPC_MAX_RECEIVE',
-        undefined,
-        intInRange(4096, 64 * 1048576, 'bytes'),
-      ),
-    )
-    .addOption(
-      option(
-        '--grpc-max-streams <n>',
-        'concurrent streams per gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)',
-        'GATEHOUSE_GRPC_MAX_STREAMS',
-        T.maxConcurrentStreams,
-        intInRange(1, 100_000, 'streams'),
-      ),
-    )
-    .addOption(
-      option(
-        '--grpc-max-connections <n>',
-        'open gRPC connections per process; more are closed on accept',
-        'GATEHOUSE_GRPC_MAX_CONNECTIONS',
-        T.maxConnections,
-        intInRange(1, 1_000_000, 'connections'),
-      ),
-    )
-    .addOption(
-      option(
-        '--grpc-preface-timeout <ms>',
-        'close a connection that has not sent the HTTP/2 preface (or TLS ClientHello) within this',
-        'GATEHOUSE_GRPC_PREFACE_TIMEOUT',
-        T.prefaceTimeoutMs,
-        intInRange(100, 600_000, 'milliseconds'),
-      ),
-    )
-    .addOption(
-      option(
-        '--grpc-idle-timeout <ms>',
-        'close (GOAWAY) a gRPC connection with no stream for this long',
-        'GATEHOUSE_GRPC_IDLE_TIMEOUT',
-        T.idleTimeoutMs,
-        intInRange(1000, 86_400_000, 'milliseconds'),
-      ),
-    )
-    .addOption(
-      option(
-        '--grpc-keepalive <ms>',
-        'ping each gRPC connection this often',
-        'GATEHOUSE_GRPC_KEEPALIVE',
-        T.keepaliveTimeMs,
-        intInRange(1000, 86_400_000, 'milliseconds'),
-      ),
-    )
-    .addOption(
-      option(
-        '--grpc-keepalive-timeout <ms>',
-        'close a connection whose ping is not answered within this',
-        'GATEHOUSE_GRPC_KEEPALIVE_TIMEOUT',
-        T.keepaliveTimeoutMs,
-        intInRange(100, 600_000, 'milliseconds'),
-      ),
-    )
-    .addOption(
-      option(
-        '--max-in-flight <n>',
-        'gRPC checks decided at once per process; more are refused with RESOURCE_EXHAUSTED (0: unbounded)',
-        'GATEHOUSE_MAX_IN_FLIGHT',
-        DEFAULT_SHEDDING.maxInFlight,
-        intInRange(0, 1_000_000, 'checks'),
-      ),
-    )
-    .addOption(
-      new Option(
-        '--audit-required',
-        'while audit records cannot be written, report not ready and refuse checks (fail-closed) instead of deciding them unaudited',
-      ).env('GATEHOUSE_AUDIT_REQUIRED'),
-    )
-    .addOption(
-      option(
-        '--shed-lag <ms>',
-        'refuse new gRPC checks with RESOURCE_EXHAUSTED while the event loop lags more than this (0: never)',
-        'GATEHOUSE_SHED_LAG',
-        DEFAULT_SHEDDING.maxEventLoopLagMs,
-        intInRange(0, 60_000, 'milliseconds'),
-      ),
-    );
-}
+/**
+ * `serve` flags that bound what callers can make a replica hold or do (docs/operations.md
+ * "Bounds"): rows of the serve option table (serve-options.ts).
+ */
+export const BOUNDS_OPTIONS = {
+  auditRequired: option<boolean>({
+    flag: '--audit-required',
+    help: 'while audit records cannot be written, report not ready and refuse checks (fail-closed) instead of deciding them unaudited',
+    env: 'GATEHOUSE_AUDIT_REQUIRED',
+    docs: {
+      default: 'off',
+      meaning:
+        'while audit records cannot be written, report not ready and refuse checks (see "Operations")',
+    },
+  }),
+  maxBuckets: option({
+    flag: '--max-buckets <n>',
+    help: 'in-process token buckets held at most (about 380 bytes of RSS each); past it the least recently used is dropped',
+    env: 'GATEHOUSE_MAX_BUCKETS',
+    default: DEFAULT_MAX_BUCKETS,
+    parse: intInRange(1, 50_000_000, 'buckets'),
+    docs: BOUNDS,
+  }),
+  bucketMaxIdle: option({
+    flag: '--bucket-max-idle <seconds>',
+    help: 'drop an in-process bucket unused this long even if it has not refilled',
+    env: 'GATEHOUSE_BUCKET_MAX_IDLE',
+    default: DEFAULT_BUCKET_MAX_IDLE_MS / 1000,
+    parse: intInRange(1, 30 * 86_400, 'seconds'),
+    docs: BOUNDS,
+  }),
+  grpcMaxReceive: option({
+    flag: '--grpc-max-receive <bytes>',
+    help: `largest CheckRequest accepted (default: --http-max-body + ${HEADERS_MARGIN_BYTES / 1024} KiB for headers)`,
+    env: 'GATEHOUSE_GRPC_MAX_RECEIVE',
+    parse: intInRange(4096, 64 * 1048576, 'bytes'),
+    docs: BOUNDS,
+  }),
+  grpcMaxStreams: option({
+    flag: '--grpc-max-streams <n>',
+    help: 'concurrent streams per gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)',
+    env: 'GATEHOUSE_GRPC_MAX_STREAMS',
+    default: T.maxConcurrentStreams,
+    parse: intInRange(1, 100_000, 'streams'),
+    docs: BOUNDS,
+  }),
+  grpcMaxConnections: option({
+    flag: '--grpc-max-connections <n>',
+    help: 'open gRPC connections per process; more are closed on accept',
+    env: 'GATEHOUSE_GRPC_MAX_CONNECTIONS',
+    default: T.maxConnections,
+    parse: intInRange(1, 1_000_000, 'connections'),
+    docs: BOUNDS,
+  }),
+  grpcPrefaceTimeout: option({
+    flag: '--grpc-preface-timeout <ms>',
+    help: 'close a connection that has not sent the HTTP/2 preface (or TLS ClientHello) within this',
+    env: 'GATEHOUSE_GRPC_PREFACE_TIMEOUT',
+    default: T.prefaceTimeoutMs,
+    parse: intInRange(100, 600_000, 'milliseconds'),
+    docs: BOUNDS,
+  }),
+  grpcIdleTimeout: option({
+    flag: '--grpc-idle-timeout <ms>',
+    help: 'close (GOAWAY) a gRPC connection with no stream for this long',
+    env: 'GATEHOUSE_GRPC_IDLE_TIMEOUT',
+    default: T.idleTimeoutMs,
+    parse: intInRange(1000, 86_400_000, 'milliseconds'),
+    docs: BOUNDS,
+  }),
+  grpcKeepalive: option({
+    flag: '--grpc-keepalive <ms>',
+    help: 'ping each gRPC connection this often',
+    env: 'GATEHOUSE_GRPC_KEEPALIVE',
+    default: T.keepaliveTimeMs,
+    parse: intInRange(1000, 86_400_000, 'milliseconds'),
+    docs: BOUNDS,
+  }),
+  grpcKeepaliveTimeout: option({
+    flag: '--grpc-keepalive-timeout <ms>',
+    help: 'close a connection whose ping is not answered within this',
+    env: 'GATEHOUSE_GRPC_KEEPALIVE_TIMEOUT',
+    default: T.keepaliveTimeoutMs,
+    parse: intInRange(100, 600_000, 'milliseconds'),
+    docs: BOUNDS,
+  }),
+  maxInFlight: option({
+    flag: '--max-in-flight <n>',
+    help: 'gRPC checks decided at once per process; more are refused with RESOURCE_EXHAUSTED (0: unbounded)',
+    env: 'GATEHOUSE_MAX_IN_FLIGHT',
+    default: DEFAULT_SHEDDING.maxInFlight,
+    parse: intInRange(0, 1_000_000, 'checks'),
+    docs: BOUNDS,
+  }),
+  shedLag: option({
+    flag: '--shed-lag <ms>',
+    help: 'refuse new gRPC checks with RESOURCE_EXHAUSTED while the event loop lags more than this (0: never)',
+    env: 'GATEHOUSE_SHED_LAG',
+    default: DEFAULT_SHEDDING.maxEventLoopLagMs,
+    parse: intInRange(0, 60_000, 'milliseconds'),
+    docs: BOUNDS,
+  }),
+};
+
+export const BOUNDS_DOCS_GROUP = {
+  env: '`GATEHOUSE_…`',
+  default: 'see "Bounds"',
+  meaning:
+    'what callers can make a replica hold or do: buckets, message size, streams, connections, idle time, checks in flight, overload',
+};
+
+export type BoundsFlags = FlagsOf<typeof BOUNDS_OPTIONS> & { httpMaxBody: number };
 
 export function boundsOptions(
   flags: BoundsFlags,
 ): Pick<GatehouseOptions, 'transport' | 'shedding' | 'buckets' | 'auditRequired'> {
   return {
-    auditRequired: flags.auditRequired === true || String(flags.auditRequired) === 'true',
+    auditRequired: flags.auditRequired === true,
     buckets: { maxBuckets: flags.maxBuckets, maxIdleMs: flags.bucketMaxIdle * 1000 },
     transport: {
       maxReceiveBytes: flags.grpcMaxReceive ?? flags.httpMaxBody + HEADERS_MARGIN_BYTES,

@@ -5,10 +5,16 @@ import cluster from 'node:cluster';
 import { promises as fs } from 'node:fs';
 import type { Logger } from 'pino';
 import { AdminServer } from '../admin/admin-server';
-import { Gatehouse, PolicyLoadError, type GatehouseOptions } from '../app';
+import { Gatehouse, type GatehouseOptions } from '../app';
+import { PolicyLoadError } from '../serving/policy-holder';
 import { verifyAuditPieces } from '../audit/chain';
 import { readAuditKey } from '../audit/key';
-import { workerAuditPath, type AuditBatch } from '../cluster/messages';
+import {
+  isWorkerConfig,
+  workerAuditPath,
+  type AuditBatch,
+  type WorkerConfig,
+} from '../cluster/messages';
 import { defaultWorkers } from '../cluster/cpus';
 import { Supervisor } from '../cluster/supervisor';
 import { buildBundle } from '../bundle/bundle';
@@ -16,13 +22,12 @@ import { BundlePoller } from '../bundle/poller';
 import { watchPolicyDir } from '../policy/document/watch';
 import { parseTrustBundleFlags } from '../identity/trust-bundle';
 import { TrustBundleStore } from '../identity/trust-bundle-store';
-import { HTTP_DIALECTS, type HttpDialect } from '../server/http-mode';
 import { runWorker } from '../cluster/worker';
-import { createLogger, LOG_LEVELS } from '../log';
+import { createLogger } from '../log';
 import { GATEHOUSE_VERSION } from '../metrics/metrics';
 import { loadPolicyDir } from '../policy/load';
 import { formatProblem } from '../policy/document/problems';
-import { parseRedisUrl } from '../ratelimit/redis-store';
+import { parseRedisUrl } from '../redis/connections';
 import {
   adminCall,
   DEFAULT_ADMIN_URL,
@@ -37,16 +42,15 @@ import { addSuggestCommand } from './suggest';
 import { runTestCommand } from './test-command';
 import { fileErrorText } from '../util/file-error';
 import { keyKindProblem } from '../bundle/key-pem';
-import { DEFAULT_ADMIN_PORT, DEFAULT_GRPC_PORT, DEFAULT_HTTP_PORT } from './defaults';
+import { collectList, intInRange, parsePositiveInt, validateTrustDomains } from './options';
+import { boundsOptions } from './bounds-flags';
 import {
-  collectList,
-  intInRange,
-  listenAddress,
-  parsePort,
-  parsePositiveInt,
-  validateTrustDomains,
-} from './options';
-import { boundsOptions, withBoundsOptions, type BoundsFlags } from './bounds-flags';
+  addServeOptions,
+  SERVE_OPTIONS,
+  serveFlagsProblem,
+  type ServeFlags,
+} from './serve-options';
+import { switchEnvProblem } from './option-table';
 
 const program = new Command();
 program
@@ -55,300 +59,29 @@ program
     'Envoy external-authorization server: SPIFFE identity, per-route permissions, token buckets.',
   )
   .version(GATEHOUSE_VERSION, '-V, --version', 'print the Gatehouse version')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Before the subcommand reads its environment twins: a switch's twin must say true or false.
+  .hook('preSubcommand', (_program, subcommand) => {
+    if (subcommand.name() !== 'serve') return;
+    const problem = switchEnvProblem(SERVE_OPTIONS, process.env);
+    if (problem) fail(problem);
+  });
 
-withBoundsOptions(program.command('serve'))
+addServeOptions(program.command('serve'))
   .description('run the ext_authz gRPC server')
-  .addOption(
-    new Option('--policies <dir>', 'policy directory')
-      .default('./policies')
-      .env('GATEHOUSE_POLICIES'),
-  )
-  .addOption(
-    new Option('--grpc-port <port>', 'gRPC port (Authorization/Check and grpc.health.v1)')
-      .default(DEFAULT_GRPC_PORT)
-      .argParser(parsePort)
-      .env('GATEHOUSE_GRPC_PORT'),
-  )
-  .addOption(
-    new Option('--admin-port <port>', 'admin HTTP port (/healthz, /readyz, /metrics, /v1/policy)')
-      .default(DEFAULT_ADMIN_PORT)
-      .argParser(parsePort)
-      .env('GATEHOUSE_ADMIN_PORT'),
-  )
-  .addOption(
-    new Option(
-      '--admin-token-file <file>',
-      'bearer token (first line, at least 16 characters) that admin changes (quarantine release, access renew) need from non-loopback callers',
-    ).env('GATEHOUSE_ADMIN_TOKEN_FILE'),
-  )
-  .addOption(
-    new Option(
-      '--listen-address <addr>',
-      'address to bind: IPv4, IPv6 (`::` listens dual-stack; brackets optional) or a host name',
-    )
-      .default('0.0.0.0')
-      .argParser(listenAddress)
-      .env('GATEHOUSE_LISTEN_ADDRESS'),
-  )
-  .addOption(
-    new Option(
-      '--workers <n>',
-      'worker processes sharing the gRPC port (default with --redis: one per usable core, CPU quota included; without: 1, since in-process buckets are per process)',
-    )
-      .argParser(parsePositiveInt)
-      .env('GATEHOUSE_WORKERS'),
-  )
-  .addOption(
-    new Option(
-      '--trust-domain <domain>',
-      'accept callers from this SPIFFE trust domain (repeatable)',
-    )
-      .argParser(collectList)
-      .env('GATEHOUSE_TRUST_DOMAIN'),
-  )
-  .addOption(
-    new Option(
-      '--trust-bundle <domain=file>',
-      'X.509 authorities of a trust domain (PEM or SPIFFE bundle JSON), for forwarded client certificates; repeatable',
-    )
-      .argParser(collectList)
-      .env('GATEHOUSE_TRUST_BUNDLE'),
-  )
-  .addOption(
-    new Option(
-      '--jwt-audience <id>',
-      "audience JWT-SVIDs must carry (a policy's `audience` overrides it)",
-    ).env('GATEHOUSE_JWT_AUDIENCE'),
-  )
-  .addOption(
-    new Option('--jwt-leeway <seconds>', 'clock leeway for JWT-SVID exp/nbf')
-      .default(30)
-      .argParser(intInRange(0, 300, 'seconds'))
-      .env('GATEHOUSE_JWT_LEEWAY'),
-  )
-  .addOption(
-    new Option(
-      '--http-port <port>',
-      `also serve the HTTP authorization mode on this port (conventionally ${DEFAULT_HTTP_PORT}; off unless given)`,
-    )
-      .argParser(parsePort)
-      .env('GATEHOUSE_HTTP_PORT'),
-  )
-  .addOption(
-    new Option(
-      '--http-dialect <proxy>',
-      'who calls the HTTP mode: envoy (ext_authz http_service), nginx (auth_request) or traefik (forwardAuth)',
-    )
-      .choices(HTTP_DIALECTS)
-      .default('envoy')
-      .env('GATEHOUSE_HTTP_DIALECT'),
-  )
-  .addOption(
-    new Option('--http-path-prefix <prefix>', 'Envoy http_service path_prefix to strip').env(
-      'GATEHOUSE_HTTP_PATH_PREFIX',
-    ),
-  )
-  .addOption(
-    new Option(
-      '--http-client-cert-header <name>',
-      'header in which the proxy forwards the client certificate (URL-encoded PEM), verified against --trust-bundle',
-    ).env('GATEHOUSE_HTTP_CLIENT_CERT_HEADER'),
-  )
-  .addOption(
-    new Option(
-      '--http-max-body <bytes>',
-      'HTTP mode: request bytes read for body contracts; beyond it the body is checked as truncated',
-    )
-      .default(1048576)
-      .argParser(intInRange(0, 64 * 1048576, 'bytes'))
-      .env('GATEHOUSE_HTTP_MAX_BODY'),
-  )
-  .addOption(
-    new Option(
-      '--trust-xfcc',
-      'read the caller from the nearest x-forwarded-client-cert element when there is no peer principal',
-    ).env('GATEHOUSE_TRUST_XFCC'),
-  )
-  .addOption(
-    new Option(
-      '--tls-cert <file>',
-      'serve the gRPC port over TLS with this certificate (PEM); needs --tls-key and --client-ca',
-    ).env('GATEHOUSE_TLS_CERT'),
-  )
-  .addOption(
-    new Option('--tls-key <file>', 'private key of --tls-cert (PEM)').env('GATEHOUSE_TLS_KEY'),
-  )
-  .addOption(
-    new Option(
-      '--client-ca <file>',
-      "CA certificates (PEM) that askers' client certificates must chain to; client certificates are required",
-    ).env('GATEHOUSE_CLIENT_CA'),
-  )
-  .addOption(
-    new Option(
-      '--askers <pattern>',
-      'SPIFFE ID patterns of the proxies that may ask; each asks only about requests to itself (repeatable)',
-    )
-      .argParser(collectList)
-      .env('GATEHOUSE_ASKERS'),
-  )
-  .addOption(
-    new Option(
-      '--gateway-askers <pattern>',
-      'SPIFFE ID patterns of askers that may ask about any destination, such as ingress gateways (repeatable)',
-    )
-      .argParser(collectList)
-      .env('GATEHOUSE_GATEWAY_ASKERS'),
-  )
-  .addOption(
-    new Option(
-      '--asker-from-xfcc',
-      "read the asker from the x-forwarded-client-cert metadata of Gatehouse's own sidecar (only where nothing else can reach the port)",
-    ).env('GATEHOUSE_ASKER_FROM_XFCC'),
-  )
-  .addOption(
-    new Option('--audit-log <file>', 'audit records to this file (default: stdout)').env(
-      'GATEHOUSE_AUDIT_LOG',
-    ),
-  )
-  .addOption(
-    new Option(
-      '--audit-key <file>',
-      'secret (at least 32 bytes) to HMAC every audit record with, so only its holder can rewrite the log; verify with `audit verify --key`',
-    ).env('GATEHOUSE_AUDIT_KEY'),
-  )
-  .addOption(
-    new Option('--log-level <level>', 'operational log level (stderr)')
-      .choices(LOG_LEVELS)
-      .default('info')
-      .env('GATEHOUSE_LOG_LEVEL'),
-  )
-  .addOption(
-    new Option(
-      '--redis <url>',
-      'share token buckets through Redis (redis://host:port); default: in-process',
-    ).env('GATEHOUSE_REDIS'),
-  )
-  .addOption(
-    new Option(
-      '--redis-cluster <urls>',
-      'share token buckets through Redis Cluster (comma-separated seed URLs)',
-    )
-      .argParser(collectList)
-      .env('GATEHOUSE_REDIS_CLUSTER'),
-  )
-  .addOption(
-    new Option('--redis-timeout <ms>', 'time budget of the Redis work of one check')
-      .default(50)
-      .argParser(parsePositiveInt)
-      .env('GATEHOUSE_REDIS_TIMEOUT'),
-  )
-  .addOption(
-    new Option(
-      '--bundle <url|file>',
-      'serve a signed policy bundle (see `gatehouse bundle build`) instead of --policies, polling it for new revisions',
-    ).env('GATEHOUSE_BUNDLE'),
-  )
-  .addOption(
-    new Option(
-      '--bundle-key <file>',
-      'public key (PEM, Ed25519 or ECDSA) that bundles must be signed with',
-    ).env('GATEHOUSE_BUNDLE_KEY'),
-  )
-  .addOption(
-    new Option(
-      '--bundle-state <file>',
-      'where the highest activated bundle revision is kept, so a restart never goes back to an older signed bundle (put it on a persistent volume)',
-    ).env('GATEHOUSE_BUNDLE_STATE'),
-  )
-  .addOption(
-    new Option('--bundle-poll <seconds>', 'how often to poll the bundle')
-      .default(30)
-      .argParser(parsePositiveInt)
-      .env('GATEHOUSE_BUNDLE_POLL'),
-  )
-  .addOption(
-    new Option(
-      '--no-watch',
-      'do not reload when files in the policy directory change (SIGHUP still reloads)',
-    ),
-  )
-  .addOption(
-    new Option('--drain-timeout <ms>', 'on SIGTERM, how long checks in flight may take')
-      .default(10000)
-      .argParser(parsePositiveInt)
-      .env('GATEHOUSE_DRAIN_TIMEOUT'),
-  )
-  .addOption(
-    new Option(
-      '--shutdown-wait <ms>',
-      'on SIGTERM, report NOT_SERVING but keep answering checks this long before draining (let health checks move traffic away)',
-    )
-      .default(0)
-      .argParser(intInRange(0, 600_000, 'milliseconds'))
-      .env('GATEHOUSE_SHUTDOWN_WAIT'),
-  )
   .action(async (opts: ServeFlags) => {
     const log = createLogger(opts.logLevel);
-    const trustDomains = opts.trustDomain ?? [];
-    const bad = validateTrustDomains(trustDomains);
-    if (bad) fail(bad);
-    const redis = redisOptions(opts);
-    // Every worker runs this action too (same argv and environment) and reads the key itself,
-    // so it never travels over IPC; the primary reads it first to refuse a bad key before forking.
-    const auditKey = opts.auditKey
-      ? await readAuditKey(opts.auditKey).catch((e: Error) =>
-          fail(`refusing to start: --audit-key: ${e.message}`),
-        )
-      : undefined;
-    let trustBundles;
-    try {
-      trustBundles = (
-        await TrustBundleStore.open(parseTrustBundleFlags(opts.trustBundle ?? []), log)
-      ).bundles;
-    } catch (err) {
-      fail(`--trust-bundle: ${(err as Error).message}`);
-    }
-    let options: GatehouseOptions = {
-      policiesDir: opts.policies,
-      grpcHost: opts.listenAddress,
-      grpcPort: opts.grpcPort,
-      trustDomains,
-      trustXfcc: opts.trustXfcc === true || opts.trustXfcc === 'true',
-      trustBundles,
-      askers: askerFlags(opts),
-      jwt: { audience: opts.jwtAudience, leewaySeconds: opts.jwtLeeway },
-      ...(opts.httpPort !== undefined
-        ? {
-            http: {
-              port: opts.httpPort,
-              dialect: opts.httpDialect,
-              ...(opts.httpPathPrefix ? { pathPrefix: opts.httpPathPrefix } : {}),
-              ...(opts.httpClientCertHeader
-                ? { certificateHeader: opts.httpClientCertHeader.toLowerCase() }
-                : {}),
-              maxBodyBytes: opts.httpMaxBody,
-            },
-          }
-        : {}),
-      auditLog: opts.auditLog,
-      ...(auditKey ? { auditKey } : {}),
-      drainTimeoutMs: opts.drainTimeout,
-      shutdownWaitMs: opts.shutdownWait,
-      ...(redis ? { redis } : {}),
-      ...boundsOptions(opts),
-    };
+    let options = await gatehouseOptions(opts, log);
     // In-process buckets live in one process: N workers would each admit a full budget.
-    const workers = opts.workers ?? (redis ? defaultWorkers() : 1);
-    if (workers > 1 && !redis && !cluster.isWorker) {
+    const workers = opts.workers ?? (options.redis ? defaultWorkers() : 1);
+    if (workers > 1 && !options.redis) {
       log.warn(
         { workers },
         'in-process rate limits are per worker: each of the workers admits a full budget; use --redis to share buckets',
       );
     }
     let bundle: BundlePoller | undefined;
-    if (opts.bundle && !cluster.isWorker) {
+    if (opts.bundle) {
       if (!opts.bundleKey)
         fail('--bundle needs --bundle-key (the public key bundles are signed with)');
       const pem = await fs
@@ -373,8 +106,7 @@ withBoundsOptions(program.command('serve'))
       }
     }
     try {
-      if (cluster.isWorker) await serveWorker(options, log);
-      else if (workers > 1) await servePrimary(options, workers, opts, log, bundle);
+      if (workers > 1) await servePrimary(options, workers, opts, log, bundle);
       else await serveSingle(options, opts, log, bundle);
     } catch (err) {
       if (err instanceof PolicyLoadError) {
@@ -387,6 +119,60 @@ withBoundsOptions(program.command('serve'))
       fail(`cannot start: ${(err as Error).message}`);
     }
   });
+
+/**
+ * The server's options from validated flags; exits naming the flag on a value or combination
+ * that cannot hold. The primary and every worker build their options here from the same flags.
+ */
+async function gatehouseOptions(opts: ServeFlags, log: Logger): Promise<GatehouseOptions> {
+  const trustDomains = opts.trustDomain ?? [];
+  const bad = validateTrustDomains(trustDomains);
+  if (bad) fail(bad);
+  const redis = redisOptions(opts);
+  // The path travels to workers, never the key: each worker reads it itself; the primary reads
+  // it first to refuse a bad key before forking.
+  const auditKey = opts.auditKey
+    ? await readAuditKey(opts.auditKey).catch((e: Error) =>
+        fail(`refusing to start: --audit-key: ${e.message}`),
+      )
+    : undefined;
+  let trustBundles;
+  try {
+    trustBundles = (await TrustBundleStore.open(parseTrustBundleFlags(opts.trustBundle ?? []), log))
+      .bundles;
+  } catch (err) {
+    fail(`--trust-bundle: ${(err as Error).message}`);
+  }
+  return {
+    policiesDir: opts.policies,
+    grpcHost: opts.listenAddress,
+    grpcPort: opts.grpcPort,
+    trustDomains,
+    trustXfcc: opts.trustXfcc === true,
+    trustBundles,
+    askers: askerFlags(opts),
+    jwt: { audience: opts.jwtAudience, leewaySeconds: opts.jwtLeeway },
+    ...(opts.httpPort !== undefined
+      ? {
+          http: {
+            port: opts.httpPort,
+            dialect: opts.httpDialect,
+            ...(opts.httpPathPrefix ? { pathPrefix: opts.httpPathPrefix } : {}),
+            ...(opts.httpClientCertHeader
+              ? { certificateHeader: opts.httpClientCertHeader.toLowerCase() }
+              : {}),
+            maxBodyBytes: opts.httpMaxBody,
+          },
+        }
+      : {}),
+    auditLog: opts.auditLog,
+    ...(auditKey ? { auditKey } : {}),
+    drainTimeoutMs: opts.drainTimeout,
+    shutdownWaitMs: opts.shutdownWait,
+    ...(redis ? { redis } : {}),
+    ...boundsOptions(opts),
+  };
+}
 
 /** --workers 1: gRPC and admin in this process. */
 async function serveSingle(
@@ -436,6 +222,7 @@ async function servePrimary(
       adminHost: opts.listenAddress,
       adminPort: opts.adminPort,
       gatehouse: options,
+      workerFlags: opts,
       ...(adminToken ? { adminToken } : {}),
     },
     log,
@@ -463,15 +250,35 @@ function sendAuditToPrimary(batch: string, done: (err: Error | null) => void): v
   process.send(message, undefined, {}, (err) => done(err ?? null));
 }
 
-async function serveWorker(options: GatehouseOptions, log: Logger): Promise<void> {
-  const slot = Number(process.env['GATEHOUSE_WORKER_SLOT'] ?? '1');
+/**
+ * A worker of `--workers N`: serves the flags the primary parsed and validated, sent over IPC
+ * with its slot and the directory being served; it reads neither argv nor the environment.
+ */
+async function serveWorker(config: WorkerConfig): Promise<void> {
+  const flags = serveFlagsProblem(config.flags);
+  if (typeof flags === 'string')
+    fail(`worker ${config.slot}: configuration from the primary: ${flags}`);
+  const log = createLogger(flags.logLevel);
+  const options = await gatehouseOptions(flags, log);
   // One hash chain per worker file; workers sharing stdout write each record whole.
-  const auditLog = options.auditLog ? workerAuditPath(options.auditLog, slot) : undefined;
-  const policiesDir = process.env['GATEHOUSE_WORKER_POLICIES'] ?? options.policiesDir;
+  const auditLog = options.auditLog ? workerAuditPath(options.auditLog, config.slot) : undefined;
   // Workers sharing stdout send their records to the primary, the one writer, so no two
   // processes' lines can interleave however long a record is.
   const auditSink = auditLog === undefined ? sendAuditToPrimary : undefined;
-  await runWorker({ ...options, policiesDir, auditLog, ...(auditSink ? { auditSink } : {}) }, log);
+  try {
+    await runWorker(
+      {
+        ...options,
+        policiesDir: config.policiesDir,
+        auditLog,
+        ...(auditSink ? { auditSink } : {}),
+      },
+      config.slot,
+      log,
+    );
+  } catch (err) {
+    fail(`worker ${config.slot}: cannot start: ${(err as Error).message}`);
+  }
 }
 
 function onStopSignals(log: Logger, stop: () => Promise<void>): void {
@@ -664,44 +471,6 @@ program
 addReplayCommands(program);
 addSuggestCommand(program);
 
-interface ServeFlags extends BoundsFlags {
-  policies: string;
-  grpcPort: number;
-  listenAddress: string;
-  trustDomain?: string[];
-  trustXfcc?: boolean | string;
-  tlsCert?: string;
-  tlsKey?: string;
-  clientCa?: string;
-  askers?: string[];
-  gatewayAskers?: string[];
-  askerFromXfcc?: boolean | string;
-  auditLog?: string;
-  auditKey?: string;
-  logLevel: string;
-  drainTimeout: number;
-  bundleState?: string;
-  shutdownWait: number;
-  redis?: string;
-  redisCluster?: string[];
-  redisTimeout: number;
-  adminPort: number;
-  adminTokenFile?: string;
-  workers?: number;
-  watch: boolean;
-  bundle?: string;
-  bundleKey?: string;
-  bundlePoll: number;
-  trustBundle?: string[];
-  jwtAudience?: string;
-  jwtLeeway: number;
-  httpPort?: number;
-  httpMaxBody: number;
-  httpDialect: HttpDialect;
-  httpPathPrefix?: string;
-  httpClientCertHeader?: string;
-}
-
 /** Who may ask the Check port, from the flags; exits on a combination that cannot hold. */
 function askerFlags(opts: ServeFlags): AskerOptions {
   const tlsFlags = [opts.tlsCert, opts.tlsKey, opts.clientCa].filter((f) => f !== undefined).length;
@@ -715,7 +484,7 @@ function askerFlags(opts: ServeFlags): AskerOptions {
       : {}),
     askers: opts.askers ?? [],
     gateways: opts.gatewayAskers ?? [],
-    fromXfcc: opts.askerFromXfcc === true || opts.askerFromXfcc === 'true',
+    fromXfcc: opts.askerFromXfcc === true,
   };
   if (options.tls && options.fromXfcc)
     fail(
@@ -845,4 +614,11 @@ adminClientOptions(
   ),
 );
 
-program.parseAsync(process.argv).catch((err: Error) => fail(err.message));
+if (cluster.isWorker) {
+  // The configuration is the first message from the primary; later ones are runWorker's.
+  process.once('message', (message: unknown) => {
+    if (!isWorkerConfig(message))
+      fail('worker: the first message from the primary is not its configuration');
+    serveWorker(message).catch((err: Error) => fail(err.message));
+  });
+} else program.parseAsync(process.argv).catch((err: Error) => fail(err.message));

@@ -20,6 +20,30 @@ export function isWorkerStatus(message: unknown): message is WorkerStatus {
   );
 }
 
+/**
+ * The primary's first message to a worker: its slot, the policy directory being served now
+ * (after a bundle switch, not the one the primary started with) and the `serve` flags the
+ * primary parsed and validated, which the worker checks again (cli/serve-options.ts).
+ */
+export interface WorkerConfig {
+  type: 'gatehouse:config';
+  slot: number;
+  policiesDir: string;
+  flags: unknown;
+}
+
+export function isWorkerConfig(message: unknown): message is WorkerConfig {
+  if (typeof message !== 'object' || message === null) return false;
+  const m = message as Partial<Record<keyof WorkerConfig, unknown>>;
+  return (
+    m.type === 'gatehouse:config' &&
+    Number.isSafeInteger(m.slot) &&
+    (m.slot as number) > 0 &&
+    typeof m.policiesDir === 'string' &&
+    m.policiesDir !== ''
+  );
+}
+
 /** audit.log → audit.w2.log: one hash chain per worker file. */
 export function workerAuditPath(file: string, slot: number): string {
   const slash = file.lastIndexOf('/');

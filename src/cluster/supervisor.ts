@@ -12,6 +12,7 @@ import {
   type AdminReply,
   type AdminRequest,
   type ToWorker,
+  type WorkerConfig,
   type WorkerStatus,
 } from './messages';
 import { LineWriter } from '../audit/line-writer';
@@ -25,6 +26,8 @@ export interface SupervisorOptions {
   /** Bearer token for admin changes from other hosts (`--admin-token-file`). */
   readonly adminToken?: Buffer;
   readonly gatehouse: GatehouseOptions;
+  /** The validated `serve` flags, sent to every worker with its slot (messages.ts WorkerConfig). */
+  readonly workerFlags: unknown;
 }
 
 const RESTART_DELAY_MS = 200;
@@ -201,12 +204,15 @@ export class Supervisor {
   }
 
   private fork(slot: number): Worker {
+    const worker = cluster.fork();
     // The directory being served now: after a bundle switch, a restarted worker must not
     // come back on the directory the primary started with.
-    const worker = cluster.fork({
-      GATEHOUSE_WORKER_SLOT: String(slot),
-      GATEHOUSE_WORKER_POLICIES: this.policies.directory,
-    });
+    worker.send({
+      type: 'gatehouse:config',
+      slot,
+      policiesDir: this.policies.directory,
+      flags: this.options.workerFlags,
+    } satisfies WorkerConfig);
     const previous = this.slots.get(slot);
     this.slots.set(slot, { worker, restarts: previous?.restarts ?? 0 });
     worker.on('message', (message: unknown) => {

@@ -1,4 +1,3 @@
-import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 import { AggregatorRegistry } from 'prom-client';
 import { Gatehouse, type GatehouseOptions } from '../app';
@@ -13,8 +12,11 @@ import {
 const STATUS_INTERVAL_MS = 1000;
 
 /** A worker: one Gatehouse on the shared gRPC port, reporting to and taking orders from the primary. */
-export async function runWorker(options: GatehouseOptions, log: Logger): Promise<Gatehouse> {
-  const slot = Number(process.env['GATEHOUSE_WORKER_SLOT'] ?? cluster.worker?.id ?? 0);
+export async function runWorker(
+  options: GatehouseOptions,
+  slot: number,
+  log: Logger,
+): Promise<Gatehouse> {
   const app = await Gatehouse.start(options, log.child({ worker: slot }));
   // The primary's AggregatorRegistry asks every worker for this registry over IPC; prom-client
   // only installs the worker's answering listener when an AggregatorRegistry is constructed.

@@ -9,8 +9,6 @@ import { redisBucketKey, TOKEN_BUCKET_LUA } from './bucket-script';
 import { limitResult } from './token-bucket';
 import type { BucketSpec, BucketStore, LimitResult } from './types';
 
-export { parseRedisUrl } from '../redis/connections';
-
 export interface RedisStoreOptions {
   /** Takes use its `buckets` connection, bounded by its `timeoutMs`; the owner closes it. */
   readonly connections: RedisConnections;

@@ -13,11 +13,13 @@ function requireBuild(): void {
 export function runCli(
   args: string[],
   input?: string,
+  env?: Record<string, string>,
 ): { status: number | null; stdout: string; stderr: string } {
   requireBuild();
   const r = spawnSync(process.execPath, [CLI, ...args], {
     cwd: ROOT,
     input,
+    ...(env ? { env: { ...process.env, ...env } } : {}),
     encoding: 'utf8',
     timeout: 20_000,
   });

@@ -429,3 +429,53 @@ test('serve with the HTTP mode starts at any accepted --grpc-preface-timeout (it
     await server.exited;
   }
 });
+
+describe("a switch's environment twin is read as true or false, never by presence", () => {
+  // Commander sets a switch when its variable merely exists: GATEHOUSE_TRUST_XFCC=false
+  // would have trusted a header any caller can write.
+  const xfccOnly = () =>
+    envoyCheckRequest({
+      method: 'GET',
+      headers: { 'x-forwarded-client-cert': `URI=${CHECKOUT_WEB}` },
+    });
+
+  test.each(['false', '0'])('GATEHOUSE_TRUST_XFCC=%s leaves XFCC untrusted', async (value) => {
+    const server = await spawnServe(
+      ['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example'],
+      { GATEHOUSE_TRUST_XFCC: value },
+    );
+    const client = checkClient(server.port);
+    try {
+      const response = await client.check(xfccOnly());
+      expect(response.status?.code).toBe(16); // UNAUTHENTICATED: no identity
+    } finally {
+      client.close();
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+
+  test('GATEHOUSE_TRUST_XFCC=true trusts it', async () => {
+    const server = await spawnServe(
+      ['--policies', EXAMPLE_POLICIES, '--trust-domain', 'shop.example'],
+      { GATEHOUSE_TRUST_XFCC: 'true' },
+    );
+    const client = checkClient(server.port);
+    try {
+      expect((await client.check(xfccOnly())).status?.code ?? 0).toBe(0);
+    } finally {
+      client.close();
+      server.child.kill('SIGTERM');
+      await server.exited;
+    }
+  });
+
+  test('any other value is refused, naming the variable', () => {
+    const r = runCli(['serve', '--policies', EXAMPLE_POLICIES], undefined, {
+      GATEHOUSE_AUDIT_REQUIRED: 'maybe',
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('GATEHOUSE_AUDIT_REQUIRED');
+    expect(r.stderr).toContain('true or false');
+  });
+});
