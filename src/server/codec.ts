@@ -1,5 +1,6 @@
-import { Reader, Writer } from 'protobufjs';
-import type { CheckResponseMessage, HeaderOption } from '../respond/check-response';
+import { Reader } from 'protobufjs';
+import type { CheckResponseMessage } from '../respond/check-response';
+import { checkResponseBytes } from './response-bytes';
 
 /**
  * The hot path's own CheckRequest decoder and CheckResponse encoder, on protobufjs's Reader
@@ -337,44 +338,5 @@ function decodeHeaderMap(
 
 /** envoy.service.auth.v3.CheckResponse: 1 status, 2 denied_response, 3 ok_response. */
 export function encodeCheckResponse(m: CheckResponseMessage): Buffer {
-  const w = Writer.create();
-  // google.rpc.Status: 1 code, 2 message
-  w.uint32((1 << 3) | 2).fork();
-  if (m.status.code !== 0) w.uint32((1 << 3) | 0).int32(m.status.code);
-  if (m.status.message !== '') w.uint32((2 << 3) | 2).string(m.status.message);
-  w.ldelim();
-  if (m.deniedResponse) {
-    const d = m.deniedResponse;
-    w.uint32((2 << 3) | 2).fork();
-    w.uint32((1 << 3) | 2)
-      .fork()
-      .uint32((1 << 3) | 0)
-      .int32(d.status.code)
-      .ldelim(); // HttpStatus.code
-    for (const h of d.headers) writeHeaderOption(w, 2, h);
-    if (d.body !== '') w.uint32((3 << 3) | 2).string(d.body);
-    w.ldelim();
-  } else if (m.okResponse) {
-    const ok = m.okResponse;
-    w.uint32((3 << 3) | 2).fork();
-    for (const h of ok.headers) writeHeaderOption(w, 2, h);
-    for (const name of ok.headersToRemove) w.uint32((5 << 3) | 2).string(name);
-    for (const h of ok.responseHeadersToAdd) writeHeaderOption(w, 6, h);
-    w.ldelim();
-  }
-  return Buffer.from(w.finish());
-}
-
-/** HeaderValueOption: 1 header (HeaderValue: 1 key, 2 value), 3 append_action; `append` (2) stays unset. */
-function writeHeaderOption(w: Writer, field: number, h: HeaderOption): void {
-  w.uint32((field << 3) | 2).fork();
-  w.uint32((1 << 3) | 2)
-    .fork()
-    .uint32((1 << 3) | 2)
-    .string(h.header.key)
-    .uint32((2 << 3) | 2)
-    .string(h.header.value)
-    .ldelim();
-  if (h.appendAction !== 0) w.uint32((3 << 3) | 0).int32(h.appendAction);
-  w.ldelim();
+  return checkResponseBytes(m);
 }
