@@ -21,6 +21,28 @@ type Obj = Record<string, unknown>;
  */
 class StrictReader extends Reader {
   override string(): string {
+    const start = this.stringStart();
+    return (this.buf as Utf8Sliceable).utf8Slice(start, this.pos);
+  }
+
+  /**
+   * A header name in lower case. Envoy's are lower case already: the bytes are looked at before
+   * a string exists, so only a name holding A-Z pays for a second, lower-cased copy.
+   */
+  headerName(): string {
+    const start = this.stringStart();
+    const end = this.pos;
+    const buf = this.buf;
+    const name = (buf as Utf8Sliceable).utf8Slice(start, end);
+    for (let i = start; i < end; i++) {
+      const c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) return name.toLowerCase();
+    }
+    return name;
+  }
+
+  /** Reads a string's length, checks it against what is left, moves past it; returns where it starts. */
+  private stringStart(): number {
     const length = this.uint32();
     const start = this.pos;
     if (start + length > this.len)
@@ -28,9 +50,12 @@ class StrictReader extends Reader {
         `string of ${length} bytes runs past the message (${this.len - start} left)`,
       );
     this.pos = start + length;
-    return Buffer.prototype.utf8Slice.call(this.buf, start, this.pos);
+    return start;
   }
 }
+
+/** Node's Buffer method under `toString('utf8', start, end)`, without its argument checks; untyped in @types/node. */
+type Utf8Sliceable = Uint8Array & { utf8Slice(start: number, end: number): string };
 
 /** envoy.service.auth.v3.CheckRequest: 1 attributes. */
 export function decodeCheckRequest(bytes: Uint8Array): Obj {
@@ -115,7 +140,7 @@ function readStringEntry(r: Reader, into: Record<string, string>, headers = fals
   let value = '';
   while (r.pos < entryEnd) {
     const t = r.uint32();
-    if (t === ((1 << 3) | 2)) key = headers ? lowerCase(r.string()) : r.string();
+    if (t === ((1 << 3) | 2)) key = headers ? (r as StrictReader).headerName() : r.string();
     else if (t === ((2 << 3) | 2)) value = r.string();
     else r.skipType(t & 7);
   }
@@ -288,15 +313,6 @@ function decodeHttp(r: Reader, length: number): Obj {
   }
   if (headers) out['headers'] = headers;
   return out;
-}
-
-/** Envoy's keys are lower-case already: skip the copy toLowerCase would make of most of them. */
-function lowerCase(name: string): string {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c >= 0x41 && c <= 0x5a) return name.toLowerCase();
-  }
-  return name;
 }
 
 /** Credential headers whose repetition a first-line reader and a joined-value reader see differently. */
