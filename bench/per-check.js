@@ -172,7 +172,12 @@ if (CHILD) {
           b.child.once('exit', (code) => reject(new Error(`${b.name} exited ${code}`)));
         });
       // Started, idle until its first round.
-      await new Promise((resolve) => b.child.once('message', resolve));
+      await new Promise((resolve, reject) => {
+        b.child.once('message', resolve);
+        b.child.once('exit', (code) =>
+          reject(new Error(`${b.name} exited ${code} while starting`)),
+        );
+      });
     }
     for (let round = 0; round < ROUNDS; round++) {
       for (const b of builds) {
