@@ -1,6 +1,7 @@
-import { Reader, Writer } from 'protobufjs';
-import type { CheckResponseMessage, HeaderOption } from '../respond/check-response';
+import { Reader } from 'protobufjs';
+import type { CheckResponseMessage } from '../respond/check-response';
 import type { CheckInput } from './check-input';
+import { checkResponseBytes } from './response-bytes';
 
 /**
  * The hot path's own CheckRequest decoder and CheckResponse encoder, on protobufjs's Reader
@@ -21,6 +22,28 @@ type Obj = Record<string, unknown>;
  */
 class StrictReader extends Reader {
   override string(): string {
+    const start = this.stringStart();
+    return (this.buf as Utf8Sliceable).utf8Slice(start, this.pos);
+  }
+
+  /**
+   * A header name in lower case. Envoy's are lower case already: the bytes are looked at before
+   * a string exists, so only a name holding A-Z pays for a second, lower-cased copy.
+   */
+  headerName(): string {
+    const start = this.stringStart();
+    const end = this.pos;
+    const buf = this.buf;
+    const name = (buf as Utf8Sliceable).utf8Slice(start, end);
+    for (let i = start; i < end; i++) {
+      const c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) return name.toLowerCase();
+    }
+    return name;
+  }
+
+  /** Reads a string's length, checks it against what is left, moves past it; returns where it starts. */
+  private stringStart(): number {
     const length = this.uint32();
     const start = this.pos;
     if (start + length > this.len)
@@ -28,9 +51,12 @@ class StrictReader extends Reader {
         `string of ${length} bytes runs past the message (${this.len - start} left)`,
       );
     this.pos = start + length;
-    return Buffer.prototype.utf8Slice.call(this.buf, start, this.pos);
+    return start;
   }
 }
+
+/** Node's Buffer method under `toString('utf8', start, end)`, without its argument checks; untyped in @types/node. */
+type Utf8Sliceable = Uint8Array & { utf8Slice(start: number, end: number): string };
 
 /** envoy.service.auth.v3.CheckRequest: 1 attributes. */
 export function decodeCheckRequest(bytes: Uint8Array): CheckInput {
@@ -115,7 +141,7 @@ function readStringEntry(r: Reader, into: Record<string, string>, headers = fals
   let value = '';
   while (r.pos < entryEnd) {
     const t = r.uint32();
-    if (t === ((1 << 3) | 2)) key = headers ? lowerCase(r.string()) : r.string();
+    if (t === ((1 << 3) | 2)) key = headers ? (r as StrictReader).headerName() : r.string();
     else if (t === ((2 << 3) | 2)) value = r.string();
     else r.skipType(t & 7);
   }
@@ -290,15 +316,6 @@ function decodeHttp(r: Reader, length: number): Obj {
   return out;
 }
 
-/** Envoy's keys are lower-case already: skip the copy toLowerCase would make of most of them. */
-function lowerCase(name: string): string {
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c >= 0x41 && c <= 0x5a) return name.toLowerCase();
-  }
-  return name;
-}
-
 /** Credential headers whose repetition a first-line reader and a joined-value reader see differently. */
 const CREDENTIAL_HEADERS = new Set(['authorization', 'x-forwarded-client-cert']);
 
@@ -338,44 +355,5 @@ function decodeHeaderMap(
 
 /** envoy.service.auth.v3.CheckResponse: 1 status, 2 denied_response, 3 ok_response. */
 export function encodeCheckResponse(m: CheckResponseMessage): Buffer {
-  const w = Writer.create();
-  // google.rpc.Status: 1 code, 2 message
-  w.uint32((1 << 3) | 2).fork();
-  if (m.status.code !== 0) w.uint32((1 << 3) | 0).int32(m.status.code);
-  if (m.status.message !== '') w.uint32((2 << 3) | 2).string(m.status.message);
-  w.ldelim();
-  if (m.deniedResponse) {
-    const d = m.deniedResponse;
-    w.uint32((2 << 3) | 2).fork();
-    w.uint32((1 << 3) | 2)
-      .fork()
-      .uint32((1 << 3) | 0)
-      .int32(d.status.code)
-      .ldelim(); // HttpStatus.code
-    for (const h of d.headers) writeHeaderOption(w, 2, h);
-    if (d.body !== '') w.uint32((3 << 3) | 2).string(d.body);
-    w.ldelim();
-  } else if (m.okResponse) {
-    const ok = m.okResponse;
-    w.uint32((3 << 3) | 2).fork();
-    for (const h of ok.headers) writeHeaderOption(w, 2, h);
-    for (const name of ok.headersToRemove) w.uint32((5 << 3) | 2).string(name);
-    for (const h of ok.responseHeadersToAdd) writeHeaderOption(w, 6, h);
-    w.ldelim();
-  }
-  return Buffer.from(w.finish());
-}
-
-/** HeaderValueOption: 1 header (HeaderValue: 1 key, 2 value), 3 append_action; `append` (2) stays unset. */
-function writeHeaderOption(w: Writer, field: number, h: HeaderOption): void {
-  w.uint32((field << 3) | 2).fork();
-  w.uint32((1 << 3) | 2)
-    .fork()
-    .uint32((1 << 3) | 2)
-    .string(h.header.key)
-    .uint32((2 << 3) | 2)
-    .string(h.header.value)
-    .ldelim();
-  if (h.appendAction !== 0) w.uint32((3 << 3) | 0).int32(h.appendAction);
-  w.ldelim();
+  return checkResponseBytes(m);
 }

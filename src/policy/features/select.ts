@@ -1,6 +1,7 @@
 import { parseSpiffeId, type SpiffePattern } from '../../identity/spiffe';
 import type { NormalizedRequest } from '../../request/normalize';
 import type { CompiledPolicy, DestinationIndex } from '../types';
+import { BoundedMemo } from '../../util/bounded-memo';
 
 /**
  * The per-route `context_extensions` key that names the policy of a route. Route configuration
@@ -39,11 +40,32 @@ export function policyForDestination(
 ): CompiledPolicy | undefined {
   const exact = index.exact.get(principal);
   if (exact !== undefined || index.patterns.length === 0) return exact;
+  // Parsing and matching every pattern on every check is the costly part; an index never
+  // changes, so its answers are remembered per index (dropped with it when a reload replaces it).
+  let memo = patternAnswers.get(index);
+  if (memo === undefined) {
+    memo = new BoundedMemo((id) => byPattern(index, id), PATTERN_MEMO_ENTRIES, PATTERN_MEMO_KEY);
+    patternAnswers.set(index, memo);
+  }
+  return memo.get(principal) ?? undefined;
+}
+
+/** A mesh has a few hundred workloads at most; IDs longer than this are parsed every time. */
+export const PATTERN_MEMO_ENTRIES = 512;
+export const PATTERN_MEMO_KEY = 256;
+const patternAnswers = new WeakMap<DestinationIndex, BoundedMemo<CompiledPolicy | null>>();
+
+function byPattern(index: DestinationIndex, principal: string): CompiledPolicy | null {
   const parsed = parseSpiffeId(principal);
-  if (!parsed.ok) return undefined;
+  if (!parsed.ok) return null;
   for (const { pattern, policy } of index.patterns)
     if (pattern.matches(parsed.value)) return policy;
-  return undefined;
+  return null;
+}
+
+/** How many destination IDs the index's memo holds (tests: it stays bounded). */
+export function rememberedDestinations(index: DestinationIndex): number {
+  return patternAnswers.get(index)?.size ?? 0;
 }
 
 /**
