@@ -209,6 +209,7 @@ export class Gatehouse {
       ...(options.transport ? { limits: options.transport } : {}),
       ...(options.auditRequired ? { unavailable: auditUnavailable } : {}),
       onConnectionRefused: (reason) => bounds?.connectionRefused(reason),
+      onStreamRefused: () => bounds?.streamRefused('receive_budget'),
     });
     bounds = new BoundsMetrics(metrics.registry, {
       buckets: () => (store instanceof MemoryBucketStore ? store.size : 0),
@@ -217,6 +218,7 @@ export class Gatehouse {
       grantUses: () => sizeOf(state.grants, 'pairs'),
       connections: () => grpc.connections,
       checksInFlight: () => shedder.inFlight,
+      receiveBytesHeld: () => grpc.receiveBytesHeld,
       auditDropped: () => audit.dropped,
       auditFailing: () => audit.failing,
     });

@@ -10,6 +10,7 @@ export interface BoundsFlags {
   maxBuckets: number;
   bucketMaxIdle: number;
   grpcMaxReceive?: number;
+  maxReceiveBytes: number;
   httpMaxBody: number;
   grpcMaxStreams: number;
   grpcMaxConnections: number;
@@ -61,6 +62,15 @@ export function withBoundsOptions(command: Command): Command {
         'GATEHOUSE_GRPC_MAX_RECEIVE',
         undefined,
         intInRange(4096, 64 * 1048576, 'bytes'),
+      ),
+    )
+    .addOption(
+      option(
+        '--max-receive-bytes <bytes>',
+        'bytes of gRPC request messages held at once across all connections; a stream past it is reset (REFUSED_STREAM)',
+        'GATEHOUSE_MAX_RECEIVE_BYTES',
+        T.maxReceiveTotalBytes,
+        intInRange(1048576, 4096 * 1048576, 'bytes'),
       ),
     )
     .addOption(
@@ -151,6 +161,7 @@ export function boundsOptions(
     buckets: { maxBuckets: flags.maxBuckets, maxIdleMs: flags.bucketMaxIdle * 1000 },
     transport: {
       maxReceiveBytes: flags.grpcMaxReceive ?? flags.httpMaxBody + HEADERS_MARGIN_BYTES,
+      maxReceiveTotalBytes: flags.maxReceiveBytes,
       maxConcurrentStreams: flags.grpcMaxStreams,
       maxConnections: flags.grpcMaxConnections,
       prefaceTimeoutMs: flags.grpcPrefaceTimeout,

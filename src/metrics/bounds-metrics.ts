@@ -15,6 +15,8 @@ export interface BoundsSources {
   grantUses(): number;
   connections(): number;
   checksInFlight(): number;
+  /** Bytes of gRPC request messages held now. */
+  receiveBytesHeld(): number;
   /** Audit records lost so far, and whether they are being lost now. */
   auditDropped(): number;
   auditFailing(): boolean;
@@ -27,6 +29,7 @@ export interface BoundsSources {
 export class BoundsMetrics {
   private readonly shed: Counter<'reason'>;
   private readonly refused: Counter<'reason'>;
+  private readonly streamsRefused: Counter<'reason'>;
 
   constructor(registry: Registry, sources: BoundsSources) {
     const registers = [registry];
@@ -72,6 +75,14 @@ export class BoundsMetrics {
       },
       () => sources.checksInFlight(),
     );
+    scrapedGauge(
+      {
+        name: 'gatehouse_grpc_receive_bytes',
+        help: 'Bytes of gRPC request messages held now (bounded by --max-receive-bytes).',
+        registers,
+      },
+      () => sources.receiveBytesHeld(),
+    );
     scrapedCounter(
       {
         name: 'gatehouse_audit_records_dropped_total',
@@ -101,6 +112,13 @@ export class BoundsMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.streamsRefused = new Counter({
+      name: 'gatehouse_streams_refused_total',
+      help: 'gRPC streams reset with REFUSED_STREAM before their check was decided: reason=receive_budget (--max-receive-bytes spent).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.streamsRefused.inc({ reason: 'receive_budget' }, 0);
     for (const reason of ['deadline', 'in_flight', 'event_loop_lag'] as const)
       this.shed.inc({ reason }, 0);
     for (const reason of ['connection_limit', 'preface_timeout'] as const)
@@ -113,6 +131,10 @@ export class BoundsMetrics {
 
   connectionRefused(reason: RefusedConnection): void {
     this.refused.inc({ reason });
+  }
+
+  streamRefused(reason: 'receive_budget'): void {
+    this.streamsRefused.inc({ reason });
   }
 }
 
