@@ -226,6 +226,7 @@ export class Gatehouse {
       ? new HttpAuthServer(engine, log, {
           ...options.http,
           host: options.grpcHost,
+          shedder,
           ...(askers ? { askers } : {}),
           ...(options.auditRequired ? { unavailable: auditUnavailable } : {}),
           ...(options.transport

@@ -130,7 +130,7 @@ export function withBoundsOptions(command: Command): Command {
     .addOption(
       option(
         '--max-in-flight <n>',
-        'gRPC checks decided at once per process; more are refused with RESOURCE_EXHAUSTED (0: unbounded)',
+        'checks decided at once per process (gRPC and HTTP mode); more are refused with RESOURCE_EXHAUSTED (HTTP: 503) (0: unbounded)',
         'GATEHOUSE_MAX_IN_FLIGHT',
         DEFAULT_SHEDDING.maxInFlight,
         intInRange(0, 1_000_000, 'checks'),
@@ -145,7 +145,7 @@ export function withBoundsOptions(command: Command): Command {
     .addOption(
       option(
         '--shed-lag <ms>',
-        'refuse new gRPC checks with RESOURCE_EXHAUSTED while the event loop lags more than this (0: never)',
+        'refuse new checks with RESOURCE_EXHAUSTED (HTTP: 503) while the event loop lags more than this (0: never)',
         'GATEHOUSE_SHED_LAG',
         DEFAULT_SHEDDING.maxEventLoopLagMs,
         intInRange(0, 60_000, 'milliseconds'),

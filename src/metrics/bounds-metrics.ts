@@ -70,7 +70,7 @@ export class BoundsMetrics {
     scrapedGauge(
       {
         name: 'gatehouse_checks_in_flight',
-        help: 'gRPC checks being decided now (bounded by --max-in-flight).',
+        help: 'Checks being decided now, gRPC and HTTP mode (bounded by --max-in-flight).',
         registers,
       },
       () => sources.checksInFlight(),
@@ -102,7 +102,7 @@ export class BoundsMetrics {
     );
     this.shed = new Counter({
       name: 'gatehouse_checks_shed_total',
-      help: 'gRPC checks not decided: reason=deadline (already past its grpc-timeout), in_flight or event_loop_lag (overload, answered RESOURCE_EXHAUSTED).',
+      help: 'Checks not decided: reason=deadline (already past its grpc-timeout), in_flight or event_loop_lag (overload, answered RESOURCE_EXHAUSTED, or 503 in the HTTP mode).',
       labelNames: ['reason'],
       registers,
     });

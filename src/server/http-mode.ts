@@ -6,6 +6,7 @@ import type { Decision } from '../pipeline/decision';
 import type { DecisionEngine } from '../pipeline/engine';
 import { allowHeaders, denyBody, denyHeaders, headersToRemove } from '../respond/check-response';
 import { httpListenHost } from './listen-address';
+import type { LoadShedder } from './shedding';
 
 /**
  * Which proxy is asking, and so where the original request is described:
@@ -37,6 +38,11 @@ export interface HttpModeOptions {
   readonly askers?: AskerGate;
   /** A reason to refuse every check now (503, the proxy fails closed); undefined to decide. */
   readonly unavailable?: () => string | undefined;
+  /**
+   * The process's overload bounds, shared with the gRPC port (--max-in-flight, --shed-lag): a
+   * check past them is answered 503 before its body is read, and never decided.
+   */
+  readonly shedder?: LoadShedder;
   /** Open connections at most (the gRPC listener's --grpc-max-connections); default 1024. */
   readonly maxConnections?: number;
   /** A request's headers must arrive within this (the gRPC preface timeout's twin); default 5000. */
@@ -79,6 +85,12 @@ export class HttpAuthServer {
         res
           .writeHead(403, { 'content-type': 'application/json' })
           .end('{"error":"forbidden","reason":"asker is not authorised to ask"}');
+        return;
+      }
+      // HTTP proxies send no deadline: only the in-flight and event-loop bounds apply.
+      if (options.shedder?.refuse(Infinity) !== undefined) {
+        req.resume();
+        res.writeHead(503, { 'content-length': '0' }).end();
         return;
       }
       if (!announcesBody(req)) {
@@ -149,9 +161,14 @@ export class HttpAuthServer {
       res.writeHead(503, { 'content-length': '0' }).end();
       return;
     }
+    const done = this.options.shedder?.begin();
     this.engine.decide(this.checkRequest(req, body, partial)).then(
-      (decision) => this.respond(res, decision),
+      (decision) => {
+        done?.();
+        this.respond(res, decision);
+      },
       (err: Error) => {
+        done?.();
         this.log.error({ err: err.message }, 'http check failed');
         res.writeHead(500).end();
       },

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -277,6 +278,66 @@ describe('overload: in-flight checks are bounded and the rest refused fast', () 
     // Refused checks were never decided: only the four are audited.
     expect((await server.auditRecords()).length - auditedBefore).toBe(4);
     client.close();
+  });
+});
+
+/** One HTTP-mode check (Envoy dialect, caller in XFCC); resolves with its status and when it came. */
+function httpCheck(port: number, started: number): Promise<{ status: number; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/',
+        headers: { host: LIMITED_HOST, 'x-forwarded-client-cert': `URI=${CHECKOUT_WEB}` },
+        agent: false,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, ms: Date.now() - started }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('overload in the HTTP mode: the same in-flight bound, refused as 503', () => {
+  let redis: RedisProcess;
+  let server: TestServer;
+  beforeAll(async () => {
+    redis = await startRedis();
+    server = await startTestServer({
+      policiesDir: policyDir({ 'p.yaml': limitedPolicy('caller') }),
+      redis: { url: redis.url, timeoutMs: 400 },
+      trustXfcc: true,
+      http: { port: 0, dialect: 'envoy' },
+      shedding: { maxInFlight: 4, maxEventLoopLagMs: 0 },
+    });
+  });
+  afterAll(async () => {
+    redis.thaw();
+    await server.stop();
+    await redis.stop();
+  });
+
+  test('with Redis frozen, four HTTP checks wait for it and the other sixteen are answered 503 at once, never decided', async () => {
+    const port = server.app.http!.port;
+    expect((await httpCheck(port, Date.now())).status).toBe(200); // connected, scripts loaded
+    const auditedBefore = (await server.auditRecords()).length;
+    redis.freeze();
+    const started = Date.now();
+    const outcomes = await Promise.all(Array.from({ length: 20 }, () => httpCheck(port, started)));
+    redis.thaw();
+    const refused = outcomes.filter((o) => o.status === 503);
+    const decided = outcomes.filter((o) => o.status !== 503);
+    expect(refused).toHaveLength(16);
+    expect(decided).toHaveLength(4);
+    expect(Math.max(...refused.map((o) => o.ms))).toBeLessThan(
+      Math.min(...decided.map((o) => o.ms)),
+    );
+    expect(await metric(server, 'gatehouse_checks_shed_total{reason="in_flight"}')).toBe(16);
+    expect((await server.auditRecords()).length - auditedBefore).toBe(4);
   });
 });
 
