@@ -227,6 +227,7 @@ export class Gatehouse {
           ...options.http,
           host: options.grpcHost,
           shedder,
+          receiveBudget: grpc.receiveBudget,
           ...(askers ? { askers } : {}),
           ...(options.auditRequired ? { unavailable: auditUnavailable } : {}),
           ...(options.transport

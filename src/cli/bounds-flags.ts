@@ -67,7 +67,7 @@ export function withBoundsOptions(command: Command): Command {
     .addOption(
       option(
         '--max-receive-bytes <bytes>',
-        'bytes of gRPC request messages held at once across all connections; a stream past it is reset (REFUSED_STREAM)',
+        'bytes of request messages held at once across all gRPC streams and HTTP-mode bodies; a check past it is refused (REFUSED_STREAM, HTTP: 503)',
         'GATEHOUSE_MAX_RECEIVE_BYTES',
         T.maxReceiveTotalBytes,
         intInRange(1048576, 4096 * 1048576, 'bytes'),

@@ -114,7 +114,7 @@ export class BoundsMetrics {
     });
     this.streamsRefused = new Counter({
       name: 'gatehouse_streams_refused_total',
-      help: 'gRPC streams reset with REFUSED_STREAM before their check was decided: reason=receive_budget (--max-receive-bytes spent).',
+      help: 'Checks refused while their request was being received, never decided: reason=receive_budget (--max-receive-bytes spent; gRPC streams reset with REFUSED_STREAM, HTTP-mode requests answered 503).',
       labelNames: ['reason'],
       registers,
     });

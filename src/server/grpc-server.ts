@@ -43,7 +43,8 @@ export class GrpcServer {
   private readonly server: grpc.Server;
   private readonly gate: ConnectionGate;
   private readonly shedder: LoadShedder | undefined;
-  private readonly receiveBudget: ReceiveBudget;
+  /** Shared with the HTTP mode, whose bodies are held in the same process. */
+  readonly receiveBudget: ReceiveBudget;
   private unwatchReceive: (() => void) | undefined;
 
   constructor(

@@ -2,8 +2,8 @@ import * as diagnostics from 'node:diagnostics_channel';
 import * as http2 from 'node:http2';
 
 /**
- * Bytes of request messages held by one gRPC listener at once, across all its connections
- * and streams. Each limit on its own is reasonable (--grpc-max-connections 1024, 8 streams
+ * Bytes of request messages held at once by one process's listeners, across all their
+ * connections and streams (the HTTP mode's bodies included). Each limit on its own is reasonable (--grpc-max-connections 1024, 8 streams
  * each, --grpc-max-receive about 1 MiB), but their product is 8 GiB: a peer that opens many
  * connections and sends large messages slowly would make the process hold all of it.
  *
@@ -42,32 +42,41 @@ export class ReceiveBudget {
     };
   }
 
+  /** Takes `bytes` from the budget; false (and counted as refused) when they do not fit. */
+  reserve(bytes: number): boolean {
+    if (this.held + bytes > this.maxBytes) {
+      this.onRefused();
+      return false;
+    }
+    this.held += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.held -= bytes;
+  }
+
   admit(stream: http2.ServerHttp2Stream): void {
     if (this.held >= this.maxBytes) {
-      this.refuse(stream);
+      this.onRefused();
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
     let charged = 0;
     stream.on('data', (chunk: Buffer) => {
       if (charged < 0) return;
-      if (this.held + chunk.length > this.maxBytes) {
-        this.held -= charged;
+      if (!this.reserve(chunk.length)) {
+        this.release(charged);
         charged = -1;
-        this.refuse(stream);
+        stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
         return;
       }
       charged += chunk.length;
-      this.held += chunk.length;
     });
     stream.once('close', () => {
-      if (charged > 0) this.held -= charged;
+      if (charged > 0) this.release(charged);
       charged = -1;
     });
-  }
-
-  private refuse(stream: http2.ServerHttp2Stream): void {
-    this.onRefused();
-    stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
   }
 }
 
