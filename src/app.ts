@@ -184,6 +184,7 @@ export class Gatehouse {
       ...(options.transport ? { limits: options.transport } : {}),
       ...(options.auditRequired ? { unavailable: auditUnavailable } : {}),
       onConnectionRefused: (reason) => bounds?.connectionRefused(reason),
+      onStreamRefused: () => bounds?.streamRefused('receive_budget'),
     });
     bounds = new BoundsMetrics(metrics.registry, {
       buckets: () => (store instanceof MemoryBucketStore ? store.size : 0),
@@ -192,6 +193,7 @@ export class Gatehouse {
       grantUses: () => sizeOf(state.grants, 'pairs'),
       connections: () => grpc.connections,
       checksInFlight: () => shedder.inFlight,
+      receiveBytesHeld: () => grpc.receiveBytesHeld,
       auditDropped: () => audit.dropped,
       auditFailing: () => audit.failing,
     });
@@ -199,6 +201,8 @@ export class Gatehouse {
       ? new HttpAuthServer(engine, log, {
           ...options.http,
           host: options.grpcHost,
+          shedder,
+          receiveBudget: grpc.receiveBudget,
           ...(askers ? { askers } : {}),
           ...(options.auditRequired ? { unavailable: auditUnavailable } : {}),
           ...(options.transport

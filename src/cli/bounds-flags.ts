@@ -46,6 +46,14 @@ export const BOUNDS_OPTIONS = {
     parse: intInRange(4096, 64 * 1048576, 'bytes'),
     docs: BOUNDS,
   }),
+  maxReceiveBytes: option({
+    flag: '--max-receive-bytes <bytes>',
+    help: 'bytes of request messages held at once across all gRPC streams and HTTP-mode bodies; a check past it is refused (REFUSED_STREAM, HTTP: 503)',
+    env: 'GATEHOUSE_MAX_RECEIVE_BYTES',
+    default: T.maxReceiveTotalBytes,
+    parse: intInRange(1048576, 4096 * 1048576, 'bytes'),
+    docs: BOUNDS,
+  }),
   grpcMaxStreams: option({
     flag: '--grpc-max-streams <n>',
     help: 'concurrent streams per gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS)',
@@ -96,7 +104,7 @@ export const BOUNDS_OPTIONS = {
   }),
   maxInFlight: option({
     flag: '--max-in-flight <n>',
-    help: 'gRPC checks decided at once per process; more are refused with RESOURCE_EXHAUSTED (0: unbounded)',
+    help: 'checks decided at once per process (gRPC and HTTP mode); more are refused with RESOURCE_EXHAUSTED (HTTP: 503) (0: unbounded)',
     env: 'GATEHOUSE_MAX_IN_FLIGHT',
     default: DEFAULT_SHEDDING.maxInFlight,
     parse: intInRange(0, 1_000_000, 'checks'),
@@ -104,7 +112,7 @@ export const BOUNDS_OPTIONS = {
   }),
   shedLag: option({
     flag: '--shed-lag <ms>',
-    help: 'refuse new gRPC checks with RESOURCE_EXHAUSTED while the event loop lags more than this (0: never)',
+    help: 'refuse new checks with RESOURCE_EXHAUSTED (HTTP: 503) while the event loop lags more than this (0: never)',
     env: 'GATEHOUSE_SHED_LAG',
     default: DEFAULT_SHEDDING.maxEventLoopLagMs,
     parse: intInRange(0, 60_000, 'milliseconds'),
@@ -129,6 +137,7 @@ export function boundsOptions(
     buckets: { maxBuckets: flags.maxBuckets, maxIdleMs: flags.bucketMaxIdle * 1000 },
     transport: {
       maxReceiveBytes: flags.grpcMaxReceive ?? flags.httpMaxBody + HEADERS_MARGIN_BYTES,
+      maxReceiveTotalBytes: flags.maxReceiveBytes,
       maxConcurrentStreams: flags.grpcMaxStreams,
       maxConnections: flags.grpcMaxConnections,
       prefaceTimeoutMs: flags.grpcPrefaceTimeout,

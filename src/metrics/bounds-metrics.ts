@@ -15,6 +15,8 @@ export interface BoundsSources {
   grantUses(): number;
   connections(): number;
   checksInFlight(): number;
+  /** Bytes of gRPC request messages held now. */
+  receiveBytesHeld(): number;
   /** Audit records lost so far, and whether they are being lost now. */
   auditDropped(): number;
   auditFailing(): boolean;
@@ -27,6 +29,7 @@ export interface BoundsSources {
 export class BoundsMetrics {
   private readonly shed: Counter<'reason'>;
   private readonly refused: Counter<'reason'>;
+  private readonly streamsRefused: Counter<'reason'>;
 
   constructor(registry: Registry, sources: BoundsSources) {
     const registers = [registry];
@@ -67,10 +70,18 @@ export class BoundsMetrics {
     scrapedGauge(
       {
         name: 'gatehouse_checks_in_flight',
-        help: 'gRPC checks being decided now (bounded by --max-in-flight).',
+        help: 'Checks being decided now, gRPC and HTTP mode (bounded by --max-in-flight).',
         registers,
       },
       () => sources.checksInFlight(),
+    );
+    scrapedGauge(
+      {
+        name: 'gatehouse_grpc_receive_bytes',
+        help: 'Bytes of gRPC request messages held now (bounded by --max-receive-bytes).',
+        registers,
+      },
+      () => sources.receiveBytesHeld(),
     );
     scrapedCounter(
       {
@@ -91,7 +102,7 @@ export class BoundsMetrics {
     );
     this.shed = new Counter({
       name: 'gatehouse_checks_shed_total',
-      help: 'gRPC checks not decided: reason=deadline (already past its grpc-timeout), in_flight or event_loop_lag (overload, answered RESOURCE_EXHAUSTED).',
+      help: 'Checks not decided: reason=deadline (already past its grpc-timeout), in_flight or event_loop_lag (overload, answered RESOURCE_EXHAUSTED, or 503 in the HTTP mode).',
       labelNames: ['reason'],
       registers,
     });
@@ -101,6 +112,13 @@ export class BoundsMetrics {
       labelNames: ['reason'],
       registers,
     });
+    this.streamsRefused = new Counter({
+      name: 'gatehouse_streams_refused_total',
+      help: 'Checks refused while their request was being received, never decided: reason=receive_budget (--max-receive-bytes spent; gRPC streams reset with REFUSED_STREAM, HTTP-mode requests answered 503).',
+      labelNames: ['reason'],
+      registers,
+    });
+    this.streamsRefused.inc({ reason: 'receive_budget' }, 0);
     for (const reason of ['deadline', 'in_flight', 'event_loop_lag'] as const)
       this.shed.inc({ reason }, 0);
     for (const reason of ['connection_limit', 'preface_timeout'] as const)
@@ -113,6 +131,10 @@ export class BoundsMetrics {
 
   connectionRefused(reason: RefusedConnection): void {
     this.refused.inc({ reason });
+  }
+
+  streamRefused(reason: 'receive_budget'): void {
+    this.streamsRefused.inc({ reason });
   }
 }
 

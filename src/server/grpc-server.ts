@@ -16,6 +16,7 @@ import {
   type TransportLimits,
 } from './limits';
 import { LoadShedder } from './shedding';
+import { ReceiveBudget } from './receive-budget';
 
 export interface GrpcServerOptions {
   readonly host: string;
@@ -25,6 +26,8 @@ export interface GrpcServerOptions {
   /** Refuses checks that cannot be answered in time (shedding.ts); none refused when absent. */
   readonly shedder?: LoadShedder;
   readonly onConnectionRefused?: (reason: RefusedConnection) => void;
+  /** A stream was reset because the listener's receive budget was spent. */
+  readonly onStreamRefused?: () => void;
   /** A reason to refuse every check now (UNAVAILABLE, Envoy fails closed); undefined to decide. */
   readonly unavailable?: () => string | undefined;
   /** Who may ask (TLS client certificates, `--askers`); absent: anyone who reaches the port. */
@@ -40,6 +43,9 @@ export class GrpcServer {
   private readonly server: grpc.Server;
   private readonly gate: ConnectionGate;
   private readonly shedder: LoadShedder | undefined;
+  /** Shared with the HTTP mode, whose bodies are held in the same process. */
+  readonly receiveBudget: ReceiveBudget;
+  private unwatchReceive: (() => void) | undefined;
 
   constructor(
     private readonly engine: DecisionEngine,
@@ -49,6 +55,7 @@ export class GrpcServer {
     const limits = options.limits ?? DEFAULT_TRANSPORT_LIMITS;
     this.server = new grpc.Server(grpcServerOptions(limits));
     this.shedder = options.shedder;
+    this.receiveBudget = new ReceiveBudget(limits.maxReceiveTotalBytes, options.onStreamRefused);
     const protos = loadProtos();
     this.server.addService(tolerantDecoding(protos.authorization), { Check: this.check });
     this.server.addService(protos.health, this.health.handlers());
@@ -72,8 +79,15 @@ export class GrpcServer {
     return this.gate.connections;
   }
 
-  listen(): Promise<number> {
-    return this.gate.listen(httpListenHost(this.options.host), this.options.port);
+  /** Bytes of request messages held now (bounded by the receive budget). */
+  get receiveBytesHeld(): number {
+    return this.receiveBudget.heldBytes;
+  }
+
+  async listen(): Promise<number> {
+    const port = await this.gate.listen(httpListenHost(this.options.host), this.options.port);
+    this.unwatchReceive = this.receiveBudget.watch(port);
+    return port;
   }
 
   /** Stops accepting, lets checks in flight finish until `deadlineMs`, then cuts the rest. */
@@ -98,6 +112,7 @@ export class GrpcServer {
     // final health status, GOAWAY); exiting then would cut them off.
     await this.gate.drained(Math.max(0, deadlineMs - (performance.now() - started)));
     this.shedder?.close();
+    this.unwatchReceive?.();
   }
 
   private readonly check = (

@@ -7,6 +7,8 @@ import type { Decision } from '../pipeline/decision';
 import type { DecisionEngine } from '../pipeline/engine';
 import { allowHeaders, denyBody, denyHeaders, headersToRemove } from '../respond/check-response';
 import { httpListenHost } from './listen-address';
+import type { LoadShedder } from './shedding';
+import type { ReceiveBudget } from './receive-budget';
 
 /**
  * Which proxy is asking, and so where the original request is described:
@@ -38,6 +40,16 @@ export interface HttpModeOptions {
   readonly askers?: AskerGate;
   /** A reason to refuse every check now (503, the proxy fails closed); undefined to decide. */
   readonly unavailable?: () => string | undefined;
+  /**
+   * The process's overload bounds, shared with the gRPC port (--max-in-flight, --shed-lag): a
+   * check past them is answered 503 before its body is read, and never decided.
+   */
+  readonly shedder?: LoadShedder;
+  /**
+   * Body bytes held at once across all requests (--max-receive-bytes, shared with the gRPC
+   * port): a body that would pass it is answered 503, unread and undecided.
+   */
+  readonly receiveBudget?: ReceiveBudget;
   /** Open connections at most (the gRPC listener's --grpc-max-connections); default 1024. */
   readonly maxConnections?: number;
   /** A request's headers must arrive within this (the gRPC preface timeout's twin); default 5000. */
@@ -80,6 +92,12 @@ export class HttpAuthServer {
         res
           .writeHead(403, { 'content-type': 'application/json' })
           .end('{"error":"forbidden","reason":"asker is not authorised to ask"}');
+        return;
+      }
+      // HTTP proxies send no deadline: only the in-flight and event-loop bounds apply.
+      if (options.shedder?.refuse(Infinity) !== undefined) {
+        req.resume();
+        res.writeHead(503, { 'content-length': '0' }).end();
         return;
       }
       if (!announcesBody(req)) {
@@ -150,9 +168,14 @@ export class HttpAuthServer {
       res.writeHead(503, { 'content-length': '0' }).end();
       return;
     }
+    const done = this.options.shedder?.begin();
     this.engine.decide(this.checkRequest(req, body, partial)).then(
-      (decision) => this.respond(res, decision),
+      (decision) => {
+        done?.();
+        this.respond(res, decision);
+      },
       (err: Error) => {
+        done?.();
         this.log.error({ err: err.message }, 'http check failed');
         res.writeHead(500).end();
       },
@@ -167,8 +190,11 @@ export class HttpAuthServer {
    */
   private readBody(req: http.IncomingMessage, res: http.ServerResponse): void {
     const max = this.maxBodyBytes;
+    const budget = this.options.receiveBudget;
     const chunks: Buffer[] = [];
     let size = 0;
+    // Whatever was reserved is held until the answer is sent or the client has gone.
+    if (budget) res.once('close', () => budget.release(size));
     const done = (partial: boolean): void => {
       req.off('data', onData);
       req.off('end', onEnd);
@@ -181,6 +207,13 @@ export class HttpAuthServer {
     };
     const onData = (chunk: Buffer): void => {
       const room = max - size;
+      if (budget && !budget.reserve(Math.min(chunk.length, room))) {
+        req.off('data', onData);
+        req.off('end', onEnd);
+        req.resume();
+        res.writeHead(503, { 'content-length': '0', connection: 'close' }).end();
+        return;
+      }
       if (chunk.length > room) {
         if (room > 0) chunks.push(chunk.subarray(0, room));
         size = max;

@@ -12,6 +12,11 @@ import { DEFAULT_MAX_BODY_BYTES } from './http-mode';
 export interface TransportLimits {
   /** grpc.max_receive_message_length: largest CheckRequest accepted. */
   readonly maxReceiveBytes: number;
+  /**
+   * Bytes of request messages held at once across every connection and stream of the
+   * listener (receive-budget.ts); a stream that would take the total past it is refused.
+   */
+  readonly maxReceiveTotalBytes: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to every connection. */
   readonly maxConcurrentStreams: number;
   /** Open connections per process; one more is closed as soon as it is accepted. */
@@ -28,8 +33,17 @@ export interface TransportLimits {
 /** Room for the headers, attributes and metadata that travel beside a forwarded body. */
 export const HEADERS_MARGIN_BYTES = 64 * 1024;
 
+/**
+ * The share of a 256 Mi pod left for messages being received once the baseline (about 110 MiB)
+ * and full bucket table (about 73 MiB) are counted: with the Deployment's heap cap, 24 MiB of
+ * held messages grew RSS by about 44 MiB under attack (refused streams' bytes wait for the
+ * collector). About 20 of the largest messages at once, thousands of ordinary checks.
+ */
+export const DEFAULT_MAX_RECEIVE_TOTAL_BYTES = 24 * 1024 * 1024;
+
 export const DEFAULT_TRANSPORT_LIMITS: TransportLimits = {
   maxReceiveBytes: DEFAULT_MAX_BODY_BYTES + HEADERS_MARGIN_BYTES,
+  maxReceiveTotalBytes: DEFAULT_MAX_RECEIVE_TOTAL_BYTES,
   // Streams past this wait in the proxy, where its timeout applies, not in front of our handler,
   // where nothing can shed them: docs/performance.md "Overload".
   maxConcurrentStreams: 8,

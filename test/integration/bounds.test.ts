@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -11,6 +12,7 @@ import { startRedis, type RedisProcess } from '../helpers/redis';
 import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { startTestServer, type TestServer } from '../helpers/server';
 import { waitFor } from '../helpers/wait';
+import type { GatehouseOptions } from '../../src/app';
 import { DEFAULT_TRANSPORT_LIMITS, type TransportLimits } from '../../src/server/limits';
 
 const LIMITED_HOST = 'limited';
@@ -222,25 +224,38 @@ describe('HTTP mode shares the connection bounds', () => {
   });
 });
 
-describe('overload: in-flight checks are bounded and the rest refused fast', () => {
-  let redis: RedisProcess;
-  let server: TestServer;
+/**
+ * A server whose limited checks wait on a Redis the test can freeze, with at most four checks
+ * in flight; started and stopped around the enclosing describe.
+ */
+function serverWithFourInFlight(extra: Partial<GatehouseOptions>): {
+  redis: RedisProcess;
+  server: TestServer;
+} {
+  const held = {} as { redis: RedisProcess; server: TestServer };
   beforeAll(async () => {
-    redis = await startRedis();
-    server = await startTestServer({
+    held.redis = await startRedis();
+    held.server = await startTestServer({
       policiesDir: policyDir({ 'p.yaml': limitedPolicy('caller') }),
-      redis: { url: redis.url, timeoutMs: 400 },
+      redis: { url: held.redis.url, timeoutMs: 400 },
       shedding: { maxInFlight: 4, maxEventLoopLagMs: 0 },
+      ...extra,
     });
   });
   afterAll(async () => {
-    redis.thaw();
-    await server.stop();
-    await redis.stop();
+    held.redis.thaw();
+    await held.server.stop();
+    await held.redis.stop();
   });
+  return held;
+}
+
+describe('overload: in-flight checks are bounded and the rest refused fast', () => {
+  // Its own server: the breaker the frozen Redis opens would let later checks skip the wait.
+  const held = serverWithFourInFlight({});
 
   test('with Redis frozen, four checks wait for it and the other sixteen are refused with RESOURCE_EXHAUSTED at once', async () => {
-    const client = checkClient(server.port, { ownConnection: true });
+    const client = checkClient(held.server.port, { ownConnection: true });
     const request = envoyCheckRequest({
       principal: CHECKOUT_WEB,
       host: LIMITED_HOST,
@@ -248,8 +263,8 @@ describe('overload: in-flight checks are bounded and the rest refused fast', () 
       path: '/',
     });
     await client.check(request); // connected, scripts loaded
-    const auditedBefore = (await server.auditRecords()).length;
-    redis.freeze();
+    const auditedBefore = (await held.server.auditRecords()).length;
+    held.redis.freeze();
     const started = Date.now();
     const outcomes = await Promise.all(
       Array.from({ length: 20 }, () =>
@@ -263,7 +278,7 @@ describe('overload: in-flight checks are bounded and the rest refused fast', () 
         ),
       ),
     );
-    redis.thaw();
+    held.redis.thaw();
     const answered = outcomes.filter((o) => o.answered);
     const refused = outcomes.filter((o) => !o.answered);
     expect(answered).toHaveLength(4);
@@ -273,10 +288,57 @@ describe('overload: in-flight checks are bounded and the rest refused fast', () 
     expect(Math.max(...refused.map((o) => o.ms))).toBeLessThan(
       Math.min(...answered.map((o) => o.ms)),
     );
-    expect(await metric(server, 'gatehouse_checks_shed_total{reason="in_flight"}')).toBe(16);
+    expect(await metric(held.server, 'gatehouse_checks_shed_total{reason="in_flight"}')).toBe(16);
     // Refused checks were never decided: only the four are audited.
-    expect((await server.auditRecords()).length - auditedBefore).toBe(4);
+    expect((await held.server.auditRecords()).length - auditedBefore).toBe(4);
     client.close();
+  });
+});
+
+/** One HTTP-mode check (Envoy dialect, caller in XFCC); resolves with its status and when it came. */
+function httpCheck(port: number, started: number): Promise<{ status: number; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/',
+        headers: { host: LIMITED_HOST, 'x-forwarded-client-cert': `URI=${CHECKOUT_WEB}` },
+        agent: false,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode!, ms: Date.now() - started }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('overload in the HTTP mode: the same in-flight bound, refused as 503', () => {
+  const held = serverWithFourInFlight({
+    trustXfcc: true,
+    http: { port: 0, dialect: 'envoy' },
+  });
+
+  test('with Redis frozen, four HTTP checks wait for it and the other sixteen are answered 503 at once, never decided', async () => {
+    const port = held.server.app.http!.port;
+    expect((await httpCheck(port, Date.now())).status).toBe(200); // connected, scripts loaded
+    const auditedBefore = (await held.server.auditRecords()).length;
+    held.redis.freeze();
+    const started = Date.now();
+    const outcomes = await Promise.all(Array.from({ length: 20 }, () => httpCheck(port, started)));
+    held.redis.thaw();
+    const refused = outcomes.filter((o) => o.status === 503);
+    const decided = outcomes.filter((o) => o.status !== 503);
+    expect(refused).toHaveLength(16);
+    expect(decided).toHaveLength(4);
+    expect(Math.max(...refused.map((o) => o.ms))).toBeLessThan(
+      Math.min(...decided.map((o) => o.ms)),
+    );
+    expect(await metric(held.server, 'gatehouse_checks_shed_total{reason="in_flight"}')).toBe(16);
+    expect((await held.server.auditRecords()).length - auditedBefore).toBe(4);
   });
 });
 
