@@ -4,6 +4,16 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import prettier from 'eslint-config-prettier';
 
+const ADAPTERS = [
+  '**/server',
+  '**/server/**',
+  '**/cli/**',
+  '**/cluster/**',
+  '**/admin/**',
+  '**/app',
+  '**/serving/**',
+];
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', '.tools/', 'bench/results/'] },
   js.configs.recommended,
@@ -43,6 +53,43 @@ export default tseslint.config(
                 'features/ and authorize evaluate compiled policies: they never read documents',
             },
             { group: ['yaml'], message: 'no YAML on the hot path' },
+            {
+              group: ADAPTERS,
+              message:
+                'the decision does not import its adapters (server, cli, cluster, admin, app)',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The decision (envoy boundary → pipeline stages → policy, identity, limits, audit) knows
+    // nothing of the adapters around it: the gRPC server, the HTTP mode, the CLI, the cluster
+    // and the admin API call into it, never the other way.
+    files: [
+      'src/envoy/**/*.ts',
+      'src/request/**/*.ts',
+      'src/pipeline/**/*.ts',
+      'src/policy/**/*.ts',
+      'src/identity/**/*.ts',
+      'src/ratelimit/**/*.ts',
+      'src/quarantine/**/*.ts',
+      'src/grants/**/*.ts',
+      'src/respond/**/*.ts',
+      'src/audit/**/*.ts',
+    ],
+    ignores: ['src/policy/features/**/*.ts', 'src/policy/authorize.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ADAPTERS,
+              message:
+                'the decision does not import its adapters (server, cli, cluster, admin, app)',
+            },
           ],
         },
       ],
