@@ -2,44 +2,11 @@
 // RSS follows the GC's timing, this does not, so a leak shows as growth between the two lines.
 // Run: node --expose-gc bench/heap.js
 const path = require('path');
-const ROOT = path.resolve(__dirname, '..');
-const pino = require('pino');
-const { Gatehouse } = require(path.join(ROOT, 'dist/app'));
+const { ROOT, callerTemplate, loadProtos, startInProcess } = require('./lib');
 const { decodeCheckRequest } = require(path.join(ROOT, 'dist/envoy/codec'));
-const { loadProtos } = require(path.join(ROOT, 'dist/server/protos'));
 (async () => {
-  const app = await Gatehouse.start(
-    {
-      policiesDir: path.join(ROOT, 'policies'),
-      grpcHost: '127.0.0.1',
-      grpcPort: 0,
-      trustDomains: ['shop.example'],
-      trustXfcc: false,
-      auditLog: '/dev/null',
-      drainTimeoutMs: 1000,
-    },
-    pino({ level: 'silent' }),
-  );
-  const principal = 'spiffe://shop.example/ns/checkout/sa/w00000';
-  const pb = loadProtos().authorization.Check.requestSerialize({
-    attributes: {
-      source: { principal },
-      destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-      request: {
-        http: {
-          method: 'POST',
-          path: '/v1/orders',
-          host: 'orders.shop.svc.cluster.local',
-          headers: {
-            ':authority': 'orders.shop.svc.cluster.local',
-            ':method': 'POST',
-            ':path': '/v1/orders',
-          },
-        },
-      },
-    },
-  });
-  const at = pb.indexOf(Buffer.from(principal)) + principal.length - 5;
+  const app = await startInProcess();
+  const { pb, digitsAt: at } = callerTemplate(loadProtos().authorization.Check);
   let done = 0;
   const report = () => {
     global.gc();

@@ -7,92 +7,39 @@
 //    (the client, not the server, is the bottleneck on two cores), for the transport's share.
 // Usage: node bench/memory.js [checks] [callers]   (run by make bench; also on its own)
 'use strict';
-const { spawn } = require('node:child_process');
-const fs = require('node:fs');
 const http2 = require('node:http2');
 const path = require('node:path');
+const {
+  ROOT,
+  CHECK_PATH,
+  callerTemplate,
+  grpcFrame,
+  loadProtos,
+  rssMiB,
+  startInProcess,
+  startServe,
+  stop,
+} = require('./lib');
 
-const ROOT = path.resolve(__dirname, '..');
 const CHECKS = Number(process.argv[2] ?? 1_000_000);
 const CALLERS = Number(process.argv[3] ?? 100_000);
 const CONCURRENCY = 64;
 const TIME_LIMIT_MS = 300_000;
-const CHECK = '/envoy.service.auth.v3.Authorization/Check';
 
-const { loadProtos } = require(path.join(ROOT, 'dist/server/protos'));
 const checkDef = loadProtos().authorization.Check;
 
 /** A gRPC-framed CheckRequest whose caller ends in five digits we overwrite per request. */
 function template() {
-  const principal = 'spiffe://shop.example/ns/checkout/sa/w00000';
-  const pb = checkDef.requestSerialize({
-    attributes: {
-      source: { principal },
-      // The receiving workload's identity selects its policy (`workloads:`), as Envoy sends it.
-      destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-      request: {
-        http: {
-          method: 'POST',
-          path: '/v1/orders',
-          host: 'orders.shop.svc.cluster.local',
-          headers: {
-            ':authority': 'orders.shop.svc.cluster.local',
-            ':method': 'POST',
-            ':path': '/v1/orders',
-            'x-request-id': 'mem',
-          },
-        },
-      },
-    },
-  });
-  const frame = Buffer.alloc(5 + pb.length);
-  frame.writeUInt32BE(pb.length, 1);
-  pb.copy(frame, 5);
-  return { frame, digitsAt: frame.indexOf(Buffer.from(principal)) + principal.length - 5 };
-}
-
-function rssKiB(pid) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
+  const { pb, digitsAt } = callerTemplate(checkDef);
+  return { frame: grpcFrame(pb), digitsAt: digitsAt + 5 };
 }
 
 async function overGrpc(checks, callers) {
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(ROOT, 'dist/cli/main.js'),
-      'serve',
-      '--policies',
-      path.join(ROOT, 'policies'),
-      '--trust-domain',
-      'shop.example',
-      '--grpc-port',
-      String(port),
-      '--admin-port',
-      '0',
-      '--listen-address',
-      '127.0.0.1',
-      '--workers',
-      '1',
-      '--no-watch',
-      '--audit-log',
-      '/dev/null',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  const stop = () => {
+  const { child, port } = await startServe({ logLevel: 'info' });
+  const stopNow = () => {
     if (child.exitCode === null) child.kill('SIGTERM');
   };
-  process.on('exit', stop);
-  await new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr.on('data', (b) => {
-      err += b;
-      if (err.includes('"grpcPort"')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`gatehouse exited ${code}: ${err.slice(-400)}`)));
-  });
+  process.on('exit', stopNow);
 
   const { frame, digitsAt } = template();
   const client = http2.connect(`http://127.0.0.1:${port}`);
@@ -107,7 +54,7 @@ async function overGrpc(checks, callers) {
     samples.push({
       checks: done,
       seconds: (Date.now() - started) / 1000,
-      rssMiB: rssKiB(child.pid) / 1024,
+      rssMiB: rssMiB(child.pid),
     });
   sample();
   const sampler = setInterval(sample, 1000);
@@ -119,7 +66,7 @@ async function overGrpc(checks, callers) {
       body.write(String(caller).padStart(5, '0'), digitsAt, 'latin1');
       const stream = client.request({
         ':method': 'POST',
-        ':path': CHECK,
+        ':path': CHECK_PATH,
         'content-type': 'application/grpc',
         te: 'trailers',
       });
@@ -150,28 +97,16 @@ async function overGrpc(checks, callers) {
   clearInterval(sampler);
   sample();
   client.close();
-  stop();
+  await stop(child);
+  process.off('exit', stopNow);
 
   return summarise(samples, done, checks, callers, { allowed, limited, failed });
 }
 
 /** The same checks decided in this process, straight from wire bytes. */
 async function inProcess(checks, callers) {
-  const pino = require('pino');
-  const { Gatehouse } = require(path.join(ROOT, 'dist/app'));
   const { decodeCheckRequest } = require(path.join(ROOT, 'dist/envoy/codec'));
-  const app = await Gatehouse.start(
-    {
-      policiesDir: path.join(ROOT, 'policies'),
-      grpcHost: '127.0.0.1',
-      grpcPort: 0,
-      trustDomains: ['shop.example'],
-      trustXfcc: false,
-      auditLog: '/dev/null',
-      drainTimeoutMs: 1000,
-    },
-    pino({ level: 'silent' }),
-  );
+  const app = await startInProcess();
   const { frame, digitsAt } = template();
   const started = Date.now();
   const samples = [];

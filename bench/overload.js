@@ -11,101 +11,28 @@
 // *answered* probes is the number that matters to Envoy. RSS is sampled every 200 ms.
 // Usage: node bench/overload.js [seconds per phase = 8]      (not part of make bench)
 'use strict';
-const { spawn, execFile } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const net = require('node:net');
 const grpc = require('@grpc/grpc-js');
+const { KINDS, grpcFrame, h2load, loadProtos, rssMiB, sleep, startServe, stop } = require('./lib');
 
-const ROOT = path.resolve(__dirname, '..');
 const SECONDS = Math.min(60, Number(process.argv[2] ?? 8));
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-overload-'));
-const CHECK = '/envoy.service.auth.v3.Authorization/Check';
 const PROBES_PER_SECOND = 20;
 const DEADLINE_MS = 250;
 const children = new Set();
 
-const { loadProtos } = require(path.join(ROOT, 'dist/server/protos'));
 const protos = loadProtos();
-const checkDef = protos.authorization.Check;
-const REQUEST = {
-  attributes: {
-    source: {
-      principal: 'spiffe://shop.example/ns/frontend/sa/web',
-      address: { socketAddress: { address: '10.0.3.7', portValue: 51234 } },
-    },
-    destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-    request: {
-      http: {
-        id: '1',
-        method: 'GET',
-        path: '/v1/orders/42',
-        host: 'orders.shop.svc.cluster.local',
-        scheme: 'https',
-        protocol: 'HTTP/2',
-        headers: {
-          ':authority': 'orders.shop.svc.cluster.local',
-          ':method': 'GET',
-          ':path': '/v1/orders/42',
-          ':scheme': 'https',
-          'user-agent': 'checkout/1.4',
-          'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10',
-        },
-      },
-    },
-  },
-};
+const REQUEST = KINDS.allowed.req;
 const frameFile = path.join(TMP, 'check.bin');
-{
-  const pb = checkDef.requestSerialize(REQUEST);
-  const frame = Buffer.alloc(5 + pb.length);
-  frame.writeUInt32BE(pb.length, 1);
-  pb.copy(frame, 5);
-  fs.writeFileSync(frameFile, frame);
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
+fs.writeFileSync(frameFile, grpcFrame(protos.authorization.Check.requestSerialize(REQUEST)));
 
 async function startGatehouse(extra) {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(ROOT, 'dist/cli/main.js'),
-      'serve',
-      '--policies',
-      path.join(ROOT, 'policies'),
-      '--trust-domain',
-      'shop.example',
-      '--grpc-port',
-      String(port),
-      '--admin-port',
-      '0',
-      '--listen-address',
-      '127.0.0.1',
-      '--workers',
-      '1',
-      '--no-watch',
-      '--audit-log',
-      '/dev/null',
-      '--log-level',
-      'warn',
-      ...extra,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  const { child, port } = await startServe({ extra, stdio: ['ignore', 'ignore', 'pipe'] });
   children.add(child);
   child.on('exit', () => children.delete(child));
-  // --log-level warn prints nothing on start: wait for the port to answer a check.
+  // An open port is not yet a worker that decides: wait until one check is answered.
   const client = new protos.AuthorizationClient(
     `127.0.0.1:${port}`,
     grpc.credentials.createInsecure(),
@@ -116,56 +43,15 @@ async function startGatehouse(extra) {
     );
     if (ok) break;
     if (i > 50) throw new Error('gatehouse did not start');
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
   }
   client.close();
   return { child, port };
 }
 
-function stop(child) {
-  if (child.exitCode !== null) return Promise.resolve();
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  return exited;
-}
 process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
-
-function rssMiB(pid) {
-  const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
-function h2load(port, args) {
-  const all = [
-    '-D',
-    String(SECONDS),
-    '-H',
-    'content-type: application/grpc',
-    '-H',
-    'te: trailers',
-    '-H',
-    `grpc-timeout: ${DEADLINE_MS}m`,
-    '-d',
-    frameFile,
-    ...args,
-    `http://127.0.0.1:${port}${CHECK}`,
-  ];
-  return new Promise((resolve, reject) => {
-    execFile(
-      'h2load',
-      all,
-      { encoding: 'utf8', timeout: (SECONDS + 30) * 1000, maxBuffer: 16 << 20 },
-      (err, out) => {
-        if (err) return reject(err);
-        const reqs = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(out);
-        if (!reqs) return reject(new Error(`unexpected h2load output:\n${out}`));
-        resolve({ rps: Number(reqs[2]) });
-      },
-    );
-  });
-}
 
 /** Probes at a fixed rate on their own connection for the whole phase; each has Envoy's deadline. */
 function probe(port) {
@@ -200,7 +86,12 @@ async function phase(name, extra, h2args) {
   const rss = [rssMiB(child.pid)];
   const sampler = setInterval(() => rss.push(rssMiB(child.pid)), 200);
   const stopProbe = probe(port);
-  const load = await h2load(port, h2args);
+  const load = await h2load({
+    port,
+    frameFile,
+    seconds: SECONDS,
+    args: ['-H', `grpc-timeout: ${DEADLINE_MS}m`, ...h2args],
+  });
   const outcomes = await stopProbe();
   clearInterval(sampler);
   await stop(child);

@@ -12,59 +12,15 @@
 const { fork } = require('node:child_process');
 const path = require('node:path');
 
-const args = process.argv.slice(2);
-const opt = (name, fallback, max) => {
-  const i = args.indexOf(name);
-  if (i === -1) return fallback;
-  const v = args.splice(i, 2)[1];
-  return max === undefined ? v : Math.min(max, Math.max(1, Number(v)));
-};
-const ROUNDS = opt('--rounds', 5, 20);
-const CHECKS = opt('--checks', 100_000, 1_000_000);
-const KIND = opt('--kind', 'allowed');
-const CHILD = opt('--child', undefined);
-const SOLO = opt('--solo', undefined);
-const BATCH = 64;
+const { KINDS, startInProcess, takeOption } = require('./lib');
 
-/** The allowed and refused CheckRequests bench/run.js sends: mTLS principal, a dozen headers. */
-function request(protos, kind) {
-  const host = 'orders.shop.svc.cluster.local';
-  const [principal, method, p] =
-    kind === 'refused'
-      ? ['spiffe://shop.example/ns/checkout/sa/batch', 'POST', '/v1/orders']
-      : ['spiffe://shop.example/ns/frontend/sa/web', 'GET', '/v1/orders/42'];
-  return protos.authorization.Check.requestSerialize({
-    attributes: {
-      source: { principal, address: { socketAddress: { address: '10.0.3.7', portValue: 51234 } } },
-      destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-      request: {
-        http: {
-          id: '1',
-          method,
-          path: p,
-          host,
-          scheme: 'https',
-          protocol: 'HTTP/2',
-          headers: {
-            ':authority': host,
-            ':method': method,
-            ':path': p,
-            ':scheme': 'https',
-            'content-type': 'application/json',
-            'user-agent': 'checkout/1.4',
-            'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10',
-            'x-forwarded-proto': 'https',
-            'x-forwarded-for': '10.0.3.7',
-            accept: 'application/json',
-            traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-            'x-b3-traceid': '0af7651916cd43dd',
-            'x-envoy-expected-rq-timeout-ms': '250',
-          },
-        },
-      },
-    },
-  });
-}
+const args = process.argv.slice(2);
+const ROUNDS = takeOption(args, '--rounds', 5, 20);
+const CHECKS = takeOption(args, '--checks', 100_000, 1_000_000);
+const KIND = takeOption(args, '--kind', 'allowed');
+const CHILD = takeOption(args, '--child', undefined);
+const SOLO = takeOption(args, '--solo', undefined);
+const BATCH = 64;
 
 /** The codec moved from server/ to envoy/; either layout loads, so older builds compare. */
 function requireCodec(dist) {
@@ -79,24 +35,14 @@ function requireCodec(dist) {
 }
 
 async function loop(dir, rounds, gate, report) {
-  const pino = require(path.join(dir, 'node_modules/pino'));
-  const { Gatehouse } = require(path.join(dir, 'dist/app'));
   const { decodeCheckRequest, encodeCheckResponse } = requireCodec(path.join(dir, 'dist'));
   const { toCheckResponse } = require(path.join(dir, 'dist/respond/check-response'));
   const { loadProtos } = require(path.join(dir, 'dist/server/protos'));
-  const app = await Gatehouse.start(
-    {
-      policiesDir: path.join(dir, 'policies'),
-      grpcHost: '127.0.0.1',
-      grpcPort: 0,
-      trustDomains: ['shop.example'],
-      trustXfcc: false,
-      auditLog: '/dev/null',
-      drainTimeoutMs: 1000,
-    },
-    pino({ level: 'silent' }),
+  const app = await startInProcess(dir);
+  // The allowed or refused CheckRequest bench/run.js sends, in the build's own protos.
+  const bytes = loadProtos().authorization.Check.requestSerialize(
+    KINDS[KIND === 'refused' ? 'refused' : 'allowed'].req,
   );
-  const bytes = request(loadProtos(), KIND);
   const one = (d) => encodeCheckResponse(toCheckResponse(d)).length;
   const first = await app.engine.decide(decodeCheckRequest(bytes));
   const answer = `${first.allowed ? 'allow' : 'deny'} ${first.code ?? ''} ${one(first)}B`;

@@ -2,34 +2,22 @@
 // make bench: Gatehouse against the floor (bench/bare-server.js) on the same load generator
 // (h2load), in the same run, alternating, three rounds. Writes bench/results/latest.{json,md,svg}.
 'use strict';
-const { spawn, spawnSync, execFileSync } = require('node:child_process');
+const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
-const net = require('node:net');
 const grpc = require('@grpc/grpc-js');
+const { ROOT, KINDS, freePort, grpcFrame, h2load, loadProtos, serveArgs } = require('./lib');
 const { memoryRun } = require('./memory');
 
-const ROOT = path.resolve(__dirname, '..');
 const OUT = path.join(__dirname, 'results');
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-bench-'));
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const CONNS = 4;
 const STREAMS = 16;
-const CHECK = '/envoy.service.auth.v3.Authorization/Check';
 const started = Date.now();
 const children = [];
-
-function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function start(cmd, args, readyText) {
   return new Promise((resolve, reject) => {
@@ -57,57 +45,10 @@ process.on('SIGINT', () => {
 });
 
 // Realistic CheckRequests, as Envoy sends them: mTLS principal and a dozen headers.
-const { loadProtos } = require(path.join(ROOT, 'dist/server/protos'));
 const protos = loadProtos();
-const checkDef = protos.authorization.Check;
-function request(principal, method, p) {
-  const host = 'orders.shop.svc.cluster.local';
-  const headers = {
-    ':authority': host,
-    ':method': method,
-    ':path': p,
-    ':scheme': 'https',
-    'content-type': 'application/json',
-    'user-agent': 'checkout/1.4',
-    'x-request-id': 'b2a7c3de-0f6a-4d0e-a1f4-5d2c7e9b8a10',
-    'x-forwarded-proto': 'https',
-    'x-forwarded-for': '10.0.3.7',
-    accept: 'application/json',
-    traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
-    'x-b3-traceid': '0af7651916cd43dd',
-    'x-envoy-expected-rq-timeout-ms': '250',
-  };
-  return {
-    attributes: {
-      source: { principal, address: { socketAddress: { address: '10.0.3.7', portValue: 51234 } } },
-      destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
-      request: {
-        http: { id: '1', method, path: p, host, scheme: 'https', protocol: 'HTTP/2', headers },
-      },
-    },
-  };
-}
-const KINDS = {
-  allowed: {
-    req: request('spiffe://shop.example/ns/frontend/sa/web', 'GET', '/v1/orders/42'),
-    codes: [0],
-  },
-  refused: {
-    req: request('spiffe://shop.example/ns/checkout/sa/batch', 'POST', '/v1/orders'),
-    codes: [7],
-  },
-  limited: {
-    req: request('spiffe://shop.example/ns/frontend/sa/web', 'POST', '/v1/orders'),
-    codes: [0, 8],
-  },
-};
 for (const [kind, k] of Object.entries(KINDS)) {
-  const pb = checkDef.requestSerialize(k.req);
-  const frame = Buffer.alloc(5 + pb.length);
-  frame.writeUInt32BE(pb.length, 1);
-  pb.copy(frame, 5);
   k.file = path.join(TMP, `${kind}.bin`);
-  fs.writeFileSync(k.file, frame);
+  fs.writeFileSync(k.file, grpcFrame(protos.authorization.Check.requestSerialize(k.req)));
 }
 
 /** One decoded answer of each kind: the numbers are about real decisions. */
@@ -125,35 +66,12 @@ async function verify(port, label) {
   client.close();
 }
 
-function h2load(port, kind, rps) {
+async function measure(port, kind, rps) {
   const log = path.join(TMP, `h2load-${Date.now()}.log`);
-  const args = [
-    '-D',
-    String(SECONDS),
-    '--warm-up-time=1',
-    '-c',
-    String(CONNS),
-    '-m',
-    String(STREAMS),
-    '-H',
-    'content-type: application/grpc',
-    '-H',
-    'te: trailers',
-    '-d',
-    KINDS[kind].file,
-    '--log-file',
-    log,
-  ];
+  const args = ['--warm-up-time=1', '-c', String(CONNS), '-m', String(STREAMS), '--log-file', log];
   if (rps) args.push(`--rps=${Math.max(1, Math.round(rps / CONNS))}`);
-  args.push(`http://127.0.0.1:${port}${CHECK}`);
-  const out = execFileSync('h2load', args, { encoding: 'utf8', timeout: (SECONDS + 30) * 1000 });
-  const reqs = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(out);
-  const counts =
-    /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(
-      out,
-    );
-  if (!reqs || !counts) throw new Error(`unexpected h2load output:\n${out}`);
-  if (Number(counts[4]) + Number(counts[5]) > 0) throw new Error(`h2load saw failures:\n${out}`);
+  const load = await h2load({ port, frameFile: KINDS[kind].file, seconds: SECONDS, args });
+  if (load.failed + load.errored > 0) throw new Error(`h2load saw failures:\n${load.out}`);
   const latencies = fs
     .readFileSync(log, 'utf8')
     .trim()
@@ -164,7 +82,7 @@ function h2load(port, kind, rps) {
   fs.rmSync(log);
   const pct = (p) =>
     latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] / 1000;
-  return { rps: Number(reqs[2]), p50: pct(0.5), p99: pct(0.99), n: latencies.length };
+  return { rps: load.rps, p50: pct(0.5), p99: pct(0.99), n: latencies.length };
 }
 
 const median = (xs) => {
@@ -178,7 +96,6 @@ async function main() {
       'h2load and redis-server are needed: apt-get install -y nghttp2-client redis-server (make bench installs them)',
     );
   }
-  const policies = path.join(ROOT, 'policies');
   const ports = {
     bare: await freePort(),
     inproc: await freePort(),
@@ -208,26 +125,7 @@ async function main() {
   const gatehouse = (port, extra) =>
     start(
       process.execPath,
-      [
-        path.join(ROOT, 'dist/cli/main.js'),
-        'serve',
-        '--policies',
-        policies,
-        '--trust-domain',
-        'shop.example',
-        '--grpc-port',
-        String(port),
-        '--admin-port',
-        '0',
-        '--listen-address',
-        '127.0.0.1',
-        '--audit-log',
-        path.join(TMP, `audit-${port}.log`),
-        '--log-level',
-        'info',
-        '--no-watch',
-        ...extra,
-      ],
+      serveArgs({ port, auditLog: path.join(TMP, `audit-${port}.log`), logLevel: 'info', extra }),
       '"grpcPort"',
     );
   await gatehouse(ports.inproc, ['--workers', '1']);
@@ -249,15 +147,15 @@ async function main() {
   for (let round = 1; round <= ROUNDS; round++) {
     const r = { round, kinds: {} };
     for (const kind of Object.keys(KINDS)) {
-      const bare1 = h2load(ports.bare, kind);
-      const inproc = h2load(ports.inproc, kind);
-      const bare2 = h2load(ports.bare, kind);
-      const redis = h2load(ports.redis, kind);
+      const bare1 = await measure(ports.bare, kind);
+      const inproc = await measure(ports.inproc, kind);
+      const bare2 = await measure(ports.bare, kind);
+      const redis = await measure(ports.redis, kind);
       // Fixed rate at half the bare ceiling: latency where nothing saturates.
       const rate = (bare1.rps + bare2.rps) / 2 / 2;
-      const bareHalf = h2load(ports.bare, kind, rate);
-      const inprocHalf = h2load(ports.inproc, kind, rate);
-      const redisHalf = h2load(ports.redis, kind, rate);
+      const bareHalf = await measure(ports.bare, kind, rate);
+      const inprocHalf = await measure(ports.inproc, kind, rate);
+      const redisHalf = await measure(ports.redis, kind, rate);
       r.kinds[kind] = { bare1, inproc, bare2, redis, rate, bareHalf, inprocHalf, redisHalf };
       process.stdout.write(
         `round ${round} ${kind.padEnd(8)} bare ${bare1.rps.toFixed(0)}/${bare2.rps.toFixed(0)}  in-process ${inproc.rps.toFixed(0)} (${(inproc.rps / bare1.rps).toFixed(2)})  redis ${redis.rps.toFixed(0)} (${(redis.rps / bare2.rps).toFixed(2)})  p99@half bare ${bareHalf.p99.toFixed(2)} in-proc ${inprocHalf.p99.toFixed(2)} redis ${redisHalf.p99.toFixed(2)} ms\n`,
@@ -275,8 +173,8 @@ async function main() {
   await new Promise((r) => setTimeout(r, 1500));
   const workers = [];
   for (let round = 1; round <= ROUNDS; round++) {
-    const one = h2load(w1port, 'allowed');
-    const two = h2load(ports.w2, 'allowed');
+    const one = await measure(w1port, 'allowed');
+    const two = await measure(ports.w2, 'allowed');
     workers.push({ round, one, two });
     process.stdout.write(
       `round ${round} workers  1: ${one.rps.toFixed(0)}  2: ${two.rps.toFixed(0)} (${(two.rps / one.rps).toFixed(2)}x)\n`,
@@ -389,28 +287,24 @@ function markdown(r) {
   ];
   for (const [kind, s] of Object.entries(r.summary))
     lines.push(`| ${kind} | ${s.bareRps.toFixed(0)} | ${f(s.inprocRatio)} | ${f(s.redisRatio)} |`);
-  lines.push(
-    '',
-    '## Latency at saturation (ms; ratios to bare)',
-    '',
-    '| route | bare p50 | bare p99 | in-process p50 / p99 | Redis p50 / p99 |',
-    '|---|---|---|---|---|',
-  );
-  for (const [kind, s] of Object.entries(r.summary))
+  for (const [at, key] of [
+    ['saturation', 'Sat'],
+    ['a fixed rate of half the bare ceiling', 'Half'],
+  ]) {
     lines.push(
-      `| ${kind} | ${f(s.p50SatBare)} | ${f(s.p99SatBare)} | ${f(s.p50SatInprocRatio)} / ${f(s.p99SatInprocRatio)} | ${f(s.p50SatRedisRatio)} / ${f(s.p99SatRedisRatio)} |`,
+      '',
+      `## Latency at ${at} (ms; ratios to bare)`,
+      '',
+      '| route | bare p50 | bare p99 | in-process p50 / p99 | Redis p50 / p99 |',
+      '|---|---|---|---|---|',
     );
-  lines.push(
-    '',
-    '## Latency at a fixed rate of half the bare ceiling (ms; ratios to bare)',
-    '',
-    '| route | bare p50 | bare p99 | in-process p50 / p99 | Redis p50 / p99 |',
-    '|---|---|---|---|---|',
-  );
-  for (const [kind, s] of Object.entries(r.summary))
-    lines.push(
-      `| ${kind} | ${f(s.p50HalfBare)} | ${f(s.p99HalfBare)} | ${f(s.p50HalfInprocRatio)} / ${f(s.p99HalfInprocRatio)} | ${f(s.p50HalfRedisRatio)} / ${f(s.p99HalfRedisRatio)} |`,
-    );
+    for (const [kind, s] of Object.entries(r.summary)) {
+      const v = (stat, of) => f(s[`${stat}${key}${of}`]);
+      lines.push(
+        `| ${kind} | ${v('p50', 'Bare')} | ${v('p99', 'Bare')} | ${v('p50', 'InprocRatio')} / ${v('p99', 'InprocRatio')} | ${v('p50', 'RedisRatio')} / ${v('p99', 'RedisRatio')} |`,
+      );
+    }
+  }
   lines.push('', `--workers 2 / one worker (allowed route): ${f(r.workers.ratio)}×`);
   if (r.memory) {
     lines.push(
