@@ -24,6 +24,8 @@ const { checkRequestFromJson } = require(path.join(ROOT, 'dist/envoy/proto-json'
   const check = (principal, method, p, body) => ({
     attributes: {
       source: { principal },
+      // The sidecar's own workload selects the policy; a bare Host would be refused.
+      destination: { principal: 'spiffe://shop.example/ns/customers/sa/customers' },
       request: {
         http: {
           method,
@@ -79,6 +81,7 @@ const { checkRequestFromJson } = require(path.join(ROOT, 'dist/envoy/proto-json'
       {
         attributes: {
           source: { principal: 'spiffe://shop.example/ns/checkout/sa/web' },
+          destination: { principal: 'spiffe://shop.example/ns/orders/sa/orders' },
           request: {
             http: {
               method: 'POST',
