@@ -9,7 +9,8 @@
 // sees HTTP 200s (gRPC status rides in trailers), so a separate probe client sends 20 checks a
 // second with a 250 ms deadline and records each one's outcome and latency: p99 of the
 // *answered* probes is the number that matters to Envoy. RSS is sampled every 200 ms.
-// Usage: node bench/overload.js [seconds per phase = 8]      (not part of make bench)
+// Usage: node bench/overload.js [seconds per phase = 8] [FLAG,VALUE,... (more 2x phases, up to 4)]
+//   e.g. node bench/overload.js 6 --shed-lag,30             (not part of make bench)
 'use strict';
 const fs = require('node:fs');
 const os = require('node:os');
@@ -18,6 +19,7 @@ const grpc = require('@grpc/grpc-js');
 const { KINDS, grpcFrame, h2load, loadProtos, rssMiB, sleep, startServe, stop } = require('./lib');
 
 const SECONDS = Math.min(60, Number(process.argv[2] ?? 8));
+const EXTRA_PHASES = process.argv.slice(3, 7).map((a) => a.split(','));
 const TMP = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-overload-'));
 const PROBES_PER_SECOND = 20;
 const DEADLINE_MS = 250;
@@ -131,6 +133,9 @@ async function main() {
     await phase('2x, shedding off', ['--max-in-flight', '0', '--shed-lag', '0'], overload),
   );
   results.push(await phase('2x, defaults', [], overload));
+  // Further phases to compare settings: each extra argument is one, its flags comma-separated.
+  for (const flags of EXTRA_PHASES)
+    results.push(await phase(`2x, ${flags.join(' ')}`, flags, overload));
   console.log(
     JSON.stringify(
       {
