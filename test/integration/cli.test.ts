@@ -2,7 +2,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { checkClient } from '../helpers/grpc-client';
 import { runCli, runCliAsync, spawnServe, ROOT } from '../helpers/cli';
-import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
+import {
+  EXAMPLE_POLICIES,
+  EXAMPLE_SERVE_ARGS,
+  policyDir,
+  servicePolicy,
+} from '../helpers/policies';
 import { CHECKOUT_WEB, envoyCheckRequest, ORDERS } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
 import { waitFor } from '../helpers/wait';
@@ -252,18 +257,7 @@ describe('gatehouse serve', () => {
   });
 
   test('without Redis the default is one process, and several workers are warned about', async () => {
-    const single = await spawnServe(
-      [
-        '--policies',
-        EXAMPLE_POLICIES,
-        '--trust-domain',
-        'shop.example',
-        '--audit-log',
-        '/dev/null',
-      ],
-      {},
-      { defaultWorkers: true },
-    );
+    const single = await spawnServe([...EXAMPLE_SERVE_ARGS], {}, { defaultWorkers: true });
     try {
       // In-process buckets are per process: N workers by default would multiply every limit.
       expect(single.stderr()).toContain('"limiter":"memory"');
@@ -272,16 +266,7 @@ describe('gatehouse serve', () => {
       single.child.kill('SIGTERM');
       await single.exited;
     }
-    const two = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
-      '--audit-log',
-      '/dev/null',
-      '--workers',
-      '2',
-    ]);
+    const two = await spawnServe([...EXAMPLE_SERVE_ARGS, '--workers', '2']);
     try {
       expect(two.stderr()).toContain('in-process rate limits are per worker');
     } finally {
@@ -411,12 +396,7 @@ describe('gatehouse access renew', () => {
 
 test('serve with the HTTP mode starts at any accepted --grpc-preface-timeout (it is the HTTP headers timeout too)', async () => {
   const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
+    ...EXAMPLE_SERVE_ARGS,
     '--http-port',
     '0',
     '--grpc-preface-timeout',

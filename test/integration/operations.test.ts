@@ -5,7 +5,12 @@ import * as path from 'node:path';
 import { loadProtos } from '../../src/server/protos';
 import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient, type CheckClient } from '../helpers/grpc-client';
-import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
+import {
+  EXAMPLE_POLICIES,
+  EXAMPLE_SERVE_ARGS,
+  policyDir,
+  servicePolicy,
+} from '../helpers/policies';
 import { freePort } from '../helpers/ports';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
@@ -221,14 +226,7 @@ test.each([
 );
 
 test('grpc.health Watch reports NOT_SERVING when draining starts', async () => {
-  const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
-  ]);
+  const server = await spawnServe([...EXAMPLE_SERVE_ARGS]);
   const { HealthClient } = loadProtos();
   const health = new HealthClient(
     `127.0.0.1:${server.port}`,
@@ -247,16 +245,7 @@ test('grpc.health Watch reports NOT_SERVING when draining starts', async () => {
 });
 
 test('--shutdown-wait: after SIGTERM, unary health Check says NOT_SERVING and /readyz 503 while checks are still answered', async () => {
-  const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
-    '--shutdown-wait',
-    '1500',
-  ]);
+  const server = await spawnServe([...EXAMPLE_SERVE_ARGS, '--shutdown-wait', '1500']);
   const client = checkClient(server.port);
   try {
     expect(await client.health('')).toEqual({ status: 1 });
