@@ -7,6 +7,7 @@ import {
   EXAMPLE_SERVE_ARGS,
   policyDir,
   servicePolicy,
+  EXAMPLE_POLICY_ARGS,
 } from '../helpers/policies';
 import { CHECKOUT_WEB, envoyCheckRequest, ORDERS } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
@@ -221,10 +222,7 @@ describe('gatehouse serve', () => {
     const audit = path.join(mkdtempSync(path.join(tmpdir(), 'gh-audit-')), 'audit.log');
     // 200 streams on one connection: past the default --grpc-max-streams (8) the client would hold the rest back unsent.
     const server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--audit-log',
       audit,
       '--grpc-max-streams',
@@ -368,10 +366,7 @@ describe('gatehouse --version', () => {
 describe('gatehouse access renew', () => {
   test('a policy or rule that is not served is an error, not a success that renewed nothing', async () => {
     const server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--no-watch',
       '--audit-log',
       path.join(mkdtempSync(path.join(tmpdir(), 'gh-renew-')), 'a.log'),

@@ -6,10 +6,10 @@ import { loadProtos } from '../../src/server/protos';
 import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient, type CheckClient } from '../helpers/grpc-client';
 import {
-  EXAMPLE_POLICIES,
   EXAMPLE_SERVE_ARGS,
   policyDir,
   servicePolicy,
+  EXAMPLE_POLICY_ARGS,
 } from '../helpers/policies';
 import { freePort } from '../helpers/ports';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
@@ -184,10 +184,7 @@ test.each([
   '/readyz is 503 while Redis is configured and unreachable, unless the probe excludes it (%s)',
   async (_name, workers) => {
     const server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--redis',
       `redis://127.0.0.1:${await freePort()}`,
       '--audit-log',
@@ -277,10 +274,7 @@ describe('--workers 2', () => {
   beforeAll(async () => {
     auditDir = tmp();
     server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--workers',
       '2',
       '--audit-log',
@@ -417,14 +411,7 @@ describe('--workers 2', () => {
 });
 
 test('workers sharing stdout: the primary writes every record, so even records longer than a pipe write never interleave', async () => {
-  const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--workers',
-    '2',
-  ]);
+  const server = await spawnServe([...EXAMPLE_POLICY_ARGS, '--workers', '2']);
   await waitFor(
     async () =>
       ((await get(server.adminPort, '/v1/policy')).json()['workers'] as { ready: boolean }[]).every(
@@ -470,14 +457,7 @@ test('workers sharing stdout: the primary writes every record, so even records l
 test('gatehouse audit verify: 0 on an intact log, 1 naming the first altered record', async () => {
   const dir = tmp();
   const audit = path.join(dir, 'audit.log');
-  const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    audit,
-  ]);
+  const server = await spawnServe([...EXAMPLE_POLICY_ARGS, '--audit-log', audit]);
   const client = checkClient(server.port);
   for (let i = 0; i < 6; i++) {
     await client.check(
@@ -517,10 +497,7 @@ test('no token, authorization header or key material reaches logs, audit records
     '-----BEGIN PRIVATE KEY-----',
   ];
   const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
+    ...EXAMPLE_POLICY_ARGS,
     '--trust-xfcc',
     '--log-level',
     'trace',
