@@ -64,12 +64,22 @@ export function decodeCheckRequest(bytes: Uint8Array): CheckInput {
     Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
   );
   const out: { attributes?: Obj } = {};
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    if (tag === ((1 << 3) | 2)) out['attributes'] = decodeAttributes(r, r.uint32());
-    else r.skipType(tag & 7);
-  }
+  while (seekField(r, r.len, (1 << 3) | 2)) out['attributes'] = decodeAttributes(r, r.uint32());
   return out;
+}
+
+/**
+ * Skips every field but `tag` up to `end`. True with the reader just past `tag` (a later
+ * occurrence of it is found by the next call), false once `end` is reached. For the messages
+ * of which only one field is read.
+ */
+function seekField(r: Reader, end: number, tag: number): boolean {
+  while (r.pos < end) {
+    const t = r.uint32();
+    if (t === tag) return true;
+    r.skipType(t & 7);
+  }
+  return false;
 }
 
 /**
@@ -162,12 +172,7 @@ function decodeMetadata(r: Reader, length: number, previous: Obj | undefined): O
   const end = r.pos + length;
   // A message field sent twice merges (protobuf's rule); for a map that means the union of entries.
   let filterMetadata = previous?.['filterMetadata'] as Record<string, unknown> | undefined;
-  while (r.pos < end) {
-    const tag = r.uint32();
-    if (tag !== ((1 << 3) | 2)) {
-      r.skipType(tag & 7);
-      continue;
-    }
+  while (seekField(r, end, (1 << 3) | 2)) {
     filterMetadata ??= Object.create(null) as Record<string, unknown>;
     const entryEnd = r.uint32() + r.pos;
     let key = '';
@@ -188,12 +193,7 @@ function decodeStruct(r: Reader, length: number, depth: number): Record<string, 
   if (depth > MAX_METADATA_DEPTH) throw new Error('metadata nests too deeply');
   const end = r.pos + length;
   const out = Object.create(null) as Record<string, unknown>;
-  while (r.pos < end) {
-    const tag = r.uint32();
-    if (tag !== ((1 << 3) | 2)) {
-      r.skipType(tag & 7);
-      continue;
-    }
+  while (seekField(r, end, (1 << 3) | 2)) {
     const entryEnd = r.uint32() + r.pos;
     let key = '';
     let value: unknown = null;
@@ -250,11 +250,7 @@ function decodeList(r: Reader, length: number, depth: number): unknown[] {
   if (depth > MAX_METADATA_DEPTH) throw new Error('metadata nests too deeply');
   const end = r.pos + length;
   const out: unknown[] = [];
-  while (r.pos < end) {
-    const tag = r.uint32();
-    if (tag === ((1 << 3) | 2)) out.push(decodeValue(r, r.uint32(), depth));
-    else r.skipType(tag & 7);
-  }
+  while (seekField(r, end, (1 << 3) | 2)) out.push(decodeValue(r, r.uint32(), depth));
   return out;
 }
 
@@ -262,11 +258,7 @@ function decodeList(r: Reader, length: number, depth: number): unknown[] {
 function decodeRequest(r: Reader, length: number): Obj {
   const end = r.pos + length;
   const out: Obj = {};
-  while (r.pos < end) {
-    const tag = r.uint32();
-    if (tag === ((2 << 3) | 2)) out['http'] = decodeHttp(r, r.uint32());
-    else r.skipType(tag & 7);
-  }
+  while (seekField(r, end, (2 << 3) | 2)) out['http'] = decodeHttp(r, r.uint32());
   return out;
 }
 
@@ -330,12 +322,7 @@ function decodeHeaderMap(
 ): string | undefined {
   let repeatedCredential: string | undefined;
   const end = r.pos + length;
-  while (r.pos < end) {
-    const tag = r.uint32();
-    if (tag !== ((1 << 3) | 2)) {
-      r.skipType(tag & 7);
-      continue;
-    }
+  while (seekField(r, end, (1 << 3) | 2)) {
     const entryEnd = r.uint32() + r.pos;
     let key = '';
     let value = '';

@@ -4,7 +4,7 @@ import type { Decision } from '../pipeline/decision';
 import { loadPolicyDir } from '../policy/load';
 import { isPolicyTestFile, listFiles, readSources } from '../policy/document/source';
 import { POLICY_CONTEXT_KEY, policyForDestination } from '../policy/features/select';
-import type { PolicyProblem } from '../policy/document/problems';
+import { tooLargeErrors, wholeFileError, type PolicyProblem } from '../policy/document/problems';
 import type { CompiledPolicy, PolicySet } from '../policy/types';
 import { compileSchema, schemaProblems } from '../policy/compile/validate';
 import { parseYamlDocuments, type LocatedDoc } from '../policy/document/yaml-docs';
@@ -60,27 +60,10 @@ export async function runPolicyTests(
   if (!loaded.ok) return { ok: false, problems: loaded.problems };
   const files = await listFiles(dir, isPolicyTestFile);
   if (files.length === 0) {
-    return {
-      ok: false,
-      problems: [
-        {
-          file: dir,
-          line: 0,
-          col: 0,
-          severity: 'error',
-          message: 'no policy tests (*.test.yaml) found',
-        },
-      ],
-    };
+    return { ok: false, problems: [wholeFileError(dir, 'no policy tests (*.test.yaml) found')] };
   }
   const { sources, tooLarge } = await readSources(files);
-  const problems: PolicyProblem[] = tooLarge.map((file) => ({
-    file,
-    line: 1,
-    col: 1,
-    severity: 'error' as const,
-    message: 'file is too large',
-  }));
+  const problems = tooLargeErrors(tooLarge, 'file is too large');
   const suites: { located: LocatedDoc; doc: PolicyTestDoc }[] = [];
   validator ??= compileSchema(policyTestSchema);
   for (const source of sources) {

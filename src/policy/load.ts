@@ -7,7 +7,7 @@ import {
   readSources,
   type SourceFile,
 } from './document/source';
-import type { PolicyProblem } from './document/problems';
+import { tooLargeErrors, wholeFileError, type PolicyProblem } from './document/problems';
 import type { PolicySet } from './types';
 import { validateDocument } from './compile/validate';
 import { fileErrorText } from '../util/file-error';
@@ -26,41 +26,14 @@ export async function loadPolicyDir(dir: string): Promise<LoadResult> {
   try {
     files = await listFiles(dir, isPolicyFile);
   } catch (err) {
-    return {
-      ok: false,
-      problems: [
-        {
-          file: dir,
-          line: 0,
-          col: 0,
-          severity: 'error',
-          message: fileErrorText(err, 'policy directory'),
-        },
-      ],
-    };
+    return { ok: false, problems: [wholeFileError(dir, fileErrorText(err, 'policy directory'))] };
   }
   if (files.length === 0) {
-    return {
-      ok: false,
-      problems: [
-        {
-          file: dir,
-          line: 0,
-          col: 0,
-          severity: 'error',
-          message: 'no policy files (*.yaml, *.yml) found; every request would be denied',
-        },
-      ],
-    };
+    const message = 'no policy files (*.yaml, *.yml) found; every request would be denied';
+    return { ok: false, problems: [wholeFileError(dir, message)] };
   }
   const { sources, tooLarge } = await readSources(files);
-  const problems: PolicyProblem[] = tooLarge.map((file) => ({
-    file,
-    line: 1,
-    col: 1,
-    severity: 'error' as const,
-    message: `file is larger than ${MAX_POLICY_FILE_BYTES} bytes`,
-  }));
+  const problems = tooLargeErrors(tooLarge, `file is larger than ${MAX_POLICY_FILE_BYTES} bytes`);
   const result = compileSources(sources, files, problems);
   if (!result.ok) return result;
   const git = await policyGitVersion(dir);

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { ReloadHistory } from '../policy/history';
 import { loadPolicyDir } from '../policy/load';
-import { formatProblem, type PolicyProblem } from '../policy/document/problems';
+import { formatProblem, wholeFileError, type PolicyProblem } from '../policy/document/problems';
 import { describePolicySet, type PolicySet } from '../policy/types';
 
 export class PolicyLoadError extends Error {
@@ -120,7 +120,7 @@ export class PolicyHolder {
   private async reloadOnce(dir: string): Promise<ReloadResult> {
     const loaded = await loadPolicyDir(dir).catch((err: Error) => ({
       ok: false as const,
-      problems: [{ file: dir, line: 0, col: 0, severity: 'error' as const, message: err.message }],
+      problems: [wholeFileError(dir, err.message)],
     }));
     const kept = this.set;
     if (!loaded.ok) {

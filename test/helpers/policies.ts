@@ -14,6 +14,21 @@ export function policyDir(files: Record<string, string>): string {
 
 export const EXAMPLE_POLICIES = path.resolve(__dirname, '..', '..', 'policies');
 
+/** `serve` flags for the example policies of trust domain shop.example; a test adds its own. */
+export const EXAMPLE_POLICY_ARGS: readonly string[] = [
+  '--policies',
+  EXAMPLE_POLICIES,
+  '--trust-domain',
+  'shop.example',
+];
+
+/** EXAMPLE_POLICY_ARGS with the audit records discarded. */
+export const EXAMPLE_SERVE_ARGS: readonly string[] = [
+  ...EXAMPLE_POLICY_ARGS,
+  '--audit-log',
+  '/dev/null',
+];
+
 export function servicePolicy(
   name: string,
   hosts: string[],

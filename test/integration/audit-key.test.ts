@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { loadProtos } from '../../src/server/protos';
 import { runCli, spawnServe } from '../helpers/cli';
 import { checkClient } from '../helpers/grpc-client';
-import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { EXAMPLE_POLICIES, EXAMPLE_POLICY_ARGS } from '../helpers/policies';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
 import { waitFor } from '../helpers/wait';
@@ -28,10 +28,7 @@ describe('gatehouse serve --audit-key', () => {
     const audit = path.join(dir, 'audit.log');
     const key = keyFile(dir, 'audit.key', SECRET);
     const server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--audit-log',
       audit,
       '--audit-key',
@@ -80,16 +77,7 @@ describe('gatehouse serve --audit-key', () => {
     const dir = tmp();
     const key = keyFile(dir, 'audit.key', SECRET);
     const server = await spawnServe(
-      [
-        '--policies',
-        EXAMPLE_POLICIES,
-        '--trust-domain',
-        'shop.example',
-        '--audit-log',
-        path.join(dir, 'audit.log'),
-        '--workers',
-        '2',
-      ],
+      [...EXAMPLE_POLICY_ARGS, '--audit-log', path.join(dir, 'audit.log'), '--workers', '2'],
       { GATEHOUSE_AUDIT_KEY: key },
     );
     try {

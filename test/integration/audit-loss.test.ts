@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { spawnServe } from '../helpers/cli';
 import { checkClient } from '../helpers/grpc-client';
-import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { EXAMPLE_POLICIES, EXAMPLE_POLICY_ARGS } from '../helpers/policies';
 import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { memoryLogger, startTestServer, type TestServer } from '../helpers/server';
 import { waitFor } from '../helpers/wait';
@@ -108,10 +108,7 @@ describe('audit loss is counted, logged once per episode, and fail-closed on req
 
   test('serve --audit-required with an audit file on a full device refuses checks and /readyz says why', async () => {
     const serve = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--no-watch',
       '--audit-log',
       '/dev/full',

@@ -7,7 +7,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawnServe } from '../helpers/cli';
 import { checkClient, type CheckClient } from '../helpers/grpc-client';
-import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
+import {
+  EXAMPLE_POLICIES,
+  policyDir,
+  servicePolicy,
+  EXAMPLE_POLICY_ARGS,
+} from '../helpers/policies';
 import { startRedis, type RedisProcess } from '../helpers/redis';
 import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { startTestServer, type TestServer } from '../helpers/server';
@@ -345,10 +350,7 @@ describe('overload in the HTTP mode: the same in-flight bound, refused as 503', 
 describe('shutdown', () => {
   test('idle connections (with and without a preface) do not hold SIGTERM until --drain-timeout', async () => {
     const serve = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--no-watch',
       '--drain-timeout',
       '20000',

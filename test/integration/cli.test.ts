@@ -2,7 +2,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { checkClient } from '../helpers/grpc-client';
 import { runCli, runCliAsync, spawnServe, ROOT } from '../helpers/cli';
-import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
+import {
+  EXAMPLE_POLICIES,
+  EXAMPLE_SERVE_ARGS,
+  policyDir,
+  servicePolicy,
+  EXAMPLE_POLICY_ARGS,
+} from '../helpers/policies';
 import { CHECKOUT_WEB, envoyCheckRequest, ORDERS } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
 import { waitFor } from '../helpers/wait';
@@ -216,10 +222,7 @@ describe('gatehouse serve', () => {
     const audit = path.join(mkdtempSync(path.join(tmpdir(), 'gh-audit-')), 'audit.log');
     // 200 streams on one connection: past the default --grpc-max-streams (8) the client would hold the rest back unsent.
     const server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--audit-log',
       audit,
       '--grpc-max-streams',
@@ -252,18 +255,7 @@ describe('gatehouse serve', () => {
   });
 
   test('without Redis the default is one process, and several workers are warned about', async () => {
-    const single = await spawnServe(
-      [
-        '--policies',
-        EXAMPLE_POLICIES,
-        '--trust-domain',
-        'shop.example',
-        '--audit-log',
-        '/dev/null',
-      ],
-      {},
-      { defaultWorkers: true },
-    );
+    const single = await spawnServe([...EXAMPLE_SERVE_ARGS], {}, { defaultWorkers: true });
     try {
       // In-process buckets are per process: N workers by default would multiply every limit.
       expect(single.stderr()).toContain('"limiter":"memory"');
@@ -272,16 +264,7 @@ describe('gatehouse serve', () => {
       single.child.kill('SIGTERM');
       await single.exited;
     }
-    const two = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
-      '--audit-log',
-      '/dev/null',
-      '--workers',
-      '2',
-    ]);
+    const two = await spawnServe([...EXAMPLE_SERVE_ARGS, '--workers', '2']);
     try {
       expect(two.stderr()).toContain('in-process rate limits are per worker');
     } finally {
@@ -383,10 +366,7 @@ describe('gatehouse --version', () => {
 describe('gatehouse access renew', () => {
   test('a policy or rule that is not served is an error, not a success that renewed nothing', async () => {
     const server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--no-watch',
       '--audit-log',
       path.join(mkdtempSync(path.join(tmpdir(), 'gh-renew-')), 'a.log'),
@@ -411,12 +391,7 @@ describe('gatehouse access renew', () => {
 
 test('serve with the HTTP mode starts at any accepted --grpc-preface-timeout (it is the HTTP headers timeout too)', async () => {
   const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
+    ...EXAMPLE_SERVE_ARGS,
     '--http-port',
     '0',
     '--grpc-preface-timeout',

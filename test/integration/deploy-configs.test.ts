@@ -634,15 +634,37 @@ describe('envoy/', () => {
       list(dig(hcmOf(c), 'route_config', 'virtual_hosts', 0, 'routes')).unshift(route);
     };
 
-    const cases: Array<[string, EnvoyMode, (c: Obj) => void, RegExp]> = [
-      [
+    type Case = [string, EnvoyMode, (c: Obj) => void, RegExp];
+    /** The mode's Gatehouse cluster sent to another of its ports: the problem names the one it wants. */
+    const onWrongPort = (name: string, mode: EnvoyMode, port: number): Case => {
+      const [cluster, role, wanted] =
+        mode === 'grpc'
+          ? ['gatehouse', 'gRPC', DEFAULT_GRPC_PORT]
+          : ['gatehouse_http', 'authorization', DEFAULT_HTTP_PORT];
+      return [
+        name,
+        mode,
+        (c) => {
+          socketOf(c, cluster)['port_value'] = port;
+        },
+        new RegExp(`${role} port ${wanted}, has ${port}`),
+      ];
+    };
+
+    /** The same fault in the gRPC and the HTTP-mode example. */
+    const inBothModes = (name: string, mutate: Case[2], expected: RegExp): Case[] => [
+      [name, 'grpc', mutate, expected],
+      [`${name} in HTTP mode`, 'http', mutate, expected],
+    ];
+
+    const cases: Case[] = [
+      ...inBothModes(
         'router before ext_authz',
-        'grpc',
         (c) => {
           (hcmOf(c)['http_filters'] as unknown[]).reverse();
         },
         /router is not the last|after the router/,
-      ],
+      ),
       [
         'no ext_authz filter',
         'grpc',
@@ -677,22 +699,13 @@ describe('envoy/', () => {
         },
         /no timeout/,
       ],
-      [
+      ...inBothModes(
         'fail open',
-        'grpc',
         (c) => {
           extOf(c)['failure_mode_allow'] = true;
         },
         /failure_mode_allow/,
-      ],
-      [
-        'fail open in HTTP mode',
-        'http',
-        (c) => {
-          extOf(c)['failure_mode_allow'] = true;
-        },
-        /failure_mode_allow/,
-      ],
+      ),
       [
         'HTTP/1.1 to the gRPC port',
         'grpc',
@@ -721,30 +734,15 @@ describe('envoy/', () => {
         },
         /HTTP\/2/,
       ],
-      [
-        'the gRPC cluster on the admin port',
-        'grpc',
-        (c) => {
-          socketOf(c, 'gatehouse')['port_value'] = DEFAULT_ADMIN_PORT;
-        },
-        new RegExp(`gRPC port ${DEFAULT_GRPC_PORT}, has ${DEFAULT_ADMIN_PORT}`),
-      ],
-      [
-        'the gRPC cluster on the HTTP-mode port',
-        'grpc',
-        (c) => {
-          socketOf(c, 'gatehouse')['port_value'] = DEFAULT_HTTP_PORT;
-        },
-        new RegExp(`gRPC port ${DEFAULT_GRPC_PORT}, has ${DEFAULT_HTTP_PORT}`),
-      ],
-      [
+      onWrongPort('the gRPC cluster on the admin port', 'grpc', DEFAULT_ADMIN_PORT),
+      onWrongPort('the gRPC cluster on the HTTP-mode port', 'grpc', DEFAULT_HTTP_PORT),
+      ...inBothModes(
         'no client certificate required',
-        'grpc',
         (c) => {
           tlsOf(c)['require_client_certificate'] = false;
         },
         /require_client_certificate/,
-      ],
+      ),
       [
         'require_client_certificate left to its default',
         'grpc',
@@ -768,14 +766,6 @@ describe('envoy/', () => {
           delete obj(tlsOf(c)['common_tls_context'])['validation_context'];
         },
         /no validation context/,
-      ],
-      [
-        'no client certificate required in HTTP mode',
-        'http',
-        (c) => {
-          tlsOf(c)['require_client_certificate'] = false;
-        },
-        /require_client_certificate/,
       ],
       [
         'no peer certificate',
@@ -879,22 +869,6 @@ describe('envoy/', () => {
         /changes ext_authz/,
       ],
       [
-        '/healthz not disabled in HTTP mode',
-        'http',
-        (c) => {
-          delete obj(dig(healthRoute(c), 'typed_per_filter_config', EXT_AUTHZ))['disabled'];
-        },
-        /does not disable/,
-      ],
-      [
-        'router before ext_authz in HTTP mode',
-        'http',
-        (c) => {
-          (hcmOf(c)['http_filters'] as unknown[]).reverse();
-        },
-        /router is not the last|after the router/,
-      ],
-      [
         'a misspelt cluster name',
         'grpc',
         (c) => {
@@ -910,14 +884,13 @@ describe('envoy/', () => {
         },
         /\/healthz override/,
       ],
-      [
+      ...inBothModes(
         '/healthz not disabled',
-        'grpc',
         (c) => {
           delete obj(dig(healthRoute(c), 'typed_per_filter_config', EXT_AUTHZ))['disabled'];
         },
         /does not disable/,
-      ],
+      ),
       [
         '/healthz as a prefix',
         'grpc',
@@ -935,22 +908,8 @@ describe('envoy/', () => {
         },
         /unknown @type/,
       ],
-      [
-        'HTTP mode on the gRPC port',
-        'http',
-        (c) => {
-          socketOf(c, 'gatehouse_http')['port_value'] = DEFAULT_GRPC_PORT;
-        },
-        new RegExp(`authorization port ${DEFAULT_HTTP_PORT}, has ${DEFAULT_GRPC_PORT}`),
-      ],
-      [
-        'HTTP mode on the admin port',
-        'http',
-        (c) => {
-          socketOf(c, 'gatehouse_http')['port_value'] = DEFAULT_ADMIN_PORT;
-        },
-        new RegExp(`authorization port ${DEFAULT_HTTP_PORT}, has ${DEFAULT_ADMIN_PORT}`),
-      ],
+      onWrongPort('HTTP mode on the gRPC port', 'http', DEFAULT_GRPC_PORT),
+      onWrongPort('HTTP mode on the admin port', 'http', DEFAULT_ADMIN_PORT),
       [
         'HTTP-mode /readyz health check on the authorization port',
         'http',

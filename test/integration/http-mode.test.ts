@@ -11,6 +11,15 @@ import { gatewayExamplePolicies } from '../helpers/policies';
 
 /** The HTTP mode serves edge proxies: no destination identity, so policies are selected by the routed Host. */
 const EXAMPLE_POLICIES = gatewayExamplePolicies();
+/** `serve` flags for those policies of trust domain shop.example, audit discarded; a test adds its own. */
+const SERVE_ARGS: readonly string[] = [
+  '--policies',
+  EXAMPLE_POLICIES,
+  '--trust-domain',
+  'shop.example',
+  '--audit-log',
+  '/dev/null',
+];
 import { CHECKOUT_BATCH, CHECKOUT_WEB, ORDERS } from '../helpers/requests';
 import pino from 'pino';
 import { HttpAuthServer, type HttpModeOptions } from '../../src/server/http-mode';
@@ -64,12 +73,7 @@ describe('HTTP mode, Envoy dialect (http_service with a path prefix)', () => {
     web = ca.issue('web', 'URI:spiffe://shop.example/ns/frontend/sa/web');
     checkoutWeb = ca.issue('checkout-web', 'URI:spiffe://shop.example/ns/checkout/sa/web');
     server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
-      '--audit-log',
-      '/dev/null',
+      ...SERVE_ARGS,
       '--trust-xfcc',
       '--http-port',
       '0',
@@ -155,12 +159,7 @@ test("HTTP mode, Traefik dialect: the original request from X-Forwarded-*, the c
   const checkout = traefikForm(ca.issue('t-checkout', `URI:${CHECKOUT_WEB}`).certPem);
   const batch = traefikForm(ca.issue('t-batch', `URI:${CHECKOUT_BATCH}`).certPem);
   const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
+    ...SERVE_ARGS,
     '--http-port',
     '0',
     '--http-dialect',
@@ -211,12 +210,7 @@ test("HTTP mode, Traefik dialect: the original request from X-Forwarded-*, the c
 
 test('HTTP mode drains: a keep-alive connection busy at SIGTERM gets its answer with connection: close, and the process exits 0 promptly', async () => {
   const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
+    ...SERVE_ARGS,
     '--http-port',
     '0',
     '--http-dialect',
@@ -253,8 +247,14 @@ test('HTTP mode drains: a keep-alive connection busy at SIGTERM gets its answer 
 describe('X509-SVID verification of forwarded certificates', () => {
   const ca = new TestCa('svid');
   const other = new TestCa('other');
+  const WEB = 'URI:spiffe://shop.example/ns/frontend/sa/web';
+  /** A leaf for the web workload; with no extensions, a valid SVID's. */
+  const webLeaf = (name: string, extensions?: string[]) => () => ca.issue(name, WEB, extensions);
+  /** A leaf for the web workload, not a CA, with this keyUsage line. */
+  const webLeafUsage = (name: string, keyUsage: string) =>
+    webLeaf(name, ['basicConstraints=critical,CA:FALSE', `keyUsage=${keyUsage}`]);
   test.each([
-    ['a valid SVID', () => ca.issue('ok', 'URI:spiffe://shop.example/ns/frontend/sa/web'), 'allow'],
+    ['a valid SVID', webLeaf('ok'), 'allow'],
     [
       'two URI SANs',
       () =>
@@ -272,54 +272,37 @@ describe('X509-SVID verification of forwarded certificates', () => {
     ],
     [
       'a CA certificate',
-      () =>
-        ca.issue('ca', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-          'basicConstraints=critical,CA:TRUE',
-        ]),
+      webLeaf('ca', ['basicConstraints=critical,CA:TRUE']),
       'is a CA certificate',
     ],
     // Node's X509Certificate.ca is false here (no keyCertSign); the DER says cA=true.
     [
       'cA=true with a leaf key usage',
-      () =>
-        ca.issue('ca-leaf-ku', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-          'basicConstraints=critical,CA:TRUE',
-          'keyUsage=critical,digitalSignature',
-        ]),
+      webLeaf('ca-leaf-ku', [
+        'basicConstraints=critical,CA:TRUE',
+        'keyUsage=critical,digitalSignature',
+      ]),
       'is a CA certificate',
     ],
     [
       'cA=true, not critical, with a path length',
-      () =>
-        ca.issue('ca-soft', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-          'basicConstraints=CA:TRUE,pathlen:0',
-          'keyUsage=critical,digitalSignature',
-        ]),
+      webLeaf('ca-soft', [
+        'basicConstraints=CA:TRUE,pathlen:0',
+        'keyUsage=critical,digitalSignature',
+      ]),
       'is a CA certificate',
     ],
     [
       'key usage without digitalSignature',
-      () =>
-        ca.issue('ku-enc', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-          'basicConstraints=critical,CA:FALSE',
-          'keyUsage=critical,keyAgreement',
-        ]),
+      webLeafUsage('ku-enc', 'critical,keyAgreement'),
       'lacks digitalSignature',
     ],
     [
       'key usage that can sign certificates',
-      () =>
-        ca.issue('ku-sign', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-          'basicConstraints=critical,CA:FALSE',
-          'keyUsage=critical,digitalSignature,keyCertSign',
-        ]),
+      webLeafUsage('ku-sign', 'critical,digitalSignature,keyCertSign'),
       'allows signing certificates',
     ],
-    [
-      'signed by another authority',
-      () => other.issue('rogue', 'URI:spiffe://shop.example/ns/frontend/sa/web'),
-      'not signed by an authority',
-    ],
+    ['signed by another authority', () => other.issue('rogue', WEB), 'not signed by an authority'],
     [
       'a trust domain without a bundle',
       () => ca.issue('elsewhere', 'URI:spiffe://elsewhere.example/ns/a/sa/b'),
@@ -332,28 +315,17 @@ describe('X509-SVID verification of forwarded certificates', () => {
     ],
     [
       'no key usage extension',
-      () =>
-        ca.issue('ku-none', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-          'basicConstraints=critical,CA:FALSE',
-        ]),
+      webLeaf('ku-none', ['basicConstraints=critical,CA:FALSE']),
       'has no key usage extension',
     ],
     [
       'a key usage extension that is not critical',
-      () =>
-        ca.issue('ku-soft', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-          'basicConstraints=critical,CA:FALSE',
-          'keyUsage=digitalSignature',
-        ]),
+      webLeafUsage('ku-soft', 'digitalSignature'),
       'is not critical',
     ],
     [
       'key usage that can sign CRLs',
-      () =>
-        ca.issue('ku-crl', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-          'basicConstraints=critical,CA:FALSE',
-          'keyUsage=critical,digitalSignature,cRLSign',
-        ]),
+      webLeafUsage('ku-crl', 'critical,digitalSignature,cRLSign'),
       'allows signing certificates or CRLs',
     ],
   ])('%s', async (_name, make, expected) => {
@@ -373,7 +345,7 @@ describe('X509-SVID verification of forwarded certificates', () => {
   });
 
   test('the leaf and its authority must both be within their validity windows', () => {
-    const leaf = ca.issue('window', 'URI:spiffe://shop.example/ns/frontend/sa/web');
+    const leaf = ca.issue('window', WEB);
     const bundles = new Map([['shop.example', readTrustBundle('shop.example', ca.cert)]]);
     const pem = encodeURIComponent(leaf.certPem);
     const { validFrom, validTo } = new X509Certificate(leaf.certPem);
@@ -389,7 +361,7 @@ describe('X509-SVID verification of forwarded certificates', () => {
   });
 
   test('key usage is read from the extension itself, not from bytes that look like it elsewhere', () => {
-    const leaf = ca.issue('ku-read', 'URI:spiffe://shop.example/ns/frontend/sa/web');
+    const leaf = ca.issue('ku-read', WEB);
     const der = new X509Certificate(leaf.certPem).raw;
     expect(keyUsage(der)).toEqual({
       critical: true,
@@ -408,17 +380,11 @@ describe('X509-SVID verification of forwarded certificates', () => {
   });
 
   test('basic constraints are read from the extension itself', () => {
-    expect(
-      basicConstraintsCa(
-        new X509Certificate(
-          ca.issue('bc-leaf', 'URI:spiffe://shop.example/ns/frontend/sa/web').certPem,
-        ).raw,
-      ),
-    ).toBe(false);
+    expect(basicConstraintsCa(new X509Certificate(ca.issue('bc-leaf', WEB).certPem).raw)).toBe(
+      false,
+    );
     expect(basicConstraintsCa(new X509Certificate(readFileSync(ca.cert)).raw)).toBe(true);
-    const noConstraints = ca.issue('bc-none', 'URI:spiffe://shop.example/ns/frontend/sa/web', [
-      'keyUsage=critical,digitalSignature',
-    ]);
+    const noConstraints = ca.issue('bc-none', WEB, ['keyUsage=critical,digitalSignature']);
     expect(basicConstraintsCa(new X509Certificate(noConstraints.certPem).raw)).toBe(false);
     expect(basicConstraintsCa(Buffer.from([0x30, 0x04, 0x30, 0x02, 0x02, 0x00]))).toBe(false);
   });
@@ -438,7 +404,7 @@ describe('X509-SVID verification of forwarded certificates', () => {
   });
 
   test('a principal and a certificate that name different workloads are a 401', async () => {
-    const cert = ca.issue('mismatch', 'URI:spiffe://shop.example/ns/frontend/sa/web').certPem;
+    const cert = ca.issue('mismatch', WEB).certPem;
     expect(
       await grpcCertificateCase(ca.cert, cert, 'spiffe://shop.example/ns/checkout/sa/web'),
     ).toMatchObject({ status: 401, reason: expect.stringContaining('different workloads') });
@@ -600,12 +566,7 @@ describe('HTTP mode request bodies (Envoy with_request_body)', () => {
 
 test('HTTP mode checks body contracts on the forwarded body, up to --http-max-body', async () => {
   const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
+    ...SERVE_ARGS,
     '--trust-xfcc',
     '--http-port',
     '0',

@@ -5,7 +5,12 @@ import * as path from 'node:path';
 import { loadProtos } from '../../src/server/protos';
 import { runCli, spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient, type CheckClient } from '../helpers/grpc-client';
-import { EXAMPLE_POLICIES, policyDir, servicePolicy } from '../helpers/policies';
+import {
+  EXAMPLE_SERVE_ARGS,
+  policyDir,
+  servicePolicy,
+  EXAMPLE_POLICY_ARGS,
+} from '../helpers/policies';
 import { freePort } from '../helpers/ports';
 import { CHECKOUT_BATCH, CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { readJsonLines } from '../helpers/server';
@@ -179,10 +184,7 @@ test.each([
   '/readyz is 503 while Redis is configured and unreachable, unless the probe excludes it (%s)',
   async (_name, workers) => {
     const server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--redis',
       `redis://127.0.0.1:${await freePort()}`,
       '--audit-log',
@@ -221,14 +223,7 @@ test.each([
 );
 
 test('grpc.health Watch reports NOT_SERVING when draining starts', async () => {
-  const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
-  ]);
+  const server = await spawnServe([...EXAMPLE_SERVE_ARGS]);
   const { HealthClient } = loadProtos();
   const health = new HealthClient(
     `127.0.0.1:${server.port}`,
@@ -247,16 +242,7 @@ test('grpc.health Watch reports NOT_SERVING when draining starts', async () => {
 });
 
 test('--shutdown-wait: after SIGTERM, unary health Check says NOT_SERVING and /readyz 503 while checks are still answered', async () => {
-  const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    '/dev/null',
-    '--shutdown-wait',
-    '1500',
-  ]);
+  const server = await spawnServe([...EXAMPLE_SERVE_ARGS, '--shutdown-wait', '1500']);
   const client = checkClient(server.port);
   try {
     expect(await client.health('')).toEqual({ status: 1 });
@@ -288,10 +274,7 @@ describe('--workers 2', () => {
   beforeAll(async () => {
     auditDir = tmp();
     server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--workers',
       '2',
       '--audit-log',
@@ -428,14 +411,7 @@ describe('--workers 2', () => {
 });
 
 test('workers sharing stdout: the primary writes every record, so even records longer than a pipe write never interleave', async () => {
-  const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--workers',
-    '2',
-  ]);
+  const server = await spawnServe([...EXAMPLE_POLICY_ARGS, '--workers', '2']);
   await waitFor(
     async () =>
       ((await get(server.adminPort, '/v1/policy')).json()['workers'] as { ready: boolean }[]).every(
@@ -481,14 +457,7 @@ test('workers sharing stdout: the primary writes every record, so even records l
 test('gatehouse audit verify: 0 on an intact log, 1 naming the first altered record', async () => {
   const dir = tmp();
   const audit = path.join(dir, 'audit.log');
-  const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
-    '--audit-log',
-    audit,
-  ]);
+  const server = await spawnServe([...EXAMPLE_POLICY_ARGS, '--audit-log', audit]);
   const client = checkClient(server.port);
   for (let i = 0; i < 6; i++) {
     await client.check(
@@ -528,10 +497,7 @@ test('no token, authorization header or key material reaches logs, audit records
     '-----BEGIN PRIVATE KEY-----',
   ];
   const server = await spawnServe([
-    '--policies',
-    EXAMPLE_POLICIES,
-    '--trust-domain',
-    'shop.example',
+    ...EXAMPLE_POLICY_ARGS,
     '--trust-xfcc',
     '--log-level',
     'trace',

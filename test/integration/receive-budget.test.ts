@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawnServe, type ServeProcess } from '../helpers/cli';
 import { checkClient } from '../helpers/grpc-client';
-import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { EXAMPLE_POLICY_ARGS } from '../helpers/policies';
 import { CHECKOUT_WEB, envoyCheckRequest } from '../helpers/requests';
 import { waitFor } from '../helpers/wait';
 
@@ -54,10 +54,7 @@ const BUDGET = 24 * MiB;
 function serveWithBudget(extra: string[] = []): Promise<ServeProcess> {
   return spawnServe(
     [
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--no-watch',
       '--max-receive-bytes',
       String(BUDGET),

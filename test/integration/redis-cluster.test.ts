@@ -4,7 +4,7 @@ import { RedisBucketStore } from '../../src/ratelimit/redis-store';
 import { RedisConnections } from '../../src/redis/connections';
 import { spawnServe } from '../helpers/cli';
 import { checkClient, headerMap } from '../helpers/grpc-client';
-import { EXAMPLE_POLICIES } from '../helpers/policies';
+import { EXAMPLE_POLICY_ARGS } from '../helpers/policies';
 import { startRedisCluster, type RedisCluster } from '../helpers/redis';
 import { envoyCheckRequest, ORDERS } from '../helpers/requests';
 
@@ -106,10 +106,7 @@ describe('Redis Cluster: three masters with a replica each, on loopback', () => 
 
   test('gatehouse serve --redis-cluster shares buckets through the cluster', async () => {
     const server = await spawnServe([
-      '--policies',
-      EXAMPLE_POLICIES,
-      '--trust-domain',
-      'shop.example',
+      ...EXAMPLE_POLICY_ARGS,
       '--redis-cluster',
       cluster.urls.join(','),
       '--audit-log',
