@@ -62,6 +62,14 @@ export const BOUNDS_OPTIONS = {
     parse: intInRange(1, 100_000, 'streams'),
     docs: BOUNDS,
   }),
+  grpcPressuredStreams: option({
+    flag: '--grpc-pressured-streams <n>',
+    help: 'concurrent streams asked of each gRPC connection (HTTP/2 SETTINGS) while the event loop is behind, so excess checks wait in the proxy under its timeout (0: never lowered)',
+    env: 'GATEHOUSE_GRPC_PRESSURED_STREAMS',
+    default: T.pressuredStreams,
+    parse: intInRange(0, 100_000, 'streams'),
+    docs: BOUNDS,
+  }),
   grpcMaxConnections: option({
     flag: '--grpc-max-connections <n>',
     help: 'open gRPC connections per process; more are closed on accept',
@@ -139,6 +147,7 @@ export function boundsOptions(
       maxReceiveBytes: flags.grpcMaxReceive ?? flags.httpMaxBody + HEADERS_MARGIN_BYTES,
       maxReceiveTotalBytes: flags.maxReceiveBytes,
       maxConcurrentStreams: flags.grpcMaxStreams,
+      pressuredStreams: flags.grpcPressuredStreams,
       maxConnections: flags.grpcMaxConnections,
       prefaceTimeoutMs: flags.grpcPrefaceTimeout,
       idleTimeoutMs: flags.grpcIdleTimeout,

@@ -56,6 +56,17 @@ export class GrpcServer {
     this.server = new grpc.Server(grpcServerOptions(limits));
     this.shedder = options.shedder;
     this.receiveBudget = new ReceiveBudget(limits.maxReceiveTotalBytes, options.onStreamRefused);
+    const shedder = options.shedder;
+    if (
+      shedder &&
+      limits.pressuredStreams > 0 &&
+      limits.maxConcurrentStreams > limits.pressuredStreams
+    )
+      this.receiveBudget.applyPressure(
+        () => shedder.pressured,
+        limits.maxConcurrentStreams,
+        limits.pressuredStreams,
+      );
     const protos = loadProtos();
     this.server.addService(tolerantDecoding(protos.authorization), { Check: this.check });
     this.server.addService(protos.health, this.health.handlers());

@@ -16,6 +16,35 @@ import * as http2 from 'node:http2';
  */
 export class ReceiveBudget {
   private held = 0;
+  /** Streams per connection to ask for while `pressured()` says so; undefined: never ask. */
+  private pressure:
+    | { readonly pressured: () => boolean; readonly normal: number; readonly reduced: number }
+    | undefined;
+  /** The SETTINGS_MAX_CONCURRENT_STREAMS last sent to a session, where it is not the normal one. */
+  private readonly reducedSessions = new WeakSet<http2.Http2Session>();
+
+  /**
+   * While `pressured()`, each session that opens a stream is sent SETTINGS with `reduced`
+   * concurrent streams, and `normal` again once the pressure is gone: back-pressure the client
+   * obeys, which refusing streams after their bytes are read is not.
+   */
+  applyPressure(pressured: () => boolean, normal: number, reduced: number): void {
+    this.pressure = { pressured, normal, reduced };
+  }
+
+  private adjustStreams(session: http2.Http2Session | undefined): void {
+    const pressure = this.pressure;
+    if (pressure === undefined || session === undefined || session.destroyed) return;
+    const reduce = pressure.pressured();
+    if (reduce === this.reducedSessions.has(session)) return;
+    try {
+      session.settings({ maxConcurrentStreams: reduce ? pressure.reduced : pressure.normal });
+    } catch {
+      return; // a session closing meanwhile keeps what it has
+    }
+    if (reduce) this.reducedSessions.add(session);
+    else this.reducedSessions.delete(session);
+  }
 
   constructor(
     readonly maxBytes: number,
@@ -57,6 +86,7 @@ export class ReceiveBudget {
   }
 
   admit(stream: http2.ServerHttp2Stream): void {
+    this.adjustStreams(stream.session);
     if (this.held >= this.maxBytes) {
       this.onRefused();
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);

@@ -30,8 +30,16 @@ export const OVERLOAD_SUSTAIN_MS = 500;
 /** Weight of the newest duration in the running estimate of how long a check takes. */
 const DURATION_WEIGHT = 0.05;
 
+/**
+ * Lag that means checks are queueing (each event-loop turn takes longer than a check should
+ * wait), well below the shedding bound; held for PRESSURE_HOLD_MS once seen.
+ */
+const PRESSURE_LAG_MS = 50;
+const PRESSURE_HOLD_MS = 1000;
+
 export class LoadShedder {
   private inFlightCount = 0;
+  private pressuredUntil = 0;
   /** performance.now() since which every lag sample has been over the bound; undefined when the last was not. */
   private laggingSince: number | undefined;
   private overloaded = false;
@@ -46,6 +54,7 @@ export class LoadShedder {
       let expected = performance.now() + LAG_SAMPLE_MS;
       this.sampler = setInterval(() => {
         const now = performance.now();
+        if (now - expected > PRESSURE_LAG_MS) this.pressuredUntil = now + PRESSURE_HOLD_MS;
         if (now - expected > options.maxEventLoopLagMs) this.laggingSince ??= now;
         else this.laggingSince = undefined;
         this.overloaded =
@@ -54,6 +63,14 @@ export class LoadShedder {
       }, LAG_SAMPLE_MS);
       this.sampler.unref();
     }
+  }
+
+  /**
+   * The event loop has lately fallen behind: the listener asks clients for fewer concurrent
+   * streams, so the excess waits in the proxy (under its own timeout) instead of in front of us.
+   */
+  get pressured(): boolean {
+    return performance.now() < this.pressuredUntil;
   }
 
   get inFlight(): number {
