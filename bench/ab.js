@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Side by side: the same CheckRequest against several built checkouts of Gatehouse, in turn,
 // round after round, so each build's req/s is measured beside the others on the same noisy
-// machine. Usage: node bench/ab.js [--rounds 3] [--seconds 3] NAME=DIR[,flag,flag] ...
+// machine. Usage: node bench/ab.js [--rounds 3] [--seconds 3] [--kind allowed|refused|limited]
+//   NAME=DIR[,flag,flag] ...
 //   e.g. node bench/ab.js base=/tmp/base main=. streams100=.,--grpc-max-streams,100
 // Each DIR is a checkout with dist/ built; its own policies/ are served. h2load 4 x 16 streams.
 'use strict';
@@ -22,6 +23,13 @@ const {
 const args = process.argv.slice(2);
 const ROUNDS = takeOption(args, '--rounds', 3, 10);
 const SECONDS = takeOption(args, '--seconds', 3, 10);
+// Which of bench/run.js's requests to send (allowed, refused or limited); allowed by default.
+const kindAt = args.indexOf('--kind');
+const KIND = kindAt === -1 ? 'allowed' : args.splice(kindAt, 2)[1];
+if (!Object.hasOwn(KINDS, KIND)) {
+  console.error(`--kind must be one of ${Object.keys(KINDS).join(', ')}`);
+  process.exit(2);
+}
 const builds = args.map((a) => {
   const [name, spec] = a.split('=');
   const [dir, ...extra] = spec.split(',');
@@ -36,7 +44,7 @@ const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gatehouse-ab-'));
 const frameFile = path.join(tmp, 'check.bin');
 fs.writeFileSync(
   frameFile,
-  grpcFrame(loadProtos().authorization.Check.requestSerialize(KINDS.allowed.req)),
+  grpcFrame(loadProtos().authorization.Check.requestSerialize(KINDS[KIND].req)),
 );
 
 (async () => {
