@@ -8,7 +8,6 @@ import { checkRequestFromJson } from '../envoy/proto-json';
 import { toCheckResponse } from '../respond/check-response';
 import { auditRecord } from '../audit/audit-log';
 import type { RuleStep } from '../policy/authorize';
-import { normalizeCheckRequest } from '../request/normalize';
 
 export interface CheckOptions {
   trustDomains: readonly string[];
@@ -46,7 +45,7 @@ export async function runCheck(
   const trace: RuleStep[] = [];
   const decision = await engine.decide(request, trace);
   await store.close();
-  const rules = ruleExplanations(decision, request, trace);
+  const rules = ruleExplanations(decision, trace);
   process.stdout.write(
     options.json
       ? `${JSON.stringify({ decision: auditRecord(decision), rules, response: toCheckResponse(decision) }, null, 2)}\n`
@@ -71,19 +70,15 @@ export interface RuleExplanation {
  * Per-rule explanation, when the request got as far as authorising: the steps authorize
  * recorded while the engine decided this very request.
  */
-function ruleExplanations(
-  decision: Decision,
-  checkRequest: CheckInput,
-  trace: readonly RuleStep[],
-): RuleExplanation[] {
-  const policy = decision.policy;
-  const normalized = normalizeCheckRequest(checkRequest);
-  if (policy === undefined || trace.length === 0 || !normalized.ok) return [];
+function ruleExplanations(decision: Decision, trace: readonly RuleStep[]): RuleExplanation[] {
+  const { policy, method, path } = decision;
+  if (policy === undefined || trace.length === 0 || method === undefined || path === undefined)
+    return [];
   const decidedBy = trace[trace.length - 1];
   return policy.rules.map((rule) => {
     const step = trace.find((s) => s.rule === rule);
     return step
-      ? describeStep(step, normalized.request.method, normalized.request.path)
+      ? describeStep(step, method, path)
       : { rule: rule.name, summary: `not evaluated: rule ${decidedBy?.rule.name} decided first` };
   });
 }
