@@ -185,10 +185,8 @@ function tcpRequest(attributes: unknown): NormalizeResult {
  */
 function headerRecord(value: unknown): Readonly<Record<string, string>> | string {
   if (!isObj(value)) return EMPTY_HEADERS;
-  if (Object.getPrototypeOf(value) === null) {
-    for (const key in value as Obj) if (typeof (value as Obj)[key] !== 'string') return key;
-    return value as Record<string, string>;
-  }
+  if (Object.getPrototypeOf(value) === null)
+    return nonStringKey(value as Obj) ?? (value as Record<string, string>);
   const out = Object.create(null) as Record<string, string>;
   for (const key of Object.keys(value as Obj)) {
     const v = (value as Obj)[key];
@@ -223,7 +221,7 @@ function bodyOf(http: unknown): string | Uint8Array | undefined {
  */
 function stringRecord(value: unknown): Readonly<Record<string, string>> {
   if (!isObj(value)) return EMPTY_STRINGS;
-  if (Object.getPrototypeOf(value) === null && allStrings(value as Obj))
+  if (Object.getPrototypeOf(value) === null && nonStringKey(value as Obj) === undefined)
     return value as Record<string, string>;
   let out: Record<string, string> | undefined;
   for (const key of Object.keys(value as Obj)) {
@@ -233,9 +231,10 @@ function stringRecord(value: unknown): Readonly<Record<string, string>> {
   return out ?? EMPTY_STRINGS;
 }
 
-function allStrings(record: Obj): boolean {
-  for (const key in record) if (typeof record[key] !== 'string') return false;
-  return true;
+/** The first key of `record` whose value is not a string. */
+function nonStringKey(record: Obj): string | undefined {
+  for (const key in record) if (typeof record[key] !== 'string') return key;
+  return undefined;
 }
 
 const MAX_METADATA_DEPTH = 32;
